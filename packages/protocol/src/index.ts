@@ -1,0 +1,46 @@
+/**
+ * @latchkey/protocol: the single definition of every wire format (zod schemas), the protocol
+ * version, size limits and error codes. Relay, key service and clients all import from here.
+ */
+export { PROTOCOL_VERSION, ENVELOPE_ALG, LIMITS } from './version.ts';
+export {
+  ERROR_CODES,
+  ERROR_CODE_LIST,
+  WS_CLOSE_POLICY,
+  WS_CLOSE_NORMAL,
+  WS_CLOSE_GOING_AWAY,
+  type ErrorCode,
+} from './codes.ts';
+export { LatchkeyError, toLatchkeyError } from './errors.ts';
+export {
+  Id,
+  MsgId,
+  Epoch,
+  Seq,
+  SeqCursor,
+  TimeMs,
+  Role,
+  SENDING_ROLES,
+  b64url,
+  b64urlBytes,
+} from './primitives.ts';
+export { CERT_ALG, CertificateBody, SenderCertificate } from './certificate.ts';
+export { EnvelopeHeader, SealedEnvelope, StoredEnvelope, MessageBody } from './envelope.ts';
+export * from './frames.ts';
+export {
+  TOKEN_ISSUER,
+  AUDIENCE_RELAY,
+  AUDIENCE_KEYS,
+  MAX_TOKEN_TTL_SECONDS,
+  TokenClaims,
+  type Principal,
+} from './token.ts';
+export {
+  KEYS_PATHS,
+  ContactKeyRequest,
+  ContactKeyResponse,
+  ServiceKeyResponse,
+  HealthResponse,
+  ErrorResponse,
+} from './http.ts';
+export { parseJson } from './parse.ts';
