@@ -4,7 +4,8 @@
 // check fails here) when anything is missing or stale, checks that the native SQLite module
 // really loads, then runs the requested command. Only Node built-ins are used here.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,10 +48,25 @@ function install() {
   if (!installed()) fail('install finished but better-sqlite3 does not load; see the build output above');
 }
 
-function run(bin, args) {
+function run(bin, args, after) {
   const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: 'inherit' });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
-  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  child.on('exit', (code, signal) => {
+    after?.();
+    process.exit(code ?? (signal ? 1 : 0));
+  });
+}
+
+/** Prints the plain closing line 'vitest: N passed, N failed, N skipped' from the JSON report. */
+function summarize(reportFile) {
+  try {
+    const r = JSON.parse(readFileSync(reportFile, 'utf8'));
+    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    process.stdout.write(`\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    rmSync(reportFile, { force: true });
+  } catch {
+    process.stdout.write('\nvitest: no report written (the run did not finish)\n');
+  }
 }
 
 checkNode();
@@ -62,9 +78,12 @@ switch (command) {
   case 'start':
     run(join(root, 'apps', 'cli', 'bin', 'latchkey.mjs'), ['start', ...rest]);
     break;
-  case 'test':
-    run(require.resolve('vitest/vitest.mjs', { paths: [root] }), ['run', ...rest]);
+  case 'test': {
+    const report = join(tmpdir(), `latchkey-vitest-${process.pid}.json`);
+    const args = ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...rest];
+    run(join(dirname(require.resolve('vitest/package.json', { paths: [root] })), 'vitest.mjs'), args, () => summarize(report));
     break;
+  }
   case 'install':
     break;
   default:

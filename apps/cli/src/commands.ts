@@ -1,0 +1,178 @@
+/**
+ * The `latchkey` subcommands: start, token, send, read. Each returns its exit code; output
+ * lines are part of the contract documented in README.
+ */
+import { mkdir } from 'node:fs/promises';
+import { WebSocket } from 'ws';
+import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@latchkey/client';
+import { resolveMasterKey } from '@latchkey/keys';
+import { openKeyService } from '@latchkey/keyd';
+import { startRelay } from '@latchkey/relay-app';
+import { LatchkeyError, Role } from '@latchkey/protocol';
+import { mintToken } from '@latchkey/tokens';
+import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
+import { EXIT, UsageError } from './usage.ts';
+import { join } from 'node:path';
+
+type Out = (line: string) => void;
+
+export interface StartFlags {
+  data?: string | undefined;
+  port?: string | undefined;
+  host?: string | undefined;
+}
+
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_PORT;
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65534) throw new UsageError('--port must be 0..65534');
+  return Number(text);
+}
+
+/** `latchkey start`: relay and key service in this process until SIGTERM/SIGINT. */
+export async function start(flags: StartFlags, out: Out): Promise<number> {
+  const dir = dataDir(flags.data);
+  const port = parsePort(flags.port);
+  const host = flags.host ?? '127.0.0.1';
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const secret = await apiSecret(dir);
+  const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
+  out(
+    master.source === 'env'
+      ? 'master-key: from LATCHKEY_MASTER_KEY'
+      : `master-key: ${master.path ?? ''}${master.created ? ' (generated, mode 0600)' : ''}`,
+  );
+  const keys = await openKeyService({ dataDir: dir, host, port: port === 0 ? 0 : port + 1, apiSecret: secret, masterKey: master.key });
+  let relay: Awaited<ReturnType<typeof startRelay>>;
+  try {
+    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret });
+  } catch (err) {
+    await keys.close();
+    throw err;
+  }
+  await writeEndpoints(dir, { relay: relay.url, keys: keys.url });
+  out(`data: ${dir}`);
+  out(`relay: ${relay.url}`);
+  out(`keys: ${keys.url}`);
+  out('ready');
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      void Promise.allSettled([relay.close(), keys.close()]).then(() => resolve());
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  out('stopped');
+  return EXIT.ok;
+}
+
+export interface TokenFlags {
+  contact?: string | undefined;
+  participant?: string | undefined;
+  role?: string | undefined;
+  ttl?: string | undefined;
+  data?: string | undefined;
+}
+
+/** `latchkey token`: prints a participant token. */
+export async function token(flags: TokenFlags, out: Out): Promise<number> {
+  if (!flags.contact || !flags.participant || !flags.role) {
+    throw new UsageError('token needs --contact, --participant and --role');
+  }
+  const role = Role.safeParse(flags.role);
+  if (!role.success) throw new UsageError('--role must be visitor, agent or supervisor');
+  const ttlSeconds = parseTtl(flags.ttl ?? '1h');
+  const secret = await apiSecret(dataDir(flags.data));
+  try {
+    out(await mintToken(secret, { contactId: flags.contact, participantId: flags.participant, role: role.data, ttlSeconds }));
+  } catch (err) {
+    if (LatchkeyError.is(err, 'BAD_REQUEST')) throw new UsageError(err.message);
+    throw err;
+  }
+  return EXIT.ok;
+}
+
+export interface ClientFlags {
+  token?: string | undefined;
+  relay?: string | undefined;
+  keys?: string | undefined;
+  data?: string | undefined;
+}
+
+async function connect(flags: ClientFlags): Promise<LatchkeyClient> {
+  if (!flags.token) throw new UsageError('--token is required');
+  const ep = await endpoints(flags, dataDir(flags.data));
+  return LatchkeyClient.connect({
+    relayUrl: ep.relay,
+    keysUrl: ep.keys,
+    token: flags.token,
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    live: false,
+    reconnect: false,
+  });
+}
+
+const SEND_TIMEOUT_MS = 15_000;
+
+/** `latchkey send`: one message, printed seq after the ack. */
+export async function send(flags: ClientFlags, text: string | undefined, out: Out): Promise<number> {
+  if (text === undefined || text.length === 0) throw new UsageError('send needs the message TEXT');
+  const client = await connect(flags);
+  try {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new LatchkeyError('TIMEOUT', 'no ack from the relay')), SEND_TIMEOUT_MS);
+    });
+    const result = await Promise.race([client.send(text), timeout]).finally(() => clearTimeout(timer));
+    out(String(result.seq));
+    return EXIT.ok;
+  } finally {
+    client.close();
+  }
+}
+
+/** Escapes control characters so that a message cannot drive the terminal. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+export interface ReadFlags extends ClientFlags {
+  since?: string | undefined;
+  json?: boolean | undefined;
+}
+
+function formatEntry(e: HistoryEntry, json: boolean): string {
+  if (json) {
+    return JSON.stringify(
+      e.ok
+        ? { seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text }
+        : { seq: e.seq, sender: e.senderId, error: e.code },
+    );
+  }
+  if (!e.ok) return `${e.seq} ${e.code} from ${e.senderId}`;
+  return `${e.seq} ${new Date(e.sentAt).toISOString()} ${e.senderId}: ${printable(e.text)}`;
+}
+
+/** `latchkey read`: the contact's history; exit 3 when a message failed to open. */
+export async function read(flags: ReadFlags, out: Out): Promise<number> {
+  let since = 0;
+  if (flags.since !== undefined) {
+    if (!/^\d{1,15}$/.test(flags.since)) throw new UsageError('--since must be a non-negative integer');
+    since = Number(flags.since);
+  }
+  const client = await connect(flags);
+  try {
+    const entries = await client.history(since);
+    let failed = false;
+    for (const e of entries) {
+      out(formatEntry(e, flags.json === true));
+      if (!e.ok) failed = true;
+    }
+    return failed ? EXIT.decryptFailed : EXIT.ok;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Entry of the `latchkey` command: parses arguments, runs one subcommand, maps errors to the
+ * documented exit codes (one line on stderr naming the error code).
+ */
+import { parseArgs } from 'node:util';
+import { LatchkeyError } from '@latchkey/protocol';
+import { read, send, start, token } from './commands.ts';
+import { EXIT, USAGE, UsageError } from './usage.ts';
+
+const out = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const parse = <T extends Parameters<typeof parseArgs>[0]['options']>(options: T, positionals = false) => {
+    try {
+      return parseArgs({ args: rest, options: options ?? {}, allowPositionals: positionals, strict: true });
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  const str = { type: 'string' } as const;
+  switch (command) {
+    case 'start':
+      return start(parse({ data: str, port: str, host: str }).values, out);
+    case 'token':
+      return token(parse({ contact: str, participant: str, role: str, ttl: str, data: str }).values, out);
+    case 'send': {
+      const { values, positionals } = parse({ token: str, relay: str, keys: str, data: str }, true);
+      if (positionals.length > 1) throw new UsageError('send takes one TEXT argument (quote it)');
+      return send(values, positionals[0], out);
+    }
+    case 'read':
+      return read(parse({ token: str, relay: str, keys: str, data: str, since: str, json: { type: 'boolean' } }).values, out);
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return EXIT.ok;
+    default:
+      throw new UsageError(command ? `unknown command: ${command}` : 'missing command');
+  }
+}
+
+try {
+  process.exitCode = await run(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`error: USAGE ${err.message} (see: latchkey help)\n`);
+    process.exitCode = EXIT.usage;
+  } else if (LatchkeyError.is(err)) {
+    process.stderr.write(`error: ${err.code} ${err.message}\n`);
+    process.exitCode = EXIT.error;
+  } else {
+    process.stderr.write(`error: INTERNAL ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = EXIT.error;
+  }
+}

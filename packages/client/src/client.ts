@@ -1,0 +1,642 @@
+/**
+ * The Latchkey client (docs/protocol.md): connects to the relay with a participant token,
+ * fetches the contact's content key from the key service, seals and sends messages (a send
+ * resolves on the relay's ack), opens what arrives, and on reconnect resumes from the last
+ * seq it has seen, so that every message is emitted once, in seq order, without gaps.
+ * Runs in browsers (global WebSocket and fetch) and in Node (pass `ws` as `WebSocket`).
+ */
+import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/crypto/codec';
+import { keyFingerprint, openEnvelope, sealEnvelope } from '@latchkey/crypto/envelope';
+import { randomBytes } from '@latchkey/crypto/random';
+import { generateSigningKeyPair } from '@latchkey/crypto/sign';
+import {
+  ENVELOPE_ALG,
+  ERROR_CODES,
+  LIMITS,
+  LatchkeyError,
+  MessageBody,
+  PROTOCOL_VERSION,
+  SENDING_ROLES,
+  ServerFrame,
+  parseJson,
+  type ClientFrame,
+  type EnvelopeHeader,
+  type ErrorCode,
+  type HistoryFrame,
+  type Role,
+  type SealedEnvelope,
+  type SenderCertificate,
+  type ServerFrame as ServerFrameT,
+  type StoredEnvelope,
+} from '@latchkey/protocol';
+import { verifyCertificate } from './certificate.ts';
+import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
+
+/** The subset of the WHATWG WebSocket that the client uses (browsers and `ws` both fit). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+export interface ClientOptions {
+  relayUrl: string;
+  keysUrl: string;
+  token: string;
+  /** WebSocket implementation; defaults to globalThis.WebSocket (pass `ws` in Node 20). */
+  WebSocket?: WebSocketConstructor;
+  fetch?: FetchLike;
+  /** Pinned Ed25519 key of the key service (32 bytes or base64url). Fetched when absent. */
+  serviceKey?: Uint8Array | string;
+  /** Resume point: messages with seq > since are emitted. Default 0 (the whole history). */
+  since?: number;
+  /** Subscribe to live delivery (default true). False: only history reads and sends. */
+  live?: boolean;
+  /** Reconnect after a lost connection (default true). */
+  reconnect?: boolean;
+  backoff?: { minMs: number; maxMs: number };
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
+
+/** A message of the contact, opened and verified. */
+export interface ChatMessage {
+  seq: number;
+  msgId: string;
+  senderId: string;
+  senderRole: Role;
+  sentAt: number;
+  epoch: number;
+  text: string;
+  /** Sent by this participant. */
+  own: boolean;
+}
+
+/** A stored message that could not be opened (tampered, forged, or its key is gone). */
+export interface FailedMessage {
+  seq: number;
+  msgId: string;
+  senderId: string;
+  code: ErrorCode;
+}
+
+export type HistoryEntry = ({ ok: true } & ChatMessage) | ({ ok: false } & FailedMessage);
+
+export interface SendResult {
+  seq: number;
+  msgId: string;
+  duplicate: boolean;
+}
+
+interface Events {
+  message: ChatMessage;
+  failed: FailedMessage;
+  state: ConnectionState;
+  error: LatchkeyError;
+}
+type Listener<T> = (value: T) => void;
+
+interface OutboxEntry {
+  envelope: SealedEnvelope;
+  text: string;
+  resolve: (r: SendResult) => void;
+  reject: (e: LatchkeyError) => void;
+}
+
+interface Pending<T> {
+  resolve: (v: T) => void;
+  reject: (e: LatchkeyError) => void;
+}
+
+const OPEN = 1;
+/** Errors after which retrying the same frame cannot succeed. */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT']);
+/** Close codes after which reconnecting with the same token cannot succeed. */
+const FATAL_CLOSE = new Set<number>([
+  ERROR_CODES.AUTH_INVALID.ws,
+  ERROR_CODES.UNSUPPORTED_VERSION.ws,
+]);
+
+export class LatchkeyClient {
+  readonly relayUrl: string;
+  readonly keysUrl: string;
+  #token: string;
+  #opts: ClientOptions;
+  #fetch: FetchLike;
+  #WS: WebSocketConstructor;
+  #now: () => number;
+
+  #state: ConnectionState = 'idle';
+  #ws: WebSocketLike | null = null;
+  #listeners: { [K in keyof Events]: Set<Listener<Events[K]>> } = {
+    message: new Set(),
+    failed: new Set(),
+    state: new Set(),
+    error: new Set(),
+  };
+
+  #identity: { contactId: string; participantId: string; role: Role } | null = null;
+  #signing = generateSigningKeyPair();
+  #cert: SenderCertificate | null = null;
+  #serviceKey: Uint8Array | null = null;
+  #keys = new Map<number, Uint8Array>();
+  #keyFetches = new Map<number, Promise<Uint8Array>>();
+  #epoch = 0;
+
+  /** Highest seq emitted so far (messages up to it have all been emitted, in order). */
+  #lastSeq: number;
+  #buffer = new Map<number, HistoryEntry>();
+  #inbox: Promise<void> = Promise.resolve();
+  #gapTimer: ReturnType<typeof setTimeout> | null = null;
+
+  #outbox: OutboxEntry[] = [];
+  #requests = new Map<string, Pending<HistoryFrame>>();
+  #nextRequest = 1;
+  #ready: Pending<void> | null = null;
+  #attempt = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  #lastError: LatchkeyError | null = null;
+
+  constructor(opts: ClientOptions) {
+    this.relayUrl = opts.relayUrl;
+    this.keysUrl = opts.keysUrl;
+    this.#token = opts.token;
+    this.#opts = opts;
+    this.#lastSeq = opts.since ?? 0;
+    const f = opts.fetch ?? (globalThis.fetch as FetchLike | undefined);
+    const W = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!f) throw new TypeError('no fetch implementation: pass options.fetch');
+    if (!W) throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. the ws package)');
+    this.#fetch = f;
+    this.#WS = W;
+    this.#now = opts.now ?? Date.now;
+    if (opts.serviceKey !== undefined) {
+      this.#serviceKey = typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
+    }
+  }
+
+  /** Creates a client and connects it. */
+  static async connect(opts: ClientOptions): Promise<LatchkeyClient> {
+    const client = new LatchkeyClient(opts);
+    await client.connect();
+    return client;
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+  get contactId(): string {
+    return this.#need().contactId;
+  }
+  get participantId(): string {
+    return this.#need().participantId;
+  }
+  get role(): Role {
+    return this.#need().role;
+  }
+  /** Highest seq emitted so far; pass it as `since` to resume in a later session. */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+  /** Messages sealed but not yet acknowledged. */
+  get pendingSends(): number {
+    return this.#outbox.length;
+  }
+
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    this.#listeners[event].add(listener);
+    return () => this.#listeners[event].delete(listener);
+  }
+
+  /** Fingerprint of the current content key, to compare out of band with the other side. */
+  fingerprint(): string {
+    const key = this.#keys.get(this.#epoch);
+    if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'not connected');
+    return keyFingerprint(key, this.contactId, this.#epoch);
+  }
+
+  /**
+   * Fetches keys, opens the socket, authenticates and (unless `live: false`) joins.
+   * @throws LatchkeyError AUTH_INVALID / AUTH_EXPIRED / KEY_UNAVAILABLE / UNAVAILABLE
+   */
+  async connect(): Promise<void> {
+    if (this.#state === 'closed') throw new LatchkeyError('UNAVAILABLE', 'client is closed');
+    this.#setState('connecting');
+    try {
+      if (!this.#serviceKey) {
+        this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
+      }
+      const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
+        signingKey: toBase64Url(this.#signing.publicKey),
+      });
+      this.#keys.set(res.epoch, fromBase64Url(res.key));
+      this.#epoch = res.currentEpoch;
+      this.#cert = res.certificate ?? null;
+      await this.#openSocket();
+    } catch (err) {
+      this.#setState('closed');
+      this.#ws?.close(1000);
+      throw err instanceof LatchkeyError ? err : new LatchkeyError('UNAVAILABLE', 'connect failed', { cause: err });
+    }
+  }
+
+  /**
+   * Seals `text` and sends it. Resolves once the relay has stored it (its ack); a message
+   * sent while disconnected waits in the outbox and goes out once, in order, on reconnect.
+   * @throws LatchkeyError FORBIDDEN (role may not send), TOO_LARGE, or the relay's error code.
+   */
+  async send(text: string): Promise<SendResult> {
+    const id = this.#need();
+    if (!SENDING_ROLES.has(id.role)) throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
+    if (typeof text !== 'string' || text.length === 0) throw new LatchkeyError('BAD_REQUEST', 'empty message');
+    const body: MessageBody = { type: 'text', text };
+    const plaintext = utf8Encode(JSON.stringify(body));
+    if (plaintext.length > LIMITS.maxPlaintextBytes || !MessageBody.safeParse(body).success) {
+      throw new LatchkeyError('TOO_LARGE', 'message too large');
+    }
+    const key = this.#keys.get(this.#epoch);
+    if (!key || !this.#cert) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key');
+    const header: EnvelopeHeader = {
+      v: 1,
+      alg: ENVELOPE_ALG,
+      contactId: id.contactId,
+      epoch: this.#epoch,
+      senderId: id.participantId,
+      msgId: toBase64Url(randomBytes(16)),
+      sentAt: this.#now(),
+    };
+    const sealed = await sealEnvelope({ key, header, plaintext, signingKey: this.#signing.secretKey });
+    const envelope: SealedEnvelope = {
+      ...header,
+      nonce: toBase64Url(sealed.nonce),
+      ciphertext: toBase64Url(sealed.ciphertext),
+      sig: toBase64Url(sealed.sig),
+      cert: this.#cert,
+    };
+    return new Promise<SendResult>((resolve, reject) => {
+      const entry: OutboxEntry = { envelope, text, resolve, reject };
+      this.#outbox.push(entry);
+      if (this.#state === 'connected') this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope });
+    });
+  }
+
+  /**
+   * Reads the stored history after `since` (all pages), opening each message. Messages that
+   * fail to open are returned as `{ ok: false, code: 'DECRYPT_FAILED' }` entries.
+   * @throws LatchkeyError UNAVAILABLE when not connected
+   */
+  async history(since = 0): Promise<HistoryEntry[]> {
+    const out: HistoryEntry[] = [];
+    let cursor = since;
+    for (;;) {
+      const page = await this.#request({ since: cursor, limit: LIMITS.maxHistoryPage });
+      for (const env of page.envelopes) {
+        out.push(await this.#open(env));
+        cursor = env.seq;
+      }
+      if (!page.more || page.envelopes.length === 0) return out;
+    }
+  }
+
+  /** Closes the connection for good. Unacknowledged sends are rejected. */
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#setState('closed');
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#ws?.close(1000);
+    this.#ws = null;
+    this.#failAll(new LatchkeyError('UNAVAILABLE', 'client closed'));
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  #need(): { contactId: string; participantId: string; role: Role } {
+    if (!this.#identity) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    return this.#identity;
+  }
+
+  #emit<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const l of this.#listeners[event]) {
+      try {
+        l(value);
+      } catch {
+        // A listener's bug must not break delivery to the others.
+      }
+    }
+  }
+
+  #setState(s: ConnectionState): void {
+    if (this.#state === s) return;
+    if (this.#state === 'closed') return;
+    this.#state = s;
+    this.#emit('state', s);
+  }
+
+  #openSocket(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#ready = { resolve, reject };
+      this.#lastError = null;
+      const ws = new this.#WS(this.relayUrl);
+      this.#ws = ws;
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'auth', token: this.#token } satisfies ClientFrame));
+      };
+      ws.onmessage = (ev) => {
+        if (this.#ws !== ws) return;
+        if (typeof ev.data !== 'string') return;
+        let frame: ServerFrameT;
+        try {
+          frame = parseJson(ServerFrame, ev.data);
+        } catch {
+          return; // A relay speaking nonsense gets ignored, not trusted.
+        }
+        this.#onFrame(frame);
+      };
+      ws.onerror = () => {
+        // onclose follows and decides.
+      };
+      ws.onclose = (ev) => {
+        if (this.#ws !== ws) return;
+        this.#ws = null;
+        this.#onClose(ev.code);
+      };
+    });
+  }
+
+  #onClose(code: number): void {
+    const err = this.#lastError ?? new LatchkeyError('UNAVAILABLE', `connection closed (${code})`);
+    for (const [, p] of this.#requests) p.reject(err);
+    this.#requests.clear();
+    const fatal = FATAL_CLOSE.has(code) || err.code === 'AUTH_EXPIRED' || err.code === 'AUTH_INVALID';
+    const ready = this.#ready;
+    this.#ready = null;
+    if (ready) {
+      // The attempt failed before it became ready. connect() reports a first attempt;
+      // a reconnect attempt is retried by #scheduleReconnect's catch unless it is fatal.
+      ready.reject(err);
+      if (fatal && this.#state === 'reconnecting') this.#fatal(err);
+      return;
+    }
+    if (this.#state === 'closed') return;
+    if (fatal || this.#opts.reconnect === false) {
+      this.#fatal(err);
+      return;
+    }
+    this.#scheduleReconnect();
+  }
+
+  #fatal(err: LatchkeyError): void {
+    this.#emit('error', err);
+    this.#setState('closed');
+    this.#failAll(err);
+  }
+
+  #failAll(err: LatchkeyError): void {
+    const pending = this.#outbox;
+    this.#outbox = [];
+    for (const e of pending) e.reject(err);
+    for (const [, p] of this.#requests) p.reject(err);
+    this.#requests.clear();
+  }
+
+  #scheduleReconnect(): void {
+    this.#setState('reconnecting');
+    const { minMs, maxMs } = this.#opts.backoff ?? { minMs: 200, maxMs: 10_000 };
+    const base = Math.min(maxMs, minMs * 2 ** this.#attempt);
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.#attempt++;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (this.#state === 'closed') return;
+      this.#openSocket().catch(() => {
+        if (this.#state === 'reconnecting') this.#scheduleReconnect();
+      });
+    }, delay);
+  }
+
+  #transmit(frame: ClientFrame): void {
+    const ws = this.#ws;
+    if (ws && ws.readyState === OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  #onFrame(frame: ServerFrameT): void {
+    switch (frame.type) {
+      case 'ready': {
+        this.#identity = { contactId: frame.contactId, participantId: frame.participantId, role: frame.role };
+        if (this.#opts.live === false) this.#becomeReady();
+        else this.#transmit({ v: PROTOCOL_VERSION, type: 'join', since: this.#lastSeq });
+        return;
+      }
+      case 'joined':
+        this.#becomeReady();
+        return;
+      case 'deliver':
+        this.#enqueue(frame.envelope);
+        return;
+      case 'ack': {
+        const i = this.#outbox.findIndex((e) => e.envelope.msgId === frame.msgId);
+        if (i < 0) return;
+        const [entry] = this.#outbox.splice(i, 1);
+        if (!entry) return;
+        this.#ownStored(entry, frame.seq);
+        entry.resolve({ seq: frame.seq, msgId: frame.msgId, duplicate: frame.duplicate });
+        return;
+      }
+      case 'history': {
+        const p = this.#requests.get(frame.id);
+        if (p) {
+          this.#requests.delete(frame.id);
+          p.resolve(frame);
+        }
+        return;
+      }
+      case 'error':
+        this.#onError(frame.code, frame.message, frame.ref);
+        return;
+      case 'pong':
+        return;
+    }
+  }
+
+  #onError(code: ErrorCode, message: string, ref: { msgId?: string | undefined; id?: string | undefined } | undefined): void {
+    const err = new LatchkeyError(code, message);
+    if (ref?.msgId) {
+      const i = this.#outbox.findIndex((e) => e.envelope.msgId === ref.msgId);
+      const entry = this.#outbox[i];
+      if (!entry) return;
+      if (RETRYABLE.has(code)) {
+        setTimeout(() => {
+          if (this.#state === 'connected' && this.#outbox.includes(entry)) {
+            this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: entry.envelope });
+          }
+        }, 250);
+        return;
+      }
+      this.#outbox.splice(i, 1);
+      entry.reject(err);
+      return;
+    }
+    if (ref?.id) {
+      const p = this.#requests.get(ref.id);
+      if (p) {
+        this.#requests.delete(ref.id);
+        p.reject(err);
+      }
+      return;
+    }
+    this.#lastError = err;
+    this.#emit('error', err);
+  }
+
+  #becomeReady(): void {
+    this.#attempt = 0;
+    const ready = this.#ready;
+    this.#ready = null;
+    this.#setState('connected');
+    for (const e of this.#outbox) this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: e.envelope });
+    ready?.resolve();
+  }
+
+  #request(args: { since: number; limit: number }): Promise<HistoryFrame> {
+    if (this.#state !== 'connected') return Promise.reject(new LatchkeyError('UNAVAILABLE', 'not connected'));
+    const id = `h${this.#nextRequest++}`;
+    return new Promise<HistoryFrame>((resolve, reject) => {
+      this.#requests.set(id, { resolve, reject });
+      this.#transmit({ v: PROTOCOL_VERSION, type: 'history', id, since: args.since, limit: args.limit });
+    });
+  }
+
+  /** Own message stored at `seq`: it joins the ordered stream without a round trip. */
+  #ownStored(entry: OutboxEntry, seq: number): void {
+    if (seq <= this.#lastSeq || this.#buffer.has(seq)) return;
+    const id = this.#need();
+    this.#buffer.set(seq, {
+      ok: true,
+      seq,
+      msgId: entry.envelope.msgId,
+      senderId: entry.envelope.senderId,
+      senderRole: id.role,
+      sentAt: entry.envelope.sentAt,
+      epoch: entry.envelope.epoch,
+      text: entry.text,
+      own: true,
+    });
+    this.#inbox = this.#inbox.then(() => this.#drain());
+  }
+
+  #enqueue(env: StoredEnvelope): void {
+    this.#inbox = this.#inbox.then(async () => {
+      if (env.seq <= this.#lastSeq || this.#buffer.has(env.seq)) return;
+      this.#buffer.set(env.seq, await this.#open(env));
+      await this.#drain();
+    });
+  }
+
+  /** Emits buffered entries in seq order; a lasting gap is filled from history. */
+  async #drain(): Promise<void> {
+    for (;;) {
+      const next = this.#buffer.get(this.#lastSeq + 1);
+      if (!next) break;
+      this.#buffer.delete(next.seq);
+      this.#lastSeq = next.seq;
+      if (next.ok) {
+        const { ok: _ok, ...msg } = next;
+        this.#emit('message', msg);
+      } else {
+        const { ok: _ok, ...failed } = next;
+        this.#emit('failed', failed);
+      }
+    }
+    if (this.#buffer.size > 0 && !this.#gapTimer) {
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = null;
+        this.#inbox = this.#inbox.then(() => this.#fillGap());
+      }, 300);
+    }
+  }
+
+  async #fillGap(): Promise<void> {
+    if (this.#buffer.size === 0 || this.#state !== 'connected') return;
+    try {
+      const page = await this.#request({ since: this.#lastSeq, limit: LIMITS.maxHistoryPage });
+      for (const env of page.envelopes) {
+        if (env.seq > this.#lastSeq && !this.#buffer.has(env.seq)) this.#buffer.set(env.seq, await this.#open(env));
+      }
+    } catch {
+      // Retried on the next drain.
+    }
+    await this.#drain();
+  }
+
+  async #keyFor(epoch: number): Promise<Uint8Array> {
+    const have = this.#keys.get(epoch);
+    if (have) return have;
+    let p = this.#keyFetches.get(epoch);
+    if (!p) {
+      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch }).then((r) => {
+        const key = fromBase64Url(r.key);
+        this.#keys.set(r.epoch, key);
+        return key;
+      });
+      this.#keyFetches.set(epoch, p);
+      p.catch(() => this.#keyFetches.delete(epoch));
+    }
+    return p;
+  }
+
+  /** Verifies the sender and opens one stored envelope. Never throws for bad content. */
+  async #open(env: StoredEnvelope): Promise<HistoryEntry> {
+    const failed = (code: ErrorCode): HistoryEntry => ({
+      ok: false,
+      seq: env.seq,
+      msgId: env.msgId,
+      senderId: env.senderId,
+      code,
+    });
+    const id = this.#need();
+    if (env.contactId !== id.contactId) return failed('DECRYPT_FAILED');
+    let key: Uint8Array;
+    try {
+      key = await this.#keyFor(env.epoch);
+    } catch (err) {
+      return failed(LatchkeyError.is(err, 'NOT_FOUND') ? 'DECRYPT_FAILED' : 'KEY_UNAVAILABLE');
+    }
+    try {
+      if (!this.#serviceKey) return failed('KEY_UNAVAILABLE');
+      const sender = verifyCertificate(env.cert, this.#serviceKey, env);
+      const { nonce, ciphertext, sig, cert: _cert, seq: _seq, ...header } = env;
+      const plaintext = await openEnvelope({
+        key,
+        header,
+        nonce: fromBase64Url(nonce),
+        ciphertext: fromBase64Url(ciphertext),
+        sig: fromBase64Url(sig),
+        verifyKey: sender.publicKey,
+      });
+      const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
+      if (!body.success) return failed('DECRYPT_FAILED');
+      return {
+        ok: true,
+        seq: env.seq,
+        msgId: env.msgId,
+        senderId: env.senderId,
+        senderRole: sender.body.role,
+        sentAt: env.sentAt,
+        epoch: env.epoch,
+        text: body.data.text,
+        own: env.senderId === id.participantId,
+      };
+    } catch {
+      // Bad certificate, signature, tag, UTF-8 or body: all say only that it failed.
+      return failed('DECRYPT_FAILED');
+    }
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * @latchkey/client: the client SDK for browsers and Node. Connect with a participant token,
+ * send sealed messages, receive opened ones in order, read history, resume after reconnects.
+ */
+export {
+  LatchkeyClient,
+  type ClientOptions,
+  type ChatMessage,
+  type FailedMessage,
+  type HistoryEntry,
+  type SendResult,
+  type ConnectionState,
+  type WebSocketLike,
+  type WebSocketConstructor,
+} from './client.ts';
+export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';
+export { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';

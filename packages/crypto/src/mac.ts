@@ -1,0 +1,33 @@
+/**
+ * SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104, FIPS 198-1), via @noble/hashes. Compare MACs
+ * with `constantTimeEqual`, never with `===` or a loop that exits early.
+ */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import { assertBytes } from './_assert.ts';
+
+/**
+ * Computes HMAC-SHA256.
+ *
+ * @param key - MAC key of any length (keys longer than 64 bytes are hashed first, RFC 2104 §2).
+ * @param data - Message.
+ * @returns The 32-byte tag.
+ * @throws {TypeError} if `key` or `data` is not a Uint8Array.
+ */
+export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  assertBytes(key, 'key');
+  assertBytes(data, 'data');
+  return hmac(nobleSha256, key, data);
+}
+
+/**
+ * Computes SHA-256.
+ *
+ * @param data - Message.
+ * @returns The 32-byte digest.
+ * @throws {TypeError} if `data` is not a Uint8Array.
+ */
+export function sha256(data: Uint8Array): Uint8Array {
+  assertBytes(data, 'data');
+  return nobleSha256(data);
+}

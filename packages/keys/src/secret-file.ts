@@ -1,0 +1,172 @@
+/**
+ * Secret files and secret text: the master key and the API secret live either in the
+ * environment (hex or base64url) or in a file of raw random bytes that only its owner may read
+ * (mode 0600 in a 0700 directory, like ssh keys). A file that group or others can read, or of
+ * the wrong size, is refused rather than silently used or replaced.
+ */
+import {
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+  chmodSync,
+  constants,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
+import { randomBytes } from '@latchkey/crypto/random';
+import { LatchkeyError } from '@latchkey/protocol';
+
+/** Result of {@link loadOrCreateSecretFile}. */
+export interface SecretFile {
+  secret: Uint8Array;
+  /** True when the file did not exist and was just created with fresh random bytes. */
+  created: boolean;
+}
+
+const POSIX = process.platform !== 'win32';
+
+function fail(message: string, cause?: unknown): never {
+  throw new LatchkeyError('KEY_UNAVAILABLE', message, cause === undefined ? undefined : { cause });
+}
+
+function errno(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
+
+/**
+ * Decodes secret text from the environment: exactly `2 * n` hex characters, or base64url
+ * (without padding) of `n` bytes. With `exactBytes` the length must match; otherwise at least
+ * `minBytes` (default 32) are required. Hex is tried first. The value never appears in errors.
+ * @throws LatchkeyError KEY_UNAVAILABLE naming `name` when the text is neither form or has the
+ *   wrong length.
+ */
+export function decodeSecretText(
+  text: string,
+  name: string,
+  opts: { exactBytes?: number; minBytes?: number } = {},
+): Uint8Array {
+  const t = text.trim();
+  const min = opts.exactBytes ?? opts.minBytes ?? 32;
+  const fits = (n: number): boolean => (opts.exactBytes === undefined ? n >= min : n === min);
+  const want =
+    opts.exactBytes === undefined
+      ? `at least ${min} bytes as base64url or hex`
+      : `${min} bytes as base64url (${Math.ceil((min * 4) / 3)} characters) or ${min * 2} hex characters`;
+  if (/^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 && fits(t.length / 2)) {
+    return Uint8Array.from(Buffer.from(t, 'hex'));
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64Url(t);
+  } catch {
+    fail(`${name} must be ${want}; it is neither`);
+  }
+  // fromBase64Url is strict, but make sure no non-canonical form slipped through.
+  if (toBase64Url(bytes) !== t) fail(`${name} must be ${want}; it is not canonical base64url`);
+  if (!fits(bytes.length)) fail(`${name} must be ${want}; it decodes to ${bytes.length} bytes`);
+  return bytes;
+}
+
+function readSecret(path: string, bytes: number): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+  } catch (err) {
+    fail(`cannot open secret file ${path}: ${errno(err) ?? 'error'}`, err);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) fail(`secret file ${path} is not a regular file`);
+    if (POSIX && (st.mode & 0o077) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      fail(`secret file ${path} has mode ${mode}: group or others may read it; run chmod 600 on it`);
+    }
+    if (st.size !== bytes) {
+      fail(`secret file ${path} holds ${st.size} bytes, expected exactly ${bytes}`);
+    }
+    const out = new Uint8Array(bytes);
+    let off = 0;
+    while (off < bytes) {
+      const n = readSync(fd, out, off, bytes - off, off);
+      if (n === 0) fail(`secret file ${path} is shorter than ${bytes} bytes`);
+      off += n;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function ensurePrivateDir(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Only directories we created are tightened; an operator's existing directory is left alone.
+  if (first !== undefined && POSIX) chmodSync(dir, 0o700);
+}
+
+/** Writes to a private temp file and links it into place, so a reader never sees it half-written. */
+function createSecret(path: string, bytes: number): Uint8Array | undefined {
+  const dir = dirname(path);
+  ensurePrivateDir(dir);
+  const secret = randomBytes(bytes);
+  const tmp = `${path}.${process.pid}.${toBase64Url(randomBytes(6))}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    if (POSIX) fchmodSync(fd, 0o600);
+    let off = 0;
+    while (off < bytes) off += writeSync(fd, secret, off, bytes - off);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    linkSync(tmp, path);
+  } catch (err) {
+    if (errno(err) === 'EEXIST') return undefined; // another process won the race: use theirs
+    throw err;
+  } finally {
+    unlinkSync(tmp);
+  }
+  if (POSIX) {
+    const dfd = openSync(dir, constants.O_RDONLY);
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+  return secret;
+}
+
+/**
+ * Reads the secret in `path`, or creates it with `bytes` random bytes (mode 0600; missing parent
+ * directories are created 0700). Safe when several processes start at once: exactly one
+ * creates it and all read the same bytes.
+ * @throws LatchkeyError KEY_UNAVAILABLE when an existing file is readable by group or others,
+ *   has the wrong size, is not a regular file, or cannot be read or created.
+ */
+export function loadOrCreateSecretFile(path: string, bytes = 32): SecretFile {
+  if (!Number.isInteger(bytes) || bytes < 16 || bytes > 4096) {
+    throw new RangeError('secret size must be 16..4096 bytes');
+  }
+  let created: Uint8Array | undefined;
+  try {
+    created = createSecret(path, bytes);
+  } catch (err) {
+    if (LatchkeyError.is(err)) throw err;
+    if (errno(err) !== 'EEXIST') fail(`cannot create secret file ${path}: ${errno(err) ?? 'error'}`, err);
+  }
+  if (created !== undefined) return { secret: created, created: true };
+  return { secret: readSecret(path, bytes), created: false };
+}

@@ -1,0 +1,321 @@
+/**
+ * Message store: the relay's durable, per-contact ordered log of sealed envelopes (DESIGN.md
+ * "Envelope (what the relay stores)"). `MessageStore` is the contract every backend meets
+ * (SQLite now, PostgreSQL later); `SqliteMessageStore` is the embedded default.
+ *
+ * Durability: the database runs in WAL mode with `synchronous=FULL` by default, so every
+ * committed transaction is fsynced to the WAL before `appendBatch` returns. An acknowledged
+ * message (the relay acks only after commit) therefore survives a process crash and a power
+ * loss. `synchronous: 'NORMAL'` trades the power-loss guarantee for speed (a crash of the
+ * process alone still loses nothing).
+ *
+ * The store never interprets the ciphertext: it keeps the envelope as JSON text and reads out
+ * only the routing metadata (contact, sender, msgId, epoch, sentAt).
+ */
+import Database from 'better-sqlite3';
+import { LatchkeyError, type SealedEnvelope, type StoredEnvelope } from '@latchkey/protocol';
+
+/** Outcome of appending one envelope within a batch. */
+export type AppendResult =
+  | {
+      ok: true;
+      /** The envelope's per-contact sequence number (the original one for a duplicate). */
+      seq: number;
+      /** True when this msgId was already stored by the same sender with the same envelope. */
+      duplicate: boolean;
+      /** The stored envelope with its seq. */
+      envelope: StoredEnvelope;
+    }
+  | {
+      ok: false;
+      /** CONFLICT: the msgId is taken by another sender or by a different envelope. */
+      code: 'CONFLICT';
+    };
+
+/** One page of a contact's log. */
+export interface HistoryPage {
+  /** Envelopes with seq > since, in seq order. */
+  envelopes: StoredEnvelope[];
+  /** Highest seq stored for the contact (0: none). */
+  head: number;
+  /** True when more envelopes follow the last one returned. */
+  more: boolean;
+}
+
+/** Counters a store exposes for monitoring and tests. */
+export interface StoreStats {
+  /** Write transactions committed (one per appendBatch that succeeded). */
+  transactions: number;
+  /** Envelopes newly stored (duplicates not counted). */
+  appended: number;
+}
+
+/**
+ * A durable, per-contact ordered log of sealed envelopes. Seqs are gap-free per contact and
+ * start at 1. Implementations must make `appendBatch` all-or-nothing.
+ */
+export interface MessageStore {
+  /**
+   * Stores a batch of envelopes in ONE transaction, in order, and returns one result per input.
+   * A duplicate (same contact, msgId, sender and envelope) returns the original seq; a msgId
+   * reused by another sender or with another envelope yields `{ ok: false, code: 'CONFLICT' }`
+   * without aborting the batch.
+   * @throws LatchkeyError UNAVAILABLE when the transaction could not be committed; then nothing
+   *   of the batch is stored.
+   */
+  appendBatch(envelopes: readonly SealedEnvelope[]): Promise<AppendResult[]>;
+  /**
+   * Highest seq stored for a contact (0 when none).
+   * @throws LatchkeyError UNAVAILABLE when the store cannot be read.
+   */
+  head(contactId: string): Promise<number>;
+  /**
+   * Envelopes of a contact with seq > since, in order, at most `limit`.
+   * @throws LatchkeyError UNAVAILABLE when the store cannot be read.
+   */
+  history(contactId: string, since: number, limit: number): Promise<HistoryPage>;
+  /** Counters since the store was opened. */
+  readonly stats: StoreStats;
+  /** Closes the store; further calls fail with UNAVAILABLE. */
+  close(): Promise<void>;
+}
+
+export interface SqliteStoreOptions {
+  /** Database file path (created if missing). */
+  path: string;
+  /**
+   * `FULL` (default): a committed message survives a power loss. `NORMAL`: survives a process
+   * crash, may lose the last transactions on power loss.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Clock for `stored_at` (ms); defaults to Date.now. */
+  now?: () => number;
+}
+
+/** Schema version this code writes; migrations below bring older files up to it. */
+export const STORE_SCHEMA_VERSION = 1;
+
+const MIGRATIONS: readonly string[] = [
+  // v1: contacts with their head seq, and the per-contact log.
+  `CREATE TABLE contacts (
+     contact_id TEXT PRIMARY KEY,
+     head_seq   INTEGER NOT NULL CHECK (head_seq >= 0),
+     created_at INTEGER NOT NULL
+   ) STRICT, WITHOUT ROWID;
+   CREATE TABLE messages (
+     contact_id TEXT NOT NULL REFERENCES contacts (contact_id),
+     seq        INTEGER NOT NULL CHECK (seq >= 1),
+     msg_id     TEXT NOT NULL,
+     sender_id  TEXT NOT NULL,
+     epoch      INTEGER NOT NULL,
+     sent_at    INTEGER NOT NULL,
+     stored_at  INTEGER NOT NULL,
+     envelope   TEXT NOT NULL,
+     PRIMARY KEY (contact_id, seq),
+     UNIQUE (contact_id, msg_id)
+   ) STRICT, WITHOUT ROWID;`,
+];
+
+/**
+ * The sealed envelope as canonical JSON (fixed key order), so that a retried send compares
+ * equal byte for byte whatever key order the client used.
+ */
+function canonicalJson(e: SealedEnvelope): string {
+  return JSON.stringify({
+    v: e.v,
+    alg: e.alg,
+    contactId: e.contactId,
+    epoch: e.epoch,
+    senderId: e.senderId,
+    msgId: e.msgId,
+    sentAt: e.sentAt,
+    nonce: e.nonce,
+    ciphertext: e.ciphertext,
+    sig: e.sig,
+    cert: { body: e.cert.body, sig: e.cert.sig },
+  });
+}
+
+function toStored(json: string, seq: number): StoredEnvelope {
+  return { ...(JSON.parse(json) as SealedEnvelope), seq };
+}
+
+function unavailable(err: unknown, what: string): LatchkeyError {
+  if (LatchkeyError.is(err)) return err;
+  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
+    cause: err,
+    detail: `${what}: ${err instanceof Error ? err.message : String(err)}`,
+  });
+}
+
+interface MessageRow {
+  seq: number;
+  sender_id: string;
+  envelope: string;
+}
+
+/**
+ * The SQLite (better-sqlite3) message store. Synchronous underneath; the async interface
+ * only keeps the door open for networked backends.
+ */
+export class SqliteMessageStore implements MessageStore {
+  readonly #db: Database.Database;
+  readonly #now: () => number;
+  readonly #stats: StoreStats = { transactions: 0, appended: 0 };
+  readonly #stmt: {
+    head: Database.Statement<[string], { head_seq: number }>;
+    newContact: Database.Statement<[string, number]>;
+    setHead: Database.Statement<[number, string]>;
+    byMsgId: Database.Statement<[string, string], MessageRow>;
+    insert: Database.Statement<[string, number, string, string, number, number, number, string]>;
+    range: Database.Statement<[string, number, number], MessageRow>;
+  };
+  readonly #appendTx: (envelopes: readonly SealedEnvelope[]) => { results: AppendResult[]; appended: number };
+  #closed = false;
+
+  /**
+   * Opens (creating or migrating) the database at `opts.path`.
+   * @throws LatchkeyError UNAVAILABLE when the file cannot be opened or has a newer schema.
+   */
+  constructor(opts: SqliteStoreOptions) {
+    this.#now = opts.now ?? Date.now;
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(opts.path);
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      migrate(db);
+    } catch (err) {
+      db?.close();
+      throw unavailable(err, 'open');
+    }
+    this.#db = db;
+    this.#stmt = {
+      head: db.prepare('SELECT head_seq FROM contacts WHERE contact_id = ?'),
+      newContact: db.prepare('INSERT INTO contacts (contact_id, head_seq, created_at) VALUES (?, 0, ?)'),
+      setHead: db.prepare('UPDATE contacts SET head_seq = ? WHERE contact_id = ?'),
+      byMsgId: db.prepare('SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND msg_id = ?'),
+      insert: db.prepare(
+        `INSERT INTO messages (contact_id, seq, msg_id, sender_id, epoch, sent_at, stored_at, envelope)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      range: db.prepare(
+        'SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
+    };
+    this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[]) => {
+      const now = this.#now();
+      const heads = new Map<string, number>();
+      const results: AppendResult[] = [];
+      let appended = 0;
+      for (const e of envelopes) {
+        const json = canonicalJson(e);
+        const existing = this.#stmt.byMsgId.get(e.contactId, e.msgId);
+        if (existing) {
+          results.push(
+            existing.sender_id === e.senderId && existing.envelope === json
+              ? { ok: true, seq: existing.seq, duplicate: true, envelope: toStored(existing.envelope, existing.seq) }
+              : { ok: false, code: 'CONFLICT' },
+          );
+          continue;
+        }
+        let head = heads.get(e.contactId);
+        if (head === undefined) {
+          const row = this.#stmt.head.get(e.contactId);
+          if (row) head = row.head_seq;
+          else {
+            this.#stmt.newContact.run(e.contactId, now);
+            head = 0;
+          }
+        }
+        const seq = head + 1;
+        this.#stmt.insert.run(e.contactId, seq, e.msgId, e.senderId, e.epoch, e.sentAt, now, json);
+        heads.set(e.contactId, seq);
+        appended++;
+        results.push({ ok: true, seq, duplicate: false, envelope: toStored(json, seq) });
+      }
+      for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
+      return { results, appended };
+    });
+  }
+
+  get stats(): StoreStats {
+    return { ...this.#stats };
+  }
+
+  /** @throws LatchkeyError UNAVAILABLE when the transaction fails; nothing is stored then. */
+  appendBatch(envelopes: readonly SealedEnvelope[]): Promise<AppendResult[]> {
+    try {
+      this.#open();
+      if (envelopes.length === 0) return Promise.resolve([]);
+      const { results, appended } = this.#appendTx(envelopes);
+      this.#stats.transactions++;
+      this.#stats.appended += appended;
+      return Promise.resolve(results);
+    } catch (err) {
+      return Promise.reject(unavailable(err, 'append'));
+    }
+  }
+
+  /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
+  head(contactId: string): Promise<number> {
+    try {
+      this.#open();
+      return Promise.resolve(this.#stmt.head.get(contactId)?.head_seq ?? 0);
+    } catch (err) {
+      return Promise.reject(unavailable(err, 'head'));
+    }
+  }
+
+  /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
+  history(contactId: string, since: number, limit: number): Promise<HistoryPage> {
+    try {
+      this.#open();
+      if (!Number.isSafeInteger(since) || since < 0) throw new RangeError('since must be a seq cursor');
+      if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
+      // One read transaction so that head and rows come from the same snapshot.
+      return Promise.resolve(
+        this.#db.transaction(() => {
+          const rows = this.#stmt.range.all(contactId, since, limit + 1);
+          const more = rows.length > limit;
+          if (more) rows.length = limit;
+          const head = this.#stmt.head.get(contactId)?.head_seq ?? 0;
+          return { envelopes: rows.map((r) => toStored(r.envelope, r.seq)), head, more };
+        })(),
+      );
+    } catch (err) {
+      if (err instanceof RangeError) return Promise.reject(err);
+      return Promise.reject(unavailable(err, 'history'));
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#db.close();
+    }
+    return Promise.resolve();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new LatchkeyError('UNAVAILABLE', 'message store closed');
+  }
+}
+
+/** Brings the schema up to STORE_SCHEMA_VERSION, one migration per user_version step. */
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`database schema ${version} is newer than this relay (${MIGRATIONS.length})`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    const sql = MIGRATIONS[v];
+    if (sql === undefined) break;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
