@@ -92,14 +92,14 @@ export function fromBase64Url(text: string): Uint8Array {
     if ((n & 0xffff) !== 0) {
       throw new TypeError('invalid base64url: non-zero trailing bits');
     }
-    out[o++] = n >>> 16;
+    out[o] = n >>> 16;
   } else if (tail === 3) {
     const n = (sextet(i) << 18) | (sextet(i + 1) << 12) | (sextet(i + 2) << 6);
     if ((n & 0xff) !== 0) {
       throw new TypeError('invalid base64url: non-zero trailing bits');
     }
-    out[o++] = n >>> 16;
-    out[o++] = (n >>> 8) & 0xff;
+    out[o] = n >>> 16;
+    out[o + 1] = (n >>> 8) & 0xff;
   }
   return out;
 }

@@ -1,0 +1,202 @@
+/**
+ * Sealing and opening Latchkey envelopes: AES-256-GCM (aead.ts) over the message, with every
+ * header field bound as additional data, and an Ed25519 signature (sign.ts, RFC 8032) by the
+ * sender's session key so that one member of a contact cannot forge another.
+ *
+ * Additional data (`envelopeAad`), all integers big-endian:
+ *   'latchkey.v1.envelope' || u32(v) || u32(len) alg || u32(len) contactId || u32(epoch)
+ *   || u32(len) senderId || u32(len) msgId || u64(sentAt)
+ * Strings are UTF-8 and length-prefixed, so the encoding is injective.
+ *
+ * Signature: `signWithContext(signingKey, 'latchkey.v1.msgsig', aad || nonce || ciphertext)`;
+ * the nonce is fixed-size, so this too is unambiguous. `openEnvelope` checks the signature
+ * before it decrypts, and reports every failure as the same `AuthenticationError`.
+ */
+import { assertBytes, assertBytesLength, assertString } from './_assert.ts';
+import { lengthPrefixedString, u32, u64 } from './_encoding.ts';
+import { AuthenticationError } from './_errors.ts';
+import { aesGcmDecrypt, aesGcmEncrypt } from './aead.ts';
+import { concatBytes, utf8Encode } from './codec.ts';
+import { sha256 } from './mac.ts';
+import { randomBytes } from './random.ts';
+import { signWithContext, verifyWithContext } from './sign.ts';
+
+const ENVELOPE_VERSION = 1;
+const ENVELOPE_ALG = 'latchkey.v1.aes256gcm';
+const AAD_DOMAIN = 'latchkey.v1.envelope';
+const SIG_CONTEXT = 'latchkey.v1.msgsig';
+const FINGERPRINT_DOMAIN = 'latchkey.v1.fingerprint';
+const KEY_LENGTH = 32;
+const NONCE_LENGTH = 12;
+const ED25519_KEY_LENGTH = 32;
+
+/** The authenticated header of an envelope: everything the relay stores except `seq`. */
+export interface EnvelopeHeader {
+  /** Envelope format version. */
+  v: 1;
+  /** Algorithm identifier: AES-256-GCM content encryption, Ed25519 sender signature. */
+  alg: 'latchkey.v1.aes256gcm';
+  /** The contact (chat session) the message belongs to. */
+  contactId: string;
+  /** Epoch of the content key that sealed it, an integer in `[0, 2^32 - 1]`. */
+  epoch: number;
+  /** Participant id of the sender. */
+  senderId: string;
+  /** Client-generated unique message id (idempotent retries). */
+  msgId: string;
+  /** Send time in milliseconds since the Unix epoch, a non-negative safe integer. */
+  sentAt: number;
+}
+
+/**
+ * Encodes an envelope header as AES-GCM additional data: the domain string
+ * `'latchkey.v1.envelope'` followed by each field in a fixed order, strings as
+ * `u32 length || UTF-8`, `v` and `epoch` as u32 and `sentAt` as u64, all big-endian. Two
+ * different headers never give the same bytes.
+ *
+ * @param h - The header.
+ * @returns The additional data.
+ * @throws {TypeError} if `h` is not an object, a string field is not a well-formed string, or
+ *   `v`/`alg` are not the supported `1`/`'latchkey.v1.aes256gcm'`.
+ * @throws {RangeError} if `epoch` is not a u32 or `sentAt` is not a non-negative safe integer.
+ */
+export function envelopeAad(h: EnvelopeHeader): Uint8Array {
+  if (typeof h !== 'object' || h === null) {
+    throw new TypeError('header must be an object');
+  }
+  if (h.v !== ENVELOPE_VERSION) {
+    throw new TypeError(`unsupported envelope version`);
+  }
+  if (h.alg !== ENVELOPE_ALG) {
+    throw new TypeError(`unsupported envelope algorithm`);
+  }
+  assertString(h.contactId, 'header.contactId');
+  assertString(h.senderId, 'header.senderId');
+  assertString(h.msgId, 'header.msgId');
+  return concatBytes(
+    utf8Encode(AAD_DOMAIN),
+    u32(h.v, 'header.v'),
+    lengthPrefixedString(h.alg),
+    lengthPrefixedString(h.contactId),
+    u32(h.epoch, 'header.epoch'),
+    lengthPrefixedString(h.senderId),
+    lengthPrefixedString(h.msgId),
+    u64(h.sentAt, 'header.sentAt'),
+  );
+}
+
+/**
+ * Encrypts a message under the contact's content key and signs it with the sender's key.
+ *
+ * @param args.key - 32-byte content key of `header.contactId` at `header.epoch`.
+ * @param args.header - The envelope header; bound as additional data.
+ * @param args.plaintext - The message bytes.
+ * @param args.signingKey - The sender's 32-byte Ed25519 secret key.
+ * @param args.nonce - 12-byte nonce; omit it to get a fresh random one (the normal case). Never
+ *   reuse a nonce under one key.
+ * @returns The nonce, `ciphertext || tag`, and the 64-byte signature.
+ * @throws {TypeError} if an argument has the wrong type or the header is malformed.
+ * @throws {RangeError} if a key or the nonce has the wrong length, or a header number is out of
+ *   range.
+ */
+export async function sealEnvelope(args: {
+  key: Uint8Array;
+  header: EnvelopeHeader;
+  plaintext: Uint8Array;
+  signingKey: Uint8Array;
+  nonce?: Uint8Array;
+}): Promise<{ nonce: Uint8Array; ciphertext: Uint8Array; sig: Uint8Array }> {
+  const { key, header, plaintext, signingKey } = args;
+  assertBytesLength(key, KEY_LENGTH, 'key');
+  assertBytes(plaintext, 'plaintext');
+  assertBytesLength(signingKey, ED25519_KEY_LENGTH, 'signingKey');
+  const aad = envelopeAad(header);
+  let nonce: Uint8Array;
+  if (args.nonce === undefined) {
+    nonce = randomBytes(NONCE_LENGTH);
+  } else {
+    assertBytesLength(args.nonce, NONCE_LENGTH, 'nonce');
+    nonce = new Uint8Array(args.nonce);
+  }
+  const ciphertext = await aesGcmEncrypt(key, nonce, plaintext, aad);
+  const sig = signWithContext(signingKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext));
+  return { nonce, ciphertext, sig };
+}
+
+/**
+ * Verifies the sender's signature, then decrypts the message. A header with another version or
+ * algorithm, a bad signature, a wrong key and any altered byte all give the same
+ * `AuthenticationError`.
+ *
+ * @param args.key - 32-byte content key of `header.contactId` at `header.epoch`.
+ * @param args.header - The envelope header as received.
+ * @param args.nonce - The 12-byte nonce as received.
+ * @param args.ciphertext - `ciphertext || tag` as received.
+ * @param args.sig - The signature as received.
+ * @param args.verifyKey - The sender's 32-byte Ed25519 public key, taken from a certificate that
+ *   the caller has already checked against the key service's pinned key.
+ * @returns The plaintext.
+ * @throws {TypeError} if an argument has the wrong type or a header string is malformed.
+ * @throws {RangeError} if `key`, `nonce` or `verifyKey` has the wrong length, or a header number
+ *   is out of range.
+ * @throws {AuthenticationError} if the signature or the AES-GCM tag does not verify.
+ */
+export async function openEnvelope(args: {
+  key: Uint8Array;
+  header: EnvelopeHeader;
+  nonce: Uint8Array;
+  ciphertext: Uint8Array;
+  sig: Uint8Array;
+  verifyKey: Uint8Array;
+}): Promise<Uint8Array> {
+  const { key, header, nonce, ciphertext, sig, verifyKey } = args;
+  assertBytesLength(key, KEY_LENGTH, 'key');
+  assertBytesLength(nonce, NONCE_LENGTH, 'nonce');
+  assertBytes(ciphertext, 'ciphertext');
+  assertBytes(sig, 'sig');
+  assertBytesLength(verifyKey, ED25519_KEY_LENGTH, 'verifyKey');
+  if (typeof header !== 'object' || header === null) {
+    throw new TypeError('header must be an object');
+  }
+  // A version or algorithm this code does not know cannot be authenticated by it.
+  if (header.v !== ENVELOPE_VERSION || header.alg !== ENVELOPE_ALG) {
+    throw new AuthenticationError();
+  }
+  const aad = envelopeAad(header);
+  if (!verifyWithContext(verifyKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext), sig)) {
+    throw new AuthenticationError();
+  }
+  return aesGcmDecrypt(key, nonce, ciphertext, aad);
+}
+
+/**
+ * A short fingerprint of a content key for people to compare out of band: the first 16 bytes of
+ * `SHA-256('latchkey.v1.fingerprint' || u32(len) contactId || u32(epoch) || u32(len) key)` as 8
+ * groups of 4 uppercase hex digits, e.g. `'A1B2 C3D4 E5F6 0718 293A 4B5C 6D7E 8F90'`.
+ *
+ * @param key - The 32-byte content key.
+ * @param contactId - Its contact.
+ * @param epoch - Its epoch, an integer in `[0, 2^32 - 1]`.
+ * @returns The 39-character fingerprint.
+ * @throws {TypeError} if `key` is not a Uint8Array or `contactId` is not a well-formed string.
+ * @throws {RangeError} if `key` is not 32 bytes or `epoch` is not a u32.
+ */
+export function keyFingerprint(key: Uint8Array, contactId: string, epoch: number): string {
+  assertBytesLength(key, KEY_LENGTH, 'key');
+  assertString(contactId, 'contactId');
+  const digest = sha256(
+    concatBytes(
+      utf8Encode(FINGERPRINT_DOMAIN),
+      lengthPrefixedString(contactId),
+      u32(epoch, 'epoch'),
+      u32(key.length, 'key.length'),
+      key,
+    ),
+  );
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    const group = (digest[i]! << 8) | digest[i + 1]!;
+    groups.push(group.toString(16).toUpperCase().padStart(4, '0'));
+  }
+  return groups.join(' ');
+}
