@@ -88,7 +88,9 @@ function readSecret(path: string, bytes: number): Uint8Array {
     if (!st.isFile()) fail(`secret file ${path} is not a regular file`);
     if (POSIX && (st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      fail(`secret file ${path} has mode ${mode}: group or others may read it; run chmod 600 on it`);
+      fail(
+        `secret file ${path} has mode ${mode}: group or others may read it; run chmod 600 on it`,
+      );
     }
     if (st.size !== bytes) {
       fail(`secret file ${path} holds ${st.size} bytes, expected exactly ${bytes}`);
@@ -165,7 +167,8 @@ export function loadOrCreateSecretFile(path: string, bytes = 32): SecretFile {
     created = createSecret(path, bytes);
   } catch (err) {
     if (LatchkeyError.is(err)) throw err;
-    if (errno(err) !== 'EEXIST') fail(`cannot create secret file ${path}: ${errno(err) ?? 'error'}`, err);
+    if (errno(err) !== 'EEXIST')
+      fail(`cannot create secret file ${path}: ${errno(err) ?? 'error'}`, err);
   }
   if (created !== undefined) return { secret: created, created: true };
   return { secret: readSecret(path, bytes), created: false };

@@ -1,0 +1,17 @@
+/**
+ * @latchkey/keys: the KeyManager contract (DESIGN.md "Key hierarchy") and its adapters, plus
+ * loading of the master key and other secret files.
+ */
+export type { ContentKey, KeyManager, KeyManagerHealth } from './key-manager.ts';
+export {
+  openInternalKeyManager,
+  INTERNAL_SCHEMA_VERSION,
+  type InternalKeyManagerOptions,
+} from './adapters/internal.ts';
+export {
+  resolveMasterKey,
+  MASTER_KEY_ENV,
+  MASTER_KEY_BYTES,
+  type ResolvedMasterKey,
+} from './master-key.ts';
+export { loadOrCreateSecretFile, decodeSecretText, type SecretFile } from './secret-file.ts';
