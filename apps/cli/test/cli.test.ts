@@ -1,0 +1,144 @@
+/**
+ * The `latchkey` command contract (README "Command line"): a real `latchkey start` child
+ * process, then token/send/read from other processes, with their output lines and exit codes.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'latchkey.mjs');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+let server: ChildProcess;
+const urls: Record<string, string> = {};
+let serverOutput: string[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'latchkey-cli-'));
+  server = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = createInterface({ input: server.stdout! });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`start did not print ready: ${serverOutput.join('\n')}`)), 20_000);
+    lines.on('line', (line) => {
+      serverOutput.push(line);
+      const m = /^(relay|keys|data|master-key): (.+)$/.exec(line);
+      if (m?.[1] && m[2]) urls[m[1]] = m[2];
+      if (line === 'ready') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server.once('exit', (code) => reject(new Error(`start exited with ${code}`)));
+  });
+}, 30_000);
+
+afterAll(async () => {
+  if (server.exitCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function token(contact: string, participant: string, role = 'visitor'): Promise<string> {
+  const r = await latchkey(['token', '--data', dir, '--contact', contact, '--participant', participant, '--role', role]);
+  expect(r.code).toBe(0);
+  return r.stdout.trim();
+}
+
+describe('latchkey start', () => {
+  it('prints the relay and key service URLs, then ready', () => {
+    expect(urls.relay).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(urls.keys).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(urls['master-key']).toContain(join(dir, 'master.key'));
+    expect(serverOutput.indexOf('ready')).toBeGreaterThan(serverOutput.findIndex((l) => l.startsWith('keys: ')));
+  });
+});
+
+describe('latchkey token/send/read', () => {
+  it('chats from two "terminals" and reads the history back', async () => {
+    const visitor = await token('cli-1', 'visitor-1');
+    const agent = await token('cli-1', 'agent-1', 'agent');
+    expect(visitor.split('.')).toHaveLength(3);
+
+    const s1 = await latchkey(['send', '--token', visitor, '--relay', urls.relay!, '--keys', urls.keys!, 'Hello from the visitor']);
+    expect(s1).toMatchObject({ code: 0, stdout: '1\n' });
+    // Endpoints come from the data directory of `latchkey start` when no flags are given.
+    const s2 = await latchkey(['send', '--data', dir, '--token', agent, 'Hi, agent here\nsecond line']);
+    expect(s2).toMatchObject({ code: 0, stdout: '2\n' });
+
+    const text = await latchkey(['read', '--data', dir, '--token', agent]);
+    expect(text.code).toBe(0);
+    const lines = text.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^1 \d{4}-\d\d-\d\dT[\d:.]+Z visitor-1: Hello from the visitor$/);
+    expect(lines[1]).toMatch(/ agent-1: Hi, agent here\\u000asecond line$/);
+
+    const json = await latchkey(['read', '--data', dir, '--token', visitor, '--json', '--since', '1']);
+    expect(json.code).toBe(0);
+    const rows = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows).toEqual([{ seq: 2, sender: 'agent-1', sentAt: expect.any(Number), text: 'Hi, agent here\nsecond line' }]);
+  });
+
+  it('prints DECRYPT_FAILED for a tampered message and exits 3', async () => {
+    const v = await token('cli-tamper', 'v1');
+    expect((await latchkey(['send', '--data', dir, '--token', v, 'intact'])).code).toBe(0);
+    expect((await latchkey(['send', '--data', dir, '--token', v, 'to be tampered'])).code).toBe(0);
+    const db = new Database(join(dir, 'relay', 'messages.db'));
+    try {
+      const row = db.prepare('SELECT envelope FROM messages WHERE contact_id = ? AND seq = 2').get('cli-tamper') as { envelope: string };
+      const env = JSON.parse(row.envelope) as { ciphertext: string };
+      const c = env.ciphertext;
+      env.ciphertext = (c[0] === 'A' ? 'B' : 'A') + c.slice(1);
+      db.prepare('UPDATE messages SET envelope = ? WHERE contact_id = ? AND seq = 2').run(JSON.stringify(env), 'cli-tamper');
+    } finally {
+      db.close();
+    }
+    const r = await latchkey(['read', '--data', dir, '--token', v, '--json']);
+    expect(r.code).toBe(3);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows[0]).toMatchObject({ seq: 1, text: 'intact' });
+    expect(rows[1]).toMatchObject({ seq: 2, error: 'DECRYPT_FAILED' });
+  });
+
+  it('exits 2 on bad usage and 1 with the error code on a bad token', async () => {
+    const usage = await latchkey(['send']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await latchkey(['token', '--contact', 'c', '--participant', 'p', '--role', 'king', '--data', dir])).code).toBe(2);
+    expect((await latchkey(['frobnicate'])).code).toBe(2);
+    const v = await token('cli-bad', 'v1');
+    const bad = await latchkey(['send', '--data', dir, '--token', v.slice(0, -3) + 'AAA', 'hi']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: AUTH_INVALID/);
+    const nobody = await latchkey(['read', '--token', v, '--relay', 'ws://127.0.0.1:1', '--keys', 'http://127.0.0.1:1']);
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toMatch(/^error: KEY_UNAVAILABLE/);
+  });
+
+  it('stops cleanly on SIGTERM', async () => {
+    server.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => server.once('exit', r));
+    expect(code).toBe(0);
+  });
+});
