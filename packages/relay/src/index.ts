@@ -1,0 +1,16 @@
+/**
+ * @latchkey/relay: the relay library — authenticates participants, orders, stores and fans out
+ * sealed envelopes over WebSocket (frames in @latchkey/protocol). Holds no key, opens nothing.
+ */
+export { createRelay, type Relay, type RelayOptions, type RelayLogEvent } from './relay.ts';
+export {
+  SqliteMessageStore,
+  STORE_SCHEMA_VERSION,
+  type MessageStore,
+  type AppendResult,
+  type HistoryPage,
+  type StoreStats,
+  type SqliteStoreOptions,
+} from './store.ts';
+export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
+export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';

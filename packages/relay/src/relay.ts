@@ -1,0 +1,689 @@
+/**
+ * The relay: a WebSocket server that authenticates participants, orders and stores their sealed
+ * envelopes and fans them out (protocol frames in @latchkey/protocol `frames.ts`).
+ *
+ * Per connection: the first frame must be `auth` within the auth timeout (else AUTH_TIMEOUT,
+ * close 4408); a valid token gets `ready`. `join` replays every envelope after `since` as
+ * `deliver` frames, then `joined`, then live envelopes. `send` is acked only once its group
+ * commit is durable, then delivered to every other joined connection of the contact. `history`
+ * pages the log; `ping` gets `pong`.
+ *
+ * Hostile input: every text frame is parsed with the protocol's zod schemas; binary frames,
+ * malformed or unknown frames get a BAD_FRAME error and the connection stays open until it has
+ * made too many protocol errors (close 1008). Frames above maxFrameBytes close with 1009. A
+ * token bucket per connection answers floods with RATE_LIMITED and closes sustained abuse.
+ * Peers only ever see an ErrorFrame with a stable code and a short message. Logs carry codes
+ * and opaque ids, never tokens, ciphertext or envelope content.
+ *
+ * The relay validates schemas and metadata only: it holds no key and opens nothing.
+ */
+import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import {
+  AUDIENCE_RELAY,
+  ClientFrame,
+  ERROR_CODES,
+  LIMITS,
+  LatchkeyError,
+  PROTOCOL_VERSION,
+  SENDING_ROLES,
+  WS_CLOSE_GOING_AWAY,
+  WS_CLOSE_POLICY,
+  parseJson,
+  toLatchkeyError,
+  type ErrorCode,
+  type ErrorFrame,
+  type HistoryRequestFrame,
+  type JoinFrame,
+  type Principal,
+  type SendFrame,
+  type ServerFrame,
+  type StoredEnvelope,
+} from '@latchkey/protocol';
+import { verifyToken } from '@latchkey/tokens';
+import { GroupCommit } from './group-commit.ts';
+import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
+import { SqliteMessageStore, type MessageStore } from './store.ts';
+
+/** A structured log event. Carries codes, counts and opaque ids only. */
+export interface RelayLogEvent {
+  event: string;
+  [field: string]: string | number | boolean | undefined;
+}
+
+export interface RelayOptions {
+  /** A store instance (the caller keeps ownership) or a SQLite file path (the relay owns it). */
+  store: MessageStore | { path: string };
+  /** Secret that participant tokens are signed with (at least 32 bytes). */
+  apiSecret: Uint8Array;
+  /** Largest incoming frame in bytes (default LIMITS.maxFrameBytes). */
+  maxFrameBytes?: number;
+  /** Time a new connection has to authenticate (default LIMITS.authTimeoutSeconds * 1000). */
+  authTimeoutMs?: number;
+  /** Per-connection frame rate limit (default 50/s, burst 100). */
+  rateLimit?: RateLimitOptions;
+  /** Receives structured events; never tokens, ciphertext or envelope content. */
+  log?: (event: RelayLogEvent) => void;
+  /** Interval of ws-level pings; a socket silent for two intervals is terminated. Default 30 s. */
+  heartbeatMs?: number;
+  /** Protocol errors a connection may make before it is closed with 1008. Default 10. */
+  maxProtocolErrors?: number;
+}
+
+/** A running relay. */
+export interface Relay {
+  /** Serves WebSocket upgrades of an existing HTTP(S) server (every path). */
+  attach(server: HttpServer | HttpsServer): void;
+  /**
+   * Starts an HTTP server of its own and serves WebSocket upgrades on it.
+   * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
+   */
+  listen(opts: { host: string; port: number }): Promise<{ url: string; port: number }>;
+  /**
+   * Stops accepting, commits and acks pending sends, closes every client with 1001, closes
+   * its own HTTP server and (when it opened it) the store. Idempotent.
+   */
+  close(): Promise<void>;
+  /** The message store in use. */
+  readonly store: MessageStore;
+  /** Open WebSocket connections. */
+  readonly connections: number;
+}
+
+type JoinState = 'no' | 'joining' | 'yes';
+
+interface Conn {
+  id: number;
+  ws: WebSocket;
+  phase: 'auth' | 'authenticating' | 'ready' | 'closed';
+  principal: Principal | undefined;
+  join: JoinState;
+  /** Live envelopes that arrive while a join replays history. */
+  joinBuffer: StoredEnvelope[];
+  /** Frames received while the token is being verified. */
+  early: string[];
+  alive: boolean;
+  protocolErrors: number;
+  bucket: TokenBucket;
+  rateWindowStart: number;
+  rateDrops: number;
+  timers: NodeJS.Timeout[];
+}
+
+/** Frames a connection may pipeline behind its auth frame before it is cut off. */
+const MAX_EARLY_FRAMES = 32;
+/** Rate-limited frames within RATE_WINDOW_MS that close a connection. */
+const MAX_RATE_DROPS = 100;
+const RATE_WINDOW_MS = 10_000;
+/** Outgoing bytes a slow reader may leave queued before it is dropped (it can resume). */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** Seconds of clock skew verifyToken allows; the expiry timer allows the same. */
+const CLOCK_TOLERANCE_SECONDS = 30;
+/** Close clients that have not finished the closing handshake by then. */
+const CLOSE_GRACE_MS = 2_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Short, fixed messages per code: nothing of the peer's input or of our internals. */
+const MESSAGES: Partial<Record<ErrorCode, string>> = {
+  AUTH_REQUIRED: 'auth frame required first',
+  AUTH_TIMEOUT: 'auth timeout',
+  AUTH_EXPIRED: 'token expired',
+  AUTH_INVALID: 'invalid token',
+  UNAVAILABLE: 'temporarily unavailable',
+  INTERNAL: 'internal error',
+  RATE_LIMITED: 'rate limit exceeded',
+  CONFLICT: 'msgId already used for another message',
+};
+
+function isStore(s: RelayOptions['store']): s is MessageStore {
+  return typeof (s as Partial<MessageStore>).appendBatch === 'function';
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function rawSize(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data.byteLength;
+}
+
+/**
+ * Parses one client frame.
+ * @throws LatchkeyError BAD_FRAME, or UNSUPPORTED_VERSION for a well-formed frame of another `v`.
+ */
+function parseClientFrame(text: string): ClientFrame {
+  try {
+    return parseJson(ClientFrame, text);
+  } catch (err) {
+    let v: unknown;
+    try {
+      v = (JSON.parse(text) as { v?: unknown } | null)?.v;
+    } catch {
+      // not JSON at all: BAD_FRAME stands
+    }
+    if (typeof v === 'number' && v !== PROTOCOL_VERSION) {
+      throw new LatchkeyError('UNSUPPORTED_VERSION', `protocol version ${PROTOCOL_VERSION} required`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Creates a relay over a message store. Nothing is served until `attach` or `listen`.
+ * @throws RangeError on an API secret shorter than 32 bytes or a non-positive limit.
+ * @throws LatchkeyError UNAVAILABLE when `store.path` cannot be opened.
+ */
+export function createRelay(opts: RelayOptions): Relay {
+  if (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32) {
+    throw new RangeError('apiSecret must be at least 32 bytes');
+  }
+  const maxFrameBytes = opts.maxFrameBytes ?? LIMITS.maxFrameBytes;
+  const authTimeoutMs = opts.authTimeoutMs ?? LIMITS.authTimeoutSeconds * 1000;
+  const heartbeatMs = opts.heartbeatMs ?? 30_000;
+  const maxProtocolErrors = opts.maxProtocolErrors ?? 10;
+  const rateLimit = opts.rateLimit ?? DEFAULT_RATE_LIMIT;
+  for (const [name, n] of Object.entries({ maxFrameBytes, authTimeoutMs, heartbeatMs })) {
+    if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
+  }
+  if (!Number.isSafeInteger(maxProtocolErrors) || maxProtocolErrors < 0) {
+    throw new RangeError('maxProtocolErrors must be a non-negative integer');
+  }
+  new TokenBucket(rateLimit); // validates the options early
+  const apiSecret = Uint8Array.from(opts.apiSecret);
+  const ownsStore = !isStore(opts.store);
+  const store: MessageStore = isStore(opts.store) ? opts.store : new SqliteMessageStore({ path: opts.store.path });
+  /** History replies stop growing past this many bytes (`more` tells the client to page on). */
+  const maxHistoryBytes = maxFrameBytes * 16;
+
+  const log = (event: RelayLogEvent): void => {
+    if (!opts.log) return;
+    try {
+      opts.log(event);
+    } catch {
+      // a failing logger must never take the relay down
+    }
+  };
+
+  const committer = new GroupCommit(store, {
+    onError: (err, batchSize) =>
+      log({ event: 'commit-failed', code: err.code, batch: batchSize, detail: err.detail }),
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: maxFrameBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const conns = new Set<Conn>();
+  /** Joined (or joining) connections per contact. */
+  const subscribers = new Map<string, Set<Conn>>();
+  const attached = new Map<HttpServer | HttpsServer, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>();
+  let ownServer: HttpServer | undefined;
+  let closing = false;
+  let closed: Promise<void> | undefined;
+  let nextConnId = 1;
+
+  const heartbeat = setInterval(() => {
+    for (const c of conns) {
+      if (!c.alive) {
+        log({ event: 'heartbeat-timeout', conn: c.id });
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      try {
+        c.ws.ping();
+      } catch {
+        c.ws.terminate();
+      }
+    }
+  }, heartbeatMs);
+  heartbeat.unref();
+
+  // ---- sending to a peer -------------------------------------------------------------------
+
+  function sendRaw(c: Conn, text: string): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      log({ event: 'slow-consumer', conn: c.id });
+      closeConn(c, ERROR_CODES.UNAVAILABLE.ws, 'UNAVAILABLE');
+      return;
+    }
+    c.ws.send(text);
+  }
+
+  function sendFrame(c: Conn, frame: ServerFrame): void {
+    sendRaw(c, JSON.stringify(frame));
+  }
+
+  function closeConn(c: Conn, code: number, reason: string): void {
+    if (c.ws.readyState === WebSocket.OPEN || c.ws.readyState === WebSocket.CONNECTING) c.ws.close(code, reason);
+  }
+
+  /** Sends an ErrorFrame; closes the connection when the code says so. */
+  function sendError(c: Conn, code: ErrorCode, message?: string, ref?: ErrorFrame['ref']): void {
+    log({ event: 'error', conn: c.id, code });
+    const frame: ErrorFrame = {
+      v: PROTOCOL_VERSION,
+      type: 'error',
+      code,
+      message: (message ?? MESSAGES[code] ?? code).slice(0, 200),
+      ...(ref === undefined ? {} : { ref }),
+    };
+    sendFrame(c, frame);
+    if (ERROR_CODES[code].closes) closeConn(c, ERROR_CODES[code].ws, code);
+  }
+
+  /** An error the peer caused: counted, and too many close the connection (1008). */
+  function protocolError(c: Conn, code: ErrorCode, message?: string, ref?: ErrorFrame['ref']): void {
+    c.protocolErrors++;
+    sendError(c, code, message, ref);
+    if (c.protocolErrors > maxProtocolErrors) {
+      log({ event: 'too-many-errors', conn: c.id });
+      closeConn(c, WS_CLOSE_POLICY, 'too many protocol errors');
+    }
+  }
+
+  /** Reports an unexpected failure: a typed code to the peer, the detail to the log only. */
+  function failure(c: Conn, err: unknown, ref?: ErrorFrame['ref']): void {
+    const e = toLatchkeyError(err);
+    if (e.code === 'INTERNAL' || e.code === 'UNAVAILABLE') {
+      log({ event: 'failure', conn: c.id, code: e.code, detail: e.detail });
+      sendError(c, e.code, undefined, ref);
+    } else {
+      sendError(c, e.code, e.message, ref);
+    }
+  }
+
+  // ---- connection lifecycle ----------------------------------------------------------------
+
+  function onConnection(ws: WebSocket): void {
+    const c: Conn = {
+      id: nextConnId++,
+      ws,
+      phase: 'auth',
+      principal: undefined,
+      join: 'no',
+      joinBuffer: [],
+      early: [],
+      alive: true,
+      protocolErrors: 0,
+      bucket: new TokenBucket(rateLimit),
+      rateWindowStart: Date.now(),
+      rateDrops: 0,
+      timers: [],
+    };
+    conns.add(c);
+    log({ event: 'connect', conn: c.id });
+    c.timers.push(
+      setTimeout(() => {
+        if (c.phase === 'auth' || c.phase === 'authenticating') sendError(c, 'AUTH_TIMEOUT');
+      }, authTimeoutMs),
+    );
+    ws.on('pong', () => {
+      c.alive = true;
+    });
+    ws.on('message', (data, isBinary) => {
+      try {
+        onMessage(c, data, isBinary);
+      } catch (err) {
+        failure(c, err);
+      }
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'TOO_LARGE' : 'BAD_FRAME';
+      log({ event: 'error', conn: c.id, code, wsError: err.code });
+    });
+    ws.on('close', (code) => {
+      c.phase = 'closed';
+      for (const t of c.timers) clearTimeout(t);
+      c.timers = [];
+      c.early = [];
+      c.joinBuffer = [];
+      if (c.principal) unsubscribe(c, c.principal.contactId);
+      conns.delete(c);
+      log({ event: 'close', conn: c.id, wsCode: code });
+    });
+    if (closing) closeConn(c, WS_CLOSE_GOING_AWAY, 'going away');
+  }
+
+  function onMessage(c: Conn, data: RawData, isBinary: boolean): void {
+    if (c.phase === 'closed') return;
+    c.alive = true;
+    if (!c.bucket.take()) {
+      rateLimited(c);
+      return;
+    }
+    if (isBinary) {
+      protocolError(c, 'BAD_FRAME', 'binary frames are not accepted');
+      return;
+    }
+    if (rawSize(data) > maxFrameBytes) {
+      // ws enforces maxPayload already; this guards a fragmented message's total as well.
+      sendError(c, 'TOO_LARGE', 'frame too large');
+      return;
+    }
+    const text = rawText(data);
+    if (c.phase === 'authenticating') {
+      if (c.early.length >= MAX_EARLY_FRAMES) {
+        protocolError(c, 'BAD_REQUEST', 'too many frames before ready');
+        closeConn(c, WS_CLOSE_POLICY, 'too many frames before ready');
+        return;
+      }
+      c.early.push(text);
+      return;
+    }
+    onText(c, text);
+  }
+
+  function rateLimited(c: Conn): void {
+    const now = Date.now();
+    if (now - c.rateWindowStart > RATE_WINDOW_MS) {
+      c.rateWindowStart = now;
+      c.rateDrops = 0;
+    }
+    c.rateDrops++;
+    if (c.rateDrops > MAX_RATE_DROPS) {
+      log({ event: 'rate-abuse', conn: c.id });
+      closeConn(c, WS_CLOSE_POLICY, 'rate limit abuse');
+      return;
+    }
+    sendError(c, 'RATE_LIMITED');
+  }
+
+  function onText(c: Conn, text: string): void {
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(text);
+    } catch (err) {
+      const e = toLatchkeyError(err);
+      if (e.code === 'UNSUPPORTED_VERSION') sendError(c, e.code, e.message);
+      else if (c.phase === 'auth') sendError(c, 'AUTH_REQUIRED');
+      else protocolError(c, 'BAD_FRAME', e.code === 'BAD_FRAME' ? e.message : 'invalid frame');
+      return;
+    }
+    if (c.phase === 'auth') {
+      if (frame.type === 'auth') startAuth(c, frame.token);
+      else sendError(c, 'AUTH_REQUIRED');
+      return;
+    }
+    switch (frame.type) {
+      case 'auth':
+        protocolError(c, 'BAD_REQUEST', 'already authenticated');
+        return;
+      case 'join':
+        onJoin(c, frame);
+        return;
+      case 'send':
+        onSend(c, frame);
+        return;
+      case 'history':
+        onHistory(c, frame);
+        return;
+      case 'ping':
+        sendFrame(c, { v: PROTOCOL_VERSION, type: 'pong', ...(frame.id === undefined ? {} : { id: frame.id }) });
+        return;
+    }
+  }
+
+  function startAuth(c: Conn, token: string): void {
+    c.phase = 'authenticating';
+    void (async () => {
+      const principal = await verifyToken(apiSecret, token, {
+        audience: AUDIENCE_RELAY,
+        clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+      });
+      const head = await store.head(principal.contactId);
+      if (c.phase !== 'authenticating') return; // closed or timed out meanwhile
+      c.phase = 'ready';
+      c.principal = principal;
+      const untilExpiry = principal.expiresAt + CLOCK_TOLERANCE_SECONDS * 1000 - Date.now();
+      c.timers.push(
+        setTimeout(() => sendError(c, 'AUTH_EXPIRED'), Math.min(MAX_TIMER_MS, Math.max(0, untilExpiry))),
+      );
+      log({
+        event: 'auth',
+        conn: c.id,
+        contactId: principal.contactId,
+        participantId: principal.participantId,
+        role: principal.role,
+      });
+      sendFrame(c, {
+        v: PROTOCOL_VERSION,
+        type: 'ready',
+        contactId: principal.contactId,
+        participantId: principal.participantId,
+        role: principal.role,
+        head,
+        maxFrameBytes,
+      });
+      const early = c.early;
+      c.early = [];
+      for (const text of early) {
+        if (c.phase !== 'ready') break;
+        onText(c, text);
+      }
+    })().catch((err: unknown) => {
+      if (c.phase === 'closed') return;
+      const e = toLatchkeyError(err);
+      if (e.code === 'AUTH_EXPIRED' || e.code === 'AUTH_INVALID') {
+        sendError(c, e.code);
+      } else {
+        failure(c, e);
+        closeConn(c, ERROR_CODES[e.code].ws, e.code);
+      }
+    });
+  }
+
+  // ---- join, send, history -----------------------------------------------------------------
+
+  function subscribe(c: Conn, contactId: string): void {
+    let set = subscribers.get(contactId);
+    if (!set) subscribers.set(contactId, (set = new Set()));
+    set.add(c);
+  }
+
+  function unsubscribe(c: Conn, contactId: string): void {
+    const set = subscribers.get(contactId);
+    if (!set) return;
+    set.delete(c);
+    if (set.size === 0) subscribers.delete(contactId);
+  }
+
+  function deliverFrame(envelope: StoredEnvelope): string {
+    return JSON.stringify({ v: PROTOCOL_VERSION, type: 'deliver', envelope } satisfies ServerFrame);
+  }
+
+  /**
+   * Subscribes first and buffers live envelopes, then replays the log page by page, then
+   * drains the buffer skipping what the replay already sent: no envelope is missed, none is
+   * sent twice, and the order is the seq order, whatever the store's latency.
+   */
+  function onJoin(c: Conn, frame: JoinFrame): void {
+    const p = c.principal;
+    if (!p) return;
+    if (c.join !== 'no') {
+      protocolError(c, 'BAD_REQUEST', 'already joined');
+      return;
+    }
+    c.join = 'joining';
+    c.joinBuffer = [];
+    subscribe(c, p.contactId);
+    void (async () => {
+      let cursor = frame.since;
+      let head: number;
+      for (;;) {
+        const page = await store.history(p.contactId, cursor, LIMITS.maxHistoryPage);
+        if (c.phase !== 'ready') return;
+        head = page.head;
+        for (const e of page.envelopes) {
+          sendRaw(c, deliverFrame(e));
+          cursor = e.seq;
+        }
+        if (!page.more || page.envelopes.length === 0) break;
+      }
+      for (const e of c.joinBuffer) {
+        if (e.seq <= cursor) continue;
+        sendRaw(c, deliverFrame(e));
+        cursor = e.seq;
+        head = Math.max(head, e.seq);
+      }
+      c.joinBuffer = [];
+      c.join = 'yes';
+      sendFrame(c, { v: PROTOCOL_VERSION, type: 'joined', head });
+    })().catch((err: unknown) => {
+      unsubscribe(c, p.contactId);
+      c.join = 'no';
+      c.joinBuffer = [];
+      failure(c, err);
+    });
+  }
+
+  function fanOut(envelope: StoredEnvelope, from: Conn): void {
+    const set = subscribers.get(envelope.contactId);
+    if (!set) return;
+    let text: string | undefined;
+    for (const c of set) {
+      if (c === from || c.phase !== 'ready') continue;
+      if (c.join === 'joining') c.joinBuffer.push(envelope);
+      else sendRaw(c, (text ??= deliverFrame(envelope)));
+    }
+  }
+
+  function onSend(c: Conn, frame: SendFrame): void {
+    const p = c.principal;
+    if (!p) return;
+    const env = frame.envelope;
+    const ref = { msgId: env.msgId };
+    if (!SENDING_ROLES.has(p.role)) {
+      protocolError(c, 'FORBIDDEN', 'this role may not send', ref);
+      return;
+    }
+    if (env.contactId !== p.contactId || env.senderId !== p.participantId) {
+      protocolError(c, 'FORBIDDEN', 'envelope contact or sender does not match the token', ref);
+      return;
+    }
+    if (closing) {
+      sendError(c, 'UNAVAILABLE', 'relay is shutting down', ref);
+      return;
+    }
+    committer.submit(env).then(
+      (r) => {
+        if (!r.ok) {
+          sendError(c, r.code, undefined, ref);
+          return;
+        }
+        sendFrame(c, { v: PROTOCOL_VERSION, type: 'ack', msgId: env.msgId, seq: r.seq, duplicate: r.duplicate });
+        if (!r.duplicate) fanOut(r.envelope, c);
+      },
+      (err: unknown) => failure(c, err, ref),
+    );
+  }
+
+  function onHistory(c: Conn, frame: HistoryRequestFrame): void {
+    const p = c.principal;
+    if (!p) return;
+    const ref = { id: frame.id };
+    store.history(p.contactId, frame.since, frame.limit ?? LIMITS.maxHistoryPage).then(
+      (page) => {
+        let { envelopes, more } = page;
+        let bytes = 0;
+        const cut = envelopes.findIndex((e, i) => (bytes += JSON.stringify(e).length) > maxHistoryBytes && i > 0);
+        if (cut > 0) {
+          envelopes = envelopes.slice(0, cut);
+          more = true;
+        }
+        sendFrame(c, { v: PROTOCOL_VERSION, type: 'history', id: frame.id, envelopes, head: page.head, more });
+      },
+      (err: unknown) => failure(c, err, ref),
+    );
+  }
+
+  // ---- serving -----------------------------------------------------------------------------
+
+  function attach(server: HttpServer | HttpsServer): void {
+    if (closing) throw new LatchkeyError('UNAVAILABLE', 'relay is closed');
+    if (attached.has(server)) return;
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      try {
+        wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
+      } catch (err) {
+        log({ event: 'upgrade-failed', detail: err instanceof Error ? err.message : 'unknown' });
+        socket.destroy();
+      }
+    };
+    attached.set(server, onUpgrade);
+    server.on('upgrade', onUpgrade);
+  }
+
+  async function listen(o: { host: string; port: number }): Promise<{ url: string; port: number }> {
+    if (ownServer) throw new Error('relay is already listening');
+    const server = createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('WebSocket upgrade required\n');
+    });
+    ownServer = server;
+    attach(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => log({ event: 'server-error', detail: err.message }));
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : o.port;
+    const host = o.host.includes(':') ? `[${o.host}]` : o.host;
+    log({ event: 'listening', port });
+    return { url: `ws://${host}:${port}`, port };
+  }
+
+  async function doClose(): Promise<void> {
+    closing = true;
+    for (const [server, listener] of attached) server.off('upgrade', listener);
+    attached.clear();
+    clearInterval(heartbeat);
+    await committer.flush();
+    const waits = [...conns].map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.ws.readyState === WebSocket.CLOSED) return resolve();
+          c.ws.once('close', () => resolve());
+          const t = setTimeout(() => c.ws.terminate(), CLOSE_GRACE_MS);
+          c.ws.once('close', () => clearTimeout(t));
+          closeConn(c, WS_CLOSE_GOING_AWAY, 'going away');
+        }),
+    );
+    await Promise.all(waits);
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    if (ownServer) {
+      const server = ownServer;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    if (ownsStore) await store.close();
+    log({ event: 'closed' });
+  }
+
+  return {
+    attach,
+    listen,
+    close: () => (closed ??= doClose()),
+    store,
+    get connections() {
+      return conns.size;
+    },
+  };
+}
