@@ -14,4 +14,11 @@ export {
   MASTER_KEY_BYTES,
   type ResolvedMasterKey,
 } from './master-key.ts';
-export { loadOrCreateSecretFile, decodeSecretText, type SecretFile } from './secret-file.ts';
+export {
+  loadOrCreateSecretFile,
+  loadOrCreateSecret,
+  createPrivateFile,
+  readPrivateFile,
+  decodeSecretText,
+  type SecretFile,
+} from './secret-file.ts';

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
 import { tempDir } from '../test/_helpers.ts';
 import { resolveMasterKey } from './master-key.ts';
-import { loadOrCreateSecretFile } from './secret-file.ts';
+import { createPrivateFile, loadOrCreateSecret, loadOrCreateSecretFile } from './secret-file.ts';
 
 const posix = process.platform !== 'win32';
 let dir: string;
@@ -93,13 +93,22 @@ describe('loadOrCreateSecretFile', () => {
   it('creates, then returns the same bytes, with the requested size', () => {
     const file = join(dir, 'api-secret');
     const a = loadOrCreateSecretFile(file);
-    expect(a.created).toBe(true);
-    expect(a.secret).toHaveLength(32);
-    expect(loadOrCreateSecretFile(file)).toEqual({ secret: a.secret, created: false });
-    const big = loadOrCreateSecretFile(join(dir, 'big'), 64);
-    expect(big.secret).toHaveLength(64);
+    expect(a).toHaveLength(32);
+    expect(loadOrCreateSecretFile(file)).toEqual(a);
+    expect(loadOrCreateSecret(file)).toEqual({ secret: a, created: false });
+    expect(loadOrCreateSecretFile(join(dir, 'big'), 64)).toHaveLength(64);
     expect(thrown(() => loadOrCreateSecretFile(join(dir, 'big'), 32)).code).toBe('KEY_UNAVAILABLE');
     expect(() => loadOrCreateSecretFile(join(dir, 'tiny'), 4)).toThrow(RangeError);
+    if (posix) expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('createPrivateFile', () => {
+  it('creates once and never replaces an existing file', () => {
+    const file = join(dir, 'a', 'b', 'f');
+    expect(createPrivateFile(file, new Uint8Array([1, 2, 3]))).toBe(true);
+    expect(createPrivateFile(file, new Uint8Array([4, 5, 6]))).toBe(false);
+    expect([...readFileSync(file)]).toEqual([1, 2, 3]);
     if (posix) expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 });

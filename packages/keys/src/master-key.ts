@@ -4,7 +4,7 @@
  * the environment (`LATCHKEY_MASTER_KEY`, for deployments with a secret store) or else from a
  * private file created on first start (the development default).
  */
-import { loadOrCreateSecretFile, decodeSecretText } from './secret-file.ts';
+import { decodeSecretText, loadOrCreateSecret } from './secret-file.ts';
 
 export const MASTER_KEY_ENV = 'LATCHKEY_MASTER_KEY';
 export const MASTER_KEY_BYTES = 32;
@@ -35,6 +35,6 @@ export function resolveMasterKey(opts: {
     const key = decodeSecretText(text, MASTER_KEY_ENV, { exactBytes: MASTER_KEY_BYTES });
     return { key, source: 'env', created: false };
   }
-  const { secret, created } = loadOrCreateSecretFile(opts.file, MASTER_KEY_BYTES);
+  const { secret, created } = loadOrCreateSecret(opts.file, MASTER_KEY_BYTES);
   return { key: secret, source: 'file', path: opts.file, created };
 }

@@ -6,6 +6,7 @@
  */
 import {
   closeSync,
+  existsSync,
   fchmodSync,
   fstatSync,
   fsyncSync,
@@ -23,7 +24,7 @@ import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 
-/** Result of {@link loadOrCreateSecretFile}. */
+/** A secret and whether it was just created. */
 export interface SecretFile {
   secret: Uint8Array;
   /** True when the file did not exist and was just created with fresh random bytes. */
@@ -76,7 +77,12 @@ export function decodeSecretText(
   return bytes;
 }
 
-function readSecret(path: string, bytes: number): Uint8Array {
+/**
+ * Reads a private file of exactly `bytes` bytes.
+ * @throws LatchkeyError KEY_UNAVAILABLE when it cannot be opened, is not a regular file, is
+ *   readable by group or others, or has another size.
+ */
+export function readPrivateFile(path: string, bytes: number): Uint8Array {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY);
@@ -114,17 +120,30 @@ function ensurePrivateDir(dir: string): void {
   if (first !== undefined && POSIX) chmodSync(dir, 0o700);
 }
 
-/** Writes to a private temp file and links it into place, so a reader never sees it half-written. */
-function createSecret(path: string, bytes: number): Uint8Array | undefined {
+/**
+ * Creates `path` holding `content`, mode 0600 (missing parent directories 0700), atomically: it
+ * is written to a private temp file and hard-linked into place, so no reader ever sees it half
+ * written and an existing file is never replaced.
+ * @returns false when `path` already existed (content not written).
+ * @throws LatchkeyError KEY_UNAVAILABLE when the file cannot be created.
+ */
+export function createPrivateFile(path: string, content: Uint8Array): boolean {
+  try {
+    return createExclusive(path, content);
+  } catch (err) {
+    fail(`cannot create secret file ${path}: ${errno(err) ?? 'error'}`, err);
+  }
+}
+
+function createExclusive(path: string, content: Uint8Array): boolean {
   const dir = dirname(path);
   ensurePrivateDir(dir);
-  const secret = randomBytes(bytes);
   const tmp = `${path}.${process.pid}.${toBase64Url(randomBytes(6))}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     if (POSIX) fchmodSync(fd, 0o600);
     let off = 0;
-    while (off < bytes) off += writeSync(fd, secret, off, bytes - off);
+    while (off < content.length) off += writeSync(fd, content, off, content.length - off);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -135,7 +154,7 @@ function createSecret(path: string, bytes: number): Uint8Array | undefined {
   try {
     linkSync(tmp, path);
   } catch (err) {
-    if (errno(err) === 'EEXIST') return undefined; // another process won the race: use theirs
+    if (errno(err) === 'EEXIST') return false;
     throw err;
   } finally {
     unlinkSync(tmp);
@@ -148,7 +167,23 @@ function createSecret(path: string, bytes: number): Uint8Array | undefined {
       closeSync(dfd);
     }
   }
-  return secret;
+  return true;
+}
+
+/**
+ * Like {@link loadOrCreateSecretFile}, and also says whether the file was just created.
+ * @throws LatchkeyError KEY_UNAVAILABLE as loadOrCreateSecretFile does.
+ */
+export function loadOrCreateSecret(path: string, bytes = 32): SecretFile {
+  if (!Number.isInteger(bytes) || bytes < 16 || bytes > 4096) {
+    throw new RangeError('secret size must be 16..4096 bytes');
+  }
+  if (!existsSync(path)) {
+    const secret = randomBytes(bytes);
+    // Another process may win the race to create it: then its bytes are the secret.
+    if (createPrivateFile(path, secret)) return { secret, created: true };
+  }
+  return { secret: readPrivateFile(path, bytes), created: false };
 }
 
 /**
@@ -157,19 +192,8 @@ function createSecret(path: string, bytes: number): Uint8Array | undefined {
  * creates it and all read the same bytes.
  * @throws LatchkeyError KEY_UNAVAILABLE when an existing file is readable by group or others,
  *   has the wrong size, is not a regular file, or cannot be read or created.
+ * @throws RangeError when `bytes` is not 16..4096.
  */
-export function loadOrCreateSecretFile(path: string, bytes = 32): SecretFile {
-  if (!Number.isInteger(bytes) || bytes < 16 || bytes > 4096) {
-    throw new RangeError('secret size must be 16..4096 bytes');
-  }
-  let created: Uint8Array | undefined;
-  try {
-    created = createSecret(path, bytes);
-  } catch (err) {
-    if (LatchkeyError.is(err)) throw err;
-    if (errno(err) !== 'EEXIST')
-      fail(`cannot create secret file ${path}: ${errno(err) ?? 'error'}`, err);
-  }
-  if (created !== undefined) return { secret: created, created: true };
-  return { secret: readSecret(path, bytes), created: false };
+export function loadOrCreateSecretFile(path: string, bytes = 32): Uint8Array {
+  return loadOrCreateSecret(path, bytes).secret;
 }
