@@ -12,7 +12,7 @@ export interface RateLimitOptions {
 }
 
 /** Default: generous for a person typing, tight for a flood. */
-export const DEFAULT_RATE_LIMIT: RateLimitOptions = { perSecond: 50, burst: 100 };
+export const DEFAULT_RATE_LIMIT: RateLimitOptions = { perSecond: 100, burst: 200 };
 
 export class TokenBucket {
   readonly #perMs: number;

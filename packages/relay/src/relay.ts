@@ -62,7 +62,7 @@ export interface RelayOptions {
   maxFrameBytes?: number;
   /** Time a new connection has to authenticate (default LIMITS.authTimeoutSeconds * 1000). */
   authTimeoutMs?: number;
-  /** Per-connection frame rate limit (default 50/s, burst 100). */
+  /** Per-connection frame rate limit (default 100/s, burst 200). */
   rateLimit?: RateLimitOptions;
   /** Receives structured events; never tokens, ciphertext or envelope content. */
   log?: (event: RelayLogEvent) => void;
