@@ -17,10 +17,23 @@ interface AeadGroup {
   keySize: number;
   ivSize: number;
   tagSize: number;
-  tests: (WycheproofTest & { key: string; iv: string; aad: string; msg: string; ct: string; tag: string })[];
+  tests: (WycheproofTest & {
+    key: string;
+    iv: string;
+    aad: string;
+    msg: string;
+    ct: string;
+    tag: string;
+  })[];
 }
 interface HkdfGroup {
-  tests: (WycheproofTest & { ikm: string; salt: string; info: string; size: number; okm: string })[];
+  tests: (WycheproofTest & {
+    ikm: string;
+    salt: string;
+    info: string;
+    size: number;
+    okm: string;
+  })[];
 }
 interface MacGroup {
   tagSize: number;
