@@ -1,0 +1,7 @@
+/**
+ * @latchkey/keyd: the key service (DESIGN.md "Trust and tokens") as a library, for the
+ * `latchkey` CLI and tests; `main.ts` is the stand-alone process.
+ */
+export { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
+export { openKeyService, keyServicePaths, type OpenKeyServiceOptions } from './open-key-service.ts';
+export { CERT_CONTEXT, issueCertificate } from './certificate.ts';

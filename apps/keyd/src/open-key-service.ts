@@ -1,0 +1,77 @@
+/**
+ * The embedded key service: the internal key manager plus the HTTP service, over one data
+ * directory (DESIGN.md "Key hierarchy": keys in a database of their own, apart from messages).
+ *
+ * Layout under `dataDir`:
+ *   keys/                       0700
+ *   keys/keys.db (-wal, -shm)   0600, wrapped content keys (internal adapter)
+ *   keys/service-signing.key    0600, the certificate-signing key, wrapped by the master key
+ * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
+ * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
+ */
+import { join } from 'node:path';
+import { openInternalKeyManager } from '@latchkey/keys';
+import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
+import { loadOrCreateServiceSigningKey } from './signing-key.ts';
+
+export interface OpenKeyServiceOptions {
+  dataDir: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  apiSecret: Uint8Array;
+  /** 32-byte master key; content keys and the signing key are wrapped under keys derived from it. */
+  masterKey: Uint8Array;
+  certTtlSeconds?: number;
+  logger?: KeyServiceOptions['logger'];
+  allowedOrigins?: string[];
+}
+
+/** Paths of the key service's files under a data directory. */
+export function keyServicePaths(dataDir: string): { dir: string; db: string; signingKey: string } {
+  const dir = join(dataDir, 'keys');
+  return { dir, db: join(dir, 'keys.db'), signingKey: join(dir, 'service-signing.key') };
+}
+
+/**
+ * Opens the internal key store and the signing key under `dataDir` and starts the service.
+ * `close()` stops the server, then closes the key store.
+ * @throws LatchkeyError KEY_UNAVAILABLE when the master key does not match the stored keys or a
+ *   file is unusable; RangeError for malformed options; the listen error when the port is taken.
+ */
+export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeyService> {
+  const paths = keyServicePaths(opts.dataDir);
+  const keyManager = await openInternalKeyManager({ path: paths.db, masterKey: opts.masterKey });
+  let signingKey: Uint8Array | undefined;
+  try {
+    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, opts.masterKey)).secretKey;
+    const service = await startKeyService({
+      host: opts.host,
+      port: opts.port,
+      apiSecret: opts.apiSecret,
+      keyManager,
+      signingKey,
+      ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
+      ...(opts.logger === undefined ? {} : { logger: opts.logger }),
+      ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
+    });
+    const key = signingKey;
+    let closing: Promise<void> | undefined;
+    return {
+      ...service,
+      close: () =>
+        (closing ??= (async () => {
+          try {
+            await service.close();
+          } finally {
+            await keyManager.close();
+            key.fill(0);
+          }
+        })()),
+    };
+  } catch (err) {
+    signingKey?.fill(0);
+    await keyManager.close();
+    throw err;
+  }
+}

@@ -1,0 +1,310 @@
+/**
+ * The key service over HTTP (DESIGN.md "Trust and tokens"; docs/protocol.md "Key service";
+ * bodies from @latchkey/protocol http.ts). It hands the content key of the token's contact, and
+ * only that contact, to a holder of a valid participant token, and certifies the caller's
+ * session signing key. Every error is `{ error: { code, message } }` with the HTTP status of
+ * ERROR_CODES. Tokens, keys and bodies are never logged; every response is `no-store`.
+ */
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
+import { signingPublicKey } from '@latchkey/crypto/sign';
+import type { KeyManager } from '@latchkey/keys';
+import {
+  AUDIENCE_KEYS,
+  ContactKeyRequest,
+  ERROR_CODES,
+  KEYS_PATHS,
+  LIMITS,
+  LatchkeyError,
+  MAX_TOKEN_TTL_SECONDS,
+  type ContactKeyResponse,
+  type ErrorResponse,
+  type Principal,
+  type ServiceKeyResponse,
+} from '@latchkey/protocol';
+import { verifyToken } from '@latchkey/tokens';
+import { issueCertificate } from './certificate.ts';
+
+export interface KeyServiceOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The API secret that signs participant tokens (at least 32 bytes). */
+  apiSecret: Uint8Array;
+  keyManager: KeyManager;
+  /** The service's Ed25519 secret key (32-byte seed) that signs sender certificates. */
+  signingKey: Uint8Array;
+  /** Longest certificate lifetime; a certificate never outlives its token. Default 24 h. */
+  certTtlSeconds?: number;
+  /**
+   * Fastify logger: false (default), true, or pino options (e.g. `{ level: 'warn' }`). Requests
+   * are logged as method, path and status only; the authorization header is always redacted.
+   */
+  logger?: boolean | Record<string, unknown>;
+  /**
+   * Browser origins allowed to call the service (CORS), e.g. `['https://support.example.com']`.
+   * Default: any origin, which suits development; production should list its web origins.
+   * A request carrying an Origin not on the list is refused with FORBIDDEN.
+   */
+  allowedOrigins?: string[];
+}
+
+export interface KeyService {
+  /** e.g. `http://127.0.0.1:8471` */
+  url: string;
+  port: number;
+  /** The Ed25519 public key that signs certificates, base64url (what GET /v1/service-key says). */
+  servicePublicKey: string;
+  /** Stops accepting requests and waits for those in flight. Does not close the key manager. */
+  close(): Promise<void>;
+}
+
+const MESSAGE_MAX = 200;
+
+/** Fastify's own errors, by code, as the wire error they stand for. */
+function frameworkError(err: unknown): LatchkeyError {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined;
+  const status =
+    typeof err === 'object' && err !== null && 'statusCode' in err ? err.statusCode : undefined;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new LatchkeyError(
+        'TOO_LARGE',
+        `request body exceeds ${LIMITS.maxHttpBodyBytes} bytes`,
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new LatchkeyError('BAD_REQUEST', 'content type must be application/json');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new LatchkeyError('BAD_REQUEST', 'content length does not match the body');
+    case 'FST_ERR_BAD_URL':
+      return new LatchkeyError('BAD_REQUEST', 'malformed URL');
+    default:
+      break;
+  }
+  if (status === 413) return new LatchkeyError('TOO_LARGE', 'request too large');
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new LatchkeyError('BAD_REQUEST', 'bad request');
+  }
+  return new LatchkeyError('INTERNAL', 'internal error', {
+    cause: err,
+    detail: err instanceof Error ? err.message : String(err),
+  });
+}
+
+function sendError(reply: FastifyReply, err: LatchkeyError): FastifyReply {
+  const status = ERROR_CODES[err.code].http;
+  if (status === 401) {
+    reply.header(
+      'www-authenticate',
+      err.code === 'AUTH_REQUIRED'
+        ? 'Bearer realm="latchkey"'
+        : 'Bearer realm="latchkey", error="invalid_token"',
+    );
+  }
+  const body: ErrorResponse = {
+    error: { code: err.code, message: err.message.slice(0, MESSAGE_MAX) },
+  };
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+/** The bearer token of a request. @throws LatchkeyError AUTH_REQUIRED when there is none. */
+function bearer(req: FastifyRequest): string {
+  const header = req.headers.authorization;
+  const m = header === undefined ? null : /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header);
+  if (m === null || m[1] === undefined) {
+    throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
+  }
+  return m[1];
+}
+
+/** Logger options with our redaction and serializers forced on top of the caller's. */
+function loggerOptions(logger: KeyServiceOptions['logger']): false | Record<string, unknown> {
+  if (logger === undefined || logger === false) return false;
+  const base = logger === true ? {} : logger;
+  return {
+    ...base,
+    redact: {
+      paths: [
+        'req.headers.authorization',
+        'req.headers.cookie',
+        'req.body',
+        'res.body',
+        'body',
+        'token',
+        'key',
+      ],
+      censor: '[redacted]',
+    },
+    serializers: {
+      // Path only: no headers (the token), no query string, no body.
+      req: (req: { method?: string; url?: string }) => ({
+        method: req.method,
+        path: (req.url ?? '').split('?')[0],
+      }),
+      res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+    },
+  };
+}
+
+/**
+ * Starts the key service and resolves once it listens.
+ * @throws RangeError for a signing key that is not 32 bytes, an API secret under 32 bytes or
+ *   a certificate lifetime outside 1 s .. 24 h; the listen error when the port is taken.
+ */
+export async function startKeyService(opts: KeyServiceOptions): Promise<KeyService> {
+  if (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32) {
+    throw new RangeError('API secret must be at least 32 bytes');
+  }
+  const servicePublicKey = toBase64Url(signingPublicKey(opts.signingKey));
+  const certTtlSeconds = opts.certTtlSeconds ?? MAX_TOKEN_TTL_SECONDS;
+  if (
+    !Number.isInteger(certTtlSeconds) ||
+    certTtlSeconds < 1 ||
+    certTtlSeconds > MAX_TOKEN_TTL_SECONDS
+  ) {
+    throw new RangeError(`certTtlSeconds must be 1..${MAX_TOKEN_TTL_SECONDS}`);
+  }
+  const { keyManager, apiSecret, signingKey } = opts;
+  const allowed = opts.allowedOrigins === undefined ? null : new Set(opts.allowedOrigins);
+  const principals = new WeakMap<FastifyRequest, Principal>();
+
+  const app = Fastify({
+    logger: loggerOptions(opts.logger),
+    bodyLimit: LIMITS.maxHttpBodyBytes,
+    return503OnClosing: true,
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, frameworkError(err));
+    },
+  });
+
+  // Only JSON bodies. Our own parser so a syntax error (whose message quotes the body) never
+  // reaches a log, and an empty body means "{}".
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch {
+      done(new LatchkeyError('BAD_REQUEST', 'request body is not valid JSON'), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = LatchkeyError.is(err) ? err : frameworkError(err);
+    if (ERROR_CODES[e.code].http >= 500) {
+      req.log.warn({ code: e.code, detail: e.detail }, 'request failed');
+    }
+    return sendError(reply, e);
+  });
+  app.setNotFoundHandler((_req, reply) =>
+    sendError(reply, new LatchkeyError('NOT_FOUND', 'no such endpoint')),
+  );
+
+  // Headers of every response, and CORS (https://fetch.spec.whatwg.org/#http-cors-protocol).
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+    const origin = req.headers.origin;
+    if (origin === undefined) return;
+    if (allowed === null) {
+      reply.header('access-control-allow-origin', '*');
+    } else {
+      reply.header('vary', 'Origin');
+      if (!allowed.has(origin)) throw new LatchkeyError('FORBIDDEN', 'origin not allowed');
+      reply.header('access-control-allow-origin', origin);
+    }
+  });
+
+  // Preflight for any path: POST with Authorization and Content-Type.
+  app.options('*', async (_req, reply) =>
+    reply
+      .code(204)
+      .header('access-control-allow-methods', 'GET, POST, OPTIONS')
+      .header('access-control-allow-headers', 'Authorization, Content-Type')
+      .header('access-control-max-age', '600')
+      .send(),
+  );
+
+  app.get(KEYS_PATHS.health, async (_req, reply) => {
+    const h = await keyManager.health().catch(() => ({ status: 'degraded' as const }));
+    return reply.code(h.status === 'ok' ? 200 : 503).send({ status: h.status });
+  });
+
+  app.get(KEYS_PATHS.serviceKey, async () => {
+    const body: ServiceKeyResponse = { alg: 'Ed25519', publicKey: servicePublicKey };
+    return body;
+  });
+
+  app.post(
+    KEYS_PATHS.contactKey,
+    {
+      // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
+      onRequest: async (req) => {
+        principals.set(req, await verifyToken(apiSecret, bearer(req), { audience: AUDIENCE_KEYS }));
+      },
+    },
+    async (req) => {
+      const principal = principals.get(req);
+      if (principal === undefined)
+        throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
+      const parsed = ContactKeyRequest.safeParse(req.body === undefined ? {} : req.body);
+      if (!parsed.success) {
+        const where = parsed.error.issues[0]?.path.join('.') ?? '';
+        throw new LatchkeyError(
+          'BAD_REQUEST',
+          where === '' ? 'invalid request body' : `invalid request body at ${where}`,
+        );
+      }
+      let sessionKey: Uint8Array | undefined;
+      if (parsed.data.signingKey !== undefined) {
+        try {
+          sessionKey = fromBase64Url(parsed.data.signingKey);
+        } catch {
+          throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
+        }
+      }
+      // The contact is the token's, never the body's.
+      const ck = await keyManager
+        .getContentKey(principal.contactId, parsed.data.epoch)
+        .catch((err: unknown) => {
+          if (LatchkeyError.is(err)) throw err;
+          throw new LatchkeyError('KEY_UNAVAILABLE', 'key manager unavailable', {
+            cause: err,
+            detail: err instanceof Error ? err.message : String(err),
+          });
+        });
+      try {
+        const body: ContactKeyResponse = {
+          contactId: ck.contactId,
+          epoch: ck.epoch,
+          currentEpoch: ck.currentEpoch,
+          key: toBase64Url(ck.key),
+        };
+        if (sessionKey !== undefined) {
+          body.certificate = issueCertificate({
+            serviceSecretKey: signingKey,
+            principal,
+            publicKey: sessionKey,
+            now: Date.now(),
+            ttlMs: certTtlSeconds * 1000,
+          });
+        }
+        return body;
+      } finally {
+        ck.key.fill(0);
+      }
+    },
+  );
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : opts.port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    servicePublicKey,
+    close: () => app.close(),
+  };
+}
