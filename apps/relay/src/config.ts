@@ -1,0 +1,119 @@
+/**
+ * Relay process configuration from flags and environment. Flags win over the environment:
+ *   --data DIR   | LATCHKEY_DATA_DIR     (default ./.latchkey)
+ *   --host H     | LATCHKEY_RELAY_HOST   (default 127.0.0.1)
+ *   --port N     | LATCHKEY_RELAY_PORT   (default 8470; 0 picks a free port)
+ *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
+ *   `<data>/api-secret` (raw bytes, as the `latchkey` CLI writes it).
+ * Every value is validated before anything starts; errors name the setting, never its value.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+export const DEFAULT_RELAY_PORT = 8470;
+const MIN_SECRET_BYTES = 32;
+const MAX_SECRET_BYTES = 1024;
+
+/** A configuration mistake: the message names the setting and what it must be. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface RelayConfig {
+  dataDir: string;
+  host: string;
+  port: number;
+  apiSecret: Uint8Array;
+  /** Where the API secret came from (for the startup line; never the secret itself). */
+  secretSource: 'env' | 'file';
+}
+
+type Settings = Omit<RelayConfig, 'apiSecret' | 'secretSource'> & { secretText: string | undefined };
+
+function port(text: string, name: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) throw new ConfigError(`${name} must be a port 0..65535`);
+  return Number(text);
+}
+
+function host(text: string, name: string): string {
+  const ok = isIP(text) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(text);
+  if (!ok) throw new ConfigError(`${name} must be an IP address or a host name`);
+  return text;
+}
+
+/**
+ * Decodes the API secret text: 64 hex characters, or canonical base64url of 32..1024 bytes.
+ * @throws ConfigError on anything else.
+ */
+export function decodeApiSecret(text: string, name = 'LATCHKEY_API_SECRET'): Uint8Array {
+  const t = text.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(t)) return Uint8Array.from(Buffer.from(t, 'hex'));
+  if (/^[A-Za-z0-9_-]+$/.test(t)) {
+    const bytes = Buffer.from(t, 'base64url');
+    if (bytes.toString('base64url') === t && bytes.length >= MIN_SECRET_BYTES && bytes.length <= MAX_SECRET_BYTES) {
+      return Uint8Array.from(bytes);
+    }
+  }
+  throw new ConfigError(`${name} must be at least ${MIN_SECRET_BYTES} bytes as base64url, or 64 hex characters`);
+}
+
+/**
+ * Parses flags and environment (no I/O).
+ * @throws ConfigError on an unknown flag or an invalid value.
+ */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Settings {
+  let values: { data?: string | undefined; host?: string | undefined; port?: string | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : 'invalid arguments');
+  }
+  const dataText = values.data ?? env.LATCHKEY_DATA_DIR ?? './.latchkey';
+  if (dataText.length === 0 || dataText.includes('\0')) throw new ConfigError('data directory must be a path');
+  return {
+    dataDir: resolve(dataText),
+    host: values.host !== undefined ? host(values.host, '--host') : host(env.LATCHKEY_RELAY_HOST ?? '127.0.0.1', 'LATCHKEY_RELAY_HOST'),
+    port:
+      values.port !== undefined
+        ? port(values.port, '--port')
+        : env.LATCHKEY_RELAY_PORT !== undefined
+          ? port(env.LATCHKEY_RELAY_PORT, 'LATCHKEY_RELAY_PORT')
+          : DEFAULT_RELAY_PORT,
+    secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
+  };
+}
+
+/**
+ * Parses flags and environment, then loads the API secret (environment, else `<data>/api-secret`).
+ * @throws ConfigError on an invalid value, or a missing, unreadable or too short secret file.
+ */
+export async function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<RelayConfig> {
+  const { secretText, ...settings } = parseConfig(argv, env);
+  if (secretText !== undefined) {
+    return { ...settings, apiSecret: decodeApiSecret(secretText), secretSource: 'env' };
+  }
+  const file = join(settings.dataDir, 'api-secret');
+  let bytes: Buffer;
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new ConfigError(`${file} is not a file`);
+    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+      throw new ConfigError(`${file} must be readable by its owner only (chmod 600)`);
+    }
+    bytes = await readFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`no API secret: set LATCHKEY_API_SECRET or create ${file} (run \`latchkey start\` once)`);
+  }
+  if (bytes.length < MIN_SECRET_BYTES || bytes.length > MAX_SECRET_BYTES) {
+    throw new ConfigError(`${file} must hold ${MIN_SECRET_BYTES}..${MAX_SECRET_BYTES} random bytes`);
+  }
+  return { ...settings, apiSecret: Uint8Array.from(bytes), secretSource: 'file' };
+}

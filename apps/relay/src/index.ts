@@ -1,0 +1,55 @@
+/**
+ * @latchkey/relay-app: the relay process as a function — opens the message store under the data
+ * directory and serves the relay protocol (@latchkey/relay) on one host and port.
+ */
+import { chmod, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRelay, type RelayLogEvent } from '@latchkey/relay';
+
+export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
+
+export interface StartRelayOptions {
+  /** Data directory; the store lives at `<dataDir>/relay/messages.db`. */
+  dataDir: string;
+  host: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** Secret that participant tokens are signed with (at least 32 bytes). */
+  apiSecret: Uint8Array;
+  /** Structured events (codes and opaque ids only). */
+  log?: (e: object) => void;
+}
+
+export interface RunningRelay {
+  /** `ws://host:port` */
+  url: string;
+  port: number;
+  /** Acks pending sends, closes clients (1001), the server and the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a relay over `<dataDir>/relay/messages.db` (directory created with mode 0700).
+ * @throws RangeError when apiSecret is shorter than 32 bytes.
+ * @throws LatchkeyError UNAVAILABLE when the store cannot be opened.
+ * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
+ */
+export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay> {
+  const dir = join(opts.dataDir, 'relay');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // mkdir leaves an existing directory's mode alone: the messages' metadata is the owner's only.
+  await chmod(dir, 0o700);
+  const log = opts.log;
+  const relay = createRelay({
+    store: { path: join(dir, 'messages.db') },
+    apiSecret: opts.apiSecret,
+    ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
+  });
+  try {
+    const { url, port } = await relay.listen({ host: opts.host, port: opts.port });
+    return { url, port, close: () => relay.close() };
+  } catch (err) {
+    await relay.close();
+    throw err;
+  }
+}
