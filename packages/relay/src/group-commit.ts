@@ -86,7 +86,7 @@ export class GroupCommit {
           ? err
           : new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
               cause: err,
-              detail: err instanceof Error ? err.message : String(err),
+              detail: err instanceof Error ? err.name : typeof err,
             });
         try {
           this.#onError?.(e, batch.length);

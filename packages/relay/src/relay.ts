@@ -293,7 +293,9 @@ export function createRelay(opts: RelayOptions): Relay {
   function failure(c: Conn, err: unknown, ref?: ErrorFrame['ref']): void {
     const e = toLatchkeyError(err);
     if (e.code === 'INTERNAL' || e.code === 'UNAVAILABLE') {
-      log({ event: 'failure', conn: c.id, code: e.code, detail: e.detail });
+      // Only our own typed details reach the log: a foreign error's message might quote input.
+      const detail = LatchkeyError.is(err) ? e.detail : err instanceof Error ? err.name : typeof err;
+      log({ event: 'failure', conn: c.id, code: e.code, detail });
       sendError(c, e.code, undefined, ref);
     } else {
       sendError(c, e.code, e.message, ref);
@@ -439,7 +441,8 @@ export function createRelay(opts: RelayOptions): Relay {
         clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
       });
       const head = await store.head(principal.contactId);
-      if (c.phase !== 'authenticating') return; // closed or timed out meanwhile
+      // closed or timed out meanwhile
+      if (c.phase !== 'authenticating' || c.ws.readyState !== WebSocket.OPEN) return;
       c.phase = 'ready';
       c.principal = principal;
       const untilExpiry = principal.expiresAt + CLOCK_TOLERANCE_SECONDS * 1000 - Date.now();

@@ -140,12 +140,16 @@ function toStored(json: string, seq: number): StoredEnvelope {
   return { ...(JSON.parse(json) as SealedEnvelope), seq };
 }
 
+/**
+ * Wraps a storage failure. The detail (logs only) keeps SQLite's own message, which names
+ * tables and columns but no values; any other error contributes its name only, since its
+ * message might quote stored content (e.g. a JSON parse error).
+ */
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
-    cause: err,
-    detail: `${what}: ${err instanceof Error ? err.message : String(err)}`,
-  });
+  const detail =
+    err instanceof Database.SqliteError ? `${err.code}: ${err.message}` : err instanceof Error ? err.name : typeof err;
+  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', { cause: err, detail: `${what}: ${detail}` });
 }
 
 interface MessageRow {
@@ -239,6 +243,16 @@ export class SqliteMessageStore implements MessageStore {
       for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
       return { results, appended };
     });
+  }
+
+  /** Durability settings in effect on this connection (for start-up checks and tests). */
+  get durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
+    this.#open();
+    const level = this.#db.pragma('synchronous', { simple: true }) as number;
+    return {
+      journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
+      synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF',
+    };
   }
 
   get stats(): StoreStats {
