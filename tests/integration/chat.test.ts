@@ -83,7 +83,7 @@ describe('two participants of one contact', () => {
     await stack.stopRelay();
     await until(() => visitor.state === 'reconnecting' && agent.state === 'reconnecting', 5000, 'reconnecting');
     const queued = [visitor.send('while offline 1'), visitor.send('while offline 2')];
-    expect(visitor.pendingSends).toBe(2);
+    await until(() => visitor.pendingSends === 2, 2000, 'sends queued in the outbox');
     await stack.startRelay();
 
     const results = await Promise.all(queued);
