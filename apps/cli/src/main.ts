@@ -21,7 +21,7 @@ async function run(argv: string[]): Promise<number> {
     }
   };
   const str = { type: 'string' } as const;
-  switch (command) {
+  switch (command ?? '') {
     case 'start':
       return start(parse({ data: str, port: str, host: str }).values, out);
     case 'token':

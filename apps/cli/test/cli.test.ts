@@ -31,7 +31,7 @@ function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
 let dir: string;
 let server: ChildProcess;
 const urls: Record<string, string> = {};
-let serverOutput: string[] = [];
+const serverOutput: string[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'latchkey-cli-'));
