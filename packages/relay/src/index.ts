@@ -2,7 +2,17 @@
  * @latchkey/relay: the relay library — authenticates participants, orders, stores and fans out
  * sealed envelopes over WebSocket (frames in @latchkey/protocol). Holds no key, opens nothing.
  */
-export { createRelay, type Relay, type RelayOptions, type RelayLogEvent } from './relay.ts';
+export { createRelay, type Relay, type RelayOptions, type RelayLogEvent, type TlsOptions } from './relay.ts';
+export {
+  Admission,
+  parseIpAllowlist,
+  ipAllowed,
+  clientIp,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_PER_IP_RATE_LIMIT,
+  type AdmissionOptions,
+  type Rejection,
+} from './admission.ts';
 export {
   SqliteMessageStore,
   STORE_SCHEMA_VERSION,

@@ -11,14 +11,15 @@
  * Hostile input: every text frame is parsed with the protocol's zod schemas; binary frames,
  * malformed or unknown frames get a BAD_FRAME error and the connection stays open until it has
  * made too many protocol errors (close 1008). Frames above maxFrameBytes close with 1009. A
- * token bucket per connection answers floods with RATE_LIMITED and closes sustained abuse.
+ * token bucket per connection and one per client IP (admission.ts) answer floods with
+ * RATE_LIMITED and close sustained abuse; origin/IP allowlists are checked before the handshake.
  * Peers only ever see an ErrorFrame with a stable code and a short message. Logs carry codes
  * and opaque ids, never tokens, ciphertext or envelope content.
  *
  * The relay validates schemas and metadata only: it holds no key and opens nothing.
  */
 import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
@@ -43,6 +44,7 @@ import {
   type StoredEnvelope,
 } from '@latchkey/protocol';
 import { verifyToken } from '@latchkey/tokens';
+import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { SqliteMessageStore, type MessageStore } from './store.ts';
@@ -70,6 +72,14 @@ export interface RelayOptions {
   heartbeatMs?: number;
   /** Protocol errors a connection may make before it is closed with 1008. Default 10. */
   maxProtocolErrors?: number;
+  /** Origin and IP allowlists, connections and frame rate per client IP (admission.ts). */
+  admission?: AdmissionOptions;
+}
+
+/** TLS material for `listen` (PEM). */
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
 }
 
 /** A running relay. */
@@ -80,7 +90,7 @@ export interface Relay {
    * Starts an HTTP server of its own and serves WebSocket upgrades on it.
    * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
    */
-  listen(opts: { host: string; port: number }): Promise<{ url: string; port: number }>;
+  listen(opts: { host: string; port: number; tls?: TlsOptions }): Promise<{ url: string; port: number }>;
   /**
    * Stops accepting, commits and acks pending sends, closes every client with 1001, closes
    * its own HTTP server and (when it opened it) the store. Idempotent.
@@ -97,6 +107,8 @@ type JoinState = 'no' | 'joining' | 'yes';
 interface Conn {
   id: number;
   ws: WebSocket;
+  /** Client IP, for the per-IP limits. */
+  ip: string;
   phase: 'auth' | 'authenticating' | 'ready' | 'closed';
   principal: Principal | undefined;
   join: JoinState;
@@ -209,6 +221,7 @@ export function createRelay(opts: RelayOptions): Relay {
     }
   };
 
+  const admission = new Admission(opts.admission);
   const committer = new GroupCommit(store, {
     onError: (err, batchSize) =>
       log({ event: 'commit-failed', code: err.code, batch: batchSize, detail: err.detail }),
@@ -304,10 +317,11 @@ export function createRelay(opts: RelayOptions): Relay {
 
   // ---- connection lifecycle ----------------------------------------------------------------
 
-  function onConnection(ws: WebSocket): void {
+  function onConnection(ws: WebSocket, ip: string): void {
     const c: Conn = {
       id: nextConnId++,
       ws,
+      ip,
       phase: 'auth',
       principal: undefined,
       join: 'no',
@@ -357,7 +371,7 @@ export function createRelay(opts: RelayOptions): Relay {
   function onMessage(c: Conn, data: RawData, isBinary: boolean): void {
     if (c.phase === 'closed') return;
     c.alive = true;
-    if (!c.bucket.take()) {
+    if (!c.bucket.take() || !admission.takeFrame(c.ip)) {
       rateLimited(c);
       return;
     }
@@ -617,8 +631,17 @@ export function createRelay(opts: RelayOptions): Relay {
         socket.destroy();
         return;
       }
+      const ip = clientIp(req);
+      const refused = admission.admit(req, ip);
+      if (refused) {
+        log({ event: 'upgrade-refused', code: refused.code });
+        refuseUpgrade(socket, refused);
+        return;
+      }
+      // The TCP socket outlives every path (refused handshake, open, closed), so it releases.
+      socket.once('close', () => admission.release(ip));
       try {
-        wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
+        wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, ip));
       } catch (err) {
         log({ event: 'upgrade-failed', detail: err instanceof Error ? err.message : 'unknown' });
         socket.destroy();
@@ -628,12 +651,15 @@ export function createRelay(opts: RelayOptions): Relay {
     server.on('upgrade', onUpgrade);
   }
 
-  async function listen(o: { host: string; port: number }): Promise<{ url: string; port: number }> {
+  async function listen(o: { host: string; port: number; tls?: TlsOptions }): Promise<{ url: string; port: number }> {
     if (ownServer) throw new Error('relay is already listening');
-    const server = createServer((_req, res) => {
+    const onRequest = (_req: IncomingMessage, res: import('node:http').ServerResponse): void => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       res.end('WebSocket upgrade required\n');
-    });
+    };
+    const server = o.tls
+      ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }, onRequest)
+      : createServer(onRequest);
     ownServer = server;
     attach(server);
     await new Promise<void>((resolve, reject) => {
@@ -648,7 +674,7 @@ export function createRelay(opts: RelayOptions): Relay {
     const port = typeof addr === 'object' && addr ? addr.port : o.port;
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
     log({ event: 'listening', port });
-    return { url: `ws://${host}:${port}`, port };
+    return { url: `${o.tls ? 'wss' : 'ws'}://${host}:${port}`, port };
   }
 
   async function doClose(): Promise<void> {
