@@ -9,7 +9,9 @@
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { assertSecureListener } from '@latchkey/protocol';
 import { openInternalKeyManager } from '@latchkey/keys';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
@@ -25,6 +27,10 @@ export interface OpenKeyServiceOptions {
   certTtlSeconds?: number;
   logger?: KeyServiceOptions['logger'];
   allowedOrigins?: string[];
+  /** PEM certificate and key files: serve https:// instead of http://. */
+  tls?: { certFile: string; keyFile: string };
+  /** Allow plain http:// on a non-loopback address (TLS terminated in front). */
+  insecure?: boolean;
 }
 
 /** Paths of the key service's files under a data directory. */
@@ -40,6 +46,8 @@ export function keyServicePaths(dataDir: string): { dir: string; db: string; sig
  *   file is unusable; RangeError for malformed options; the listen error when the port is taken.
  */
 export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeyService> {
+  assertSecureListener('key service', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
+  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const paths = keyServicePaths(opts.dataDir);
   const keyManager = await openInternalKeyManager({ path: paths.db, masterKey: opts.masterKey });
   let signingKey: Uint8Array | undefined;
@@ -54,6 +62,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
       ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
+      ...(tls ? { tls } : {}),
     });
     const key = signingKey;
     let closing: Promise<void> | undefined;

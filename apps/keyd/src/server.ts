@@ -5,7 +5,7 @@
  * session signing key. Every error is `{ error: { code, message } }` with the HTTP status of
  * ERROR_CODES. Tokens, keys and bodies are never logged; every response is `no-store`.
  */
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { signingPublicKey } from '@latchkey/crypto/sign';
 import type { KeyManager } from '@latchkey/keys';
@@ -47,6 +47,8 @@ export interface KeyServiceOptions {
    * A request carrying an Origin not on the list is refused with FORBIDDEN.
    */
   allowedOrigins?: string[];
+  /** Serve HTTPS with this certificate and key (PEM); the URL then starts with https://. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface KeyService {
@@ -168,14 +170,20 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
   const allowed = opts.allowedOrigins === undefined ? null : new Set(opts.allowedOrigins);
   const principals = new WeakMap<FastifyRequest, Principal>();
 
-  const app = Fastify({
+  const common = {
     logger: loggerOptions(opts.logger),
     bodyLimit: LIMITS.maxHttpBodyBytes,
     return503OnClosing: true,
-    frameworkErrors: (err, _req, reply) => {
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
       void sendError(reply, frameworkError(err));
     },
-  });
+  };
+  // One instance type for both transports: the routes do not depend on it.
+  const app = (
+    opts.tls
+      ? Fastify({ ...common, https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' } })
+      : Fastify(common)
+  ) as unknown as FastifyInstance;
 
   // Only JSON bodies. Our own parser so a syntax error (whose message quotes the body) never
   // reaches a log, and an empty body means "{}".
@@ -302,7 +310,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
   const port = typeof address === 'object' && address !== null ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
-    url: `http://${host}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${host}:${port}`,
     port,
     servicePublicKey,
     close: () => app.close(),

@@ -2,9 +2,10 @@
  * @latchkey/relay-app: the relay process as a function — opens the message store under the data
  * directory and serves the relay protocol (@latchkey/relay) on one host and port.
  */
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRelay, type RelayLogEvent } from '@latchkey/relay';
+import { assertSecureListener } from '@latchkey/protocol';
+import { createRelay, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
@@ -18,6 +19,12 @@ export interface StartRelayOptions {
   apiSecret: Uint8Array;
   /** Structured events (codes and opaque ids only). */
   log?: (e: object) => void;
+  /** PEM certificate and key files: serve wss:// instead of ws://. */
+  tls?: { certFile: string; keyFile: string };
+  /** Allow a plain ws:// listener on a non-loopback address (TLS terminated in front). */
+  insecure?: boolean;
+  /** Origin/IP allowlists and per-IP limits. */
+  admission?: AdmissionOptions;
 }
 
 export interface RunningRelay {
@@ -30,11 +37,14 @@ export interface RunningRelay {
 
 /**
  * Starts a relay over `<dataDir>/relay/messages.db` (directory created with mode 0700).
- * @throws RangeError when apiSecret is shorter than 32 bytes.
+ * @throws InsecureListenerError for a non-loopback host without TLS or `insecure`.
+ * @throws RangeError when apiSecret is shorter than 32 bytes or an allowlist entry is bad.
  * @throws LatchkeyError UNAVAILABLE when the store cannot be opened.
  * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
  */
 export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay> {
+  assertSecureListener('relay', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
+  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const dir = join(opts.dataDir, 'relay');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // mkdir leaves an existing directory's mode alone: the messages' metadata is the owner's only.
@@ -44,9 +54,10 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     store: { path: join(dir, 'messages.db') },
     apiSecret: opts.apiSecret,
     ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
+    ...(opts.admission === undefined ? {} : { admission: opts.admission }),
   });
   try {
-    const { url, port } = await relay.listen({ host: opts.host, port: opts.port });
+    const { url, port } = await relay.listen({ host: opts.host, port: opts.port, ...(tls ? { tls } : {}) });
     return { url, port, close: () => relay.close() };
   } catch (err) {
     await relay.close();

@@ -31,6 +31,7 @@ import {
 } from '@latchkey/protocol';
 import { verifyCertificate } from './certificate.ts';
 import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
+import { tlsFailure } from './tls-errors.ts';
 
 /** The subset of the WHATWG WebSocket that the client uses (browsers and `ws` both fit). */
 export interface WebSocketLike {
@@ -360,8 +361,10 @@ export class LatchkeyClient {
         }
         this.#onFrame(frame);
       };
-      ws.onerror = () => {
-        // onclose follows and decides.
+      ws.onerror = (ev) => {
+        // onclose follows and decides; a TLS failure (Node only) is worth naming.
+        const tls = tlsFailure((ev as { error?: unknown } | null)?.error, 'relay');
+        if (tls) this.#lastError = tls;
       };
       ws.onclose = (ev) => {
         if (this.#ws !== ws) return;
@@ -375,7 +378,8 @@ export class LatchkeyClient {
     const err = this.#lastError ?? new LatchkeyError('UNAVAILABLE', `connection closed (${code})`);
     for (const [, p] of this.#requests) p.reject(err);
     this.#requests.clear();
-    const fatal = FATAL_CLOSE.has(code) || err.code === 'AUTH_EXPIRED' || err.code === 'AUTH_INVALID';
+    const fatal =
+      FATAL_CLOSE.has(code) || err.code === 'AUTH_EXPIRED' || err.code === 'AUTH_INVALID' || err.code === 'TLS_FAILED';
     const ready = this.#ready;
     this.#ready = null;
     if (ready) {

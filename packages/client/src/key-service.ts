@@ -11,6 +11,7 @@ import {
   ServiceKeyResponse,
   type ContactKeyRequest,
 } from '@latchkey/protocol';
+import { tlsFailure } from './tls-errors.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -24,7 +25,7 @@ async function call<T>(fetchImpl: FetchLike, url: string, init: RequestInit, sch
   try {
     res = await fetchImpl(url, { ...init, cache: 'no-store' });
   } catch (err) {
-    throw new LatchkeyError('KEY_UNAVAILABLE', 'key service unreachable', { cause: err });
+    throw tlsFailure(err, 'key service') ?? new LatchkeyError('KEY_UNAVAILABLE', 'key service unreachable', { cause: err });
   }
   let body: unknown;
   try {

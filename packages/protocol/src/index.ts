@@ -32,9 +32,35 @@ export {
   AUDIENCE_RELAY,
   AUDIENCE_KEYS,
   MAX_TOKEN_TTL_SECONDS,
+  TOKEN_ALGORITHMS,
   TokenClaims,
+  type TokenAlgorithm,
   type Principal,
 } from './token.ts';
+export {
+  ContactState,
+  ParticipantState,
+  ContactInfo,
+  ParticipantInfo,
+  DEFAULT_MAX_PARTICIPANTS,
+  DEFAULT_CONTACT_TTL_MS,
+  effectiveState,
+  decideAdmission,
+  type AdmissionInput,
+  type AdmissionDecision,
+} from './membership.ts';
+export {
+  ADMIN_PREFIX,
+  ADMIN_PATHS,
+  ListContactsQuery,
+  ListContactsResponse,
+  CloseContactRequest,
+  SetExpiryRequest,
+  KickRequest,
+  InviteRequest,
+  TransferRequest,
+  ContactResponse,
+} from './admin.ts';
 export {
   KEYS_PATHS,
   ContactKeyRequest,
@@ -44,3 +70,4 @@ export {
   ErrorResponse,
 } from './http.ts';
 export { parseJson } from './parse.ts';
+export { isLoopbackHost, assertSecureListener, InsecureListenerError } from './transport.ts';
