@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   UNAVAILABLE: { http: 503, ws: 1013, closes: false },
   TIMEOUT: { http: 504, ws: 4504, closes: false },
   INTERNAL: { http: 500, ws: 1011, closes: false },
+  /** Client side: the TLS handshake failed (name mismatch, expired or untrusted certificate). */
+  TLS_FAILED: { http: 495, ws: 4495, closes: false },
+  CONTACT_CLOSED: { http: 423, ws: 4423, closes: false },
+  CONTACT_EXPIRED: { http: 410, ws: 4410, closes: true },
+  CONTACT_FULL: { http: 409, ws: 4409, closes: true },
 } as const satisfies Record<string, { http: number; ws: number; closes: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
