@@ -21,10 +21,16 @@ export const TokenClaims = z.strictObject({
   cid: Id,
   role: Role,
   iat: Seconds,
+  /** Not before (optional): the token is refused (AUTH_INVALID) until then. */
+  nbf: Seconds.optional(),
   exp: Seconds,
   jti: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
 });
 export type TokenClaims = z.infer<typeof TokenClaims>;
+
+/** JWS algorithms a participant token may use: HMAC (dev default) or Ed25519 (asymmetric). */
+export const TOKEN_ALGORITHMS = ['HS256', 'EdDSA'] as const;
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
 
 /** What relay and key service learn from a verified token. */
 export interface Principal {

@@ -1,2 +1,23 @@
-/** @latchkey/tokens: mint and verify participant tokens (JWT via jose). */
-export { mintToken, verifyToken, type MintOptions, type VerifyOptions } from './tokens.ts';
+/** @latchkey/tokens: participant tokens (JWT via jose, HS256 or EdDSA) and admin API keys. */
+export {
+  mintToken,
+  verifyToken,
+  createTokenVerifier,
+  importTokenSigningKey,
+  importTokenVerifyKey,
+  generateTokenKeyPair,
+  type MintOptions,
+  type VerifyOptions,
+  type TokenSigningKey,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+} from './tokens.ts';
+export {
+  DEFAULT_ADMIN_KEY_ID,
+  deriveAdminKey,
+  adminAuthorization,
+  parseAdminKey,
+  createAdminAuthenticator,
+  type AdminKey,
+  type AdminAuthenticator,
+} from './admin-auth.ts';

@@ -1,0 +1,72 @@
+/**
+ * Admin API bodies (docs/admin-api.md), served by the relay and the key service under
+ * `/admin/v1/...`. Requests carry `Authorization: Bearer <api key id>:<api key secret>`
+ * (the secret as base64url); errors are `{ error: { code, message } }` like everywhere else.
+ * Moderation goes to the key service first, then to the relay (see docs/admin-api.md "Flow").
+ */
+import { z } from 'zod';
+import { ContactInfo, ContactState } from './membership.ts';
+import { Id, Role, TimeMs } from './primitives.ts';
+
+export const ADMIN_PREFIX = '/admin/v1' as const;
+
+export const ADMIN_PATHS = {
+  contacts: `${ADMIN_PREFIX}/contacts`,
+  contact: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}`,
+  close: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/close`,
+  expiry: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/expiry`,
+  kick: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/kick`,
+  invite: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/invite`,
+  transfer: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/transfer`,
+} as const;
+
+/** Query of GET /admin/v1/contacts. */
+export const ListContactsQuery = z.strictObject({
+  state: ContactState.optional(),
+  /** Contacts with an id greater than this one (paging). */
+  after: Id.optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+export type ListContactsQuery = z.infer<typeof ListContactsQuery>;
+
+export const ListContactsResponse = z.strictObject({
+  contacts: z.array(ContactInfo).max(500),
+  /** Pass as `after` for the next page; absent on the last page. */
+  next: Id.optional(),
+});
+export type ListContactsResponse = z.infer<typeof ListContactsResponse>;
+
+/** POST .../close: no body (or `{}`). */
+export const CloseContactRequest = z.strictObject({});
+export type CloseContactRequest = z.infer<typeof CloseContactRequest>;
+
+/** POST .../expiry */
+export const SetExpiryRequest = z.strictObject({ expiresAt: TimeMs });
+export type SetExpiryRequest = z.infer<typeof SetExpiryRequest>;
+
+/** POST .../kick: the participant's connections end and its tokens are refused for the contact. */
+export const KickRequest = z.strictObject({ participantId: Id });
+export type KickRequest = z.infer<typeof KickRequest>;
+
+/** POST .../invite: admits a participant ahead of its first connection (a second agent, a supervisor). */
+export const InviteRequest = z.strictObject({
+  participantId: Id,
+  role: Role.exclude(['visitor']),
+});
+export type InviteRequest = z.infer<typeof InviteRequest>;
+
+/** POST .../transfer: `from` (an agent) leaves, `to` joins as an agent and reads the whole history. */
+export const TransferRequest = z
+  .strictObject({ from: Id, to: Id })
+  .refine((r) => r.from !== r.to, { message: 'from and to must differ', path: ['to'] });
+export type TransferRequest = z.infer<typeof TransferRequest>;
+
+/**
+ * Answer of every moderation call: the contact afterwards. The key service adds the content-key
+ * epoch it rotated to, when it did (kick and transfer rotate, so the departed miss what follows).
+ */
+export const ContactResponse = z.strictObject({
+  contact: ContactInfo,
+  rotatedEpoch: z.number().int().min(0).optional(),
+});
+export type ContactResponse = z.infer<typeof ContactResponse>;
