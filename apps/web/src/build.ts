@@ -1,0 +1,130 @@
+/**
+ * Builds the browser bundles with Vite: `widget.js` (visitor widget) and `agent.js` (agent
+ * console), each one IIFE script, plus the static pages of `public/`. Workspace packages resolve
+ * to their TypeScript source through the `@latchkey/source` condition, so the browser runs the
+ * very same @latchkey/client and @latchkey/crypto code as Node.
+ *
+ * `ensureBuilt` rebuilds only when the output is missing or older than any source it comes from,
+ * under a lock directory so that concurrent starts (tests, `latchkey start`) build once.
+ */
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const WEB_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_DIST = join(WEB_ROOT, 'dist');
+const STAMP = '.build-stamp';
+
+/** Everything the bundles are made of. */
+export function sourceDirs(): string[] {
+  const packages = resolve(WEB_ROOT, '..', '..', 'packages');
+  return [
+    join(WEB_ROOT, 'src'),
+    join(WEB_ROOT, 'public'),
+    join(packages, 'client', 'src'),
+    join(packages, 'crypto', 'src'),
+    join(packages, 'protocol', 'src'),
+  ];
+}
+
+const BUNDLES = [
+  { name: 'widget', global: 'LatchkeyWidget', entry: 'src/widget/main.ts' },
+  { name: 'agent', global: 'LatchkeyAgent', entry: 'src/agent/main.ts' },
+] as const;
+
+/** Runs the Vite builds into `outDir` (emptied first). */
+export async function buildWeb(outDir: string): Promise<void> {
+  const { build, defaultClientConditions } = await import('vite');
+  await rm(outDir, { recursive: true, force: true });
+  for (const [i, b] of BUNDLES.entries()) {
+    await build({
+      configFile: false,
+      root: WEB_ROOT,
+      mode: 'production',
+      logLevel: 'warn',
+      publicDir: join(WEB_ROOT, 'public'),
+      resolve: { conditions: ['@latchkey/source', ...defaultClientConditions] },
+      define: { 'process.env.NODE_ENV': JSON.stringify('production') },
+      build: {
+        outDir,
+        emptyOutDir: false,
+        copyPublicDir: i === 0,
+        target: 'es2022',
+        sourcemap: true,
+        minify: true,
+        reportCompressedSize: false,
+        lib: {
+          entry: join(WEB_ROOT, b.entry),
+          formats: ['iife'],
+          name: b.global,
+          fileName: () => `${b.name}.js`,
+        },
+      },
+    });
+  }
+  await writeFile(join(outDir, STAMP), `${new Date().toISOString()}\n`);
+}
+
+async function newestMtime(dir: string): Promise<number> {
+  let newest = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, await newestMtime(p));
+    else if (!e.name.endsWith('.test.ts')) newest = Math.max(newest, (await stat(p)).mtimeMs);
+  }
+  return newest;
+}
+
+/** True when `outDir` holds a complete build newer than every source file. */
+export async function isFresh(outDir: string): Promise<boolean> {
+  let built: number;
+  try {
+    built = (await stat(join(outDir, STAMP))).mtimeMs;
+  } catch {
+    return false;
+  }
+  const sources = await Promise.all(sourceDirs().map(newestMtime));
+  return Math.max(...sources) <= built;
+}
+
+const LOCK_STALE_MS = 120_000;
+
+/**
+ * Builds into `outDir` unless it is fresh. Builds into a temporary directory and swaps it in,
+ * so a server never serves half a build.
+ * @returns whether it built
+ */
+export async function ensureBuilt(outDir: string = DEFAULT_DIST): Promise<boolean> {
+  if (await isFresh(outDir)) return false;
+  const lock = `${outDir}.lock`;
+  await mkdir(dirname(outDir), { recursive: true });
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
+      if (age > LOCK_STALE_MS) await rm(lock, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    if (await isFresh(outDir)) return false;
+    const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
+    const old = `${outDir}.old-${process.pid}-${Date.now()}`;
+    await buildWeb(tmp);
+    await rename(outDir, old).catch(() => undefined);
+    await rename(tmp, outDir);
+    await rm(old, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The demo backend: routes that play the enterprise's own backend so that the demo works out of
+ * the box. It creates a new contact id per conversation and mints visitor and agent tokens with
+ * the API secret, server-side; the secret never appears in a response.
+ *
+ * Development only. It asks nobody who they are (anyone who can reach it gets an agent token), so
+ * it answers loopback clients only, checks that Host is a loopback name (DNS rebinding) and that
+ * a browser's Origin is this server (no cross-site use). A real deployment replaces it with its
+ * own authenticated endpoints (docs/web.md "Replacing the demo backend").
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Role } from '@latchkey/protocol';
+import { mintToken } from '@latchkey/tokens';
+
+export interface DemoBackendOptions {
+  apiSecret: Uint8Array;
+  relayUrl: string;
+  keysUrl: string;
+  serviceKey: string;
+  /** Token lifetime in seconds (default 1 h). */
+  tokenTtlSeconds?: number;
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
+
+export interface DemoContact {
+  contactId: string;
+  createdAt: number;
+  visitorId: string;
+  closed: boolean;
+}
+
+export const DEMO_AGENT_ID = 'agent-demo';
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(9).toString('base64url')}`;
+}
+
+function isLoopbackAddress(addr: string | undefined): boolean {
+  if (!addr) return false;
+  return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+}
+
+function hostName(host: string): string {
+  return host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : (host.split(':')[0] ?? '');
+}
+
+/** The in-memory contact register of the demo backend plus its routes. */
+export class DemoBackend {
+  readonly contacts = new Map<string, DemoContact>();
+  #opts: DemoBackendOptions;
+  #now: () => number;
+
+  constructor(opts: DemoBackendOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** A new contact with a fresh id (ids are never reused). */
+  createContact(): DemoContact {
+    const c: DemoContact = { contactId: newId('c'), createdAt: this.#now(), visitorId: newId('v'), closed: false };
+    this.contacts.set(c.contactId, c);
+    return c;
+  }
+
+  openContact(id: string | undefined): DemoContact | undefined {
+    if (id === undefined || !ID.test(id)) return undefined;
+    const c = this.contacts.get(id);
+    return c && !c.closed ? c : undefined;
+  }
+
+  async session(c: DemoContact, participantId: string, role: Role): Promise<Record<string, unknown>> {
+    const ttlSeconds = this.#opts.tokenTtlSeconds ?? 3600;
+    const token = await mintToken(this.#opts.apiSecret, { contactId: c.contactId, participantId, role, ttlSeconds });
+    return {
+      contactId: c.contactId,
+      participantId,
+      role,
+      token,
+      expiresAt: this.#now() + ttlSeconds * 1000,
+      relayUrl: this.#opts.relayUrl,
+      keysUrl: this.#opts.keysUrl,
+      serviceKey: this.#opts.serviceKey,
+      participants: this.participants(c),
+    };
+  }
+
+  participants(c: DemoContact): { id: string; role: Role }[] {
+    return [
+      { id: c.visitorId, role: 'visitor' },
+      { id: DEMO_AGENT_ID, role: 'agent' },
+    ];
+  }
+
+  /** Registers the routes under `/api/demo`. */
+  register(app: FastifyInstance): void {
+    const guard = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      const host = req.headers.host ?? '';
+      const origin = req.headers.origin;
+      let refused: string | null = null;
+      if (!isLoopbackAddress(req.socket.remoteAddress)) refused = 'the demo backend answers loopback clients only';
+      else if (!LOOPBACK_HOSTS.has(hostName(host))) refused = 'unexpected Host';
+      else if (origin !== undefined && origin !== `http://${host}`) refused = 'cross-origin request';
+      if (refused) {
+        await reply.code(403).send({ error: { code: 'FORBIDDEN', message: refused } });
+      }
+    };
+
+    app.register(
+      async (api) => {
+        api.addHook('onRequest', guard);
+        api.addHook('onSend', async (_req, reply) => {
+          reply.header('cache-control', 'no-store');
+        });
+
+        // The visitor's session: a new contact unless a known open one is asked for.
+        api.post('/visitor-session', async (req) => {
+          const body = (req.body ?? {}) as { contactId?: unknown };
+          const wanted = typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
+          const c = wanted ?? this.createContact();
+          return this.session(c, c.visitorId, 'visitor');
+        });
+
+        // Open contacts, newest first.
+        api.get('/contacts', async () => ({
+          contacts: [...this.contacts.values()]
+            .filter((c) => !c.closed)
+            .sort((a, b) => b.createdAt - a.createdAt)
+            .map((c) => ({ contactId: c.contactId, createdAt: c.createdAt, participants: this.participants(c) })),
+        }));
+
+        api.post('/agent-session', async (req, reply) => {
+          const body = (req.body ?? {}) as { contactId?: unknown };
+          const c = typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
+          if (!c) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
+          return this.session(c, DEMO_AGENT_ID, 'agent');
+        });
+
+        // Placeholder for closing a contact: it leaves the demo's list. Revoking access at the
+        // relay and key service (and crypto-shredding) is a later issue's.
+        api.post<{ Params: { id: string } }>('/contacts/:id/close', async (req, reply) => {
+          const c = this.openContact(req.params.id);
+          if (!c) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
+          c.closed = true;
+          return { contactId: c.contactId, closed: true };
+        });
+      },
+      { prefix: '/api/demo' },
+    );
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The web server: serves the built widget, agent console, demo and landing pages (Vite output
+ * in `dist/`, built on start when missing or stale) and, in development, the demo backend that
+ * mints tokens server-side (demo-backend.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import fastifyStatic from '@fastify/static';
+import Fastify from 'fastify';
+import { DEFAULT_DIST, ensureBuilt } from './build.ts';
+import { DemoBackend } from './demo-backend.ts';
+
+export interface WebOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The API secret that signs participant tokens; used by the demo backend only, server-side. */
+  apiSecret: Uint8Array;
+  /** The relay as browsers reach it, e.g. `ws://127.0.0.1:8470`. */
+  relayUrl: string;
+  /** The key service as browsers reach it, e.g. `http://127.0.0.1:8471`. */
+  keysUrl: string;
+  /** The key service's Ed25519 public key (base64url), pinned by every browser client. */
+  serviceKey: string;
+  /** Serve the demo backend (default true). It answers loopback clients only. */
+  demoBackend?: boolean;
+  /** Where the build lives (default `apps/web/dist`); rebuilt when stale. */
+  distDir?: string;
+  /** Demo token lifetime in seconds (default 1 h). */
+  tokenTtlSeconds?: number;
+  logger?: boolean;
+}
+
+export interface RunningWeb {
+  /** e.g. `http://127.0.0.1:8472` */
+  url: string;
+  /** The demo visitor page, opening the ready demo conversation. */
+  visitorUrl: string;
+  /** The agent console with the ready demo conversation selected. */
+  agentUrl: string;
+  port: number;
+  /** The demo backend (null when disabled). */
+  demo: DemoBackend | null;
+  close(): Promise<void>;
+}
+
+function origin(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}`;
+}
+
+/**
+ * Builds the bundles if needed and starts the server.
+ * @throws the listen error when the port is taken; the Vite error when the build fails.
+ */
+export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
+  const dist = opts.distDir ?? DEFAULT_DIST;
+  await ensureBuilt(dist);
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 16 * 1024 });
+
+  // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
+  const csp = [
+    "default-src 'self'",
+    `connect-src 'self' ${origin(opts.relayUrl)} ${origin(opts.keysUrl)}`,
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "object-src 'none'",
+  ].join('; ');
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    if (req.url !== '/widget.js' && !req.url.startsWith('/widget.js?')) {
+      // The widget script is embedded by other sites; the pages are framed by nobody.
+      reply.header('content-security-policy', `${csp}; frame-ancestors 'none'`);
+      reply.header('x-frame-options', 'DENY');
+    } else {
+      reply.header('access-control-allow-origin', '*');
+    }
+  });
+
+  await app.register(fastifyStatic, { root: dist, index: false, wildcard: true, cacheControl: false });
+
+  let demo: DemoBackend | null = null;
+  if (opts.demoBackend !== false) {
+    demo = new DemoBackend({
+      apiSecret: opts.apiSecret,
+      relayUrl: opts.relayUrl,
+      keysUrl: opts.keysUrl,
+      serviceKey: opts.serviceKey,
+      ...(opts.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: opts.tokenTtlSeconds }),
+    });
+    demo.register(app);
+  }
+
+  const page = (file: string) => async (_req: unknown, reply: import('fastify').FastifyReply) =>
+    reply.header('cache-control', 'no-cache').type('text/html; charset=utf-8').sendFile(file);
+  app.get('/', page('index.html'));
+  app.get('/agent', page('agent.html'));
+  // The demo page asks for a given contact when the URL names a known open one.
+  app.get<{ Querystring: { contact?: string } }>('/demo', async (req, reply) => {
+    let html = await readFile(join(dist, 'demo.html'), 'utf8');
+    const c = demo?.openContact(req.query.contact);
+    if (c) {
+      // contactId matches [A-Za-z0-9_-]{1,64}: safe inside an attribute.
+      html = html.replace('data-session-url=', `data-contact="${c.contactId}" data-session-url=`);
+    }
+    return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+  });
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const url = `http://${hostPart}:${port}`;
+  const ready = demo?.createContact();
+  const q = ready ? `?contact=${ready.contactId}` : '';
+  return {
+    url,
+    visitorUrl: `${url}/demo${q}`,
+    agentUrl: `${url}/agent${q}`,
+    port,
+    demo,
+    async close() {
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,422 @@
+/**
+ * One conversation on screen: connection status, the "end-to-end encrypted" badge with the
+ * content key's fingerprint, the messages in seq order with their delivery state, and a
+ * composer that sends on Enter. Shared by the visitor widget and the agent console; all the
+ * crypto is @latchkey/client's (the same code as in Node), this file only draws.
+ *
+ * Message states (`data-state`): `sending` (sealed, waiting for the relay's ack), `delivered`
+ * (stored by the relay, has `data-seq`), `failed` (the send was refused or the connection gave
+ * up; a Retry button sends it again) and `undecryptable` (a stored message that failed to open:
+ * shown as "Could not decrypt this message", never its bytes).
+ */
+import {
+  LatchkeyClient,
+  type ChatMessage,
+  type ConnectionState,
+  type FailedMessage,
+} from '@latchkey/client';
+import { LatchkeyError, type Role } from '@latchkey/protocol';
+import { clock, h, setText, uid } from './dom.ts';
+import type { SessionInfo } from './session.ts';
+
+export type StatusName = 'connecting' | 'connected' | 'reconnecting' | 'offline';
+
+export interface ConversationOptions {
+  /** Heading shown above the messages. */
+  title: string;
+  /** Fetches a session; `renew` asks for a fresh token (the last one expired or was refused). */
+  getSession(renew: boolean): Promise<SessionInfo>;
+  /** Called for every message that arrives (own ones included), after it is shown. */
+  onActivity?(entry: { seq: number; sentAt: number | null; own: boolean }): void;
+  /** Called when the set of known participants changes. */
+  onParticipants?(participants: ReadonlyMap<string, Role>): void;
+}
+
+interface PendingSend {
+  el: HTMLLIElement;
+  text: string;
+}
+
+const STATUS_TEXT: Record<StatusName, string> = {
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+};
+
+const STATE_TEXT = { sending: 'Sending…', delivered: 'Delivered', failed: 'Not sent' } as const;
+
+export class Conversation {
+  readonly root: HTMLElement;
+  readonly participants = new Map<string, Role>();
+  #opts: ConversationOptions;
+  #status: HTMLElement;
+  #fingerprint: HTMLElement;
+  #fpText: HTMLElement;
+  #list: HTMLOListElement;
+  #empty: HTMLElement;
+  #input: HTMLTextAreaElement;
+  #sendButton: HTMLButtonElement;
+
+  #client: LatchkeyClient | null = null;
+  #clientState: ConnectionState = 'idle';
+  #online = typeof navigator === 'undefined' ? true : navigator.onLine;
+  #closed = false;
+  #lastSeq = 0;
+  #shown = new Map<number, HTMLLIElement>();
+  /** Sent and waiting for their seq, oldest first. */
+  #pending: PendingSend[] = [];
+  /** Typed before a connection exists; sent once one does. */
+  #queued: PendingSend[] = [];
+  #self: { id: string; role: Role } | null = null;
+  #wake: (() => void) | null = null;
+  #unlisten: (() => void)[] = [];
+
+  constructor(opts: ConversationOptions) {
+    this.#opts = opts;
+    const inputId = uid('lk-input');
+    const fpId = uid('lk-fp');
+    this.#status = h('span', { class: 'lk-status', role: 'status', 'data-testid': 'connection-status', 'data-status': 'connecting' }, STATUS_TEXT.connecting);
+    this.#fpText = h('span', { class: 'lk-fp', id: fpId }, '…');
+    this.#fingerprint = h(
+      'p',
+      { class: 'lk-e2e', 'data-testid': 'e2e-fingerprint', 'data-fingerprint': '', title: 'Compare this key fingerprint with the other side: the same value means the same key.' },
+      h('strong', {}, '🔒 End-to-end encrypted'),
+      h('span', {}, '· key fingerprint'),
+      this.#fpText,
+    );
+    this.#empty = h('li', { class: 'lk-empty' }, 'No messages yet.');
+    this.#list = h('ol', { class: 'lk-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: 0 }, this.#empty);
+    this.#input = h('textarea', {
+      class: 'lk-input',
+      id: inputId,
+      rows: 2,
+      'data-testid': 'composer',
+      placeholder: 'Type a message, Enter to send',
+      'aria-describedby': fpId,
+      maxlength: 8000,
+    });
+    this.#sendButton = h('button', { class: 'lk-btn', type: 'submit', 'data-testid': 'send' }, 'Send');
+    const form = h(
+      'form',
+      { class: 'lk-composer', 'aria-label': 'Send a message' },
+      h('label', { class: 'lk-sr', for: inputId }, 'Message'),
+      this.#input,
+      this.#sendButton,
+    );
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      this.#submit();
+    });
+    this.#input.addEventListener('keydown', (ev) => {
+      // Enter sends, Shift+Enter breaks the line; never while an IME is composing.
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.#submit();
+      }
+    });
+    this.root = h(
+      'section',
+      { class: 'lk-conv', 'aria-label': opts.title },
+      h('header', { class: 'lk-head' }, h('h2', { class: 'lk-title' }, opts.title), this.#status, this.#fingerprint),
+      this.#list,
+      form,
+    );
+  }
+
+  /** The content key's fingerprint once connected, else null. */
+  get fingerprint(): string | null {
+    return this.#fingerprint.dataset.fingerprint || null;
+  }
+
+  /** Starts connecting (and keeps reconnecting until close()). */
+  start(): void {
+    const onOnline = (): void => {
+      this.#online = true;
+      this.#renderStatus();
+      this.#wake?.();
+    };
+    const onOffline = (): void => {
+      this.#online = false;
+      this.#renderStatus();
+    };
+    window.addEventListener('online', onOnline);
+    window.addEventListener('offline', onOffline);
+    this.#unlisten.push(() => window.removeEventListener('online', onOnline));
+    this.#unlisten.push(() => window.removeEventListener('offline', onOffline));
+    void this.#run();
+  }
+
+  /** Stops for good: closes the connection and disables the composer. */
+  close(): void {
+    this.#closed = true;
+    for (const u of this.#unlisten) u();
+    this.#client?.close();
+    this.#client = null;
+    this.#wake?.();
+    this.#input.disabled = true;
+    this.#sendButton.disabled = true;
+  }
+
+  focus(): void {
+    this.#input.focus();
+  }
+
+  // --- connection ------------------------------------------------------------------------
+
+  async #run(): Promise<void> {
+    let renew = false;
+    let delay = 500;
+    while (!this.#closed) {
+      let fatal: unknown = null;
+      try {
+        const session = await this.#opts.getSession(renew);
+        renew = false;
+        if (this.#closed) return;
+        for (const p of session.participants ?? []) this.#addParticipant(p.id, p.role);
+        const client = new LatchkeyClient({
+          relayUrl: session.relayUrl,
+          keysUrl: session.keysUrl,
+          token: session.token,
+          serviceKey: session.serviceKey,
+          since: this.#lastSeq,
+          backoff: { minMs: 250, maxMs: 3000 },
+        });
+        const closed = new Promise<void>((resolve) => {
+          client.on('state', (s) => {
+            if (this.#client === client || this.#client === null) this.#setClientState(s);
+            if (s === 'closed') resolve();
+          });
+        });
+        client.on('message', (m) => this.#onMessage(m));
+        client.on('failed', (f) => this.#onFailed(f));
+        client.on('error', (e) => {
+          fatal = e;
+        });
+        this.#client = client;
+        await client.connect();
+        if (this.#closed) {
+          client.close();
+          return;
+        }
+        delay = 500;
+        this.#self = { id: client.participantId, role: client.role };
+        this.#addParticipant(client.participantId, client.role);
+        this.#showFingerprint(client.fingerprint());
+        this.#flushQueue();
+        await closed;
+      } catch (err) {
+        fatal = err;
+      }
+      if (this.#closed) return;
+      this.#client = null;
+      this.#setClientState('reconnecting');
+      if (LatchkeyError.is(fatal, 'AUTH_EXPIRED') || LatchkeyError.is(fatal, 'AUTH_INVALID')) renew = true;
+      await this.#sleep(delay);
+      delay = Math.min(delay * 2, 10_000);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = () => {
+        this.#wake = null;
+        done();
+      };
+    });
+  }
+
+  #setClientState(s: ConnectionState): void {
+    this.#clientState = s;
+    this.#renderStatus();
+  }
+
+  #renderStatus(): void {
+    let status: StatusName;
+    if (!this.#online) status = 'offline';
+    else if (this.#clientState === 'connected') status = 'connected';
+    else if (this.#clientState === 'reconnecting' || this.#clientState === 'closed') status = 'reconnecting';
+    else status = 'connecting';
+    if (this.#status.dataset.status === status) return;
+    this.#status.dataset.status = status;
+    setText(this.#status, STATUS_TEXT[status]);
+  }
+
+  #showFingerprint(fp: string): void {
+    this.#fingerprint.dataset.fingerprint = fp;
+    setText(this.#fpText, fp);
+  }
+
+  #addParticipant(id: string, role: Role): void {
+    if (this.participants.get(id) === role) return;
+    this.participants.set(id, role);
+    this.#opts.onParticipants?.(this.participants);
+  }
+
+  // --- sending ---------------------------------------------------------------------------
+
+  #submit(): void {
+    const text = this.#input.value.replace(/^\s+|\s+$/g, '');
+    if (text.length === 0 || this.#closed) return;
+    this.#input.value = '';
+    this.#send(text);
+  }
+
+  #send(text: string): void {
+    const el = this.#renderItem({ own: true, text, sender: this.#self?.id ?? 'you', role: this.#self?.role ?? null, sentAt: Date.now() });
+    this.#setState(el, 'sending');
+    this.#list.append(el);
+    this.#scroll(true);
+    const entry = { el, text };
+    const client = this.#client;
+    if (!client || this.#self === null || client.state === 'closed') {
+      this.#queued.push(entry);
+      return;
+    }
+    this.#dispatch(client, entry);
+  }
+
+  #flushQueue(): void {
+    const client = this.#client;
+    if (!client) return;
+    const queued = this.#queued;
+    this.#queued = [];
+    for (const entry of queued) this.#dispatch(client, entry);
+  }
+
+  #dispatch(client: LatchkeyClient, entry: PendingSend): void {
+    this.#pending.push(entry);
+    client.send(entry.text).then(
+      (r) => {
+        const i = this.#pending.indexOf(entry);
+        if (i < 0) return; // already settled by the message event
+        this.#pending.splice(i, 1);
+        this.#settle(entry.el, r.seq, null);
+      },
+      () => {
+        const i = this.#pending.indexOf(entry);
+        if (i < 0) return;
+        this.#pending.splice(i, 1);
+        this.#fail(entry);
+      },
+    );
+  }
+
+  #fail(entry: PendingSend): void {
+    this.#setState(entry.el, 'failed');
+    const retry = h('button', { type: 'button', class: 'lk-retry', 'data-testid': 'retry', 'aria-label': 'Retry sending this message' }, 'Retry');
+    retry.addEventListener('click', () => {
+      entry.el.remove();
+      this.#send(entry.text);
+    });
+    entry.el.querySelector('.lk-meta')?.append(retry);
+  }
+
+  /** An own message is stored at `seq`: mark it delivered and move it into seq order. */
+  #settle(el: HTMLLIElement, seq: number, sentAt: number | null): void {
+    const other = this.#shown.get(seq);
+    if (other && other !== el) {
+      el.remove();
+      return;
+    }
+    el.dataset.seq = String(seq);
+    if (sentAt !== null) this.#setTime(el, sentAt);
+    this.#setState(el, 'delivered');
+    this.#shown.set(seq, el);
+    this.#place(el, seq);
+  }
+
+  // --- receiving -------------------------------------------------------------------------
+
+  #onMessage(m: ChatMessage): void {
+    this.#lastSeq = Math.max(this.#lastSeq, m.seq);
+    this.#addParticipant(m.senderId, m.senderRole);
+    if (this.#shown.has(m.seq)) return;
+    if (m.own) {
+      // Sends are acknowledged in order, so the oldest pending one with this text is it.
+      const i = this.#pending.findIndex((p) => p.text === m.text);
+      const entry = this.#pending[i];
+      if (entry) {
+        this.#pending.splice(i, 1);
+        this.#settle(entry.el, m.seq, m.sentAt);
+        this.#opts.onActivity?.({ seq: m.seq, sentAt: m.sentAt, own: true });
+        return;
+      }
+    }
+    const el = this.#renderItem({ own: m.own, text: m.text, sender: m.senderId, role: m.senderRole, sentAt: m.sentAt });
+    this.#settle(el, m.seq, m.sentAt);
+    this.#scroll(m.own);
+    this.#opts.onActivity?.({ seq: m.seq, sentAt: m.sentAt, own: m.own });
+  }
+
+  #onFailed(f: FailedMessage): void {
+    this.#lastSeq = Math.max(this.#lastSeq, f.seq);
+    if (this.#shown.has(f.seq)) return;
+    const el = this.#renderItem({ own: f.senderId === this.#self?.id, text: null, sender: f.senderId, role: null, sentAt: null });
+    el.dataset.seq = String(f.seq);
+    el.dataset.state = 'undecryptable';
+    this.#shown.set(f.seq, el);
+    this.#place(el, f.seq);
+    this.#scroll(false);
+    this.#opts.onActivity?.({ seq: f.seq, sentAt: null, own: false });
+  }
+
+  // --- drawing ---------------------------------------------------------------------------
+
+  #renderItem(m: { own: boolean; text: string | null; sender: string; role: Role | null; sentAt: number | null }): HTMLLIElement {
+    const who = m.own ? 'You' : m.role ? `${m.sender} (${m.role})` : m.sender;
+    const time = h('time', { class: 'lk-time' });
+    const meta = h('div', { class: 'lk-meta' }, h('span', { class: 'lk-sender' }, who), time);
+    if (m.own) meta.append(h('span', { class: 'lk-state' }));
+    const text =
+      m.text === null
+        ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
+        : h('p', { class: 'lk-text' }, m.text);
+    const el = h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(m.own), 'data-sender': m.sender }, meta, text);
+    if (m.text === null) el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
+    if (m.sentAt !== null) this.#setTime(el, m.sentAt);
+    this.#empty.remove();
+    return el;
+  }
+
+  #setTime(el: HTMLElement, sentAt: number): void {
+    const t = el.querySelector('time');
+    if (!t) return;
+    t.dateTime = new Date(sentAt).toISOString();
+    setText(t, clock(sentAt));
+  }
+
+  #setState(el: HTMLElement, state: 'sending' | 'delivered' | 'failed'): void {
+    el.dataset.state = state;
+    const label = el.querySelector<HTMLElement>('.lk-state');
+    if (label) {
+      label.dataset.state = state;
+      setText(label, STATE_TEXT[state]);
+    }
+  }
+
+  /** Inserts `el` before the first message with a higher seq or still unsent. */
+  #place(el: HTMLLIElement, seq: number): void {
+    let before: Element | null = null;
+    for (const child of Array.from(this.#list.children)) {
+      if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message') continue;
+      const s = child.dataset.seq;
+      if (s === undefined || Number(s) > seq) {
+        before = child;
+        break;
+      }
+    }
+    if (before) this.#list.insertBefore(el, before);
+    else if (el.parentElement !== this.#list || el.nextElementSibling !== null) this.#list.append(el);
+  }
+
+  #scroll(force: boolean): void {
+    const l = this.#list;
+    if (force || l.scrollHeight - l.scrollTop - l.clientHeight < 120) l.scrollTop = l.scrollHeight;
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Tiny DOM helpers for the widget and the console. Text always goes in through textContent,
+ * never innerHTML: message text is attacker-controlled (any member of a contact can send it).
+ */
+type Attrs = Record<string, string | number | boolean | undefined>;
+
+/** Creates an element with attributes (booleans toggle presence) and children (text or nodes). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Node | string | null | undefined)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === false) continue;
+    el.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    el.append(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
+  return el;
+}
+
+/** Sets an element's text, replacing whatever it held. */
+export function setText(el: Element, text: string): void {
+  el.textContent = text;
+}
+
+let counter = 0;
+/** A document-unique id for label/for pairs. */
+export function uid(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Hours and minutes of a timestamp in the reader's locale. */
+export function clock(ms: number): string {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}

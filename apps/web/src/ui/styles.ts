@@ -1,0 +1,73 @@
+/**
+ * Styles of the widget and the console, scoped under `lk-` class names so that they neither
+ * leak into nor depend on the embedding page. Colours keep a contrast ratio of at least 4.5:1
+ * (WCAG 2.2 SC 1.4.3); focus stays visible (SC 2.4.7); layouts work from 360 px wide.
+ */
+export const CSS = `
+.lk-root{--lk-fg:#1b1f24;--lk-muted:#4a5561;--lk-bg:#fff;--lk-soft:#f1f4f8;--lk-line:#c9d1db;
+--lk-accent:#0b57d0;--lk-accent-fg:#fff;--lk-ok:#146c2e;--lk-warn:#8a4b00;--lk-bad:#b3261e;
+font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--lk-fg);background:var(--lk-bg);box-sizing:border-box}
+.lk-root *,.lk-root *::before,.lk-root *::after{box-sizing:inherit}
+.lk-root :focus-visible{outline:3px solid var(--lk-accent);outline-offset:2px}
+.lk-conv{display:flex;flex-direction:column;min-height:0;height:100%;border:1px solid var(--lk-line);border-radius:10px;overflow:hidden;background:var(--lk-bg)}
+.lk-head{display:flex;flex-wrap:wrap;gap:6px 10px;align-items:center;justify-content:space-between;padding:8px 12px;background:var(--lk-soft);border-bottom:1px solid var(--lk-line)}
+.lk-title{font-weight:600;margin:0;font-size:15px}
+.lk-status{font-size:13px;font-weight:600;padding:2px 8px;border-radius:999px;border:1px solid currentColor}
+.lk-status[data-status=connected]{color:var(--lk-ok)}
+.lk-status[data-status=connecting],.lk-status[data-status=reconnecting]{color:var(--lk-warn)}
+.lk-status[data-status=offline]{color:var(--lk-bad)}
+.lk-e2e{display:flex;flex-wrap:wrap;gap:4px;align-items:baseline;font-size:12px;color:var(--lk-ok);width:100%}
+.lk-e2e strong{font-size:13px}
+.lk-fp{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:var(--lk-fg);word-break:break-all}
+.lk-messages{list-style:none;margin:0;padding:12px;flex:1 1 auto;min-height:160px;overflow-y:auto;display:flex;flex-direction:column;gap:8px}
+.lk-empty{color:var(--lk-muted);font-size:14px;text-align:center;margin:auto 0}
+.lk-msg{max-width:85%;padding:6px 10px;border-radius:10px;background:var(--lk-soft);border:1px solid var(--lk-line);align-self:flex-start}
+.lk-msg[data-own=true]{align-self:flex-end;background:#e3ecfd;border-color:#a9c1ee}
+.lk-msg[data-state=undecryptable]{background:#fdecea;border-color:var(--lk-bad)}
+.lk-meta{display:flex;flex-wrap:wrap;gap:6px;font-size:12px;color:var(--lk-muted)}
+.lk-text{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.lk-msg[data-state=undecryptable] .lk-text{color:var(--lk-bad);font-style:italic}
+.lk-state[data-state=failed]{color:var(--lk-bad);font-weight:600}
+.lk-retry{margin-left:4px;font:inherit;font-size:12px;padding:1px 8px;border-radius:6px;border:1px solid var(--lk-bad);color:var(--lk-bad);background:var(--lk-bg);cursor:pointer}
+.lk-composer{display:flex;gap:8px;padding:10px;border-top:1px solid var(--lk-line);background:var(--lk-bg)}
+.lk-sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
+.lk-input{flex:1 1 auto;min-width:0;resize:none;font:inherit;padding:8px 10px;border:1px solid #6b7785;border-radius:8px;color:var(--lk-fg);background:var(--lk-bg)}
+.lk-btn{font:inherit;font-weight:600;padding:8px 14px;border-radius:8px;border:1px solid var(--lk-accent);background:var(--lk-accent);color:var(--lk-accent-fg);cursor:pointer}
+.lk-btn[disabled]{opacity:.6;cursor:not-allowed}
+.lk-btn-quiet{background:var(--lk-bg);color:var(--lk-accent)}
+.lk-note{font-size:12px;color:var(--lk-muted);margin:0;padding:0 12px 8px}
+.lk-widget{height:520px;max-height:100vh;width:100%;max-width:420px}
+.lk-console{display:grid;grid-template-columns:minmax(200px,280px) 1fr;gap:12px;height:100vh;padding:12px;margin:0}
+.lk-sidebar{display:flex;flex-direction:column;gap:8px;min-height:0}
+.lk-contacts{list-style:none;margin:0;padding:0;overflow-y:auto;border:1px solid var(--lk-line);border-radius:10px}
+.lk-contact{display:flex;width:100%;justify-content:space-between;align-items:center;gap:8px;padding:10px 12px;border:0;border-bottom:1px solid var(--lk-line);background:var(--lk-bg);color:var(--lk-fg);font:inherit;text-align:left;cursor:pointer}
+.lk-contact[aria-current=true]{background:#e3ecfd;font-weight:600}
+.lk-contact-id{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-family:ui-monospace,monospace;font-size:13px}
+.lk-contact-sub{display:block;font-size:12px;color:var(--lk-muted);font-family:inherit}
+.lk-badge{min-width:22px;text-align:center;padding:1px 7px;border-radius:999px;background:var(--lk-accent);color:var(--lk-accent-fg);font-size:12px;font-weight:700}
+.lk-main{display:flex;flex-direction:column;gap:8px;min-height:0;min-width:0}
+.lk-pane{flex:1 1 auto;min-height:0;display:flex;flex-direction:column;gap:8px}
+.lk-pane[hidden]{display:none}
+.lk-pane-bar{display:flex;flex-wrap:wrap;gap:8px;align-items:center;justify-content:space-between}
+.lk-people{display:flex;flex-wrap:wrap;gap:6px;list-style:none;margin:0;padding:0;font-size:13px}
+.lk-people li{padding:2px 8px;border-radius:999px;background:var(--lk-soft);border:1px solid var(--lk-line)}
+@media (max-width:640px){.lk-console{grid-template-columns:1fr;grid-template-rows:auto 1fr;height:auto;min-height:100vh}
+.lk-contacts{max-height:30vh}.lk-pane .lk-conv{height:70vh}}
+`;
+
+let adopted = false;
+
+/** Adds the styles to the document once (constructable stylesheet: no inline-style CSP hole). */
+export function adoptStyles(doc: Document = document): void {
+  if (adopted) return;
+  adopted = true;
+  if ('adoptedStyleSheets' in doc && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+    doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, sheet];
+    return;
+  }
+  const style = doc.createElement('style');
+  style.textContent = CSS;
+  doc.head.append(style);
+}
