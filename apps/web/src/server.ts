@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply } from 'fastify';
 import { DEFAULT_DIST, ensureBuilt } from './build.ts';
 import { DemoBackend } from './demo-backend.ts';
 
@@ -95,7 +95,7 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
     demo.register(app);
   }
 
-  const page = (file: string) => async (_req: unknown, reply: import('fastify').FastifyReply) =>
+  const page = (file: string) => async (_req: unknown, reply: FastifyReply) =>
     reply.header('cache-control', 'no-cache').type('text/html; charset=utf-8').sendFile(file);
   app.get('/', page('index.html'));
   app.get('/agent', page('agent.html'));

@@ -124,7 +124,11 @@ export function mountConsole(container: HTMLElement, api: string): { close(): vo
       onActivity(a) {
         e.activity = Math.max(e.activity, a.sentAt ?? Date.now());
         setText(e.sub, `last message ${new Date(e.activity).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`);
-        if (!a.own && (selected !== e.id || document.hidden)) {
+        if (a.own) {
+          // A reply means the agent has read what came before.
+          e.unread = 0;
+          renderBadge(e);
+        } else if (selected !== e.id || document.hidden) {
           e.unread += 1;
           renderBadge(e);
         }

@@ -46,6 +46,22 @@ const STATUS_TEXT: Record<StatusName, string> = {
 
 const STATE_TEXT = { sending: 'Sending…', delivered: 'Delivered', failed: 'Not sent' } as const;
 
+/** A small padlock (SVG, no emoji font needed), hidden from screen readers. */
+function lockIcon(): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('width', '14');
+  svg.setAttribute('height', '14');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'lk-lock');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('fill', 'currentColor');
+  path.setAttribute('d', 'M4 7V5a4 4 0 1 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 1 0-4 0v2z');
+  svg.append(path);
+  return svg;
+}
+
 export class Conversation {
   readonly root: HTMLElement;
   readonly participants = new Map<string, Role>();
@@ -81,7 +97,8 @@ export class Conversation {
     this.#fingerprint = h(
       'p',
       { class: 'lk-e2e', 'data-testid': 'e2e-fingerprint', 'data-fingerprint': '', title: 'Compare this key fingerprint with the other side: the same value means the same key.' },
-      h('strong', {}, '🔒 End-to-end encrypted'),
+      lockIcon(),
+      h('strong', {}, 'End-to-end encrypted'),
       h('span', {}, '· key fingerprint'),
       this.#fpText,
     );

@@ -18,6 +18,7 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-status[data-status=offline]{color:var(--lk-bad)}
 .lk-e2e{display:flex;flex-wrap:wrap;gap:4px;align-items:baseline;font-size:12px;color:var(--lk-ok);width:100%}
 .lk-e2e strong{font-size:13px}
+.lk-lock{align-self:center}
 .lk-fp{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:var(--lk-fg);word-break:break-all}
 .lk-messages{list-style:none;margin:0;padding:12px;flex:1 1 auto;min-height:160px;overflow-y:auto;display:flex;flex-direction:column;gap:8px}
 .lk-empty{color:var(--lk-muted);font-size:14px;text-align:center;margin:auto 0}
