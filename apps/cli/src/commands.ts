@@ -49,17 +49,38 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     await keys.close();
     throw err;
   }
-  await writeEndpoints(dir, { relay: relay.url, keys: keys.url });
+  let web;
+  try {
+    // The web server (widget, console, demo backend) builds its bundles first when stale.
+    // Loaded here only, so that token/send/read start fast. @latchkey/web is not (yet) a
+    // dependency of this package in the lockfile, hence the path to its source.
+    const { startWeb } = await import('../../web/src/index.ts');
+    web = await startWeb({
+      host,
+      port: port === 0 ? 0 : port + 2,
+      apiSecret: secret,
+      relayUrl: relay.url,
+      keysUrl: keys.url,
+      serviceKey: keys.servicePublicKey,
+    });
+  } catch (err) {
+    await Promise.allSettled([relay.close(), keys.close()]);
+    throw err;
+  }
+  await writeEndpoints(dir, { relay: relay.url, keys: keys.url, web: web.url });
   out(`data: ${dir}`);
   out(`relay: ${relay.url}`);
   out(`keys: ${keys.url}`);
+  out(`web: ${web.url}`);
+  out(`visitor: ${web.visitorUrl}`);
+  out(`agent: ${web.agentUrl}`);
   out('ready');
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
-      void Promise.allSettled([relay.close(), keys.close()]).then(() => resolve());
+      void Promise.allSettled([web.close(), relay.close(), keys.close()]).then(() => resolve());
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

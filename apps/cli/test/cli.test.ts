@@ -41,7 +41,7 @@ beforeAll(async () => {
     const timer = setTimeout(() => reject(new Error(`start did not print ready: ${serverOutput.join('\n')}`)), 20_000);
     lines.on('line', (line) => {
       serverOutput.push(line);
-      const m = /^(relay|keys|data|master-key): (.+)$/.exec(line);
+      const m = /^(relay|keys|web|visitor|agent|data|master-key): (.+)$/.exec(line);
       if (m?.[1] && m[2]) urls[m[1]] = m[2];
       if (line === 'ready') {
         clearTimeout(timer);
@@ -72,6 +72,32 @@ describe('latchkey start', () => {
     expect(urls.keys).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(urls['master-key']).toContain(join(dir, 'master.key'));
     expect(serverOutput.indexOf('ready')).toBeGreaterThan(serverOutput.findIndex((l) => l.startsWith('keys: ')));
+  });
+
+  it('prints the web, visitor and agent URLs of a ready demo conversation before ready', async () => {
+    expect(urls.web).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const contact = new URL(urls.visitor!).searchParams.get('contact');
+    expect(contact).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+    expect(urls.visitor).toBe(`${urls.web}/demo?contact=${contact}`);
+    expect(urls.agent).toBe(`${urls.web}/agent?contact=${contact}`);
+    const ready = serverOutput.indexOf('ready');
+    for (const name of ['web', 'visitor', 'agent']) {
+      const i = serverOutput.findIndex((l) => l.startsWith(`${name}: `));
+      expect(i, name).toBeGreaterThan(serverOutput.findIndex((l) => l.startsWith('keys: ')));
+      expect(i, name).toBeLessThan(ready);
+    }
+    for (const url of [urls.web!, urls.visitor!, urls.agent!, `${urls.web}/widget.js`]) {
+      expect((await fetch(url)).status, url).toBe(200);
+    }
+    // The demo backend answers with a visitor session for that contact, token minted server-side.
+    const res = await fetch(`${urls.web}/api/demo/visitor-session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contactId: contact }),
+    });
+    const session = (await res.json()) as Record<string, string>;
+    expect(session).toMatchObject({ contactId: contact, role: 'visitor', relayUrl: urls.relay, keysUrl: urls.keys });
+    expect(session.token!.split('.')).toHaveLength(3);
   });
 });
 

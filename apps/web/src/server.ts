@@ -56,7 +56,8 @@ function origin(url: string): string {
 export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   const dist = opts.distDir ?? DEFAULT_DIST;
   await ensureBuilt(dist);
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 16 * 1024 });
+  // forceCloseConnections: a browser tab holding a keep-alive socket must not stall shutdown.
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 16 * 1024, forceCloseConnections: true });
 
   // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
   const csp = [
