@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { openInternalKeyManager } from '@latchkey/keys';
+import { openInternalKeyManager, SqliteAccessStore } from '@latchkey/keys';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
 
@@ -21,7 +21,15 @@ export interface OpenKeyServiceOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  apiSecret: Uint8Array;
+  /** HS256 token secret (dev default); `tokenPublicKey` for EdDSA tokens. */
+  apiSecret?: Uint8Array;
+  tokenPublicKey?: KeyServiceOptions['tokenPublicKey'];
+  /** Admin API keys (default: derived from apiSecret). */
+  adminKeys?: KeyServiceOptions['adminKeys'];
+  /** Active participants per contact (default 10). */
+  maxParticipants?: number;
+  /** Lifetime of a new contact in ms (default 30 days). */
+  contactTtlMs?: number;
   /** 32-byte master key; content keys and the signing key are wrapped under keys derived from it. */
   masterKey: Uint8Array;
   certTtlSeconds?: number;
@@ -51,20 +59,31 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
   const paths = keyServicePaths(opts.dataDir);
   const keyManager = await openInternalKeyManager({ path: paths.db, masterKey: opts.masterKey });
   let signingKey: Uint8Array | undefined;
+  let access: SqliteAccessStore | undefined;
   try {
+    // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
+    access = new SqliteAccessStore({
+      path: join(paths.dir, 'access.db'),
+      ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
+      ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
+    });
     signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, opts.masterKey)).secretKey;
     const service = await startKeyService({
       host: opts.host,
       port: opts.port,
-      apiSecret: opts.apiSecret,
+      ...(opts.apiSecret === undefined ? {} : { apiSecret: opts.apiSecret }),
       keyManager,
       signingKey,
+      access,
+      ...(opts.tokenPublicKey === undefined ? {} : { tokenPublicKey: opts.tokenPublicKey }),
+      ...(opts.adminKeys === undefined ? {} : { adminKeys: opts.adminKeys }),
       ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
       ...(tls ? { tls } : {}),
     });
     const key = signingKey;
+    const accessStore = access;
     let closing: Promise<void> | undefined;
     return {
       ...service,
@@ -74,12 +93,14 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
             await service.close();
           } finally {
             await keyManager.close();
+            accessStore.close();
             key.fill(0);
           }
         })()),
     };
   } catch (err) {
     signingKey?.fill(0);
+    access?.close();
     await keyManager.close();
     throw err;
   }

@@ -8,7 +8,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { signingPublicKey } from '@latchkey/crypto/sign';
-import type { KeyManager } from '@latchkey/keys';
+import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
 import {
   AUDIENCE_KEYS,
   ContactKeyRequest,
@@ -22,15 +22,31 @@ import {
   type Principal,
   type ServiceKeyResponse,
 } from '@latchkey/protocol';
-import { verifyToken } from '@latchkey/tokens';
+import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
+import { registerAdminRoutes } from './admin.ts';
 import { issueCertificate } from './certificate.ts';
 
 export interface KeyServiceOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  /** The API secret that signs participant tokens (at least 32 bytes). */
-  apiSecret: Uint8Array;
+  /**
+   * The API secret that signs HS256 participant tokens (at least 32 bytes), the dev default.
+   * Give `tokenPublicKey` instead (or as well) for EdDSA tokens.
+   */
+  apiSecret?: Uint8Array;
+  /** Ed25519 public key (KeyObject, SPKI PEM or JWK) that verifies EdDSA participant tokens. */
+  tokenPublicKey?: TokenVerifierOptions['ed25519PublicKey'];
+  /**
+   * Membership and deny table: who may receive a contact's keys. Default: an in-memory table
+   * (openKeyService passes `keys/access.db`); the caller keeps ownership of one it passes.
+   */
+  access?: SqliteAccessStore;
+  /**
+   * API keys of the admin API (`/admin/v1`). Default: the key derived from `apiSecret`; with
+   * neither, there is no admin API.
+   */
+  adminKeys?: AdminKey[];
   keyManager: KeyManager;
   /** The service's Ed25519 secret key (32-byte seed) that signs sender certificates. */
   signingKey: Uint8Array;
@@ -154,9 +170,15 @@ function loggerOptions(logger: KeyServiceOptions['logger']): false | Record<stri
  *   a certificate lifetime outside 1 s .. 24 h; the listen error when the port is taken.
  */
 export async function startKeyService(opts: KeyServiceOptions): Promise<KeyService> {
-  if (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32) {
+  if (opts.apiSecret !== undefined && (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)) {
     throw new RangeError('API secret must be at least 32 bytes');
   }
+  const verifier = createTokenVerifier({
+    ...(opts.apiSecret === undefined ? {} : { hs256Secret: opts.apiSecret }),
+    ...(opts.tokenPublicKey === undefined ? {} : { ed25519PublicKey: opts.tokenPublicKey }),
+  });
+  const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
+  const access = opts.access ?? new SqliteAccessStore({ path: ':memory:' });
   const servicePublicKey = toBase64Url(signingPublicKey(opts.signingKey));
   const certTtlSeconds = opts.certTtlSeconds ?? MAX_TOKEN_TTL_SECONDS;
   if (
@@ -166,7 +188,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
   ) {
     throw new RangeError(`certTtlSeconds must be 1..${MAX_TOKEN_TTL_SECONDS}`);
   }
-  const { keyManager, apiSecret, signingKey } = opts;
+  const { keyManager, signingKey } = opts;
   const allowed = opts.allowedOrigins === undefined ? null : new Set(opts.allowedOrigins);
   const principals = new WeakMap<FastifyRequest, Principal>();
 
@@ -249,7 +271,10 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     {
       // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
       onRequest: async (req) => {
-        principals.set(req, await verifyToken(apiSecret, bearer(req), { audience: AUDIENCE_KEYS }));
+        const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
+        // Only a current member gets keys: kicked, departed, over the limit or expired: refused.
+        access.admit(principal, Date.now());
+        principals.set(req, principal);
       },
     },
     async (req) => {
@@ -305,6 +330,8 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     },
   );
 
+  if (adminKeys.length > 0) registerAdminRoutes(app, { access, keyManager, keys: adminKeys, onError: sendError });
+
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : opts.port;
@@ -313,6 +340,9 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     url: `${opts.tls ? 'https' : 'http'}://${host}:${port}`,
     port,
     servicePublicKey,
-    close: () => app.close(),
+    close: async () => {
+      await app.close();
+      if (opts.access === undefined) access.close();
+    },
   };
 }

@@ -123,6 +123,10 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE'
 const FATAL_CLOSE = new Set<number>([
   ERROR_CODES.AUTH_INVALID.ws,
   ERROR_CODES.UNSUPPORTED_VERSION.ws,
+  // removed from the contact (kicked, transferred away), contact expired or full
+  ERROR_CODES.FORBIDDEN.ws,
+  ERROR_CODES.CONTACT_EXPIRED.ws,
+  ERROR_CODES.CONTACT_FULL.ws,
 ]);
 
 export class LatchkeyClient {

@@ -8,6 +8,7 @@ export {
   INTERNAL_SCHEMA_VERSION,
   type InternalKeyManagerOptions,
 } from './adapters/internal.ts';
+export { SqliteAccessStore, ACCESS_SCHEMA_VERSION, type AccessStoreOptions } from './access-store.ts';
 export {
   resolveMasterKey,
   MASTER_KEY_ENV,

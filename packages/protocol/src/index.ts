@@ -69,5 +69,5 @@ export {
   HealthResponse,
   ErrorResponse,
 } from './http.ts';
-export { parseJson } from './parse.ts';
+export { parseJson, parseRequest } from './parse.ts';
 export { isLoopbackHost, assertSecureListener, InsecureListenerError } from './transport.ts';

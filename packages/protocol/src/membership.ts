@@ -28,7 +28,8 @@ export const DEFAULT_CONTACT_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
 export const ParticipantInfo = z.strictObject({
   participantId: Id,
-  role: Role,
+  /** null for a participant kicked before it ever joined (a deny entry). */
+  role: Role.nullable(),
   state: ParticipantState,
   joinedAt: TimeMs,
   /** When it left or was kicked; null while active. */
@@ -55,7 +56,7 @@ export interface AdmissionInput {
   /** The contact as stored, or null when it does not exist yet. */
   contact: { state: ContactState; expiresAt: number } | null;
   /** The participant as stored, or null when it was never admitted. */
-  participant: { role: Role; state: ParticipantState } | null;
+  participant: { role: Role | null; state: ParticipantState } | null;
   /** Active participants of the contact now. */
   activeCount: number;
   /** The role the token names. */

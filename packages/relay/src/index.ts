@@ -22,5 +22,13 @@ export {
   type StoreStats,
   type SqliteStoreOptions,
 } from './store.ts';
+export {
+  KEEP_CIPHERTEXT,
+  type ContactStore,
+  type ContactPolicy,
+  type ListContactsOptions,
+  type RetentionHook,
+} from './contacts.ts';
+export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';

@@ -18,13 +18,15 @@
  *
  * The relay validates schemas and metadata only: it holds no key and opens nothing.
  */
-import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   AUDIENCE_RELAY,
   ClientFrame,
+  DEFAULT_CONTACT_TTL_MS,
+  DEFAULT_MAX_PARTICIPANTS,
   ERROR_CODES,
   LIMITS,
   LatchkeyError,
@@ -43,7 +45,9 @@ import {
   type ServerFrame,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import { verifyToken } from '@latchkey/tokens';
+import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
+import { createAdminApi, type AdminApi } from './admin-api.ts';
+import { KEEP_CIPHERTEXT, isContactStore, type ContactPolicy, type ContactStore, type RetentionHook } from './contacts.ts';
 import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
@@ -58,8 +62,31 @@ export interface RelayLogEvent {
 export interface RelayOptions {
   /** A store instance (the caller keeps ownership) or a SQLite file path (the relay owns it). */
   store: MessageStore | { path: string };
-  /** Secret that participant tokens are signed with (at least 32 bytes). */
-  apiSecret: Uint8Array;
+  /**
+   * HS256 secret that participant tokens are signed with (at least 32 bytes), the dev default.
+   * Give `tokenPublicKey` instead (or as well) for EdDSA tokens.
+   */
+  apiSecret?: Uint8Array;
+  /** Ed25519 public key (KeyObject, SPKI PEM or JWK) that verifies EdDSA participant tokens. */
+  tokenPublicKey?: TokenVerifierOptions['ed25519PublicKey'];
+  /**
+   * Contact lifecycle and membership (default: `store` when it implements ContactStore, as the
+   * SQLite store does).
+   */
+  contacts?: ContactStore;
+  /** Active participants per contact (default 10). */
+  maxParticipants?: number;
+  /** Lifetime of a new contact in ms (default 30 days). */
+  contactTtlMs?: number;
+  /** How often expired contacts are swept (ms, default 60 s). */
+  expirySweepMs?: number;
+  /** What happens to an expired contact's data (default: kept as ciphertext). */
+  retention?: RetentionHook;
+  /**
+   * API keys of the admin API (`/admin/v1`). Default: the key derived from `apiSecret`
+   * (deriveAdminKey); with neither, the admin API answers 404.
+   */
+  adminKeys?: AdminKey[];
   /** Largest incoming frame in bytes (default LIMITS.maxFrameBytes). */
   maxFrameBytes?: number;
   /** Time a new connection has to authenticate (default LIMITS.authTimeoutSeconds * 1000). */
@@ -98,6 +125,18 @@ export interface Relay {
   close(): Promise<void>;
   /** The message store in use. */
   readonly store: MessageStore;
+  /** The contact lifecycle and membership store in use. */
+  readonly contacts: ContactStore;
+  /**
+   * Serves the admin API (`/admin/v1/...`) on a request of an HTTP server the caller owns
+   * (`listen` does this on its own server). Returns false when the path is not the admin API's.
+   */
+  handleHttp(req: IncomingMessage, res: ServerResponse): boolean;
+  /**
+   * Ends every connection of a participant (or of the whole contact when `participantId` is
+   * null) with an error frame of `code` and its close code. Returns how many were closed.
+   */
+  disconnect(contactId: string, participantId: string | null, code: ErrorCode): number;
   /** Open WebSocket connections. */
   readonly connections: number;
 }
@@ -191,9 +230,23 @@ function parseClientFrame(text: string): ClientFrame {
  * @throws LatchkeyError UNAVAILABLE when `store.path` cannot be opened.
  */
 export function createRelay(opts: RelayOptions): Relay {
-  if (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32) {
+  if (opts.apiSecret !== undefined && (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)) {
     throw new RangeError('apiSecret must be at least 32 bytes');
   }
+  const verifier = createTokenVerifier({
+    ...(opts.apiSecret === undefined ? {} : { hs256Secret: opts.apiSecret }),
+    ...(opts.tokenPublicKey === undefined ? {} : { ed25519PublicKey: opts.tokenPublicKey }),
+    clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+  });
+  const policy: ContactPolicy = {
+    maxParticipants: opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS,
+    contactTtlMs: opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS,
+  };
+  const expirySweepMs = opts.expirySweepMs ?? 60_000;
+  for (const [name, n] of Object.entries({ ...policy, expirySweepMs })) {
+    if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
+  }
+  const retention = opts.retention ?? KEEP_CIPHERTEXT;
   const maxFrameBytes = opts.maxFrameBytes ?? LIMITS.maxFrameBytes;
   const authTimeoutMs = opts.authTimeoutMs ?? LIMITS.authTimeoutSeconds * 1000;
   const heartbeatMs = opts.heartbeatMs ?? 30_000;
@@ -206,9 +259,19 @@ export function createRelay(opts: RelayOptions): Relay {
     throw new RangeError('maxProtocolErrors must be a non-negative integer');
   }
   new TokenBucket(rateLimit); // validates the options early
-  const apiSecret = Uint8Array.from(opts.apiSecret);
   const ownsStore = !isStore(opts.store);
-  const store: MessageStore = isStore(opts.store) ? opts.store : new SqliteMessageStore({ path: opts.store.path });
+  const store: MessageStore = isStore(opts.store)
+    ? opts.store
+    : new SqliteMessageStore({ path: opts.store.path, contactTtlMs: policy.contactTtlMs });
+  const contacts: ContactStore =
+    opts.contacts ??
+    (isContactStore(store)
+      ? store
+      : (() => {
+          if (ownsStore) void store.close();
+          throw new RangeError('a ContactStore is required: pass `contacts`, or a store that implements it');
+        })());
+  const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
   /** History replies stop growing past this many bytes (`more` tells the client to page on). */
   const maxHistoryBytes = maxFrameBytes * 16;
 
@@ -257,6 +320,60 @@ export function createRelay(opts: RelayOptions): Relay {
     }
   }, heartbeatMs);
   heartbeat.unref();
+
+  // ---- contact lifecycle -------------------------------------------------------------------
+
+  let sweeping: Promise<void> | undefined;
+  /** Marks contacts past their expiry as expired, ends their connections, calls retention. */
+  function sweepExpired(): Promise<void> {
+    return (sweeping ??= (async () => {
+      try {
+        const now = Date.now();
+        for (const contactId of await contacts.expireDue(now)) {
+          const n = disconnect(contactId, null, 'CONTACT_EXPIRED');
+          log({ event: 'contact-expired', contactId, closed: n });
+          await retention.contactExpired(contactId, now).catch((err: unknown) =>
+            log({ event: 'retention-failed', contactId, detail: err instanceof Error ? err.name : typeof err }),
+          );
+        }
+      } catch (err) {
+        log({ event: 'sweep-failed', code: toLatchkeyError(err).code });
+      } finally {
+        sweeping = undefined;
+      }
+    })());
+  }
+  const sweeper = setInterval(() => void sweepExpired(), expirySweepMs);
+  sweeper.unref();
+
+  const admin: AdminApi | undefined =
+    adminKeys.length === 0
+      ? undefined
+      : createAdminApi({
+          contacts,
+          keys: adminKeys,
+          policy,
+          log,
+          onKick: (contactId, participantId) => disconnect(contactId, participantId, 'FORBIDDEN'),
+          onExpiryChanged: () => sweepExpired(),
+        });
+
+  /** Ends connections of a contact (all, or one participant's) with `code`. */
+  function disconnect(contactId: string, participantId: string | null, code: ErrorCode): number {
+    let n = 0;
+    for (const c of conns) {
+      const p = c.principal;
+      if (!p || p.contactId !== contactId || (participantId !== null && p.participantId !== participantId)) continue;
+      if (c.phase === 'closed') continue;
+      n++;
+      sendError(c, code, code === 'FORBIDDEN' ? 'removed from this contact' : undefined);
+      // FORBIDDEN does not close by itself (a refused frame), but a removal does.
+      closeConn(c, ERROR_CODES[code].ws, code);
+      c.phase = 'closed';
+      if (c.principal) unsubscribe(c, c.principal.contactId);
+    }
+    return n;
+  }
 
   // ---- sending to a peer -------------------------------------------------------------------
 
@@ -450,10 +567,9 @@ export function createRelay(opts: RelayOptions): Relay {
   function startAuth(c: Conn, token: string): void {
     c.phase = 'authenticating';
     void (async () => {
-      const principal = await verifyToken(apiSecret, token, {
-        audience: AUDIENCE_RELAY,
-        clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
-      });
+      const principal = await verifier.verify(token, { audience: AUDIENCE_RELAY });
+      // Membership: kicked or departed participants, expired or full contacts are refused.
+      await contacts.admit(principal, Date.now(), policy);
       const head = await store.head(principal.contactId);
       // closed or timed out meanwhile
       if (c.phase !== 'authenticating' || c.ws.readyState !== WebSocket.OPEN) return;
@@ -651,9 +767,15 @@ export function createRelay(opts: RelayOptions): Relay {
     server.on('upgrade', onUpgrade);
   }
 
+  function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!admin || closing) return false;
+    return admin.handle(req, res);
+  }
+
   async function listen(o: { host: string; port: number; tls?: TlsOptions }): Promise<{ url: string; port: number }> {
     if (ownServer) throw new Error('relay is already listening');
-    const onRequest = (_req: IncomingMessage, res: import('node:http').ServerResponse): void => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+      if (handleHttp(req, res)) return;
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       res.end('WebSocket upgrade required\n');
     };
@@ -682,6 +804,8 @@ export function createRelay(opts: RelayOptions): Relay {
     for (const [server, listener] of attached) server.off('upgrade', listener);
     attached.clear();
     clearInterval(heartbeat);
+    clearInterval(sweeper);
+    await sweeping;
     await committer.flush();
     const waits = [...conns].map(
       (c) =>
@@ -711,6 +835,9 @@ export function createRelay(opts: RelayOptions): Relay {
     listen,
     close: () => (closed ??= doClose()),
     store,
+    contacts,
+    handleHttp,
+    disconnect,
     get connections() {
       return conns.size;
     },

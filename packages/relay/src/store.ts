@@ -13,7 +13,20 @@
  * only the routing metadata (contact, sender, msgId, epoch, sentAt).
  */
 import Database from 'better-sqlite3';
-import { LatchkeyError, type SealedEnvelope, type StoredEnvelope } from '@latchkey/protocol';
+import {
+  DEFAULT_CONTACT_TTL_MS,
+  LatchkeyError,
+  decideAdmission,
+  effectiveState,
+  type ContactInfo,
+  type ContactState,
+  type ParticipantInfo,
+  type ParticipantState,
+  type Role,
+  type SealedEnvelope,
+  type StoredEnvelope,
+} from '@latchkey/protocol';
+import type { ContactPolicy, ContactStore, ListContactsOptions } from './contacts.ts';
 
 /** Outcome of appending one envelope within a batch. */
 export type AppendResult =
@@ -28,8 +41,12 @@ export type AppendResult =
     }
   | {
       ok: false;
-      /** CONFLICT: the msgId is taken by another sender or by a different envelope. */
-      code: 'CONFLICT';
+      /**
+       * CONFLICT: the msgId is taken by another sender or by a different envelope.
+       * CONTACT_CLOSED / CONTACT_EXPIRED: the contact takes no more messages.
+       * FORBIDDEN: the sender left or was removed from the contact.
+       */
+      code: 'CONFLICT' | 'CONTACT_CLOSED' | 'CONTACT_EXPIRED' | 'FORBIDDEN';
     };
 
 /** One page of a contact's log. */
@@ -90,10 +107,12 @@ export interface SqliteStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Clock for `stored_at` (ms); defaults to Date.now. */
   now?: () => number;
+  /** Lifetime of a contact first created by an append (ms; default 30 days). */
+  contactTtlMs?: number;
 }
 
 /** Schema version this code writes; migrations below bring older files up to it. */
-export const STORE_SCHEMA_VERSION = 1;
+export const STORE_SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   // v1: contacts with their head seq, and the per-contact log.
@@ -113,6 +132,21 @@ const MIGRATIONS: readonly string[] = [
      envelope   TEXT NOT NULL,
      PRIMARY KEY (contact_id, seq),
      UNIQUE (contact_id, msg_id)
+   ) STRICT, WITHOUT ROWID;`,
+  // v2: contact lifecycle (open -> closed -> expired) and membership.
+  `ALTER TABLE contacts ADD COLUMN state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed', 'expired'));
+   ALTER TABLE contacts ADD COLUMN closed_at INTEGER;
+   ALTER TABLE contacts ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+   UPDATE contacts SET expires_at = created_at + ${DEFAULT_CONTACT_TTL_MS};
+   CREATE INDEX contacts_expiry ON contacts (state, expires_at);
+   CREATE TABLE participants (
+     contact_id     TEXT NOT NULL REFERENCES contacts (contact_id),
+     participant_id TEXT NOT NULL,
+     role           TEXT CHECK (role IN ('visitor', 'agent', 'supervisor')),
+     state          TEXT NOT NULL CHECK (state IN ('active', 'left', 'kicked')),
+     joined_at      INTEGER NOT NULL,
+     left_at        INTEGER,
+     PRIMARY KEY (contact_id, participant_id)
    ) STRICT, WITHOUT ROWID;`,
 ];
 
@@ -152,6 +186,22 @@ function unavailable(err: unknown, what: string): LatchkeyError {
   return new LatchkeyError('UNAVAILABLE', 'message store unavailable', { cause: err, detail: `${what}: ${detail}` });
 }
 
+interface ContactRow {
+  contact_id: string;
+  state: ContactState;
+  created_at: number;
+  closed_at: number | null;
+  expires_at: number;
+}
+
+interface ParticipantRow {
+  participant_id: string;
+  role: Role | null;
+  state: ParticipantState;
+  joined_at: number;
+  left_at: number | null;
+}
+
 interface MessageRow {
   seq: number;
   sender_id: string;
@@ -162,13 +212,18 @@ interface MessageRow {
  * The SQLite (better-sqlite3) message store. Synchronous underneath; the async interface
  * only keeps the door open for networked backends.
  */
-export class SqliteMessageStore implements MessageStore {
+export class SqliteMessageStore implements MessageStore, ContactStore {
   readonly #db: Database.Database;
   readonly #now: () => number;
+  readonly #contactTtlMs: number;
   readonly #stats: StoreStats = { transactions: 0, appended: 0 };
   readonly #stmt: {
     head: Database.Statement<[string], { head_seq: number }>;
-    newContact: Database.Statement<[string, number]>;
+    newContact: Database.Statement<[string, number, number]>;
+    contact: Database.Statement<[string], ContactRow>;
+    participants: Database.Statement<[string], ParticipantRow>;
+    participant: Database.Statement<[string, string], ParticipantRow>;
+    activeCount: Database.Statement<[string], { n: number }>;
     setHead: Database.Statement<[number, string]>;
     byMsgId: Database.Statement<[string, string], MessageRow>;
     insert: Database.Statement<[string, number, string, string, number, number, number, string]>;
@@ -183,6 +238,10 @@ export class SqliteMessageStore implements MessageStore {
    */
   constructor(opts: SqliteStoreOptions) {
     this.#now = opts.now ?? Date.now;
+    this.#contactTtlMs = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
+    if (!Number.isSafeInteger(this.#contactTtlMs) || this.#contactTtlMs <= 0) {
+      throw new RangeError('contactTtlMs must be a positive integer');
+    }
     let db: Database.Database | undefined;
     try {
       db = new Database(opts.path);
@@ -198,7 +257,17 @@ export class SqliteMessageStore implements MessageStore {
     this.#db = db;
     this.#stmt = {
       head: db.prepare('SELECT head_seq FROM contacts WHERE contact_id = ?'),
-      newContact: db.prepare('INSERT INTO contacts (contact_id, head_seq, created_at) VALUES (?, 0, ?)'),
+      newContact: db.prepare(
+        "INSERT INTO contacts (contact_id, head_seq, created_at, state, expires_at) VALUES (?, 0, ?, 'open', ?)",
+      ),
+      contact: db.prepare('SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?'),
+      participants: db.prepare(
+        'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? ORDER BY joined_at, participant_id',
+      ),
+      participant: db.prepare(
+        'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? AND participant_id = ?',
+      ),
+      activeCount: db.prepare("SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'"),
       setHead: db.prepare('UPDATE contacts SET head_seq = ? WHERE contact_id = ?'),
       byMsgId: db.prepare('SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND msg_id = ?'),
       insert: db.prepare(
@@ -225,12 +294,25 @@ export class SqliteMessageStore implements MessageStore {
           );
           continue;
         }
+        const contact = this.#stmt.contact.get(e.contactId);
+        if (contact) {
+          const state = effectiveState({ state: contact.state, expiresAt: contact.expires_at }, now);
+          if (state !== 'open') {
+            results.push({ ok: false, code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED' });
+            continue;
+          }
+          const sender = this.#stmt.participant.get(e.contactId, e.senderId);
+          if (sender && sender.state !== 'active') {
+            results.push({ ok: false, code: 'FORBIDDEN' });
+            continue;
+          }
+        }
         let head = heads.get(e.contactId);
         if (head === undefined) {
           const row = this.#stmt.head.get(e.contactId);
           if (row) head = row.head_seq;
           else {
-            this.#stmt.newContact.run(e.contactId, now);
+            this.#stmt.newContact.run(e.contactId, now, now + this.#contactTtlMs);
             head = 0;
           }
         }
@@ -303,6 +385,198 @@ export class SqliteMessageStore implements MessageStore {
       if (err instanceof RangeError) return Promise.reject(err);
       return Promise.reject(unavailable(err, 'history'));
     }
+  }
+
+  // ---- ContactStore -----------------------------------------------------------------------
+
+  /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL, UNAVAILABLE. */
+  admit(p: { contactId: string; participantId: string; role: Role }, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+    return this.#tx('admit', () => {
+      this.#enter(p.contactId, p.participantId, p.role, now, policy);
+      return this.#info(p.contactId, now);
+    });
+  }
+
+  contact(contactId: string, now: number): Promise<ContactInfo | null> {
+    return this.#tx('contact', () => (this.#stmt.contact.get(contactId) ? this.#info(contactId, now) : null), false);
+  }
+
+  listContacts(opts: ListContactsOptions, now: number): Promise<ContactInfo[]> {
+    return this.#tx(
+      'list',
+      () => {
+        const where: string[] = [];
+        const args: (string | number)[] = [];
+        if (opts.after !== undefined) {
+          where.push('contact_id > ?');
+          args.push(opts.after);
+        }
+        if (opts.state === 'expired') {
+          where.push("(state = 'expired' OR expires_at <= ?)");
+          args.push(now);
+        } else if (opts.state !== undefined) {
+          where.push("state = ? AND expires_at > ?");
+          args.push(opts.state, now);
+        }
+        const sql = `SELECT contact_id FROM contacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY contact_id LIMIT ?`;
+        const rows = this.#db.prepare<(string | number)[], { contact_id: string }>(sql).all(...args, opts.limit);
+        return rows.map((r) => this.#info(r.contact_id, now));
+      },
+      false,
+    );
+  }
+
+  /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
+  closeContact(contactId: string, now: number): Promise<ContactInfo> {
+    return this.#tx('close', () => {
+      const c = this.#live(contactId, now);
+      if (c.state === 'open') {
+        this.#db.prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?").run(now, contactId);
+      }
+      return this.#info(contactId, now);
+    });
+  }
+
+  /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
+  setExpiry(contactId: string, expiresAt: number, now: number): Promise<ContactInfo> {
+    return this.#tx('expiry', () => {
+      this.#live(contactId, now);
+      this.#db.prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?').run(expiresAt, contactId);
+      return this.#info(contactId, now);
+    });
+  }
+
+  /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
+  kick(contactId: string, participantId: string, now: number): Promise<ContactInfo> {
+    return this.#tx('kick', () => {
+      this.#ensure(contactId, now);
+      const p = this.#stmt.participant.get(contactId, participantId);
+      if (!p) {
+        // Never seen here yet: a deny entry, so its first connection is refused too.
+        this.#db
+          .prepare(
+            "INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, NULL, 'kicked', ?, ?)",
+          )
+          .run(contactId, participantId, now, now);
+      } else if (p.state !== 'kicked') this.#setParticipant(contactId, participantId, 'kicked', now);
+      return this.#info(contactId, now);
+    });
+  }
+
+  /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL. */
+  invite(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+    return this.#tx('invite', () => {
+      this.#enter(contactId, participantId, role, now, policy);
+      return this.#info(contactId, now);
+    });
+  }
+
+  /** @throws LatchkeyError NOT_FOUND, FORBIDDEN, CONTACT_EXPIRED. */
+  transfer(contactId: string, from: string, to: string, now: number): Promise<ContactInfo> {
+    return this.#tx('transfer', () => {
+      this.#ensure(contactId, now);
+      const leaving = this.#stmt.participant.get(contactId, from);
+      if (leaving && leaving.role !== null && leaving.role !== 'agent') {
+        throw new LatchkeyError('FORBIDDEN', 'only an agent hands a contact over');
+      }
+      if (!leaving) {
+        // Not seen here yet: recorded as departed, so it cannot enter later.
+        this.#db
+          .prepare(
+            "INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, 'agent', 'left', ?, ?)",
+          )
+          .run(contactId, from, now, now);
+      } else if (leaving.state === 'active') this.#setParticipant(contactId, from, 'left', now);
+      // The newcomer takes the leaver's seat, so the limit cannot refuse it.
+      this.#enter(contactId, to, 'agent', now, { maxParticipants: Number.MAX_SAFE_INTEGER, contactTtlMs: this.#contactTtlMs });
+      return this.#info(contactId, now);
+    });
+  }
+
+  expireDue(now: number): Promise<string[]> {
+    return this.#tx('expire', () => {
+      const rows = this.#db
+        .prepare<[number], { contact_id: string }>("SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?")
+        .all(now);
+      const mark = this.#db.prepare("UPDATE contacts SET state = 'expired' WHERE contact_id = ?");
+      for (const r of rows) mark.run(r.contact_id);
+      return rows.map((r) => r.contact_id);
+    });
+  }
+
+  /** Runs `fn` in a transaction (write: IMMEDIATE); storage failures become UNAVAILABLE. */
+  #tx<T>(what: string, fn: () => T, write = true): Promise<T> {
+    try {
+      this.#open();
+      const tx = this.#db.transaction(fn);
+      return Promise.resolve(write ? tx.immediate() : tx());
+    } catch (err) {
+      return Promise.reject(unavailable(err, what));
+    }
+  }
+
+  /** Creates the contact (open, default lifetime) when unknown; refuses an expired one. */
+  #ensure(contactId: string, now: number): void {
+    if (!this.#stmt.contact.get(contactId)) this.#stmt.newContact.run(contactId, now, now + this.#contactTtlMs);
+    else this.#live(contactId, now);
+  }
+
+  /** The contact row unless it is unknown or expired. */
+  #live(contactId: string, now: number): ContactRow {
+    const c = this.#stmt.contact.get(contactId);
+    if (!c) throw new LatchkeyError('NOT_FOUND', 'no such contact');
+    if (effectiveState({ state: c.state, expiresAt: c.expires_at }, now) === 'expired') {
+      throw new LatchkeyError('CONTACT_EXPIRED', 'contact expired');
+    }
+    return c;
+  }
+
+  #enter(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): void {
+    const c = this.#stmt.contact.get(contactId);
+    const p = this.#stmt.participant.get(contactId, participantId);
+    const decision = decideAdmission({
+      contact: c ? { state: c.state, expiresAt: c.expires_at } : null,
+      participant: p ? { role: p.role, state: p.state } : null,
+      activeCount: this.#stmt.activeCount.get(contactId)?.n ?? 0,
+      role,
+      now,
+      maxParticipants: policy.maxParticipants,
+    });
+    if (!decision.ok) throw new LatchkeyError(decision.code, decision.message);
+    if (decision.createContact) this.#stmt.newContact.run(contactId, now, now + policy.contactTtlMs);
+    if (decision.createParticipant) {
+      this.#db
+        .prepare(
+          "INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, ?, 'active', ?, NULL)",
+        )
+        .run(contactId, participantId, role, now);
+    }
+  }
+
+  #setParticipant(contactId: string, participantId: string, state: 'left' | 'kicked', now: number): void {
+    this.#db
+      .prepare('UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?')
+      .run(state, now, contactId, participantId);
+  }
+
+  #info(contactId: string, now: number): ContactInfo {
+    const c = this.#stmt.contact.get(contactId);
+    if (!c) throw new LatchkeyError('NOT_FOUND', 'no such contact');
+    const participants: ParticipantInfo[] = this.#stmt.participants.all(contactId).map((r) => ({
+      participantId: r.participant_id,
+      role: r.role,
+      state: r.state,
+      joinedAt: r.joined_at,
+      leftAt: r.left_at,
+    }));
+    return {
+      contactId: c.contact_id,
+      state: effectiveState({ state: c.state, expiresAt: c.expires_at }, now),
+      createdAt: c.created_at,
+      closedAt: c.closed_at,
+      expiresAt: c.expires_at,
+      participants,
+    };
   }
 
   close(): Promise<void> {

@@ -173,7 +173,7 @@ describe('relay: flow', () => {
       },
       close: () => Promise.resolve(),
     };
-    await start({ store: slowReads });
+    await start({ store: slowReads, contacts: store });
     const v = await as('c1', 'v');
     for (let i = 0; i < 3; i++) v.sendEnvelope(fakeEnvelope('c1', 'v'));
     await v.take('ack', 3);
@@ -219,7 +219,7 @@ describe('relay: flow', () => {
       history: (c, s, l) => store.history(c, s, l),
       close: () => Promise.resolve(),
     };
-    await start({ store: slow });
+    await start({ store: slow, contacts: store });
     const v = await as('c1', 'v');
     const N = 60;
     const before = store.stats.transactions;
@@ -249,7 +249,7 @@ describe('relay: flow', () => {
       history: (c, s, l) => store.history(c, s, l),
       close: () => Promise.resolve(),
     };
-    await start({ store: flaky });
+    await start({ store: flaky, contacts: store });
     const v = await as('c1', 'v');
     const envs = [fakeEnvelope('c1', 'v'), fakeEnvelope('c1', 'v')];
     for (const e of envs) v.sendEnvelope(e);
@@ -279,7 +279,7 @@ describe('relay: flow', () => {
       history: (c, s, l) => store.history(c, s, l),
       close: () => Promise.resolve(),
     };
-    const r = await start({ store: gate });
+    const r = await start({ store: gate, contacts: store });
     const v = await as('c1', 'v');
     v.sendEnvelope(fakeEnvelope('c1', 'v'));
     while (!started) await sleep(5);

@@ -1,0 +1,114 @@
+/**
+ * The key service's admin API (docs/admin-api.md): the same routes and bodies as the relay's,
+ * over the key service's own membership table (`SqliteAccessStore`). Moderation reaches this
+ * service first, so a kicked or departed participant is refused keys (FORBIDDEN) before the
+ * relay even hears of it; kick and transfer also rotate the contact's content key, so whatever
+ * is sent afterwards is sealed under an epoch the departed never received.
+ *
+ * Authenticated by the API key (`Authorization: Bearer <key id>:<secret>`, constant-time
+ * comparison in @latchkey/tokens) before any body is read.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { KeyManager, SqliteAccessStore } from '@latchkey/keys';
+import {
+  ADMIN_PATHS,
+  CloseContactRequest,
+  InviteRequest,
+  KickRequest,
+  LatchkeyError,
+  ListContactsQuery,
+  SetExpiryRequest,
+  TransferRequest,
+  parseRequest,
+  type ContactInfo,
+  type ContactResponse,
+  type ListContactsResponse,
+} from '@latchkey/protocol';
+import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
+
+export interface AdminRoutesOptions {
+  access: SqliteAccessStore;
+  keyManager: KeyManager;
+  keys: readonly AdminKey[];
+  onError: (reply: FastifyReply, err: LatchkeyError) => FastifyReply;
+}
+
+const ID = ':contactId';
+
+function contactId(req: FastifyRequest): string {
+  const id = (req.params as { contactId?: unknown }).contactId;
+  return parseRequest(KickRequest.shape.participantId, id);
+}
+
+export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptions): void {
+  const auth = createAdminAuthenticator(opts.keys);
+  const { access, keyManager } = opts;
+
+  /** Rotates the contact's key so the departed miss what follows; a contact without keys yet has nothing to rotate. */
+  async function rotate(id: string): Promise<number | undefined> {
+    try {
+      return await keyManager.rotate(id);
+    } catch (err) {
+      if (LatchkeyError.is(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  void app.register(
+    async (admin) => {
+      // Authenticate before the body is read.
+      admin.addHook('onRequest', async (req) => {
+        auth.check(req.headers.authorization);
+      });
+
+      admin.get('/contacts', async (req) => {
+        const q = parseRequest(ListContactsQuery, req.query ?? {});
+        const limit = q.limit ?? 100;
+        const list = access.listContacts(
+          { limit: limit + 1, ...(q.state === undefined ? {} : { state: q.state }), ...(q.after === undefined ? {} : { after: q.after }) },
+          Date.now(),
+        );
+        const page = list.slice(0, limit);
+        const last = page[page.length - 1];
+        const body: ListContactsResponse = { contacts: page, ...(list.length > limit && last ? { next: last.contactId } : {}) };
+        return body;
+      });
+
+      admin.get(`/contacts/${ID}`, async (req) => {
+        const info = access.contact(contactId(req), Date.now());
+        if (!info) throw new LatchkeyError('NOT_FOUND', 'no such contact');
+        return { contact: info } satisfies ContactResponse;
+      });
+
+      const post = (action: string, run: (id: string, body: unknown) => Promise<ContactResponse> | ContactResponse): void => {
+        admin.post(`/contacts/${ID}/${action}`, async (req) => run(contactId(req), req.body ?? {}));
+      };
+      const reply = (contact: ContactInfo, rotatedEpoch?: number): ContactResponse =>
+        rotatedEpoch === undefined ? { contact } : { contact, rotatedEpoch };
+
+      post('close', (id, body) => {
+        parseRequest(CloseContactRequest, body);
+        return reply(access.closeContact(id, Date.now()));
+      });
+      post('expiry', (id, body) => {
+        const { expiresAt } = parseRequest(SetExpiryRequest, body);
+        return reply(access.setExpiry(id, expiresAt, Date.now()));
+      });
+      post('kick', async (id, body) => {
+        const { participantId } = parseRequest(KickRequest, body);
+        const info = access.kick(id, participantId, Date.now());
+        return reply(info, await rotate(id));
+      });
+      post('invite', (id, body) => {
+        const { participantId, role } = parseRequest(InviteRequest, body);
+        return reply(access.invite(id, participantId, role, Date.now()));
+      });
+      post('transfer', async (id, body) => {
+        const { from, to } = parseRequest(TransferRequest, body);
+        const info = access.transfer(id, from, to, Date.now());
+        return reply(info, await rotate(id));
+      });
+    },
+    { prefix: ADMIN_PATHS.contacts.slice(0, -'/contacts'.length) },
+  );
+}

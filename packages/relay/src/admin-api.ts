@@ -1,0 +1,186 @@
+/**
+ * The relay's admin API (docs/admin-api.md) on plain node:http: list contacts with their state
+ * and participants, close, set expiry, kick, invite, transfer. Authenticated by the enterprise's
+ * API key (`Authorization: Bearer <key id>:<secret>`, compared in constant time by
+ * @latchkey/tokens `createAdminAuthenticator`) before any body is read. Bodies and answers are
+ * the zod schemas of @latchkey/protocol `admin.ts`; errors are `{ error: { code, message } }`.
+ *
+ * Moderation reaches the key service first (the admin client does that), then this API, which
+ * updates the contact store and ends the connections of whoever was removed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  ADMIN_PREFIX,
+  CloseContactRequest,
+  ERROR_CODES,
+  InviteRequest,
+  KickRequest,
+  LIMITS,
+  LatchkeyError,
+  ListContactsQuery,
+  SetExpiryRequest,
+  TransferRequest,
+  parseRequest as parse,
+  toLatchkeyError,
+  type ContactInfo,
+  type ContactResponse,
+  type ErrorResponse,
+  type ListContactsResponse,
+} from '@latchkey/protocol';
+import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
+import type { ContactPolicy, ContactStore } from './contacts.ts';
+
+export interface AdminApiOptions {
+  contacts: ContactStore;
+  keys: readonly AdminKey[];
+  policy: ContactPolicy;
+  log: (e: { event: string; [k: string]: string | number | boolean | undefined }) => void;
+  /** Ends the connections of a kicked or departed participant; returns how many. */
+  onKick: (contactId: string, participantId: string) => number;
+  /** Called after an expiry change, so that a contact now past expiry is swept at once. */
+  onExpiryChanged: () => Promise<void>;
+  now?: () => number;
+}
+
+export interface AdminApi {
+  /** Serves the request when its path is under /admin/v1 (returns true), else returns false. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+const ROUTE = /^\/admin\/v1\/contacts(?:\/([A-Za-z0-9_-]{1,64})(?:\/(close|expiry|kick|invite|transfer))?)?\/?$/;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: LatchkeyError): void {
+  const status = ERROR_CODES[err.code].http;
+  const body: ErrorResponse = { error: { code: err.code, message: err.message.slice(0, 200) } };
+  send(res, status, body, status === 401 ? { 'www-authenticate': 'Bearer realm="latchkey-admin"' } : {});
+}
+
+/** Reads a JSON body of at most LIMITS.maxHttpBodyBytes; an empty body is `{}`. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const type = req.headers['content-type'];
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > LIMITS.maxHttpBodyBytes) throw new LatchkeyError('TOO_LARGE', 'request body too large');
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  if (type === undefined || !/^application\/json\b/i.test(type)) {
+    throw new LatchkeyError('BAD_REQUEST', 'content type must be application/json');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new LatchkeyError('BAD_REQUEST', 'request body is not valid JSON');
+  }
+}
+
+export function createAdminApi(opts: AdminApiOptions): AdminApi {
+  const auth = createAdminAuthenticator(opts.keys);
+  const now = opts.now ?? Date.now;
+  const { contacts, policy } = opts;
+
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const keyId = auth.check(req.headers.authorization);
+    const m = ROUTE.exec(url.pathname);
+    if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
+    const [, contactId, action] = m;
+    const method = req.method ?? 'GET';
+    if (contactId === undefined) {
+      if (method !== 'GET') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
+      const q = parse(ListContactsQuery, Object.fromEntries(url.searchParams));
+      const limit = q.limit ?? 100;
+      const list = await contacts.listContacts(
+        { limit: limit + 1, ...(q.state === undefined ? {} : { state: q.state }), ...(q.after === undefined ? {} : { after: q.after }) },
+        now(),
+      );
+      const page = list.slice(0, limit);
+      const last = page[page.length - 1];
+      const body: ListContactsResponse = { contacts: page, ...(list.length > limit && last ? { next: last.contactId } : {}) };
+      send(res, 200, body);
+      return;
+    }
+    if (action === undefined) {
+      if (method !== 'GET') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
+      const info = await contacts.contact(contactId, now());
+      if (!info) throw new LatchkeyError('NOT_FOUND', 'no such contact');
+      send(res, 200, { contact: info } satisfies ContactResponse);
+      return;
+    }
+    if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
+    const body = await readJson(req);
+    let info: ContactInfo | undefined;
+    switch (action) {
+      case 'close':
+        parse(CloseContactRequest, body);
+        info = await contacts.closeContact(contactId, now());
+        break;
+      case 'expiry': {
+        const { expiresAt } = parse(SetExpiryRequest, body);
+        info = await contacts.setExpiry(contactId, expiresAt, now());
+        if (expiresAt <= now()) {
+          await opts.onExpiryChanged();
+          info = (await contacts.contact(contactId, now())) ?? info;
+        }
+        break;
+      }
+      case 'kick': {
+        const { participantId } = parse(KickRequest, body);
+        info = await contacts.kick(contactId, participantId, now());
+        const closed = opts.onKick(contactId, participantId);
+        opts.log({ event: 'admin-kick', keyId, contactId, participantId, closed });
+        break;
+      }
+      case 'invite': {
+        const { participantId, role } = parse(InviteRequest, body);
+        info = await contacts.invite(contactId, participantId, role, now(), policy);
+        break;
+      }
+      case 'transfer': {
+        const { from, to } = parse(TransferRequest, body);
+        info = await contacts.transfer(contactId, from, to, now());
+        const closed = opts.onKick(contactId, from);
+        opts.log({ event: 'admin-transfer', keyId, contactId, from, to, closed });
+        break;
+      }
+    }
+    if (!info) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
+    opts.log({ event: 'admin', keyId, action, contactId });
+    send(res, 200, { contact: info } satisfies ContactResponse);
+  }
+
+  return {
+    handle(req, res) {
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://relay.invalid');
+      } catch {
+        return false;
+      }
+      if (url.pathname !== ADMIN_PREFIX && !url.pathname.startsWith(`${ADMIN_PREFIX}/`)) return false;
+      route(req, res, url).catch((err: unknown) => {
+        const e = toLatchkeyError(err);
+        if (ERROR_CODES[e.code].http >= 500) opts.log({ event: 'admin-failed', code: e.code, detail: e.detail });
+        if (!res.headersSent) sendError(res, e);
+        else res.destroy();
+        // An unread body would keep the connection busy; this request is done.
+        req.resume();
+      });
+      return true;
+    },
+  };
+}
