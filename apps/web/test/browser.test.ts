@@ -40,6 +40,8 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
   let agent: Page;
   /** The visitor's network: when false, its relay sockets are cut and new ones refused. */
   let visitorOnline = true;
+  /** Close code for refused visitor sockets (4401 is AUTH_INVALID's: the client gives up). */
+  let refuseCode = 1006;
   const visitorSockets = new Set<WebSocketRoute>();
   const pageErrors: string[] = [];
 
@@ -67,7 +69,7 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
     // The visitor's relay socket goes through a route that can be unplugged (offline test).
     await visitorCtx.routeWebSocket(/.*/, (ws) => {
       if (!visitorOnline) {
-        void ws.close({ code: 1006 });
+        void ws.close({ code: refuseCode });
         return;
       }
       const server = ws.connectToServer();
@@ -211,6 +213,28 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
     expect(await agent.locator('body').textContent()).not.toContain('this one gets tampered with');
     // The untouched messages still open.
     await expect.poll(() => agent.locator('.lk-pane:not([hidden]) [data-testid=message][data-state=delivered]').count()).toBe(4);
+  });
+
+  it('a send that fails shows "failed" with Retry, and Retry delivers it once', async () => {
+    const agentTexts = () => agent.locator('.lk-pane:not([hidden]) [data-testid=message] .lk-text').allTextContents();
+    visitorOnline = false;
+    refuseCode = 4401;
+    for (const ws of visitorSockets) await ws.close({ code: 1006 });
+    await visitor.locator('[data-testid=connection-status]:not([data-status=connected])').waitFor();
+    await type(visitor, 'refused, then retried');
+    const item = visitor.locator('[data-testid=message]').last();
+    await expect.poll(() => item.getAttribute('data-state'), { timeout: 15_000 }).toBe('failed');
+    expect(await item.textContent()).toContain('Not sent');
+    visitorOnline = true;
+    refuseCode = 1006;
+    await connected(visitor);
+    await item.getByTestId('retry').click();
+    const last = visitor.locator('[data-testid=message]').last();
+    await expect.poll(() => last.getAttribute('data-state'), { timeout: 15_000 }).toBe('delivered');
+    expect(await last.getAttribute('data-seq')).toBe('6');
+    await expect.poll(agentTexts).toContain('refused, then retried');
+    expect((await agentTexts()).filter((t) => t === 'refused, then retried')).toHaveLength(1);
+    expect(await visitor.locator('[data-testid=message][data-state=failed]').count()).toBe(0);
   });
 
   it('works at 360 px wide without horizontal scrolling, with labelled controls', async () => {

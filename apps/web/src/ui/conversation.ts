@@ -15,7 +15,7 @@ import {
   type ConnectionState,
   type FailedMessage,
 } from '@latchkey/client';
-import { LatchkeyError, type Role } from '@latchkey/protocol';
+import { LatchkeyError, SENDING_ROLES, type Role } from '@latchkey/protocol';
 import { clock, h, setText, uid } from './dom.ts';
 import type { SessionInfo } from './session.ts';
 
@@ -220,6 +220,12 @@ export class Conversation {
         this.#self = { id: client.participantId, role: client.role };
         this.#addParticipant(client.participantId, client.role);
         this.#showFingerprint(client.fingerprint());
+        if (!SENDING_ROLES.has(client.role)) {
+          // A supervisor reads only; the relay would refuse its sends anyway.
+          this.#input.disabled = true;
+          this.#sendButton.disabled = true;
+          this.#input.placeholder = `A ${client.role} can read but not send`;
+        }
         this.#flushQueue();
         await closed;
       } catch (err) {
