@@ -7,7 +7,7 @@
  * `ensureBuilt` rebuilds only when the output is missing or older than any source it comes from,
  * under a lock directory so that concurrent starts (tests, `latchkey start`) build once.
  */
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -95,6 +95,20 @@ export async function isFresh(outDir: string): Promise<boolean> {
 
 const LOCK_STALE_MS = 120_000;
 
+/** A lock left by a builder that died, or older than any build takes. */
+async function lockIsStale(lock: string): Promise<boolean> {
+  const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
+  if (age > LOCK_STALE_MS) return true;
+  const pid = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
+  if (!Number.isInteger(pid) || pid <= 0) return age > 5_000; // still being written, or foreign
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 /**
  * Builds into `outDir` unless it is fresh. Builds into a temporary directory and swaps it in,
  * so a server never serves half a build.
@@ -107,11 +121,11 @@ export async function ensureBuilt(outDir: string = DEFAULT_DIST): Promise<boolea
   for (;;) {
     try {
       await mkdir(lock);
+      await writeFile(join(lock, 'pid'), String(process.pid));
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
-      if (age > LOCK_STALE_MS) await rm(lock, { recursive: true, force: true });
+      if (await lockIsStale(lock)) await rm(lock, { recursive: true, force: true });
       else await new Promise((r) => setTimeout(r, 200));
     }
   }
