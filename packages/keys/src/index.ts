@@ -3,12 +3,39 @@
  * loading of the master key and other secret files.
  */
 export type { ContentKey, KeyManager, KeyManagerHealth } from './key-manager.ts';
+export type { KeyWrapper, WrapRequest, WrapReason } from './key-wrapper.ts';
 export {
   openInternalKeyManager,
+  createInternalWrapper,
+  rewrapInternalKeyStore,
   INTERNAL_SCHEMA_VERSION,
   type InternalKeyManagerOptions,
 } from './adapters/internal.ts';
-export { SqliteAccessStore, ACCESS_SCHEMA_VERSION, type AccessStoreOptions } from './access-store.ts';
+export {
+  openWrappedKeyManager,
+  type WrappedKeyManager,
+  type WrappedKeyManagerOptions,
+} from './adapters/wrapped.ts';
+export {
+  KeyAccessLog,
+  type AccessRecord,
+  type AccessOutcome,
+  type StoredAccessRecord,
+  type AccessLogHead,
+  type AccessLogVerdict,
+  type KeyAccessLogOptions,
+} from './access-log.ts';
+export * from './external-api.ts';
+export {
+  signKmRequest,
+  createKmRequestVerifier,
+  memoryNonceStore,
+  KM_AUTH_HEADERS,
+  KM_AUTH_WINDOW_MS,
+  type SignedRequest,
+  type KmAuthResult,
+  type KmRequestVerifierOptions,
+} from './external-auth.ts';
 export {
   resolveMasterKey,
   MASTER_KEY_ENV,

@@ -1,0 +1,53 @@
+/**
+ * The KeyWrapper contract: what wraps and unwraps content keys under a key-encryption key for
+ * the wrapped key store (adapters/wrapped.ts). The store keeps contacts, epochs, tombstones and
+ * the wrapped bytes; the wrapper holds the KEK: derived from the master key (internal), in the
+ * enterprise's key manager (http), or in an HSM (pkcs11). DESIGN.md "Key hierarchy".
+ */
+import type { KeyManagerHealth } from './key-manager.ts';
+
+/** Why a key is wrapped or unwrapped; passed on to external key managers for their audit. */
+export type WrapReason = 'create' | 'rotate' | 'fetch' | 'rewrap' | 'copy' | 'destroy';
+
+/** What a wrapped key is bound to (additional authenticated data), and why it is asked for. */
+export interface WrapRequest {
+  contactId: string;
+  epoch: number;
+  reason: WrapReason;
+}
+
+export interface KeyWrapper {
+  /** `internal`, `http`, `pkcs11`: reported by health(). */
+  readonly backend: string;
+  /**
+   * Whether the store should keep a key-check value and verify it at open, so that a wrong KEK
+   * fails early (true for local KEKs; false for a remote service whose key versions change).
+   */
+  readonly checkAtOpen: boolean;
+
+  /**
+   * Wraps a 32-byte content key, bound to `req.contactId` and `req.epoch`.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails or refuses.
+   */
+  wrap(key: Uint8Array, req: WrapRequest): Promise<Uint8Array>;
+
+  /**
+   * Unwraps what wrap returned for the same contact and epoch.
+   * @throws AuthenticationError (from @latchkey/crypto/aead) when `wrapped` does not
+   *   authenticate under this KEK and context; LatchkeyError KEY_UNAVAILABLE when the backend
+   *   fails or refuses.
+   */
+  unwrap(wrapped: Uint8Array, req: WrapRequest): Promise<Uint8Array>;
+
+  /**
+   * Optional data-key style creation: a fresh content key and its wrapped form in one call.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails or refuses.
+   */
+  generate?(req: WrapRequest): Promise<{ key: Uint8Array; wrapped: Uint8Array }>;
+
+  /** Never throws. */
+  health(): Promise<KeyManagerHealth>;
+
+  /** Releases the backend and forgets key material. Idempotent. */
+  close(): Promise<void>;
+}
