@@ -19,8 +19,11 @@ const ADMIN = adminAuthorization(deriveAdminKey(secret));
 let dir: string;
 let svc: KeyService;
 
-async function open(over: Partial<Parameters<typeof openKeyService>[0]> = {}): Promise<KeyService> {
-  svc = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey, ...over });
+type Options = Parameters<typeof openKeyService>[0];
+async function open(over: Partial<Omit<Options, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {}): Promise<KeyService> {
+  const { apiSecret: given, ...rest } = over;
+  const apiSecret = 'apiSecret' in over ? given : secret;
+  svc = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, masterKey, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
   return svc;
 }
 

@@ -22,8 +22,10 @@ let http: string;
 const clients: TestClient[] = [];
 const ADMIN = adminAuthorization(deriveAdminKey(SECRET));
 
-async function start(over: Partial<RelayOptions> = {}): Promise<Relay> {
-  relay = createRelay({ store, apiSecret: SECRET, ...over });
+async function start(over: Partial<Omit<RelayOptions, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {}): Promise<Relay> {
+  const { apiSecret: given, ...rest } = over;
+  const apiSecret = 'apiSecret' in over ? given : SECRET;
+  relay = createRelay({ store, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
   ({ url } = await relay.listen({ host: '127.0.0.1', port: 0 }));
   http = url.replace(/^ws/, 'http');
   return relay;
