@@ -16,6 +16,18 @@ export { constantTimeEqual } from './compare.ts';
 export { generateX25519KeyPair, x25519PublicKey, x25519SharedSecret } from './dh.ts';
 export { envelopeAad, keyFingerprint, openEnvelope, sealEnvelope } from './envelope.ts';
 export type { EnvelopeHeader } from './envelope.ts';
+export {
+  generateRecipientKeyPair,
+  KEY_DELIVERY_INFO,
+  openFromSender,
+  sealToRecipient,
+} from './hpke.ts';
+export type {
+  KeyDeliverySuite,
+  OpenFromSenderInput,
+  SealedDelivery,
+  SealToRecipientInput,
+} from './hpke.ts';
 export { hkdfSha256 } from './kdf.ts';
 export { hmacSha256, sha256 } from './mac.ts';
 export { randomBytes } from './random.ts';
