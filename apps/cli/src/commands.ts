@@ -52,9 +52,8 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   let web;
   try {
     // The web server (widget, console, demo backend) builds its bundles first when stale.
-    // Loaded here only, so that token/send/read start fast. @latchkey/web is not (yet) a
-    // dependency of this package in the lockfile, hence the path to its source.
-    const { startWeb } = await import('../../web/src/index.ts');
+    // Loaded here only, so that token/send/read start fast.
+    const { startWeb } = await import('@latchkey/web');
     web = await startWeb({
       host,
       port: port === 0 ? 0 : port + 2,
