@@ -2,8 +2,9 @@
  * Entry of the `latchkey` command: parses arguments, runs one subcommand, maps errors to the
  * documented exit codes (one line on stderr naming the error code).
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LatchkeyError } from '@latchkey/protocol';
+import { close, contacts, invite, kick, transfer } from './admin.ts';
 import { read, send, start, token } from './commands.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
 
@@ -13,9 +14,9 @@ const out = (line: string): void => {
 
 async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const parse = <T extends Parameters<typeof parseArgs>[0]['options']>(options: T, positionals = false) => {
+  const parse = <T extends NonNullable<ParseArgsConfig['options']>>(options: T, positionals = false) => {
     try {
-      return parseArgs({ args: rest, options: options ?? {}, allowPositionals: positionals, strict: true });
+      return parseArgs({ args: rest, options, allowPositionals: positionals, strict: true });
     } catch (err) {
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
@@ -33,6 +34,16 @@ async function run(argv: string[]): Promise<number> {
     }
     case 'read':
       return read(parse({ token: str, relay: str, keys: str, data: str, since: str, json: { type: 'boolean' } }).values, out);
+    case 'contacts':
+      return contacts(parse({ relay: str, keys: str, data: str, state: str, json: { type: 'boolean' } }).values, out);
+    case 'close':
+      return close(parse({ contact: str, relay: str, keys: str, data: str }).values, out);
+    case 'kick':
+      return kick(parse({ contact: str, participant: str, relay: str, keys: str, data: str }).values, out);
+    case 'transfer':
+      return transfer(parse({ contact: str, from: str, to: str, relay: str, keys: str, data: str }).values, out);
+    case 'invite':
+      return invite(parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str }).values, out);
     case 'help':
     case '--help':
     case '-h':

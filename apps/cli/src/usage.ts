@@ -16,6 +16,16 @@ commands:
          send one message; prints the assigned seq after the relay's ack
   read   --token T [--relay URL --keys URL] [--data DIR] [--since N] [--json]
          print the contact's decrypted history, one message per line
+  contacts [--relay URL --keys URL] [--data DIR] [--state open|closed|expired] [--json]
+         list contacts with state and participants (admin API key)
+  close    --contact ID [--relay URL --keys URL] [--data DIR]
+         close a contact: no more sends, history stays readable
+  kick     --contact ID --participant ID [--relay URL --keys URL] [--data DIR]
+         remove a participant: key service first, then relay
+  transfer --contact ID --from AGENT --to AGENT [--relay URL --keys URL] [--data DIR]
+         hand a contact to another agent, who reads the whole history
+  invite   --contact ID --participant ID --role agent|supervisor [--relay URL --keys URL] [--data DIR]
+         admit a second agent or a supervisor ahead of time
 
 exit codes: 0 ok, 1 error (code on stderr), 2 bad usage, 3 a message failed to open (read)
 `;

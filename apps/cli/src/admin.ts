@@ -1,0 +1,189 @@
+/**
+ * The admin subcommands of `latchkey` (README "Command line"; API in docs/admin-api.md):
+ * contacts, close, kick, transfer, invite. Each moderation action goes to the key service
+ * first (who may read is decided there), then to the relay; when one side fails the command
+ * says which, and what was already applied, and exits 1.
+ *
+ * Credentials: LATCHKEY_ADMIN_KEY (`<id>:<base64url secret>`), else the dev key derived from the
+ * API secret (LATCHKEY_API_SECRET or `<data>/api-secret`). Endpoints as for send/read.
+ */
+import {
+  ADMIN_PATHS,
+  ContactResponse,
+  ErrorResponse,
+  InviteRequest,
+  LatchkeyError,
+  ListContactsResponse,
+  ContactState,
+  Id,
+  type ContactInfo,
+} from '@latchkey/protocol';
+import { adminAuthorization, deriveAdminKey, parseAdminKey } from '@latchkey/tokens';
+import { apiSecret, dataDir, endpoints } from './config.ts';
+import { EXIT, UsageError } from './usage.ts';
+
+type Out = (line: string) => void;
+
+export interface AdminFlags {
+  data?: string | undefined;
+  relay?: string | undefined;
+  keys?: string | undefined;
+}
+
+interface Target {
+  relay: string;
+  keys: string;
+  authorization: string;
+}
+
+const TIMEOUT_MS = 15_000;
+
+async function target(flags: AdminFlags): Promise<Target> {
+  const dir = dataDir(flags.data);
+  const ep = await endpoints(flags, dir);
+  const text = process.env.LATCHKEY_ADMIN_KEY;
+  let key;
+  if (text) {
+    try {
+      key = parseAdminKey(text);
+    } catch (err) {
+      throw new UsageError(`LATCHKEY_ADMIN_KEY: ${err instanceof Error ? err.message : 'invalid'}`);
+    }
+  } else key = deriveAdminKey(await apiSecret(dir));
+  // The relay serves its admin API on the WebSocket's port, over HTTP(S).
+  const relay = ep.relay.replace(/^ws(s?):/, 'http$1:').replace(/\/+$/, '');
+  return { relay, keys: ep.keys.replace(/\/+$/, ''), authorization: adminAuthorization(key) };
+}
+
+function id(value: string | undefined, flag: string): string {
+  if (value === undefined) throw new UsageError(`${flag} is required`);
+  if (!Id.safeParse(value).success) throw new UsageError(`${flag} must be 1-64 of [A-Za-z0-9_-]`);
+  return value;
+}
+
+/**
+ * One admin call.
+ * @throws LatchkeyError with the server's code, or UNAVAILABLE/TIMEOUT when it cannot be reached.
+ */
+async function call(base: string, path: string, authorization: string, body?: unknown): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', 'no answer');
+    throw new LatchkeyError('UNAVAILABLE', 'cannot connect');
+  }
+  const json = (await res.json().catch(() => undefined)) as unknown;
+  if (!res.ok) {
+    const e = ErrorResponse.safeParse(json);
+    if (e.success) throw new LatchkeyError(e.data.error.code, e.data.error.message);
+    throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `HTTP ${res.status}`);
+  }
+  return json;
+}
+
+/** Applies an action on the key service, then on the relay, naming the side that failed. */
+async function moderate(t: Target, path: string, body: unknown): Promise<{ keys: ContactResponse; relay: ContactResponse }> {
+  let keys: ContactResponse;
+  try {
+    keys = ContactResponse.parse(await call(t.keys, path, t.authorization, body));
+  } catch (err) {
+    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+    throw new LatchkeyError(e.code, `key service: ${e.message} (nothing applied)`);
+  }
+  try {
+    return { keys, relay: ContactResponse.parse(await call(t.relay, path, t.authorization, body)) };
+  } catch (err) {
+    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+    throw new LatchkeyError(e.code, `relay: ${e.message} (already applied on the key service; run the command again)`);
+  }
+}
+
+const rotated = (r: ContactResponse): string => (r.rotatedEpoch === undefined ? '' : ` (key rotated to epoch ${r.rotatedEpoch})`);
+
+function formatContact(c: ContactInfo): string {
+  const people = c.participants.map((p) => `${p.participantId}:${p.role ?? '-'}:${p.state}`).join(',');
+  return `${c.contactId} ${c.state} expires=${new Date(c.expiresAt).toISOString()} participants=${people || '-'}`;
+}
+
+export interface ContactsFlags extends AdminFlags {
+  state?: string | undefined;
+  json?: boolean | undefined;
+}
+
+/** `latchkey contacts`: every contact the relay knows, with state and participants. */
+export async function contacts(flags: ContactsFlags, out: Out): Promise<number> {
+  if (flags.state !== undefined && !ContactState.safeParse(flags.state).success) {
+    throw new UsageError('--state must be open, closed or expired');
+  }
+  const t = await target(flags);
+  let after: string | undefined;
+  do {
+    const q = new URLSearchParams({ limit: '500', ...(flags.state ? { state: flags.state } : {}), ...(after ? { after } : {}) });
+    const page = ListContactsResponse.parse(await call(t.relay, `${ADMIN_PATHS.contacts}?${q.toString()}`, t.authorization));
+    for (const c of page.contacts) out(flags.json ? JSON.stringify(c) : formatContact(c));
+    after = page.next;
+  } while (after !== undefined);
+  return EXIT.ok;
+}
+
+export interface ContactFlags extends AdminFlags {
+  contact?: string | undefined;
+}
+
+/** `latchkey close --contact ID` */
+export async function close(flags: ContactFlags, out: Out): Promise<number> {
+  const contactId = id(flags.contact, '--contact');
+  await moderate(await target(flags), ADMIN_PATHS.close(contactId), {});
+  out(`closed ${contactId}`);
+  return EXIT.ok;
+}
+
+export interface KickFlags extends ContactFlags {
+  participant?: string | undefined;
+}
+
+/** `latchkey kick --contact ID --participant ID` */
+export async function kick(flags: KickFlags, out: Out): Promise<number> {
+  const contactId = id(flags.contact, '--contact');
+  const participantId = id(flags.participant, '--participant');
+  const r = await moderate(await target(flags), ADMIN_PATHS.kick(contactId), { participantId });
+  out(`kicked ${participantId} from ${contactId}${rotated(r.keys)}`);
+  return EXIT.ok;
+}
+
+export interface TransferFlags extends ContactFlags {
+  from?: string | undefined;
+  to?: string | undefined;
+}
+
+/** `latchkey transfer --contact ID --from AGENT --to AGENT` */
+export async function transfer(flags: TransferFlags, out: Out): Promise<number> {
+  const contactId = id(flags.contact, '--contact');
+  const from = id(flags.from, '--from');
+  const to = id(flags.to, '--to');
+  if (from === to) throw new UsageError('--from and --to must differ');
+  const r = await moderate(await target(flags), ADMIN_PATHS.transfer(contactId), { from, to });
+  out(`transferred ${contactId} from ${from} to ${to}${rotated(r.keys)}`);
+  return EXIT.ok;
+}
+
+export interface InviteFlags extends KickFlags {
+  role?: string | undefined;
+}
+
+/** `latchkey invite --contact ID --participant ID --role agent|supervisor` */
+export async function invite(flags: InviteFlags, out: Out): Promise<number> {
+  const contactId = id(flags.contact, '--contact');
+  const participantId = id(flags.participant, '--participant');
+  const body = InviteRequest.safeParse({ participantId, role: flags.role });
+  if (!body.success) throw new UsageError('--role must be agent or supervisor');
+  await moderate(await target(flags), ADMIN_PATHS.invite(contactId), body.data);
+  out(`invited ${participantId} to ${contactId} as ${body.data.role}`);
+  return EXIT.ok;
+}
