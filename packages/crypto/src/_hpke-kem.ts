@@ -143,9 +143,14 @@ const XWING_SK = 32;
 const XWING_CT = 1120;
 const XWING_ESEED = 64;
 
-function xwingKeyPair(seed: Uint8Array): HpkeKeyPair {
+/**
+ * GenerateKeyPairDerand(seed) of draft-10 §5.2: the decapsulation key is the seed itself.
+ * @throws {RangeError} if `seed` is not 32 bytes.
+ */
+export function xwingKeyPairFromSeed(seed: Uint8Array): HpkeKeyPair {
+  assertBytesLength(seed, XWING_SK, 'seed');
   const { publicKey } = ml_kem768_x25519.keygen(seed);
-  return { secretKey: seed, publicKey };
+  return { secretKey: Uint8Array.from(seed), publicKey };
 }
 
 function noAuth(): never {
@@ -161,9 +166,9 @@ const XWING: HpkeKem = {
   auth: false,
   deriveKeyPair(ikm) {
     assertIkm(ikm, XWING_SK);
-    return xwingKeyPair(shake256(ikm, { dkLen: XWING_SK }));
+    return xwingKeyPairFromSeed(shake256(ikm, { dkLen: XWING_SK }));
   },
-  generateKeyPair: () => xwingKeyPair(randomBytes(XWING_SK)),
+  generateKeyPair: () => xwingKeyPairFromSeed(randomBytes(XWING_SK)),
   encap(pkR, ikmE) {
     assertBytesLength(pkR, XWING_PK, 'recipientPublicKey');
     const eseed = ikmE ?? randomBytes(XWING_ESEED);
