@@ -8,10 +8,11 @@ import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@l
 import { resolveMasterKey } from '@latchkey/keys';
 import { openKeyService } from '@latchkey/keyd';
 import { startRelay } from '@latchkey/relay-app';
-import { LatchkeyError, Role } from '@latchkey/protocol';
+import { LatchkeyError, Role, assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 type Out = (line: string) => void;
@@ -20,6 +21,30 @@ export interface StartFlags {
   data?: string | undefined;
   port?: string | undefined;
   host?: string | undefined;
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  insecure?: boolean | undefined;
+  'allowed-origins'?: string | undefined;
+}
+
+/** A free TCP port on `host` (probed; used to know the web origin before it listens). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Browser origins allowed by default: the web app's own, under both loopback names. */
+function defaultOrigins(scheme: string, host: string, port: number): string[] {
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const origins = [`${scheme}://${hostPart}:${port}`];
+  if (isLoopbackHost(host)) origins.push(`${scheme}://localhost:${port}`, `${scheme}://127.0.0.1:${port}`);
+  return [...new Set(origins)];
 }
 
 function parsePort(text: string | undefined): number {
@@ -33,6 +58,21 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   const dir = dataDir(flags.data);
   const port = parsePort(flags.port);
   const host = flags.host ?? '127.0.0.1';
+  if ((flags['tls-cert'] === undefined) !== (flags['tls-key'] === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  const tls = flags['tls-cert'] && flags['tls-key'] ? { certFile: flags['tls-cert'], keyFile: flags['tls-key'] } : undefined;
+  const transport = { ...(tls ? { tls } : {}), insecure: flags.insecure === true };
+  // Fail before touching anything when a plain listener would face the network.
+  try {
+    assertSecureListener('latchkey', host, { tls: tls !== undefined, insecure: transport.insecure });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const webPort = port === 0 ? await freePort(host) : port + 2;
+  const allowedOrigins = flags['allowed-origins']
+    ? flags['allowed-origins'].split(',').map((o) => o.trim()).filter((o) => o.length > 0)
+    : defaultOrigins(tls ? 'https' : 'http', host, webPort);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
@@ -41,10 +81,18 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
       ? 'master-key: from LATCHKEY_MASTER_KEY'
       : `master-key: ${master.path ?? ''}${master.created ? ' (generated, mode 0600)' : ''}`,
   );
-  const keys = await openKeyService({ dataDir: dir, host, port: port === 0 ? 0 : port + 1, apiSecret: secret, masterKey: master.key });
+  const keys = await openKeyService({
+    dataDir: dir,
+    host,
+    port: port === 0 ? 0 : port + 1,
+    apiSecret: secret,
+    masterKey: master.key,
+    allowedOrigins,
+    ...transport,
+  });
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
-    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret });
+    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret, admission: { allowedOrigins }, ...transport });
   } catch (err) {
     await keys.close();
     throw err;
@@ -56,8 +104,9 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     const { startWeb } = await import('@latchkey/web');
     web = await startWeb({
       host,
-      port: port === 0 ? 0 : port + 2,
+      port: webPort,
       apiSecret: secret,
+      ...transport,
       relayUrl: relay.url,
       keysUrl: keys.url,
       serviceKey: keys.servicePublicKey,

@@ -24,7 +24,18 @@ async function run(argv: string[]): Promise<number> {
   const str = { type: 'string' } as const;
   switch (command ?? '') {
     case 'start':
-      return start(parse({ data: str, port: str, host: str }).values, out);
+      return start(
+        parse({
+          data: str,
+          port: str,
+          host: str,
+          'tls-cert': str,
+          'tls-key': str,
+          insecure: { type: 'boolean' },
+          'allowed-origins': str,
+        }).values,
+        out,
+      );
     case 'token':
       return token(parse({ contact: str, participant: str, role: str, ttl: str, data: str }).values, out);
     case 'send': {

@@ -7,7 +7,8 @@ export const EXIT = { ok: 0, error: 1, usage: 2, decryptFailed: 3 } as const;
 export const USAGE = `usage: latchkey <command> [flags]
 
 commands:
-  start  [--data DIR] [--port N] [--host H]
+  start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
+         [--allowed-origins ORIGIN,...]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'latchkey.mjs');
@@ -98,6 +99,36 @@ describe('latchkey start', () => {
     const session = (await res.json()) as Record<string, string>;
     expect(session).toMatchObject({ contactId: contact, role: 'visitor', relayUrl: urls.relay, keysUrl: urls.keys });
     expect(session.token!.split('.')).toHaveLength(3);
+  });
+
+  it('lets browsers in from the web origin only, on relay and key service', async () => {
+    const upgrade = (origin: string) =>
+      new Promise<'open' | number>((resolve, reject) => {
+        const ws = new WebSocket(urls.relay!, { headers: { origin } });
+        ws.once('open', () => {
+          ws.terminate();
+          resolve('open');
+        });
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once('error', reject);
+      });
+    expect(await upgrade(urls.web!)).toBe('open');
+    expect(await upgrade('https://evil.example')).toBe(403);
+    const preflight = (origin: string) =>
+      fetch(`${urls.keys}/v1/contact-key`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      });
+    expect((await preflight(urls.web!)).headers.get('access-control-allow-origin')).toBe(urls.web);
+    expect((await preflight('https://evil.example')).status).toBe(403);
+  });
+
+  it('refuses to serve plain text off loopback, and half a TLS configuration', async () => {
+    const open = await latchkey(['start', '--data', join(dir, 'x'), '--host', '0.0.0.0', '--port', '0']);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toMatch(/^error: USAGE .*without TLS.*--insecure/);
+    const half = await latchkey(['start', '--data', join(dir, 'x'), '--port', '0', '--tls-cert', 'c.pem']);
+    expect(half.code).toBe(2);
   });
 });
 

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { assertSecureListener } from '@latchkey/protocol';
 import { DEFAULT_DIST, ensureBuilt } from './build.ts';
 import { DemoBackend } from './demo-backend.ts';
 
@@ -29,6 +30,10 @@ export interface WebOptions {
   /** Demo token lifetime in seconds (default 1 h). */
   tokenTtlSeconds?: number;
   logger?: boolean;
+  /** PEM certificate and key files: serve https:// (with HSTS) instead of http://. */
+  tls?: { certFile: string; keyFile: string };
+  /** Allow plain http:// on a non-loopback address (TLS terminated in front). */
+  insecure?: boolean;
 }
 
 export interface RunningWeb {
@@ -54,10 +59,15 @@ function origin(url: string): string {
  * @throws the listen error when the port is taken; the Vite error when the build fails.
  */
 export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
+  assertSecureListener('web', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
+  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const dist = opts.distDir ?? DEFAULT_DIST;
   await ensureBuilt(dist);
   // forceCloseConnections: a browser tab holding a keep-alive socket must not stall shutdown.
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 16 * 1024, forceCloseConnections: true });
+  const common = { logger: opts.logger ?? false, bodyLimit: 16 * 1024, forceCloseConnections: true };
+  const app = (
+    tls ? Fastify({ ...common, https: { ...tls, minVersion: 'TLSv1.2' as const } }) : Fastify(common)
+  ) as unknown as FastifyInstance;
 
   // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
   const csp = [
@@ -73,6 +83,7 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
+    if (tls) reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
     if (req.url !== '/widget.js' && !req.url.startsWith('/widget.js?')) {
       // The widget script is embedded by other sites; the pages are framed by nobody.
       reply.header('content-security-policy', `${csp}; frame-ancestors 'none'`);
@@ -115,7 +126,7 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const url = `http://${hostPart}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${hostPart}:${port}`;
   const ready = demo?.createContact();
   const q = ready ? `?contact=${ready.contactId}` : '';
   return {
