@@ -1,0 +1,252 @@
+/**
+ * `pnpm bench [--quick]`: the Latchkey relay against its physical limit (a bare `ws` forwarder)
+ * and its peer (Socket.IO rooms) on the same load in the same run, plus client crypto, durable
+ * storage and memory per idle connection. Every system under test runs in a child process of
+ * its own, the load generator in another, all on 127.0.0.1. Progress goes to stderr; the last
+ * line of stdout is one JSON summary. Full mode also writes bench/results/<timestamp>.json and
+ * an SVG chart. See docs/benchmarks.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { renderChart } from './chart.ts';
+import { cryptoBench, signBench, type CryptoResult, type SignResult } from './crypto-bench.ts';
+import { Child, type ProcStats } from './ipc.ts';
+import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
+import { storageBench, type StorageResult } from './storage-bench.ts';
+
+const quick = process.argv.includes('--quick');
+const SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
+const SERVER_MODULE: Record<SystemKind, string> = {
+  latchkey: 'servers/latchkey.ts',
+  ws: 'servers/ws-floor.ts',
+  socketio: 'servers/socketio.ts',
+};
+const src = (m: string): string => fileURLToPath(new URL(m, import.meta.url));
+const secretHex = randomBytes(32).toString('hex');
+
+const plan = quick
+  ? { contacts: 500, sizes: [200], repeats: 1, window: 4, warm: 600, measure: 2000, rate: 5000, idle: 500, crypto: 200, store: 1000 }
+  : { contacts: 500, sizes: [200, 4096], repeats: 3, window: 4, warm: 2000, measure: 6000, rate: 5000, idle: 10_000, crypto: 1000, store: 3000 };
+/** Every n-th message of the latency run is sealed and opened for real. */
+const SAMPLE_EVERY = 50;
+
+const started = performance.now();
+function progress(msg: string): void {
+  process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface ServerUsage {
+  /** Relay CPU during the measurement window, in % of one core. */
+  cpuPercent: number;
+  rssBytes: number;
+}
+
+function usage(a: ProcStats, b: ProcStats): ServerUsage {
+  const cpu = b.cpuUser + b.cpuSystem - (a.cpuUser + a.cpuSystem);
+  return { cpuPercent: Math.round((cpu / 1000 / (b.at - a.at)) * 1000) / 10, rssBytes: b.rss };
+}
+
+export interface LoadResult {
+  system: SystemKind;
+  size: number;
+  repeat: number;
+  connections: number;
+  throughput: RunResult & ServerUsage;
+  latency: RunResult & ServerUsage;
+}
+
+async function startServer(kind: SystemKind): Promise<{ server: Child; url: string }> {
+  const server = new Child(kind, src(SERVER_MODULE[kind]), { secretHex }, ['--expose-gc']);
+  const { port } = (await server.hello) as { port: number };
+  return { server, url: `${kind === 'socketio' ? 'http' : 'ws'}://127.0.0.1:${port}` };
+}
+
+async function measured(server: Child, gen: Child, p: RunParams): Promise<RunResult & ServerUsage> {
+  const running = gen.call<RunResult>('run', p);
+  await sleep(p.warmupMs);
+  const a = await server.call<ProcStats>('stats');
+  await sleep(p.durationMs);
+  const b = await server.call<ProcStats>('stats');
+  return { ...(await running), ...usage(a, b) };
+}
+
+async function loadRun(kind: SystemKind, size: number, repeat: number): Promise<LoadResult> {
+  const { server, url } = await startServer(kind);
+  const gen = new Child(`loadgen(${kind})`, src('load/worker.ts'), { kind, url, secretHex });
+  try {
+    await gen.hello;
+    const conn = await gen.call<{ connections: number; ms: number }>('connect', {
+      contacts: plan.contacts,
+      size,
+      prefix: `r${repeat}s${size}`,
+      templates: true,
+    } satisfies ConnectParams);
+    const throughput = await measured(server, gen, {
+      mode: 'window',
+      window: plan.window,
+      warmupMs: plan.warm,
+      durationMs: plan.measure,
+      drainMs: 5000,
+    });
+    const latency = await measured(server, gen, {
+      mode: 'rate',
+      rate: plan.rate,
+      warmupMs: Math.round(plan.warm / 2),
+      durationMs: plan.measure,
+      drainMs: 5000,
+      sampleEvery: SAMPLE_EVERY,
+    });
+    progress(
+      `${kind} ${size} B #${repeat}: ${throughput.deliveredPerSecond} msg/s delivered (relay CPU ${throughput.cpuPercent}%), ` +
+        `at ${plan.rate}/s wire p50 ${latency.wire.p50} p99 ${latency.wire.p99} ms, e2e p50 ${latency.e2e.p50} p99 ${latency.e2e.p99} ms, ` +
+        `errors ${throughput.errors + latency.errors}`,
+    );
+    return { system: kind, size, repeat, connections: conn.connections, throughput, latency };
+  } finally {
+    await gen.stop();
+    await server.stop();
+  }
+}
+
+export interface IdleResult {
+  system: SystemKind;
+  connections: number;
+  connectMs: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  bytesPerConnection: number;
+  heapBytesPerConnection: number;
+}
+
+async function idleRun(kind: SystemKind, connections: number): Promise<IdleResult> {
+  const { server, url } = await startServer(kind);
+  const gen = new Child(`idle(${kind})`, src('load/worker.ts'), { kind, url, secretHex });
+  try {
+    await gen.hello;
+    await sleep(300);
+    const before = await server.call<ProcStats>('stats', { gc: true });
+    const conn = await gen.call<{ connections: number; ms: number }>('connect', {
+      contacts: connections / 2,
+      size: 200,
+      prefix: 'idle',
+      templates: false,
+      concurrency: 200,
+    } satisfies ConnectParams);
+    await sleep(1000);
+    const after = await server.call<ProcStats & { connections: number }>('stats', { gc: true });
+    if (after.connections !== connections) throw new Error(`${kind}: ${after.connections} of ${connections} connections open`);
+    const r: IdleResult = {
+      system: kind,
+      connections,
+      connectMs: conn.ms,
+      rssBeforeBytes: before.rss,
+      rssAfterBytes: after.rss,
+      bytesPerConnection: Math.round((after.rss - before.rss) / connections),
+      heapBytesPerConnection: Math.round((after.heapUsed - before.heapUsed) / connections),
+    };
+    progress(`idle ${kind}: ${connections} connections in ${conn.ms} ms, ${r.bytesPerConnection} B RSS/connection (heap ${r.heapBytesPerConnection} B)`);
+    return r;
+  } finally {
+    await gen.stop(15_000);
+    await server.stop(15_000);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)] ?? 0;
+}
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+async function main(): Promise<void> {
+  progress(`${quick ? 'quick' : 'full'} run; node ${process.version}, ${cpus().length} cores`);
+
+  progress('crypto: envelope seal+open vs node:crypto and WebCrypto AES-256-GCM');
+  const crypto: CryptoResult[] = [];
+  for (const size of [200, 4096]) {
+    const r = await cryptoBench(size, plan.crypto);
+    crypto.push(r);
+    progress(
+      `crypto ${size} B: envelope seal+open ${r.envelopeSealOpen}/s, aead(webcrypto) ${r.aeadWebcrypto}/s, ` +
+        `aead(noble) ${r.aeadNoble}/s, node:crypto ${r.nodeCrypto}/s, WebCrypto ${r.webCrypto}/s`,
+    );
+  }
+  const sign: SignResult = await signBench(plan.crypto);
+  progress(`ed25519: noble sign ${sign.nobleSign}/s verify ${sign.nobleVerify}/s; node:crypto sign ${sign.nodeSign}/s verify ${sign.nodeVerify}/s`);
+
+  progress('storage: SqliteMessageStore, default durability, single vs GroupCommit');
+  const storage: StorageResult = await storageBench(plan.store, 1000);
+  progress(`storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`);
+
+  const load: LoadResult[] = [];
+  for (const size of plan.sizes) {
+    const repeats = size === 200 ? plan.repeats : 1;
+    for (let rep = 1; rep <= repeats; rep++) {
+      for (const kind of SYSTEMS) {
+        progress(`load: ${kind}, ${plan.contacts} contacts (${plan.contacts * 2} connections), ${size} B, repeat ${rep}/${repeats}`);
+        load.push(await loadRun(kind, size, rep));
+      }
+    }
+  }
+
+  const idle: IdleResult[] = [];
+  for (const kind of quick ? (['latchkey', 'ws'] as const) : SYSTEMS) {
+    progress(`idle memory: ${kind}, ${plan.idle} connections`);
+    idle.push(await idleRun(kind, plan.idle));
+  }
+
+  const at = (kind: SystemKind, size = 200): LoadResult[] => load.filter((l) => l.system === kind && l.size === size);
+  const tput = (kind: SystemKind): number => median(at(kind).map((l) => l.throughput.deliveredPerSecond));
+  const lat = (kind: SystemKind, f: (l: LoadResult) => number): number => median(at(kind).map(f));
+  const c4 = crypto.find((c) => c.size === 4096)!;
+  const idleOf = (kind: SystemKind): number => idle.find((i) => i.system === kind)?.bytesPerConnection ?? 0;
+  const summary = {
+    mode: quick ? 'quick' : 'full',
+    latchkey_msgs_per_s: tput('latchkey'),
+    ws_floor_msgs_per_s: tput('ws'),
+    socketio_msgs_per_s: tput('socketio'),
+    latchkey_vs_floor: round2(tput('latchkey') / tput('ws')),
+    latchkey_vs_socketio: round2(tput('latchkey') / tput('socketio')),
+    p50_ms: lat('latchkey', (l) => l.latency.e2e.p50),
+    p99_ms: lat('latchkey', (l) => l.latency.e2e.p99),
+    wire_p50_ms: lat('latchkey', (l) => l.latency.wire.p50),
+    wire_p99_ms: lat('latchkey', (l) => l.latency.wire.p99),
+    ws_floor_wire_p99_ms: lat('ws', (l) => l.latency.wire.p99),
+    socketio_wire_p99_ms: lat('socketio', (l) => l.latency.wire.p99),
+    offered_rate_for_latency: plan.rate,
+    relay_cpu_percent_at_max: lat('latchkey', (l) => l.throughput.cpuPercent),
+    errors: load.reduce((n, l) => n + l.throughput.errors + l.latency.errors, 0),
+    seal_open_vs_node_crypto: round2(c4.nodeCrypto / c4.envelopeSealOpen),
+    aead_vs_node_crypto: round2(c4.nodeCrypto / c4.aeadWebcrypto),
+    storage_single_per_s: storage.singlePerSecond,
+    storage_batched_per_s: storage.batchedPerSecond,
+    idle_connections: plan.idle,
+    idle_bytes_per_conn: idleOf('latchkey'),
+    ws_floor_idle_bytes_per_conn: idleOf('ws'),
+    idle_vs_floor: round2(idleOf('latchkey') / idleOf('ws')),
+  };
+
+  if (!quick) {
+    const dir = fileURLToPath(new URL('../results/', import.meta.url));
+    mkdirSync(dir, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const machine = {
+      nproc: cpus().length,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      memoryBytes: totalmem(),
+      node: process.version,
+    };
+    const plain = { machine, plan, summary, crypto, sign, storage, load, idle };
+    writeFileSync(`${dir}${stamp}.json`, `${JSON.stringify(plain, null, 2)}\n`);
+    writeFileSync(`${dir}${stamp}.svg`, renderChart(load, summary));
+    progress(`wrote bench/results/${stamp}.json and .svg`);
+  }
+  progress('done');
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+await main();
