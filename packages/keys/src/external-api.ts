@@ -25,7 +25,7 @@ export const KM_PATHS = {
   storeContact: (contactId: string) => `/v1/store/contacts/${contactId}`,
   storeRotate: (contactId: string) => `/v1/store/contacts/${contactId}/rotate`,
   storeCopy: (contactId: string) => `/v1/store/contacts/${contactId}/copy`,
-  storeKey: (contactId: string, epoch: number) => `/v1/store/contacts/${contactId}/keys/${epoch}`,
+  storeKey: (contactId: string, epoch: number | 'current') => `/v1/store/contacts/${contactId}/keys/${epoch}`,
 } as const;
 
 /** Names of the KEK: URL-safe, short. */

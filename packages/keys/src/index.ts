@@ -17,6 +17,18 @@ export {
   type WrappedKeyManagerOptions,
 } from './adapters/wrapped.ts';
 export {
+  openHttpKeyManager,
+  openHttpKeyStoreManager,
+  createHttpWrapper,
+  type HttpWrapperOptions,
+  type HttpKeyWrapper,
+  type HttpKeyStoreOptions,
+  type HttpKeyStoreManager,
+  type KmAuth,
+  type KmClientOptions,
+  type BreakerState,
+} from './adapters/http.ts';
+export {
   KeyAccessLog,
   type AccessRecord,
   type AccessOutcome,

@@ -1,0 +1,345 @@
+/**
+ * The reference External Key Manager (docs/key-manager-api.yaml): what an enterprise runs so
+ * that Latchkey's key service uses the enterprise's key-encryption key, as a template and for
+ * the tests. Every request must carry a valid HMAC-SHA256 signature (timestamp window, nonce
+ * never seen) and is audited (who, what, which contact and epoch, why, outcome; never a key).
+ * Refusing an unwrap (`revoke`) is how the enterprise revokes or shreds a contact.
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { AuthenticationError } from '@latchkey/crypto/aead';
+import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
+import { generateContentKey } from '@latchkey/crypto/wrap';
+import { ERROR_CODES, Epoch, Id, LatchkeyError, type ErrorCode } from '@latchkey/protocol';
+import type { z } from 'zod';
+import {
+  KeyId,
+  KmCopyRequest,
+  KmGenerateRequest,
+  KmStoreRequest,
+  KmUnwrapRequest,
+  KmWrapRequest,
+  type KmErrorResponse,
+  type KmGenerateResponse,
+  type KmHealthResponse,
+  type KmKeyMetadata,
+  type KmStoreContact,
+  type KmStoreKey,
+  type KmUnwrapResponse,
+  type KmWrapResponse,
+} from '../../../packages/keys/src/external-api.ts';
+import { createKmRequestVerifier } from '../../../packages/keys/src/external-auth.ts';
+import { KmsStore, type AuditEntry } from './store.ts';
+
+export interface KmsOptions {
+  /** The key manager's SQLite file. */
+  path: string;
+  /** 32-byte root secret from which the KEK versions are derived. */
+  rootKey: Uint8Array;
+  /** HMAC secret (at least 32 bytes) of each client id allowed to call. */
+  clients: Readonly<Record<string, Uint8Array>>;
+  host?: string;
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Accepted clock difference of signed requests (default 5 minutes). */
+  windowMs?: number;
+  /** Serve HTTPS; with `ca` and `requestCert`, require a client certificate (mutual TLS). */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requestCert?: boolean };
+  logger?: boolean;
+  now?: () => number;
+}
+
+export interface Kms {
+  url: string;
+  port: number;
+  /** Adds a new version of a KEK; new wraps use it, `rewrap` moves old wraps to it. */
+  rotateKey(keyId: string): number;
+  /** Refuses every later unwrap and key-store read of the contact (FORBIDDEN). */
+  revoke(contactId: string): void;
+  /** The request audit, oldest first. */
+  audit(): AuditEntry[];
+  close(): Promise<void>;
+}
+
+interface Pending {
+  clientId: string | null;
+  operation: string;
+  contactId: string | null;
+  epoch: number | null;
+  reason: string | null;
+}
+
+const MESSAGE_MAX = 200;
+
+function fail(code: ErrorCode, message: string): never {
+  throw new LatchkeyError(code, message);
+}
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  let json: unknown;
+  try {
+    json = body instanceof Buffer && body.length > 0 ? JSON.parse(body.toString('utf8')) : undefined;
+  } catch {
+    fail('BAD_REQUEST', 'body is not JSON');
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) fail('BAD_REQUEST', 'malformed request body');
+  return r.data;
+}
+
+function param(req: FastifyRequest, name: string, schema: z.ZodType<string>): string {
+  const v = (req.params as Record<string, unknown>)[name];
+  if (!schema.safeParse(v).success) fail('BAD_REQUEST', `invalid ${name}`);
+  return v as string;
+}
+
+/**
+ * Starts the key manager and resolves once it listens.
+ * @throws RangeError for a root key that is not 32 bytes or a client secret under 32 bytes.
+ */
+export async function startKms(opts: KmsOptions): Promise<Kms> {
+  const now = opts.now ?? Date.now;
+  const secrets = new Map<string, Uint8Array>();
+  for (const [id, s] of Object.entries(opts.clients)) {
+    if (s.length < 32) throw new RangeError(`secret of ${id} must be at least 32 bytes`);
+    secrets.set(id, Uint8Array.from(s));
+  }
+  const store = new KmsStore(opts.path, opts.rootKey, now);
+  const verify = createKmRequestVerifier({
+    secrets,
+    now,
+    rememberNonce: (n, exp) => store.rememberNonce(n, exp),
+    ...(opts.windowMs === undefined ? {} : { windowMs: opts.windowMs }),
+  });
+  const common = { logger: opts.logger ?? false, bodyLimit: 16 * 1024, return503OnClosing: true } as const;
+  // One instance type for both transports: the routes do not depend on it.
+  const app = (opts.tls
+    ? Fastify({
+        ...common,
+        https: {
+          cert: opts.tls.cert,
+          key: opts.tls.key,
+          minVersion: 'TLSv1.2' as const,
+          ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
+          ...(opts.tls.requestCert === true ? { requestCert: true, rejectUnauthorized: true } : {}),
+        },
+      })
+    : Fastify(common)) as unknown as FastifyInstance;
+
+  const pending = new WeakMap<FastifyRequest, Pending>();
+  const note = (req: FastifyRequest, p: Partial<Pending>): void => {
+    const cur = pending.get(req) ?? { clientId: null, operation: 'unknown', contactId: null, epoch: null, reason: null };
+    pending.set(req, { ...cur, ...p });
+  };
+
+  // Keep the raw bytes: the signature covers them exactly.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.addHook('preHandler', async (req) => {
+    const body = req.body instanceof Buffer ? req.body : Buffer.alloc(0);
+    const r = verify({ method: req.method, path: req.url, body }, req.headers);
+    if (!r.ok) {
+      note(req, { operation: 'auth', reason: r.reason });
+      throw new LatchkeyError(r.code, r.code === 'AUTH_EXPIRED' ? 'request timestamp outside the window' : 'request not authenticated');
+    }
+    note(req, { clientId: r.clientId });
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const p = pending.get(req);
+    try {
+      store.audit({
+        time: now(),
+        clientId: p?.clientId ?? null,
+        method: req.method,
+        path: req.routeOptions.url ?? req.url.split('?')[0] ?? '',
+        operation: p?.operation ?? 'unknown',
+        contactId: p?.contactId ?? null,
+        epoch: p?.epoch ?? null,
+        reason: p?.reason ?? null,
+        status: reply.statusCode,
+        outcome: reply.statusCode < 400 ? 'ok' : 'refused',
+      });
+    } catch {
+      // The audit is best effort after the answer; a closed store at shutdown is not an error.
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+    let code: ErrorCode;
+    let message: string;
+    if (LatchkeyError.is(err)) {
+      code = err.code;
+      message = err.message;
+    } else if (err instanceof AuthenticationError) {
+      code = 'DECRYPT_FAILED';
+      message = 'wrapped key does not authenticate under this key and context';
+    } else if (err.statusCode === 413) {
+      code = 'TOO_LARGE';
+      message = 'body too large';
+    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      code = 'BAD_REQUEST';
+      message = 'bad request';
+    } else {
+      code = 'INTERNAL';
+      message = 'internal error';
+    }
+    const body: KmErrorResponse = { error: { code, message: message.slice(0, MESSAGE_MAX) } };
+    return reply.code(ERROR_CODES[code].http).header('cache-control', 'no-store').send(body);
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    const body: KmErrorResponse = { error: { code: 'NOT_FOUND', message: 'no such route' } };
+    return reply.code(404).send(body);
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
+  const refuseRevoked = (contactId: string): void => {
+    if (store.isRevoked(contactId)) fail('FORBIDDEN', 'refused by policy');
+  };
+
+  app.get('/v1/health', async (req): Promise<KmHealthResponse> => {
+    note(req, { operation: 'health' });
+    store.db.prepare('SELECT 1').get();
+    return { status: 'ok' };
+  });
+
+  app.get('/v1/keys/:keyId', async (req): Promise<KmKeyMetadata> => {
+    const keyId = param(req, 'keyId', KeyId);
+    note(req, { operation: 'metadata' });
+    return {
+      keyId,
+      algorithm: 'AES-256-GCM',
+      primaryVersion: store.primaryVersion(keyId),
+      state: 'enabled',
+      operations: ['wrap', 'unwrap', 'generate', 'rewrap'],
+      createdAt: store.createdAt(keyId),
+    };
+  });
+
+  app.post('/v1/keys/:keyId/wrap', async (req): Promise<KmWrapResponse> => {
+    const keyId = param(req, 'keyId', KeyId);
+    const b = parse(KmWrapRequest, req.body);
+    note(req, { operation: 'wrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
+    refuseRevoked(b.contactId);
+    const key = fromBase64Url(b.key);
+    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
+    key.fill(0);
+    return { wrapped: toBase64Url(wrapped), keyVersion };
+  });
+
+  app.post('/v1/keys/:keyId/unwrap', async (req): Promise<KmUnwrapResponse> => {
+    const keyId = param(req, 'keyId', KeyId);
+    const b = parse(KmUnwrapRequest, req.body);
+    note(req, { operation: 'unwrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
+    refuseRevoked(b.contactId);
+    const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
+    const out = toBase64Url(key);
+    key.fill(0);
+    return { key: out };
+  });
+
+  app.post('/v1/keys/:keyId/generate', async (req): Promise<KmGenerateResponse> => {
+    const keyId = param(req, 'keyId', KeyId);
+    const b = parse(KmGenerateRequest, req.body);
+    note(req, { operation: 'generate', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
+    refuseRevoked(b.contactId);
+    const key = generateContentKey();
+    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
+    const out = toBase64Url(key);
+    key.fill(0);
+    return { key: out, wrapped: toBase64Url(wrapped), keyVersion };
+  });
+
+  app.post('/v1/keys/:keyId/rewrap', async (req): Promise<KmWrapResponse> => {
+    const keyId = param(req, 'keyId', KeyId);
+    const b = parse(KmUnwrapRequest, req.body);
+    note(req, { operation: 'rewrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
+    refuseRevoked(b.contactId);
+    const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
+    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
+    key.fill(0);
+    return { wrapped: toBase64Url(wrapped), keyVersion };
+  });
+
+  // ---- key-store model: the KEK of these keys is the key id `store`.
+  const STORE_KEY = 'store';
+
+  app.post('/v1/store/contacts/:contactId', async (req): Promise<KmStoreContact> => {
+    const contactId = param(req, 'contactId', Id);
+    const b = parse(KmStoreRequest, req.body);
+    note(req, { operation: 'store.create', contactId, reason: b.reason });
+    refuseRevoked(contactId);
+    return { contactId, currentEpoch: await store.storeCreate(STORE_KEY, contactId) };
+  });
+
+  app.get('/v1/store/contacts/:contactId', async (req): Promise<KmStoreContact> => {
+    const contactId = param(req, 'contactId', Id);
+    note(req, { operation: 'store.metadata', contactId });
+    return { contactId, currentEpoch: store.storeCurrent(contactId) };
+  });
+
+  app.post('/v1/store/contacts/:contactId/rotate', async (req): Promise<KmStoreContact> => {
+    const contactId = param(req, 'contactId', Id);
+    const b = parse(KmStoreRequest, req.body);
+    note(req, { operation: 'store.rotate', contactId, reason: b.reason });
+    refuseRevoked(contactId);
+    return { contactId, currentEpoch: await store.storeRotate(STORE_KEY, contactId) };
+  });
+
+  app.post('/v1/store/contacts/:contactId/copy', async (req): Promise<KmStoreContact> => {
+    const contactId = param(req, 'contactId', Id);
+    const b = parse(KmCopyRequest, req.body);
+    note(req, { operation: 'store.copy', contactId, reason: b.reason });
+    refuseRevoked(contactId);
+    return { contactId: b.toContactId, currentEpoch: await store.storeCopy(STORE_KEY, contactId, b.toContactId) };
+  });
+
+  app.get('/v1/store/contacts/:contactId/keys/:epoch', async (req): Promise<KmStoreKey> => {
+    const contactId = param(req, 'contactId', Id);
+    const raw = (req.params as Record<string, string>).epoch;
+    const epoch = raw === 'current' ? 'current' : /^\d{1,10}$/.test(raw ?? '') ? Number(raw) : -1;
+    if (epoch !== 'current' && !Epoch.safeParse(epoch).success) fail('BAD_REQUEST', 'invalid epoch');
+    const reason = (req.query as Record<string, unknown>).reason;
+    note(req, { operation: 'store.get', contactId, epoch: epoch === 'current' ? null : epoch, reason: typeof reason === 'string' ? reason.slice(0, 32) : null });
+    refuseRevoked(contactId);
+    const got = await store.storeGet(STORE_KEY, contactId, epoch);
+    note(req, { epoch: got.epoch });
+    const key = toBase64Url(got.key);
+    got.key.fill(0);
+    return { contactId, epoch: got.epoch, currentEpoch: got.currentEpoch, key };
+  });
+
+  app.delete('/v1/store/contacts/:contactId', async (req, reply) => {
+    const contactId = param(req, 'contactId', Id);
+    note(req, { operation: 'store.destroy', contactId, reason: 'destroy' });
+    store.storeDestroy(contactId);
+    return reply.code(204).send();
+  });
+
+  const host = opts.host ?? '127.0.0.1';
+  try {
+    await app.listen({ host, port: opts.port ?? 0 });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  let closed = false;
+  return {
+    url: `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    rotateKey: (keyId) => store.rotateKey(keyId),
+    revoke: (contactId) => store.revoke(contactId),
+    audit: () => store.auditLog(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      store.close();
+      for (const s of secrets.values()) s.fill(0);
+    },
+  };
+}

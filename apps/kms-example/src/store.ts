@@ -1,0 +1,337 @@
+/**
+ * The reference key manager's own SQLite file: versions of its key-encryption key, the content
+ * keys of the key-store model (wrapped under its KEK, never in the clear), tombstones,
+ * revocations, the nonces of recent requests (replay refusal) and the audit of every request.
+ *
+ * KEK versions are derived from one root secret: `HKDF(root, 'latchkey.v1.kek' 0 keyId/vN)`
+ * (@latchkey/crypto/wrap deriveKek with a purpose). A wrapped key is
+ * `0x01 || u32 version || AES-256-GCM wrap (60 bytes)` bound to contact id and epoch, so rewrap
+ * knows which version made it. A real deployment keeps the root in its HSM or secret store.
+ */
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { AuthenticationError } from '@latchkey/crypto/aead';
+import { concatBytes } from '@latchkey/crypto/codec';
+import { deriveKek, generateContentKey, unwrapContentKey, wrapContentKey } from '@latchkey/crypto/wrap';
+import { LatchkeyError } from '@latchkey/protocol';
+
+const FORMAT = 0x01;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS key_versions (
+  key_id     TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (key_id, version)
+) STRICT;
+CREATE TABLE IF NOT EXISTS store_contacts (
+  contact_id    TEXT PRIMARY KEY,
+  current_epoch INTEGER NOT NULL,
+  created_at    INTEGER NOT NULL,
+  destroyed_at  INTEGER
+) STRICT;
+CREATE TABLE IF NOT EXISTS store_keys (
+  contact_id TEXT NOT NULL REFERENCES store_contacts (contact_id),
+  epoch      INTEGER NOT NULL,
+  wrapped    BLOB NOT NULL,
+  PRIMARY KEY (contact_id, epoch)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revoked (
+  contact_id TEXT PRIMARY KEY,
+  revoked_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS nonces (
+  nonce      TEXT PRIMARY KEY,
+  expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+  id         INTEGER PRIMARY KEY,
+  time       INTEGER NOT NULL,
+  client_id  TEXT,
+  method     TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  operation  TEXT NOT NULL,
+  contact_id TEXT,
+  epoch      INTEGER,
+  reason     TEXT,
+  status     INTEGER NOT NULL,
+  outcome    TEXT NOT NULL
+) STRICT;`;
+
+export interface AuditEntry {
+  id: number;
+  time: number;
+  clientId: string | null;
+  method: string;
+  path: string;
+  operation: string;
+  contactId: string | null;
+  epoch: number | null;
+  reason: string | null;
+  status: number;
+  outcome: string;
+}
+
+interface AuditRow {
+  id: number;
+  time: number;
+  client_id: string | null;
+  method: string;
+  path: string;
+  operation: string;
+  contact_id: string | null;
+  epoch: number | null;
+  reason: string | null;
+  status: number;
+  outcome: string;
+}
+
+const u32 = (n: number): Uint8Array => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+};
+
+export class KmsStore {
+  readonly db: Database.Database;
+  readonly #root: Uint8Array;
+  readonly #keks = new Map<string, Uint8Array>();
+  readonly #now: () => number;
+
+  constructor(path: string, root: Uint8Array, now: () => number) {
+    if (root.length !== 32) throw new RangeError('root key must be 32 bytes');
+    const dir = dirname(path);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    closeSync(openSync(path, 'a', 0o600));
+    if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('secure_delete = ON');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    this.#root = Uint8Array.from(root);
+    this.#now = now;
+  }
+
+  /** The newest version of `keyId`, creating version 1 on first use. */
+  primaryVersion(keyId: string): number {
+    const row = this.db.prepare<[string], { v: number | null }>('SELECT max(version) AS v FROM key_versions WHERE key_id = ?').get(keyId);
+    if (row?.v != null) return row.v;
+    this.db.prepare('INSERT OR IGNORE INTO key_versions (key_id, version, created_at) VALUES (?, 1, ?)').run(keyId, this.#now());
+    return 1;
+  }
+
+  createdAt(keyId: string): number {
+    this.primaryVersion(keyId);
+    return this.db.prepare<[string], { t: number }>('SELECT min(created_at) AS t FROM key_versions WHERE key_id = ?').get(keyId)?.t ?? 0;
+  }
+
+  /** Adds a new version of `keyId`; new wraps use it, old ones stay unwrappable. */
+  rotateKey(keyId: string): number {
+    return this.db
+      .transaction(() => {
+        const next = this.primaryVersion(keyId) + 1;
+        this.db.prepare('INSERT INTO key_versions (key_id, version, created_at) VALUES (?, ?, ?)').run(keyId, next, this.#now());
+        return next;
+      })
+      .immediate();
+  }
+
+  #kek(keyId: string, version: number): Uint8Array {
+    const id = `${keyId}/v${version}`;
+    let kek = this.#keks.get(id);
+    if (kek === undefined) {
+      kek = deriveKek(this.#root, id);
+      this.#keks.set(id, kek);
+    }
+    return kek;
+  }
+
+  async wrap(keyId: string, key: Uint8Array, ctx: { contactId: string; epoch: number }): Promise<{ wrapped: Uint8Array; keyVersion: number }> {
+    const version = this.primaryVersion(keyId);
+    const inner = await wrapContentKey(this.#kek(keyId, version), key, ctx);
+    return { wrapped: concatBytes(new Uint8Array([FORMAT]), u32(version), inner), keyVersion: version };
+  }
+
+  /** @throws AuthenticationError when `wrapped` is not ours for this key and context. */
+  async unwrap(keyId: string, wrapped: Uint8Array, ctx: { contactId: string; epoch: number }): Promise<{ key: Uint8Array; keyVersion: number }> {
+    if (wrapped.length !== 65 || wrapped[0] !== FORMAT) throw new AuthenticationError();
+    const version = new DataView(wrapped.buffer, wrapped.byteOffset + 1, 4).getUint32(0);
+    const known = this.db.prepare<[string, number], { n: number }>('SELECT 1 AS n FROM key_versions WHERE key_id = ? AND version = ?').get(keyId, version);
+    if (known === undefined) throw new AuthenticationError();
+    return { key: await unwrapContentKey(this.#kek(keyId, version), wrapped.subarray(5), ctx), keyVersion: version };
+  }
+
+  isRevoked(contactId: string): boolean {
+    return this.db.prepare<[string], { n: number }>('SELECT 1 AS n FROM revoked WHERE contact_id = ?').get(contactId) !== undefined;
+  }
+
+  revoke(contactId: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO revoked (contact_id, revoked_at) VALUES (?, ?)').run(contactId, this.#now());
+  }
+
+  /** Records a request nonce until `expiresAt`; false when it was already there (a replay). */
+  rememberNonce(nonce: string, expiresAt: number): boolean {
+    const now = this.#now();
+    return this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM nonces WHERE expires_at <= ?').run(now);
+        return this.db.prepare('INSERT OR IGNORE INTO nonces (nonce, expires_at) VALUES (?, ?)').run(nonce, expiresAt).changes === 1;
+      })
+      .immediate();
+  }
+
+  // ---- key-store model ------------------------------------------------------------------
+
+  #storeContact(contactId: string): { current_epoch: number; destroyed_at: number | null } | undefined {
+    return this.db
+      .prepare<[string], { current_epoch: number; destroyed_at: number | null }>(
+        'SELECT current_epoch, destroyed_at FROM store_contacts WHERE contact_id = ?',
+      )
+      .get(contactId);
+  }
+
+  #live(contactId: string): number {
+    const c = this.#storeContact(contactId);
+    if (c === undefined) throw new LatchkeyError('NOT_FOUND', 'unknown contact');
+    if (c.destroyed_at !== null) throw new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
+    return c.current_epoch;
+  }
+
+  /** Creates epoch 0 when the contact is new (idempotent). */
+  async storeCreate(keyId: string, contactId: string): Promise<number> {
+    const existing = this.#storeContact(contactId);
+    if (existing !== undefined) return this.#live(contactId);
+    const key = generateContentKey();
+    const { wrapped } = await this.wrap(keyId, key, { contactId, epoch: 0 });
+    key.fill(0);
+    return this.db
+      .transaction(() => {
+        const now = this.#now();
+        const ins = this.db.prepare('INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, 0, ?)').run(contactId, now);
+        if (ins.changes === 1) this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, 0, ?)').run(contactId, wrapped);
+        return this.#live(contactId);
+      })
+      .immediate();
+  }
+
+  storeCurrent(contactId: string): number {
+    return this.#live(contactId);
+  }
+
+  async storeRotate(keyId: string, contactId: string): Promise<number> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const current = this.#live(contactId);
+      const key = generateContentKey();
+      const { wrapped } = await this.wrap(keyId, key, { contactId, epoch: current + 1 });
+      key.fill(0);
+      const done = this.db
+        .transaction(() => {
+          if (this.#live(contactId) !== current) return false;
+          this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)').run(contactId, current + 1, wrapped);
+          this.db.prepare('UPDATE store_contacts SET current_epoch = ? WHERE contact_id = ?').run(current + 1, contactId);
+          return true;
+        })
+        .immediate();
+      if (done) return current + 1;
+    }
+    throw new LatchkeyError('CONFLICT', 'too many concurrent rotations');
+  }
+
+  async storeGet(keyId: string, contactId: string, epoch: number | 'current'): Promise<{ epoch: number; currentEpoch: number; key: Uint8Array }> {
+    const { current, wrapped, e } = this.db.transaction(() => {
+      const cur = this.#live(contactId);
+      const want = epoch === 'current' ? cur : epoch;
+      const row = this.db
+        .prepare<[string, number], { wrapped: Uint8Array }>('SELECT wrapped FROM store_keys WHERE contact_id = ? AND epoch = ?')
+        .get(contactId, want);
+      if (row === undefined) throw new LatchkeyError('NOT_FOUND', 'unknown epoch');
+      return { current: cur, wrapped: row.wrapped, e: want };
+    })();
+    const { key } = await this.unwrap(keyId, wrapped, { contactId, epoch: e });
+    return { epoch: e, currentEpoch: current, key };
+  }
+
+  /** Copies every epoch to a new contact, each re-wrapped for its new context. */
+  async storeCopy(keyId: string, from: string, to: string): Promise<number> {
+    const rows = this.db.transaction(() => {
+      this.#live(from);
+      return this.db
+        .prepare<[string], { epoch: number; wrapped: Uint8Array }>('SELECT epoch, wrapped FROM store_keys WHERE contact_id = ? ORDER BY epoch')
+        .all(from);
+    })();
+    if (this.#storeContact(to) !== undefined) throw new LatchkeyError('CONFLICT', 'target contact exists');
+    const copies: { epoch: number; wrapped: Uint8Array }[] = [];
+    for (const r of rows) {
+      const { key } = await this.unwrap(keyId, r.wrapped, { contactId: from, epoch: r.epoch });
+      copies.push({ epoch: r.epoch, wrapped: (await this.wrap(keyId, key, { contactId: to, epoch: r.epoch })).wrapped });
+      key.fill(0);
+    }
+    const current = copies.at(-1)?.epoch ?? 0;
+    this.db
+      .transaction(() => {
+        const ins = this.db
+          .prepare('INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, ?, ?)')
+          .run(to, current, this.#now());
+        if (ins.changes !== 1) throw new LatchkeyError('CONFLICT', 'target contact exists');
+        for (const c of copies) this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)').run(to, c.epoch, c.wrapped);
+      })
+      .immediate();
+    return current;
+  }
+
+  /** Crypto-shredding: deletes every key of the contact and leaves a tombstone. Idempotent. */
+  storeDestroy(contactId: string): void {
+    this.db
+      .transaction(() => {
+        const now = this.#now();
+        this.db.prepare('DELETE FROM store_keys WHERE contact_id = ?').run(contactId);
+        this.db
+          .prepare(
+            `INSERT INTO store_contacts (contact_id, current_epoch, created_at, destroyed_at) VALUES (?, 0, ?, ?)
+             ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(destroyed_at, excluded.destroyed_at)`,
+          )
+          .run(contactId, now, now);
+      })
+      .immediate();
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  // ---- audit ----------------------------------------------------------------------------
+
+  audit(e: Omit<AuditEntry, 'id'>): void {
+    this.db
+      .prepare(
+        'INSERT INTO audit (time, client_id, method, path, operation, contact_id, epoch, reason, status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(e.time, e.clientId, e.method, e.path, e.operation, e.contactId, e.epoch, e.reason, e.status, e.outcome);
+  }
+
+  auditLog(): AuditEntry[] {
+    return this.db
+      .prepare<[], AuditRow>('SELECT * FROM audit ORDER BY id')
+      .all()
+      .map((r) => ({
+        id: r.id,
+        time: r.time,
+        clientId: r.client_id,
+        method: r.method,
+        path: r.path,
+        operation: r.operation,
+        contactId: r.contact_id,
+        epoch: r.epoch,
+        reason: r.reason,
+        status: r.status,
+        outcome: r.outcome,
+      }));
+  }
+
+  close(): void {
+    this.db.close();
+    this.#root.fill(0);
+    for (const k of this.#keks.values()) k.fill(0);
+  }
+}
