@@ -9,7 +9,7 @@ import { resolveMasterKey } from '@latchkey/keys';
 import { openKeyService } from '@latchkey/keyd';
 import { startRelay } from '@latchkey/relay-app';
 import { LatchkeyError, Role, assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
-import { mintToken } from '@latchkey/tokens';
+import { mintToken, parseIpAllowlist } from '@latchkey/tokens';
 import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -25,6 +25,13 @@ export interface StartFlags {
   'tls-key'?: string | undefined;
   insecure?: boolean | undefined;
   'allowed-origins'?: string | undefined;
+  'admin-allowlist'?: string | undefined;
+  'relay-allowlist'?: string | undefined;
+}
+
+/** A comma-separated flag as a list; undefined when absent. */
+function list(text: string | undefined): string[] | undefined {
+  return text?.split(',').map((o) => o.trim()).filter((o) => o.length > 0);
 }
 
 /** A free TCP port on `host` (probed; used to know the web origin before it listens). */
@@ -70,9 +77,15 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   const webPort = port === 0 ? await freePort(host) : port + 2;
-  const allowedOrigins = flags['allowed-origins']
-    ? flags['allowed-origins'].split(',').map((o) => o.trim()).filter((o) => o.length > 0)
-    : defaultOrigins(tls ? 'https' : 'http', host, webPort);
+  const allowedOrigins = list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
+  const adminAllowlist = list(flags['admin-allowlist']);
+  const relayAllowlist = list(flags['relay-allowlist']);
+  try {
+    for (const l of [adminAllowlist, relayAllowlist]) if (l) parseIpAllowlist(l);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const admin = adminAllowlist ? { adminIpAllowlist: adminAllowlist } : {};
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
@@ -88,11 +101,15 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     apiSecret: secret,
     masterKey: master.key,
     allowedOrigins,
+    ...admin,
     ...transport,
   });
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
-    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret, admission: { allowedOrigins }, ...transport });
+    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret, admission: { allowedOrigins, ...(relayAllowlist ? { ipAllowlist: relayAllowlist } : {}) },
+      ...admin,
+      ...transport,
+    });
   } catch (err) {
     await keys.close();
     throw err;

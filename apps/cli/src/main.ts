@@ -33,6 +33,8 @@ async function run(argv: string[]): Promise<number> {
           'tls-key': str,
           insecure: { type: 'boolean' },
           'allowed-origins': str,
+          'admin-allowlist': str,
+          'relay-allowlist': str,
         }).values,
         out,
       );

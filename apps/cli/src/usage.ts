@@ -8,7 +8,7 @@ export const USAGE = `usage: latchkey <command> [flags]
 
 commands:
   start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
-         [--allowed-origins ORIGIN,...]
+         [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]

@@ -30,6 +30,8 @@ export interface AdminRoutesOptions {
   access: SqliteAccessStore;
   keyManager: KeyManager;
   keys: readonly AdminKey[];
+  /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
+  ipAllowlist?: readonly string[];
   onError: (reply: FastifyReply, err: LatchkeyError) => FastifyReply;
 }
 
@@ -41,7 +43,7 @@ function contactId(req: FastifyRequest): string {
 }
 
 export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptions): void {
-  const auth = createAdminAuthenticator(opts.keys);
+  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
   const { access, keyManager } = opts;
 
   /** Rotates the contact's key so the departed miss what follows; a contact without keys yet has nothing to rotate. */
@@ -58,7 +60,7 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
     async (admin) => {
       // Authenticate before the body is read.
       admin.addHook('onRequest', async (req) => {
-        auth.check(req.headers.authorization);
+        auth.check(req.headers.authorization, req.socket.remoteAddress);
       });
 
       admin.get('/contacts', async (req) => {

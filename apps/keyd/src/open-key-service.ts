@@ -26,6 +26,7 @@ export interface OpenKeyServiceOptions {
   tokenPublicKey?: KeyServiceOptions['tokenPublicKey'];
   /** Admin API keys (default: derived from apiSecret). */
   adminKeys?: KeyServiceOptions['adminKeys'];
+  adminIpAllowlist?: readonly string[];
   /** Active participants per contact (default 10). */
   maxParticipants?: number;
   /** Lifetime of a new contact in ms (default 30 days). */
@@ -77,6 +78,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
       access,
       ...(opts.tokenPublicKey === undefined ? {} : { tokenPublicKey: opts.tokenPublicKey }),
       ...(opts.adminKeys === undefined ? {} : { adminKeys: opts.adminKeys }),
+      ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
       ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),

@@ -47,6 +47,8 @@ export interface KeyServiceOptions {
    * neither, there is no admin API.
    */
   adminKeys?: AdminKey[];
+  /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
+  adminIpAllowlist?: readonly string[];
   keyManager: KeyManager;
   /** The service's Ed25519 secret key (32-byte seed) that signs sender certificates. */
   signingKey: Uint8Array;
@@ -330,7 +332,13 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     },
   );
 
-  if (adminKeys.length > 0) registerAdminRoutes(app, { access, keyManager, keys: adminKeys, onError: sendError });
+  if (adminKeys.length > 0) registerAdminRoutes(app, {
+      access,
+      keyManager,
+      keys: adminKeys,
+      onError: sendError,
+      ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
+    });
 
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();

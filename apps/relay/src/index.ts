@@ -25,6 +25,8 @@ export interface StartRelayOptions {
   insecure?: boolean;
   /** Origin/IP allowlists and per-IP limits. */
   admission?: AdmissionOptions;
+  /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
+  adminIpAllowlist?: readonly string[];
 }
 
 export interface RunningRelay {
@@ -55,6 +57,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     apiSecret: opts.apiSecret,
     ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
     ...(opts.admission === undefined ? {} : { admission: opts.admission }),
+    ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
   });
   try {
     const { url, port } = await relay.listen({ host: opts.host, port: opts.port, ...(tls ? { tls } : {}) });

@@ -33,6 +33,8 @@ import type { ContactPolicy, ContactStore } from './contacts.ts';
 export interface AdminApiOptions {
   contacts: ContactStore;
   keys: readonly AdminKey[];
+  /** IPs/CIDR ranges that may use the admin API (default: loopback only). */
+  ipAllowlist?: readonly string[];
   policy: ContactPolicy;
   log: (e: { event: string; [k: string]: string | number | boolean | undefined }) => void;
   /** Ends the connections of a kicked or departed participant; returns how many. */
@@ -90,12 +92,12 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 export function createAdminApi(opts: AdminApiOptions): AdminApi {
-  const auth = createAdminAuthenticator(opts.keys);
+  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
   const now = opts.now ?? Date.now;
   const { contacts, policy } = opts;
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const keyId = auth.check(req.headers.authorization);
+    const keyId = auth.check(req.headers.authorization, req.socket.remoteAddress);
     const m = ROUTE.exec(url.pathname);
     if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const [, contactId, action] = m;

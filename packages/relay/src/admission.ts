@@ -4,9 +4,10 @@
  * BlockList), a cap on connections per client IP, and a token bucket per client IP shared by
  * all of that IP's connections, so that one host cannot crowd out the others.
  */
-import { BlockList, isIP } from 'node:net';
+import type { BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { ErrorCode } from '@latchkey/protocol';
+import { ipAllowed, normaliseIp, parseIpAllowlist } from '@latchkey/tokens';
 import { TokenBucket, type RateLimitOptions } from './limiter.ts';
 
 export interface AdmissionOptions {
@@ -32,42 +33,9 @@ export interface Rejection {
 export const DEFAULT_MAX_CONNECTIONS_PER_IP = 500;
 export const DEFAULT_PER_IP_RATE_LIMIT: RateLimitOptions = { perSecond: 2000, burst: 4000 };
 
-/**
- * Parses an IP/CIDR allowlist.
- * @throws RangeError naming the first entry that is neither an IP nor a CIDR range.
- */
-export function parseIpAllowlist(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const raw of entries) {
-    const entry = raw.trim();
-    const [addr, bits, extra] = entry.split('/');
-    const family = addr ? isIP(addr) : 0;
-    if (!addr || family === 0 || extra !== undefined) throw new RangeError(`not an IP or CIDR range: ${entry}`);
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) {
-      list.addAddress(addr, type);
-      continue;
-    }
-    const prefix = Number(bits);
-    if (!/^\d{1,3}$/.test(bits) || prefix > (family === 6 ? 128 : 32)) {
-      throw new RangeError(`bad prefix length in ${entry}`);
-    }
-    list.addSubnet(addr, prefix, type);
-  }
-  return list;
-}
-
 /** The peer's IP, with IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) reduced to IPv4. */
 export function clientIp(req: IncomingMessage): string {
-  const raw = req.socket.remoteAddress ?? '';
-  return raw.startsWith('::ffff:') && isIP(raw.slice(7)) === 4 ? raw.slice(7) : raw;
-}
-
-/** True when `ip` is in `list`. */
-export function ipAllowed(list: BlockList, ip: string): boolean {
-  const family = isIP(ip);
-  if (family === 0) return false;
-  return list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+  return normaliseIp(req.socket.remoteAddress);
 }
 
 /** Normalises an origin for comparison (scheme and host lower case, no trailing slash). */

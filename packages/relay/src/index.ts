@@ -5,8 +5,6 @@
 export { createRelay, type Relay, type RelayOptions, type RelayLogEvent, type TlsOptions } from './relay.ts';
 export {
   Admission,
-  parseIpAllowlist,
-  ipAllowed,
   clientIp,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
   DEFAULT_PER_IP_RATE_LIMIT,
@@ -32,3 +30,4 @@ export {
 export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
+export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';

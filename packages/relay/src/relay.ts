@@ -87,6 +87,8 @@ export interface RelayOptions {
    * (deriveAdminKey); with neither, the admin API answers 404.
    */
   adminKeys?: AdminKey[];
+  /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
+  adminIpAllowlist?: readonly string[];
   /** Largest incoming frame in bytes (default LIMITS.maxFrameBytes). */
   maxFrameBytes?: number;
   /** Time a new connection has to authenticate (default LIMITS.authTimeoutSeconds * 1000). */
@@ -352,6 +354,7 @@ export function createRelay(opts: RelayOptions): Relay {
       : createAdminApi({
           contacts,
           keys: adminKeys,
+          ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
           policy,
           log,
           onKick: (contactId, participantId) => disconnect(contactId, participantId, 'FORBIDDEN'),

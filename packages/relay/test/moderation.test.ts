@@ -269,6 +269,16 @@ describe('relay: admin API', () => {
     expect((await fetch(`${http}/`)).status).toBe(426);
   });
 
+  it('answers only addresses on its allowlist (loopback by default), whatever the key', async () => {
+    await start({ adminIpAllowlist: ['10.0.0.0/8'] });
+    const r = await admin('/admin/v1/contacts');
+    expect(r.status).toBe(403);
+    expect(r.json).toEqual({ error: { code: 'FORBIDDEN', message: 'admin API not allowed from this address' } });
+    await relay?.close();
+    await start({ adminIpAllowlist: ['127.0.0.1'] });
+    expect((await admin('/admin/v1/contacts')).status).toBe(200);
+  });
+
   it('is absent (404 -> 426) when the relay has no admin key', async () => {
     const pair = generateTokenKeyPair();
     await start({ apiSecret: undefined, tokenPublicKey: pair.publicKey });

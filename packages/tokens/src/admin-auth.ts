@@ -12,6 +12,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { LatchkeyError } from '@latchkey/protocol';
+import { LOOPBACK_ALLOWLIST, ipAllowed, normaliseIp, parseIpAllowlist } from './ip-allowlist.ts';
 
 /** One API key: a public id and a secret of at least 32 bytes. */
 export interface AdminKey {
@@ -56,15 +57,26 @@ const digest = (b: Uint8Array | string): Buffer => createHash('sha256').update(b
 /** Checks Authorization headers against a fixed set of admin keys. */
 export interface AdminAuthenticator {
   /**
-   * Returns the key id the header proves, or throws.
-   * @throws LatchkeyError AUTH_REQUIRED without a bearer header, AUTH_INVALID on a wrong key.
+   * Returns the key id the header proves, or throws. The client address is checked first, so
+   * nobody outside the allowlist learns anything about the keys.
+   * @throws LatchkeyError FORBIDDEN from an address outside the allowlist, AUTH_REQUIRED
+   *   without a bearer header, AUTH_INVALID on a wrong key.
    */
-  check(header: string | undefined): string;
+  check(header: string | undefined, clientAddress: string | undefined): string;
 }
 
-/** @throws RangeError when no key is given, a key id is malformed or a secret is under 32 bytes. */
-export function createAdminAuthenticator(keys: readonly AdminKey[]): AdminAuthenticator {
+export interface AdminAuthOptions {
+  /** IPs and CIDR ranges that may use the admin API. Default: loopback only. */
+  ipAllowlist?: readonly string[];
+}
+
+/**
+ * @throws RangeError when no key is given, a key id is malformed, a secret is under 32 bytes or
+ *   an allowlist entry is not an IP or CIDR range.
+ */
+export function createAdminAuthenticator(keys: readonly AdminKey[], opts: AdminAuthOptions = {}): AdminAuthenticator {
   if (keys.length === 0) throw new RangeError('at least one admin key is required');
+  const allowed = parseIpAllowlist(opts.ipAllowlist ?? LOOPBACK_ALLOWLIST);
   const byId = new Map<string, Buffer>();
   for (const k of keys) {
     if (!KEY_ID.test(k.id)) throw new RangeError('admin key id must be 1-64 of [A-Za-z0-9_.-]');
@@ -73,7 +85,10 @@ export function createAdminAuthenticator(keys: readonly AdminKey[]): AdminAuthen
   }
   const dummy = digest('latchkey.v1.admin-api.no-such-key');
   return {
-    check(header) {
+    check(header, clientAddress) {
+      if (!ipAllowed(allowed, normaliseIp(clientAddress))) {
+        throw new LatchkeyError('FORBIDDEN', 'admin API not allowed from this address');
+      }
       const m = header === undefined ? null : /^Bearer +([A-Za-z0-9_.-]{1,64}):([A-Za-z0-9_-]{1,1024}) *$/i.exec(header);
       if (!m || m[1] === undefined || m[2] === undefined) {
         throw new LatchkeyError('AUTH_REQUIRED', 'an admin API key is required');

@@ -20,4 +20,6 @@ export {
   createAdminAuthenticator,
   type AdminKey,
   type AdminAuthenticator,
+  type AdminAuthOptions,
 } from './admin-auth.ts';
+export { parseIpAllowlist, ipAllowed, normaliseIp, LOOPBACK_ALLOWLIST } from './ip-allowlist.ts';

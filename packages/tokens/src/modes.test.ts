@@ -143,13 +143,25 @@ describe('admin API keys', () => {
   const auth = createAdminAuthenticator([key]);
 
   it('accepts the right key and refuses a wrong secret, an unknown id and no header', () => {
-    expect(auth.check(adminAuthorization(key))).toBe('default');
+    expect(auth.check(adminAuthorization(key), '127.0.0.1')).toBe('default');
     const wrong = { id: key.id, secret: new Uint8Array(32).fill(1) };
-    expect(() => auth.check(adminAuthorization(wrong))).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(adminAuthorization({ id: 'other', secret: key.secret }))).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(adminAuthorization(key).slice(0, -3))).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(undefined)).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
-    expect(() => auth.check('Basic abc')).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
+    expect(() => auth.check(adminAuthorization(wrong), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
+    expect(() => auth.check(adminAuthorization({ id: 'other', secret: key.secret }), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
+    expect(() => auth.check(adminAuthorization(key).slice(0, -3), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
+    expect(() => auth.check(undefined, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
+    expect(() => auth.check('Basic abc', '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
+  });
+
+  it('is reachable from loopback only by default, and from a configured allowlist', () => {
+    expect(auth.check(adminAuthorization(key), '::ffff:127.0.0.1')).toBe('default');
+    expect(auth.check(adminAuthorization(key), '::1')).toBe('default');
+    // Even the right key is refused from elsewhere, before it is looked at.
+    expect(() => auth.check(adminAuthorization(key), '10.0.0.5')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
+    expect(() => auth.check(undefined, '10.0.0.5')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
+    const office = createAdminAuthenticator([key], { ipAllowlist: ['10.0.0.0/24'] });
+    expect(office.check(adminAuthorization(key), '10.0.0.5')).toBe('default');
+    expect(() => office.check(adminAuthorization(key), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
+    expect(() => createAdminAuthenticator([key], { ipAllowlist: ['not an ip'] })).toThrow(RangeError);
   });
 
   it('derives a key distinct from the API secret and parses id:secret', () => {
