@@ -29,6 +29,13 @@ export {
   type BreakerState,
 } from './adapters/http.ts';
 export {
+  openPkcs11KeyManager,
+  createPkcs11Wrapper,
+  type Pkcs11WrapperOptions,
+  type Pkcs11KeyWrapper,
+  type Pkcs11KeyAttributes,
+} from './adapters/pkcs11.ts';
+export {
   KeyAccessLog,
   type AccessRecord,
   type AccessOutcome,
