@@ -184,7 +184,8 @@ export class KmClient {
   }
 
   async #headers(method: string, path: string, body: Buffer): Promise<Record<string, string>> {
-    if (this.#auth.type === 'hmac') return signKmRequest({ method, path, body }, this.#auth, this.#now());
+    // Signed with the real clock: the server checks it against its own.
+    if (this.#auth.type === 'hmac') return signKmRequest({ method, path, body }, this.#auth, Date.now());
     return { authorization: `Bearer ${await this.#auth.token()}` };
   }
 
