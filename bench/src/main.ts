@@ -60,7 +60,10 @@ export interface LoadResult {
 }
 
 async function startServer(kind: SystemKind): Promise<{ server: Child; url: string }> {
-  const server = new Child(kind, src(SERVER_MODULE[kind]), { secretHex }, ['--expose-gc']);
+  // BENCH_CPU_PROF=DIR profiles the systems under test (node --cpu-prof) into DIR.
+  const prof = process.env['BENCH_CPU_PROF'];
+  const execArgv = ['--expose-gc', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [])];
+  const server = new Child(kind, src(SERVER_MODULE[kind]), { secretHex }, execArgv);
   const { port } = (await server.hello) as { port: number };
   return { server, url: `${kind === 'socketio' ? 'http' : 'ws'}://127.0.0.1:${port}` };
 }
