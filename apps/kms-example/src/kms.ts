@@ -55,6 +55,8 @@ export interface Kms {
   rotateKey(keyId: string): number;
   /** Refuses every later unwrap and key-store read of the contact (FORBIDDEN). */
   revoke(contactId: string): void;
+  /** `METHOD /path/{param}` of every route served (to check against the OpenAPI document). */
+  routes: readonly string[];
   /** The request audit, oldest first. */
   audit(): AuditEntry[];
   close(): Promise<void>;
@@ -124,6 +126,12 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
         },
       })
     : Fastify(common)) as unknown as FastifyInstance;
+
+  const routes: string[] = [];
+  app.addHook('onRoute', (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    for (const m of methods) if (m !== 'HEAD') routes.push(`${m} ${r.url.replace(/:(\w+)/g, '{$1}')}`);
+  });
 
   const pending = new WeakMap<FastifyRequest, Pending>();
   const note = (req: FastifyRequest, p: Partial<Pending>): void => {
@@ -331,6 +339,7 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
   return {
     url: `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
+    routes,
     rotateKey: (keyId) => store.rotateKey(keyId),
     revoke: (contactId) => store.revoke(contactId),
     audit: () => store.auditLog(),
