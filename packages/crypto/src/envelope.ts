@@ -19,7 +19,7 @@ import { aesGcmDecrypt, aesGcmEncrypt } from './aead.ts';
 import { concatBytes, utf8Encode } from './codec.ts';
 import { sha256 } from './mac.ts';
 import { randomBytes } from './random.ts';
-import { signWithContext, verifyWithContext } from './sign.ts';
+import { signWithContextAsync, verifyWithContextAsync } from './sign.ts';
 
 const ENVELOPE_VERSION = 1;
 const ENVELOPE_ALG = 'latchkey.v1.aes256gcm';
@@ -119,7 +119,7 @@ export async function sealEnvelope(args: {
     nonce = new Uint8Array(args.nonce);
   }
   const ciphertext = await aesGcmEncrypt(key, nonce, plaintext, aad);
-  const sig = signWithContext(signingKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext));
+  const sig = await signWithContextAsync(signingKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext));
   return { nonce, ciphertext, sig };
 }
 
@@ -163,7 +163,7 @@ export async function openEnvelope(args: {
     throw new AuthenticationError();
   }
   const aad = envelopeAad(header);
-  if (!verifyWithContext(verifyKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext), sig)) {
+  if (!(await verifyWithContextAsync(verifyKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext), sig))) {
     throw new AuthenticationError();
   }
   return aesGcmDecrypt(key, nonce, ciphertext, aad);
