@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { keyManagerContract } from '../../../packages/keys/test/contract.ts';
 import { bytesContain, codeOf, dbFiles, tempDir } from '../../../packages/keys/test/_helpers.ts';
 import { openHttpKeyManager } from '../../../packages/keys/src/index.ts';
 import { clientOptions, SECRET } from './_setup.ts';
@@ -25,6 +26,31 @@ afterEach(() => {
   cleanup();
 });
 
+/** One key manager process shared by the contract suite below (it keeps no per-test state). */
+const shared = tempDir('latchkey-kms-shared-');
+let sharedKms: Promise<{ child: ChildProcess; url: string }> | undefined;
+afterAll(async () => {
+  if (sharedKms !== undefined) {
+    const { child } = await sharedKms;
+    child.kill('SIGTERM');
+    await exited(child);
+  }
+  shared.cleanup();
+});
+
+keyManagerContract('http (wrap model, reference KMS in a child process)', async () => {
+  sharedKms ??= startChild(0, join(shared.dir, 'kms'), []);
+  const { url } = await sharedKms;
+  const { dir: d, cleanup: c } = tempDir();
+  const path = join(d, 'keys.db');
+  return {
+    backend: 'http',
+    open: () => openHttpKeyManager({ ...clientOptions(url), keyId: 'latchkey-kek', path }),
+    files: () => [...dbFiles(path), ...dbFiles(join(shared.dir, 'kms', 'kms.db'))],
+    teardown: async () => c(),
+  };
+});
+
 async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -34,12 +60,12 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts src/main.ts and resolves with its URL once it printed `kms: URL`. */
-async function startChild(port: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--data', join(dir, 'kms'), '--port', String(port)], {
+async function startChild(port: number, data = join(dir, 'kms'), track = children): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--data', data, '--port', String(port)], {
     env: { ...process.env, KMS_HMAC_SECRET: Buffer.from(SECRET).toString('hex'), KMS_CLIENT_ID: 'latchkey' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.push(child);
+  track.push(child);
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   const url = await new Promise<string>((resolve, reject) => {

@@ -51,6 +51,13 @@ function keyUnavailable(message: string, detail: string, cause?: unknown): Latch
 /** An attempt that failed in a way worth retrying (outage, timeout, 5xx, garbage). */
 class Transient extends Error {}
 
+/** The request could not even be made (no token): says nothing about the service. */
+class NotSent extends Error {
+  constructor(readonly error: LatchkeyError) {
+    super(error.message);
+  }
+}
+
 export class KmClient {
   readonly #base: URL;
   readonly #auth: KmAuth;
@@ -119,6 +126,10 @@ export class KmClient {
         this.#succeeded();
         return out;
       } catch (err) {
+        if (err instanceof NotSent) {
+          this.#probing = false;
+          throw err.error;
+        }
         if (!(err instanceof Transient)) {
           // The service answered: it is up, whatever it said.
           this.#succeeded();
@@ -195,7 +206,7 @@ export class KmClient {
     try {
       headers = await this.#headers(method, fullPath, body);
     } catch (err) {
-      throw keyUnavailable('cannot authenticate to the external key manager', err instanceof Error ? err.message : String(err), err);
+      throw new NotSent(keyUnavailable('cannot authenticate to the external key manager', err instanceof Error ? err.message : String(err), err));
     }
     const url = new URL(fullPath, this.#base);
     return new Promise((resolve, reject) => {
