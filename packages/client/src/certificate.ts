@@ -1,30 +1,39 @@
 /**
  * Checks a sender certificate (DESIGN.md "Trust and tokens"): signed by the pinned key-service
  * key, naming the envelope's contact and sender, valid at the envelope's sentAt.
+ *
+ * A sender uses one certificate for a whole session, so the signature check (the expensive
+ * part) is cached per certificate and service key; the cheap checks run for every message.
  */
 import { fromBase64Url, utf8Decode } from '@latchkey/crypto/codec';
-import { verifyWithContext } from '@latchkey/crypto/sign';
+import { verifyWithContextAsync } from '@latchkey/crypto/sign';
 import { CertificateBody, LatchkeyError, type SenderCertificate } from '@latchkey/protocol';
 
 export const CERT_CONTEXT = 'latchkey.v1.cert';
 /** Clock skew tolerated between a certificate's issuedAt and a message's sentAt. */
 const SKEW_MS = 5 * 60 * 1000;
+/** Certificates whose signature checked out, per service key (bounded, oldest dropped first). */
+const MAX_CACHED = 1024;
+const verified = new WeakMap<Uint8Array, Map<string, CertificateBody>>();
 
 export interface VerifiedSender {
   body: CertificateBody;
   publicKey: Uint8Array;
 }
 
-/**
- * Verifies `cert` for a message of `senderId` in `contactId` sent at `sentAt`.
- * @throws LatchkeyError DECRYPT_FAILED when anything does not hold (details stay local).
- */
-export function verifyCertificate(
-  cert: SenderCertificate,
-  serviceKey: Uint8Array,
-  expected: { contactId: string; senderId: string; sentAt: number },
-): VerifiedSender {
-  const fail = (detail: string) => new LatchkeyError('DECRYPT_FAILED', 'sender certificate invalid', { detail });
+const fail = (detail: string): LatchkeyError =>
+  new LatchkeyError('DECRYPT_FAILED', 'sender certificate invalid', { detail });
+
+/** The certificate's body once its signature by `serviceKey` is checked (cached). */
+async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array): Promise<CertificateBody> {
+  let cache = verified.get(serviceKey);
+  if (!cache) {
+    cache = new Map();
+    verified.set(serviceKey, cache);
+  }
+  const id = `${cert.sig}.${cert.body}`;
+  const hit = cache.get(id);
+  if (hit) return hit;
   let bodyBytes: Uint8Array;
   let sig: Uint8Array;
   try {
@@ -33,7 +42,7 @@ export function verifyCertificate(
   } catch {
     throw fail('certificate encoding');
   }
-  if (!verifyWithContext(serviceKey, CERT_CONTEXT, bodyBytes, sig)) throw fail('certificate signature');
+  if (!(await verifyWithContextAsync(serviceKey, CERT_CONTEXT, bodyBytes, sig))) throw fail('certificate signature');
   let json: unknown;
   try {
     json = JSON.parse(utf8Decode(bodyBytes));
@@ -42,7 +51,21 @@ export function verifyCertificate(
   }
   const parsed = CertificateBody.safeParse(json);
   if (!parsed.success) throw fail('certificate body schema');
-  const body = parsed.data;
+  if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
+  cache.set(id, parsed.data);
+  return parsed.data;
+}
+
+/**
+ * Verifies `cert` for a message of `senderId` in `contactId` sent at `sentAt`.
+ * @throws LatchkeyError DECRYPT_FAILED when anything does not hold (details stay local).
+ */
+export async function verifyCertificate(
+  cert: SenderCertificate,
+  serviceKey: Uint8Array,
+  expected: { contactId: string; senderId: string; sentAt: number },
+): Promise<VerifiedSender> {
+  const body = await signedBody(cert, serviceKey);
   if (body.contactId !== expected.contactId) throw fail('certificate names another contact');
   if (body.participantId !== expected.senderId) throw fail('certificate names another sender');
   if (body.role === 'supervisor') throw fail('certificate role may not send');

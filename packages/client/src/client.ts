@@ -619,7 +619,7 @@ export class LatchkeyClient {
     }
     try {
       if (!this.#serviceKey) return failed('KEY_UNAVAILABLE');
-      const sender = verifyCertificate(env.cert, this.#serviceKey, env);
+      const sender = await verifyCertificate(env.cert, this.#serviceKey, env);
       const { nonce, ciphertext, sig, cert: _cert, seq: _seq, ...header } = env;
       const plaintext = await openEnvelope({
         key,
