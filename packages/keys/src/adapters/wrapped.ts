@@ -255,8 +255,8 @@ class WrappedStore implements WrappedKeyManager {
         `INSERT INTO contacts (contact_id, current_epoch, created_at, destroyed_at) VALUES (?, 0, ?, ?)
          ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(destroyed_at, excluded.destroyed_at)`,
       ),
-      check: db.prepare<[], { value: Uint8Array }>("SELECT value FROM meta WHERE name = 'kek_check'"),
       setCheck: db.prepare<[Uint8Array]>("INSERT OR REPLACE INTO meta (name, value) VALUES ('kek_check', ?)"),
+      deleteCheck: db.prepare("DELETE FROM meta WHERE name = 'kek_check'"),
       ping: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM meta'),
     };
   }
@@ -482,7 +482,9 @@ class WrappedStore implements WrappedKeyManager {
               const w = done.get(id(r));
               if (w !== undefined) this.#sql.updateKey.run(w, r.contact_id, r.epoch);
             }
+            // A wrapper without a check value must not leave the old KEK's one behind.
             if (newCheck !== undefined) this.#sql.setCheck.run(newCheck);
+            else this.#sql.deleteCheck.run();
             return now.length;
           })
           .immediate(),
