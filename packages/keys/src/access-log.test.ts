@@ -60,6 +60,15 @@ describe('key access log', () => {
     expect(log.verify()).toMatchObject({ ok: true, count: 6 });
   });
 
+  it('can be opened before the key store creates the file', async () => {
+    const log = openLog();
+    log.append({ contactId: 'c1', epoch: 0, participantId: 'p1', time: 1, outcome: 'granted' });
+    const km = await openInternalKeyManager({ path, masterKey: new Uint8Array(32).fill(7) });
+    expect((await km.getContentKey('c1')).epoch).toBe(0);
+    await km.close();
+    expect(log.verify()).toMatchObject({ ok: true, count: 1 });
+  });
+
   it('refuses updates and deletes through SQLite, and malformed records', async () => {
     const log = openLog();
     fill(log, 2);
