@@ -55,6 +55,7 @@ export {
   type KmAuthResult,
   type KmRequestVerifierOptions,
 } from './external-auth.ts';
+export { SqliteAccessStore, ACCESS_SCHEMA_VERSION, type AccessStoreOptions } from './access-store.ts';
 export {
   resolveMasterKey,
   MASTER_KEY_ENV,
