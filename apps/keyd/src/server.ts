@@ -25,6 +25,7 @@ import {
 import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
 import { registerAdminRoutes } from './admin.ts';
 import { issueCertificate } from './certificate.ts';
+import { sealKey } from './key-delivery.ts';
 
 export interface KeyServiceOptions {
   host: string;
@@ -314,7 +315,9 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
           contactId: ck.contactId,
           epoch: ck.epoch,
           currentEpoch: ck.currentEpoch,
-          key: toBase64Url(ck.key),
+          ...(parsed.data.delivery === undefined
+            ? { key: toBase64Url(ck.key) }
+            : { sealedKey: sealKey(parsed.data.delivery, ck.key, ck.contactId, ck.epoch, principal.participantId) }),
         };
         if (sessionKey !== undefined) {
           body.certificate = issueCertificate({

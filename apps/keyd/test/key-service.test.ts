@@ -87,7 +87,8 @@ function postKey(
 function keyOf(res: Res): ContactKeyResponse {
   expect(res.status).toBe(200);
   const parsed = ContactKeyResponse.parse(res.body);
-  seenKeys.push(fromBase64Url(parsed.key));
+  expect(parsed.key).toBeDefined();
+  seenKeys.push(fromBase64Url(parsed.key!));
   return parsed;
 }
 

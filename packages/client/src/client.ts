@@ -30,6 +30,7 @@ import {
   type StoredEnvelope,
 } from '@latchkey/protocol';
 import { verifyCertificate } from './certificate.ts';
+import { KeyReceiver, tokenParticipant, type KeyDeliveryMode } from './key-delivery.ts';
 import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
 import { tlsFailure } from './tls-errors.ts';
 
@@ -65,6 +66,11 @@ export interface ClientOptions {
   backoff?: { minMs: number; maxMs: number };
   /** Clock in ms (tests). */
   now?: () => number;
+  /**
+   * How content keys travel from the key service: sealed with HPKE to a per-session key
+   * (`x25519`, the default, or the post-quantum hybrid `xwing`), or `plain` (TLS only).
+   */
+  keyDelivery?: KeyDeliveryMode;
 }
 
 /** A message of the contact, opened and verified. */
@@ -153,6 +159,7 @@ export class LatchkeyClient {
   #serviceKey: Uint8Array | null = null;
   #keys = new Map<number, Uint8Array>();
   #keyFetches = new Map<number, Promise<Uint8Array>>();
+  #receiver: KeyReceiver | null = null;
   #epoch = 0;
 
   /** Highest seq emitted so far (messages up to it have all been emitted, in order). */
@@ -238,10 +245,13 @@ export class LatchkeyClient {
       if (!this.#serviceKey) {
         this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
       }
+      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', tokenParticipant(this.#token));
+      const delivery = this.#receiver.request();
       const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
         signingKey: toBase64Url(this.#signing.publicKey),
+        ...(delivery ? { delivery } : {}),
       });
-      this.#keys.set(res.epoch, fromBase64Url(res.key));
+      this.#keys.set(res.epoch, this.#receiver.open(res));
       this.#epoch = res.currentEpoch;
       this.#cert = res.certificate ?? null;
       await this.#openSocket();
@@ -589,8 +599,11 @@ export class LatchkeyClient {
     if (have) return have;
     let p = this.#keyFetches.get(epoch);
     if (!p) {
-      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch }).then((r) => {
-        const key = fromBase64Url(r.key);
+      const receiver = this.#receiver;
+      if (!receiver) return Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected'));
+      const delivery = receiver.request();
+      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch, ...(delivery ? { delivery } : {}) }).then((r) => {
+        const key = receiver.open(r);
         this.#keys.set(r.epoch, key);
         return key;
       });

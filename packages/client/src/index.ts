@@ -15,3 +15,4 @@ export {
 } from './client.ts';
 export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';
 export { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
+export { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
