@@ -26,8 +26,8 @@ import {
   type KmStoreKey,
   type KmUnwrapResponse,
   type KmWrapResponse,
-} from '../../../packages/keys/src/external-api.ts';
-import { createKmRequestVerifier } from '../../../packages/keys/src/external-auth.ts';
+} from '@latchkey/keys';
+import { createKmRequestVerifier } from '@latchkey/keys';
 import { KmsStore, type AuditEntry } from './store.ts';
 
 export interface KmsOptions {

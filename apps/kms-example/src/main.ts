@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { decodeSecretText, loadOrCreateSecret } from '../../../packages/keys/src/secret-file.ts';
+import { decodeSecretText, loadOrCreateSecret } from '@latchkey/keys';
 import { startKms } from './kms.ts';
 
 export const USAGE = 'usage: kms-example --data DIR [--host 127.0.0.1] [--port 0]   (env KMS_HMAC_SECRET, KMS_CLIENT_ID, KMS_ROOT_KEY)';

@@ -1,7 +1,7 @@
 /** Shared test setup: a reference key manager in this process, and the adapters' options. */
 import { join } from 'node:path';
 import { dbFiles, tempDir } from '../../../packages/keys/test/_helpers.ts';
-import type { KmClientOptions } from '../../../packages/keys/src/index.ts';
+import type { KmClientOptions } from '@latchkey/keys';
 import { startKms, type Kms } from '../src/kms.ts';
 
 export const SECRET = new Uint8Array(32).fill(42);

@@ -1,7 +1,7 @@
 /** The reference key manager refuses bad signatures, stale timestamps and replays, and audits. */
 import * as http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KM_AUTH_HEADERS, signKmRequest } from '../../../packages/keys/src/external-auth.ts';
+import { KM_AUTH_HEADERS, signKmRequest } from '@latchkey/keys';
 import { CLIENT, SECRET, withKms, type Env } from './_setup.ts';
 
 let env: Env;

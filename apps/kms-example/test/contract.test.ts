@@ -1,7 +1,7 @@
 /** Both HTTP adapters pass the KeyManager contract against the reference key manager. */
 import { join } from 'node:path';
 import { keyManagerContract } from '../../../packages/keys/test/contract.ts';
-import { openHttpKeyManager, openHttpKeyStoreManager } from '../../../packages/keys/src/index.ts';
+import { openHttpKeyManager, openHttpKeyStoreManager } from '@latchkey/keys';
 import { clientOptions, dbFiles, withKms } from './_setup.ts';
 
 keyManagerContract('http (wrap model, reference KMS)', async () => {

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { codeOf, tempDir } from '../../../packages/keys/test/_helpers.ts';
-import { openHttpKeyStoreManager } from '../../../packages/keys/src/index.ts';
+import { openHttpKeyStoreManager } from '@latchkey/keys';
 import { clientOptions, withKms, type Env } from './_setup.ts';
 
 let pkiDir: { dir: string; cleanup: () => void };

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { keyManagerContract } from '../../../packages/keys/test/contract.ts';
 import { bytesContain, codeOf, dbFiles, tempDir } from '../../../packages/keys/test/_helpers.ts';
-import { openHttpKeyManager } from '../../../packages/keys/src/index.ts';
+import { openHttpKeyManager } from '@latchkey/keys';
 import { clientOptions, SECRET } from './_setup.ts';
 
 const MAIN = join(import.meta.dirname, '..', 'src', 'main.ts');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
 import { codeOf } from '../../../packages/keys/test/_helpers.ts';
-import { openHttpKeyManager, openHttpKeyStoreManager, type WrappedKeyManager } from '../../../packages/keys/src/index.ts';
+import { openHttpKeyManager, openHttpKeyStoreManager, type WrappedKeyManager } from '@latchkey/keys';
 import { clientOptions, withKms, type Env } from './_setup.ts';
 import { startFaultProxy, type FaultProxy } from './_fault-proxy.ts';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { AuthenticationError } from '@latchkey/crypto/aead';
-import { createHttpWrapper, openHttpKeyManager } from '../../../packages/keys/src/index.ts';
+import { createHttpWrapper, openHttpKeyManager } from '@latchkey/keys';
 import { clientOptions, withKms, type Env } from './_setup.ts';
 
 let env: Env;
