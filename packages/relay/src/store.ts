@@ -281,6 +281,9 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[]) => {
       const now = this.#now();
       const heads = new Map<string, number>();
+      // Contact and sender state do not change inside the transaction: read each once per batch.
+      const contacts = new Map<string, ContactRow | undefined>();
+      const senders = new Map<string, ParticipantRow | undefined>();
       const results: AppendResult[] = [];
       let appended = 0;
       for (const e of envelopes) {
@@ -294,14 +297,23 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
           );
           continue;
         }
-        const contact = this.#stmt.contact.get(e.contactId);
+        let contact = contacts.get(e.contactId);
+        if (!contacts.has(e.contactId)) {
+          contact = this.#stmt.contact.get(e.contactId);
+          contacts.set(e.contactId, contact);
+        }
         if (contact) {
           const state = effectiveState({ state: contact.state, expiresAt: contact.expires_at }, now);
           if (state !== 'open') {
             results.push({ ok: false, code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED' });
             continue;
           }
-          const sender = this.#stmt.participant.get(e.contactId, e.senderId);
+          const senderKey = `${e.contactId}\u0000${e.senderId}`;
+          let sender = senders.get(senderKey);
+          if (!senders.has(senderKey)) {
+            sender = this.#stmt.participant.get(e.contactId, e.senderId);
+            senders.set(senderKey, sender);
+          }
           if (sender && sender.state !== 'active') {
             results.push({ ok: false, code: 'FORBIDDEN' });
             continue;
@@ -320,7 +332,8 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
         this.#stmt.insert.run(e.contactId, seq, e.msgId, e.senderId, e.epoch, e.sentAt, now, json);
         heads.set(e.contactId, seq);
         appended++;
-        results.push({ ok: true, seq, duplicate: false, envelope: toStored(json, seq) });
+        // The input was validated by the protocol schema (no extra fields): no need to re-parse.
+        results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq } });
       }
       for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
       return { results, appended };
