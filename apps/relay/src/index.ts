@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { createRelay, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
+import { createRelay, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
@@ -48,9 +48,17 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
   assertSecureListener('relay', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
   const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const dir = join(opts.dataDir, 'relay');
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  // mkdir leaves an existing directory's mode alone: the messages' metadata is the owner's only.
-  await chmod(dir, 0o700);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // mkdir leaves an existing directory's mode alone: the messages' metadata is the owner's only.
+    await chmod(dir, 0o700);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
+    throw new StoreError('NOT_ACCESSIBLE', `message store: data directory ${dir} is not readable and writable by this process (${code}); nothing was changed`, {
+      cause: err,
+      detail: `open: ${code}`,
+    });
+  }
   const log = opts.log;
   const relay = createRelay({
     store: { path: join(dir, 'messages.db') },

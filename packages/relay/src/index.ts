@@ -14,6 +14,8 @@ export {
 export {
   SqliteMessageStore,
   STORE_SCHEMA_VERSION,
+  StoreError,
+  type StoreFailure,
   type MessageStore,
   type AppendResult,
   type HistoryPage,
@@ -28,6 +30,7 @@ export {
   type RetentionHook,
 } from './contacts.ts';
 export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
+export { sqliteShredder, deleteCiphertext, type CiphertextShredder } from './shred.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
 export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';

@@ -12,6 +12,8 @@
  * The store never interprets the ciphertext: it keeps the envelope as JSON text and reads out
  * only the routing metadata (contact, sender, msgId, epoch, sentAt).
  */
+import { accessSync, constants as fsConstants, existsSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
   DEFAULT_CONTACT_TTL_MS,
@@ -109,6 +111,28 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** Lifetime of a contact first created by an append (ms; default 30 days). */
   contactTtlMs?: number;
+  /**
+   * `quick` (default): `PRAGMA quick_check` at open, a damaged file is refused (time grows with
+   * the file's size: about a second per GiB). `off` skips it.
+   */
+  integrityCheck?: 'quick' | 'off';
+  /** Called with the open connection after migrations (operations hooks and tests). */
+  onOpen?: (db: Database.Database) => void;
+}
+
+/** Why the store refused to open, or why a write failed. */
+export type StoreFailure = 'NEWER_SCHEMA' | 'NOT_ACCESSIBLE' | 'CORRUPT' | 'FULL' | 'READ_ONLY';
+
+/**
+ * A storage failure with the reason an operator needs (the code stays UNAVAILABLE on the wire,
+ * where peers see only the fixed message of the code).
+ */
+export class StoreError extends LatchkeyError {
+  readonly reason: StoreFailure;
+  constructor(reason: StoreFailure, message: string, options?: { cause?: unknown; detail?: string }) {
+    super('UNAVAILABLE', message, options);
+    this.reason = reason;
+  }
 }
 
 /** Schema version this code writes; migrations below bring older files up to it. */
@@ -181,6 +205,14 @@ function toStored(json: string, seq: number): StoredEnvelope {
  */
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
+  if (err instanceof Database.SqliteError && (err.code === 'SQLITE_FULL' || err.code.startsWith('SQLITE_READONLY'))) {
+    // Nothing of the failed transaction was stored; earlier commits stay. Retry once space returns.
+    const full = err.code === 'SQLITE_FULL';
+    return new StoreError(full ? 'FULL' : 'READ_ONLY', full ? 'message store full' : 'message store read-only', {
+      cause: err,
+      detail: `${what}: ${err.code}: ${err.message}`,
+    });
+  }
   const detail =
     err instanceof Database.SqliteError ? `${err.code}: ${err.message}` : err instanceof Error ? err.name : typeof err;
   return new LatchkeyError('UNAVAILABLE', 'message store unavailable', { cause: err, detail: `${what}: ${detail}` });
@@ -242,6 +274,9 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     if (!Number.isSafeInteger(this.#contactTtlMs) || this.#contactTtlMs <= 0) {
       throw new RangeError('contactTtlMs must be a positive integer');
     }
+    // Checks that only read come first: a file this code must not use is left exactly as it was.
+    checkAccess(opts.path);
+    if (existsSync(opts.path)) probe(opts.path, opts.integrityCheck ?? 'quick');
     let db: Database.Database | undefined;
     try {
       db = new Database(opts.path);
@@ -250,6 +285,7 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       migrate(db);
+      opts.onOpen?.(db);
     } catch (err) {
       db?.close();
       throw unavailable(err, 'open');
@@ -605,11 +641,91 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   }
 }
 
+/**
+ * The directory (and the files, when present) must be readable and writable by this process.
+ * @throws StoreError NOT_ACCESSIBLE
+ */
+function checkAccess(path: string): void {
+  const dir = dirname(path);
+  for (const [p, what] of [
+    [dir, 'data directory'],
+    [path, 'database file'],
+    [`${path}-wal`, 'WAL file'],
+    [`${path}-shm`, 'WAL index file'],
+  ] as const) {
+    if (p !== dir && !existsSync(p)) continue;
+    try {
+      accessSync(p, fsConstants.R_OK | fsConstants.W_OK | (p === dir ? fsConstants.X_OK : 0));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
+      const why = code === 'ENOENT' ? 'does not exist' : `is not readable and writable by this process (${code})`;
+      throw new StoreError('NOT_ACCESSIBLE', `message store: ${what} ${p} ${why}; nothing was changed`, {
+        cause: err,
+        detail: `open: ${code}`,
+      });
+    }
+  }
+}
+
+/**
+ * Reads an existing file through a read-only connection: its schema version must be one this
+ * code knows, and (unless off) `PRAGMA quick_check` must pass. Nothing is written.
+ * @throws StoreError NEWER_SCHEMA, CORRUPT, NOT_ACCESSIBLE
+ */
+function probe(path: string, integrity: 'quick' | 'off'): void {
+  // A read-only connection to a WAL file still creates empty -wal/-shm files; a refused file
+  // gets them removed again, so that it is left as it was found.
+  const created = [`${path}-wal`, `${path}-shm`].filter((f) => !existsSync(f));
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new StoreError(
+        'NEWER_SCHEMA',
+        `message store ${path} has schema version ${version}, newer than this relay knows (${MIGRATIONS.length}); ` +
+          'run a newer relay or restore a backup; nothing was changed',
+        { detail: `open: user_version ${version}` },
+      );
+    }
+    if (integrity === 'quick') {
+      const rows = db.pragma('quick_check') as { quick_check: string }[];
+      if (rows.length !== 1 || rows[0]?.quick_check !== 'ok') {
+        throw new StoreError('CORRUPT', `message store ${path} failed its integrity check; restore a backup`, {
+          detail: `open: quick_check: ${rows.slice(0, 3).map((r) => r.quick_check).join('; ')}`,
+        });
+      }
+    }
+    db.close();
+  } catch (err) {
+    db?.close();
+    for (const f of created) {
+      try {
+        if (!f.endsWith('-wal') || statSync(f).size === 0) unlinkSync(f);
+      } catch {
+        // not created after all
+      }
+    }
+    if (err instanceof StoreError) throw err;
+    const code = err instanceof Database.SqliteError ? err.code : 'ERROR';
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new StoreError('CORRUPT', `message store ${path} is not a readable database (${code}); restore a backup`, {
+        cause: err,
+        detail: `open: ${code}`,
+      });
+    }
+    throw new StoreError('NOT_ACCESSIBLE', `message store ${path} cannot be opened (${code}); nothing was changed`, {
+      cause: err,
+      detail: `open: ${code}`,
+    });
+  }
+}
+
 /** Brings the schema up to STORE_SCHEMA_VERSION, one migration per user_version step. */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > MIGRATIONS.length) {
-    throw new Error(`database schema ${version} is newer than this relay (${MIGRATIONS.length})`);
+    throw new StoreError('NEWER_SCHEMA', `database schema ${version} is newer than this relay (${MIGRATIONS.length})`);
   }
   for (let v = version; v < MIGRATIONS.length; v++) {
     const sql = MIGRATIONS[v];
