@@ -18,6 +18,7 @@ export const ADMIN_PATHS = {
   kick: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/kick`,
   invite: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/invite`,
   transfer: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/transfer`,
+  shred: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/shred`,
 } as const;
 
 /** Query of GET /admin/v1/contacts. */
@@ -70,3 +71,18 @@ export const ContactResponse = z.strictObject({
   rotatedEpoch: z.number().int().min(0).optional(),
 });
 export type ContactResponse = z.infer<typeof ContactResponse>;
+
+/** POST .../shred: no body (or `{}`). Crypto-shredding: keys destroyed, ciphertext deleted. */
+export const ShredRequest = z.strictObject({});
+export type ShredRequest = z.infer<typeof ShredRequest>;
+
+/**
+ * Answer of a shred. The key service says `keysDestroyed`, the relay how many stored messages
+ * it deleted. Idempotent: shredding again answers the same way (with 0 messages).
+ */
+export const ShredResponse = z.strictObject({
+  contactId: Id,
+  keysDestroyed: z.boolean().optional(),
+  messagesDeleted: z.number().int().min(0).optional(),
+});
+export type ShredResponse = z.infer<typeof ShredResponse>;

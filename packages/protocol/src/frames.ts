@@ -66,6 +66,11 @@ export const ErrorFrame = z.strictObject({
   ref: z.strictObject({ msgId: MsgId.optional(), id: RequestId.optional() }).optional(),
 });
 export const PongFrame = z.strictObject({ v: V, type: z.literal('pong'), id: RequestId.optional() });
+/**
+ * The contact's membership changed (kick, transfer) and the key service rotated its key: fetch
+ * the current content key and send under it from now on. Sent to every remaining connection.
+ */
+export const RekeyFrame = z.strictObject({ v: V, type: z.literal('rekey') });
 
 export const ServerFrame = z.discriminatedUnion('type', [
   ReadyFrame,
@@ -75,6 +80,7 @@ export const ServerFrame = z.discriminatedUnion('type', [
   HistoryFrame,
   ErrorFrame,
   PongFrame,
+  RekeyFrame,
 ]);
 export type ServerFrame = z.infer<typeof ServerFrame>;
 
@@ -87,3 +93,4 @@ export type AckFrame = z.infer<typeof AckFrame>;
 export type DeliverFrame = z.infer<typeof DeliverFrame>;
 export type HistoryFrame = z.infer<typeof HistoryFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
+export type RekeyFrame = z.infer<typeof RekeyFrame>;

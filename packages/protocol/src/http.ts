@@ -54,6 +54,14 @@ export const ContactKeyRequest = z.strictObject({
   signingKey: b64urlBytes(32).optional(),
   /** When present, the key comes back as `sealedKey` (HPKE) instead of `key`. */
   delivery: DeliveryKey.optional(),
+  /**
+   * Message-based rotation: rotate once if the current epoch is still `ifEpoch` (compare and
+   * set) and old enough; the answer carries the current key either way. Not with `epoch`.
+   */
+  rotate: z.strictObject({ ifEpoch: Epoch }).optional(),
+}).refine((r) => r.rotate === undefined || r.epoch === undefined, {
+  message: 'rotate asks for the current key: no epoch',
+  path: ['rotate'],
 });
 export type ContactKeyRequest = z.infer<typeof ContactKeyRequest>;
 
@@ -67,6 +75,10 @@ export const ContactKeyResponse = z.strictObject({
   sealedKey: SealedKey.optional(),
   /** Present when `signingKey` was sent. */
   certificate: SenderCertificate.optional(),
+  /** True when this request rotated the contact's key (`rotate` or the age rule). */
+  rotated: z.boolean().optional(),
+  /** The service's message-based rule: ask to rotate after this many messages of one epoch. */
+  rotateAfterMessages: z.number().int().min(1).optional(),
 }).refine((r) => (r.key === undefined) !== (r.sealedKey === undefined), 'exactly one of key and sealedKey');
 export type ContactKeyResponse = z.infer<typeof ContactKeyResponse>;
 

@@ -60,6 +60,8 @@ export {
   InviteRequest,
   TransferRequest,
   ContactResponse,
+  ShredRequest,
+  ShredResponse,
 } from './admin.ts';
 export {
   KEYS_PATHS,
