@@ -18,17 +18,22 @@ import {
   LatchkeyError,
   ListContactsQuery,
   SetExpiryRequest,
+  ShredRequest,
   TransferRequest,
   parseRequest,
   type ContactInfo,
   type ContactResponse,
   type ListContactsResponse,
+  type ShredResponse,
 } from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
+import type { KeyPolicy } from './key-policy.ts';
 
 export interface AdminRoutesOptions {
   access: SqliteAccessStore;
   keyManager: KeyManager;
+  /** Rotations (dated, one at a time per contact) and shredding go through it when given. */
+  policy?: KeyPolicy;
   keys: readonly AdminKey[];
   /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
   ipAllowlist?: readonly string[];
@@ -48,6 +53,7 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
 
   /** Rotates the contact's key so the departed miss what follows; a contact without keys yet has nothing to rotate. */
   async function rotate(id: string): Promise<number | undefined> {
+    if (opts.policy) return opts.policy.rotate(id);
     try {
       return await keyManager.rotate(id);
     } catch (err) {
@@ -110,7 +116,23 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
         const info = access.transfer(id, from, to, Date.now());
         return reply(info, await rotate(id));
       });
+      registerShred(admin, opts);
     },
     { prefix: ADMIN_PATHS.contacts.slice(0, -'/contacts'.length) },
   );
+}
+
+/**
+ * POST /admin/v1/contacts/{id}/shred: crypto-shredding on the key service. Every epoch of the
+ * contact is destroyed in the key manager (tombstoned, never re-created) and the contact is
+ * refused from then on; the relay deletes the ciphertext in the same call on its side.
+ */
+function registerShred(admin: FastifyInstance, opts: AdminRoutesOptions): void {
+  admin.post(`/contacts/${ID}/shred`, async (req) => {
+    const id = contactId(req);
+    parseRequest(ShredRequest, req.body ?? {});
+    if (opts.policy) await opts.policy.shred(id);
+    else await opts.keyManager.destroy(id);
+    return { contactId: id, keysDestroyed: true } satisfies ShredResponse;
+  });
 }

@@ -6,13 +6,17 @@
  *   keys/                       0700
  *   keys/keys.db (-wal, -shm)   0600, wrapped content keys (internal adapter)
  *   keys/service-signing.key    0600, the certificate-signing key, wrapped by the master key
+ *   keys/access.db              0600, membership and deny table, epoch dates
+ *   keys/access-log.key         0600, HMAC key of the key access log (table in keys.db)
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { openInternalKeyManager, SqliteAccessStore } from '@latchkey/keys';
+import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
+import { openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
+import { KeyPolicy, startKeySweep } from './key-policy.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
 
@@ -40,35 +44,76 @@ export interface OpenKeyServiceOptions {
   tls?: { certFile: string; keyFile: string };
   /** Allow plain http:// on a non-loopback address (TLS terminated in front). */
   insecure?: boolean;
+  /** Which key manager holds the content keys (default internal, under `masterKey`). */
+  keyManager?: KeyManagerChoice;
+  /** Rotate an epoch older than this at the next fetch of the current key (ms; default never). */
+  rotateAfterMs?: number;
+  /** Clients ask for a rotation after this many messages of one epoch (default never). */
+  rotateAfterMessages?: number;
+  /** A requested rotation needs the epoch to be at least this old (ms, default 60 s). */
+  minRotateAgeMs?: number;
+  /** How often expired contacts have their keys destroyed (ms, default 60 s). */
+  keySweepMs?: number;
 }
 
 /** Paths of the key service's files under a data directory. */
-export function keyServicePaths(dataDir: string): { dir: string; db: string; signingKey: string } {
+export function keyServicePaths(dataDir: string): {
+  dir: string;
+  db: string;
+  signingKey: string;
+  access: string;
+  accessLogKey: string;
+} {
   const dir = join(dataDir, 'keys');
-  return { dir, db: join(dir, 'keys.db'), signingKey: join(dir, 'service-signing.key') };
+  return {
+    dir,
+    db: join(dir, 'keys.db'),
+    signingKey: join(dir, 'service-signing.key'),
+    access: join(dir, 'access.db'),
+    // The access log's HMAC key: a file of its own, so a master-key rewrap keeps the chain valid.
+    accessLogKey: join(dir, 'access-log.key'),
+  };
 }
 
 /**
- * Opens the internal key store and the signing key under `dataDir` and starts the service.
+ * Opens the chosen key manager (internal by default), the access log and the signing key under
+ * `dataDir` and starts the service, with a periodic sweep that shreds expired contacts' keys.
  * `close()` stops the server, then closes the key store.
  * @throws LatchkeyError KEY_UNAVAILABLE when the master key does not match the stored keys or a
  *   file is unusable; RangeError for malformed options; the listen error when the port is taken.
  */
-export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeyService> {
+export async function openKeyService(
+  opts: OpenKeyServiceOptions,
+): Promise<KeyService & { sweepExpired(): Promise<string[]> }> {
   assertSecureListener('key service', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
   const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const paths = keyServicePaths(opts.dataDir);
-  const keyManager = await openInternalKeyManager({ path: paths.db, masterKey: opts.masterKey });
+  const keyManager = await openChosenKeyManager(opts.keyManager ?? { kind: 'internal' }, paths.db, opts.masterKey);
   let signingKey: Uint8Array | undefined;
   let access: SqliteAccessStore | undefined;
+  let accessLog: KeyAccessLog | undefined;
+  let clock: EpochClock | undefined;
   try {
     // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
     access = new SqliteAccessStore({
-      path: join(paths.dir, 'access.db'),
+      path: paths.access,
       ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
       ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
     });
     signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, opts.masterKey)).secretKey;
+    const logKey = loadOrCreateSecret(paths.accessLogKey, 32).secret;
+    accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
+    logKey.fill(0);
+    clock = new EpochClock({ path: paths.access });
+    const policy = new KeyPolicy({
+      keyManager,
+      accessLog,
+      clock,
+      access,
+      ...(opts.rotateAfterMs === undefined ? {} : { rotateAfterMs: opts.rotateAfterMs }),
+      ...(opts.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: opts.rotateAfterMessages }),
+      ...(opts.minRotateAgeMs === undefined ? {} : { minRotateAgeMs: opts.minRotateAgeMs }),
+    });
     const service = await startKeyService({
       host: opts.host,
       port: opts.port,
@@ -76,6 +121,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
       keyManager,
       signingKey,
       access,
+      policy,
       ...(opts.tokenPublicKey === undefined ? {} : { tokenPublicKey: opts.tokenPublicKey }),
       ...(opts.adminKeys === undefined ? {} : { adminKeys: opts.adminKeys }),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
@@ -86,16 +132,24 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
     });
     const key = signingKey;
     const accessStore = access;
+    const log = accessLog;
+    const epochs = clock;
+    // Key retention: contacts past expiry have their keys destroyed (crypto-shredding).
+    const sweeper = startKeySweep({ access: accessStore, policy, everyMs: opts.keySweepMs ?? 60_000 });
     let closing: Promise<void> | undefined;
     return {
       ...service,
+      sweepExpired: sweeper.sweep,
       close: () =>
         (closing ??= (async () => {
+          sweeper.stop();
           try {
             await service.close();
           } finally {
             await keyManager.close();
             accessStore.close();
+            log.close();
+            epochs.close();
             key.fill(0);
           }
         })()),
@@ -103,6 +157,8 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<KeySe
   } catch (err) {
     signingKey?.fill(0);
     access?.close();
+    accessLog?.close();
+    clock?.close();
     await keyManager.close();
     throw err;
   }

@@ -24,6 +24,7 @@ import {
 } from '@latchkey/protocol';
 import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
 import { registerAdminRoutes } from './admin.ts';
+import { KeyPolicy } from './key-policy.ts';
 import { issueCertificate } from './certificate.ts';
 import { sealKey } from './key-delivery.ts';
 
@@ -51,6 +52,11 @@ export interface KeyServiceOptions {
   /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
   adminIpAllowlist?: readonly string[];
   keyManager: KeyManager;
+  /**
+   * Rotation, access log and shredding around each hand-out (key-policy.ts). Default: a policy
+   * over `keyManager` without log or schedule (openKeyService passes the full one).
+   */
+  policy?: KeyPolicy;
   /** The service's Ed25519 secret key (32-byte seed) that signs sender certificates. */
   signingKey: Uint8Array;
   /** Longest certificate lifetime; a certificate never outlives its token. Default 24 h. */
@@ -192,6 +198,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     throw new RangeError(`certTtlSeconds must be 1..${MAX_TOKEN_TTL_SECONDS}`);
   }
   const { keyManager, signingKey } = opts;
+  const policy = opts.policy ?? new KeyPolicy({ keyManager });
   const allowed = opts.allowedOrigins === undefined ? null : new Set(opts.allowedOrigins);
   const principals = new WeakMap<FastifyRequest, Principal>();
 
@@ -276,7 +283,12 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
       onRequest: async (req) => {
         const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
         // Only a current member gets keys: kicked, departed, over the limit or expired: refused.
-        access.admit(principal, Date.now());
+        try {
+          access.admit(principal, Date.now());
+        } catch (err) {
+          if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
+          throw err;
+        }
         principals.set(req, principal);
       },
     },
@@ -300,21 +312,15 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
           throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
         }
       }
-      // The contact is the token's, never the body's.
-      const ck = await keyManager
-        .getContentKey(principal.contactId, parsed.data.epoch)
-        .catch((err: unknown) => {
-          if (LatchkeyError.is(err)) throw err;
-          throw new LatchkeyError('KEY_UNAVAILABLE', 'key manager unavailable', {
-            cause: err,
-            detail: err instanceof Error ? err.message : String(err),
-          });
-        });
+      // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.
+      const { key: ck, rotated } = await policy.handOut(principal, parsed.data);
       try {
         const body: ContactKeyResponse = {
           contactId: ck.contactId,
           epoch: ck.epoch,
           currentEpoch: ck.currentEpoch,
+          ...(rotated ? { rotated } : {}),
+          ...(policy.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: policy.rotateAfterMessages }),
           ...(parsed.data.delivery === undefined
             ? { key: toBase64Url(ck.key) }
             : { sealedKey: sealKey(parsed.data.delivery, ck.key, ck.contactId, ck.epoch, principal.participantId) }),
@@ -338,6 +344,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
   if (adminKeys.length > 0) registerAdminRoutes(app, {
       access,
       keyManager,
+      policy,
       keys: adminKeys,
       onError: sendError,
       ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),

@@ -56,6 +56,7 @@ export {
   type KmRequestVerifierOptions,
 } from './external-auth.ts';
 export { SqliteAccessStore, ACCESS_SCHEMA_VERSION, type AccessStoreOptions } from './access-store.ts';
+export { EpochClock } from './epoch-clock.ts';
 export {
   resolveMasterKey,
   MASTER_KEY_ENV,

@@ -1,0 +1,246 @@
+/**
+ * What the key service does around each hand-out of a content key (issue 6; docs/key-management.md
+ * "Rotation", "Key access log", "Crypto-shredding"): rotation on a schedule (an epoch older than
+ * `rotateAfterMs` is rotated at the next fetch of the current key) and on request (a member asks
+ * with `rotate: { ifEpoch }` after `rotateAfterMessages` messages; compare-and-set on the epoch
+ * and only once the epoch is `minRotateAgeMs` old, so a member cannot spin epochs), the access
+ * log (every key handed out or refused), and shredding (every epoch destroyed in the key manager,
+ * the contact refused from then on).
+ *
+ * Rotations of one contact are serialised in this process, so two members asking at once
+ * rotate once. Run one key service per key database (as the internal adapter requires anyway).
+ */
+import type { ContentKey, EpochClock, KeyAccessLog, KeyManager, SqliteAccessStore } from '@latchkey/keys';
+import { LatchkeyError, type Principal } from '@latchkey/protocol';
+
+export interface KeyPolicyOptions {
+  keyManager: KeyManager;
+  /** Every hand-out and refusal is appended here (fail closed: no record, no key). */
+  accessLog?: KeyAccessLog;
+  /** When each epoch began (needed for `rotateAfterMs` and `minRotateAgeMs`). */
+  clock?: EpochClock;
+  /** Membership table: a shredded contact is marked expired there. */
+  access?: SqliteAccessStore;
+  /** Rotate an epoch older than this at the next fetch of the current key (ms; 0/absent: never). */
+  rotateAfterMs?: number;
+  /** Tell clients to ask for a rotation after this many messages of one epoch (absent: never). */
+  rotateAfterMessages?: number;
+  /** A requested rotation happens only when the epoch is at least this old (ms, default 60 s). */
+  minRotateAgeMs?: number;
+  now?: () => number;
+}
+
+export interface HandOut {
+  key: ContentKey;
+  rotated: boolean;
+}
+
+/** A key-manager failure as the wire error: typed errors pass, anything else is KEY_UNAVAILABLE. */
+export function asKeyError(err: unknown): LatchkeyError {
+  if (LatchkeyError.is(err)) return err;
+  return new LatchkeyError('KEY_UNAVAILABLE', 'key manager unavailable', {
+    cause: err,
+    detail: err instanceof Error ? err.message : String(err),
+  });
+}
+
+export class KeyPolicy {
+  readonly rotateAfterMessages: number | undefined;
+  readonly #km: KeyManager;
+  readonly #log: KeyAccessLog | undefined;
+  readonly #clock: EpochClock | undefined;
+  readonly #access: SqliteAccessStore | undefined;
+  readonly #rotateAfterMs: number;
+  readonly #minAge: number;
+  readonly #now: () => number;
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  /** @throws RangeError for a negative or non-integer setting. */
+  constructor(opts: KeyPolicyOptions) {
+    for (const [name, v] of Object.entries({
+      rotateAfterMs: opts.rotateAfterMs,
+      rotateAfterMessages: opts.rotateAfterMessages,
+      minRotateAgeMs: opts.minRotateAgeMs,
+    })) {
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new RangeError(`${name} must be a non-negative integer`);
+    }
+    this.#km = opts.keyManager;
+    this.#log = opts.accessLog;
+    this.#clock = opts.clock;
+    this.#access = opts.access;
+    this.#rotateAfterMs = opts.rotateAfterMs ?? 0;
+    this.rotateAfterMessages = opts.rotateAfterMessages === 0 ? undefined : opts.rotateAfterMessages;
+    this.#minAge = opts.minRotateAgeMs ?? 60_000;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** Runs `fn` after every earlier call for the same contact has finished. */
+  #serial<T>(contactId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(contactId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(contactId, tail);
+    void tail.then(() => {
+      if (this.#locks.get(contactId) === tail) this.#locks.delete(contactId);
+    });
+    return run;
+  }
+
+  /** Age in ms of the contact's current epoch, or undefined when the contact has no key yet. */
+  async #age(contactId: string): Promise<{ epoch: number; age: number } | undefined> {
+    let epoch: number;
+    try {
+      epoch = await this.#km.currentEpoch(contactId);
+    } catch (err) {
+      if (LatchkeyError.is(err, 'NOT_FOUND')) return undefined;
+      throw asKeyError(err);
+    }
+    const now = this.#now();
+    const since = this.#clock?.since(contactId, epoch, now) ?? now;
+    return { epoch, age: now - since };
+  }
+
+  /**
+   * Adds an epoch (kick, transfer, schedule, request) and dates it. A contact without keys yet
+   * has nothing to rotate (undefined).
+   * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails.
+   */
+  rotate(contactId: string): Promise<number | undefined> {
+    return this.#serial(contactId, () => this.#rotateNow(contactId));
+  }
+
+  async #rotateNow(contactId: string): Promise<number | undefined> {
+    let epoch: number;
+    try {
+      epoch = await this.#km.rotate(contactId);
+    } catch (err) {
+      if (LatchkeyError.is(err, 'NOT_FOUND')) return undefined;
+      throw asKeyError(err);
+    }
+    this.#clock?.began(contactId, epoch, this.#now());
+    return epoch;
+  }
+
+  /**
+   * The content key the principal asked for, after any rotation due, recorded in the access log.
+   * @throws LatchkeyError NOT_FOUND (no such epoch, shredded contact), KEY_UNAVAILABLE.
+   */
+  async handOut(p: Principal, req: { epoch?: number | undefined; rotate?: { ifEpoch: number } | undefined }): Promise<HandOut> {
+    const contactId = p.contactId;
+    let rotated = false;
+    try {
+      if (req.epoch === undefined && (req.rotate !== undefined || this.#rotateAfterMs > 0)) {
+        rotated = await this.#serial(contactId, async () => {
+          const cur = await this.#age(contactId);
+          if (cur === undefined) return false;
+          const due =
+            req.rotate !== undefined
+              ? req.rotate.ifEpoch === cur.epoch && cur.age >= this.#minAge
+              : cur.age >= this.#rotateAfterMs;
+          return due && (await this.#rotateNow(contactId)) !== undefined;
+        });
+      }
+      const key = await this.#km.getContentKey(contactId, req.epoch).catch((err: unknown) => {
+        throw asKeyError(err);
+      });
+      try {
+        // The first hand-out dates an epoch made elsewhere (epoch 0 on creation).
+        this.#clock?.since(contactId, key.currentEpoch, this.#now());
+        this.record(p, key.epoch, 'granted');
+      } catch (err) {
+        key.key.fill(0);
+        throw asKeyError(err);
+      }
+      return { key, rotated };
+    } catch (err) {
+      const e = asKeyError(err);
+      if (!(e.code === 'KEY_UNAVAILABLE' && e.message.startsWith('key access log'))) {
+        this.#tryRecord(p, req.epoch ?? 0, e.code === 'KEY_UNAVAILABLE' || e.code === 'UNAVAILABLE' ? 'unavailable' : 'denied');
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Appends one record to the access log (no-op without one).
+   * @throws LatchkeyError KEY_UNAVAILABLE when the log cannot be written.
+   */
+  record(p: { contactId: string; participantId: string }, epoch: number, outcome: 'granted' | 'denied' | 'unavailable'): void {
+    this.#log?.append({ contactId: p.contactId, participantId: p.participantId, epoch, time: this.#now(), outcome });
+  }
+
+  /** Records a refusal; a log failure must not hide the refusal's own error. */
+  #tryRecord(p: { contactId: string; participantId: string }, epoch: number, outcome: 'denied' | 'unavailable'): void {
+    try {
+      this.record(p, epoch, outcome);
+    } catch {
+      // The refusal stands either way.
+    }
+  }
+
+  /** A refusal before the request body was read (membership): logged with epoch 0. */
+  refused(p: { contactId: string; participantId: string }): void {
+    this.#tryRecord(p, 0, 'denied');
+  }
+
+  /**
+   * Crypto-shredding: destroys every epoch in the key manager (tombstoned, never re-created),
+   * forgets the epoch dates and marks the contact expired, so it is refused from then on.
+   * Idempotent.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails (nothing is marked then).
+   */
+  shred(contactId: string): Promise<void> {
+    return this.#serial(contactId, async () => {
+      await this.#km.destroy(contactId).catch((err: unknown) => {
+        throw asKeyError(err);
+      });
+      this.#clock?.forget(contactId);
+      const now = this.#now();
+      try {
+        this.#access?.setExpiry(contactId, now, now);
+      } catch (err) {
+        // Already expired, or never seen: refused either way.
+        if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+      }
+    });
+  }
+}
+
+/**
+ * Key retention: every `everyMs`, contacts past their expiry in the membership table are
+ * shredded (keys destroyed). A failed destroy (key manager down) is retried on the next round.
+ * Returns a stop function; `sweep()` runs one round now.
+ */
+export function startKeySweep(opts: {
+  access: SqliteAccessStore;
+  policy: KeyPolicy;
+  everyMs: number;
+  onError?: (contactId: string, err: LatchkeyError) => void;
+}): { stop(): void; sweep(): Promise<string[]> } {
+  const retry = new Set<string>();
+  let running: Promise<string[]> | undefined;
+  const sweep = (): Promise<string[]> =>
+    (running ??= (async () => {
+      const done: string[] = [];
+      try {
+        for (const id of opts.access.expireDue(Date.now())) retry.add(id);
+      } catch {
+        // Membership table unavailable: try again next round.
+      }
+      for (const id of [...retry]) {
+        try {
+          await opts.policy.shred(id);
+          retry.delete(id);
+          done.push(id);
+        } catch (err) {
+          opts.onError?.(id, asKeyError(err));
+        }
+      }
+      return done;
+    })().finally(() => {
+      running = undefined;
+    }));
+  const timer = setInterval(() => void sweep(), opts.everyMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer), sweep };
+}

@@ -1,0 +1,94 @@
+/**
+ * When each content-key epoch of a contact began, for scheduled rotation (DESIGN.md "Key
+ * hierarchy": rotation adds an epoch). The key service asks `since(contact, epoch)` when it hands
+ * a key out and rotates an epoch older than its limit; the KeyManager contract does not carry
+ * creation times (the key-store model keeps keys at the enterprise), so the service notes them:
+ * an epoch is dated by its rotation, or, when it was created elsewhere, by its first hand-out.
+ *
+ * A table of its own (`epoch_times`) in a SQLite file next to the membership table. Holds ids,
+ * epochs and times only, never key material. `forget` drops a shredded contact's rows.
+ */
+import Database from 'better-sqlite3';
+import { LatchkeyError } from '@latchkey/protocol';
+import { preparePrivateFile } from './adapters/wrapped.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS epoch_times (
+  contact_id TEXT NOT NULL,
+  epoch      INTEGER NOT NULL,
+  since      INTEGER NOT NULL,
+  PRIMARY KEY (contact_id, epoch)
+) STRICT, WITHOUT ROWID;`;
+
+function unavailable(err: unknown): LatchkeyError {
+  return new LatchkeyError('KEY_UNAVAILABLE', 'epoch clock unavailable', {
+    cause: err,
+    detail: err instanceof Error ? err.message : String(err),
+  });
+}
+
+export class EpochClock {
+  readonly #db: Database.Database;
+  #closed = false;
+
+  /**
+   * Opens (creating) the table in `path` (`:memory:` for tests).
+   * @throws LatchkeyError KEY_UNAVAILABLE when the file cannot be opened.
+   */
+  constructor(opts: { path: string }) {
+    let db: Database.Database | undefined;
+    try {
+      if (opts.path !== ':memory:') preparePrivateFile(opts.path);
+      db = new Database(opts.path);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('secure_delete = ON');
+      db.pragma('busy_timeout = 5000');
+      db.exec(SCHEMA);
+    } catch (err) {
+      db?.close();
+      throw unavailable(err);
+    }
+    this.#db = db;
+  }
+
+  #run<T>(fn: () => T): T {
+    if (this.#closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'epoch clock closed');
+    try {
+      return fn();
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** When `epoch` of the contact began: noted as `now` the first time it is asked for. */
+  since(contactId: string, epoch: number, now: number): number {
+    return this.#run(() => {
+      this.#db.prepare('INSERT OR IGNORE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)').run(contactId, epoch, now);
+      const row = this.#db
+        .prepare<[string, number], { since: number }>('SELECT since FROM epoch_times WHERE contact_id = ? AND epoch = ?')
+        .get(contactId, epoch);
+      return row?.since ?? now;
+    });
+  }
+
+  /** Notes that `epoch` began at `at` (after a rotation). */
+  began(contactId: string, epoch: number, at: number): void {
+    this.#run(() => {
+      this.#db.prepare('INSERT OR REPLACE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)').run(contactId, epoch, at);
+    });
+  }
+
+  /** Drops every row of a contact (after crypto-shredding). */
+  forget(contactId: string): void {
+    this.#run(() => {
+      this.#db.prepare('DELETE FROM epoch_times WHERE contact_id = ?').run(contactId);
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}
