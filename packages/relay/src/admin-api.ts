@@ -19,6 +19,7 @@ import {
   LatchkeyError,
   ListContactsQuery,
   SetExpiryRequest,
+  ShredRequest,
   TransferRequest,
   parseRequest as parse,
   toLatchkeyError,
@@ -26,6 +27,7 @@ import {
   type ContactResponse,
   type ErrorResponse,
   type ListContactsResponse,
+  type ShredResponse,
 } from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import type { ContactPolicy, ContactStore } from './contacts.ts';
@@ -41,6 +43,8 @@ export interface AdminApiOptions {
   onKick: (contactId: string, participantId: string) => number;
   /** Called after an expiry change, so that a contact now past expiry is swept at once. */
   onExpiryChanged: () => Promise<void>;
+  /** Crypto-shredding: expires the contact, ends its connections, deletes its ciphertext; returns how many messages. */
+  onShred?: (contactId: string) => Promise<number>;
   now?: () => number;
 }
 
@@ -50,6 +54,8 @@ export interface AdminApi {
 }
 
 const ROUTE = /^\/admin\/v1\/contacts(?:\/([A-Za-z0-9_-]{1,64})(?:\/(close|expiry|kick|invite|transfer))?)?\/?$/;
+
+const SHRED_ROUTE = /^\/admin\/v1\/contacts\/([A-Za-z0-9_-]{1,64})\/shred\/?$/;
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -98,6 +104,7 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const keyId = auth.check(req.headers.authorization, req.socket.remoteAddress);
+    if (await shredRoute(req, res, url, keyId)) return;
     const m = ROUTE.exec(url.pathname);
     if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const [, contactId, action] = m;
@@ -163,6 +170,18 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
     if (!info) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     opts.log({ event: 'admin', keyId, action, contactId });
     send(res, 200, { contact: info } satisfies ContactResponse);
+  }
+
+  /** POST /admin/v1/contacts/{id}/shred (after authentication); false when not this route. */
+  async function shredRoute(req: IncomingMessage, res: ServerResponse, url: URL, keyId: string): Promise<boolean> {
+    const m = SHRED_ROUTE.exec(url.pathname);
+    if (!m?.[1] || req.method !== 'POST' || !opts.onShred) return false;
+    const contactId = m[1];
+    parse(ShredRequest, await readJson(req));
+    const messagesDeleted = await opts.onShred(contactId);
+    opts.log({ event: 'admin', keyId, action: 'shred', contactId });
+    send(res, 200, { contactId, messagesDeleted } satisfies ShredResponse);
+    return true;
   }
 
   return {

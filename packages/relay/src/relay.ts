@@ -52,6 +52,7 @@ import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './adm
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { SqliteMessageStore, type MessageStore } from './store.ts';
+import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
 
 /** A structured log event. Carries codes, counts and opaque ids only. */
 export interface RelayLogEvent {
@@ -80,8 +81,17 @@ export interface RelayOptions {
   contactTtlMs?: number;
   /** How often expired contacts are swept (ms, default 60 s). */
   expirySweepMs?: number;
-  /** What happens to an expired contact's data (default: kept as ciphertext). */
+  /**
+   * What happens to an expired contact's data (default: its ciphertext is deleted through
+   * `shredder`; pass KEEP_CIPHERTEXT to keep it).
+   */
   retention?: RetentionHook;
+  /**
+   * Deletes a contact's stored ciphertext (admin shred, default retention). Default: over the
+   * SQLite file when `store` is a path; none for a store instance (then shred answers
+   * NOT_FOUND and retention keeps the ciphertext unless `retention` says otherwise).
+   */
+  shredder?: CiphertextShredder;
   /**
    * API keys of the admin API (`/admin/v1`). Default: the key derived from `apiSecret`
    * (deriveAdminKey); with neither, the admin API answers 404.
@@ -248,7 +258,8 @@ export function createRelay(opts: RelayOptions): Relay {
   for (const [name, n] of Object.entries({ ...policy, expirySweepMs })) {
     if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
   }
-  const retention = opts.retention ?? KEEP_CIPHERTEXT;
+  const shredder = opts.shredder ?? (isStore(opts.store) ? undefined : sqliteShredder(opts.store.path));
+  const retention = opts.retention ?? (shredder ? deleteCiphertext(shredder) : KEEP_CIPHERTEXT);
   const maxFrameBytes = opts.maxFrameBytes ?? LIMITS.maxFrameBytes;
   const authTimeoutMs = opts.authTimeoutMs ?? LIMITS.authTimeoutSeconds * 1000;
   const heartbeatMs = opts.heartbeatMs ?? 30_000;
@@ -357,9 +368,35 @@ export function createRelay(opts: RelayOptions): Relay {
           ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
           policy,
           log,
-          onKick: (contactId, participantId) => disconnect(contactId, participantId, 'FORBIDDEN'),
+          onKick: (contactId, participantId) => {
+            const n = disconnect(contactId, participantId, 'FORBIDDEN');
+            // The key service rotated before this call: the others fetch the new epoch.
+            rekey(contactId);
+            return n;
+          },
           onExpiryChanged: () => sweepExpired(),
+          ...(shredder ? { onShred: (contactId: string) => shred(contactId) } : {}),
         });
+
+  /** Tells every remaining connection of a contact to fetch the current content key. */
+  function rekey(contactId: string): void {
+    for (const c of conns) {
+      if (c.phase === 'ready' && c.principal?.contactId === contactId) sendFrame(c, { v: PROTOCOL_VERSION, type: 'rekey' });
+    }
+  }
+
+  /** Crypto-shredding on the relay: the contact expires at once, its ciphertext is deleted. */
+  async function shred(contactId: string): Promise<number> {
+    const now = Date.now();
+    await contacts.setExpiry(contactId, now, now).catch((err: unknown) => {
+      if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+    });
+    const closed = disconnect(contactId, null, 'CONTACT_EXPIRED');
+    if (!shredder) throw new LatchkeyError('NOT_FOUND', 'no shredder configured');
+    const deleted = await shredder.deleteContact(contactId);
+    log({ event: 'contact-shredded', contactId, closed, deleted });
+    return deleted;
+  }
 
   /** Ends connections of a contact (all, or one participant's) with `code`. */
   function disconnect(contactId: string, participantId: string | null, code: ErrorCode): number {
