@@ -71,6 +71,11 @@ export interface ClientOptions {
    * (`x25519`, the default, or the post-quantum hybrid `xwing`), or `plain` (TLS only).
    */
   keyDelivery?: KeyDeliveryMode;
+  /**
+   * Ask the key service to rotate once this many messages (counted by seq) were sent under the
+   * current epoch. Default: what the key service says (`rotateAfterMessages`), else never.
+   */
+  rotateAfterMessages?: number;
 }
 
 /** A message of the contact, opened and verified. */
@@ -125,6 +130,8 @@ interface Pending<T> {
 const OPEN = 1;
 /** Errors after which retrying the same frame cannot succeed. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT']);
+/** Key-service errors after which fetching the current key again may succeed. */
+const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set(['KEY_UNAVAILABLE', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT', 'RATE_LIMITED']);
 /** Close codes after which reconnecting with the same token cannot succeed. */
 const FATAL_CLOSE = new Set<number>([
   ERROR_CODES.AUTH_INVALID.ws,
@@ -161,6 +168,12 @@ export class LatchkeyClient {
   #keyFetches = new Map<number, Promise<Uint8Array>>();
   #receiver: KeyReceiver | null = null;
   #epoch = 0;
+  /** Message-based rotation: the service's rule, first seq seen per epoch, epochs already asked for. */
+  #rotateAfter: number | undefined;
+  #epochStart = new Map<number, number>();
+  #rotateAsked = new Set<number>();
+  #refreshing: Promise<void> | null = null;
+  #refreshTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** Highest seq emitted so far (messages up to it have all been emitted, in order). */
   #lastSeq: number;
@@ -253,6 +266,7 @@ export class LatchkeyClient {
       });
       this.#keys.set(res.epoch, this.#receiver.open(res));
       this.#epoch = res.currentEpoch;
+      this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
       this.#cert = res.certificate ?? null;
       await this.#openSocket();
     } catch (err) {
@@ -326,6 +340,7 @@ export class LatchkeyClient {
     this.#setState('closed');
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
     this.#ws?.close(1000);
     this.#ws = null;
     this.#failAll(new LatchkeyError('UNAVAILABLE', 'client closed'));
@@ -481,6 +496,59 @@ export class LatchkeyClient {
         return;
       case 'pong':
         return;
+      case 'rekey':
+        // Membership changed and the key was rotated: send under the new epoch from now on.
+        void this.#refreshKey();
+        return;
+    }
+  }
+
+  /**
+   * Fetches the current content key (asking for a rotation when `rotate` is given) and adopts
+   * its epoch for sending, without reconnecting. A failure is reported as an `error` event
+   * (KEY_UNAVAILABLE) and retried; sending goes on under the epoch held meanwhile.
+   */
+  #refreshKey(rotate?: { ifEpoch: number }): Promise<void> {
+    if (this.#refreshing) return this.#refreshing;
+    const receiver = this.#receiver;
+    if (!receiver || this.#state === 'closed') return Promise.resolve();
+    const delivery = receiver.request();
+    this.#refreshing = fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
+      ...(rotate ? { rotate } : {}),
+      ...(delivery ? { delivery } : {}),
+    })
+      .then((res) => {
+        this.#keys.set(res.epoch, receiver.open(res));
+        if (res.currentEpoch > this.#epoch && this.#keys.has(res.currentEpoch)) this.#epoch = res.currentEpoch;
+        this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
+      })
+      .catch((err: unknown) => {
+        const e = err instanceof LatchkeyError ? err : new LatchkeyError('KEY_UNAVAILABLE', 'key refresh failed', { cause: err });
+        this.#emit('error', e);
+        if (RETRYABLE_KEY.has(e.code) && this.#state !== 'closed' && !this.#refreshTimer) {
+          this.#refreshTimer = setTimeout(() => {
+            this.#refreshTimer = null;
+            void this.#refreshKey(rotate);
+          }, 1000);
+        }
+      })
+      .finally(() => {
+        this.#refreshing = null;
+      });
+    return this.#refreshing;
+  }
+
+  /** Counts messages of the current epoch by seq; past the rule, asks once for a rotation. */
+  #countForRotation(epoch: number, seq: number): void {
+    if (epoch > this.#epoch && this.#keys.has(epoch)) this.#epoch = epoch; // a member rotated: follow
+    const start = this.#epochStart.get(epoch);
+    if (start === undefined || seq < start) this.#epochStart.set(epoch, seq);
+    const limit = this.#rotateAfter;
+    const first = this.#epochStart.get(this.#epoch);
+    if (limit === undefined || first === undefined || this.#rotateAsked.has(this.#epoch)) return;
+    if (seq - first + 1 >= limit) {
+      this.#rotateAsked.add(this.#epoch);
+      void this.#refreshKey({ ifEpoch: this.#epoch });
     }
   }
 
@@ -535,6 +603,7 @@ export class LatchkeyClient {
   /** Own message stored at `seq`: it joins the ordered stream without a round trip. */
   #ownStored(entry: OutboxEntry, seq: number): void {
     if (seq <= this.#lastSeq || this.#buffer.has(seq)) return;
+    this.#countForRotation(entry.envelope.epoch, seq);
     const id = this.#need();
     this.#buffer.set(seq, {
       ok: true,
@@ -644,6 +713,7 @@ export class LatchkeyClient {
       });
       const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
       if (!body.success) return failed('DECRYPT_FAILED');
+      this.#countForRotation(env.epoch, env.seq);
       return {
         ok: true,
         seq: env.seq,
