@@ -32,5 +32,19 @@ export {
 export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
 export { sqliteShredder, deleteCiphertext, type CiphertextShredder } from './shred.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
+export { PgMessageStore, PG_SCHEMA_VERSION, type PgStoreOptions } from './pg-store.ts';
+export {
+  InProcessFanout,
+  RedisFanout,
+  newRelayId,
+  type Fanout,
+  type FanoutEvent,
+  type FanoutSubscription,
+  type EnvelopeEvent,
+  type DisconnectEvent,
+  type ResyncEvent,
+  type RedisFanoutOptions,
+} from './fanout.ts';
+export { RelayMetrics, createOpsEndpoints, type OpsEndpointsOptions } from './metrics.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
 export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';

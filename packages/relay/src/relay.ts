@@ -52,6 +52,8 @@ import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './adm
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { SqliteMessageStore, type MessageStore } from './store.ts';
+import { InProcessFanout, newRelayId, type EnvelopeEvent, type Fanout, type FanoutSubscription } from './fanout.ts';
+import { RelayMetrics, createOpsEndpoints } from './metrics.ts';
 import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
 
 /** A structured log event. Carries codes, counts and opaque ids only. */
@@ -113,6 +115,13 @@ export interface RelayOptions {
   maxProtocolErrors?: number;
   /** Origin and IP allowlists, connections and frame rate per client IP (admission.ts). */
   admission?: AdmissionOptions;
+  /**
+   * Fan-out between relays (fanout.ts; the caller keeps ownership). Default: in-process, for a
+   * single relay. Several relays over one store need a shared one (RedisFanout).
+   */
+  fanout?: Fanout;
+  /** IPs/CIDR ranges allowed to read `/metrics` (default: loopback only). */
+  metricsIpAllowlist?: readonly string[];
 }
 
 /** TLS material for `listen` (PEM). */
@@ -163,8 +172,12 @@ interface Conn {
   phase: 'auth' | 'authenticating' | 'ready' | 'closed';
   principal: Principal | undefined;
   join: JoinState;
-  /** Live envelopes that arrive while a join replays history. */
+  /** Live envelopes that arrive while a join (or a gap repair) replays history. */
   joinBuffer: StoredEnvelope[];
+  /** Highest seq this connection has been given (or sent itself); deliveries go in seq order. */
+  lastSeq: number;
+  /** Seqs of this connection's own acked sends above lastSeq (never delivered back to it). */
+  own: Set<number>;
   /** Frames received while the token is being verified. */
   early: string[];
   alive: boolean;
@@ -298,7 +311,26 @@ export function createRelay(opts: RelayOptions): Relay {
   };
 
   const admission = new Admission(opts.admission);
-  const committer = new GroupCommit(store, {
+  const fanout = opts.fanout ?? new InProcessFanout();
+  const relayId = newRelayId();
+  const metrics = new RelayMetrics();
+  /** The store as the committer sees it: transaction latency and stored envelopes counted. */
+  const timedStore: MessageStore = {
+    appendBatch: async (envelopes) => {
+      const t0 = performance.now();
+      const results = await store.appendBatch(envelopes);
+      metrics.commit.observe((performance.now() - t0) / 1000);
+      metrics.messages += results.filter((r) => r.ok && !r.duplicate).length;
+      return results;
+    },
+    head: (contactId) => store.head(contactId),
+    history: (contactId, since, limit) => store.history(contactId, since, limit),
+    get stats() {
+      return store.stats;
+    },
+    close: () => store.close(),
+  };
+  const committer = new GroupCommit(timedStore, {
     onError: (err, batchSize) =>
       log({ event: 'commit-failed', code: err.code, batch: batchSize, detail: err.detail }),
   });
@@ -398,8 +430,17 @@ export function createRelay(opts: RelayOptions): Relay {
     return deleted;
   }
 
-  /** Ends connections of a contact (all, or one participant's) with `code`. */
-  function disconnect(contactId: string, participantId: string | null, code: ErrorCode): number {
+  /**
+   * Ends connections of a contact (all, or one participant's) with `code`, here and (unless the
+   * request came from the fan-out) on every other relay. Returns how many closed here.
+   */
+  function disconnect(contactId: string, participantId: string | null, code: ErrorCode, fromFanout = false): number {
+    if (!fromFanout) {
+      fanout.publish({ type: 'disconnect', contactId, participantId, code, origin: relayId, at: Date.now() }).catch(() => {
+        metrics.fanoutPublishFailures++;
+        log({ event: 'fanout-publish-failed', contactId });
+      });
+    }
     let n = 0;
     for (const c of conns) {
       const p = c.principal;
@@ -483,6 +524,8 @@ export function createRelay(opts: RelayOptions): Relay {
       principal: undefined,
       join: 'no',
       joinBuffer: [],
+      lastSeq: 0,
+      own: new Set(),
       early: [],
       alive: true,
       protocolErrors: 0,
@@ -655,27 +698,144 @@ export function createRelay(opts: RelayOptions): Relay {
 
   // ---- join, send, history -----------------------------------------------------------------
 
-  function subscribe(c: Conn, contactId: string): void {
+  /** Fan-out subscriptions of the contacts that have joined connections here. */
+  const contactSubs = new Map<string, FanoutSubscription>();
+
+  /** Disconnects requested on other relays (kick, transfer, expiry); resync after a fan-out outage. */
+  const control = fanout.subscribeControl((e) => {
+    if (e.type === 'resync') {
+      for (const set of subscribers.values()) for (const c of set) catchUp(c);
+      return;
+    }
+    if (e.origin === relayId) return;
+    const n = disconnect(e.contactId, e.participantId, e.code, true);
+    if (n > 0) log({ event: 'remote-disconnect', contactId: e.contactId, code: e.code, closed: n });
+  });
+
+  /** Adds a joining connection; resolves once the contact's fan-out subscription is live. */
+  function subscribe(c: Conn, contactId: string): Promise<void> {
     let set = subscribers.get(contactId);
     if (!set) subscribers.set(contactId, (set = new Set()));
     set.add(c);
+    let sub = contactSubs.get(contactId);
+    if (!sub) contactSubs.set(contactId, (sub = fanout.subscribe(contactId, onFanoutEnvelope)));
+    return sub.ready;
   }
 
   function unsubscribe(c: Conn, contactId: string): void {
     const set = subscribers.get(contactId);
     if (!set) return;
     set.delete(c);
-    if (set.size === 0) subscribers.delete(contactId);
+    if (set.size === 0) {
+      subscribers.delete(contactId);
+      contactSubs.get(contactId)?.unsubscribe();
+      contactSubs.delete(contactId);
+    }
   }
 
   function deliverFrame(envelope: StoredEnvelope): string {
     return JSON.stringify({ v: PROTOCOL_VERSION, type: 'deliver', envelope } satisfies ServerFrame);
   }
 
+  /** Moves lastSeq over the connection's own sends (it never gets those delivered). */
+  function skipOwn(c: Conn): void {
+    while (c.own.delete(c.lastSeq + 1)) c.lastSeq++;
+    if (c.own.size > 1024) for (const s of c.own) if (s <= c.lastSeq) c.own.delete(s);
+  }
+
+  /** Delivers the envelope right after lastSeq (skipping the connection's own). */
+  function deliverNext(c: Conn, e: StoredEnvelope, text?: string): void {
+    if (!c.own.delete(e.seq)) sendRaw(c, text ?? deliverFrame(e));
+    c.lastSeq = e.seq;
+  }
+
   /**
-   * Subscribes first and buffers live envelopes, then replays the log page by page, then
-   * drains the buffer skipping what the replay already sent: no envelope is missed, none is
-   * sent twice, and the order is the seq order, whatever the store's latency.
+   * An envelope from the fan-out, for every joined connection of its contact here. Delivered
+   * when it is the next seq; dropped when already delivered; a gap (the fan-out reordered or
+   * lost something) is filled from the store, which is authoritative.
+   */
+  function onFanoutEnvelope(e: EnvelopeEvent): void {
+    const envelope = e.envelope;
+    if (e.origin !== relayId) metrics.fanoutLag.observe((Date.now() - e.at) / 1000);
+    const set = subscribers.get(envelope.contactId);
+    if (!set) return;
+    let text: string | undefined;
+    for (const c of set) {
+      if ((e.origin === relayId && e.conn === c.id) || c.phase !== 'ready') continue;
+      if (c.join === 'joining') {
+        c.joinBuffer.push(envelope);
+        continue;
+      }
+      skipOwn(c);
+      if (envelope.seq <= c.lastSeq) continue;
+      if (envelope.seq === c.lastSeq + 1) {
+        deliverNext(c, envelope, (text ??= deliverFrame(envelope)));
+        skipOwn(c);
+      } else {
+        c.joinBuffer.push(envelope);
+        catchUp(c);
+      }
+    }
+  }
+
+  /**
+   * With live envelopes buffered, replays the log after lastSeq page by page, then drains the
+   * buffer in seq order skipping what the replay already sent; a buffered envelope beyond a
+   * gap means a smaller seq is still in flight (and already committed), so the store is read
+   * again. Nothing is missed, nothing sent twice, the order is the seq order. Returns the head.
+   */
+  async function replay(c: Conn, contactId: string): Promise<number> {
+    let head = 0;
+    for (;;) {
+      for (;;) {
+        const page = await store.history(contactId, c.lastSeq, LIMITS.maxHistoryPage);
+        if (c.phase !== 'ready') return head;
+        head = Math.max(head, page.head);
+        // a cursor past the head (a confused client) must not hide the next messages
+        if (c.lastSeq > page.head) c.lastSeq = page.head;
+        for (const e of page.envelopes) deliverNext(c, e);
+        if (!page.more || page.envelopes.length === 0) break;
+      }
+      const buffered = c.joinBuffer.sort((a, b) => a.seq - b.seq);
+      c.joinBuffer = [];
+      for (const e of buffered) {
+        skipOwn(c);
+        if (e.seq <= c.lastSeq) continue;
+        if (e.seq !== c.lastSeq + 1) {
+          c.joinBuffer.push(e);
+          continue;
+        }
+        deliverNext(c, e);
+        head = Math.max(head, e.seq);
+      }
+      skipOwn(c);
+      if (c.joinBuffer.length === 0) return head;
+      metrics.gapRepairs++;
+    }
+  }
+
+  /** Fills a joined connection's gap from the store (see replay). */
+  function catchUp(c: Conn): void {
+    const p = c.principal;
+    if (!p || c.join !== 'yes' || c.phase !== 'ready') return;
+    c.join = 'joining';
+    metrics.gapRepairs++;
+    replay(c, p.contactId).then(
+      () => {
+        if (c.join === 'joining') c.join = 'yes';
+      },
+      (err: unknown) => {
+        c.joinBuffer = [];
+        failure(c, err);
+        // the client resumes from its cursor on another connection
+        closeConn(c, ERROR_CODES.UNAVAILABLE.ws, 'UNAVAILABLE');
+      },
+    );
+  }
+
+  /**
+   * Subscribes first (and waits until the fan-out subscription is live) while buffering live
+   * envelopes, then replays the log after `since` (see replay), then `joined`.
    */
   function onJoin(c: Conn, frame: JoinFrame): void {
     const p = c.principal;
@@ -686,27 +846,19 @@ export function createRelay(opts: RelayOptions): Relay {
     }
     c.join = 'joining';
     c.joinBuffer = [];
-    subscribe(c, p.contactId);
+    c.lastSeq = frame.since;
+    c.own.clear();
+    const ready = subscribe(c, p.contactId);
     void (async () => {
-      let cursor = frame.since;
-      let head: number;
-      for (;;) {
-        const page = await store.history(p.contactId, cursor, LIMITS.maxHistoryPage);
-        if (c.phase !== 'ready') return;
-        head = page.head;
-        for (const e of page.envelopes) {
-          sendRaw(c, deliverFrame(e));
-          cursor = e.seq;
-        }
-        if (!page.more || page.envelopes.length === 0) break;
-      }
-      for (const e of c.joinBuffer) {
-        if (e.seq <= cursor) continue;
-        sendRaw(c, deliverFrame(e));
-        cursor = e.seq;
-        head = Math.max(head, e.seq);
-      }
-      c.joinBuffer = [];
+      await ready.catch((err: unknown) => {
+        throw new LatchkeyError('UNAVAILABLE', 'fan-out unavailable', {
+          cause: err,
+          detail: `fanout: ${err instanceof Error ? err.name : typeof err}`,
+        });
+      });
+      if (c.phase !== 'ready') return;
+      const head = await replay(c, p.contactId);
+      if (c.phase !== 'ready') return;
       c.join = 'yes';
       sendFrame(c, { v: PROTOCOL_VERSION, type: 'joined', head });
     })().catch((err: unknown) => {
@@ -715,17 +867,6 @@ export function createRelay(opts: RelayOptions): Relay {
       c.joinBuffer = [];
       failure(c, err);
     });
-  }
-
-  function fanOut(envelope: StoredEnvelope, from: Conn): void {
-    const set = subscribers.get(envelope.contactId);
-    if (!set) return;
-    let text: string | undefined;
-    for (const c of set) {
-      if (c === from || c.phase !== 'ready') continue;
-      if (c.join === 'joining') c.joinBuffer.push(envelope);
-      else sendRaw(c, (text ??= deliverFrame(envelope)));
-    }
   }
 
   function onSend(c: Conn, frame: SendFrame): void {
@@ -752,7 +893,16 @@ export function createRelay(opts: RelayOptions): Relay {
           return;
         }
         sendFrame(c, { v: PROTOCOL_VERSION, type: 'ack', msgId: env.msgId, seq: r.seq, duplicate: r.duplicate });
-        if (!r.duplicate) fanOut(r.envelope, c);
+        if (r.duplicate) return;
+        if (c.join !== 'no') {
+          c.own.add(r.seq);
+          skipOwn(c);
+        }
+        fanout.publish({ type: 'envelope', envelope: r.envelope, origin: relayId, conn: c.id, at: Date.now() }).catch(() => {
+          // Receivers elsewhere see the gap at the next envelope and read it from the store.
+          metrics.fanoutPublishFailures++;
+          log({ event: 'fanout-publish-failed', contactId: env.contactId });
+        });
       },
       (err: unknown) => failure(c, err, ref),
     );
@@ -807,7 +957,16 @@ export function createRelay(opts: RelayOptions): Relay {
     server.on('upgrade', onUpgrade);
   }
 
+  const ops = createOpsEndpoints({
+    metrics,
+    connections: () => conns.size,
+    live: () => !closing,
+    ready: async () => (await Promise.all([store.head('readyz').then(() => true, () => false), fanout.ping()])).every(Boolean),
+    ...(opts.metricsIpAllowlist === undefined ? {} : { metricsIpAllowlist: opts.metricsIpAllowlist }),
+  });
+
   function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    if (ops(req, res)) return true;
     if (!admin || closing) return false;
     return admin.handle(req, res);
   }
@@ -845,6 +1004,7 @@ export function createRelay(opts: RelayOptions): Relay {
     attached.clear();
     clearInterval(heartbeat);
     clearInterval(sweeper);
+    control.unsubscribe();
     await sweeping;
     await committer.flush();
     const waits = [...conns].map(
