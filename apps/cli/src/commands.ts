@@ -27,6 +27,10 @@ export interface StartFlags {
   'allowed-origins'?: string | undefined;
   'admin-allowlist'?: string | undefined;
   'relay-allowlist'?: string | undefined;
+  /** postgres://... message store for the relay (default SQLite under --data). */
+  store?: string | undefined;
+  /** redis://... fan-out between relays (default in-process). */
+  fanout?: string | undefined;
 }
 
 /** A comma-separated flag as a list; undefined when absent. */
@@ -61,6 +65,19 @@ function parsePort(text: string | undefined): number {
 }
 
 /** `latchkey start`: relay and key service in this process until SIGTERM/SIGINT. */
+/** A backend URL flag with one of `schemes`; the error never echoes it (it may hold a password). */
+function backendFlag(text: string, name: string, schemes: readonly string[]): string {
+  let ok: boolean;
+  try {
+    const u = new URL(text);
+    ok = schemes.includes(u.protocol) && u.hostname !== '';
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new UsageError(`${name} must be a ${schemes[0] ?? ''}//... URL`);
+  return text;
+}
+
 export async function start(flags: StartFlags, out: Out): Promise<number> {
   const dir = dataDir(flags.data);
   const port = parsePort(flags.port);
@@ -86,6 +103,10 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   const admin = adminAllowlist ? { adminIpAllowlist: adminAllowlist } : {};
+  const backends = {
+    ...(flags.store === undefined ? {} : { storeUrl: backendFlag(flags.store, '--store', ['postgres:', 'postgresql:']) }),
+    ...(flags.fanout === undefined ? {} : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
+  };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
@@ -109,6 +130,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret, admission: { allowedOrigins, ...(relayAllowlist ? { ipAllowlist: relayAllowlist } : {}) },
       ...admin,
       ...transport,
+      ...backends,
     });
   } catch (err) {
     await keys.close();

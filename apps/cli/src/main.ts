@@ -35,6 +35,8 @@ async function run(argv: string[]): Promise<number> {
           'allowed-origins': str,
           'admin-allowlist': str,
           'relay-allowlist': str,
+          store: str,
+          fanout: str,
         }).values,
         out,
       );

@@ -3,6 +3,8 @@
  *   --data DIR   | LATCHKEY_DATA_DIR     (default ./.latchkey)
  *   --host H     | LATCHKEY_RELAY_HOST   (default 127.0.0.1)
  *   --port N     | LATCHKEY_RELAY_PORT   (default 8470; 0 picks a free port)
+ *   --store URL  | LATCHKEY_RELAY_STORE  (postgres://...; default the SQLite file under --data)
+ *   --fanout URL | LATCHKEY_RELAY_FANOUT (redis://...; default in-process, one relay only)
  *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
  *   `<data>/api-secret` (raw bytes, as the `latchkey` CLI writes it).
  * Every value is validated before anything starts; errors name the setting, never its value.
@@ -25,6 +27,10 @@ export interface RelayConfig {
   dataDir: string;
   host: string;
   port: number;
+  /** PostgreSQL URL of the message store (undefined: SQLite under dataDir). Never logged. */
+  store: string | undefined;
+  /** Redis URL of the fan-out (undefined: in-process). Never logged. */
+  fanout: string | undefined;
   apiSecret: Uint8Array;
   /** Where the API secret came from (for the startup line; never the secret itself). */
   secretSource: 'env' | 'file';
@@ -40,6 +46,21 @@ function port(text: string, name: string): number {
 function host(text: string, name: string): string {
   const ok = isIP(text) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(text);
   if (!ok) throw new ConfigError(`${name} must be an IP address or a host name`);
+  return text;
+}
+
+/** Checks a backend URL's scheme; the message never echoes the URL (it may hold a password). */
+function backendUrl(text: string | undefined, name: string, schemes: readonly string[]): string | undefined {
+  if (text === undefined || text === '') return undefined;
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new ConfigError(`${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`);
+  }
+  if (!schemes.includes(u.protocol) || u.hostname === '') {
+    throw new ConfigError(`${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`);
+  }
   return text;
 }
 
@@ -64,11 +85,23 @@ export function decodeApiSecret(text: string, name = 'LATCHKEY_API_SECRET'): Uin
  * @throws ConfigError on an unknown flag or an invalid value.
  */
 export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Settings {
-  let values: { data?: string | undefined; host?: string | undefined; port?: string | undefined };
+  let values: {
+    data?: string | undefined;
+    host?: string | undefined;
+    port?: string | undefined;
+    store?: string | undefined;
+    fanout?: string | undefined;
+  };
   try {
     ({ values } = parseArgs({
       args: [...argv],
-      options: { data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } },
+      options: {
+        data: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        store: { type: 'string' },
+        fanout: { type: 'string' },
+      },
       strict: true,
       allowPositionals: false,
     }));
@@ -86,6 +119,14 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         : env.LATCHKEY_RELAY_PORT !== undefined
           ? port(env.LATCHKEY_RELAY_PORT, 'LATCHKEY_RELAY_PORT')
           : DEFAULT_RELAY_PORT,
+    store:
+      values.store !== undefined
+        ? backendUrl(values.store, '--store', ['postgres:', 'postgresql:'])
+        : backendUrl(env.LATCHKEY_RELAY_STORE, 'LATCHKEY_RELAY_STORE', ['postgres:', 'postgresql:']),
+    fanout:
+      values.fanout !== undefined
+        ? backendUrl(values.fanout, '--fanout', ['redis:', 'rediss:'])
+        : backendUrl(env.LATCHKEY_RELAY_FANOUT, 'LATCHKEY_RELAY_FANOUT', ['redis:', 'rediss:']),
     secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
   };
 }

@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { createRelay, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
+import { createRelay, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
@@ -27,6 +27,13 @@ export interface StartRelayOptions {
   admission?: AdmissionOptions;
   /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
   adminIpAllowlist?: readonly string[];
+  /**
+   * `postgres://...`: messages and contacts on PostgreSQL (shared by several relays) instead of
+   * `<dataDir>/relay/messages.db`.
+   */
+  storeUrl?: string;
+  /** `redis://...`: fan-out between relays through Redis (needed with several relays). */
+  fanoutUrl?: string;
 }
 
 export interface RunningRelay {
@@ -60,18 +67,36 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     });
   }
   const log = opts.log;
-  const relay = createRelay({
-    store: { path: join(dir, 'messages.db') },
-    apiSecret: opts.apiSecret,
-    ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
-    ...(opts.admission === undefined ? {} : { admission: opts.admission }),
-    ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
-  });
+  // Scale-out backends (docs/operations.md): opened here, closed after the relay.
+  const store: MessageStore | undefined = opts.storeUrl === undefined ? undefined : await PgMessageStore.open({ url: opts.storeUrl });
+  const fanout: Fanout | undefined =
+    opts.fanoutUrl === undefined
+      ? undefined
+      : new RedisFanout({ url: opts.fanoutUrl, ...(log === undefined ? {} : { log: (e: object) => log(e) }) });
+  const closeBackends = async (): Promise<void> => {
+    await Promise.allSettled([store?.close(), fanout?.close()]);
+  };
+  let relay: ReturnType<typeof createRelay>;
+  try {
+    relay = createRelay({
+      store: store ?? { path: join(dir, 'messages.db') },
+      ...(fanout === undefined ? {} : { fanout }),
+      apiSecret: opts.apiSecret,
+      ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
+      ...(opts.admission === undefined ? {} : { admission: opts.admission }),
+      ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
+    });
+  } catch (err) {
+    await closeBackends();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => (closing ??= relay.close().finally(closeBackends));
   try {
     const { url, port } = await relay.listen({ host: opts.host, port: opts.port, ...(tls ? { tls } : {}) });
-    return { url, port, close: () => relay.close() };
+    return { url, port, close };
   } catch (err) {
-    await relay.close();
+    await close();
     throw err;
   }
 }

@@ -23,9 +23,12 @@ async function main(): Promise<number> {
     host: config.host,
     port: config.port,
     apiSecret: config.apiSecret,
+    ...(config.store === undefined ? {} : { storeUrl: config.store }),
+    ...(config.fanout === undefined ? {} : { fanoutUrl: config.fanout }),
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
   });
   process.stdout.write(`relay: ${relay.url}\n`);
+  process.stdout.write(`store: ${config.store ? 'postgres' : 'sqlite'}, fanout: ${config.fanout ? 'redis' : 'in-process'}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGTERM', stop);
