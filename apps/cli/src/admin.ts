@@ -38,7 +38,7 @@ interface Target {
 
 const TIMEOUT_MS = 15_000;
 
-async function target(flags: AdminFlags): Promise<Target> {
+export async function target(flags: AdminFlags): Promise<Target> {
   const dir = dataDir(flags.data);
   const ep = await endpoints(flags, dir);
   const text = process.env.LATCHKEY_ADMIN_KEY;
@@ -65,7 +65,7 @@ function id(value: string | undefined, flag: string): string {
  * One admin call.
  * @throws LatchkeyError with the server's code, or UNAVAILABLE/TIMEOUT when it cannot be reached.
  */
-async function call(base: string, path: string, authorization: string, body?: unknown): Promise<unknown> {
+export async function call(base: string, path: string, authorization: string, body?: unknown): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, {
@@ -85,6 +85,31 @@ async function call(base: string, path: string, authorization: string, body?: un
     throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `HTTP ${res.status}`);
   }
   return json;
+}
+
+/**
+ * Like `moderate`, with the answer schema of the action (shred): key service first, then relay,
+ * naming the side that failed.
+ */
+export async function moderateOrder<T>(
+  t: Target,
+  path: string,
+  body: unknown,
+  schema: { parse(v: unknown): T },
+): Promise<{ keys: T; relay: T }> {
+  let keys: T;
+  try {
+    keys = schema.parse(await call(t.keys, path, t.authorization, body));
+  } catch (err) {
+    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+    throw new LatchkeyError(e.code, `key service: ${e.message} (nothing applied)`);
+  }
+  try {
+    return { keys, relay: schema.parse(await call(t.relay, path, t.authorization, body)) };
+  } catch (err) {
+    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+    throw new LatchkeyError(e.code, `relay: ${e.message} (already applied on the key service; run the command again)`);
+  }
 }
 
 /** Applies an action on the key service, then on the relay, naming the side that failed. */

@@ -12,12 +12,13 @@ import { LatchkeyError, Role, assertSecureListener, isLoopbackHost } from '@latc
 import { mintToken, parseIpAllowlist } from '@latchkey/tokens';
 import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
+import { keyServiceSettings, type KeyStartFlags } from './keys.ts';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 type Out = (line: string) => void;
 
-export interface StartFlags {
+export interface StartFlags extends KeyStartFlags {
   data?: string | undefined;
   port?: string | undefined;
   host?: string | undefined;
@@ -121,6 +122,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     port: port === 0 ? 0 : port + 1,
     apiSecret: secret,
     masterKey: master.key,
+    ...keyServiceSettings(flags),
     allowedOrigins,
     ...admin,
     ...transport,

@@ -5,6 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LatchkeyError } from '@latchkey/protocol';
 import { close, contacts, invite, kick, transfer } from './admin.ts';
+import { KEY_START_OPTIONS, keysAudit, keysRewrap, shred } from './keys.ts';
 import { read, send, start, token } from './commands.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
 
@@ -35,6 +36,7 @@ async function run(argv: string[]): Promise<number> {
           'allowed-origins': str,
           'admin-allowlist': str,
           'relay-allowlist': str,
+          ...KEY_START_OPTIONS,
           store: str,
           fanout: str,
         }).values,
@@ -59,6 +61,21 @@ async function run(argv: string[]): Promise<number> {
       return transfer(parse({ contact: str, from: str, to: str, relay: str, keys: str, data: str }).values, out);
     case 'invite':
       return invite(parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str }).values, out);
+    case 'keys': {
+      const [sub, ...subArgs] = rest;
+      const parseSub = <T extends NonNullable<ParseArgsConfig['options']>>(options: T) => {
+        try {
+          return parseArgs({ args: subArgs, options, allowPositionals: false, strict: true });
+        } catch (err) {
+          throw new UsageError(err instanceof Error ? err.message : String(err));
+        }
+      };
+      if (sub === 'audit') return keysAudit(parseSub({ data: str, json: { type: 'boolean' }, head: str }).values, out, (l) => process.stderr.write(`${l}\n`));
+      if (sub === 'rewrap') return keysRewrap(parseSub({ data: str, keys: str, relay: str, offline: { type: 'boolean' } }).values, out);
+      throw new UsageError('keys takes audit or rewrap');
+    }
+    case 'shred':
+      return shred(parse({ contact: str, relay: str, keys: str, data: str }).values, out);
     case 'help':
     case '--help':
     case '-h':

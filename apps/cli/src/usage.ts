@@ -9,6 +9,9 @@ export const USAGE = `usage: latchkey <command> [flags]
 commands:
   start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
+         [--key-manager internal|http|pkcs11] [--kms-url URL --kms-key-id ID --kms-client-id ID
+         --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
+         --pkcs11-key-label L --pkcs11-pin-file FILE] [--rotate-after 1d] [--rotate-after-messages N]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
@@ -27,6 +30,12 @@ commands:
          hand a contact to another agent, who reads the whole history
   invite   --contact ID --participant ID --role agent|supervisor [--relay URL --keys URL] [--data DIR]
          admit a second agent or a supervisor ahead of time
+  shred    --contact ID [--relay URL --keys URL] [--data DIR]
+         crypto-shredding: every key of the contact destroyed, then its ciphertext deleted
+  keys audit  [--data DIR] [--json] [--head SEQ:HASH]
+         print the key access log and verify its hash chain (exit 1: TAMPERED)
+  keys rewrap [--data DIR] [--keys URL] [--offline]
+         re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated)
 
 exit codes: 0 ok, 1 error (code on stderr), 2 bad usage, 3 a message failed to open (read)
 `;

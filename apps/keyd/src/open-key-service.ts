@@ -14,9 +14,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
+import { deriveAdminKey } from '@latchkey/tokens';
 import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
 import { openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
 import { KeyPolicy, startKeySweep } from './key-policy.ts';
+import { registerRewrapRoute } from './master-key-rotation.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
 
@@ -90,6 +92,8 @@ export async function openKeyService(
   const paths = keyServicePaths(opts.dataDir);
   const keyManager = await openChosenKeyManager(opts.keyManager ?? { kind: 'internal' }, paths.db, opts.masterKey);
   let signingKey: Uint8Array | undefined;
+  // A copy the online master-key rotation needs (the caller may zero its own).
+  const master = { key: Uint8Array.from(opts.masterKey) };
   let access: SqliteAccessStore | undefined;
   let accessLog: KeyAccessLog | undefined;
   let clock: EpochClock | undefined;
@@ -129,6 +133,18 @@ export async function openKeyService(
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
       ...(tls ? { tls } : {}),
+      extraRoutes: (app) => {
+        const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
+        if (adminKeys.length === 0) return;
+        registerRewrapRoute(app, {
+          keyManager,
+          internal: (opts.keyManager?.kind ?? 'internal') === 'internal',
+          master,
+          signingKeyPath: paths.signingKey,
+          keys: adminKeys,
+          ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
+        });
+      },
     });
     const key = signingKey;
     const accessStore = access;
@@ -151,11 +167,13 @@ export async function openKeyService(
             log.close();
             epochs.close();
             key.fill(0);
+            master.key.fill(0);
           }
         })()),
     };
   } catch (err) {
     signingKey?.fill(0);
+    master.key.fill(0);
     access?.close();
     accessLog?.close();
     clock?.close();

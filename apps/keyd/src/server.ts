@@ -74,6 +74,8 @@ export interface KeyServiceOptions {
   allowedOrigins?: string[];
   /** Serve HTTPS with this certificate and key (PEM); the URL then starts with https://. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Registers more routes before the server listens (openKeyService: master-key rotation). */
+  extraRoutes?: (app: FastifyInstance) => void;
 }
 
 export interface KeyService {
@@ -350,6 +352,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
       ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
     });
 
+  opts.extraRoutes?.(app);
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : opts.port;

@@ -5,7 +5,7 @@
  * purpose alone (deriveKek(master, 'service-signing')), bound to a fixed label. A stolen file
  * alone is useless, and a wrong master key is caught at start.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { generateSigningKeyPair, signingPublicKey } from '@latchkey/crypto/sign';
 import { deriveKek, unwrapContentKey, wrapContentKey } from '@latchkey/crypto/wrap';
 import { createPrivateFile, readPrivateFile } from '@latchkey/keys';
@@ -54,5 +54,41 @@ export async function loadOrCreateServiceSigningKey(
     return { secretKey, publicKey: signingPublicKey(secretKey), created: false };
   } finally {
     kek.fill(0);
+  }
+}
+
+/**
+ * Master-key rotation of the signing key file: unwraps it under `masterKey`, wraps it under
+ * `newMasterKey` and replaces the file atomically (0600). A file that already unwraps under the
+ * new key is left alone (a rotation finished earlier).
+ * @throws LatchkeyError KEY_UNAVAILABLE when it unwraps under neither key or cannot be written.
+ */
+export async function rewrapServiceSigningKey(path: string, masterKey: Uint8Array, newMasterKey: Uint8Array): Promise<void> {
+  if (!existsSync(path)) return;
+  const wrapped = readPrivateFile(path, WRAPPED_BYTES);
+  const oldKek = deriveKek(masterKey, KEK_PURPOSE);
+  const newKek = deriveKek(newMasterKey, KEK_PURPOSE);
+  try {
+    try {
+      (await unwrapContentKey(newKek, wrapped, WRAP_CTX)).fill(0);
+      return;
+    } catch {
+      // not yet rotated
+    }
+    let seed: Uint8Array;
+    try {
+      seed = await unwrapContentKey(oldKek, wrapped, WRAP_CTX);
+    } catch (err) {
+      throw new LatchkeyError('KEY_UNAVAILABLE', `service signing key ${path} does not match the master key`, { cause: err });
+    }
+    const next = await wrapContentKey(newKek, seed, WRAP_CTX);
+    seed.fill(0);
+    const tmp = `${path}.new`;
+    rmSync(tmp, { force: true });
+    if (!createPrivateFile(tmp, next)) throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the signing key');
+    renameSync(tmp, path);
+  } finally {
+    oldKek.fill(0);
+    newKek.fill(0);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { ContactInfo, ContactState } from './membership.ts';
-import { Id, Role, TimeMs } from './primitives.ts';
+import { Id, Role, TimeMs, b64urlBytes } from './primitives.ts';
 
 export const ADMIN_PREFIX = '/admin/v1' as const;
 
@@ -19,6 +19,8 @@ export const ADMIN_PATHS = {
   invite: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/invite`,
   transfer: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/transfer`,
   shred: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/shred`,
+  /** Key service only: master-key rotation of the internal key manager, online. */
+  rewrap: `${ADMIN_PREFIX}/keys/rewrap`,
 } as const;
 
 /** Query of GET /admin/v1/contacts. */
@@ -86,3 +88,10 @@ export const ShredResponse = z.strictObject({
   messagesDeleted: z.number().int().min(0).optional(),
 });
 export type ShredResponse = z.infer<typeof ShredResponse>;
+
+/** POST /admin/v1/keys/rewrap (key service): re-wrap every content key under a new master key. */
+export const RewrapRequest = z.strictObject({ newMasterKey: b64urlBytes(32) });
+export type RewrapRequest = z.infer<typeof RewrapRequest>;
+
+export const RewrapResponse = z.strictObject({ rewrapped: z.number().int().min(0) });
+export type RewrapResponse = z.infer<typeof RewrapResponse>;

@@ -62,6 +62,8 @@ export {
   ContactResponse,
   ShredRequest,
   ShredResponse,
+  RewrapRequest,
+  RewrapResponse,
 } from './admin.ts';
 export {
   KEYS_PATHS,
