@@ -79,3 +79,24 @@ export {
 } from './http.ts';
 export { parseJson, parseRequest } from './parse.ts';
 export { isLoopbackHost, assertSecureListener, InsecureListenerError } from './transport.ts';
+export {
+  WEBHOOK_EVENT_TYPES,
+  WEBHOOK_PATHS,
+  WebhookEventType,
+  WebhookEndpointId,
+  WebhookEventId,
+  WebhookErrorCode,
+  WebhookError,
+  WebhookEndpointStatus,
+  WebhookEndpointInfo,
+  AddWebhookRequest,
+  WebhookSecretResponse,
+  RotateWebhookSecretRequest,
+  ListWebhooksResponse,
+  WebhookEndpointResponse,
+  WebhookTestResponse,
+  DeadLetter,
+  DeadLettersResponse,
+  ReplayWebhookRequest,
+  ReplayWebhookResponse,
+} from './webhooks.ts';

@@ -1,0 +1,47 @@
+/**
+ * Webhook event payloads (docs/webhooks.md). The body of each call is
+ * `{"type","timestamp","data"}` as Standard Webhooks suggests; `data` carries ids, counts and
+ * times only. Every schema is strict, so no field outside this list (a ciphertext, a text, a
+ * name) can ever be emitted.
+ */
+import { z } from 'zod';
+import { Epoch, Id, Role, Seq, TimeMs, WebhookEventType } from '@latchkey/protocol';
+
+const contact = { contactId: Id, time: TimeMs };
+const participant = { contactId: Id, participantId: Id, time: TimeMs };
+
+export const EVENT_DATA = {
+  'contact.opened': z.strictObject(contact),
+  'contact.closed': z.strictObject(contact),
+  'contact.expired': z.strictObject(contact),
+  'contact.shredded': z.strictObject(contact),
+  'participant.joined': z.strictObject({ ...participant, role: Role }),
+  'participant.left': z.strictObject(participant),
+  'participant.kicked': z.strictObject(participant),
+  /** Metadata of a stored message: never its ciphertext, nonce or signature. */
+  'message.stored': z.strictObject({
+    contactId: Id,
+    seq: Seq,
+    senderId: Id,
+    /** Size of the stored envelope in bytes. */
+    size: z.number().int().min(0),
+    time: TimeMs,
+  }),
+  'key.rotated': z.strictObject({ contactId: Id, epoch: Epoch, time: TimeMs }),
+} as const satisfies Record<WebhookEventType, z.ZodType>;
+
+export type EventData<T extends WebhookEventType> = z.infer<(typeof EVENT_DATA)[T]>;
+
+/** The JSON body of one webhook call. */
+export const WebhookPayload = z.discriminatedUnion(
+  'type',
+  WebhookEventType.options.map((type) =>
+    z.strictObject({ type: z.literal(type), timestamp: z.iso.datetime(), data: EVENT_DATA[type] }),
+  ) as unknown as [z.ZodObject, ...z.ZodObject[]],
+);
+export type WebhookPayload = {
+  [T in WebhookEventType]: { type: T; timestamp: string; data: EventData<T> };
+}[WebhookEventType];
+
+/** Test calls (admin "test") carry this type; they never enter the queue. */
+export const TEST_EVENT_TYPE = 'webhook.test' as const;

@@ -1,0 +1,31 @@
+/**
+ * @latchkey/webhooks: signed webhooks (Standard Webhooks) with a durable SQLite outbox, a
+ * delivery worker that refuses unsafe targets, and a verification helper for Node receivers.
+ * See docs/webhooks.md.
+ */
+export { generateSecret, secretKey, signatureFor, signWebhook, SECRET_PREFIX } from './signing.ts';
+export {
+  createWebhookVerifier,
+  verifyWebhook,
+  createReplayGuard,
+  WebhookVerificationError,
+  type ReplayGuard,
+  type VerifyOptions,
+} from './verify.ts';
+export { EVENT_DATA, WebhookPayload, TEST_EVENT_TYPE, type EventData } from './events.ts';
+export {
+  WebhookOutbox,
+  OUTBOX_SCHEMA_VERSION,
+  DEFAULT_RETRY,
+  type OutboxOptions,
+  type RetryPolicy,
+  type DueDelivery,
+} from './outbox.ts';
+export { deliver, resolveTarget, classifyError, type DeliveryOptions, type DeliveryResult, type DeliveryFailure } from './deliver.ts';
+export { isSpecialAddress, isLoopbackAddress, addressAllowlist } from './_address.ts';
+export {
+  WebhookService,
+  type WebhookServiceOptions,
+  type WebhookLogEvent,
+  type Timers,
+} from './service.ts';

@@ -1,0 +1,245 @@
+/**
+ * The webhook service: the outbox plus a delivery worker. `emit` queues an event durably (and
+ * never throws into its caller: an event that cannot be queued is logged); the worker sends each
+ * endpoint's head delivery, signed with the endpoint's current secret(s), records the outcome and
+ * sleeps until the next delivery is due. At most one call per endpoint is in flight, which keeps
+ * per-endpoint order. Clock and timers are injectable, so tests can drive retries.
+ */
+import { randomBytes } from 'node:crypto';
+import { LatchkeyError, type WebhookEndpointInfo, type WebhookError, type WebhookEventType, type WebhookTestResponse } from '@latchkey/protocol';
+import { deliver, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
+import { TEST_EVENT_TYPE, type EventData } from './events.ts';
+import { WebhookOutbox, type DueDelivery, type OutboxOptions } from './outbox.ts';
+import { signWebhook } from './signing.ts';
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface WebhookLogEvent {
+  event: string;
+  [field: string]: string | number | boolean | undefined;
+}
+
+export interface WebhookServiceOptions {
+  /** An outbox (the caller keeps ownership) or where to open one (the service owns it). */
+  outbox: WebhookOutbox | OutboxOptions;
+  delivery?: DeliveryOptions;
+  /** Clock in ms (default Date.now). */
+  now?: () => number;
+  /** Timers for the worker's sleeps (default the global ones, unref'd). */
+  timers?: Timers;
+  /** Calls in flight at once across endpoints (default 8). */
+  concurrency?: number;
+  /** Delivered events are deleted after this long (default 7 days). */
+  keepDeliveredMs?: number;
+  /** Start the worker at once (default true). */
+  autoStart?: boolean;
+  log?: (e: WebhookLogEvent) => void;
+  /** Replaces the HTTP call (tests only). */
+  send?: (url: string, headers: Record<string, string>, body: string) => Promise<DeliveryResult>;
+}
+
+const MAX_SLEEP_MS = 60_000;
+
+const defaultTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export class WebhookService {
+  readonly outbox: WebhookOutbox;
+  readonly #ownsOutbox: boolean;
+  readonly #now: () => number;
+  readonly #timers: Timers;
+  readonly #concurrency: number;
+  readonly #keepDeliveredMs: number;
+  readonly #log: (e: WebhookLogEvent) => void;
+  readonly #send: (url: string, headers: Record<string, string>, body: string) => Promise<DeliveryResult>;
+  readonly #busy = new Map<string, Promise<void>>();
+  #timer: unknown;
+  #wakeQueued = false;
+  #running = false;
+  #closed = false;
+  #lastPrune = 0;
+
+  /** @throws LatchkeyError UNAVAILABLE when the outbox cannot be opened. */
+  constructor(opts: WebhookServiceOptions) {
+    this.#ownsOutbox = !(opts.outbox instanceof WebhookOutbox);
+    this.outbox = opts.outbox instanceof WebhookOutbox ? opts.outbox : new WebhookOutbox(opts.outbox);
+    this.#now = opts.now ?? Date.now;
+    this.#timers = opts.timers ?? defaultTimers;
+    this.#concurrency = opts.concurrency ?? 8;
+    this.#keepDeliveredMs = opts.keepDeliveredMs ?? 7 * 86_400_000;
+    const log = opts.log;
+    this.#log = (e) => {
+      try {
+        log?.(e);
+      } catch {
+        // a failing logger must not stop deliveries
+      }
+    };
+    const delivery = opts.delivery ?? {};
+    this.#send = opts.send ?? ((url, headers, body) => deliver(url, headers, body, delivery));
+    if (opts.autoStart ?? true) this.start();
+  }
+
+  /**
+   * Queues an event for every subscribed endpoint and wakes the worker. Never throws: a failure
+   * is logged (`webhook-emit-failed`) and null returned.
+   */
+  emit<T extends WebhookEventType>(type: T, data: EventData<T>): string | null {
+    if (this.#closed) return null;
+    try {
+      const id = this.outbox.emit(type, data, this.#now());
+      if (id !== null) this.wake();
+      return id;
+    } catch (err) {
+      this.#log({ event: 'webhook-emit-failed', type, detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      return null;
+    }
+  }
+
+  /** Starts the worker (idempotent). */
+  start(): void {
+    if (this.#running || this.#closed) return;
+    this.#running = true;
+    this.wake();
+  }
+
+  /** Looks for due deliveries soon (after the current tick). */
+  wake(): void {
+    if (!this.#running || this.#wakeQueued) return;
+    this.#wakeQueued = true;
+    queueMicrotask(() => {
+      this.#wakeQueued = false;
+      this.#pump();
+    });
+  }
+
+  /** Starts every due delivery (within the concurrency limit) and sleeps until the next. */
+  #pump(): void {
+    if (this.#closed || !this.#running) return;
+    if (this.#timer !== undefined) {
+      this.#timers.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const now = this.#now();
+    let nextAt: number | null;
+    try {
+      this.#maybePrune(now);
+      const r = this.outbox.due(now, new Set(this.#busy.keys()));
+      nextAt = r.nextAt;
+      for (const d of r.due) {
+        if (this.#busy.size >= this.#concurrency) break;
+        this.#start(d);
+      }
+    } catch (err) {
+      this.#log({ event: 'webhook-worker-failed', detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      nextAt = now + 5_000;
+    }
+    if (!this.#running) return;
+    // Sleep until the next due delivery (bounded, so a changed clock is noticed); in-flight
+    // calls wake the worker when they finish.
+    const sleep = nextAt === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, nextAt - now));
+    this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, sleep);
+  }
+
+  #maybePrune(now: number): void {
+    if (now - this.#lastPrune < 3_600_000) return;
+    this.#lastPrune = now;
+    this.outbox.prune(now - this.#keepDeliveredMs);
+  }
+
+  #start(d: DueDelivery): void {
+    const p = this.#attempt(d).finally(() => {
+      this.#busy.delete(d.endpointId);
+      this.wake();
+    });
+    this.#busy.set(d.endpointId, p);
+  }
+
+  async #attempt(d: DueDelivery): Promise<void> {
+    const sentAt = this.#now();
+    const headers = signWebhook(d.secrets, d.eventId, Math.floor(sentAt / 1000), d.payload);
+    let r: DeliveryResult;
+    try {
+      r = await this.#send(d.url, headers, d.payload);
+    } catch (err) {
+      r = { ok: false, status: null, code: 'CONNECT_FAILED', message: err instanceof Error ? err.message : 'failed' };
+    }
+    const now = this.#now();
+    try {
+      if (r.ok) {
+        this.outbox.delivered(d.endpointId, d.eventSeq, now);
+        this.#log({ event: 'webhook-delivered', endpoint: d.endpointId, eventId: d.eventId, status: r.status });
+      } else {
+        const dead = this.outbox.failed(d.endpointId, d.eventSeq, { code: r.code, message: r.message, at: now }, now);
+        this.#log({ event: dead ? 'webhook-dead' : 'webhook-retry', endpoint: d.endpointId, eventId: d.eventId, code: r.code, attempt: d.attempts + 1 });
+      }
+    } catch (err) {
+      this.#log({ event: 'webhook-record-failed', detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+    }
+  }
+
+  /**
+   * Runs one round now: starts every due delivery and waits for all calls in flight. Tests and
+   * the admin "flush" use it; the worker does the same on its own timer.
+   */
+  async runDue(): Promise<void> {
+    if (this.#closed) return;
+    const now = this.#now();
+    for (const d of this.outbox.due(now, new Set(this.#busy.keys())).due) this.#start(d);
+    await this.idle();
+  }
+
+  /** Resolves once no call is in flight. */
+  async idle(): Promise<void> {
+    while (this.#busy.size > 0) await Promise.all([...this.#busy.values()]);
+  }
+
+  /**
+   * Sends one signed `webhook.test` call to the endpoint at once (outside the queue) and records
+   * the outcome in its status.
+   * @throws LatchkeyError NOT_FOUND.
+   */
+  async test(endpointId: string): Promise<WebhookTestResponse> {
+    const now = this.#now();
+    const info = this.outbox.endpoint(endpointId, now);
+    if (!info) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
+    const id = `evt_test_${randomBytes(12).toString('base64url')}`;
+    const body = JSON.stringify({ type: TEST_EVENT_TYPE, timestamp: new Date(now).toISOString(), data: { endpointId } });
+    const headers = signWebhook(this.outbox.secrets(endpointId, now), id, Math.floor(now / 1000), body);
+    const r = await this.#send(info.url, headers, body).catch(
+      (err: unknown): DeliveryResult => ({ ok: false, status: null, code: 'CONNECT_FAILED', message: err instanceof Error ? err.message : 'failed' }),
+    );
+    const at = this.#now();
+    const error: WebhookError | null = r.ok ? null : { code: r.code, message: r.message, at };
+    this.outbox.recordTest(endpointId, error, at);
+    return { ok: r.ok, status: r.status, error };
+  }
+
+  /** The endpoint's info, for answers after a change. */
+  endpoint(id: string): WebhookEndpointInfo | null {
+    return this.outbox.endpoint(id, this.#now());
+  }
+
+  /** Stops the worker, waits for calls in flight, closes an outbox it opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#running = false;
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.idle();
+    this.#closed = true;
+    if (this.#ownsOutbox) this.outbox.close();
+  }
+}
