@@ -6,6 +6,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LatchkeyError } from '@latchkey/protocol';
 import { close, contacts, invite, kick, transfer } from './admin.ts';
 import { KEY_START_OPTIONS, keysAudit, keysRewrap, shred } from './keys.ts';
+import { backup, restore } from './backup.ts';
 import { read, send, start, token } from './commands.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
 
@@ -61,6 +62,10 @@ async function run(argv: string[]): Promise<number> {
       return transfer(parse({ contact: str, from: str, to: str, relay: str, keys: str, data: str }).values, out);
     case 'invite':
       return invite(parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str }).values, out);
+    case 'backup':
+      return backup(parse({ data: str, out: str, 'include-secrets': { type: 'boolean' } }).values, out);
+    case 'restore':
+      return restore(parse({ from: str, data: str, force: { type: 'boolean' } }).values, out);
     case 'keys': {
       const [sub, ...subArgs] = rest;
       const parseSub = <T extends NonNullable<ParseArgsConfig['options']>>(options: T) => {

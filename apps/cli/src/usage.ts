@@ -36,6 +36,10 @@ commands:
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]
          re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated)
+  backup   --out DIR2 [--data DIR] [--include-secrets]
+         online, consistent copy of the databases (while start runs) with a manifest (SHA-256)
+  restore  --from DIR2 [--data DIR] [--force]
+         verify a backup's manifest and copy it into an empty (or, with --force, any) DIR
 
 exit codes: 0 ok, 1 error (code on stderr), 2 bad usage, 3 a message failed to open (read)
 `;
