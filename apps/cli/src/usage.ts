@@ -9,6 +9,7 @@ export const USAGE = `usage: latchkey <command> [flags]
 commands:
   start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
+         [--store postgres://...] [--fanout redis://...]
          [--key-manager internal|http|pkcs11] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
          --pkcs11-key-label L --pkcs11-pin-file FILE] [--rotate-after 1d] [--rotate-after-messages N]
