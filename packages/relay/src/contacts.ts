@@ -6,7 +6,7 @@
  *
  * `RetentionHook` is the seam for what happens to an expired contact's data: the relay marks the
  * contact expired, ends every connection of it and refuses it from then on, then calls the hook
- * once. The default keeps the ciphertext (unreadable once the key service destroys the keys);
+ * once. The default deletes the ciphertext (shred.ts; the keys are destroyed by the key service);
  * a retention policy may delete it, archive it, or tell a key manager to crypto-shred.
  */
 import type { ContactInfo, ContactState, Role } from '@latchkey/protocol';
@@ -77,7 +77,7 @@ export interface RetentionHook {
   contactExpired(contactId: string, expiredAt: number): Promise<void>;
 }
 
-/** The default retention: keeps the stored ciphertext as it is. */
+/** Retention that keeps the stored ciphertext as it is (the default deletes it: shred.ts). */
 export const KEEP_CIPHERTEXT: RetentionHook = { contactExpired: () => Promise.resolve() };
 
 export function isContactStore(s: unknown): s is ContactStore {
