@@ -31,6 +31,9 @@ import {
 } from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import type { ContactPolicy, ContactStore } from './contacts.ts';
+import type { WebhookService } from '@latchkey/webhooks';
+import { emitAdmission } from './webhook-events.ts';
+import { webhookRoute } from './webhooks-api.ts';
 
 export interface AdminApiOptions {
   contacts: ContactStore;
@@ -45,6 +48,8 @@ export interface AdminApiOptions {
   onExpiryChanged: () => Promise<void>;
   /** Crypto-shredding: expires the contact, ends its connections, deletes its ciphertext; returns how many messages. */
   onShred?: (contactId: string) => Promise<number>;
+  /** Signed webhooks: lifecycle events, and the /admin/v1/webhooks routes (webhooks-api.ts). */
+  webhooks?: WebhookService;
   now?: () => number;
 }
 
@@ -57,7 +62,7 @@ const ROUTE = /^\/admin\/v1\/contacts(?:\/([A-Za-z0-9_-]{1,64})(?:\/(close|expir
 
 const SHRED_ROUTE = /^\/admin\/v1\/contacts\/([A-Za-z0-9_-]{1,64})\/shred\/?$/;
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -76,7 +81,7 @@ function sendError(res: ServerResponse, err: LatchkeyError): void {
 }
 
 /** Reads a JSON body of at most LIMITS.maxHttpBodyBytes; an empty body is `{}`. */
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const type = req.headers['content-type'];
   const chunks: Buffer[] = [];
   let size = 0;
@@ -105,6 +110,7 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const keyId = auth.check(req.headers.authorization, req.socket.remoteAddress);
     if (await shredRoute(req, res, url, keyId)) return;
+    if (opts.webhooks && (await webhookRoute(opts.webhooks, req, res, url, opts.log))) return;
     const m = ROUTE.exec(url.pathname);
     if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const [, contactId, action] = m;
@@ -134,10 +140,13 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
     const body = await readJson(req);
     let info: ContactInfo | undefined;
     switch (action) {
-      case 'close':
+      case 'close': {
         parse(CloseContactRequest, body);
-        info = await contacts.closeContact(contactId, now());
+        const at = now();
+        info = await contacts.closeContact(contactId, at);
+        if (info.closedAt === at) opts.webhooks?.emit('contact.closed', { contactId, time: at });
         break;
+      }
       case 'expiry': {
         const { expiresAt } = parse(SetExpiryRequest, body);
         info = await contacts.setExpiry(contactId, expiresAt, now());
@@ -152,18 +161,24 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
         info = await contacts.kick(contactId, participantId, now());
         const closed = opts.onKick(contactId, participantId);
         opts.log({ event: 'admin-kick', keyId, contactId, participantId, closed });
+        opts.webhooks?.emit('participant.kicked', { contactId, participantId, time: now() });
         break;
       }
       case 'invite': {
         const { participantId, role } = parse(InviteRequest, body);
-        info = await contacts.invite(contactId, participantId, role, now(), policy);
+        const at = now();
+        info = await contacts.invite(contactId, participantId, role, at, policy);
+        emitAdmission(opts.webhooks, info, participantId, at);
         break;
       }
       case 'transfer': {
         const { from, to } = parse(TransferRequest, body);
-        info = await contacts.transfer(contactId, from, to, now());
+        const at = now();
+        info = await contacts.transfer(contactId, from, to, at);
         const closed = opts.onKick(contactId, from);
         opts.log({ event: 'admin-transfer', keyId, contactId, from, to, closed });
+        opts.webhooks?.emit('participant.left', { contactId, participantId: from, time: at });
+        emitAdmission(opts.webhooks, info, to, at);
         break;
       }
     }

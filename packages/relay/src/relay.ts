@@ -55,6 +55,8 @@ import { SqliteMessageStore, type MessageStore } from './store.ts';
 import { InProcessFanout, newRelayId, type EnvelopeEvent, type Fanout, type FanoutSubscription } from './fanout.ts';
 import { RelayMetrics, createOpsEndpoints } from './metrics.ts';
 import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
+import type { WebhookService } from '@latchkey/webhooks';
+import { emitAdmission, emitMessageStored } from './webhook-events.ts';
 
 /** A structured log event. Carries codes, counts and opaque ids only. */
 export interface RelayLogEvent {
@@ -122,6 +124,8 @@ export interface RelayOptions {
   fanout?: Fanout;
   /** IPs/CIDR ranges allowed to read `/metrics` (default: loopback only). */
   metricsIpAllowlist?: readonly string[];
+  /** Signed webhooks (docs/webhooks.md; the caller keeps ownership): events and /admin/v1/webhooks. */
+  webhooks?: WebhookService;
 }
 
 /** TLS material for `listen` (PEM). */
@@ -377,6 +381,7 @@ export function createRelay(opts: RelayOptions): Relay {
         for (const contactId of await contacts.expireDue(now)) {
           const n = disconnect(contactId, null, 'CONTACT_EXPIRED');
           log({ event: 'contact-expired', contactId, closed: n });
+          opts.webhooks?.emit('contact.expired', { contactId, time: now });
           await retention.contactExpired(contactId, now).catch((err: unknown) =>
             log({ event: 'retention-failed', contactId, detail: err instanceof Error ? err.name : typeof err }),
           );
@@ -407,6 +412,7 @@ export function createRelay(opts: RelayOptions): Relay {
             return n;
           },
           onExpiryChanged: () => sweepExpired(),
+          ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
           ...(shredder ? { onShred: (contactId: string) => shred(contactId) } : {}),
         });
 
@@ -652,7 +658,8 @@ export function createRelay(opts: RelayOptions): Relay {
     void (async () => {
       const principal = await verifier.verify(token, { audience: AUDIENCE_RELAY });
       // Membership: kicked or departed participants, expired or full contacts are refused.
-      await contacts.admit(principal, Date.now(), policy);
+      const admittedAt = Date.now();
+      emitAdmission(opts.webhooks, await contacts.admit(principal, admittedAt, policy), principal.participantId, admittedAt);
       const head = await store.head(principal.contactId);
       // closed or timed out meanwhile
       if (c.phase !== 'authenticating' || c.ws.readyState !== WebSocket.OPEN) return;
@@ -894,6 +901,7 @@ export function createRelay(opts: RelayOptions): Relay {
         }
         sendFrame(c, { v: PROTOCOL_VERSION, type: 'ack', msgId: env.msgId, seq: r.seq, duplicate: r.duplicate });
         if (r.duplicate) return;
+        emitMessageStored(opts.webhooks, r.envelope, Date.now());
         if (c.join !== 'no') {
           c.own.add(r.seq);
           skipOwn(c);

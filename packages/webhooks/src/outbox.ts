@@ -135,7 +135,7 @@ export class WebhookOutbox {
 
   /** Adds an endpoint; returns it with its secret (shown once). */
   addEndpoint(
-    e: { url: string; events?: readonly WebhookEventType[]; description?: string },
+    e: { url: string; events?: readonly WebhookEventType[] | undefined; description?: string | undefined },
     now: number,
   ): { endpoint: WebhookEndpointInfo; secret: string } {
     const id = randomId('ep_');
