@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { createRelay, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
+import { createRelay, WebhookService, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
@@ -34,6 +34,8 @@ export interface StartRelayOptions {
   storeUrl?: string;
   /** `redis://...`: fan-out between relays through Redis (needed with several relays). */
   fanoutUrl?: string;
+  /** IPs/CIDR ranges that webhook endpoints may reach although private or loopback (docs/webhooks.md). */
+  webhookAllowlist?: readonly string[];
 }
 
 export interface RunningRelay {
@@ -73,14 +75,21 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     opts.fanoutUrl === undefined
       ? undefined
       : new RedisFanout({ url: opts.fanoutUrl, ...(log === undefined ? {} : { log: (e: object) => log(e) }) });
+  // Signed webhooks: a durable outbox of this relay in `<dataDir>/relay/webhooks.db` (docs/webhooks.md).
+  const webhooks = new WebhookService({
+    outbox: { path: join(dir, 'webhooks.db') },
+    delivery: { allowlist: opts.webhookAllowlist ?? [] },
+    ...(log === undefined ? {} : { log: (e: object) => log(e) }),
+  });
   const closeBackends = async (): Promise<void> => {
-    await Promise.allSettled([store?.close(), fanout?.close()]);
+    await Promise.allSettled([store?.close(), fanout?.close(), webhooks.close()]);
   };
   let relay: ReturnType<typeof createRelay>;
   try {
     relay = createRelay({
       store: store ?? { path: join(dir, 'messages.db') },
       ...(fanout === undefined ? {} : { fanout }),
+      webhooks,
       apiSecret: opts.apiSecret,
       ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
       ...(opts.admission === undefined ? {} : { admission: opts.admission }),

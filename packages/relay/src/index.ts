@@ -48,3 +48,4 @@ export {
 export { RelayMetrics, createOpsEndpoints, type OpsEndpointsOptions } from './metrics.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
 export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';
+export { WebhookService, type WebhookServiceOptions } from '@latchkey/webhooks';
