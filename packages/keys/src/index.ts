@@ -36,6 +36,15 @@ export {
   type Pkcs11KeyAttributes,
 } from './adapters/pkcs11.ts';
 export {
+  openKmipKeyManager,
+  createKmipWrapper,
+  type KmipWrapperOptions,
+  type KmipKeyWrapper,
+  type KmipKeyAttributes,
+} from './adapters/kmip.ts';
+export { KmipClient, KmipResultError, type KmipClientOptions, type KmipAttribute, type KmipCreateOptions } from './kmip/client.ts';
+export { encodeTtlv, decodeTtlv, TtlvError, type TtlvItem, type TtlvType, type TtlvLimits } from './kmip/ttlv.ts';
+export {
   KeyAccessLog,
   type AccessRecord,
   type AccessOutcome,
