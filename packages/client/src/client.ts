@@ -33,6 +33,7 @@ import { verifyCertificate } from './certificate.ts';
 import { KeyReceiver, tokenParticipant, type KeyDeliveryMode } from './key-delivery.ts';
 import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
 import { tlsFailure } from './tls-errors.ts';
+import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 
 /** The subset of the WHATWG WebSocket that the client uses (browsers and `ws` both fit). */
 export interface WebSocketLike {
@@ -76,6 +77,19 @@ export interface ClientOptions {
    * current epoch. Default: what the key service says (`rotateAfterMessages`), else never.
    */
   rotateAfterMessages?: number;
+  /**
+   * Where sealed, unacknowledged envelopes wait (default: in memory). With a persistent store
+   * (`IndexedDbOutbox` in browsers) `connect` sends what an earlier session left, once, in
+   * order, before anything new, and emits each as a `pending` event first.
+   */
+  outbox?: OutboxStore;
+}
+
+/** An own message restored from the outbox store: sealed earlier, not yet acknowledged. */
+export interface PendingMessage {
+  msgId: string;
+  sentAt: number;
+  text: string;
 }
 
 /** A message of the contact, opened and verified. */
@@ -112,6 +126,7 @@ interface Events {
   failed: FailedMessage;
   state: ConnectionState;
   error: LatchkeyError;
+  pending: PendingMessage;
 }
 type Listener<T> = (value: T) => void;
 
@@ -158,6 +173,7 @@ export class LatchkeyClient {
     failed: new Set(),
     state: new Set(),
     error: new Set(),
+    pending: new Set(),
   };
 
   #identity: { contactId: string; participantId: string; role: Role } | null = null;
@@ -182,6 +198,7 @@ export class LatchkeyClient {
   #gapTimer: ReturnType<typeof setTimeout> | null = null;
 
   #outbox: OutboxEntry[] = [];
+  #outboxStore: OutboxStore;
   #requests = new Map<string, Pending<HistoryFrame>>();
   #nextRequest = 1;
   #ready: Pending<void> | null = null;
@@ -202,6 +219,7 @@ export class LatchkeyClient {
     this.#fetch = f;
     this.#WS = W;
     this.#now = opts.now ?? Date.now;
+    this.#outboxStore = opts.outbox ?? new MemoryOutbox();
     if (opts.serviceKey !== undefined) {
       this.#serviceKey = typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
     }
@@ -268,6 +286,7 @@ export class LatchkeyClient {
       this.#epoch = res.currentEpoch;
       this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
       this.#cert = res.certificate ?? null;
+      await this.#restoreOutbox();
       await this.#openSocket();
     } catch (err) {
       this.#setState('closed');
@@ -309,6 +328,8 @@ export class LatchkeyClient {
       sig: toBase64Url(sealed.sig),
       cert: this.#cert,
     };
+    // Recorded before it leaves, so a reload cannot lose it; a failing store only costs that.
+    await this.#outboxStore.put(envelope).catch(() => undefined);
     return new Promise<SendResult>((resolve, reject) => {
       const entry: OutboxEntry = { envelope, text, resolve, reject };
       this.#outbox.push(entry);
@@ -479,6 +500,7 @@ export class LatchkeyClient {
         if (i < 0) return;
         const [entry] = this.#outbox.splice(i, 1);
         if (!entry) return;
+        void this.#outboxStore.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
         this.#ownStored(entry, frame.seq);
         entry.resolve({ seq: frame.seq, msgId: frame.msgId, duplicate: frame.duplicate });
         return;
@@ -567,6 +589,7 @@ export class LatchkeyClient {
         return;
       }
       this.#outbox.splice(i, 1);
+      void this.#outboxStore.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
       entry.reject(err);
       return;
     }
@@ -580,6 +603,58 @@ export class LatchkeyClient {
     }
     this.#lastError = err;
     this.#emit('error', err);
+  }
+
+  /**
+   * Loads what an earlier session left in the outbox store for this contact and participant,
+   * opens each envelope locally (it must verify as our own), emits it as `pending`, and queues
+   * it ahead of anything new. An envelope that no longer opens is dropped from the store.
+   */
+  async #restoreOutbox(): Promise<void> {
+    const claims = tokenClaims(this.#token);
+    if (!claims) return;
+    let stored: SealedEnvelope[];
+    try {
+      stored = await this.#outboxStore.load(claims.contactId, claims.participantId);
+    } catch {
+      return; // storage refused: nothing to restore
+    }
+    const known = new Set(this.#outbox.map((e) => e.envelope.msgId));
+    const restored: OutboxEntry[] = [];
+    for (const envelope of stored) {
+      if (known.has(envelope.msgId)) continue;
+      const text = await this.#openOwn(envelope, claims);
+      if (text === null) {
+        await this.#outboxStore.delete(envelope.contactId, envelope.msgId).catch(() => undefined);
+        continue;
+      }
+      known.add(envelope.msgId);
+      restored.push({ envelope, text, resolve: () => undefined, reject: () => undefined });
+      this.#emit('pending', { msgId: envelope.msgId, sentAt: envelope.sentAt, text });
+    }
+    this.#outbox = [...restored, ...this.#outbox];
+  }
+
+  /** Opens an own envelope from the outbox store; null when it is not ours or does not open. */
+  async #openOwn(env: SealedEnvelope, claims: { contactId: string; participantId: string }): Promise<string | null> {
+    if (env.contactId !== claims.contactId || env.senderId !== claims.participantId || !this.#serviceKey) return null;
+    try {
+      const key = await this.#keyFor(env.epoch);
+      const sender = await verifyCertificate(env.cert, this.#serviceKey, env);
+      const { nonce, ciphertext, sig, cert: _cert, ...header } = env;
+      const plaintext = await openEnvelope({
+        key,
+        header,
+        nonce: fromBase64Url(nonce),
+        ciphertext: fromBase64Url(ciphertext),
+        sig: fromBase64Url(sig),
+        verifyKey: sender.publicKey,
+      });
+      const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
+      return body.success ? body.data.text : null;
+    } catch {
+      return null;
+    }
   }
 
   #becomeReady(): void {
@@ -730,4 +805,15 @@ export class LatchkeyClient {
       return failed('DECRYPT_FAILED');
     }
   }
+}
+
+/** Contact and participant named by a token (unverified: only to find own outbox records). */
+function tokenClaims(token: string): { contactId: string; participantId: string } | null {
+  try {
+    const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as { sub?: unknown; cid?: unknown };
+    if (typeof claims.sub === 'string' && typeof claims.cid === 'string') return { contactId: claims.cid, participantId: claims.sub };
+  } catch {
+    // not a JWT: nothing to restore
+  }
+  return null;
 }

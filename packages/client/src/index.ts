@@ -12,7 +12,10 @@ export {
   type ConnectionState,
   type WebSocketLike,
   type WebSocketConstructor,
+  type PendingMessage,
 } from './client.ts';
+export { MemoryOutbox, type OutboxStore } from './outbox.ts';
+export { IndexedDbOutbox } from './indexeddb-outbox.ts';
 export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';
 export { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
 export { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
