@@ -9,6 +9,7 @@ import { KEY_START_OPTIONS, keysAudit, keysRewrap, shred } from './keys.ts';
 import { backup, restore } from './backup.ts';
 import { read, send, start, token } from './commands.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
+import { webhooks } from './webhooks.ts';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -66,6 +67,16 @@ async function run(argv: string[]): Promise<number> {
       return backup(parse({ data: str, out: str, 'include-secrets': { type: 'boolean' } }).values, out);
     case 'restore':
       return restore(parse({ from: str, data: str, force: { type: 'boolean' } }).values, out);
+    case 'webhooks': {
+      const [sub, ...subArgs] = rest;
+      try {
+        const { values } = parseArgs({ args: subArgs, options: { url: str, events: str, description: str, id: str, event: str, json: { type: 'boolean' }, relay: str, keys: str, data: str }, strict: true });
+        return await webhooks(sub, values, out);
+      } catch (err) {
+        if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message);
+        throw err;
+      }
+    }
     case 'keys': {
       const [sub, ...subArgs] = rest;
       const parseSub = <T extends NonNullable<ParseArgsConfig['options']>>(options: T) => {

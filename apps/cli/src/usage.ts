@@ -33,6 +33,9 @@ commands:
          admit a second agent or a supervisor ahead of time
   shred    --contact ID [--relay URL --keys URL] [--data DIR]
          crypto-shredding: every key of the contact destroyed, then its ciphertext deleted
+  webhooks add --url URL [--events TYPE,...] [--description TEXT] | list [--json] | remove --id EP
+         | test --id EP | replay --id EP [--event EVT,...] | dead-letters --id EP [--json]
+         signed webhooks of the relay (docs/webhooks.md); add prints the secret once
   keys audit  [--data DIR] [--json] [--head SEQ:HASH]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]

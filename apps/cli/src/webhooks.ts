@@ -1,0 +1,129 @@
+/**
+ * `latchkey webhooks add|list|remove|test|replay|dead-letters` (README "Command line", API in
+ * docs/webhooks.md): the relay's /admin/v1/webhooks routes, with the admin key and endpoints of
+ * the other admin commands.
+ */
+import {
+  AddWebhookRequest,
+  DeadLettersResponse,
+  ErrorResponse,
+  LatchkeyError,
+  ListWebhooksResponse,
+  ReplayWebhookResponse,
+  WEBHOOK_PATHS,
+  WebhookEndpointId,
+  WebhookEndpointResponse,
+  WebhookEventType,
+  WebhookSecretResponse,
+  WebhookTestResponse,
+  type WebhookEndpointInfo,
+} from '@latchkey/protocol';
+import { target, type AdminFlags } from './admin.ts';
+import { EXIT, UsageError } from './usage.ts';
+
+type Out = (line: string) => void;
+
+export interface WebhookFlags extends AdminFlags {
+  url?: string | undefined;
+  events?: string | undefined;
+  description?: string | undefined;
+  id?: string | undefined;
+  event?: string | undefined;
+  json?: boolean | undefined;
+}
+
+interface Schema<T> {
+  safeParse(v: unknown): { success: true; data: T } | { success: false };
+}
+
+async function call<T>(flags: AdminFlags, method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> {
+  const t = await target(flags);
+  let res: Response;
+  try {
+    res = await fetch(`${t.relay}${path}`, {
+      method,
+      headers: { authorization: t.authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', 'relay: no answer');
+    throw new LatchkeyError('UNAVAILABLE', 'relay: cannot connect');
+  }
+  const json = (await res.json().catch(() => undefined)) as unknown;
+  if (!res.ok) {
+    const e = ErrorResponse.safeParse(json);
+    if (e.success) throw new LatchkeyError(e.data.error.code, `relay: ${e.data.error.message}`);
+    throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `relay: HTTP ${res.status}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new LatchkeyError('UNAVAILABLE', 'relay: unexpected answer');
+  return parsed.data;
+}
+
+function endpointId(v: string | undefined): string {
+  if (v === undefined) throw new UsageError('--id is required');
+  if (!WebhookEndpointId.safeParse(v).success) throw new UsageError('--id must be an endpoint id (ep_...)');
+  return v;
+}
+
+/** `ID URL events=... pending=N dead=N delivered=N last-error=CODE message|none` */
+export function formatEndpoint(e: WebhookEndpointInfo): string {
+  const s = e.status;
+  const err = s.lastError ? `${s.lastError.code} ${s.lastError.message}` : 'none';
+  return `${e.id} ${e.url} events=${e.events?.join(',') ?? 'all'} pending=${s.pending} dead=${s.dead} delivered=${s.delivered} last-error=${err}`;
+}
+
+export async function webhooks(sub: string | undefined, flags: WebhookFlags, out: Out): Promise<number> {
+  switch (sub ?? '') {
+    case 'add': {
+      if (flags.url === undefined) throw new UsageError('--url is required');
+      const events = flags.events?.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const e of events ?? []) if (!WebhookEventType.safeParse(e).success) throw new UsageError(`unknown event type: ${e}`);
+      const body = AddWebhookRequest.parse({
+        url: flags.url,
+        ...(events ? { events } : {}),
+        ...(flags.description === undefined ? {} : { description: flags.description }),
+      });
+      const r = await call(flags, 'POST', WEBHOOK_PATHS.endpoints, WebhookSecretResponse, body);
+      out(`added ${r.endpoint.id} ${r.endpoint.url}`);
+      out(`secret: ${r.secret}`);
+      return EXIT.ok;
+    }
+    case 'list': {
+      const r = await call(flags, 'GET', WEBHOOK_PATHS.endpoints, ListWebhooksResponse);
+      for (const e of r.endpoints) out(flags.json ? JSON.stringify(e) : formatEndpoint(e));
+      return EXIT.ok;
+    }
+    case 'remove': {
+      const id = endpointId(flags.id);
+      await call(flags, 'DELETE', WEBHOOK_PATHS.endpoint(id), WebhookEndpointResponse);
+      out(`removed ${id}`);
+      return EXIT.ok;
+    }
+    case 'test': {
+      const id = endpointId(flags.id);
+      const r = await call(flags, 'POST', WEBHOOK_PATHS.test(id), WebhookTestResponse, {});
+      if (!r.ok) throw new LatchkeyError('UNAVAILABLE', `test call failed: ${r.error?.code ?? 'HTTP_STATUS'} ${r.error?.message ?? ''}`.trim());
+      out(`ok ${id} status=${r.status ?? 0}`);
+      return EXIT.ok;
+    }
+    case 'replay': {
+      const id = endpointId(flags.id);
+      const eventIds = flags.event?.split(',').map((s) => s.trim()).filter(Boolean);
+      const r = await call(flags, 'POST', WEBHOOK_PATHS.replay(id), ReplayWebhookResponse, eventIds ? { eventIds } : {});
+      out(`replayed ${r.replayed}`);
+      return EXIT.ok;
+    }
+    case 'dead-letters': {
+      const id = endpointId(flags.id);
+      const r = await call(flags, 'GET', WEBHOOK_PATHS.deadLetters(id), DeadLettersResponse);
+      for (const d of r.deadLetters) {
+        out(flags.json ? JSON.stringify(d) : `${d.eventId} ${d.type} ${new Date(d.createdAt).toISOString()} attempts=${d.attempts} last-error=${d.lastError ? `${d.lastError.code} ${d.lastError.message}` : 'none'}`);
+      }
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError('webhooks takes add, list, remove, test, replay or dead-letters');
+  }
+}
