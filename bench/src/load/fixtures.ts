@@ -98,7 +98,7 @@ export async function sealText(
  * sender signature, AES-GCM, body schema. @throws when any check fails.
  */
 export async function openText(env: SealedEnvelope | StoredEnvelope, key: Uint8Array, servicePublicKey: Uint8Array): Promise<string> {
-  const sender = verifyCertificate(env.cert, servicePublicKey, env);
+  const sender = await verifyCertificate(env.cert, servicePublicKey, env);
   const plaintext = await openEnvelope({
     key,
     header: {
