@@ -23,7 +23,7 @@ export const EVENT_DATA = {
     contactId: Id,
     seq: Seq,
     senderId: Id,
-    /** Size of the stored envelope in bytes. */
+    /** Size of the ciphertext in bytes. */
     size: z.number().int().min(0),
     time: TimeMs,
   }),
