@@ -122,7 +122,19 @@ export async function startPykmip(dir: string): Promise<PykmipServer> {
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn('pykmip-server', ['-f', conf, '-l', logPath], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: PyKMIP forks a policy-file monitor that must go down with it.
+  const child: ChildProcess = spawn('pykmip-server', ['-f', conf, '-l', logPath], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  const group = (signal: NodeJS.Signals): void => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, signal);
+    } catch {
+      // Already gone.
+    }
+  };
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
@@ -132,7 +144,7 @@ export async function startPykmip(dir: string): Promise<PykmipServer> {
   while (!(await portOpen(port))) {
     if (child.exitCode !== null) throw new Error(`pykmip-server exited: ${stderr}`);
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
+      group('SIGKILL');
       throw new Error(`pykmip-server did not listen on ${port}: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 100));
@@ -145,11 +157,13 @@ export async function startPykmip(dir: string): Promise<PykmipServer> {
     logPath,
     log: () => readFileSync(logPath, 'utf8'),
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
+      // SIGINT is PyKMIP's orderly shutdown, but it waits for open sessions: SIGKILL the whole
+      // group after a grace period, and in any case once the main process is gone.
+      group('SIGINT');
+      const timer = setTimeout(() => group('SIGKILL'), 3_000);
+      if (child.exitCode === null && child.signalCode === null) await exited;
       clearTimeout(timer);
+      group('SIGKILL');
     },
   };
 }
