@@ -84,6 +84,28 @@ describe('client outbox across client objects', () => {
     expect((await audit.history(0)).map((h) => h.seq)).toEqual([1]);
     second.close();
   });
+
+  it('a send under a caller-chosen msgId keeps that id in the outbox, the ack and the message', async () => {
+    const store = new MemoryOutbox();
+    const vToken = await stack.token('ob-3', 'visitor-1', 'visitor');
+    const client = await stack.client(vToken, { outbox: store });
+    const seen: ChatMessage[] = [];
+    client.on('message', (m) => seen.push(m));
+    await expect(client.send('bad id', { msgId: 'short' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await stack.stopRelay();
+    const msgId = 'ui-chosen-id-0000000001';
+    const waiting = client.send('chosen', { msgId });
+    waiting.catch(() => undefined);
+    await eventually(async () => (await store.load('ob-3', 'visitor-1')).length === 1, 'the record');
+    expect((await store.load('ob-3', 'visitor-1'))[0]?.msgId).toBe(msgId);
+    await expect(client.send('again', { msgId })).rejects.toMatchObject({ code: 'CONFLICT' });
+    await stack.startRelay();
+    const r = await waiting;
+    expect(r).toMatchObject({ msgId, seq: 1, duplicate: false });
+    await until(() => seen.length === 1, 10_000, 'the own message');
+    expect(seen.map((m) => [m.msgId, m.text])).toEqual([[msgId, 'chosen']]);
+    client.close();
+  });
 });
 
 function clientOpts(token: string): ClientOptions {

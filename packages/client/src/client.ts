@@ -15,6 +15,7 @@ import {
   LIMITS,
   LatchkeyError,
   MessageBody,
+  MsgId,
   PROTOCOL_VERSION,
   SENDING_ROLES,
   ServerFrame,
@@ -30,7 +31,7 @@ import {
   type StoredEnvelope,
 } from '@latchkey/protocol';
 import { verifyCertificate } from './certificate.ts';
-import { KeyReceiver, tokenParticipant, type KeyDeliveryMode } from './key-delivery.ts';
+import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
 import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
 import { tlsFailure } from './tls-errors.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
@@ -115,6 +116,15 @@ export interface FailedMessage {
 
 export type HistoryEntry = ({ ok: true } & ChatMessage) | ({ ok: false } & FailedMessage);
 
+/** Options of one `send`. */
+export interface SendOptions {
+  /**
+   * The message id to seal under (16-64 of `[A-Za-z0-9_-]`), so that a UI can tie the send to
+   * its `pending`, `message` and outbox records before the ack. Default: 16 random bytes.
+   */
+  msgId?: string;
+}
+
 export interface SendResult {
   seq: number;
   msgId: string;
@@ -133,6 +143,10 @@ type Listener<T> = (value: T) => void;
 interface OutboxEntry {
   envelope: SealedEnvelope;
   text: string;
+  /** Transmitted on the current connection and not yet answered. */
+  sent: boolean;
+  /** Recorded in the outbox store (only then may it leave: a reload cannot lose it). */
+  recorded: boolean;
   resolve: (r: SendResult) => void;
   reject: (e: LatchkeyError) => void;
 }
@@ -143,6 +157,10 @@ interface Pending<T> {
 }
 
 const OPEN = 1;
+/** Sends in flight (transmitted, not yet acked) on one connection. */
+const SEND_WINDOW = 32;
+/** The client's own pace, below the relay's default per-connection limit (100/s, burst 200). */
+const SEND_RATE = { perSecond: 80, burst: 160 };
 /** Errors after which retrying the same frame cannot succeed. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT']);
 /** Key-service errors after which fetching the current key again may succeed. */
@@ -198,6 +216,12 @@ export class LatchkeyClient {
   #gapTimer: ReturnType<typeof setTimeout> | null = null;
 
   #outbox: OutboxEntry[] = [];
+  #sealChain: Promise<void> = Promise.resolve();
+  #sendTokens = SEND_RATE.burst;
+  #sendTokensAt = Date.now();
+  #paceTimer: ReturnType<typeof setTimeout> | null = null;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #rateBackoff = 0;
   #outboxStore: OutboxStore;
   #requests = new Map<string, Pending<HistoryFrame>>();
   #nextRequest = 1;
@@ -276,7 +300,9 @@ export class LatchkeyClient {
       if (!this.#serviceKey) {
         this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
       }
-      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', tokenParticipant(this.#token));
+      const claims = tokenClaims(this.#token);
+      if (!claims) throw new LatchkeyError('AUTH_INVALID', 'invalid token');
+      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', claims.participantId);
       const delivery = this.#receiver.request();
       const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
         signingKey: toBase64Url(this.#signing.publicKey),
@@ -298,10 +324,15 @@ export class LatchkeyClient {
   /**
    * Seals `text` and sends it. Resolves once the relay has stored it (its ack); a message
    * sent while disconnected waits in the outbox and goes out once, in order, on reconnect.
-   * @throws LatchkeyError FORBIDDEN (role may not send), TOO_LARGE, or the relay's error code.
+   * @throws LatchkeyError FORBIDDEN (role may not send), TOO_LARGE, BAD_REQUEST (empty text or
+   *   malformed `msgId`), CONFLICT (`msgId` already waiting in the outbox), or the relay's code.
    */
-  async send(text: string): Promise<SendResult> {
+  async send(text: string, opts: SendOptions = {}): Promise<SendResult> {
     const id = this.#need();
+    if (opts.msgId !== undefined && !MsgId.safeParse(opts.msgId).success) throw new LatchkeyError('BAD_REQUEST', 'malformed msgId');
+    if (opts.msgId !== undefined && this.#outbox.some((e) => e.envelope.msgId === opts.msgId)) {
+      throw new LatchkeyError('CONFLICT', 'msgId already waiting in the outbox');
+    }
     if (!SENDING_ROLES.has(id.role)) throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
     if (typeof text !== 'string' || text.length === 0) throw new LatchkeyError('BAD_REQUEST', 'empty message');
     const body: MessageBody = { type: 'text', text };
@@ -317,10 +348,16 @@ export class LatchkeyClient {
       contactId: id.contactId,
       epoch: this.#epoch,
       senderId: id.participantId,
-      msgId: toBase64Url(randomBytes(16)),
+      msgId: opts.msgId ?? toBase64Url(randomBytes(16)),
       sentAt: this.#now(),
     };
-    const sealed = await sealEnvelope({ key, header, plaintext, signingKey: this.#signing.secretKey });
+    // Sealing is asynchronous: chain it so that messages enter the outbox in call order.
+    const sealing = this.#sealChain.then(() => sealEnvelope({ key, header, plaintext, signingKey: this.#signing.secretKey }));
+    this.#sealChain = sealing.then(
+      () => undefined,
+      () => undefined,
+    );
+    const sealed = await sealing;
     const envelope: SealedEnvelope = {
       ...header,
       nonce: toBase64Url(sealed.nonce),
@@ -328,12 +365,17 @@ export class LatchkeyClient {
       sig: toBase64Url(sealed.sig),
       cert: this.#cert,
     };
-    // Recorded before it leaves, so a reload cannot lose it; a failing store only costs that.
-    await this.#outboxStore.put(envelope).catch(() => undefined);
     return new Promise<SendResult>((resolve, reject) => {
-      const entry: OutboxEntry = { envelope, text, resolve, reject };
+      const entry: OutboxEntry = { envelope, text, sent: false, recorded: false, resolve, reject };
       this.#outbox.push(entry);
-      if (this.#state === 'connected') this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope });
+      // Recorded before it leaves, so a reload cannot lose it; a failing store only costs that.
+      void this.#outboxStore
+        .put(envelope)
+        .catch(() => undefined)
+        .then(() => {
+          entry.recorded = true;
+          this.#pump();
+        });
     });
   }
 
@@ -362,6 +404,8 @@ export class LatchkeyClient {
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     if (this.#gapTimer) clearTimeout(this.#gapTimer);
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+    if (this.#paceTimer) clearTimeout(this.#paceTimer);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#ws?.close(1000);
     this.#ws = null;
     this.#failAll(new LatchkeyError('UNAVAILABLE', 'client closed'));
@@ -503,6 +547,8 @@ export class LatchkeyClient {
         void this.#outboxStore.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
         this.#ownStored(entry, frame.seq);
         entry.resolve({ seq: frame.seq, msgId: frame.msgId, duplicate: frame.duplicate });
+        this.#rateBackoff = 0;
+        this.#pump();
         return;
       }
       case 'history': {
@@ -581,11 +627,8 @@ export class LatchkeyClient {
       const entry = this.#outbox[i];
       if (!entry) return;
       if (RETRYABLE.has(code)) {
-        setTimeout(() => {
-          if (this.#state === 'connected' && this.#outbox.includes(entry)) {
-            this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: entry.envelope });
-          }
-        }, 250);
+        entry.sent = false;
+        this.#retryLater();
         return;
       }
       this.#outbox.splice(i, 1);
@@ -601,8 +644,57 @@ export class LatchkeyClient {
       }
       return;
     }
+    if (code === 'RATE_LIMITED') {
+      // The relay drops a frame over its rate before reading it, so the answer names no
+      // message: send again whatever is unanswered (the relay dedups by msgId), a bit later.
+      for (const e of this.#outbox) e.sent = false;
+      this.#retryLater();
+      return;
+    }
     this.#lastError = err;
     this.#emit('error', err);
+  }
+
+  /** Retries unanswered sends after a growing pause (reset by the next ack). */
+  #retryLater(): void {
+    if (this.#retryTimer) return;
+    const delay = Math.min(5000, 250 * 2 ** this.#rateBackoff);
+    this.#rateBackoff = Math.min(this.#rateBackoff + 1, 5);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#pump();
+    }, delay);
+  }
+
+  /**
+   * Transmits queued sends in order: at most SEND_WINDOW in flight, at the client's own pace
+   * (a token bucket of SEND_RATE), so a fast sender does not run into the relay's rate limit.
+   */
+  #pump(): void {
+    if (this.#state !== 'connected' || this.#retryTimer) return;
+    let inflight = 0;
+    for (const e of this.#outbox) if (e.sent) inflight++;
+    const now = Date.now();
+    this.#sendTokens = Math.min(SEND_RATE.burst, this.#sendTokens + ((now - this.#sendTokensAt) * SEND_RATE.perSecond) / 1000);
+    this.#sendTokensAt = now;
+    for (const e of this.#outbox) {
+      if (inflight >= SEND_WINDOW) return;
+      if (e.sent) continue;
+      if (!e.recorded) return; // keeps the order: later ones wait for this one
+      if (this.#sendTokens < 1) {
+        if (!this.#paceTimer) {
+          this.#paceTimer = setTimeout(() => {
+            this.#paceTimer = null;
+            this.#pump();
+          }, Math.ceil(1000 / SEND_RATE.perSecond));
+        }
+        return;
+      }
+      this.#sendTokens -= 1;
+      e.sent = true;
+      inflight++;
+      this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: e.envelope });
+    }
   }
 
   /**
@@ -629,7 +721,7 @@ export class LatchkeyClient {
         continue;
       }
       known.add(envelope.msgId);
-      restored.push({ envelope, text, resolve: () => undefined, reject: () => undefined });
+      restored.push({ envelope, text, sent: false, recorded: true, resolve: () => undefined, reject: () => undefined });
       this.#emit('pending', { msgId: envelope.msgId, sentAt: envelope.sentAt, text });
     }
     this.#outbox = [...restored, ...this.#outbox];
@@ -662,7 +754,8 @@ export class LatchkeyClient {
     const ready = this.#ready;
     this.#ready = null;
     this.#setState('connected');
-    for (const e of this.#outbox) this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: e.envelope });
+    for (const e of this.#outbox) e.sent = false;
+    this.#pump();
     ready?.resolve();
   }
 
@@ -807,7 +900,10 @@ export class LatchkeyClient {
   }
 }
 
-/** Contact and participant named by a token (unverified: only to find own outbox records). */
+/**
+ * Contact and participant named by a token, read without verifying it (the services verify):
+ * to find own outbox records and to bind key delivery to this participant.
+ */
 function tokenClaims(token: string): { contactId: string; participantId: string } | null {
   try {
     const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as { sub?: unknown; cid?: unknown };

@@ -8,6 +8,7 @@ export {
   type ChatMessage,
   type FailedMessage,
   type HistoryEntry,
+  type SendOptions,
   type SendResult,
   type ConnectionState,
   type WebSocketLike,
