@@ -94,6 +94,20 @@ describe('two participants of one contact', () => {
     expect(agent.lastSeq).toBe(4);
   });
 
+  it('a burst of sends far above the relay rate limit goes out once each, in order', async () => {
+    const v = await stack.client(await stack.token('c-burst', 'v1'));
+    const agent = await stack.client(await stack.token('c-burst', 'a1', 'agent'));
+    const got = collect(agent);
+    const errors: string[] = [];
+    v.on('error', (e) => errors.push(e.code));
+    const results = await Promise.all(Array.from({ length: 400 }, (_, i) => v.send(`burst ${i}`)));
+    expect(results.map((r) => r.seq)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    await until(() => got.length === 400, 20_000, 'all deliveries');
+    expect(got.map((m) => m.text)).toEqual(Array.from({ length: 400 }, (_, i) => `burst ${i}`));
+    expect(v.state).toBe('connected');
+    expect(errors).toEqual([]);
+  }, 60_000);
+
   it('a new session resumes from a saved seq', async () => {
     const v = await stack.client(await stack.token('c-since', 'v1'));
     for (let i = 1; i <= 5; i++) await v.send(`m${i}`);

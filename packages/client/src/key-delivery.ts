@@ -54,19 +54,3 @@ export class KeyReceiver {
     }
   }
 }
-
-/**
- * Reads (does not verify: the services do) the participant id of a token, which the key
- * delivery is bound to.
- * @throws LatchkeyError AUTH_INVALID when the token is not a readable JWT.
- */
-export function tokenParticipant(token: string): string {
-  try {
-    const payload = token.split('.')[1] ?? '';
-    const claims = JSON.parse(new TextDecoder().decode(fromBase64Url(payload))) as { sub?: unknown };
-    if (typeof claims.sub === 'string' && claims.sub.length > 0) return claims.sub;
-  } catch {
-    // fall through
-  }
-  throw new LatchkeyError('AUTH_INVALID', 'invalid token');
-}
