@@ -8,13 +8,20 @@
  * (stored by the relay, has `data-seq`), `failed` (the send was refused or the connection gave
  * up; a Retry button sends it again) and `undecryptable` (a stored message that failed to open:
  * shown as "Could not decrypt this message", never its bytes).
+ *
+ * Every own message carries a msgId chosen here (`send(text, { msgId })`), so a send, its ack,
+ * its `message` event and a copy restored from a persistent outbox after a reload (`pending`
+ * event) all meet on one list item: none is shown twice (docs/web.md "Offline and reload").
  */
 import {
   LatchkeyClient,
   type ChatMessage,
   type ConnectionState,
   type FailedMessage,
+  type OutboxStore,
+  type PendingMessage,
 } from '@latchkey/client';
+import { toBase64Url } from '@latchkey/crypto/codec';
 import { LatchkeyError, SENDING_ROLES, type Role } from '@latchkey/protocol';
 import { clock, h, setText, uid } from './dom.ts';
 import type { SessionInfo } from './session.ts';
@@ -30,11 +37,24 @@ export interface ConversationOptions {
   onActivity?(entry: { seq: number; sentAt: number | null; own: boolean }): void;
   /** Called when the set of known participants changes. */
   onParticipants?(participants: ReadonlyMap<string, Role>): void;
+  /**
+   * Where unacknowledged sealed envelopes wait (default: the client's in-memory outbox). With a
+   * persistent store (`IndexedDbOutbox`) messages still sending survive a reload and go out once.
+   */
+  outbox?: OutboxStore;
 }
 
 interface PendingSend {
   el: HTMLLIElement;
   text: string;
+  msgId: string;
+  /** Set once handed to a client: where its outbox record lives. */
+  contactId?: string;
+}
+
+/** A fresh message id: 16 random bytes, base64url (the client's own format). */
+function newMsgId(): string {
+  return toBase64Url(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 const STATUS_TEXT: Record<StatusName, string> = {
@@ -80,8 +100,10 @@ export class Conversation {
   #closed = false;
   #lastSeq = 0;
   #shown = new Map<number, HTMLLIElement>();
-  /** Sent and waiting for their seq, oldest first. */
-  #pending: PendingSend[] = [];
+  /** Sent (or restored from the outbox) and waiting for their seq, by msgId, oldest first. */
+  #pending = new Map<string, PendingSend>();
+  /** Shown as failed with a Retry button, by msgId. */
+  #failed = new Map<string, PendingSend>();
   /** Typed before a connection exists; sent once one does. */
   #queued: PendingSend[] = [];
   #self: { id: string; role: Role } | null = null;
@@ -198,6 +220,7 @@ export class Conversation {
           serviceKey: session.serviceKey,
           since: this.#lastSeq,
           backoff: { minMs: 250, maxMs: 3000 },
+          ...(this.#opts.outbox ? { outbox: this.#opts.outbox } : {}),
         });
         const closed = new Promise<void>((resolve) => {
           client.on('state', (s) => {
@@ -205,6 +228,7 @@ export class Conversation {
             if (s === 'closed') resolve();
           });
         });
+        client.on('pending', (p) => this.#onPending(p));
         client.on('message', (m) => this.#onMessage(m));
         client.on('failed', (f) => this.#onFailed(f));
         client.on('error', (e) => {
@@ -295,9 +319,11 @@ export class Conversation {
     this.#setState(el, 'sending');
     this.#list.append(el);
     this.#scroll(true);
-    const entry = { el, text };
+    const entry: PendingSend = { el, text, msgId: newMsgId() };
     const client = this.#client;
-    if (!client || this.#self === null || client.state === 'closed') {
+    // Only a client that has been ready knows who it is and can seal; a fresh one still
+    // connecting (or one that failed to) gets the message when it is ready.
+    if (!client || this.#self === null || (client.state !== 'connected' && client.state !== 'reconnecting')) {
       this.#queued.push(entry);
       return;
     }
@@ -313,31 +339,65 @@ export class Conversation {
   }
 
   #dispatch(client: LatchkeyClient, entry: PendingSend): void {
-    this.#pending.push(entry);
-    client.send(entry.text).then(
+    this.#pending.set(entry.msgId, entry);
+    entry.contactId = client.contactId;
+    client.send(entry.text, { msgId: entry.msgId }).then(
       (r) => {
-        const i = this.#pending.indexOf(entry);
-        if (i < 0) return; // already settled by the message event
-        this.#pending.splice(i, 1);
+        if (this.#pending.get(entry.msgId) !== entry) return; // already settled by the message event
+        this.#pending.delete(entry.msgId);
         this.#settle(entry.el, r.seq, null);
       },
       () => {
-        const i = this.#pending.indexOf(entry);
-        if (i < 0) return;
-        this.#pending.splice(i, 1);
+        if (this.#pending.get(entry.msgId) !== entry) return;
+        this.#pending.delete(entry.msgId);
+        // Failed is final until Retry (a new message): a later session must not also send this
+        // one from the outbox. Closing the widget is not a failure: its records stay.
+        if (!this.#closed && entry.contactId !== undefined) {
+          void this.#opts.outbox?.delete(entry.contactId, entry.msgId).catch(() => undefined);
+        }
         this.#fail(entry);
       },
     );
   }
 
   #fail(entry: PendingSend): void {
+    this.#failed.set(entry.msgId, entry);
     this.#setState(entry.el, 'failed');
     const retry = h('button', { type: 'button', class: 'lk-retry', 'data-testid': 'retry', 'aria-label': 'Retry sending this message' }, 'Retry');
     retry.addEventListener('click', () => {
+      if (this.#failed.get(entry.msgId) !== entry) return;
+      this.#failed.delete(entry.msgId);
       entry.el.remove();
       this.#send(entry.text);
     });
     entry.el.querySelector('.lk-meta')?.append(retry);
+  }
+
+  /** A failed item is sending (restored) or stored after all: it loses its Retry button. */
+  #unfail(msgId: string): PendingSend | null {
+    const entry = this.#failed.get(msgId);
+    if (!entry) return null;
+    this.#failed.delete(msgId);
+    entry.el.querySelector('.lk-retry')?.remove();
+    return entry;
+  }
+
+  /**
+   * An own message an earlier session left in the outbox: the client sends it now. Shown as
+   * sending once, however many connection attempts restore it again.
+   */
+  #onPending(p: PendingMessage): void {
+    if (this.#pending.has(p.msgId) || this.#closed) return;
+    const failed = this.#unfail(p.msgId);
+    const el =
+      failed?.el ??
+      this.#renderItem({ own: true, text: p.text, sender: this.#self?.id ?? 'you', role: this.#self?.role ?? null, sentAt: p.sentAt });
+    this.#setState(el, 'sending');
+    if (!failed) {
+      this.#list.append(el);
+      this.#scroll(true);
+    }
+    this.#pending.set(p.msgId, { el, text: p.text, msgId: p.msgId });
   }
 
   /** An own message is stored at `seq`: mark it delivered and move it into seq order. */
@@ -361,11 +421,10 @@ export class Conversation {
     this.#addParticipant(m.senderId, m.senderRole);
     if (this.#shown.has(m.seq)) return;
     if (m.own) {
-      // Sends are acknowledged in order, so the oldest pending one with this text is it.
-      const i = this.#pending.findIndex((p) => p.text === m.text);
-      const entry = this.#pending[i];
+      // The item this message was sent (or restored) as, if it is on screen.
+      const entry = this.#pending.get(m.msgId) ?? this.#unfail(m.msgId);
       if (entry) {
-        this.#pending.splice(i, 1);
+        this.#pending.delete(m.msgId);
         this.#settle(entry.el, m.seq, m.sentAt);
         this.#opts.onActivity?.({ seq: m.seq, sentAt: m.sentAt, own: true });
         return;

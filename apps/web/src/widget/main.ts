@@ -8,7 +8,10 @@
  * The session URL is the embedding site's own backend: it creates a contact for the visitor and
  * mints the participant token server-side. The session (token and contact, never message text)
  * lives in sessionStorage, so a reload rejoins the same conversation and replays its history.
+ * Messages still sending wait as sealed envelopes (never text) in IndexedDB, so a reload shows
+ * them as sending again and sends them once, in order (docs/web.md "Offline and reload").
  */
+import { IndexedDbOutbox } from '@latchkey/client';
 import { Conversation } from '../ui/conversation.ts';
 import { h } from '../ui/dom.ts';
 import { requestSession, parseSession, type SessionInfo } from '../ui/session.ts';
@@ -28,6 +31,8 @@ export interface MountedWidget {
 }
 
 const RENEW_MARGIN_MS = 60_000;
+/** The IndexedDB database of the widget's outbox. */
+const OUTBOX_DB = 'latchkey-widget-outbox';
 
 function storageKey(sessionUrl: string): string {
   return `latchkey:widget:${new URL(sessionUrl, location.href).href}`;
@@ -60,7 +65,9 @@ export function mount(container: HTMLElement, opts: WidgetOptions): MountedWidge
     }
     return session;
   };
-  const conversation = new Conversation({ title: opts.title ?? 'Chat with us', getSession });
+  // One database per site; records carry their contact and participant and are loaded by them.
+  const outbox = new IndexedDbOutbox(OUTBOX_DB);
+  const conversation = new Conversation({ title: opts.title ?? 'Chat with us', getSession, outbox });
   const root = h(
     'div',
     { class: 'lk-root lk-widget' },
