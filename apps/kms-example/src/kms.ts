@@ -153,7 +153,9 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     note(req, { clientId: r.clientId });
   });
 
-  app.addHook('onResponse', async (req, reply) => {
+  // Audited before the answer leaves (onSend), so an unwrap the caller got is always on record,
+  // even if this process is killed right after.
+  app.addHook('onSend', async (req, reply, payload) => {
     const p = pending.get(req);
     try {
       store.audit({
@@ -169,8 +171,9 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
         outcome: reply.statusCode < 400 ? 'ok' : 'refused',
       });
     } catch {
-      // The audit is best effort after the answer; a closed store at shutdown is not an error.
+      // A closed store at shutdown is not an error for the answer itself.
     }
+    return payload;
   });
 
   app.setErrorHandler((err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
