@@ -28,6 +28,8 @@ export interface StartFlags extends KeyStartFlags {
   'allowed-origins'?: string | undefined;
   'admin-allowlist'?: string | undefined;
   'relay-allowlist'?: string | undefined;
+  /** IPs/CIDR ranges webhook endpoints may reach although private or loopback (docs/webhooks.md). */
+  'webhook-allowlist'?: string | undefined;
   /** postgres://... message store for the relay (default SQLite under --data). */
   store?: string | undefined;
   /** redis://... fan-out between relays (default in-process). */
@@ -98,8 +100,9 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   const allowedOrigins = list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
   const adminAllowlist = list(flags['admin-allowlist']);
   const relayAllowlist = list(flags['relay-allowlist']);
+  const webhookAllowlist = list(flags['webhook-allowlist']);
   try {
-    for (const l of [adminAllowlist, relayAllowlist]) if (l) parseIpAllowlist(l);
+    for (const l of [adminAllowlist, relayAllowlist, webhookAllowlist]) if (l) parseIpAllowlist(l);
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
@@ -126,6 +129,8 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     allowedOrigins,
     ...admin,
     ...transport,
+    // Its own webhook outbox (keys/webhooks.db): key.rotated, contact.shredded.
+    webhooks: webhookAllowlist ? { allowlist: webhookAllowlist } : {},
   });
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
@@ -133,6 +138,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
       ...admin,
       ...transport,
       ...backends,
+      ...(webhookAllowlist ? { webhookAllowlist } : {}),
     });
   } catch (err) {
     await keys.close();

@@ -38,6 +38,7 @@ async function run(argv: string[]): Promise<number> {
           'allowed-origins': str,
           'admin-allowlist': str,
           'relay-allowlist': str,
+          'webhook-allowlist': str,
           ...KEY_START_OPTIONS,
           store: str,
           fanout: str,
@@ -70,7 +71,7 @@ async function run(argv: string[]): Promise<number> {
     case 'webhooks': {
       const [sub, ...subArgs] = rest;
       try {
-        const { values } = parseArgs({ args: subArgs, options: { url: str, events: str, description: str, id: str, event: str, json: { type: 'boolean' }, relay: str, keys: str, data: str }, strict: true });
+        const { values } = parseArgs({ args: subArgs, options: { url: str, events: str, description: str, id: str, event: str, json: { type: 'boolean' }, service: str, relay: str, keys: str, data: str }, strict: true });
         return await webhooks(sub, values, out);
       } catch (err) {
         if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message);

@@ -9,6 +9,7 @@ export const USAGE = `usage: latchkey <command> [flags]
 commands:
   start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
+         [--webhook-allowlist CIDR,...]
          [--store postgres://...] [--fanout redis://...]
          [--key-manager internal|http|pkcs11] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
@@ -35,7 +36,9 @@ commands:
          crypto-shredding: every key of the contact destroyed, then its ciphertext deleted
   webhooks add --url URL [--events TYPE,...] [--description TEXT] | list [--json] | remove --id EP
          | test --id EP | replay --id EP [--event EVT,...] | dead-letters --id EP [--json]
-         signed webhooks of the relay (docs/webhooks.md); add prints the secret once
+         [--service relay|keys]
+         signed webhooks of the relay, or with --service keys of the key service
+         (docs/webhooks.md); add prints the secret once
   keys audit  [--data DIR] [--json] [--head SEQ:HASH]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]

@@ -1,7 +1,8 @@
 /**
  * `latchkey webhooks add|list|remove|test|replay|dead-letters` (README "Command line", API in
- * docs/webhooks.md): the relay's /admin/v1/webhooks routes, with the admin key and endpoints of
- * the other admin commands.
+ * docs/webhooks.md): the /admin/v1/webhooks routes of the relay (default) or, with
+ * `--service keys`, of the key service (its own outbox: key.rotated, contact.shredded), with the
+ * admin key and endpoints of the other admin commands.
  */
 import {
   AddWebhookRequest,
@@ -30,35 +31,47 @@ export interface WebhookFlags extends AdminFlags {
   id?: string | undefined;
   event?: string | undefined;
   json?: boolean | undefined;
+  /** `relay` (default) or `keys`: whose outbox. */
+  service?: string | undefined;
 }
+
+type Service = 'relay' | 'keys';
 
 interface Schema<T> {
   safeParse(v: unknown): { success: true; data: T } | { success: false };
 }
 
-async function call<T>(flags: AdminFlags, method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> {
+async function call<T>(flags: WebhookFlags, method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> {
+  const service = serviceOf(flags.service);
+  const name = service === 'keys' ? 'key service' : 'relay';
   const t = await target(flags);
   let res: Response;
   try {
-    res = await fetch(`${t.relay}${path}`, {
+    res = await fetch(`${service === 'keys' ? t.keys : t.relay}${path}`, {
       method,
       headers: { authorization: t.authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(30_000),
     });
   } catch (err) {
-    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', 'relay: no answer');
-    throw new LatchkeyError('UNAVAILABLE', 'relay: cannot connect');
+    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', `${name}: no answer`);
+    throw new LatchkeyError('UNAVAILABLE', `${name}: cannot connect`);
   }
   const json = (await res.json().catch(() => undefined)) as unknown;
   if (!res.ok) {
     const e = ErrorResponse.safeParse(json);
-    if (e.success) throw new LatchkeyError(e.data.error.code, `relay: ${e.data.error.message}`);
-    throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `relay: HTTP ${res.status}`);
+    if (e.success) throw new LatchkeyError(e.data.error.code, `${name}: ${e.data.error.message}`);
+    throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `${name}: HTTP ${res.status}`);
   }
   const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new LatchkeyError('UNAVAILABLE', 'relay: unexpected answer');
+  if (!parsed.success) throw new LatchkeyError('UNAVAILABLE', `${name}: unexpected answer`);
   return parsed.data;
+}
+
+function serviceOf(v: string | undefined): Service {
+  if (v === undefined || v === 'relay') return 'relay';
+  if (v === 'keys') return 'keys';
+  throw new UsageError('--service must be relay or keys');
 }
 
 function endpointId(v: string | undefined): string {
@@ -75,6 +88,7 @@ export function formatEndpoint(e: WebhookEndpointInfo): string {
 }
 
 export async function webhooks(sub: string | undefined, flags: WebhookFlags, out: Out): Promise<number> {
+  serviceOf(flags.service);
   switch (sub ?? '') {
     case 'add': {
       if (flags.url === undefined) throw new UsageError('--url is required');

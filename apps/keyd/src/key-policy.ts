@@ -9,9 +9,13 @@
  *
  * Rotations of one contact are serialised in this process, so two members asking at once
  * rotate once. Run one key service per key database (as the internal adapter requires anyway).
+ *
+ * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
+ * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given.
  */
 import type { ContentKey, EpochClock, KeyAccessLog, KeyManager, SqliteAccessStore } from '@latchkey/keys';
 import { LatchkeyError, type Principal } from '@latchkey/protocol';
+import type { WebhookService } from '@latchkey/webhooks';
 
 export interface KeyPolicyOptions {
   keyManager: KeyManager;
@@ -27,6 +31,8 @@ export interface KeyPolicyOptions {
   rotateAfterMessages?: number;
   /** A requested rotation happens only when the epoch is at least this old (ms, default 60 s). */
   minRotateAgeMs?: number;
+  /** Signed webhooks: `key.rotated` and `contact.shredded` are queued here (never throws). */
+  webhooks?: Pick<WebhookService, 'emit'>;
   now?: () => number;
 }
 
@@ -50,6 +56,7 @@ export class KeyPolicy {
   readonly #log: KeyAccessLog | undefined;
   readonly #clock: EpochClock | undefined;
   readonly #access: SqliteAccessStore | undefined;
+  readonly #hooks: Pick<WebhookService, 'emit'> | undefined;
   readonly #rotateAfterMs: number;
   readonly #minAge: number;
   readonly #now: () => number;
@@ -68,6 +75,7 @@ export class KeyPolicy {
     this.#log = opts.accessLog;
     this.#clock = opts.clock;
     this.#access = opts.access;
+    this.#hooks = opts.webhooks;
     this.#rotateAfterMs = opts.rotateAfterMs ?? 0;
     this.rotateAfterMessages = opts.rotateAfterMessages === 0 ? undefined : opts.rotateAfterMessages;
     this.#minAge = opts.minRotateAgeMs ?? 60_000;
@@ -117,7 +125,9 @@ export class KeyPolicy {
       if (LatchkeyError.is(err, 'NOT_FOUND')) return undefined;
       throw asKeyError(err);
     }
-    this.#clock?.began(contactId, epoch, this.#now());
+    const now = this.#now();
+    this.#clock?.began(contactId, epoch, now);
+    this.#hooks?.emit('key.rotated', { contactId, epoch, time: now });
     return epoch;
   }
 
@@ -186,16 +196,19 @@ export class KeyPolicy {
   /**
    * Crypto-shredding: destroys every epoch in the key manager (tombstoned, never re-created),
    * forgets the epoch dates and marks the contact expired, so it is refused from then on.
-   * Idempotent.
+   * Idempotent: `contact.shredded` is emitted when the contact still had keys or was live in the
+   * membership table, so a repeated shred (or the sweep after an admin shred) emits nothing.
    * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails (nothing is marked then).
    */
   shred(contactId: string): Promise<void> {
     return this.#serial(contactId, async () => {
+      const first = this.#hooks !== undefined && (await this.#wasLive(contactId));
       await this.#km.destroy(contactId).catch((err: unknown) => {
         throw asKeyError(err);
       });
       this.#clock?.forget(contactId);
       const now = this.#now();
+      if (first) this.#hooks?.emit('contact.shredded', { contactId, time: now });
       try {
         this.#access?.setExpiry(contactId, now, now);
       } catch (err) {
@@ -203,6 +216,24 @@ export class KeyPolicy {
         if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND')) throw err;
       }
     });
+  }
+
+  /** Has the contact keys, or is it open in the membership table (not yet shredded)? */
+  async #wasLive(contactId: string): Promise<boolean> {
+    const now = this.#now();
+    try {
+      const info = this.#access?.contact(contactId, now);
+      if (info && info.state !== 'expired' && info.expiresAt > now) return true;
+    } catch {
+      // Membership table unavailable: the key manager decides.
+    }
+    try {
+      await this.#km.currentEpoch(contactId);
+      return true;
+    } catch (err) {
+      // Unknown or already destroyed: nothing left to shred. Any other failure: report it.
+      return !LatchkeyError.is(err, 'NOT_FOUND');
+    }
   }
 }
 

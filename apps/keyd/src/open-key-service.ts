@@ -8,6 +8,7 @@
  *   keys/service-signing.key    0600, the certificate-signing key, wrapped by the master key
  *   keys/access.db              0600, membership and deny table, epoch dates
  *   keys/access-log.key         0600, HMAC key of the key access log (table in keys.db)
+ *   keys/webhooks.db            webhook outbox (`key.rotated`, `contact.shredded`), when configured
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
  */
@@ -16,11 +17,13 @@ import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
 import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
+import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
 import { openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
 import { KeyPolicy, startKeySweep } from './key-policy.ts';
 import { registerRewrapRoute } from './master-key-rotation.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
+import { registerWebhookRoutes } from './webhooks-routes.ts';
 
 export interface OpenKeyServiceOptions {
   dataDir: string;
@@ -56,6 +59,12 @@ export interface OpenKeyServiceOptions {
   minRotateAgeMs?: number;
   /** How often expired contacts have their keys destroyed (ms, default 60 s). */
   keySweepMs?: number;
+  /**
+   * Signed webhooks (docs/webhooks.md): a durable outbox in `<dataDir>/keys/webhooks.db` for
+   * `key.rotated` and `contact.shredded`, managed under /admin/v1/webhooks. Absent: none.
+   * `allowlist`: IPs/CIDR ranges endpoints may reach although private or loopback.
+   */
+  webhooks?: { allowlist?: readonly string[]; log?: (e: WebhookLogEvent) => void };
 }
 
 /** Paths of the key service's files under a data directory. */
@@ -65,6 +74,7 @@ export function keyServicePaths(dataDir: string): {
   signingKey: string;
   access: string;
   accessLogKey: string;
+  webhooks: string;
 } {
   const dir = join(dataDir, 'keys');
   return {
@@ -74,6 +84,7 @@ export function keyServicePaths(dataDir: string): {
     access: join(dir, 'access.db'),
     // The access log's HMAC key: a file of its own, so a master-key rewrap keeps the chain valid.
     accessLogKey: join(dir, 'access-log.key'),
+    webhooks: join(dir, 'webhooks.db'),
   };
 }
 
@@ -97,6 +108,7 @@ export async function openKeyService(
   let access: SqliteAccessStore | undefined;
   let accessLog: KeyAccessLog | undefined;
   let clock: EpochClock | undefined;
+  let webhooks: WebhookService | undefined;
   try {
     // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
     access = new SqliteAccessStore({
@@ -109,11 +121,21 @@ export async function openKeyService(
     accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
     logKey.fill(0);
     clock = new EpochClock({ path: paths.access });
+    // The outbox sits next to the key files (created above, 0700).
+    const hookLog = opts.webhooks?.log;
+    webhooks =
+      opts.webhooks &&
+      new WebhookService({
+        outbox: { path: paths.webhooks },
+        delivery: { allowlist: opts.webhooks.allowlist ?? [] },
+        ...(hookLog === undefined ? {} : { log: hookLog }),
+      });
     const policy = new KeyPolicy({
       keyManager,
       accessLog,
       clock,
       access,
+      ...(webhooks === undefined ? {} : { webhooks }),
       ...(opts.rotateAfterMs === undefined ? {} : { rotateAfterMs: opts.rotateAfterMs }),
       ...(opts.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: opts.rotateAfterMessages }),
       ...(opts.minRotateAgeMs === undefined ? {} : { minRotateAgeMs: opts.minRotateAgeMs }),
@@ -144,12 +166,21 @@ export async function openKeyService(
           keys: adminKeys,
           ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
         });
+        if (webhooks) {
+          registerWebhookRoutes(app, {
+            webhooks,
+            keys: adminKeys,
+            ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
+            ...(hookLog === undefined ? {} : { log: hookLog }),
+          });
+        }
       },
     });
     const key = signingKey;
     const accessStore = access;
     const log = accessLog;
     const epochs = clock;
+    const hooks = webhooks;
     // Key retention: contacts past expiry have their keys destroyed (crypto-shredding).
     const sweeper = startKeySweep({ access: accessStore, policy, everyMs: opts.keySweepMs ?? 60_000 });
     let closing: Promise<void> | undefined;
@@ -162,6 +193,7 @@ export async function openKeyService(
           try {
             await service.close();
           } finally {
+            await hooks?.close();
             await keyManager.close();
             accessStore.close();
             log.close();
@@ -177,6 +209,7 @@ export async function openKeyService(
     access?.close();
     accessLog?.close();
     clock?.close();
+    await webhooks?.close();
     await keyManager.close();
     throw err;
   }

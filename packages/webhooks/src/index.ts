@@ -29,3 +29,10 @@ export {
   type WebhookLogEvent,
   type Timers,
 } from './service.ts';
+export {
+  handleWebhookAdmin,
+  isWebhookAdminPath,
+  type WebhookAdminRequest,
+  type WebhookAdminAnswer,
+  type WebhookAdminLog,
+} from './admin-routes.ts';
