@@ -74,3 +74,40 @@ export async function type(p: Page, text: string): Promise<void> {
   await box.fill(text);
   await box.press('Enter');
 }
+
+/** The widget's IndexedDB outbox (apps/web/src/widget/main.ts). */
+export const OUTBOX_DB = 'latchkey-widget-outbox';
+
+export interface OutboxRecord {
+  contactId: string;
+  senderId: string;
+  envelope: { msgId: string; contactId: string; senderId: string; ciphertext: string };
+}
+
+/** Every record of the widget's outbox, read in the page, as stored (never creating it). */
+export function outboxRecords(p: Page): Promise<OutboxRecord[]> {
+  return p.evaluate(async (name) => {
+    let missing = false;
+    const db = await new Promise<IDBDatabase | null>((resolve, reject) => {
+      const req = indexedDB.open(name);
+      // Not there yet: abort, so that the widget still creates it with its object store.
+      req.onupgradeneeded = () => {
+        missing = true;
+        req.transaction?.abort();
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => (missing ? resolve(null) : reject(new Error(String(req.error))));
+    });
+    if (!db) return [];
+    try {
+      if (!db.objectStoreNames.contains('outbox')) return [];
+      return await new Promise<OutboxRecord[]>((resolve, reject) => {
+        const req = db.transaction('outbox', 'readonly').objectStore('outbox').getAll();
+        req.onsuccess = () => resolve(req.result as OutboxRecord[]);
+        req.onerror = () => reject(new Error(String(req.error)));
+      });
+    } finally {
+      db.close();
+    }
+  }, OUTBOX_DB);
+}

@@ -4,20 +4,16 @@
  * against a real relay and key service. Without Chromium the suite skips with a reason, except
  * under CI=true, where it fails.
  */
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { chromium, type Browser, type BrowserContext, type Page, type WebSocketRoute } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEB_ROOT } from '../src/build.ts';
+import { ARGS, CHROMIUM, connected, delivered, haveChromium, messages, mustRun, outboxRecords, plugRelay, texts, type, type RelayPlug } from './_browser.ts';
 import { startWebStack, type WebStack } from './_stack.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const OUT = join(WEB_ROOT, 'test-output');
-const haveChromium = existsSync(CHROMIUM);
-const mustRun = process.env.CI === 'true';
 
 if (!haveChromium && !mustRun) {
   console.log(`skipping browser tests: ${CHROMIUM} is missing (apt-get install chromium; under CI=true they fail instead)`);
@@ -38,27 +34,9 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
   let agentCtx: BrowserContext;
   let visitor: Page;
   let agent: Page;
-  /** The visitor's network: when false, its relay sockets are cut and new ones refused. */
-  let visitorOnline = true;
-  /** Close code for refused visitor sockets (4401 is AUTH_INVALID's: the client gives up). */
-  let refuseCode = 1006;
-  const visitorSockets = new Set<WebSocketRoute>();
+  /** The visitor's relay sockets, which can be cut and refused (offline and failure tests). */
+  let plug: RelayPlug;
   const pageErrors: string[] = [];
-
-  const messages = (p: Page) => p.locator('[data-testid=message]');
-  const delivered = (p: Page) => p.locator('[data-testid=message][data-state=delivered]');
-  const texts = async (p: Page): Promise<string[]> =>
-    p.locator('[data-testid=message] .lk-text').allTextContents();
-
-  async function connected(p: Page): Promise<void> {
-    await p.locator('[data-testid=connection-status][data-status=connected]:visible').first().waitFor({ timeout: 15_000 });
-  }
-
-  async function type(p: Page, text: string): Promise<void> {
-    const box = p.getByTestId('composer');
-    await box.fill(text);
-    await box.press('Enter');
-  }
 
   beforeAll(async () => {
     await mkdir(OUT, { recursive: true });
@@ -67,19 +45,7 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
     visitorCtx = await browser.newContext({ viewport: { width: 360, height: 740 } });
     agentCtx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     // The visitor's relay socket goes through a route that can be unplugged (offline test).
-    await visitorCtx.routeWebSocket(/.*/, (ws) => {
-      if (!visitorOnline) {
-        void ws.close({ code: refuseCode });
-        return;
-      }
-      const server = ws.connectToServer();
-      visitorSockets.add(ws);
-      ws.onClose(() => {
-        visitorSockets.delete(ws);
-        void server.close();
-      });
-      server.onClose(() => void ws.close());
-    });
+    plug = await plugRelay(visitorCtx);
     visitor = await visitorCtx.newPage();
     agent = await agentCtx.newPage();
     for (const [name, p] of [['visitor', visitor], ['agent', agent]] as const) {
@@ -135,9 +101,8 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
   });
 
   it('a visitor who goes offline and types two messages gets each delivered once, in order', async () => {
-    visitorOnline = false;
     await visitorCtx.setOffline(true);
-    for (const ws of visitorSockets) await ws.close({ code: 1006 });
+    await plug.cut();
     await visitor.locator('[data-testid=connection-status][data-status=offline]').waitFor();
     await type(visitor, 'first while offline');
     await type(visitor, 'second while offline');
@@ -147,7 +112,7 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
     expect(await texts(agent)).toHaveLength(2);
     await visitor.screenshot({ path: join(OUT, 'visitor-offline.png') });
 
-    visitorOnline = true;
+    plug.online = true;
     await visitorCtx.setOffline(false);
     await connected(visitor);
     await expect.poll(() => delivered(visitor).count(), { timeout: 15_000 }).toBe(4);
@@ -217,16 +182,17 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
 
   it('a send that fails shows "failed" with Retry, and Retry delivers it once', async () => {
     const agentTexts = () => agent.locator('.lk-pane:not([hidden]) [data-testid=message] .lk-text').allTextContents();
-    visitorOnline = false;
-    refuseCode = 4401;
-    for (const ws of visitorSockets) await ws.close({ code: 1006 });
+    plug.refuseCode = 4401;
+    await plug.cut();
     await visitor.locator('[data-testid=connection-status]:not([data-status=connected])').waitFor();
     await type(visitor, 'refused, then retried');
     const item = visitor.locator('[data-testid=message]').last();
     await expect.poll(() => item.getAttribute('data-state'), { timeout: 15_000 }).toBe('failed');
     expect(await item.textContent()).toContain('Not sent');
-    visitorOnline = true;
-    refuseCode = 1006;
+    // Failed is final: its sealed copy leaves the IndexedDB outbox, so no later session sends it too.
+    await expect.poll(async () => (await outboxRecords(visitor)).length, { timeout: 15_000 }).toBe(0);
+    plug.online = true;
+    plug.refuseCode = 1006;
     await connected(visitor);
     await item.getByTestId('retry').click();
     const last = visitor.locator('[data-testid=message]').last();

@@ -9,38 +9,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARGS, CHROMIUM, connected, delivered, haveChromium, mustRun, plugRelay, sending, seqs, texts, type, type RelayPlug } from './_browser.ts';
+import { ARGS, CHROMIUM, connected, delivered, haveChromium, mustRun, outboxRecords, plugRelay, sending, seqs, texts, type, type RelayPlug } from './_browser.ts';
 import { startWebStack, type WebStack } from './_stack.ts';
-
-/** The widget's IndexedDB outbox (apps/web/src/widget/main.ts). */
-const OUTBOX_DB = 'latchkey-widget-outbox';
-
-interface OutboxRecord {
-  contactId: string;
-  senderId: string;
-  envelope: { msgId: string; contactId: string; senderId: string; ciphertext: string };
-}
-
-/** Every record of the widget's outbox, read in the page, as stored. */
-function outboxRecords(p: Page): Promise<OutboxRecord[]> {
-  return p.evaluate(async (name) => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const req = indexedDB.open(name);
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(new Error(String(req.error)));
-    });
-    try {
-      if (!db.objectStoreNames.contains('outbox')) return [];
-      return await new Promise<OutboxRecord[]>((resolve, reject) => {
-        const req = db.transaction('outbox', 'readonly').objectStore('outbox').getAll();
-        req.onsuccess = () => resolve(req.result as OutboxRecord[]);
-        req.onerror = () => reject(new Error(String(req.error)));
-      });
-    } finally {
-      db.close();
-    }
-  }, OUTBOX_DB);
-}
 
 if (!haveChromium && mustRun) {
   describe('outbox reload test under CI', () => {
