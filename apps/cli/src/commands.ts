@@ -27,6 +27,7 @@ export interface StartFlags extends KeyStartFlags {
   insecure?: boolean | undefined;
   'allowed-origins'?: string | undefined;
   'admin-allowlist'?: string | undefined;
+  durability?: string | undefined;
   'relay-allowlist'?: string | undefined;
   /** IPs/CIDR ranges webhook endpoints may reach although private or loopback (docs/webhooks.md). */
   'webhook-allowlist'?: string | undefined;
@@ -39,6 +40,13 @@ export interface StartFlags extends KeyStartFlags {
 /** A comma-separated flag as a list; undefined when absent. */
 function list(text: string | undefined): string[] | undefined {
   return text?.split(',').map((o) => o.trim()).filter((o) => o.length > 0);
+}
+
+/** `--durability normal|full` (default normal; docs/guarantees.md). */
+function durabilityFlag(text: string | undefined): 'normal' | 'full' {
+  if (text === undefined || text === 'normal') return 'normal';
+  if (text === 'full') return 'full';
+  throw new UsageError('--durability must be normal or full');
 }
 
 /** A free TCP port on `host` (probed; used to know the web origin before it listens). */
@@ -110,6 +118,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   const backends = {
     ...(flags.store === undefined ? {} : { storeUrl: backendFlag(flags.store, '--store', ['postgres:', 'postgresql:']) }),
     ...(flags.fanout === undefined ? {} : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
+    durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
   };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const secret = await apiSecret(dir);

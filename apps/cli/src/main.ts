@@ -37,6 +37,7 @@ async function run(argv: string[]): Promise<number> {
           insecure: { type: 'boolean' },
           'allowed-origins': str,
           'admin-allowlist': str,
+          durability: str,
           'relay-allowlist': str,
           'webhook-allowlist': str,
           ...KEY_START_OPTIONS,

@@ -10,10 +10,12 @@ commands:
   start  [--data DIR] [--port N] [--host H] [--tls-cert FILE --tls-key FILE] [--insecure]
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
          [--webhook-allowlist CIDR,...]
-         [--store postgres://...] [--fanout redis://...]
-         [--key-manager internal|http|pkcs11] [--kms-url URL --kms-key-id ID --kms-client-id ID
+         [--store postgres://...] [--fanout redis://...] [--durability normal|full]
+         [--key-manager internal|http|pkcs11|kmip] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
-         --pkcs11-key-label L --pkcs11-pin-file FILE] [--rotate-after 1d] [--rotate-after-messages N]
+         --pkcs11-key-label L --pkcs11-pin-file FILE] [--kmip-host H --kmip-port N --kmip-ca FILE
+         --kmip-client-cert FILE --kmip-client-key FILE --kmip-key-name NAME --kmip-create-key]
+         [--rotate-after 1d] [--rotate-after-messages N]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]

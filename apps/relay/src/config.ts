@@ -5,6 +5,7 @@
  *   --port N     | LATCHKEY_RELAY_PORT   (default 8470; 0 picks a free port)
  *   --store URL  | LATCHKEY_RELAY_STORE  (postgres://...; default the SQLite file under --data)
  *   --fanout URL | LATCHKEY_RELAY_FANOUT (redis://...; default in-process, one relay only)
+ *   --durability normal|full | LATCHKEY_DURABILITY (SQLite; default normal, docs/guarantees.md)
  *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
  *   `<data>/api-secret` (raw bytes, as the `latchkey` CLI writes it).
  * Every value is validated before anything starts; errors name the setting, never its value.
@@ -29,6 +30,8 @@ export interface RelayConfig {
   port: number;
   /** PostgreSQL URL of the message store (undefined: SQLite under dataDir). Never logged. */
   store: string | undefined;
+  /** SQLite durability: normal (survives a process crash) or full (also a power loss). */
+  durability: 'normal' | 'full';
   /** Redis URL of the fan-out (undefined: in-process). Never logged. */
   fanout: string | undefined;
   apiSecret: Uint8Array;
@@ -91,6 +94,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     port?: string | undefined;
     store?: string | undefined;
     fanout?: string | undefined;
+    durability?: string | undefined;
   };
   try {
     ({ values } = parseArgs({
@@ -101,6 +105,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         port: { type: 'string' },
         store: { type: 'string' },
         fanout: { type: 'string' },
+        durability: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -127,8 +132,14 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       values.fanout !== undefined
         ? backendUrl(values.fanout, '--fanout', ['redis:', 'rediss:'])
         : backendUrl(env.LATCHKEY_RELAY_FANOUT, 'LATCHKEY_RELAY_FANOUT', ['redis:', 'rediss:']),
+    durability: durability(values.durability ?? env.LATCHKEY_DURABILITY ?? 'normal'),
     secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
   };
+}
+
+function durability(text: string): 'normal' | 'full' {
+  if (text !== 'normal' && text !== 'full') throw new ConfigError('--durability must be normal or full');
+  return text;
 }
 
 /**

@@ -34,6 +34,11 @@ export interface StartRelayOptions {
   storeUrl?: string;
   /** `redis://...`: fan-out between relays through Redis (needed with several relays). */
   fanoutUrl?: string;
+  /**
+   * SQLite durability (docs/guarantees.md): `normal` (default) survives a process crash, `full`
+   * also a power loss (an fsync per group commit).
+   */
+  durability?: 'normal' | 'full';
   /** IPs/CIDR ranges that webhook endpoints may reach although private or loopback (docs/webhooks.md). */
   webhookAllowlist?: readonly string[];
 }
@@ -87,7 +92,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
   let relay: ReturnType<typeof createRelay>;
   try {
     relay = createRelay({
-      store: store ?? { path: join(dir, 'messages.db') },
+      store: store ?? { path: join(dir, 'messages.db'), synchronous: opts.durability === 'full' ? 'FULL' : 'NORMAL' },
       ...(fanout === undefined ? {} : { fanout }),
       webhooks,
       apiSecret: opts.apiSecret,

@@ -25,6 +25,7 @@ async function main(): Promise<number> {
     apiSecret: config.apiSecret,
     ...(config.store === undefined ? {} : { storeUrl: config.store }),
     ...(config.fanout === undefined ? {} : { fanoutUrl: config.fanout }),
+    durability: config.durability,
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
   });
   process.stdout.write(`relay: ${relay.url}\n`);

@@ -66,7 +66,7 @@ export interface RelayLogEvent {
 
 export interface RelayOptions {
   /** A store instance (the caller keeps ownership) or a SQLite file path (the relay owns it). */
-  store: MessageStore | { path: string };
+  store: MessageStore | { path: string; synchronous?: 'NORMAL' | 'FULL' };
   /**
    * HS256 secret that participant tokens are signed with (at least 32 bytes), the dev default.
    * Give `tokenPublicKey` instead (or as well) for EdDSA tokens.
@@ -292,7 +292,11 @@ export function createRelay(opts: RelayOptions): Relay {
   const ownsStore = !isStore(opts.store);
   const store: MessageStore = isStore(opts.store)
     ? opts.store
-    : new SqliteMessageStore({ path: opts.store.path, contactTtlMs: policy.contactTtlMs });
+    : new SqliteMessageStore({
+        path: opts.store.path,
+        contactTtlMs: policy.contactTtlMs,
+        ...(opts.store.synchronous === undefined ? {} : { synchronous: opts.store.synchronous }),
+      });
   const contacts: ContactStore =
     opts.contacts ??
     (isContactStore(store)

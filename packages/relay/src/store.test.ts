@@ -18,13 +18,13 @@ afterEach(async () => {
 });
 
 describe('SqliteMessageStore', () => {
-  it('opens in WAL mode, synchronous=FULL by default, at the current schema version', async () => {
+  it('opens in WAL mode, synchronous=NORMAL by default (FULL on request), at the current schema version', async () => {
     const store = new SqliteMessageStore({ path });
-    expect(store.durability).toEqual({ journalMode: 'wal', synchronous: 'FULL' });
+    expect(store.durability).toEqual({ journalMode: 'wal', synchronous: 'NORMAL' });
     await store.close();
-    const fast = new SqliteMessageStore({ path, synchronous: 'NORMAL' });
-    expect(fast.durability.synchronous).toBe('NORMAL');
-    await fast.close();
+    const full = new SqliteMessageStore({ path, synchronous: 'FULL' });
+    expect(full.durability.synchronous).toBe('FULL');
+    await full.close();
     const db = new Database(path, { readonly: true });
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('user_version', { simple: true })).toBe(STORE_SCHEMA_VERSION);

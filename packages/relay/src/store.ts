@@ -3,11 +3,12 @@
  * "Envelope (what the relay stores)"). `MessageStore` is the contract every backend meets
  * (SQLite now, PostgreSQL later); `SqliteMessageStore` is the embedded default.
  *
- * Durability: the database runs in WAL mode with `synchronous=FULL` by default, so every
- * committed transaction is fsynced to the WAL before `appendBatch` returns. An acknowledged
- * message (the relay acks only after commit) therefore survives a process crash and a power
- * loss. `synchronous: 'NORMAL'` trades the power-loss guarantee for speed (a crash of the
- * process alone still loses nothing).
+ * Durability (docs/guarantees.md): the database runs in WAL mode. With `synchronous=NORMAL`
+ * (the default) a committed transaction is written to the WAL before `appendBatch` returns, so
+ * an acknowledged message (the relay acks only after commit) survives a crash of the process;
+ * the WAL is fsynced at checkpoints, so a power loss or kernel crash may lose the last commits.
+ * `synchronous: 'FULL'` fsyncs every commit, so an ack also survives a power loss, at the cost
+ * of one fsync per group commit during which the event loop waits.
  *
  * The store never interprets the ciphertext: it keeps the envelope as JSON text and reads out
  * only the routing metadata (contact, sender, msgId, epoch, sentAt).
@@ -103,8 +104,8 @@ export interface SqliteStoreOptions {
   /** Database file path (created if missing). */
   path: string;
   /**
-   * `FULL` (default): a committed message survives a power loss. `NORMAL`: survives a process
-   * crash, may lose the last transactions on power loss.
+   * `NORMAL` (default): a committed message survives a process crash; the last transactions
+   * before a power loss may be lost. `FULL`: it also survives a power loss (fsync per commit).
    */
   synchronous?: 'FULL' | 'NORMAL';
   /** Clock for `stored_at` (ms); defaults to Date.now. */
@@ -300,7 +301,7 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     try {
       db = new Database(opts.path);
       db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${opts.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      db.pragma(`synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       migrate(db);
