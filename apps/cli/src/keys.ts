@@ -44,6 +44,16 @@ export const KEY_START_OPTIONS = {
   'pkcs11-key-label': str,
   'pkcs11-pin-file': str,
   'pkcs11-create-key': { type: 'boolean' },
+  'kmip-host': str,
+  'kmip-port': str,
+  'kmip-ca': str,
+  'kmip-client-cert': str,
+  'kmip-client-key': str,
+  'kmip-servername': str,
+  'kmip-key-name': str,
+  'kmip-timeout': str,
+  'kmip-create-key': { type: 'boolean' },
+  'kmip-no-extractable-attribute': { type: 'boolean' },
   'rotate-after': str,
   'rotate-after-messages': str,
 } as const;
@@ -62,6 +72,17 @@ export interface KeyStartFlags {
   'pkcs11-key-label'?: string | undefined;
   'pkcs11-pin-file'?: string | undefined;
   'pkcs11-create-key'?: boolean | undefined;
+  'kmip-host'?: string | undefined;
+  'kmip-port'?: string | undefined;
+  /** Files (PEM): the server's CA, the client certificate and the client key. */
+  'kmip-ca'?: string | undefined;
+  'kmip-client-cert'?: string | undefined;
+  'kmip-client-key'?: string | undefined;
+  'kmip-servername'?: string | undefined;
+  'kmip-key-name'?: string | undefined;
+  'kmip-timeout'?: string | undefined;
+  'kmip-create-key'?: boolean | undefined;
+  'kmip-no-extractable-attribute'?: boolean | undefined;
   'rotate-after'?: string | undefined;
   'rotate-after-messages'?: string | undefined;
 }
@@ -86,6 +107,23 @@ function pinFrom(env: Env, file: string | undefined): string {
   if (text !== undefined && text !== '') return text;
   if (file !== undefined) return readFileSync(file, 'utf8').trim();
   throw new UsageError('pkcs11: set LATCHKEY_PKCS11_PIN or pass --pkcs11-pin-file');
+}
+
+/** A PEM file named by a flag or an environment variable. */
+function pemFile(file: string | undefined, what: string): string {
+  if (file === undefined) throw new UsageError(`--key-manager kmip needs ${what}`);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** The KMIP client's private key: LATCHKEY_KMIP_CLIENT_KEY (PEM text), else a file. */
+function kmipClientKey(env: Env, file: string | undefined): string {
+  const text = env.LATCHKEY_KMIP_CLIENT_KEY;
+  if (text !== undefined && text.trim() !== '') return text;
+  return pemFile(file, '--kmip-client-key FILE (or LATCHKEY_KMIP_CLIENT_KEY, LATCHKEY_KMIP_CLIENT_KEY_FILE)');
 }
 
 /**
@@ -136,8 +174,35 @@ export function keyServiceSettings(
       };
       break;
     }
+    case 'kmip': {
+      const host = flags['kmip-host'] ?? env.LATCHKEY_KMIP_HOST;
+      if (!host) throw new UsageError('--key-manager kmip needs --kmip-host (or LATCHKEY_KMIP_HOST)');
+      const port = flags['kmip-port'] ?? env.LATCHKEY_KMIP_PORT;
+      if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
+        throw new UsageError('--kmip-port must be 1..65535');
+      }
+      const servername = flags['kmip-servername'] ?? env.LATCHKEY_KMIP_SERVERNAME;
+      const keyName = flags['kmip-key-name'] ?? env.LATCHKEY_KMIP_KEY_NAME;
+      const timeout = flags['kmip-timeout'] ?? env.LATCHKEY_KMIP_TIMEOUT;
+      keyManager = {
+        kind: 'kmip',
+        host,
+        ca: pemFile(flags['kmip-ca'] ?? env.LATCHKEY_KMIP_CA, '--kmip-ca FILE (or LATCHKEY_KMIP_CA)'),
+        cert: pemFile(flags['kmip-client-cert'] ?? env.LATCHKEY_KMIP_CLIENT_CERT, '--kmip-client-cert FILE (or LATCHKEY_KMIP_CLIENT_CERT)'),
+        key: kmipClientKey(env, flags['kmip-client-key'] ?? env.LATCHKEY_KMIP_CLIENT_KEY_FILE),
+        ...(port === undefined ? {} : { port: Number(port) }),
+        ...(servername === undefined ? {} : { servername }),
+        ...(keyName === undefined ? {} : { keyName }),
+        ...(timeout === undefined ? {} : { timeoutMs: parseDurationMs(timeout, '--kmip-timeout') }),
+        ...(flags['kmip-create-key'] === true ? { createKey: true } : {}),
+        ...(flags['kmip-no-extractable-attribute'] === true || env.LATCHKEY_KMIP_EXTRACTABLE_ATTRIBUTE === 'false'
+          ? { extractableAttribute: false }
+          : {}),
+      };
+      break;
+    }
     default:
-      throw new UsageError('--key-manager must be internal, http or pkcs11');
+      throw new UsageError('--key-manager must be internal, http, pkcs11 or kmip');
   }
   const after = flags['rotate-after'] ?? env.LATCHKEY_ROTATE_AFTER;
   const afterMessages = flags['rotate-after-messages'] ?? env.LATCHKEY_ROTATE_AFTER_MESSAGES;

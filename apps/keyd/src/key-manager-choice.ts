@@ -3,13 +3,16 @@
  * (default; content keys wrapped under the master key in `keys/keys.db`), the enterprise's key
  * manager over the External Key Manager API (`http`: wrap model with the wrapped keys in
  * `keys/keys.db`, or the key-store model with nothing stored here), or an HSM over PKCS#11
- * (`pkcs11`: the KEK inside the token, wrapped keys in `keys/keys.db`). Secrets (HMAC secret,
- * PIN) come in as values; the callers read them from the environment or files only.
+ * (`pkcs11`: the KEK inside the token, wrapped keys in `keys/keys.db`), or a KMIP server
+ * (`kmip`: the KEK in the server, which wraps each content key with AES-GCM; wrapped keys in
+ * `keys/keys.db`). Secrets (HMAC secret, PIN, TLS client key) come in as values; the callers
+ * read them from the environment or files only.
  */
 import {
   openHttpKeyManager,
   openHttpKeyStoreManager,
   openInternalKeyManager,
+  openKmipKeyManager,
   openPkcs11KeyManager,
   type KeyManager,
   type KmClientOptions,
@@ -46,6 +49,27 @@ export type KeyManagerChoice =
       keyLabel?: string;
       /** Generate the KEK in the token when missing (provisioning; default false). */
       createKey?: boolean;
+    }
+  | {
+      kind: 'kmip';
+      /** KMIP server host name or IP, and port (default 5696). */
+      host: string;
+      port?: number;
+      /** PEM of the CA that issued the server certificate (the only trust anchor). */
+      ca: string | Uint8Array;
+      /** PEM client certificate and private key (mutual TLS; the key is a secret). */
+      cert: string | Uint8Array;
+      key: string | Uint8Array;
+      /** Name the server certificate must carry (default `host`). */
+      servername?: string;
+      /** Name attribute of the KEK (default `latchkey-kek`). */
+      keyName?: string;
+      /** Create and activate the KEK when missing (provisioning; default false). */
+      createKey?: boolean;
+      /** Send KMIP 1.4 `Extractable = false` at creation (default true; PyKMIP 0.10 needs false). */
+      extractableAttribute?: boolean;
+      /** Per request (default 10 s). */
+      timeoutMs?: number;
     };
 
 /**
@@ -83,6 +107,20 @@ export async function openChosenKeyManager(
         path: dbPath,
         ...(choice.keyLabel === undefined ? {} : { keyLabel: choice.keyLabel }),
         ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
+      });
+    case 'kmip':
+      return openKmipKeyManager({
+        path: dbPath,
+        host: choice.host,
+        ca: choice.ca,
+        cert: choice.cert,
+        key: choice.key,
+        ...(choice.port === undefined ? {} : { port: choice.port }),
+        ...(choice.servername === undefined ? {} : { servername: choice.servername }),
+        ...(choice.keyName === undefined ? {} : { keyName: choice.keyName }),
+        ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
+        ...(choice.extractableAttribute === undefined ? {} : { extractableAttribute: choice.extractableAttribute }),
+        ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
       });
   }
 }
