@@ -3,7 +3,8 @@
  * Redis (fan-out) behind a small TCP load balancer, as in the reference topology. Clients spread
  * over them chat; one relay is killed; its clients resume on another with nothing lost or
  * duplicated. Concurrent senders on different relays see one seq order. Kicks reach a
- * participant connected to another relay. Health, readiness and metrics answer.
+ * participant connected to another relay, and the `rekey` after them reaches the remaining
+ * members on every relay. Health, readiness and metrics answer.
  *
  * PostgreSQL and Redis: throwaway instances when the Debian binaries exist, or
  * LATCHKEY_TEST_PG_URL / LATCHKEY_TEST_REDIS_URL; skipped (reason printed) without them,
@@ -211,17 +212,25 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
     await startRelayProcess(victim, 1);
   }, 90_000);
 
-  it('a kick on one relay ends the participant’s connection on another', async () => {
+  it('a kick on one relay ends the participant’s connection on another, and rekeys the members on every relay', async () => {
     const target = relays[2] as RelayProc;
-    const ws = new WebSocket(`ws://127.0.0.1:${target.port}`);
-    const frames: { type: string; code?: string }[] = [];
-    ws.on('message', (d) => frames.push(JSON.parse(String(d)) as { type: string; code?: string }));
-    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-    await new Promise((resolve) => ws.once('open', resolve));
-    ws.send(JSON.stringify({ v: 1, type: 'auth', token: await mintToken(secret, { contactId: 'kick-1', participantId: 'bad', role: 'visitor', ttlSeconds: 600 }) }));
-    await until(() => frames.some((f) => f.type === 'ready'), 10_000, 'ready');
-    ws.send(JSON.stringify({ v: 1, type: 'join', since: 0 }));
-    await until(() => frames.some((f) => f.type === 'joined'), 10_000, 'joined');
+    /** A raw connection of `participantId` to `relay`, authenticated and joined to kick-1. */
+    const join = async (relay: RelayProc, participantId: string, role: 'visitor' | 'agent') => {
+      const ws = new WebSocket(`ws://127.0.0.1:${relay.port}`);
+      const frames: { type: string; code?: string }[] = [];
+      ws.on('message', (d) => frames.push(JSON.parse(String(d)) as { type: string; code?: string }));
+      const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send(JSON.stringify({ v: 1, type: 'auth', token: await mintToken(secret, { contactId: 'kick-1', participantId, role, ttlSeconds: 600 }) }));
+      await until(() => frames.some((f) => f.type === 'ready'), 10_000, 'ready');
+      ws.send(JSON.stringify({ v: 1, type: 'join', since: 0 }));
+      await until(() => frames.some((f) => f.type === 'joined'), 10_000, 'joined');
+      return { ws, frames, closed };
+    };
+    const { ws, frames, closed } = await join(target, 'bad', 'visitor');
+    // Members who stay: one on relay C (relays[2], with the kicked one) and one on relays[1].
+    const member = await join(target, 'good', 'agent');
+    const other = await join(relays[1] as RelayProc, 'other', 'agent');
 
     const admin = deriveAdminKey(secret);
     const res = await fetch(`http://127.0.0.1:${(relays[0] as RelayProc).port}/admin/v1/contacts/kick-1/kick`, {
@@ -232,7 +241,17 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
     expect(res.status).toBe(200);
     expect(await closed).toBe(4403);
     expect(frames.some((f) => f.type === 'error' && f.code === 'FORBIDDEN')).toBe(true);
-  }, 30_000);
+    // The kick was made on relays[0], which has no connection of kick-1: the rekey frame came
+    // through the fan-out's control channel.
+    await until(() => member.frames.some((f) => f.type === 'rekey'), 15_000, 'rekey on relay C');
+    await until(() => other.frames.some((f) => f.type === 'rekey'), 15_000, 'rekey on relay B');
+    expect(member.frames.filter((f) => f.type === 'rekey')).toHaveLength(1);
+    expect(member.ws.readyState).toBe(WebSocket.OPEN);
+    expect(frames.some((f) => f.type === 'rekey')).toBe(false);
+    member.ws.close();
+    other.ws.close();
+    ws.close();
+  }, 60_000);
 
   afterAll(() => {
     for (const c of clients) c.close();

@@ -2,7 +2,8 @@
  * Fan-out between relays (issue 9; design in docs/operations.md "Fan-out"). After a commit the
  * relay publishes the stored envelope; every relay with a joined connection of that contact
  * receives it and delivers it to its local connections. Control events (a participant or a
- * whole contact disconnected: kick, transfer, expiry) go to every relay.
+ * whole contact disconnected: kick, transfer, expiry; a contact's key rotated: rekey) go to
+ * every relay.
  *
  * The store, not the fan-out, is the authority on order: seqs are assigned by the store, a
  * relay delivers per connection in seq order, drops what it already delivered, and on a gap
@@ -35,6 +36,14 @@ export interface DisconnectEvent {
   at: number;
 }
 
+/** A contact's content key was rotated (kick, transfer): its connections must fetch it again. */
+export interface RekeyEvent {
+  type: 'rekey';
+  contactId: string;
+  origin: string;
+  at: number;
+}
+
 /**
  * Emitted locally (never published) when the fan-out may have lost events, e.g. after Redis
  * reconnected: every joined connection should catch up from the store.
@@ -43,7 +52,10 @@ export interface ResyncEvent {
   type: 'resync';
 }
 
-export type FanoutEvent = EnvelopeEvent | DisconnectEvent;
+export type FanoutEvent = EnvelopeEvent | DisconnectEvent | RekeyEvent;
+
+/** What control subscribers receive. */
+export type ControlEvent = DisconnectEvent | RekeyEvent | ResyncEvent;
 
 export interface FanoutSubscription {
   /** Settles once events published from now on will be received. */
@@ -57,7 +69,7 @@ export interface Fanout {
   /** Envelopes of one contact. */
   subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription;
   /** Control events of every contact, and local resync notices. */
-  subscribeControl(handler: (e: DisconnectEvent | ResyncEvent) => void): FanoutSubscription;
+  subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription;
   /** True when the fan-out is reachable (readiness). */
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -105,7 +117,7 @@ const CONTROL = '\0control';
 
 /** One relay, no network: delivers synchronously within the process (the default). */
 export class InProcessFanout implements Fanout {
-  readonly #reg = new Registry<EnvelopeEvent | DisconnectEvent | ResyncEvent>();
+  readonly #reg = new Registry<EnvelopeEvent | ControlEvent>();
 
   publish(event: FanoutEvent): Promise<void> {
     this.#reg.emit(event.type === 'envelope' ? event.envelope.contactId : CONTROL, event);
@@ -113,14 +125,14 @@ export class InProcessFanout implements Fanout {
   }
 
   subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {
-    return this.#sub(contactId, handler as (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void);
+    return this.#sub(contactId, handler as (e: EnvelopeEvent | ControlEvent) => void);
   }
 
-  subscribeControl(handler: (e: DisconnectEvent | ResyncEvent) => void): FanoutSubscription {
-    return this.#sub(CONTROL, handler as (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void);
+  subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription {
+    return this.#sub(CONTROL, handler as (e: EnvelopeEvent | ControlEvent) => void);
   }
 
-  #sub(channel: string, h: (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void): FanoutSubscription {
+  #sub(channel: string, h: (e: EnvelopeEvent | ControlEvent) => void): FanoutSubscription {
     this.#reg.add(channel, h);
     return { ready: Promise.resolve(), unsubscribe: () => void this.#reg.remove(channel, h) };
   }
@@ -145,14 +157,14 @@ export interface RedisFanoutOptions {
 
 /**
  * Redis pub/sub: channel `<prefix>c:<contactId>` per contact (a relay subscribes while it has a
- * joined connection of the contact) and `<prefix>control` for disconnects. One connection
+ * joined connection of the contact) and `<prefix>control` for disconnects and rekeys. One connection
  * publishes, one subscribes (a subscribed Redis connection can do nothing else).
  */
 export class RedisFanout implements Fanout {
   readonly #pub: Redis;
   readonly #sub: Redis;
   readonly #prefix: string;
-  readonly #reg = new Registry<EnvelopeEvent | DisconnectEvent | ResyncEvent>();
+  readonly #reg = new Registry<EnvelopeEvent | ControlEvent>();
   readonly #log: NonNullable<RedisFanoutOptions['log']>;
   #connectedOnce = false;
   #closed = false;
@@ -200,14 +212,14 @@ export class RedisFanout implements Fanout {
   }
 
   subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {
-    return this.#subscribe(this.#channel(contactId), handler as (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void);
+    return this.#subscribe(this.#channel(contactId), handler as (e: EnvelopeEvent | ControlEvent) => void);
   }
 
-  subscribeControl(handler: (e: DisconnectEvent | ResyncEvent) => void): FanoutSubscription {
-    return this.#subscribe(this.#control, handler as (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void);
+  subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription {
+    return this.#subscribe(this.#control, handler as (e: EnvelopeEvent | ControlEvent) => void);
   }
 
-  #subscribe(channel: string, h: (e: EnvelopeEvent | DisconnectEvent | ResyncEvent) => void): FanoutSubscription {
+  #subscribe(channel: string, h: (e: EnvelopeEvent | ControlEvent) => void): FanoutSubscription {
     const first = this.#reg.add(channel, h);
     // Commands on one connection run in order, so a quick unsubscribe/subscribe pair is safe.
     const ready = first ? this.#sub.subscribe(channel).then(() => undefined) : Promise.resolve();

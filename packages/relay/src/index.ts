@@ -42,6 +42,8 @@ export {
   type FanoutSubscription,
   type EnvelopeEvent,
   type DisconnectEvent,
+  type RekeyEvent,
+  type ControlEvent,
   type ResyncEvent,
   type RedisFanoutOptions,
 } from './fanout.ts';

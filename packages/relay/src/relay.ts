@@ -420,8 +420,17 @@ export function createRelay(opts: RelayOptions): Relay {
           ...(shredder ? { onShred: (contactId: string) => shred(contactId) } : {}),
         });
 
-  /** Tells every remaining connection of a contact to fetch the current content key. */
-  function rekey(contactId: string): void {
+  /**
+   * Tells every remaining connection of a contact to fetch the current content key, here and
+   * (unless the request came from the fan-out) on every other relay, like `disconnect`.
+   */
+  function rekey(contactId: string, fromFanout = false): void {
+    if (!fromFanout) {
+      fanout.publish({ type: 'rekey', contactId, origin: relayId, at: Date.now() }).catch(() => {
+        metrics.fanoutPublishFailures++;
+        log({ event: 'fanout-publish-failed', contactId });
+      });
+    }
     for (const c of conns) {
       if (c.phase === 'ready' && c.principal?.contactId === contactId) sendFrame(c, { v: PROTOCOL_VERSION, type: 'rekey' });
     }
@@ -719,6 +728,10 @@ export function createRelay(opts: RelayOptions): Relay {
       return;
     }
     if (e.origin === relayId) return;
+    if (e.type === 'rekey') {
+      rekey(e.contactId, true);
+      return;
+    }
     const n = disconnect(e.contactId, e.participantId, e.code, true);
     if (n > 0) log({ event: 'remote-disconnect', contactId: e.contactId, code: e.code, closed: n });
   });
