@@ -4,67 +4,25 @@
  * every send it acknowledged is stored, its clients see close 1001, and they resume on a
  * restarted relay with no message lost or duplicated.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LatchkeyClient, type ChatMessage, type WebSocketConstructor } from '@latchkey/client';
 import { openKeyService } from '@latchkey/keyd';
 import { mintToken } from '@latchkey/tokens';
 import { until } from './harness.ts';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const RELAY_MAIN = join(ROOT, 'apps', 'relay', 'src', 'main.ts');
+import { spawnRelay, stopRelay, freePort, type RelayProcess } from './relay-process.ts';
 
 let dir: string;
 let keys: Awaited<ReturnType<typeof openKeyService>>;
-let relay: ChildProcess | undefined;
+let relay: RelayProcess | undefined;
 let port: number;
-const stdout: string[] = [];
 const secret = crypto.getRandomValues(new Uint8Array(32));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 async function startRelayProcess(): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', RELAY_MAIN, '--data', dir, '--host', '127.0.0.1', '--port', String(port)], {
-    cwd: ROOT,
-    env: { ...process.env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url') },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  relay = child;
-  createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('relay did not start')), 20_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.startsWith('relay: ws://')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited with ${code}`)));
-  });
-}
-
-async function killRelay(): Promise<void> {
-  const child = relay;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
+  relay = await spawnRelay({ dataDir: dir, port, secret });
 }
 
 beforeAll(async () => {
@@ -75,7 +33,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await killRelay();
+  await stopRelay(relay);
   await keys.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -117,12 +75,9 @@ describe('relay stopped with SIGTERM under load', () => {
     });
 
     await until(() => acked.size >= 60, 10_000, 'a steady stream');
-    const child = relay!;
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const ackedAtSigterm = acked.size;
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(stdout).toContain('relay: stopped');
+    expect(await stopRelay(relay, 'SIGTERM')).toBe(0);
+    expect(relay?.stdout).toContain('relay: stopped');
     const ackedAtExit = new Map(acked);
     expect(closeCodes.filter((c) => c === 1001).length).toBeGreaterThanOrEqual(4);
 
