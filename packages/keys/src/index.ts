@@ -17,6 +17,11 @@ export {
   type WrappedKeyManagerOptions,
 } from './adapters/wrapped.ts';
 export {
+  openPgWrappedKeyManager,
+  PG_KEYS_SCHEMA_VERSION,
+  type PgWrappedKeyManagerOptions,
+} from './adapters/pg-wrapped.ts';
+export {
   openHttpKeyManager,
   openHttpKeyStoreManager,
   createHttpWrapper,
