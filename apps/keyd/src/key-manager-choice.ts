@@ -7,14 +7,24 @@
  * (`kmip`: the KEK in the server, which wraps each content key with AES-GCM; wrapped keys in
  * `keys/keys.db`). Secrets (HMAC secret, PIN, TLS client key) come in as values; the callers
  * read them from the environment or files only.
+ *
+ * With a key store URL (`postgres://...`), every wrap-model choice keeps its wrapped keys in
+ * that PostgreSQL database instead of `keys/keys.db`, so several key services can share them
+ * (docs/operations.md "Key store on PostgreSQL"); the KEK stays where the choice puts it.
  */
 import {
+  createHttpWrapper,
+  createInternalWrapper,
+  createKmipWrapper,
+  createPkcs11Wrapper,
   openHttpKeyManager,
   openHttpKeyStoreManager,
   openInternalKeyManager,
   openKmipKeyManager,
+  openPgWrappedKeyManager,
   openPkcs11KeyManager,
   type KeyManager,
+  type KeyWrapper,
   type KmClientOptions,
 } from '@latchkey/keys';
 
@@ -72,55 +82,104 @@ export type KeyManagerChoice =
       timeoutMs?: number;
     };
 
+/** Schemes a key store URL may use. */
+const KEY_STORE_SCHEMES = ['postgres:', 'postgresql:'];
+
 /**
- * Opens the chosen key manager over the key database `dbPath`.
+ * Opens the chosen key manager over the key database `dbPath`, or over the PostgreSQL
+ * database `keyStoreUrl` when given (wrap models only).
  * @throws LatchkeyError KEY_UNAVAILABLE when the backend or the file is unusable or the key does
- *   not match the stored keys; RangeError/TypeError for malformed settings.
+ *   not match the stored keys; RangeError/TypeError for malformed settings (a key store URL
+ *   that is not postgres://, or one with the http key-store model, which stores nothing here).
  */
 export async function openChosenKeyManager(
   choice: KeyManagerChoice,
   dbPath: string,
   masterKey: Uint8Array,
+  keyStoreUrl?: string,
 ): Promise<KeyManager> {
+  if (keyStoreUrl !== undefined) return openOnPostgres(choice, masterKey, keyStoreUrl);
   switch (choice.kind) {
     case 'internal':
       return openInternalKeyManager({ path: dbPath, masterKey });
     case 'http': {
-      const client: KmClientOptions = {
-        url: choice.url,
-        auth: { type: 'hmac', clientId: choice.clientId ?? 'latchkey', secret: choice.secret },
-        ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
-        ...(choice.retries === undefined ? {} : { retries: choice.retries }),
-        ...(choice.breakerThreshold === undefined ? {} : { breakerThreshold: choice.breakerThreshold }),
-        ...(choice.breakerCooldownMs === undefined ? {} : { breakerCooldownMs: choice.breakerCooldownMs }),
-        ...(choice.tls === undefined ? {} : { tls: choice.tls }),
-      };
-      const cache = choice.cacheTtlMs === undefined ? {} : { cacheTtlMs: choice.cacheTtlMs };
-      if (choice.model === 'store') return openHttpKeyStoreManager({ ...client, ...cache });
-      return openHttpKeyManager({ ...client, ...cache, keyId: choice.keyId ?? 'latchkey-kek', path: dbPath });
+      const opts = httpOptions(choice);
+      if (choice.model === 'store') return openHttpKeyStoreManager(opts);
+      return openHttpKeyManager({ ...opts, keyId: choice.keyId ?? 'latchkey-kek', path: dbPath });
     }
     case 'pkcs11':
-      return openPkcs11KeyManager({
-        library: choice.module,
-        tokenLabel: choice.tokenLabel,
-        pin: choice.pin,
-        path: dbPath,
-        ...(choice.keyLabel === undefined ? {} : { keyLabel: choice.keyLabel }),
-        ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
-      });
+      return openPkcs11KeyManager({ ...pkcs11Options(choice), path: dbPath });
     case 'kmip':
-      return openKmipKeyManager({
-        path: dbPath,
-        host: choice.host,
-        ca: choice.ca,
-        cert: choice.cert,
-        key: choice.key,
-        ...(choice.port === undefined ? {} : { port: choice.port }),
-        ...(choice.servername === undefined ? {} : { servername: choice.servername }),
-        ...(choice.keyName === undefined ? {} : { keyName: choice.keyName }),
-        ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
-        ...(choice.extractableAttribute === undefined ? {} : { extractableAttribute: choice.extractableAttribute }),
-        ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
-      });
+      return openKmipKeyManager({ ...kmipOptions(choice), path: dbPath });
   }
+}
+
+async function openOnPostgres(choice: KeyManagerChoice, masterKey: Uint8Array, url: string): Promise<KeyManager> {
+  let scheme: string;
+  try {
+    scheme = new URL(url).protocol;
+  } catch {
+    throw new TypeError('key store URL must be postgres://...');
+  }
+  if (!KEY_STORE_SCHEMES.includes(scheme)) throw new TypeError('key store URL must be postgres://...');
+  let wrapper: KeyWrapper;
+  let mismatchMessage: string;
+  switch (choice.kind) {
+    case 'internal':
+      wrapper = createInternalWrapper(masterKey);
+      mismatchMessage = 'the master key does not match this key database';
+      break;
+    case 'http':
+      if (choice.model === 'store') throw new RangeError('a key store URL needs the wrap model (the store model keeps no keys here)');
+      wrapper = createHttpWrapper({ ...httpOptions(choice), keyId: choice.keyId ?? 'latchkey-kek' });
+      mismatchMessage = 'the key-encryption key does not match this key database';
+      break;
+    case 'pkcs11':
+      wrapper = createPkcs11Wrapper(pkcs11Options(choice));
+      mismatchMessage = 'the HSM key does not match this key database';
+      break;
+    case 'kmip':
+      wrapper = await createKmipWrapper(kmipOptions(choice));
+      mismatchMessage = 'the KMIP key does not match this key database';
+      break;
+  }
+  return openPgWrappedKeyManager({ url, wrapper, mismatchMessage });
+}
+
+function httpOptions(choice: Extract<KeyManagerChoice, { kind: 'http' }>): KmClientOptions & { cacheTtlMs?: number } {
+  return {
+    url: choice.url,
+    auth: { type: 'hmac', clientId: choice.clientId ?? 'latchkey', secret: choice.secret },
+    ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
+    ...(choice.retries === undefined ? {} : { retries: choice.retries }),
+    ...(choice.breakerThreshold === undefined ? {} : { breakerThreshold: choice.breakerThreshold }),
+    ...(choice.breakerCooldownMs === undefined ? {} : { breakerCooldownMs: choice.breakerCooldownMs }),
+    ...(choice.tls === undefined ? {} : { tls: choice.tls }),
+    ...(choice.cacheTtlMs === undefined ? {} : { cacheTtlMs: choice.cacheTtlMs }),
+  };
+}
+
+function pkcs11Options(choice: Extract<KeyManagerChoice, { kind: 'pkcs11' }>) {
+  return {
+    library: choice.module,
+    tokenLabel: choice.tokenLabel,
+    pin: choice.pin,
+    ...(choice.keyLabel === undefined ? {} : { keyLabel: choice.keyLabel }),
+    ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
+  };
+}
+
+function kmipOptions(choice: Extract<KeyManagerChoice, { kind: 'kmip' }>) {
+  return {
+    host: choice.host,
+    ca: choice.ca,
+    cert: choice.cert,
+    key: choice.key,
+    ...(choice.port === undefined ? {} : { port: choice.port }),
+    ...(choice.servername === undefined ? {} : { servername: choice.servername }),
+    ...(choice.keyName === undefined ? {} : { keyName: choice.keyName }),
+    ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
+    ...(choice.extractableAttribute === undefined ? {} : { extractableAttribute: choice.extractableAttribute }),
+    ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
+  };
 }

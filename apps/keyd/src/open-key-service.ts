@@ -12,7 +12,7 @@
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
  */
-import { readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
@@ -51,6 +51,12 @@ export interface OpenKeyServiceOptions {
   insecure?: boolean;
   /** Which key manager holds the content keys (default internal, under `masterKey`). */
   keyManager?: KeyManagerChoice;
+  /**
+   * `postgres://...`: keep the wrapped content keys in this PostgreSQL database (of its own,
+   * never the relay's messages database) instead of `keys/keys.db`, shared by every key service
+   * pointed at it. Any wrap-model key manager; absent: the SQLite file.
+   */
+  keyStoreUrl?: string;
   /** Rotate an epoch older than this at the next fetch of the current key (ms; default never). */
   rotateAfterMs?: number;
   /** Clients ask for a rotation after this many messages of one epoch (default never). */
@@ -101,7 +107,14 @@ export async function openKeyService(
   assertSecureListener('key service', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
   const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const paths = keyServicePaths(opts.dataDir);
-  const keyManager = await openChosenKeyManager(opts.keyManager ?? { kind: 'internal' }, paths.db, opts.masterKey);
+  if (opts.keyStoreUrl !== undefined) {
+    // The SQLite key store creates `keys/` 0700; with the keys on PostgreSQL the access table,
+    // access log and signing key still live there.
+    if ((await mkdir(paths.dir, { recursive: true, mode: 0o700 })) !== undefined && process.platform !== 'win32') {
+      await chmod(paths.dir, 0o700);
+    }
+  }
+  const keyManager = await openChosenKeyManager(opts.keyManager ?? { kind: 'internal' }, paths.db, opts.masterKey, opts.keyStoreUrl);
   let signingKey: Uint8Array | undefined;
   // A copy the online master-key rotation needs (the caller may zero its own).
   const master = { key: Uint8Array.from(opts.masterKey) };
