@@ -35,6 +35,8 @@ export interface StartFlags extends KeyStartFlags {
   store?: string | undefined;
   /** redis://... fan-out between relays (default in-process). */
   fanout?: string | undefined;
+  /** postgres://... wrapped content keys, in a database of their own (default keys/keys.db). */
+  'keys-store'?: string | undefined;
 }
 
 /** A comma-separated flag as a list; undefined when absent. */
@@ -89,6 +91,12 @@ function backendFlag(text: string, name: string, schemes: readonly string[]): st
   return text;
 }
 
+/** Whether two postgres:// URLs name the same database on the same server. */
+function sameDatabase(a: string, b: string): boolean {
+  const [x, y] = [new URL(a), new URL(b)];
+  return x.hostname === y.hostname && (x.port || '5432') === (y.port || '5432') && x.pathname === y.pathname;
+}
+
 export async function start(flags: StartFlags, out: Out): Promise<number> {
   const dir = dataDir(flags.data);
   const port = parsePort(flags.port);
@@ -120,6 +128,10 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     ...(flags.fanout === undefined ? {} : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
     durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
   };
+  const keyStoreUrl = flags['keys-store'] === undefined ? undefined : backendFlag(flags['keys-store'], '--keys-store', ['postgres:', 'postgresql:']);
+  if (keyStoreUrl !== undefined && backends.storeUrl !== undefined && sameDatabase(keyStoreUrl, backends.storeUrl)) {
+    throw new UsageError('--keys-store must be a database of its own, not the --store one');
+  }
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
@@ -135,6 +147,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     apiSecret: secret,
     masterKey: master.key,
     ...keyServiceSettings(flags),
+    ...(keyStoreUrl === undefined ? {} : { keyStoreUrl }),
     allowedOrigins,
     ...admin,
     ...transport,

@@ -43,6 +43,7 @@ async function run(argv: string[]): Promise<number> {
           ...KEY_START_OPTIONS,
           store: str,
           fanout: str,
+          'keys-store': str,
         }).values,
         out,
       );

@@ -11,6 +11,7 @@ commands:
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
          [--webhook-allowlist CIDR,...]
          [--store postgres://...] [--fanout redis://...] [--durability normal|full]
+         [--keys-store postgres://...]
          [--key-manager internal|http|pkcs11|kmip] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
          --pkcs11-key-label L --pkcs11-pin-file FILE] [--kmip-host H --kmip-port N --kmip-ca FILE
