@@ -20,11 +20,10 @@
 import pg from 'pg';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { randomBytes } from '@latchkey/crypto/random';
-import { generateContentKey } from '@latchkey/crypto/wrap';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { ContentKey, KeyManagerHealth } from '../key-manager.ts';
 import type { KeyWrapper, WrapReason } from '../key-wrapper.ts';
-import { checkContactId, checkEpoch, type WrappedKeyManager } from './wrapped.ts';
+import { checkContactId, checkEpoch, wrapFreshContentKey, type WrappedKeyManager } from './wrapped.ts';
 
 /** Schema version this code writes (`keys_schema_version`). */
 export const PG_KEYS_SCHEMA_VERSION = 1;
@@ -351,17 +350,7 @@ class PgWrappedStore implements WrappedKeyManager {
     const generation = this.#generation;
     const wrapper = this.#wrapper;
     try {
-      if (wrapper.generate !== undefined) {
-        const made = await wrapper.generate({ contactId, epoch, reason });
-        made.key.fill(0);
-        return { wrapped: made.wrapped, generation };
-      }
-      const key = generateContentKey();
-      try {
-        return { wrapped: await wrapper.wrap(key, { contactId, epoch, reason }), generation };
-      } finally {
-        key.fill(0);
-      }
+      return { wrapped: await wrapFreshContentKey(wrapper, { contactId, epoch, reason }), generation };
     } catch (err) {
       throw unavailable('key could not be wrapped', err);
     }
