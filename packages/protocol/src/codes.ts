@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   CONTACT_CLOSED: { http: 423, ws: 4423, closes: false },
   CONTACT_EXPIRED: { http: 410, ws: 4410, closes: true },
   CONTACT_FULL: { http: 409, ws: 4409, closes: true },
+  /** A per-contact or per-participant quota (stored bytes, messages) is used up. */
+  QUOTA_EXCEEDED: { http: 429, ws: 4430, closes: false },
+  /** Client side: a transcript or membership check failed (replay, reorder, gap, stale epoch...). */
+  INTEGRITY: { http: 422, ws: 4424, closes: false },
 } as const satisfies Record<string, { http: number; ws: number; closes: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
