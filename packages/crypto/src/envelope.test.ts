@@ -8,13 +8,17 @@ import { generateSigningKeyPair } from './sign.ts';
 import { generateContentKey } from './wrap.ts';
 
 const header: EnvelopeHeader = {
-  v: 1,
+  v: 2,
   alg: 'latchkey.v1.aes256gcm',
   contactId: 'c_01HZX3',
   epoch: 3,
   senderId: 'p_visitor',
   msgId: 'm_0123456789abcdef',
   sentAt: 1_732_000_000_000,
+  ctr: 5,
+  prev: new Uint8Array(32).fill(7),
+  seenSeq: 41,
+  seenHash: new Uint8Array(32).fill(9),
 };
 const key = generateContentKey();
 const sender = generateSigningKeyPair();
@@ -22,13 +26,17 @@ const plaintext = new TextEncoder().encode('{"type":"text","text":"hello"}');
 
 const arbId = fc.string({ unit: 'grapheme', maxLength: 24 });
 const arbHeader: fc.Arbitrary<EnvelopeHeader> = fc.record({
-  v: fc.constant(1 as const),
+  v: fc.constant(2 as const),
   alg: fc.constant('latchkey.v1.aes256gcm' as const),
   contactId: arbId,
   epoch: fc.integer({ min: 0, max: 0xffff_ffff }),
   senderId: arbId,
   msgId: arbId,
   sentAt: fc.maxSafeNat(),
+  ctr: fc.integer({ min: 1, max: 0xffff_ffff }),
+  prev: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+  seenSeq: fc.maxSafeNat(),
+  seenHash: fc.uint8Array({ minLength: 32, maxLength: 32 }),
 });
 
 async function seal(h: EnvelopeHeader = header, pt: Uint8Array = plaintext) {
@@ -50,14 +58,18 @@ describe('envelopeAad', () => {
     const u32 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
     const str = (s: string) => [...u32(s.length), ...Buffer.from(s)];
     const expected = [
-      ...Buffer.from('latchkey.v1.envelope'),
-      ...u32(1),
+      ...Buffer.from('latchkey.v2.envelope'),
+      ...u32(2),
       ...str('latchkey.v1.aes256gcm'),
       ...str('c'),
       ...u32(258),
       ...str('s'),
       ...str('m'),
       ...[0, 0, 1, 0, 0, 0, 0, 1],
+      ...u32(5),
+      ...new Array<number>(32).fill(7),
+      ...[0, 0, 0, 0, 0, 0, 0, 41],
+      ...new Array<number>(32).fill(9),
     ];
     expect([...aad]).toEqual(expected);
   });
@@ -83,7 +95,10 @@ describe('envelopeAad', () => {
     expect(() => envelopeAad({ ...header, sentAt: '1' as unknown as number })).toThrow(TypeError);
     expect(() => envelopeAad({ ...header, contactId: 7 as unknown as string })).toThrow(TypeError);
     expect(() => envelopeAad({ ...header, senderId: '\udc00' })).toThrow(TypeError);
-    expect(() => envelopeAad({ ...header, v: 2 as 1 })).toThrow(TypeError);
+    expect(() => envelopeAad({ ...header, v: 1 as 2 })).toThrow(TypeError);
+    expect(() => envelopeAad({ ...header, ctr: 0 })).toThrow(RangeError);
+    expect(() => envelopeAad({ ...header, prev: new Uint8Array(31) })).toThrow(RangeError);
+    expect(() => envelopeAad({ ...header, seenHash: new Uint8Array(33) })).toThrow(RangeError);
     expect(() => envelopeAad(null as unknown as EnvelopeHeader)).toThrow(TypeError);
   });
 });
@@ -134,7 +149,11 @@ describe('sealEnvelope / openEnvelope', () => {
       ['msgId', { ...header, msgId: 'm_0123456789abcdeg' }],
       ['sentAt', { ...header, sentAt: header.sentAt + 1 }],
       ['alg', { ...header, alg: 'latchkey.v1.aes128gcm' as EnvelopeHeader['alg'] }],
-      ['v', { ...header, v: 2 as EnvelopeHeader['v'] }],
+      ['v', { ...header, v: 1 as EnvelopeHeader['v'] }],
+      ['ctr', { ...header, ctr: header.ctr + 1 }],
+      ['prev', { ...header, prev: new Uint8Array(32).fill(8) }],
+      ['seenSeq', { ...header, seenSeq: header.seenSeq - 1 }],
+      ['seenHash', { ...header, seenHash: new Uint8Array(32) }],
     ];
     for (const [field, h] of changed) {
       await expect(

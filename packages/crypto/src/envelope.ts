@@ -3,9 +3,12 @@
  * header field bound as additional data, and an Ed25519 signature (sign.ts, RFC 8032) by the
  * sender's session key so that one member of a contact cannot forge another.
  *
- * Additional data (`envelopeAad`), all integers big-endian:
- *   'latchkey.v1.envelope' || u32(v) || u32(len) alg || u32(len) contactId || u32(epoch)
- *   || u32(len) senderId || u32(len) msgId || u64(sentAt)
+ * Additional data (`envelopeAad`), all integers big-endian (envelope version 2):
+ *   'latchkey.v2.envelope' || u32(v) || u32(len) alg || u32(len) contactId || u32(epoch)
+ *   || u32(len) senderId || u32(len) msgId || u64(sentAt) || u32(ctr) || prev[32]
+ *   || u64(seenSeq) || seenHash[32]
+ * The last four are the transcript fields (transcript.ts): the sender session's counter and
+ * chain value, and the transcript hash of what the sender had seen.
  * Strings are UTF-8 and length-prefixed, so the encoding is injective.
  *
  * Signature: `signWithContext(signingKey, 'latchkey.v1.msgsig', aad || nonce || ciphertext)`;
@@ -21,9 +24,10 @@ import { sha256 } from './mac.ts';
 import { randomBytes } from './random.ts';
 import { signWithContextAsync, verifyWithContextAsync } from './sign.ts';
 
-const ENVELOPE_VERSION = 1;
+const ENVELOPE_VERSION = 2;
 const ENVELOPE_ALG = 'latchkey.v1.aes256gcm';
-const AAD_DOMAIN = 'latchkey.v1.envelope';
+const AAD_DOMAIN = 'latchkey.v2.envelope';
+const HASH_LENGTH = 32;
 const SIG_CONTEXT = 'latchkey.v1.msgsig';
 const FINGERPRINT_DOMAIN = 'latchkey.v1.fingerprint';
 const KEY_LENGTH = 32;
@@ -33,7 +37,7 @@ const ED25519_KEY_LENGTH = 32;
 /** The authenticated header of an envelope: everything the relay stores except `seq`. */
 export interface EnvelopeHeader {
   /** Envelope format version. */
-  v: 1;
+  v: 2;
   /** Algorithm identifier: AES-256-GCM content encryption, Ed25519 sender signature. */
   alg: 'latchkey.v1.aes256gcm';
   /** The contact (chat session) the message belongs to. */
@@ -46,19 +50,29 @@ export interface EnvelopeHeader {
   msgId: string;
   /** Send time in milliseconds since the Unix epoch, a non-negative safe integer. */
   sentAt: number;
+  /** The sender session's message counter, from 1, an integer in `[1, 2^32 - 1]`. */
+  ctr: number;
+  /** The session's chain value before this message (32 bytes; zeros for ctr 1). */
+  prev: Uint8Array;
+  /** The last seq the sender had verified when it sealed (0: none). */
+  seenSeq: number;
+  /** The sender's transcript hash at `seenSeq` (32 bytes; zeros for 0). */
+  seenHash: Uint8Array;
 }
 
 /**
  * Encodes an envelope header as AES-GCM additional data: the domain string
- * `'latchkey.v1.envelope'` followed by each field in a fixed order, strings as
- * `u32 length || UTF-8`, `v` and `epoch` as u32 and `sentAt` as u64, all big-endian. Two
- * different headers never give the same bytes.
+ * `'latchkey.v2.envelope'` followed by each field in a fixed order, strings as
+ * `u32 length || UTF-8`, `v`, `epoch` and `ctr` as u32, `sentAt` and `seenSeq` as u64, all
+ * big-endian, and the two 32-byte hashes as they are. Two different headers never give the
+ * same bytes.
  *
  * @param h - The header.
  * @returns The additional data.
- * @throws {TypeError} if `h` is not an object, a string field is not a well-formed string, or
- *   `v`/`alg` are not the supported `1`/`'latchkey.v1.aes256gcm'`.
- * @throws {RangeError} if `epoch` is not a u32 or `sentAt` is not a non-negative safe integer.
+ * @throws {TypeError} if `h` is not an object, a string field is not a well-formed string, a
+ *   hash is not a Uint8Array, or `v`/`alg` are not the supported `2`/`'latchkey.v1.aes256gcm'`.
+ * @throws {RangeError} if `epoch` is not a u32, `ctr` not in `[1, 2^32 - 1]`, `sentAt` or
+ *   `seenSeq` not a non-negative safe integer, or a hash is not 32 bytes.
  */
 export function envelopeAad(h: EnvelopeHeader): Uint8Array {
   if (typeof h !== 'object' || h === null) {
@@ -73,6 +87,9 @@ export function envelopeAad(h: EnvelopeHeader): Uint8Array {
   assertString(h.contactId, 'header.contactId');
   assertString(h.senderId, 'header.senderId');
   assertString(h.msgId, 'header.msgId');
+  assertBytesLength(h.prev, HASH_LENGTH, 'header.prev');
+  assertBytesLength(h.seenHash, HASH_LENGTH, 'header.seenHash');
+  if (h.ctr === 0) throw new RangeError('header.ctr must be at least 1');
   return concatBytes(
     utf8Encode(AAD_DOMAIN),
     u32(h.v, 'header.v'),
@@ -82,6 +99,10 @@ export function envelopeAad(h: EnvelopeHeader): Uint8Array {
     lengthPrefixedString(h.senderId),
     lengthPrefixedString(h.msgId),
     u64(h.sentAt, 'header.sentAt'),
+    u32(h.ctr, 'header.ctr'),
+    h.prev,
+    u64(h.seenSeq, 'header.seenSeq'),
+    h.seenHash,
   );
 }
 

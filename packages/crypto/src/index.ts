@@ -16,6 +16,7 @@ export { constantTimeEqual } from './compare.ts';
 export { generateX25519KeyPair, x25519PublicKey, x25519SharedSecret } from './dh.ts';
 export { envelopeAad, keyFingerprint, openEnvelope, sealEnvelope } from './envelope.ts';
 export type { EnvelopeHeader } from './envelope.ts';
+export { ZERO_HASH, chainStep, transcriptStep } from './transcript.ts';
 export {
   generateRecipientKeyPair,
   KEY_DELIVERY_INFO,

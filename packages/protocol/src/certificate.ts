@@ -1,10 +1,10 @@
 /**
  * Sender certificate: the key service vouches that an Ed25519 session key belongs to one
- * participant of one contact, until `notAfter`. The body travels as the exact JSON bytes the
+ * participant of one contact, for one epoch, until `notAfter`. The body travels as the exact JSON bytes the
  * key service signed (base64url), so no canonicalisation is needed to verify it.
  */
 import { z } from 'zod';
-import { Id, Role, TimeMs, b64url, b64urlBytes } from './primitives.ts';
+import { Epoch, Id, Role, TimeMs, b64url, b64urlBytes } from './primitives.ts';
 
 export const CERT_ALG = 'latchkey.v1.ed25519-cert' as const;
 
@@ -18,6 +18,11 @@ export const CertificateBody = z.strictObject({
   publicKey: b64urlBytes(32),
   issuedAt: TimeMs,
   notAfter: TimeMs,
+  /**
+   * The epoch of the epoch statement it was issued with: the key only signs envelopes of that
+   * epoch, so a certificate outlives neither a rotation nor its holder's removal.
+   */
+  epoch: Epoch,
 });
 export type CertificateBody = z.infer<typeof CertificateBody>;
 

@@ -2,20 +2,30 @@
  * The envelope: what a client seals, the relay orders and stores, and readers open.
  * Every field but `seq` and the ciphertext is bound as AES-GCM additional data (see
  * @latchkey/crypto/envelope); `sig` is the sender's Ed25519 signature, `cert` vouches for it.
+ * Version 2 adds the transcript fields (`ctr`, `prev`, `seenSeq`, `seenHash`) that let
+ * receivers catch a relay that replays, reorders, drops or truncates (docs/threat-model.md).
  */
 import { z } from 'zod';
-import { ENVELOPE_ALG, LIMITS } from './version.ts';
+import { ENVELOPE_ALG, ENVELOPE_VERSION, LIMITS } from './version.ts';
 import { SenderCertificate } from './certificate.ts';
-import { Epoch, Id, MsgId, Seq, TimeMs, b64url, b64urlBytes } from './primitives.ts';
+import { Epoch, Id, MsgId, Seq, SeqCursor, TimeMs, b64url, b64urlBytes } from './primitives.ts';
 
 export const EnvelopeHeader = z.strictObject({
-  v: z.literal(1),
+  v: z.literal(ENVELOPE_VERSION),
   alg: z.literal(ENVELOPE_ALG),
   contactId: Id,
   epoch: Epoch,
   senderId: Id,
   msgId: MsgId,
   sentAt: TimeMs,
+  /** The sender session's counter: 1 for its first message, then +1 per message. */
+  ctr: z.number().int().min(1).max(2 ** 32 - 1),
+  /** The session's chain value before this message (32 zero bytes for ctr 1). */
+  prev: b64urlBytes(32),
+  /** The last seq the sender had verified when it sealed (0: none). */
+  seenSeq: SeqCursor,
+  /** The sender's transcript hash at `seenSeq` (32 zero bytes for 0). */
+  seenHash: b64urlBytes(32),
 });
 export type EnvelopeHeader = z.infer<typeof EnvelopeHeader>;
 

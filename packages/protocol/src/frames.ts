@@ -67,8 +67,9 @@ export const ErrorFrame = z.strictObject({
 });
 export const PongFrame = z.strictObject({ v: V, type: z.literal('pong'), id: RequestId.optional() });
 /**
- * The contact's membership changed (kick, transfer) and the key service rotated its key: fetch
- * the current content key and send under it from now on. Sent to every remaining connection.
+ * The contact's membership changed (kick, transfer) and the key service rotated its key. Only a
+ * hint, unauthenticated: clients then fetch the signed epoch statement from the key service and
+ * trust that alone (a relay that suppresses it gains at most FRESHNESS.maxAgeMs).
  */
 export const RekeyFrame = z.strictObject({ v: V, type: z.literal('rekey') });
 

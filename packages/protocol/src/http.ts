@@ -5,12 +5,14 @@
  */
 import { z } from 'zod';
 import { SenderCertificate } from './certificate.ts';
+import { EpochStatement } from './epoch-statement.ts';
 import { ERROR_CODE_LIST } from './codes.ts';
 import { Epoch, Id, b64url, b64urlBytes } from './primitives.ts';
 
 export const KEYS_PATHS = {
   contactKey: '/v1/contact-key',
   serviceKey: '/v1/service-key',
+  epochStatement: '/v1/epoch-statement',
   health: '/healthz',
 } as const;
 
@@ -79,8 +81,14 @@ export const ContactKeyResponse = z.strictObject({
   rotated: z.boolean().optional(),
   /** The service's message-based rule: ask to rotate after this many messages of one epoch. */
   rotateAfterMessages: z.number().int().min(1).optional(),
+  /** The contact's current epoch statement (signed; its epoch is `currentEpoch`). */
+  statement: EpochStatement,
 }).refine((r) => (r.key === undefined) !== (r.sealedKey === undefined), 'exactly one of key and sealedKey');
 export type ContactKeyResponse = z.infer<typeof ContactKeyResponse>;
+
+/** POST /v1/epoch-statement (bearer token, no body): the current epoch statement of its contact. */
+export const EpochStatementResponse = z.strictObject({ statement: EpochStatement });
+export type EpochStatementResponse = z.infer<typeof EpochStatementResponse>;
 
 /** GET /v1/service-key: the key service's Ed25519 public key that signs certificates. */
 export const ServiceKeyResponse = z.strictObject({

@@ -2,7 +2,7 @@
  * @latchkey/protocol: the single definition of every wire format (zod schemas), the protocol
  * version, size limits and error codes. Relay, key service and clients all import from here.
  */
-export { PROTOCOL_VERSION, ENVELOPE_ALG, LIMITS } from './version.ts';
+export { PROTOCOL_VERSION, ENVELOPE_ALG, ENVELOPE_VERSION, LIMITS } from './version.ts';
 export {
   ERROR_CODES,
   ERROR_CODE_LIST,
@@ -25,6 +25,15 @@ export {
   b64urlBytes,
 } from './primitives.ts';
 export { CERT_ALG, CertificateBody, SenderCertificate } from './certificate.ts';
+export {
+  STATEMENT_ALG,
+  STATEMENT_CONTEXT,
+  STATEMENT_MAX_EPOCHS,
+  STATEMENT_MAX_MEMBERS,
+  FRESHNESS,
+  EpochStatementBody,
+  EpochStatement,
+} from './epoch-statement.ts';
 export { EnvelopeHeader, SealedEnvelope, StoredEnvelope, MessageBody } from './envelope.ts';
 export * from './frames.ts';
 export {
@@ -69,6 +78,7 @@ export {
   KEYS_PATHS,
   ContactKeyRequest,
   ContactKeyResponse,
+  EpochStatementResponse,
   KeyDeliverySuite,
   DeliveryKey,
   SealedKey,

@@ -6,6 +6,8 @@ export const PROTOCOL_VERSION = 1 as const;
 
 /** Envelope algorithm: AES-256-GCM content encryption, Ed25519 sender signature. */
 export const ENVELOPE_ALG = 'latchkey.v1.aes256gcm' as const;
+/** Envelope format version (2: with the sender chain and transcript fields). */
+export const ENVELOPE_VERSION = 2 as const;
 
 export const LIMITS = {
   /** Largest WebSocket frame the relay accepts (bytes, as received). */
