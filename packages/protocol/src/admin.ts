@@ -21,6 +21,8 @@ export const ADMIN_PATHS = {
   shred: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/shred`,
   /** Key service only: master-key rotation of the internal key manager, online. */
   rewrap: `${ADMIN_PREFIX}/keys/rewrap`,
+  /** Key service only: completes pending shreds by retiring the key-encryption key generation. */
+  shredComplete: `${ADMIN_PREFIX}/keys/shred-complete`,
 } as const;
 
 /** Query of GET /admin/v1/contacts. */
@@ -95,3 +97,21 @@ export type RewrapRequest = z.infer<typeof RewrapRequest>;
 
 export const RewrapResponse = z.strictObject({ rewrapped: z.number().int().min(0) });
 export type RewrapResponse = z.infer<typeof RewrapResponse>;
+
+/**
+ * POST /admin/v1/keys/shred-complete (key service): retires the key-encryption key generation
+ * that shredded keys were wrapped under (docs/key-management.md "Completing a shred").
+ * `newMasterKey` only for an internal key manager whose master key comes from the environment.
+ */
+export const ShredCompleteRequest = z.strictObject({ newMasterKey: b64urlBytes(32).optional() });
+export type ShredCompleteRequest = z.infer<typeof ShredCompleteRequest>;
+
+export const ShredCompleteResponse = z.strictObject({
+  /** Generations retired (their KEK destroyed) by this call; empty when nothing was pending. */
+  retired: z.array(z.number().int().min(1)),
+  /** Keys re-wrapped under the new generation by this call. */
+  rewrapped: z.number().int().min(0),
+  /** The current generation afterwards. */
+  generation: z.number().int().min(1),
+});
+export type ShredCompleteResponse = z.infer<typeof ShredCompleteResponse>;

@@ -73,6 +73,8 @@ export {
   ShredResponse,
   RewrapRequest,
   RewrapResponse,
+  ShredCompleteRequest,
+  ShredCompleteResponse,
 } from './admin.ts';
 export {
   KEYS_PATHS,
