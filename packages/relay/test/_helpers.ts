@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { ENVELOPE_ALG, ServerFrame, type Role, type SealedEnvelope } from '@latchkey/protocol';
+import { ENVELOPE_ALG, ENVELOPE_VERSION, ServerFrame, type Role, type SealedEnvelope } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 
 export const SECRET = new Uint8Array(32).fill(42);
@@ -13,13 +13,17 @@ const b64 = (n: number): string => randomBytes(n).toString('base64url');
 
 export function fakeEnvelope(contactId: string, senderId: string, over: Partial<SealedEnvelope> = {}): SealedEnvelope {
   return {
-    v: 1,
+    v: ENVELOPE_VERSION,
     alg: ENVELOPE_ALG,
     contactId,
     epoch: 0,
     senderId,
     msgId: b64(16),
     sentAt: Date.now(),
+    ctr: 1,
+    prev: b64(32),
+    seenSeq: 0,
+    seenHash: b64(32),
     nonce: b64(12),
     ciphertext: b64(40),
     sig: b64(64),
