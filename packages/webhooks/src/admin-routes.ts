@@ -68,7 +68,7 @@ export async function handleWebhookAdmin(hooks: WebhookService, req: WebhookAdmi
     if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const body = parse(AddWebhookRequest, await req.body());
     checkUrl(body.url);
-    const added = outbox.addEndpoint(body, now);
+    const added = await outbox.addEndpoint(body, now);
     log({ event: 'webhook-added', endpoint: added.endpoint.id });
     return { status: 201, body: added satisfies WebhookSecretResponse };
   }
@@ -104,7 +104,7 @@ export async function handleWebhookAdmin(hooks: WebhookService, req: WebhookAdmi
     }
     case 'rotate-secret': {
       const { overlapSeconds } = parse(RotateWebhookSecretRequest, body);
-      const rotated = outbox.rotateSecret(id, now, (overlapSeconds ?? 86_400) * 1000);
+      const rotated = await outbox.rotateSecret(id, now, (overlapSeconds ?? 86_400) * 1000);
       log({ event: 'webhook-secret-rotated', endpoint: id });
       return { status: 200, body: rotated satisfies WebhookSecretResponse };
     }

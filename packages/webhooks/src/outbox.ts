@@ -8,8 +8,14 @@
  * head) is ever due, so event N+1 waits until N was delivered or dead-lettered. Retries back off
  * exponentially with jitter until a day (maxAgeMs) after the event was queued; then the delivery
  * is dead-lettered, the queue moves on, and an admin can inspect and replay it.
+ *
+ * Secrets at rest (schema 2): each endpoint secret is sealed with AES-256-GCM under the outbox
+ * key (`_secret-box.ts`); the database, its -wal and -shm and the key file are 0600, and deleted
+ * rows are overwritten (`secure_delete`). A schema 1 file (plaintext secrets) is sealed on open,
+ * its plaintext checkpointed out of the WAL and overwritten in the file.
  */
 import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
   LatchkeyError,
@@ -18,10 +24,12 @@ import {
   type WebhookError,
   type WebhookEventType,
 } from '@latchkey/protocol';
+import { checkOutboxKey, isSealed, loadOrCreateOutboxKey, openSecret, sealSecret } from './_secret-box.ts';
 import { EVENT_DATA, type EventData } from './events.ts';
 import { generateSecret } from './signing.ts';
 
-export const OUTBOX_SCHEMA_VERSION = 1;
+/** 1: plaintext secrets; 2: sealed secrets. */
+export const OUTBOX_SCHEMA_VERSION = 2;
 
 export interface RetryPolicy {
   /** First retry delay in ms (default 5 s); doubles per attempt. */
@@ -39,6 +47,13 @@ export interface OutboxOptions {
   retry?: Partial<RetryPolicy>;
   /** Uniform random in [0, 1) for jitter (default Math.random). */
   random?: () => number;
+  /**
+   * The 32-byte key that seals endpoint secrets at rest. Default: the key file `keyFile`.
+   * @see docs/webhooks.md "Secrets at rest"
+   */
+  secretKey?: Uint8Array;
+  /** Where the outbox key lives when `secretKey` is not given: default `<path>.key` (e.g. `webhooks.db.key`), created 0600. */
+  keyFile?: string;
 }
 
 /** A delivery that is due: what to send where. */
@@ -53,9 +68,31 @@ export interface DueDelivery {
 }
 
 interface SecretRow {
-  secret: string;
+  /** The secret sealed under the outbox key (`_secret-box.ts`). */
+  sealed: string;
   /** Stops signing after this time (ms); null = current. */
   expiresAt: number | null;
+}
+
+/** A secret as schema 1 stored it, in plaintext. */
+interface LegacySecretRow {
+  secret: string;
+  expiresAt: number | null;
+}
+
+function signing(rows: SecretRow[], now: number): SecretRow[] {
+  return rows.filter((s) => s.expiresAt === null || s.expiresAt > now);
+}
+
+/** The database and its WAL and shared-memory files. */
+function dbFiles(path: string): string[] {
+  return [path, `${path}-wal`, `${path}-shm`];
+}
+
+/** Owner-only modes on whichever of the files exist (SQLite gives -wal/-shm the main file's mode). */
+function tighten(path: string): void {
+  if (process.platform === 'win32') return;
+  for (const f of dbFiles(path)) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
 interface EndpointRow {
@@ -78,18 +115,36 @@ export class WebhookOutbox {
   readonly #db: Database.Database;
   readonly #retry: RetryPolicy;
   readonly #random: () => number;
+  readonly #key: Uint8Array;
+  /** Sealing of schema 1's plaintext secrets; every secret read or write waits for it. */
+  readonly #ready: Promise<void>;
   #closed = false;
 
-  /** @throws LatchkeyError UNAVAILABLE when the file cannot be opened or has a newer schema. */
+  /**
+   * @throws LatchkeyError UNAVAILABLE when the file or the key file cannot be opened, the key file
+   *   is readable by others, or the file has a newer schema.
+   * @throws RangeError when `secretKey` is not 32 bytes.
+   */
   constructor(opts: OutboxOptions) {
     this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.#random = opts.random ?? Math.random;
+    if (opts.secretKey !== undefined) checkOutboxKey(opts.secretKey);
+    const onDisk = opts.path !== ':memory:' && !opts.path.startsWith('file:');
     try {
+      this.#key = opts.secretKey ?? loadOrCreateOutboxKey(opts.keyFile ?? `${opts.path}.key`);
+      if (onDisk) {
+        // Created owner-only, and tightened when an older version left it 0644.
+        if (!existsSync(opts.path)) closeSync(openSync(opts.path, 'a', 0o600));
+        tighten(opts.path);
+      }
       this.#db = new Database(opts.path);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = ON');
       this.#db.pragma('busy_timeout = 5000');
+      // Deleted and rewritten content is zeroed, not left in free space.
+      this.#db.pragma('secure_delete = ON');
+      if (onDisk) tighten(opts.path);
       this.#migrate();
     } catch (err) {
       throw new LatchkeyError('UNAVAILABLE', 'webhook outbox cannot be opened', {
@@ -97,6 +152,9 @@ export class WebhookOutbox {
         detail: err instanceof Error ? err.message : String(err),
       });
     }
+    this.#ready = this.#sealLegacy();
+    // Reported by the first secret read or write; not an unhandled rejection meanwhile.
+    this.#ready.catch(() => undefined);
   }
 
   #migrate(): void {
@@ -105,7 +163,8 @@ export class WebhookOutbox {
     const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as { version: number } | undefined;
     const v = row?.version ?? 0;
     if (v > OUTBOX_SCHEMA_VERSION) throw new Error(`webhook outbox schema ${v} is newer than ${OUTBOX_SCHEMA_VERSION}`);
-    if (v === OUTBOX_SCHEMA_VERSION) return;
+    // Schema 1 -> 2 changes no table, only how secrets are stored: #sealLegacy seals them.
+    if (v >= 1) return;
     db.transaction(() => {
       db.exec(`
         CREATE TABLE webhook_endpoints (
@@ -131,18 +190,57 @@ export class WebhookOutbox {
     })();
   }
 
+  /**
+   * Schema 1 -> 2: seals every plaintext secret, bumps the version (an older build then refuses
+   * the file instead of signing with garbage), and checkpoints the WAL so that the old pages,
+   * overwritten in place thanks to secure_delete, leave no plaintext in either file.
+   */
+  async #sealLegacy(): Promise<void> {
+    const db = this.#db;
+    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as { version: number };
+    if (row.version >= 2) return;
+    const rows = db.prepare('SELECT id, secrets FROM webhook_endpoints').all() as { id: string; secrets: string }[];
+    const updates: { id: string; before: string; after: string }[] = [];
+    for (const r of rows) {
+      const list = JSON.parse(r.secrets) as (LegacySecretRow | SecretRow)[];
+      const sealed: SecretRow[] = [];
+      for (const s of list) {
+        if ('sealed' in s && isSealed(s.sealed)) sealed.push(s);
+        else sealed.push({ sealed: await sealSecret(this.#key, r.id, (s as LegacySecretRow).secret), expiresAt: s.expiresAt });
+      }
+      updates.push({ id: r.id, before: r.secrets, after: JSON.stringify(sealed) });
+    }
+    if (this.#closed) return;
+    db.transaction(() => {
+      const upd = db.prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ? AND secrets = ?');
+      for (const u of updates) upd.run(u.after, u.id, u.before);
+      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(OUTBOX_SCHEMA_VERSION);
+    })();
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  async #seal(endpointId: string, secret: string): Promise<string> {
+    return sealSecret(this.#key, endpointId, secret);
+  }
+
+  async #open(endpointId: string, rows: SecretRow[]): Promise<string[]> {
+    return Promise.all(rows.map((s) => openSecret(this.#key, endpointId, s.sealed)));
+  }
+
   // ---- endpoints ---------------------------------------------------------------------------
 
-  /** Adds an endpoint; returns it with its secret (shown once). */
-  addEndpoint(
+  /** Adds an endpoint; returns it with its secret (shown once; stored sealed). */
+  async addEndpoint(
     e: { url: string; events?: readonly WebhookEventType[] | undefined; description?: string | undefined },
     now: number,
-  ): { endpoint: WebhookEndpointInfo; secret: string } {
+  ): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
+    await this.#ready;
     const id = randomId('ep_');
     const secret = generateSecret();
+    const secrets: SecretRow[] = [{ sealed: await this.#seal(id, secret), expiresAt: null }];
     this.#db
       .prepare('INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(id, e.url, e.events ? JSON.stringify([...new Set(e.events)]) : null, e.description ?? null, now, JSON.stringify([{ secret, expiresAt: null }]));
+      .run(id, e.url, e.events ? JSON.stringify([...new Set(e.events)]) : null, e.description ?? null, now, JSON.stringify(secrets));
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
@@ -151,14 +249,18 @@ export class WebhookOutbox {
    * signatures meanwhile), so receivers can switch without losing a call.
    * @throws LatchkeyError NOT_FOUND.
    */
-  rotateSecret(id: string, now: number, overlapMs = 86_400_000): { endpoint: WebhookEndpointInfo; secret: string } {
-    const row = this.#row(id);
+  async rotateSecret(id: string, now: number, overlapMs = 86_400_000): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
+    await this.#ready;
+    this.#row(id);
     const secret = generateSecret();
-    const old = (JSON.parse(row.secrets) as SecretRow[])
-      .filter((s) => s.expiresAt === null || s.expiresAt > now)
-      .map((s) => ({ secret: s.secret, expiresAt: Math.min(s.expiresAt ?? Infinity, now + overlapMs) }))
+    const sealed = await this.#seal(id, secret);
+    // Read again after the await: another rotation may have happened meanwhile.
+    const row = this.#row(id);
+    const old = signing(JSON.parse(row.secrets) as SecretRow[], now)
+      .map((s) => ({ sealed: s.sealed, expiresAt: Math.min(s.expiresAt ?? Infinity, now + overlapMs) }))
       .filter((s) => s.expiresAt > now);
-    this.#db.prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ?').run(JSON.stringify([...old, { secret, expiresAt: null }]), id);
+    const next: SecretRow[] = [...old, { sealed, expiresAt: null }];
+    this.#db.prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ?').run(JSON.stringify(next), id);
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
@@ -177,13 +279,17 @@ export class WebhookOutbox {
     return rows.map((r) => this.#info(r, now));
   }
 
-  /** Secrets that sign now (the newest last). */
-  secrets(id: string, now: number): string[] {
-    return this.#secrets(this.#row(id), now);
+  /**
+   * Secrets that sign now (the newest last), opened.
+   * @throws LatchkeyError NOT_FOUND, or UNAVAILABLE when they do not open under the outbox key.
+   */
+  async secrets(id: string, now: number): Promise<string[]> {
+    await this.#ready;
+    return this.#open(id, signing(JSON.parse(this.#row(id).secrets) as SecretRow[], now));
   }
 
-  #secrets(row: EndpointRow, now: number): string[] {
-    return (JSON.parse(row.secrets) as SecretRow[]).filter((s) => s.expiresAt === null || s.expiresAt > now).map((s) => s.secret);
+  #signingCount(row: EndpointRow, now: number): number {
+    return (JSON.parse(row.secrets) as { expiresAt: number | null }[]).filter((s) => s.expiresAt === null || s.expiresAt > now).length;
   }
 
   #row(id: string): EndpointRow {
@@ -203,7 +309,7 @@ export class WebhookOutbox {
       events: r.events === null ? null : (JSON.parse(r.events) as WebhookEventType[]),
       description: r.description,
       createdAt: r.created_at,
-      secrets: Math.max(1, this.#secrets(r, now).length),
+      secrets: Math.max(1, this.#signingCount(r, now)),
       status: {
         pending: n('pending'),
         dead: n('dead'),
@@ -244,8 +350,13 @@ export class WebhookOutbox {
 
   // ---- deliveries --------------------------------------------------------------------------
 
-  /** The head delivery of every endpoint that is due at `now`, and when the next one is due. */
-  due(now: number, busy: ReadonlySet<string> = new Set()): { due: DueDelivery[]; nextAt: number | null } {
+  /**
+   * The head delivery of every endpoint that is due at `now` (with its secrets opened), and when
+   * the next one is due.
+   * @throws LatchkeyError UNAVAILABLE when a secret does not open under the outbox key.
+   */
+  async due(now: number, busy: ReadonlySet<string> = new Set()): Promise<{ due: DueDelivery[]; nextAt: number | null }> {
+    await this.#ready;
     const heads = this.#db
       .prepare(
         `SELECT d.endpoint_id, d.event_seq, d.attempts, d.next_at, e.id AS event_id, e.payload, p.url, p.secrets
@@ -264,7 +375,7 @@ export class WebhookOutbox {
       url: string;
       secrets: string;
     }[];
-    const due: DueDelivery[] = [];
+    const due: Promise<DueDelivery>[] = [];
     let nextAt: number | null = null;
     for (const h of heads) {
       if (busy.has(h.endpoint_id)) continue;
@@ -272,17 +383,19 @@ export class WebhookOutbox {
         nextAt = nextAt === null ? h.next_at : Math.min(nextAt, h.next_at);
         continue;
       }
-      due.push({
-        endpointId: h.endpoint_id,
-        url: h.url,
-        secrets: (JSON.parse(h.secrets) as SecretRow[]).filter((s) => s.expiresAt === null || s.expiresAt > now).map((s) => s.secret),
-        eventSeq: h.event_seq,
-        eventId: h.event_id,
-        payload: h.payload,
-        attempts: h.attempts,
-      });
+      due.push(
+        this.#open(h.endpoint_id, signing(JSON.parse(h.secrets) as SecretRow[], now)).then((secrets) => ({
+          endpointId: h.endpoint_id,
+          url: h.url,
+          secrets,
+          eventSeq: h.event_seq,
+          eventId: h.event_id,
+          payload: h.payload,
+          attempts: h.attempts,
+        })),
+      );
     }
-    return { due, nextAt };
+    return { due: await Promise.all(due), nextAt };
   }
 
   /** Records a successful delivery. */

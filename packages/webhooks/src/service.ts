@@ -64,6 +64,9 @@ export class WebhookService {
   readonly #busy = new Map<string, Promise<void>>();
   #timer: unknown;
   #wakeQueued = false;
+  /** A pump is looking for due deliveries (it awaits their secrets); another waits for it. */
+  #pumping = false;
+  #pumpAgain = false;
   #running = false;
   #closed = false;
   #lastPrune = 0;
@@ -125,6 +128,21 @@ export class WebhookService {
   /** Starts every due delivery (within the concurrency limit) and sleeps until the next. */
   #pump(): void {
     if (this.#closed || !this.#running) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pumpOnce().finally(() => {
+      this.#pumping = false;
+      if (this.#pumpAgain) {
+        this.#pumpAgain = false;
+        this.#pump();
+      }
+    });
+  }
+
+  async #pumpOnce(): Promise<void> {
     if (this.#timer !== undefined) {
       this.#timers.clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -133,7 +151,8 @@ export class WebhookService {
     let nextAt: number | null;
     try {
       this.#maybePrune(now);
-      const r = this.outbox.due(now, new Set(this.#busy.keys()));
+      const r = await this.outbox.due(now, new Set(this.#busy.keys()));
+      if (this.#closed || !this.#running) return;
       nextAt = r.nextAt;
       for (const d of r.due) {
         if (this.#busy.size >= this.#concurrency) break;
@@ -143,7 +162,7 @@ export class WebhookService {
       this.#log({ event: 'webhook-worker-failed', detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
       nextAt = now + 5_000;
     }
-    if (!this.#running) return;
+    if (!this.#running || this.#timer !== undefined) return;
     // Sleep until the next due delivery (bounded, so a changed clock is noticed); in-flight
     // calls wake the worker when they finish.
     const sleep = nextAt === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, nextAt - now));
@@ -160,6 +179,8 @@ export class WebhookService {
   }
 
   #start(d: DueDelivery): void {
+    // A pump and runDue may both have found it due while they awaited its secrets.
+    if (this.#busy.has(d.endpointId)) return;
     const p = this.#attempt(d).finally(() => {
       this.#busy.delete(d.endpointId);
       this.wake();
@@ -197,7 +218,7 @@ export class WebhookService {
   async runDue(): Promise<void> {
     if (this.#closed) return;
     const now = this.#now();
-    for (const d of this.outbox.due(now, new Set(this.#busy.keys())).due) this.#start(d);
+    for (const d of (await this.outbox.due(now, new Set(this.#busy.keys()))).due) this.#start(d);
     await this.idle();
   }
 
@@ -217,7 +238,7 @@ export class WebhookService {
     if (!info) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
     const id = `evt_test_${randomBytes(12).toString('base64url')}`;
     const body = JSON.stringify({ type: TEST_EVENT_TYPE, timestamp: new Date(now).toISOString(), data: { endpointId } });
-    const headers = signWebhook(this.outbox.secrets(endpointId, now), id, Math.floor(now / 1000), body);
+    const headers = signWebhook(await this.outbox.secrets(endpointId, now), id, Math.floor(now / 1000), body);
     const r = await this.#send(info.url, headers, body).catch(
       (err: unknown): DeliveryResult => ({ ok: false, status: null, code: 'CONNECT_FAILED', message: err instanceof Error ? err.message : 'failed' }),
     );

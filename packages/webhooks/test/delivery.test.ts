@@ -53,7 +53,7 @@ describe('delivery to a real receiver', () => {
       const probe = await startReceiver({ SECRETS: 'whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
       const port = probe.port;
       await probe.stop();
-      const { endpoint, secret } = svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
+      const { endpoint, secret } = await svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
       rx = await startReceiver({ SECRETS: secret, PORT: String(port) });
       for (const type of WEBHOOK_EVENT_TYPES) svc.emit(type, SAMPLE[type] as never);
       const got = await until(() => (rx as Receiver).received(), (r) => r.length >= WEBHOOK_EVENT_TYPES.length);
@@ -81,7 +81,7 @@ describe('delivery to a real receiver', () => {
 
       // Secret rotation: the receiver still knows only the old secret; during the overlap every
       // call carries two signatures, so it keeps verifying.
-      const rotated = svc.outbox.rotateSecret(endpoint.id, Date.now(), 60_000);
+      const rotated = await svc.outbox.rotateSecret(endpoint.id, Date.now(), 60_000);
       expect(rotated.endpoint.secrets).toBe(2);
       svc.emit('contact.closed', { contactId: 'c2', time: 10 });
       const after = await until(() => (rx as Receiver).received(), (r) => r.length > WEBHOOK_EVENT_TYPES.length);
@@ -105,7 +105,7 @@ describe('delivery to a real receiver', () => {
     const port = probe.port;
     await probe.stop();
     let svc = new WebhookService({ outbox: { path, retry }, delivery: LOOPBACK });
-    const { endpoint, secret } = svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
+    const { endpoint, secret } = await svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
     const ids: string[] = [];
     for (let seq = 1; seq <= 6; seq++) ids.push(svc.emit('message.stored', { contactId: 'c9', seq, senderId: 'v', size: 10, time: seq }) ?? '');
     await until(async () => svc.endpoint(endpoint.id)?.status, (s) => (s?.lastError?.code ?? '') === 'CONNECT_FAILED');
@@ -147,7 +147,7 @@ describe('safe delivery', () => {
         delivery: { ...LOOPBACK, ...(trust ? { ca } : {}) },
         autoStart: false,
       });
-      const { endpoint } = svc.outbox.addEndpoint({ url: rx.url }, Date.now());
+      const { endpoint } = await svc.outbox.addEndpoint({ url: rx.url }, Date.now());
       const r = await svc.test(endpoint.id);
       const status = svc.endpoint(endpoint.id)?.status;
       svc.outbox.close();
@@ -191,7 +191,7 @@ describe('safe delivery', () => {
 
   it('a name that resolves to loopback is refused unless allowlisted, and every answer counts (rebinding)', async () => {
     const svc = new WebhookService({ outbox: { path: join(dir, 'ssrf.db') }, autoStart: false });
-    const { endpoint } = svc.outbox.addEndpoint({ url: 'http://localhost:9/hook' }, Date.now());
+    const { endpoint } = await svc.outbox.addEndpoint({ url: 'http://localhost:9/hook' }, Date.now());
     const r = await svc.test(endpoint.id);
     expect(r.error).toMatchObject({ code: 'ADDRESS_REFUSED' });
     expect(svc.endpoint(endpoint.id)?.status.lastError?.message).toMatch(/localhost resolves to/);

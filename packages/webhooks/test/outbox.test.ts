@@ -44,9 +44,9 @@ describe('outbox', () => {
       autoStart: false,
       send,
     });
-    const a = svc.outbox.addEndpoint({ url: 'https://a.example/hook' }, clock).endpoint.id;
-    const b = svc.outbox.addEndpoint({ url: 'https://b.example/hook', events: ['message.stored'] }, clock).endpoint.id;
-    svc.outbox.addEndpoint({ url: 'https://c.example/hook', events: ['contact.closed'] }, clock);
+    const a = (await svc.outbox.addEndpoint({ url: 'https://a.example/hook' }, clock)).endpoint.id;
+    const b = (await svc.outbox.addEndpoint({ url: 'https://b.example/hook', events: ['message.stored'] }, clock)).endpoint.id;
+    await svc.outbox.addEndpoint({ url: 'https://c.example/hook', events: ['contact.closed'] }, clock);
     const ids = [1, 2, 3].map((n) => svc.emit('message.stored', data(n)));
     expect(ids.every((i) => i?.startsWith('evt_'))).toBe(true);
 
@@ -85,14 +85,14 @@ describe('outbox', () => {
     await svc.close();
   });
 
-  it('backs off exponentially with jitter, up to the window', () => {
+  it('backs off exponentially with jitter, up to the window', async () => {
     const o = new WebhookOutbox({ path: join(dir, 'b.db'), retry: { baseMs: 1000, maxDelayMs: 16_000, maxAgeMs: 100_000 }, random: () => 0.5 });
-    const ep = o.addEndpoint({ url: 'https://x.example' }, 0).endpoint.id;
+    const ep = (await o.addEndpoint({ url: 'https://x.example' }, 0)).endpoint.id;
     o.emit('contact.opened', { contactId: 'c', time: 0 }, 0);
     let now = 0;
     const delays: number[] = [];
     for (;;) {
-      const { due, nextAt } = o.due(now);
+      const { due, nextAt } = await o.due(now);
       if (due.length === 0) {
         if (nextAt === null) break;
         delays.push(nextAt - now);
@@ -110,11 +110,11 @@ describe('outbox', () => {
   it('survives a restart: the queue, secrets and status are on disk', async () => {
     const path = join(dir, 'r.db');
     let o = new WebhookOutbox({ path });
-    const { endpoint, secret } = o.addEndpoint({ url: 'https://x.example' }, 5);
+    const { endpoint, secret } = await o.addEndpoint({ url: 'https://x.example' }, 5);
     o.emit('participant.joined', { contactId: 'c', participantId: 'p', role: 'agent', time: 5 }, 5);
     o.close();
     o = new WebhookOutbox({ path });
-    const due = o.due(10).due;
+    const due = (await o.due(10)).due;
     expect(due).toHaveLength(1);
     expect(due[0]).toMatchObject({ endpointId: endpoint.id, secrets: [secret] });
     expect(JSON.parse((due[0] as { payload: string }).payload)).toEqual({
@@ -125,20 +125,20 @@ describe('outbox', () => {
     o.close();
   });
 
-  it('rotates secrets with an overlap: two signatures, then the new one alone', () => {
+  it('rotates secrets with an overlap: two signatures, then the new one alone', async () => {
     const o = new WebhookOutbox({ path: join(dir, 's.db') });
-    const { endpoint, secret: s1 } = o.addEndpoint({ url: 'https://x.example' }, 0);
-    const { secret: s2, endpoint: after } = o.rotateSecret(endpoint.id, 1000, 60_000);
+    const { endpoint, secret: s1 } = await o.addEndpoint({ url: 'https://x.example' }, 0);
+    const { secret: s2, endpoint: after } = await o.rotateSecret(endpoint.id, 1000, 60_000);
     expect(after.secrets).toBe(2);
-    expect(o.secrets(endpoint.id, 1000)).toEqual([s1, s2]);
-    expect(o.secrets(endpoint.id, 61_001)).toEqual([s2]);
-    expect(() => o.rotateSecret('ep_unknown123', 0)).toThrow(/no such webhook endpoint/);
+    expect(await o.secrets(endpoint.id, 1000)).toEqual([s1, s2]);
+    expect(await o.secrets(endpoint.id, 61_001)).toEqual([s2]);
+    await expect(o.rotateSecret('ep_unknown123', 0)).rejects.toThrow(/no such webhook endpoint/);
     o.close();
   });
 
-  it('refuses event data outside the schema (no ciphertext can slip in)', () => {
+  it('refuses event data outside the schema (no ciphertext can slip in)', async () => {
     const o = new WebhookOutbox({ path: join(dir, 'z.db') });
-    o.addEndpoint({ url: 'https://x.example' }, 0);
+    await o.addEndpoint({ url: 'https://x.example' }, 0);
     expect(() => o.emit('message.stored', { ...data(1), ciphertext: 'AAAA' } as never, 0)).toThrow();
     o.close();
   });
