@@ -5,7 +5,11 @@
  * very same @latchkey/client and @latchkey/crypto code as Node.
  *
  * `ensureBuilt` rebuilds only when the output is missing or older than any source it comes from,
- * under a lock directory so that concurrent starts (tests, `latchkey start`) build once.
+ * or was built in the other mode, under a lock directory so that concurrent starts (tests,
+ * `latchkey start`) build once.
+ *
+ * Source maps only in development: a production build (the default) emits no `.map` file and
+ * no `sourceMappingURL`, so what is served does not hand out the readable source (issue 13).
  */
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +18,16 @@ import { fileURLToPath } from 'node:url';
 export const WEB_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_DIST = join(WEB_ROOT, 'dist');
 const STAMP = '.build-stamp';
+
+export interface BuildOptions {
+  /** Development build: with source maps (`.map` files and `sourceMappingURL`). Default false. */
+  development?: boolean;
+}
+
+/** What the stamp records: when, and in which mode (a build of the other mode is stale). */
+function stampText(development: boolean): string {
+  return `${new Date().toISOString()} ${development ? 'development' : 'production'}\n`;
+}
 
 /** Everything the bundles are made of. */
 export function sourceDirs(): string[] {
@@ -33,14 +47,15 @@ const BUNDLES = [
 ] as const;
 
 /** Runs the Vite builds into `outDir` (emptied first). */
-export async function buildWeb(outDir: string): Promise<void> {
+export async function buildWeb(outDir: string, opts: BuildOptions = {}): Promise<void> {
+  const development = opts.development === true;
   const { build, defaultClientConditions } = await import('vite');
   await rm(outDir, { recursive: true, force: true });
   for (const [i, b] of BUNDLES.entries()) {
     await build({
       configFile: false,
       root: WEB_ROOT,
-      mode: 'production',
+      mode: development ? 'development' : 'production',
       logLevel: 'warn',
       publicDir: join(WEB_ROOT, 'public'),
       resolve: { conditions: ['@latchkey/source', ...defaultClientConditions] },
@@ -50,7 +65,7 @@ export async function buildWeb(outDir: string): Promise<void> {
         emptyOutDir: false,
         copyPublicDir: i === 0,
         target: 'es2022',
-        sourcemap: true,
+        sourcemap: development,
         minify: true,
         reportCompressedSize: false,
         lib: {
@@ -62,7 +77,7 @@ export async function buildWeb(outDir: string): Promise<void> {
       },
     });
   }
-  await writeFile(join(outDir, STAMP), `${new Date().toISOString()}\n`);
+  await writeFile(join(outDir, STAMP), stampText(development));
 }
 
 async function newestMtime(dir: string): Promise<number> {
@@ -81,11 +96,14 @@ async function newestMtime(dir: string): Promise<number> {
   return newest;
 }
 
-/** True when `outDir` holds a complete build newer than every source file. */
-export async function isFresh(outDir: string): Promise<boolean> {
+/** True when `outDir` holds a complete build of this mode, newer than every source file. */
+export async function isFresh(outDir: string, opts: BuildOptions = {}): Promise<boolean> {
   let built: number;
   try {
     built = (await stat(join(outDir, STAMP))).mtimeMs;
+    const mode = (await readFile(join(outDir, STAMP), 'utf8')).trim().split(' ')[1];
+    // A stamp without a mode comes from before production builds dropped their source maps.
+    if (mode !== (opts.development === true ? 'development' : 'production')) return false;
   } catch {
     return false;
   }
@@ -114,8 +132,8 @@ async function lockIsStale(lock: string): Promise<boolean> {
  * so a server never serves half a build.
  * @returns whether it built
  */
-export async function ensureBuilt(outDir: string = DEFAULT_DIST): Promise<boolean> {
-  if (await isFresh(outDir)) return false;
+export async function ensureBuilt(outDir: string = DEFAULT_DIST, opts: BuildOptions = {}): Promise<boolean> {
+  if (await isFresh(outDir, opts)) return false;
   const lock = `${outDir}.lock`;
   await mkdir(dirname(outDir), { recursive: true });
   for (;;) {
@@ -130,10 +148,10 @@ export async function ensureBuilt(outDir: string = DEFAULT_DIST): Promise<boolea
     }
   }
   try {
-    if (await isFresh(outDir)) return false;
+    if (await isFresh(outDir, opts)) return false;
     const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
     const old = `${outDir}.old-${process.pid}-${Date.now()}`;
-    await buildWeb(tmp);
+    await buildWeb(tmp, opts);
     await rename(outDir, old).catch(() => undefined);
     await rename(tmp, outDir);
     await rm(old, { recursive: true, force: true });

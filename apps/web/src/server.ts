@@ -34,6 +34,11 @@ export interface WebOptions {
   tls?: { certFile: string; keyFile: string };
   /** Allow plain http:// on a non-loopback address (TLS terminated in front). */
   insecure?: boolean;
+  /**
+   * Development mode: the bundles are built with source maps and served with them. Default
+   * false: nothing served carries a `.map` file or a `sourceMappingURL`.
+   */
+  development?: boolean;
 }
 
 export interface RunningWeb {
@@ -62,7 +67,8 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   assertSecureListener('web', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
   const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
   const dist = opts.distDir ?? DEFAULT_DIST;
-  await ensureBuilt(dist);
+  const development = opts.development === true;
+  await ensureBuilt(dist, { development });
   // forceCloseConnections: a browser tab holding a keep-alive socket must not stall shutdown.
   const common = { logger: opts.logger ?? false, bodyLimit: 16 * 1024, forceCloseConnections: true };
   const app = (
@@ -93,6 +99,12 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
     }
   });
 
+  // Source maps only in development; a stray one in dist/ is not served either.
+  if (!development) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (/\.map(?:$|\?)/.test(req.url)) await reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } });
+    });
+  }
   await app.register(fastifyStatic, { root: dist, index: false, wildcard: true, cacheControl: false });
 
   let demo: DemoBackend | null = null;
