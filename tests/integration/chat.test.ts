@@ -5,7 +5,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ChatMessage } from '@latchkey/client';
+import { KeyReceiver, fetchContactKey, type ChatMessage } from '@latchkey/client';
 import { LatchkeyError } from '@latchkey/protocol';
 import { startStack, until, type Stack } from './harness.ts';
 
@@ -164,11 +164,8 @@ describe('what the databases hold after a chat', () => {
 });
 
 async function fetchRawKey(s: Stack, contactId: string): Promise<Uint8Array> {
-  const res = await fetch(new URL('/v1/contact-key', s.keysUrl), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${await s.token(contactId, 'probe', 'agent')}`, 'content-type': 'application/json' },
-    body: '{}',
-  });
-  const body = (await res.json()) as { key: string };
-  return Uint8Array.from(Buffer.from(body.key, 'base64url'));
+  // Keys are only handed out sealed over plain HTTP: ask as a client does, then open it.
+  const receiver = new KeyReceiver('x25519', 'probe');
+  const res = await fetchContactKey(fetch, s.keysUrl, await s.token(contactId, 'probe', 'agent'), { delivery: receiver.request()! });
+  return receiver.open(res);
 }

@@ -16,14 +16,17 @@ import {
 export const CERT_CONTEXT = 'latchkey.v1.cert';
 
 /**
- * Issues a certificate for `publicKey` (32 bytes) naming the principal's contact, participant
- * and role, valid from `now` until the token expires or `ttlMs` has passed, whichever is first.
+ * Issues a certificate for `publicKey` (32 bytes) naming the principal's contact, participant,
+ * role and the current epoch, valid from `now` until the token expires or `ttlMs` has passed,
+ * whichever is first.
  * @throws RangeError when the service secret key is not 32 bytes.
  */
 export function issueCertificate(args: {
   serviceSecretKey: Uint8Array;
   principal: Principal;
   publicKey: Uint8Array;
+  /** The current epoch (the epoch statement's): the certificate signs envelopes of it only. */
+  epoch: number;
   now: number;
   ttlMs: number;
 }): SenderCertificate {
@@ -37,6 +40,7 @@ export function issueCertificate(args: {
     publicKey: toBase64Url(args.publicKey),
     issuedAt: now,
     notAfter: Math.min(principal.expiresAt, now + args.ttlMs),
+    epoch: args.epoch,
   };
   const bytes = utf8Encode(JSON.stringify(body));
   return {

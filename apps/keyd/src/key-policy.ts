@@ -172,6 +172,26 @@ export class KeyPolicy {
   }
 
   /**
+   * The contact's current epoch and the known start times of its epochs, for an epoch statement.
+   * @throws LatchkeyError NOT_FOUND (no key yet, or shredded), KEY_UNAVAILABLE.
+   */
+  async epochFacts(contactId: string): Promise<{ epoch: number; epochs: { epoch: number; since: number }[] }> {
+    const epoch = await this.#km.currentEpoch(contactId).catch((err: unknown) => {
+      throw asKeyError(err);
+    });
+    return { epoch, epochs: this.epochTimes(contactId) };
+  }
+
+  /** Known start times of a contact's epochs (empty without an epoch clock). */
+  epochTimes(contactId: string): { epoch: number; since: number }[] {
+    try {
+      return this.#clock?.epochs(contactId) ?? [];
+    } catch (err) {
+      throw asKeyError(err);
+    }
+  }
+
+  /**
    * Appends one record to the access log (no-op without one).
    * @throws LatchkeyError KEY_UNAVAILABLE when the log cannot be written.
    */

@@ -18,6 +18,8 @@ import {
   LatchkeyError,
   MAX_TOKEN_TTL_SECONDS,
   type ContactKeyResponse,
+  type EpochStatement,
+  type EpochStatementResponse,
   type ErrorResponse,
   type Principal,
   type ServiceKeyResponse,
@@ -26,6 +28,7 @@ import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierO
 import { registerAdminRoutes } from './admin.ts';
 import { KeyPolicy } from './key-policy.ts';
 import { issueCertificate } from './certificate.ts';
+import { issueStatement } from './epoch-statement.ts';
 import { sealKey } from './key-delivery.ts';
 
 export interface KeyServiceOptions {
@@ -74,6 +77,12 @@ export interface KeyServiceOptions {
   allowedOrigins?: string[];
   /** Serve HTTPS with this certificate and key (PEM); the URL then starts with https://. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Hand content keys out in plain (no `delivery` key in the request). Default: only with `tls`;
+   * over plain HTTP a request without a delivery key is refused (BAD_REQUEST), so a key never
+   * crosses the wire unsealed. Set it for a deployment that terminates TLS in front.
+   */
+  allowPlainKeyDelivery?: boolean;
   /** Registers more routes before the server listens (openKeyService: master-key rotation). */
   extraRoutes?: (app: FastifyInstance) => void;
 }
@@ -278,22 +287,45 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     return body;
   });
 
+  // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
+  // Only a current member gets keys or statements: kicked, departed, over the limit or expired
+  // are refused.
+  const admitMember = async (req: FastifyRequest): Promise<void> => {
+    const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
+    try {
+      access.admit(principal, Date.now());
+    } catch (err) {
+      if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
+      throw err;
+    }
+    principals.set(req, principal);
+  };
+  const plainAllowed = opts.allowPlainKeyDelivery ?? opts.tls !== undefined;
+
+  /** The signed epoch statement of a contact at its current `epoch`. */
+  const statementOf = (contactId: string, epoch: number): EpochStatement => {
+    const now = Date.now();
+    return issueStatement({
+      serviceSecretKey: signingKey,
+      contactId,
+      epoch,
+      contact: access.contact(contactId, now),
+      epochs: policy.epochTimes(contactId),
+      now,
+    });
+  };
+
+  app.post(KEYS_PATHS.epochStatement, { onRequest: admitMember }, async (req) => {
+    const principal = principals.get(req);
+    if (principal === undefined) throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
+    const { epoch } = await policy.epochFacts(principal.contactId);
+    const body: EpochStatementResponse = { statement: statementOf(principal.contactId, epoch) };
+    return body;
+  });
+
   app.post(
     KEYS_PATHS.contactKey,
-    {
-      // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
-      onRequest: async (req) => {
-        const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
-        // Only a current member gets keys: kicked, departed, over the limit or expired: refused.
-        try {
-          access.admit(principal, Date.now());
-        } catch (err) {
-          if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
-          throw err;
-        }
-        principals.set(req, principal);
-      },
-    },
+    { onRequest: admitMember },
     async (req) => {
       const principal = principals.get(req);
       if (principal === undefined)
@@ -305,6 +337,9 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
           'BAD_REQUEST',
           where === '' ? 'invalid request body' : `invalid request body at ${where}`,
         );
+      }
+      if (parsed.data.delivery === undefined && !plainAllowed) {
+        throw new LatchkeyError('BAD_REQUEST', 'sealed key delivery required: send a delivery key');
       }
       let sessionKey: Uint8Array | undefined;
       if (parsed.data.signingKey !== undefined) {
@@ -322,6 +357,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
           epoch: ck.epoch,
           currentEpoch: ck.currentEpoch,
           ...(rotated ? { rotated } : {}),
+          statement: statementOf(ck.contactId, ck.currentEpoch),
           ...(policy.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: policy.rotateAfterMessages }),
           ...(parsed.data.delivery === undefined
             ? { key: toBase64Url(ck.key) }
@@ -332,6 +368,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
             serviceSecretKey: signingKey,
             principal,
             publicKey: sessionKey,
+            epoch: ck.currentEpoch,
             now: Date.now(),
             ttlMs: certTtlSeconds * 1000,
           });

@@ -108,13 +108,17 @@ describe('startRelay', () => {
     c.send({ v: 1, type: 'auth', token });
     expect(await c.next()).toMatchObject({ type: 'ready', contactId: 'c1', head: 0 });
     const envelope = {
-      v: 1,
+      v: 2,
       alg: ENVELOPE_ALG,
       contactId: 'c1',
       epoch: 0,
       senderId: 'v1',
       msgId: b64(16),
       sentAt: Date.now(),
+      ctr: 1,
+      prev: b64(32),
+      seenSeq: 0,
+      seenHash: b64(32),
       nonce: b64(12),
       ciphertext: b64(24),
       sig: b64(64),

@@ -9,7 +9,8 @@ import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/cr
 import { openEnvelope, sealEnvelope } from '@latchkey/crypto/envelope';
 import { randomBytes } from '@latchkey/crypto/random';
 import { generateSigningKeyPair, signWithContext } from '@latchkey/crypto/sign';
-import { verifyCertificate } from '@latchkey/client';
+import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
+import { cryptoHeader, verifyCertificate } from '@latchkey/client';
 import {
   CERT_ALG,
   MessageBody,
@@ -33,6 +34,9 @@ export interface Participant {
   role: Role;
   signingKey: Uint8Array;
   cert: SenderCertificate;
+  /** The session's chain (as the client keeps it): last counter and chain value. */
+  ctr: number;
+  chain: Uint8Array;
 }
 
 export function makeServiceKey(): ServiceKey {
@@ -52,10 +56,11 @@ export function makeParticipant(service: ServiceKey, contactId: string, particip
     publicKey: toBase64Url(pair.publicKey),
     issuedAt: now,
     notAfter: now + 3_600_000,
+    epoch: 0,
   };
   const bytes = utf8Encode(JSON.stringify(body));
   const cert = { body: toBase64Url(bytes), sig: toBase64Url(signWithContext(service.secretKey, CERT_CONTEXT, bytes)) };
-  return { contactId, participantId, role, signingKey: pair.secretKey, cert };
+  return { contactId, participantId, role, signingKey: pair.secretKey, cert, ctr: 0, chain: ZERO_HASH };
 }
 
 /** A message text of exactly `size` UTF-8 bytes (mixed words, like chat). */
@@ -74,18 +79,30 @@ export async function sealText(
   msgId: string = toBase64Url(randomBytes(16)),
 ): Promise<SealedEnvelope> {
   const header = {
-    v: 1 as const,
+    v: 2 as const,
     alg: 'latchkey.v1.aes256gcm' as const,
     contactId: p.contactId,
     epoch: 0,
     senderId: p.participantId,
     msgId,
     sentAt: Date.now(),
+    ctr: p.ctr + 1,
   };
   const plaintext = utf8Encode(JSON.stringify({ type: 'text', text } satisfies MessageBody));
-  const sealed = await sealEnvelope({ key, header, plaintext, signingKey: p.signingKey });
+  const prev = p.chain;
+  const sealed = await sealEnvelope({
+    key,
+    header: { ...header, prev, seenSeq: 0, seenHash: ZERO_HASH },
+    plaintext,
+    signingKey: p.signingKey,
+  });
+  p.ctr = header.ctr;
+  p.chain = chainStep(prev, header.ctr, msgId, plaintext);
   return {
     ...header,
+    prev: toBase64Url(prev),
+    seenSeq: 0,
+    seenHash: toBase64Url(ZERO_HASH),
     nonce: toBase64Url(sealed.nonce),
     ciphertext: toBase64Url(sealed.ciphertext),
     sig: toBase64Url(sealed.sig),
@@ -101,15 +118,7 @@ export async function openText(env: SealedEnvelope | StoredEnvelope, key: Uint8A
   const sender = await verifyCertificate(env.cert, servicePublicKey, env);
   const plaintext = await openEnvelope({
     key,
-    header: {
-      v: env.v,
-      alg: env.alg,
-      contactId: env.contactId,
-      epoch: env.epoch,
-      senderId: env.senderId,
-      msgId: env.msgId,
-      sentAt: env.sentAt,
-    },
+    header: cryptoHeader(env),
     nonce: fromBase64Url(env.nonce),
     ciphertext: fromBase64Url(env.ciphertext),
     sig: fromBase64Url(env.sig),

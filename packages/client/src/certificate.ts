@@ -1,17 +1,18 @@
 /**
  * Checks a sender certificate (DESIGN.md "Trust and tokens"): signed by the pinned key-service
- * key, naming the envelope's contact and sender, valid at the envelope's sentAt.
+ * key, naming the envelope's contact, sender and epoch, valid at the envelope's sentAt. (The
+ * receiver's own clock bounds live messages further: transcript.ts.)
  *
  * A sender uses one certificate for a whole session, so the signature check (the expensive
  * part) is cached per certificate and service key; the cheap checks run for every message.
  */
 import { fromBase64Url, utf8Decode } from '@latchkey/crypto/codec';
 import { verifyWithContextAsync } from '@latchkey/crypto/sign';
-import { CertificateBody, LatchkeyError, type SenderCertificate } from '@latchkey/protocol';
+import { CertificateBody, FRESHNESS, LatchkeyError, type SenderCertificate } from '@latchkey/protocol';
 
 export const CERT_CONTEXT = 'latchkey.v1.cert';
 /** Clock skew tolerated between a certificate's issuedAt and a message's sentAt. */
-const SKEW_MS = 5 * 60 * 1000;
+const SKEW_MS = FRESHNESS.clockSkewMs;
 /** Certificates whose signature checked out, per service key (bounded, oldest dropped first). */
 const MAX_CACHED = 1024;
 const verified = new WeakMap<Uint8Array, Map<string, CertificateBody>>();
@@ -24,8 +25,11 @@ export interface VerifiedSender {
 const fail = (detail: string): LatchkeyError =>
   new LatchkeyError('DECRYPT_FAILED', 'sender certificate invalid', { detail });
 
-/** The certificate's body once its signature by `serviceKey` is checked (cached). */
-async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array): Promise<CertificateBody> {
+/**
+ * The certificate's body once its signature by `serviceKey` is checked (cached).
+ * @throws LatchkeyError DECRYPT_FAILED when the signature or the body does not hold.
+ */
+export async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array): Promise<CertificateBody> {
   let cache = verified.get(serviceKey);
   if (!cache) {
     cache = new Map();
@@ -57,17 +61,18 @@ async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array): Prom
 }
 
 /**
- * Verifies `cert` for a message of `senderId` in `contactId` sent at `sentAt`.
+ * Verifies `cert` for a message of `senderId` in `contactId` under `epoch`, sent at `sentAt`.
  * @throws LatchkeyError DECRYPT_FAILED when anything does not hold (details stay local).
  */
 export async function verifyCertificate(
   cert: SenderCertificate,
   serviceKey: Uint8Array,
-  expected: { contactId: string; senderId: string; sentAt: number },
+  expected: { contactId: string; senderId: string; sentAt: number; epoch: number },
 ): Promise<VerifiedSender> {
   const body = await signedBody(cert, serviceKey);
   if (body.contactId !== expected.contactId) throw fail('certificate names another contact');
   if (body.participantId !== expected.senderId) throw fail('certificate names another sender');
+  if (body.epoch !== expected.epoch) throw fail('certificate issued for another epoch');
   if (body.role === 'supervisor') throw fail('certificate role may not send');
   if (expected.sentAt > body.notAfter || expected.sentAt + SKEW_MS < body.issuedAt) {
     throw fail('message sent outside the certificate validity');

@@ -1,27 +1,37 @@
 /**
  * The Latchkey client (docs/protocol.md): connects to the relay with a participant token,
- * fetches the contact's content key from the key service, seals and sends messages (a send
- * resolves on the relay's ack), opens what arrives, and on reconnect resumes from the last
- * seq it has seen, so that every message is emitted once, in seq order, without gaps.
- * Runs in browsers (global WebSocket and fetch) and in Node (pass `ws` as `WebSocket`).
+ * fetches the contact's content key and signed epoch statement from the key service, seals and
+ * sends messages (a send resolves on the relay's ack), opens what arrives, checks the transcript,
+ * and on reconnect resumes from the last seq it has seen, so that every message is emitted once,
+ * in seq order, without gaps, as a message or as suspect. Runs in browsers (global WebSocket and
+ * fetch) and in Node (pass `ws` as `WebSocket`).
+ *
+ * Its parts: key-ring.ts (keys by epoch, epoch statements), inbox.ts (ordering, gaps, transcript
+ * checks of transcript.ts), open.ts (opening one envelope), and here the connection, the send
+ * queue and the sender session's chain.
  */
 import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/crypto/codec';
-import { keyFingerprint, openEnvelope, sealEnvelope } from '@latchkey/crypto/envelope';
+import { keyFingerprint, sealEnvelope } from '@latchkey/crypto/envelope';
 import { randomBytes } from '@latchkey/crypto/random';
 import { generateSigningKeyPair } from '@latchkey/crypto/sign';
+import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
 import {
+  CertificateBody,
   ENVELOPE_ALG,
+  ENVELOPE_VERSION,
   ERROR_CODES,
+  FRESHNESS,
   LIMITS,
   LatchkeyError,
   MessageBody,
   MsgId,
   PROTOCOL_VERSION,
+  Role as RoleSchema,
   SENDING_ROLES,
   ServerFrame,
   parseJson,
   type ClientFrame,
-  type EnvelopeHeader,
+  type ContactKeyResponse,
   type ErrorCode,
   type HistoryFrame,
   type Role,
@@ -30,11 +40,19 @@ import {
   type ServerFrame as ServerFrameT,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import { verifyCertificate } from './certificate.ts';
+import { signedBody } from './certificate.ts';
+import { Emitter } from './events.ts';
+import { Inbox, judge, laterOf, verifierFrom } from './inbox.ts';
 import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
-import { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
+import { KeyRing } from './key-ring.ts';
+import { fetchContactKey, fetchEpochStatement, fetchServiceKey, type FetchLike } from './key-service.ts';
+import { openStored, type Opened } from './open.ts';
 import { tlsFailure } from './tls-errors.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
+import type { TranscriptCheckpoint } from './transcript.ts';
+import type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
+
+export type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
 
 /** The subset of the WHATWG WebSocket that the client uses (browsers and `ws` both fit). */
 export interface WebSocketLike {
@@ -61,6 +79,12 @@ export interface ClientOptions {
   serviceKey?: Uint8Array | string;
   /** Resume point: messages with seq > since are emitted. Default 0 (the whole history). */
   since?: number;
+  /**
+   * The transcript checkpoint at `since` (from `checkpoint()` of an earlier client), so that the
+   * transcript checks go on across the resume; without it, what the senders had seen before
+   * `since` cannot be checked.
+   */
+  checkpoint?: TranscriptCheckpoint | null;
   /** Subscribe to live delivery (default true). False: only history reads and sends. */
   live?: boolean;
   /** Reconnect after a lost connection (default true). */
@@ -84,6 +108,11 @@ export interface ClientOptions {
    * order, before anything new, and emits each as a `pending` event first.
    */
   outbox?: OutboxStore;
+  /**
+   * Longest age (ms, by this client's clock) of the epoch statement a message may be sealed
+   * under; an older one is fetched again first. Default FRESHNESS.maxAgeMs (10 s); at most that.
+   */
+  statementMaxAgeMs?: number;
 }
 
 /** An own message restored from the outbox store: sealed earlier, not yet acknowledged. */
@@ -92,29 +121,6 @@ export interface PendingMessage {
   sentAt: number;
   text: string;
 }
-
-/** A message of the contact, opened and verified. */
-export interface ChatMessage {
-  seq: number;
-  msgId: string;
-  senderId: string;
-  senderRole: Role;
-  sentAt: number;
-  epoch: number;
-  text: string;
-  /** Sent by this participant. */
-  own: boolean;
-}
-
-/** A stored message that could not be opened (tampered, forged, or its key is gone). */
-export interface FailedMessage {
-  seq: number;
-  msgId: string;
-  senderId: string;
-  code: ErrorCode;
-}
-
-export type HistoryEntry = ({ ok: true } & ChatMessage) | ({ ok: false } & FailedMessage);
 
 /** Options of one `send`. */
 export interface SendOptions {
@@ -131,14 +137,15 @@ export interface SendResult {
   duplicate: boolean;
 }
 
-interface Events {
+interface Events extends Record<string, unknown> {
   message: ChatMessage;
   failed: FailedMessage;
   state: ConnectionState;
   error: LatchkeyError;
   pending: PendingMessage;
+  /** The client adopted a new current epoch (from a signed statement): the badge follows it. */
+  epoch: { epoch: number; fingerprint: string };
 }
-type Listener<T> = (value: T) => void;
 
 interface OutboxEntry {
   envelope: SealedEnvelope;
@@ -154,6 +161,12 @@ interface OutboxEntry {
 interface Pending<T> {
   resolve: (v: T) => void;
   reject: (e: LatchkeyError) => void;
+}
+
+interface Identity {
+  contactId: string;
+  participantId: string;
+  role: Role;
 }
 
 const OPEN = 1;
@@ -175,6 +188,11 @@ const FATAL_CLOSE = new Set<number>([
   ERROR_CODES.CONTACT_FULL.ws,
 ]);
 
+/** The plaintext of a text message, exactly as sealed. */
+function textPlaintext(text: string): Uint8Array {
+  return utf8Encode(JSON.stringify({ type: 'text', text } satisfies MessageBody));
+}
+
 export class LatchkeyClient {
   readonly relayUrl: string;
   readonly keysUrl: string;
@@ -183,37 +201,37 @@ export class LatchkeyClient {
   #fetch: FetchLike;
   #WS: WebSocketConstructor;
   #now: () => number;
+  #maxAge: number;
 
   #state: ConnectionState = 'idle';
   #ws: WebSocketLike | null = null;
-  #listeners: { [K in keyof Events]: Set<Listener<Events[K]>> } = {
-    message: new Set(),
-    failed: new Set(),
-    state: new Set(),
-    error: new Set(),
-    pending: new Set(),
-  };
+  #events = new Emitter<Events>(['message', 'failed', 'error', 'pending', 'epoch']);
 
-  #identity: { contactId: string; participantId: string; role: Role } | null = null;
+  /** Who this client is: from its token, confirmed by its certificate; never from the relay. */
+  #identity: Identity | null;
   #signing = generateSigningKeyPair();
   #cert: SenderCertificate | null = null;
+  #certBody: CertificateBody | null = null;
   #serviceKey: Uint8Array | null = null;
-  #keys = new Map<number, Uint8Array>();
+  #ring: KeyRing | null = null;
   #keyFetches = new Map<number, Promise<Uint8Array>>();
   #receiver: KeyReceiver | null = null;
-  #epoch = 0;
+  /** Highest epoch seen on any envelope: a newer one than stated means: ask the key service. */
+  #maxEpochSeen = 0;
   /** Message-based rotation: the service's rule, first seq seen per epoch, epochs already asked for. */
   #rotateAfter: number | undefined;
   #epochStart = new Map<number, number>();
   #rotateAsked = new Set<number>();
   #refreshing: Promise<void> | null = null;
   #refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  #announcedEpoch = -1;
 
-  /** Highest seq emitted so far (messages up to it have all been emitted, in order). */
-  #lastSeq: number;
-  #buffer = new Map<number, HistoryEntry>();
-  #inbox: Promise<void> = Promise.resolve();
-  #gapTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The sender session's chain (transcript.ts): counter and chain value of the last sealed. */
+  #ctr = 0;
+  #chain: Uint8Array = ZERO_HASH;
+  #inbox: Inbox;
+  /** Seqs up to this came as replayed history at join; later deliveries are live. */
+  #liveFrom = Number.MAX_SAFE_INTEGER;
 
   #outbox: OutboxEntry[] = [];
   #sealChain: Promise<void> = Promise.resolve();
@@ -235,7 +253,6 @@ export class LatchkeyClient {
     this.keysUrl = opts.keysUrl;
     this.#token = opts.token;
     this.#opts = opts;
-    this.#lastSeq = opts.since ?? 0;
     const f = opts.fetch ?? (globalThis.fetch as FetchLike | undefined);
     const W = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!f) throw new TypeError('no fetch implementation: pass options.fetch');
@@ -243,10 +260,27 @@ export class LatchkeyClient {
     this.#fetch = f;
     this.#WS = W;
     this.#now = opts.now ?? Date.now;
+    this.#maxAge = Math.min(opts.statementMaxAgeMs ?? FRESHNESS.maxAgeMs, FRESHNESS.maxAgeMs);
     this.#outboxStore = opts.outbox ?? new MemoryOutbox();
     if (opts.serviceKey !== undefined) {
       this.#serviceKey = typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
     }
+    this.#identity = tokenClaims(opts.token);
+    this.#inbox = new Inbox(
+      {
+        selfId: this.#identity?.participantId ?? '',
+        now: () => this.#now(),
+        statement: () => this.#ring,
+        open: (env) => this.#open(env),
+        page: async (since) => (await this.#request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
+        onOpened: (o) => this.#countForRotation(o.env.epoch, o.env.seq),
+        message: (m) => this.#emit('message', m),
+        failed: (m) => this.#emit('failed', m),
+        connected: () => this.#state === 'connected',
+      },
+      opts.since ?? 0,
+      opts.checkpoint,
+    );
   }
 
   /** Creates a client and connects it. */
@@ -270,48 +304,55 @@ export class LatchkeyClient {
   }
   /** Highest seq emitted so far; pass it as `since` to resume in a later session. */
   get lastSeq(): number {
-    return this.#lastSeq;
+    return this.#inbox.lastSeq;
+  }
+  /** The current epoch, as last stated by the key service. */
+  get epoch(): number {
+    return this.#ring?.epoch ?? 0;
   }
   /** Messages sealed but not yet acknowledged. */
   get pendingSends(): number {
     return this.#outbox.length;
   }
 
-  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    this.#listeners[event].add(listener);
-    return () => this.#listeners[event].delete(listener);
+  /** The transcript state at `lastSeq`: pass it with `since` to resume with every check. */
+  checkpoint(): TranscriptCheckpoint | null {
+    return this.#inbox.checkpoint();
+  }
+
+  /**
+   * Subscribes to an event. Events fired before the first listener of their kind (for example
+   * while `connect()` is pending) wait for it, in order: none is lost.
+   */
+  on<K extends keyof Events & string>(event: K, listener: (value: Events[K]) => void): () => void {
+    return this.#events.on(event, listener);
   }
 
   /** Fingerprint of the current content key, to compare out of band with the other side. */
   fingerprint(): string {
-    const key = this.#keys.get(this.#epoch);
+    const epoch = this.epoch;
+    const key = this.#ring?.key(epoch);
     if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'not connected');
-    return keyFingerprint(key, this.contactId, this.#epoch);
+    return keyFingerprint(key, this.contactId, epoch);
   }
 
   /**
-   * Fetches keys, opens the socket, authenticates and (unless `live: false`) joins.
-   * @throws LatchkeyError AUTH_INVALID / AUTH_EXPIRED / KEY_UNAVAILABLE / UNAVAILABLE
+   * Fetches the key, certificate and epoch statement, opens the socket, authenticates and
+   * (unless `live: false`) joins.
+   * @throws LatchkeyError AUTH_INVALID / AUTH_EXPIRED / KEY_UNAVAILABLE / UNAVAILABLE / INTEGRITY
    */
   async connect(): Promise<void> {
     if (this.#state === 'closed') throw new LatchkeyError('UNAVAILABLE', 'client is closed');
     this.#setState('connecting');
     try {
+      const id = this.#identity;
+      if (!id) throw new LatchkeyError('AUTH_INVALID', 'invalid token');
       if (!this.#serviceKey) {
         this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
       }
-      const claims = tokenClaims(this.#token);
-      if (!claims) throw new LatchkeyError('AUTH_INVALID', 'invalid token');
-      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', claims.participantId);
-      const delivery = this.#receiver.request();
-      const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
-        signingKey: toBase64Url(this.#signing.publicKey),
-        ...(delivery ? { delivery } : {}),
-      });
-      this.#keys.set(res.epoch, this.#receiver.open(res));
-      this.#epoch = res.currentEpoch;
-      this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
-      this.#cert = res.certificate ?? null;
+      this.#ring ??= new KeyRing(this.#serviceKey, id.contactId);
+      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', id.participantId);
+      await this.#fetchCurrent();
       await this.#restoreOutbox();
       await this.#openSocket();
     } catch (err) {
@@ -324,8 +365,12 @@ export class LatchkeyClient {
   /**
    * Seals `text` and sends it. Resolves once the relay has stored it (its ack); a message
    * sent while disconnected waits in the outbox and goes out once, in order, on reconnect.
+   * Before sealing, the epoch statement is fetched again when it is older than
+   * `statementMaxAgeMs` or an envelope of a newer epoch was seen: nothing is sealed under an
+   * epoch the key service no longer states.
    * @throws LatchkeyError FORBIDDEN (role may not send), TOO_LARGE, BAD_REQUEST (empty text or
-   *   malformed `msgId`), CONFLICT (`msgId` already waiting in the outbox), or the relay's code.
+   *   malformed `msgId`), CONFLICT (`msgId` already waiting in the outbox), KEY_UNAVAILABLE
+   *   (no fresh statement could be had), or the relay's code.
    */
   async send(text: string, opts: SendOptions = {}): Promise<SendResult> {
     const id = this.#need();
@@ -336,35 +381,19 @@ export class LatchkeyClient {
     if (!SENDING_ROLES.has(id.role)) throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
     if (typeof text !== 'string' || text.length === 0) throw new LatchkeyError('BAD_REQUEST', 'empty message');
     const body: MessageBody = { type: 'text', text };
-    const plaintext = utf8Encode(JSON.stringify(body));
+    const plaintext = textPlaintext(text);
     if (plaintext.length > LIMITS.maxPlaintextBytes || !MessageBody.safeParse(body).success) {
       throw new LatchkeyError('TOO_LARGE', 'message too large');
     }
-    const key = this.#keys.get(this.#epoch);
-    if (!key || !this.#cert) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key');
-    const header: EnvelopeHeader = {
-      v: 1,
-      alg: ENVELOPE_ALG,
-      contactId: id.contactId,
-      epoch: this.#epoch,
-      senderId: id.participantId,
-      msgId: opts.msgId ?? toBase64Url(randomBytes(16)),
-      sentAt: this.#now(),
-    };
-    // Sealing is asynchronous: chain it so that messages enter the outbox in call order.
-    const sealing = this.#sealChain.then(() => sealEnvelope({ key, header, plaintext, signingKey: this.#signing.secretKey }));
+    const msgId = opts.msgId ?? toBase64Url(randomBytes(16));
+    // Sealing is asynchronous: chain it so that messages enter the outbox in call order and the
+    // session's counter and chain follow that order.
+    const sealing = this.#sealChain.then(() => this.#seal(id, msgId, plaintext));
     this.#sealChain = sealing.then(
       () => undefined,
       () => undefined,
     );
-    const sealed = await sealing;
-    const envelope: SealedEnvelope = {
-      ...header,
-      nonce: toBase64Url(sealed.nonce),
-      ciphertext: toBase64Url(sealed.ciphertext),
-      sig: toBase64Url(sealed.sig),
-      cert: this.#cert,
-    };
+    const envelope = await sealing;
     return new Promise<SendResult>((resolve, reject) => {
       const entry: OutboxEntry = { envelope, text, sent: false, recorded: false, resolve, reject };
       this.#outbox.push(entry);
@@ -379,22 +408,90 @@ export class LatchkeyClient {
     });
   }
 
+  /** Seals one message under a fresh statement's epoch, as the session's next in its chain. */
+  async #seal(id: Identity, msgId: string, plaintext: Uint8Array): Promise<SealedEnvelope> {
+    await this.#ensureFresh();
+    const ring = this.#ring;
+    const epoch = ring?.epoch ?? 0;
+    const key = ring?.key(epoch);
+    const cert = this.#cert;
+    if (!key || !cert || this.#certBody?.epoch !== epoch) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
+    const ctr = this.#ctr + 1;
+    const prev = this.#chain;
+    const seen = this.#inbox.seen();
+    const header = {
+      v: ENVELOPE_VERSION,
+      alg: ENVELOPE_ALG,
+      contactId: id.contactId,
+      epoch,
+      senderId: id.participantId,
+      msgId,
+      sentAt: this.#now(),
+      ctr,
+    };
+    const sealed = await sealEnvelope({
+      key,
+      header: { ...header, prev, seenSeq: seen.seenSeq, seenHash: seen.seenHash },
+      plaintext,
+      signingKey: this.#signing.secretKey,
+    });
+    this.#ctr = ctr;
+    this.#chain = chainStep(prev, ctr, msgId, plaintext);
+    return {
+      ...header,
+      prev: toBase64Url(prev),
+      seenSeq: seen.seenSeq,
+      seenHash: toBase64Url(seen.seenHash),
+      nonce: toBase64Url(sealed.nonce),
+      ciphertext: toBase64Url(sealed.ciphertext),
+      sig: toBase64Url(sealed.sig),
+      cert,
+    };
+  }
+
   /**
-   * Reads the stored history after `since` (all pages), opening each message. Messages that
-   * fail to open are returned as `{ ok: false, code: 'DECRYPT_FAILED' }` entries.
+   * Reads the stored history after `since` (all pages), opening and checking each message
+   * (transcript checks run over this read alone: complete from seq 0). Messages that fail to
+   * open are `{ ok: false, code: 'DECRYPT_FAILED' }`, those that fail a check
+   * `{ ok: false, code: 'INTEGRITY', integrity }`.
    * @throws LatchkeyError UNAVAILABLE when not connected
    */
   async history(since = 0): Promise<HistoryEntry[]> {
-    const out: HistoryEntry[] = [];
+    const envelopes: StoredEnvelope[] = [];
     let cursor = since;
     for (;;) {
       const page = await this.#request({ since: cursor, limit: LIMITS.maxHistoryPage });
       for (const env of page.envelopes) {
-        out.push(await this.#open(env));
+        // The relay's order must be ascending and contiguous; anything else is its lie.
+        if (env.seq <= cursor) continue;
+        envelopes.push(env);
         cursor = env.seq;
       }
-      if (!page.more || page.envelopes.length === 0) return out;
+      if (!page.more || page.envelopes.length === 0) break;
     }
+    const opened: Opened[] = [];
+    for (const env of envelopes) opened.push(await this.#open(env));
+    const verifier = verifierFrom(since, since === this.#opts.since ? this.#opts.checkpoint : null);
+    const out: HistoryEntry[] = [];
+    let expected = since + 1;
+    for (let i = 0; i < opened.length; i++) {
+      const o = opened[i]!;
+      if (o.env.seq !== expected) {
+        // A hole in the relay's numbering: the seqs in between are missing.
+        out.push({ ok: false, seq: expected, msgId: '', senderId: '', code: 'INTEGRITY', integrity: 'MISSING', missing: o.env.seq - expected });
+        break;
+      }
+      expected++;
+      out.push(
+        judge(verifier, o, false, {
+          statement: this.#ring,
+          now: this.#now(),
+          selfId: this.#identity?.participantId ?? '',
+          later: laterOf(opened.slice(i + 1, i + 1 + LIMITS.maxHistoryPage)),
+        }),
+      );
+    }
+    return out;
   }
 
   /** Closes the connection for good. Unacknowledged sends are rejected. */
@@ -402,7 +499,7 @@ export class LatchkeyClient {
     if (this.#state === 'closed') return;
     this.#setState('closed');
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
-    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#inbox.close();
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
     if (this.#paceTimer) clearTimeout(this.#paceTimer);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
@@ -413,19 +510,13 @@ export class LatchkeyClient {
 
   // --- internals -------------------------------------------------------------------------
 
-  #need(): { contactId: string; participantId: string; role: Role } {
-    if (!this.#identity) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+  #need(): Identity {
+    if (!this.#identity || !this.#cert) throw new LatchkeyError('UNAVAILABLE', 'not connected');
     return this.#identity;
   }
 
-  #emit<K extends keyof Events>(event: K, value: Events[K]): void {
-    for (const l of this.#listeners[event]) {
-      try {
-        l(value);
-      } catch {
-        // A listener's bug must not break delivery to the others.
-      }
-    }
+  #emit<K extends keyof Events & string>(event: K, value: Events[K]): void {
+    this.#events.emit(event, value);
   }
 
   #setState(s: ConnectionState): void {
@@ -528,16 +619,23 @@ export class LatchkeyClient {
   #onFrame(frame: ServerFrameT): void {
     switch (frame.type) {
       case 'ready': {
-        this.#identity = { contactId: frame.contactId, participantId: frame.participantId, role: frame.role };
+        // Who we are comes from our token and certificate; a relay that says otherwise lies.
+        const id = this.#identity;
+        if (!id || frame.contactId !== id.contactId || frame.participantId !== id.participantId || frame.role !== id.role) {
+          this.#lastError = new LatchkeyError('INTEGRITY', 'the relay named another identity than the token');
+          this.#ws?.close(1000);
+          return;
+        }
         if (this.#opts.live === false) this.#becomeReady();
-        else this.#transmit({ v: PROTOCOL_VERSION, type: 'join', since: this.#lastSeq });
+        else this.#transmit({ v: PROTOCOL_VERSION, type: 'join', since: this.#inbox.lastSeq });
         return;
       }
       case 'joined':
+        this.#liveFrom = frame.head;
         this.#becomeReady();
         return;
       case 'deliver':
-        this.#enqueue(frame.envelope);
+        this.#inbox.enqueue(frame.envelope, frame.envelope.seq > this.#liveFrom);
         return;
       case 'ack': {
         const i = this.#outbox.findIndex((e) => e.envelope.msgId === frame.msgId);
@@ -565,31 +663,100 @@ export class LatchkeyClient {
       case 'pong':
         return;
       case 'rekey':
-        // Membership changed and the key was rotated: send under the new epoch from now on.
+        // Only a hint: the signed statement from the key service decides.
         void this.#refreshKey();
         return;
     }
   }
 
   /**
-   * Fetches the current content key (asking for a rotation when `rotate` is given) and adopts
-   * its epoch for sending, without reconnecting. A failure is reported as an `error` event
-   * (KEY_UNAVAILABLE) and retried; sending goes on under the epoch held meanwhile.
+   * Adopts a key-service answer: the key of its epoch, its statement (verified, never going
+   * backwards) and, when it carries one, our new certificate (verified as ours).
+   * @throws LatchkeyError INTEGRITY when the statement or certificate does not verify.
+   */
+  async #adopt(res: ContactKeyResponse): Promise<void> {
+    const ring = this.#ring;
+    const receiver = this.#receiver;
+    if (!ring || !receiver) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    ring.setKey(res.epoch, receiver.open(res));
+    await ring.adopt(res.statement, this.#now());
+    this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
+    if (res.certificate) await this.#adoptCertificate(res.certificate);
+    this.#announceEpoch();
+  }
+
+  /** Checks that a certificate is ours (contact, participant, role, session key) before using it. */
+  async #adoptCertificate(cert: SenderCertificate): Promise<void> {
+    const id = this.#identity;
+    if (!id || !this.#serviceKey) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    let body: CertificateBody;
+    try {
+      body = await signedBody(cert, this.#serviceKey);
+    } catch {
+      throw new LatchkeyError('INTEGRITY', 'the key service certificate does not verify');
+    }
+    if (body.contactId !== id.contactId || body.participantId !== id.participantId) {
+      throw new LatchkeyError('INTEGRITY', 'the certificate names another contact or participant');
+    }
+    if (body.role !== id.role || body.publicKey !== toBase64Url(this.#signing.publicKey)) {
+      throw new LatchkeyError('INTEGRITY', 'the certificate names another role or session key');
+    }
+    if (this.#certBody === null || body.epoch >= this.#certBody.epoch) {
+      this.#cert = cert;
+      this.#certBody = body;
+    }
+  }
+
+  /** Emits `epoch` once per newly adopted epoch whose key is held. */
+  #announceEpoch(): void {
+    const epoch = this.epoch;
+    if (epoch === this.#announcedEpoch || !this.#ring?.key(epoch) || !this.#identity) return;
+    this.#announcedEpoch = epoch;
+    this.#emit('epoch', { epoch, fingerprint: keyFingerprint(this.#ring.key(epoch)!, this.#identity.contactId, epoch) });
+  }
+
+  /** Fetches the current key with a certificate for our session key, and its statement. */
+  async #fetchCurrent(rotate?: { ifEpoch: number }): Promise<void> {
+    const receiver = this.#receiver;
+    if (!receiver) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    const delivery = receiver.request();
+    const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
+      signingKey: toBase64Url(this.#signing.publicKey),
+      ...(rotate ? { rotate } : {}),
+      ...(delivery ? { delivery } : {}),
+    });
+    await this.#adopt(res);
+  }
+
+  /**
+   * Makes sure the next seal uses the epoch the key service states now: a statement at most
+   * `statementMaxAgeMs` old, no newer epoch seen on an envelope, the key and a certificate of
+   * that epoch. Asks for the statement alone when that suffices.
+   * @throws LatchkeyError KEY_UNAVAILABLE (or the key service's code) when it cannot be had.
+   */
+  async #ensureFresh(): Promise<void> {
+    const ring = this.#ring;
+    if (!ring) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    const current = (): boolean => ring.key(ring.epoch) !== undefined && this.#certBody?.epoch === ring.epoch && ring.epoch >= this.#maxEpochSeen;
+    if (ring.isFresh(this.#now(), this.#maxAge) && current()) return;
+    if (this.#refreshing) await this.#refreshing;
+    if (ring.isFresh(this.#now(), this.#maxAge) && current()) return;
+    const res = await fetchEpochStatement(this.#fetch, this.keysUrl, this.#token);
+    await ring.adopt(res.statement, this.#now());
+    if (!current()) await this.#fetchCurrent();
+    this.#announceEpoch();
+    if (!ring.isFresh(this.#now(), this.#maxAge) || !current()) throw new LatchkeyError('KEY_UNAVAILABLE', 'no current epoch statement');
+  }
+
+  /**
+   * Fetches the current content key, certificate and statement (asking for a rotation when
+   * `rotate` is given), without reconnecting. A failure is reported as an `error` event
+   * (KEY_UNAVAILABLE) and retried; sends ask again themselves before sealing.
    */
   #refreshKey(rotate?: { ifEpoch: number }): Promise<void> {
     if (this.#refreshing) return this.#refreshing;
-    const receiver = this.#receiver;
-    if (!receiver || this.#state === 'closed') return Promise.resolve();
-    const delivery = receiver.request();
-    this.#refreshing = fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
-      ...(rotate ? { rotate } : {}),
-      ...(delivery ? { delivery } : {}),
-    })
-      .then((res) => {
-        this.#keys.set(res.epoch, receiver.open(res));
-        if (res.currentEpoch > this.#epoch && this.#keys.has(res.currentEpoch)) this.#epoch = res.currentEpoch;
-        this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
-      })
+    if (!this.#receiver || this.#state === 'closed') return Promise.resolve();
+    this.#refreshing = this.#fetchCurrent(rotate)
       .catch((err: unknown) => {
         const e = err instanceof LatchkeyError ? err : new LatchkeyError('KEY_UNAVAILABLE', 'key refresh failed', { cause: err });
         this.#emit('error', e);
@@ -608,15 +775,20 @@ export class LatchkeyClient {
 
   /** Counts messages of the current epoch by seq; past the rule, asks once for a rotation. */
   #countForRotation(epoch: number, seq: number): void {
-    if (epoch > this.#epoch && this.#keys.has(epoch)) this.#epoch = epoch; // a member rotated: follow
+    if (epoch > this.#maxEpochSeen) {
+      // A newer epoch than stated: ask the key service (the envelope alone proves nothing).
+      this.#maxEpochSeen = epoch;
+      if (epoch > this.epoch) void this.#refreshKey();
+    }
     const start = this.#epochStart.get(epoch);
     if (start === undefined || seq < start) this.#epochStart.set(epoch, seq);
     const limit = this.#rotateAfter;
-    const first = this.#epochStart.get(this.#epoch);
-    if (limit === undefined || first === undefined || this.#rotateAsked.has(this.#epoch)) return;
+    const cur = this.epoch;
+    const first = this.#epochStart.get(cur);
+    if (limit === undefined || first === undefined || this.#rotateAsked.has(cur)) return;
     if (seq - first + 1 >= limit) {
-      this.#rotateAsked.add(this.#epoch);
-      void this.#refreshKey({ ifEpoch: this.#epoch });
+      this.#rotateAsked.add(cur);
+      void this.#refreshKey({ ifEpoch: cur });
     }
   }
 
@@ -703,11 +875,11 @@ export class LatchkeyClient {
    * it ahead of anything new. An envelope that no longer opens is dropped from the store.
    */
   async #restoreOutbox(): Promise<void> {
-    const claims = tokenClaims(this.#token);
-    if (!claims) return;
+    const id = this.#identity;
+    if (!id) return;
     let stored: SealedEnvelope[];
     try {
-      stored = await this.#outboxStore.load(claims.contactId, claims.participantId);
+      stored = await this.#outboxStore.load(id.contactId, id.participantId);
     } catch {
       return; // storage refused: nothing to restore
     }
@@ -715,7 +887,7 @@ export class LatchkeyClient {
     const restored: OutboxEntry[] = [];
     for (const envelope of stored) {
       if (known.has(envelope.msgId)) continue;
-      const text = await this.#openOwn(envelope, claims);
+      const text = await this.#openOwn(envelope, id);
       if (text === null) {
         await this.#outboxStore.delete(envelope.contactId, envelope.msgId).catch(() => undefined);
         continue;
@@ -728,25 +900,10 @@ export class LatchkeyClient {
   }
 
   /** Opens an own envelope from the outbox store; null when it is not ours or does not open. */
-  async #openOwn(env: SealedEnvelope, claims: { contactId: string; participantId: string }): Promise<string | null> {
-    if (env.contactId !== claims.contactId || env.senderId !== claims.participantId || !this.#serviceKey) return null;
-    try {
-      const key = await this.#keyFor(env.epoch);
-      const sender = await verifyCertificate(env.cert, this.#serviceKey, env);
-      const { nonce, ciphertext, sig, cert: _cert, ...header } = env;
-      const plaintext = await openEnvelope({
-        key,
-        header,
-        nonce: fromBase64Url(nonce),
-        ciphertext: fromBase64Url(ciphertext),
-        sig: fromBase64Url(sig),
-        verifyKey: sender.publicKey,
-      });
-      const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
-      return body.success ? body.data.text : null;
-    } catch {
-      return null;
-    }
+  async #openOwn(env: SealedEnvelope, id: Identity): Promise<string | null> {
+    if (env.contactId !== id.contactId || env.senderId !== id.participantId) return null;
+    const opened = await this.#open({ ...env, seq: 1 });
+    return opened.ok ? opened.text : null;
   }
 
   #becomeReady(): void {
@@ -770,78 +927,32 @@ export class LatchkeyClient {
 
   /** Own message stored at `seq`: it joins the ordered stream without a round trip. */
   #ownStored(entry: OutboxEntry, seq: number): void {
-    if (seq <= this.#lastSeq || this.#buffer.has(seq)) return;
-    this.#countForRotation(entry.envelope.epoch, seq);
-    const id = this.#need();
-    this.#buffer.set(seq, {
+    const id = this.#identity;
+    const body = this.#certBody;
+    if (!id || !body) return;
+    this.#inbox.addOwn({
       ok: true,
-      seq,
-      msgId: entry.envelope.msgId,
-      senderId: entry.envelope.senderId,
-      senderRole: id.role,
-      sentAt: entry.envelope.sentAt,
-      epoch: entry.envelope.epoch,
+      env: { ...entry.envelope, seq },
+      plaintext: textPlaintext(entry.text),
       text: entry.text,
-      own: true,
+      role: id.role,
+      sessionKey: toBase64Url(this.#signing.publicKey),
+      certNotAfter: body.notAfter,
     });
-    this.#inbox = this.#inbox.then(() => this.#drain());
-  }
-
-  #enqueue(env: StoredEnvelope): void {
-    this.#inbox = this.#inbox.then(async () => {
-      if (env.seq <= this.#lastSeq || this.#buffer.has(env.seq)) return;
-      this.#buffer.set(env.seq, await this.#open(env));
-      await this.#drain();
-    });
-  }
-
-  /** Emits buffered entries in seq order; a lasting gap is filled from history. */
-  async #drain(): Promise<void> {
-    for (;;) {
-      const next = this.#buffer.get(this.#lastSeq + 1);
-      if (!next) break;
-      this.#buffer.delete(next.seq);
-      this.#lastSeq = next.seq;
-      if (next.ok) {
-        const { ok: _ok, ...msg } = next;
-        this.#emit('message', msg);
-      } else {
-        const { ok: _ok, ...failed } = next;
-        this.#emit('failed', failed);
-      }
-    }
-    if (this.#buffer.size > 0 && !this.#gapTimer) {
-      this.#gapTimer = setTimeout(() => {
-        this.#gapTimer = null;
-        this.#inbox = this.#inbox.then(() => this.#fillGap());
-      }, 300);
-    }
-  }
-
-  async #fillGap(): Promise<void> {
-    if (this.#buffer.size === 0 || this.#state !== 'connected') return;
-    try {
-      const page = await this.#request({ since: this.#lastSeq, limit: LIMITS.maxHistoryPage });
-      for (const env of page.envelopes) {
-        if (env.seq > this.#lastSeq && !this.#buffer.has(env.seq)) this.#buffer.set(env.seq, await this.#open(env));
-      }
-    } catch {
-      // Retried on the next drain.
-    }
-    await this.#drain();
   }
 
   async #keyFor(epoch: number): Promise<Uint8Array> {
-    const have = this.#keys.get(epoch);
+    const have = this.#ring?.key(epoch);
     if (have) return have;
     let p = this.#keyFetches.get(epoch);
     if (!p) {
       const receiver = this.#receiver;
       if (!receiver) return Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected'));
       const delivery = receiver.request();
-      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch, ...(delivery ? { delivery } : {}) }).then((r) => {
-        const key = receiver.open(r);
-        this.#keys.set(r.epoch, key);
+      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch, ...(delivery ? { delivery } : {}) }).then(async (r) => {
+        await this.#adopt(r);
+        const key = this.#ring?.key(r.epoch);
+        if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'no key');
         return key;
       });
       this.#keyFetches.set(epoch, p);
@@ -851,65 +962,28 @@ export class LatchkeyClient {
   }
 
   /** Verifies the sender and opens one stored envelope. Never throws for bad content. */
-  async #open(env: StoredEnvelope): Promise<HistoryEntry> {
-    const failed = (code: ErrorCode): HistoryEntry => ({
-      ok: false,
-      seq: env.seq,
-      msgId: env.msgId,
-      senderId: env.senderId,
-      code,
+  #open(env: StoredEnvelope): Promise<Opened> {
+    return openStored(env, {
+      contactId: this.#identity?.contactId ?? '',
+      serviceKey: this.#serviceKey,
+      keyFor: (epoch) => this.#keyFor(epoch),
     });
-    const id = this.#need();
-    if (env.contactId !== id.contactId) return failed('DECRYPT_FAILED');
-    let key: Uint8Array;
-    try {
-      key = await this.#keyFor(env.epoch);
-    } catch (err) {
-      return failed(LatchkeyError.is(err, 'NOT_FOUND') ? 'DECRYPT_FAILED' : 'KEY_UNAVAILABLE');
-    }
-    try {
-      if (!this.#serviceKey) return failed('KEY_UNAVAILABLE');
-      const sender = await verifyCertificate(env.cert, this.#serviceKey, env);
-      const { nonce, ciphertext, sig, cert: _cert, seq: _seq, ...header } = env;
-      const plaintext = await openEnvelope({
-        key,
-        header,
-        nonce: fromBase64Url(nonce),
-        ciphertext: fromBase64Url(ciphertext),
-        sig: fromBase64Url(sig),
-        verifyKey: sender.publicKey,
-      });
-      const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
-      if (!body.success) return failed('DECRYPT_FAILED');
-      this.#countForRotation(env.epoch, env.seq);
-      return {
-        ok: true,
-        seq: env.seq,
-        msgId: env.msgId,
-        senderId: env.senderId,
-        senderRole: sender.body.role,
-        sentAt: env.sentAt,
-        epoch: env.epoch,
-        text: body.data.text,
-        own: env.senderId === id.participantId,
-      };
-    } catch {
-      // Bad certificate, signature, tag, UTF-8 or body: all say only that it failed.
-      return failed('DECRYPT_FAILED');
-    }
   }
 }
 
 /**
- * Contact and participant named by a token, read without verifying it (the services verify):
- * to find own outbox records and to bind key delivery to this participant.
+ * Contact, participant and role named by a token, read without verifying it (the services
+ * verify; the certificate confirms): this client's identity, never taken from the relay.
  */
-function tokenClaims(token: string): { contactId: string; participantId: string } | null {
+function tokenClaims(token: string): Identity | null {
   try {
-    const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as { sub?: unknown; cid?: unknown };
-    if (typeof claims.sub === 'string' && typeof claims.cid === 'string') return { contactId: claims.cid, participantId: claims.sub };
+    const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as { sub?: unknown; cid?: unknown; role?: unknown };
+    const role = RoleSchema.safeParse(claims.role);
+    if (typeof claims.sub === 'string' && typeof claims.cid === 'string' && role.success) {
+      return { contactId: claims.cid, participantId: claims.sub, role: role.data };
+    }
   } catch {
-    // not a JWT: nothing to restore
+    // not a JWT
   }
   return null;
 }

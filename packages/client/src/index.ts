@@ -18,5 +18,15 @@ export {
 export { MemoryOutbox, type OutboxStore } from './outbox.ts';
 export { IndexedDbOutbox } from './indexeddb-outbox.ts';
 export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';
-export { fetchContactKey, fetchServiceKey, type FetchLike } from './key-service.ts';
+export { fetchContactKey, fetchEpochStatement, fetchServiceKey, type FetchLike } from './key-service.ts';
+export { KeyRing, verifyStatement, type StatementView } from './key-ring.ts';
+export {
+  TranscriptVerifier,
+  type IntegrityCode,
+  type IntegrityFinding,
+  type TranscriptCheckpoint,
+  type TranscriptInput,
+  type LaterEnvelope,
+} from './transcript.ts';
+export { cryptoHeader } from './open.ts';
 export { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';

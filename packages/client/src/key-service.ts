@@ -5,6 +5,7 @@
  */
 import {
   ContactKeyResponse,
+  EpochStatementResponse,
   ErrorResponse,
   KEYS_PATHS,
   LatchkeyError,
@@ -62,6 +63,19 @@ export function fetchContactKey(
       body: JSON.stringify(request),
     },
     ContactKeyResponse,
+  );
+}
+
+/**
+ * Fetches the current epoch statement of the token's contact (no key is handed out).
+ * @throws LatchkeyError with the key service's code (AUTH_INVALID, FORBIDDEN, ...) or KEY_UNAVAILABLE.
+ */
+export function fetchEpochStatement(fetchImpl: FetchLike, keysUrl: string, token: string): Promise<EpochStatementResponse> {
+  return call(
+    fetchImpl,
+    new URL(KEYS_PATHS.epochStatement, keysUrl).toString(),
+    { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' },
+    EpochStatementResponse,
   );
 }
 

@@ -72,6 +72,15 @@ export class EpochClock {
     });
   }
 
+  /** Every dated epoch of a contact, ascending (read only: dates nothing). */
+  epochs(contactId: string): { epoch: number; since: number }[] {
+    return this.#run(() =>
+      this.#db
+        .prepare<[string], { epoch: number; since: number }>('SELECT epoch, since FROM epoch_times WHERE contact_id = ? ORDER BY epoch')
+        .all(contactId),
+    );
+  }
+
   /** Notes that `epoch` began at `at` (after a rotation). */
   began(contactId: string, epoch: number, at: number): void {
     this.#run(() => {

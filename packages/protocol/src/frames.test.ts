@@ -14,13 +14,17 @@ const b64 = (bytes: number) =>
 const id = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
 const msgId = fc.stringMatching(/^[A-Za-z0-9_-]{16,64}$/);
 const envelope = fc.record({
-  v: fc.constant(1 as const),
+  v: fc.constant(2 as const),
   alg: fc.constant('latchkey.v1.aes256gcm' as const),
   contactId: id,
   epoch: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
   senderId: id,
   msgId,
   sentAt: fc.integer({ min: 0, max: 4_102_444_800_000 }),
+  ctr: fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+  prev: b64(32),
+  seenSeq: fc.nat(),
+  seenHash: b64(32),
   nonce: b64(12),
   ciphertext: fc.integer({ min: 16, max: 600 }).chain((n) => b64(n)),
   sig: b64(64),
