@@ -49,5 +49,6 @@ export {
 } from './fanout.ts';
 export { RelayMetrics, createOpsEndpoints, type OpsEndpointsOptions } from './metrics.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
+export { DEFAULT_QUOTA, resolveQuota, type Quota, type Usage } from './quota.ts';
 export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';
 export { WebhookService, type WebhookServiceOptions } from '@latchkey/webhooks';

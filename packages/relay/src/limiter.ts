@@ -32,13 +32,20 @@ export class TokenBucket {
     this.#last = now();
   }
 
-  /** Takes one token; false when the bucket is empty. */
-  take(): boolean {
+  /** Takes `n` tokens (default one); false, taking none, when fewer are left. */
+  take(n = 1): boolean {
     const t = this.#now();
     this.#tokens = Math.min(this.#burst, this.#tokens + (t - this.#last) * this.#perMs);
     this.#last = t;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < n) return false;
+    this.#tokens -= n;
     return true;
+  }
+
+  /** Milliseconds until `n` tokens are available again (0: now). */
+  waitMs(n = 1): number {
+    const t = this.#now();
+    const tokens = Math.min(this.#burst, this.#tokens + (t - this.#last) * this.#perMs);
+    return tokens >= n ? 0 : Math.ceil((n - tokens) / this.#perMs);
   }
 }

@@ -30,6 +30,7 @@ import {
 } from '@latchkey/protocol';
 import type { ContactPolicy, ContactStore, ListContactsOptions } from './contacts.ts';
 import type { AppendResult, HistoryPage, MessageStore, StoreStats } from './store.ts';
+import { overQuota, type Quota, type Usage } from './quota.ts';
 
 export interface PgStoreOptions {
   /** `postgres://user:pass@host:port/db` (the messages database; keys live elsewhere). */
@@ -43,7 +44,7 @@ export interface PgStoreOptions {
 }
 
 /** Schema version this code writes. */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE contacts (
@@ -76,6 +77,22 @@ const MIGRATIONS: readonly string[] = [
      left_at        BIGINT,
      PRIMARY KEY (contact_id, participant_id)
    );`,
+  // v2: what each contact and each sender in it has stored, for the quotas (quota.ts). Read
+  // and written under the contact's row lock, like head_seq, so every relay sees one count.
+  `ALTER TABLE contacts ADD COLUMN stored_messages BIGINT NOT NULL DEFAULT 0,
+                        ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;
+   CREATE TABLE sender_usage (
+     contact_id TEXT NOT NULL REFERENCES contacts (contact_id),
+     sender_id  TEXT NOT NULL,
+     messages   BIGINT NOT NULL,
+     bytes      BIGINT NOT NULL,
+     PRIMARY KEY (contact_id, sender_id)
+   );
+   UPDATE contacts c SET stored_messages = s.n, stored_bytes = s.b
+     FROM (SELECT contact_id, count(*) AS n, sum(octet_length(envelope)) AS b FROM messages GROUP BY contact_id) s
+     WHERE c.contact_id = s.contact_id;
+   INSERT INTO sender_usage (contact_id, sender_id, messages, bytes)
+     SELECT contact_id, sender_id, count(*), sum(octet_length(envelope)) FROM messages GROUP BY contact_id, sender_id;`,
 ];
 
 /** Arbitrary constant naming the migration advisory lock ("latchkey" in ASCII, truncated). */
@@ -133,6 +150,8 @@ function unavailable(err: unknown, what: string): LatchkeyError {
 interface ContactRow {
   contact_id: string;
   head_seq: number;
+  stored_messages: number;
+  stored_bytes: number;
   state: ContactState;
   created_at: number;
   closed_at: number | null;
@@ -147,7 +166,7 @@ interface ParticipantRow {
   left_at: number | null;
 }
 
-const CONTACT_COLS = 'contact_id, head_seq, state, created_at, closed_at, expires_at';
+const CONTACT_COLS = 'contact_id, head_seq, stored_messages, stored_bytes, state, created_at, closed_at, expires_at';
 const PARTICIPANT_COLS = 'participant_id, role, state, joined_at, left_at';
 
 type Q = pg.PoolClient;
@@ -207,16 +226,20 @@ export class PgMessageStore implements MessageStore, ContactStore {
   }
 
   /** @throws LatchkeyError UNAVAILABLE when the transaction fails; nothing is stored then. */
-  async appendBatch(envelopes: readonly SealedEnvelope[]): Promise<AppendResult[]> {
+  async appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]> {
     this.#open();
     if (envelopes.length === 0) return [];
-    const { results, appended } = await this.#tx('append', (q) => this.#append(q, envelopes));
+    const { results, appended } = await this.#tx('append', (q) => this.#append(q, envelopes, quota));
     this.#stats.transactions++;
     this.#stats.appended += appended;
     return results;
   }
 
-  async #append(q: Q, envelopes: readonly SealedEnvelope[]): Promise<{ results: AppendResult[]; appended: number }> {
+  async #append(
+    q: Q,
+    envelopes: readonly SealedEnvelope[],
+    quota: Quota | undefined,
+  ): Promise<{ results: AppendResult[]; appended: number }> {
     const now = this.#now();
     const ids = [...new Set(envelopes.map((e) => e.contactId))].sort();
     // Create missing contacts, then lock every contact row of the batch in id order.
@@ -244,10 +267,22 @@ export class PgMessageStore implements MessageStore, ContactStore {
       [envelopes.map((e) => e.contactId), envelopes.map((e) => e.senderId)],
     );
     const senderState = new Map(senders.rows.map((r) => [`${r.contact_id}\n${r.participant_id}`, r.state]));
+    // Usage read after the row locks: every earlier append to these contacts has committed.
+    const usage = await q.query<{ contact_id: string; sender_id: string; messages: number; bytes: number }>(
+      `SELECT u.contact_id, u.sender_id, u.messages, u.bytes
+       FROM sender_usage u JOIN unnest($1::text[], $2::text[]) AS k(c, id) ON u.contact_id = k.c AND u.sender_id = k.id`,
+      [envelopes.map((e) => e.contactId), envelopes.map((e) => e.senderId)],
+    );
+    const senderUsage = new Map<string, Usage>(
+      usage.rows.map((r) => [`${r.contact_id}\n${r.sender_id}`, { messages: r.messages, bytes: r.bytes }]),
+    );
+    const contactUsage = new Map<string, Usage>(
+      locked.rows.map((r) => [r.contact_id, { messages: r.stored_messages, bytes: r.stored_bytes }]),
+    );
 
     const heads = new Map<string, number>();
     const results: AppendResult[] = [];
-    const rows: { c: string; seq: number; id: string; s: string; epoch: number; sent: number; json: string }[] = [];
+    const rows: { c: string; seq: number; id: string; s: string; epoch: number; sent: number; json: string; bytes: number }[] = [];
     for (const e of envelopes) {
       const json = canonicalJson(e);
       const key = `${e.contactId}\n${e.msgId}`;
@@ -272,10 +307,20 @@ export class PgMessageStore implements MessageStore, ContactStore {
         results.push({ ok: false, code: 'FORBIDDEN' });
         continue;
       }
+      const bytes = Buffer.byteLength(json);
+      const cu = contactUsage.get(e.contactId) ?? { messages: 0, bytes: 0 };
+      const usageKey = `${e.contactId}\n${e.senderId}`;
+      const su = senderUsage.get(usageKey) ?? { messages: 0, bytes: 0 };
+      if (quota && overQuota(quota, cu, su, bytes)) {
+        results.push({ ok: false, code: 'QUOTA_EXCEEDED' });
+        continue;
+      }
+      contactUsage.set(e.contactId, { messages: cu.messages + 1, bytes: cu.bytes + bytes });
+      senderUsage.set(usageKey, { messages: su.messages + 1, bytes: su.bytes + bytes });
       const seq = (heads.get(e.contactId) ?? contact.head_seq) + 1;
       heads.set(e.contactId, seq);
       byMsgId.set(key, { seq, sender: e.senderId, json });
-      rows.push({ c: e.contactId, seq, id: e.msgId, s: e.senderId, epoch: e.epoch, sent: e.sentAt, json });
+      rows.push({ c: e.contactId, seq, id: e.msgId, s: e.senderId, epoch: e.epoch, sent: e.sentAt, json, bytes });
       results.push({ ok: true, seq, duplicate: false, envelope: toStored(json, seq) });
     }
     if (rows.length > 0) {
@@ -295,9 +340,33 @@ export class PgMessageStore implements MessageStore, ContactStore {
           now,
         ],
       );
+      const touched = [...heads.keys()];
       await q.query(
-        `UPDATE contacts SET head_seq = h.seq FROM unnest($1::text[], $2::bigint[]) AS h(c, seq) WHERE contact_id = h.c`,
-        [[...heads.keys()], [...heads.values()]],
+        `UPDATE contacts SET head_seq = h.seq, stored_messages = h.n, stored_bytes = h.b
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS h(c, seq, n, b) WHERE contact_id = h.c`,
+        [
+          touched,
+          [...heads.values()],
+          touched.map((c) => contactUsage.get(c)?.messages ?? 0),
+          touched.map((c) => contactUsage.get(c)?.bytes ?? 0),
+        ],
+      );
+      // Per sender: this batch's appends added to the stored count (the row lock serialises us).
+      const perSender = new Map<string, { c: string; s: string; n: number; b: number }>();
+      for (const r of rows) {
+        const k = `${r.c}\n${r.s}`;
+        const a = perSender.get(k) ?? { c: r.c, s: r.s, n: 0, b: 0 };
+        a.n++;
+        a.b += r.bytes;
+        perSender.set(k, a);
+      }
+      const adds = [...perSender.values()];
+      await q.query(
+        `INSERT INTO sender_usage (contact_id, sender_id, messages, bytes)
+         SELECT c, s, n, b FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS a(c, s, n, b)
+         ON CONFLICT (contact_id, sender_id)
+         DO UPDATE SET messages = sender_usage.messages + EXCLUDED.messages, bytes = sender_usage.bytes + EXCLUDED.bytes`,
+        [adds.map((a) => a.c), adds.map((a) => a.s), adds.map((a) => a.n), adds.map((a) => a.b)],
       );
     }
     return { results, appended: rows.length };

@@ -13,6 +13,8 @@
  * made too many protocol errors (close 1008). Frames above maxFrameBytes close with 1009. A
  * token bucket per connection and one per client IP (admission.ts) answer floods with
  * RATE_LIMITED and close sustained abuse; origin/IP allowlists are checked before the handshake.
+ * Storage quotas per contact and per participant (quota.ts) are checked by the store in the
+ * append's own transaction: a send over them gets QUOTA_EXCEEDED and nothing is stored.
  * Peers only ever see an ErrorFrame with a stable code and a short message. Logs carry codes
  * and opaque ids, never tokens, ciphertext or envelope content.
  *
@@ -51,6 +53,7 @@ import { KEEP_CIPHERTEXT, isContactStore, type ContactPolicy, type ContactStore,
 import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
+import { resolveQuota, type Quota } from './quota.ts';
 import { SqliteMessageStore, type MessageStore } from './store.ts';
 import { InProcessFanout, newRelayId, type EnvelopeEvent, type Fanout, type FanoutSubscription } from './fanout.ts';
 import { RelayMetrics, createOpsEndpoints } from './metrics.ts';
@@ -109,6 +112,17 @@ export interface RelayOptions {
   authTimeoutMs?: number;
   /** Per-connection frame rate limit (default 100/s, burst 200). */
   rateLimit?: RateLimitOptions;
+  /**
+   * Stored messages and bytes per contact and per participant (quota.ts; each field defaults
+   * to DEFAULT_QUOTA's). Enforced by the store, whichever it is, atomically with the append.
+   */
+  quota?: Partial<Quota>;
+  /**
+   * Bytes of incoming frames per second one participant may send, over all its connections to
+   * this relay (default 128 KiB/s, burst 1 MiB; the burst is raised to maxFrameBytes when
+   * lower). Counted before a frame is parsed, so a flooding participant costs little CPU.
+   */
+  participantByteRate?: RateLimitOptions;
   /** Receives structured events; never tokens, ciphertext or envelope content. */
   log?: (event: RelayLogEvent) => void;
   /** Interval of ws-level pings; a socket silent for two intervals is terminated. Default 30 s. */
@@ -187,10 +201,20 @@ interface Conn {
   alive: boolean;
   protocolErrors: number;
   bucket: TokenBucket;
+  /** The participant's byte bucket, shared by its connections here (once authenticated). */
+  bytes: ParticipantBytes | undefined;
   rateWindowStart: number;
   rateDrops: number;
   timers: NodeJS.Timeout[];
 }
+
+interface ParticipantBytes {
+  bucket: TokenBucket;
+  conns: number;
+}
+
+/** Default per-participant inbound byte rate: ample for people typing, tight for a flood. */
+const DEFAULT_PARTICIPANT_BYTE_RATE: RateLimitOptions = { perSecond: 128 * 1024, burst: 1024 * 1024 };
 
 /** Frames a connection may pipeline behind its auth frame before it is cut off. */
 const MAX_EARLY_FRAMES = 32;
@@ -214,6 +238,7 @@ const MESSAGES: Partial<Record<ErrorCode, string>> = {
   UNAVAILABLE: 'temporarily unavailable',
   INTERNAL: 'internal error',
   RATE_LIMITED: 'rate limit exceeded',
+  QUOTA_EXCEEDED: 'storage quota of this contact or participant used up',
   CONFLICT: 'msgId already used for another message',
 };
 
@@ -255,7 +280,7 @@ function parseClientFrame(text: string): ClientFrame {
 
 /**
  * Creates a relay over a message store. Nothing is served until `attach` or `listen`.
- * @throws RangeError on an API secret shorter than 32 bytes or a non-positive limit.
+ * @throws RangeError on an API secret shorter than 32 bytes or a non-positive limit or quota.
  * @throws LatchkeyError UNAVAILABLE when `store.path` cannot be opened.
  */
 export function createRelay(opts: RelayOptions): Relay {
@@ -289,6 +314,12 @@ export function createRelay(opts: RelayOptions): Relay {
     throw new RangeError('maxProtocolErrors must be a non-negative integer');
   }
   new TokenBucket(rateLimit); // validates the options early
+  const quota = resolveQuota(opts.quota);
+  const byteRateOpt = opts.participantByteRate ?? DEFAULT_PARTICIPANT_BYTE_RATE;
+  const byteRate: RateLimitOptions = { ...byteRateOpt, burst: Math.max(byteRateOpt.burst, maxFrameBytes) };
+  new TokenBucket(byteRate);
+  /** Byte buckets of the participants connected here, by contact and participant id. */
+  const participantBytes = new Map<string, ParticipantBytes>();
   const ownsStore = !isStore(opts.store);
   const store: MessageStore = isStore(opts.store)
     ? opts.store
@@ -326,7 +357,7 @@ export function createRelay(opts: RelayOptions): Relay {
   const timedStore: MessageStore = {
     appendBatch: async (envelopes) => {
       const t0 = performance.now();
-      const results = await store.appendBatch(envelopes);
+      const results = await store.appendBatch(envelopes, quota);
       metrics.commit.observe((performance.now() - t0) / 1000);
       metrics.messages += results.filter((r) => r.ok && !r.duplicate).length;
       return results;
@@ -358,6 +389,11 @@ export function createRelay(opts: RelayOptions): Relay {
   let nextConnId = 1;
 
   const heartbeat = setInterval(() => {
+    // A participant's bucket outlives its connections until it is full again, so reconnecting
+    // does not refill it.
+    for (const [key, pb] of participantBytes) {
+      if (pb.conns <= 0 && pb.bucket.waitMs(byteRate.burst) === 0) participantBytes.delete(key);
+    }
     for (const c of conns) {
       if (!c.alive) {
         log({ event: 'heartbeat-timeout', conn: c.id });
@@ -549,6 +585,7 @@ export function createRelay(opts: RelayOptions): Relay {
       alive: true,
       protocolErrors: 0,
       bucket: new TokenBucket(rateLimit),
+      bytes: undefined,
       rateWindowStart: Date.now(),
       rateDrops: 0,
       timers: [],
@@ -582,6 +619,7 @@ export function createRelay(opts: RelayOptions): Relay {
       c.joinBuffer = [];
       if (c.principal) unsubscribe(c, c.principal.contactId);
       conns.delete(c);
+      releaseBytes(c);
       log({ event: 'close', conn: c.id, wsCode: code });
     });
     if (closing) closeConn(c, WS_CLOSE_GOING_AWAY, 'going away');
@@ -590,7 +628,7 @@ export function createRelay(opts: RelayOptions): Relay {
   function onMessage(c: Conn, data: RawData, isBinary: boolean): void {
     if (c.phase === 'closed') return;
     c.alive = true;
-    if (!c.bucket.take() || !admission.takeFrame(c.ip)) {
+    if (!c.bucket.take() || !admission.takeFrame(c.ip) || (c.bytes !== undefined && !c.bytes.bucket.take(rawSize(data)))) {
       rateLimited(c);
       return;
     }
@@ -614,6 +652,11 @@ export function createRelay(opts: RelayOptions): Relay {
       return;
     }
     onText(c, text);
+  }
+
+  function releaseBytes(c: Conn): void {
+    if (c.bytes) c.bytes.conns--;
+    c.bytes = undefined;
   }
 
   function rateLimited(c: Conn): void {
@@ -678,6 +721,11 @@ export function createRelay(opts: RelayOptions): Relay {
       if (c.phase !== 'authenticating' || c.ws.readyState !== WebSocket.OPEN) return;
       c.phase = 'ready';
       c.principal = principal;
+      const key = `${principal.contactId}\u0000${principal.participantId}`;
+      let pb = participantBytes.get(key);
+      if (!pb) participantBytes.set(key, (pb = { bucket: new TokenBucket(byteRate), conns: 0 }));
+      pb.conns++;
+      c.bytes = pb;
       const untilExpiry = principal.expiresAt + CLOCK_TOLERANCE_SECONDS * 1000 - Date.now();
       c.timers.push(
         setTimeout(() => sendError(c, 'AUTH_EXPIRED'), Math.min(MAX_TIMER_MS, Math.max(0, untilExpiry))),

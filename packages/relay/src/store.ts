@@ -30,6 +30,7 @@ import {
   type StoredEnvelope,
 } from '@latchkey/protocol';
 import type { ContactPolicy, ContactStore, ListContactsOptions } from './contacts.ts';
+import { overQuota, type Quota, type Usage } from './quota.ts';
 
 /** Outcome of appending one envelope within a batch. */
 export type AppendResult =
@@ -48,8 +49,9 @@ export type AppendResult =
        * CONFLICT: the msgId is taken by another sender or by a different envelope.
        * CONTACT_CLOSED / CONTACT_EXPIRED: the contact takes no more messages.
        * FORBIDDEN: the sender left or was removed from the contact.
+       * QUOTA_EXCEEDED: storing it would take the contact or the sender over the quota.
        */
-      code: 'CONFLICT' | 'CONTACT_CLOSED' | 'CONTACT_EXPIRED' | 'FORBIDDEN';
+      code: 'CONFLICT' | 'CONTACT_CLOSED' | 'CONTACT_EXPIRED' | 'FORBIDDEN' | 'QUOTA_EXCEEDED';
     };
 
 /** One page of a contact's log. */
@@ -79,11 +81,13 @@ export interface MessageStore {
    * Stores a batch of envelopes in ONE transaction, in order, and returns one result per input.
    * A duplicate (same contact, msgId, sender and envelope) returns the original seq; a msgId
    * reused by another sender or with another envelope yields `{ ok: false, code: 'CONFLICT' }`
-   * without aborting the batch.
+   * without aborting the batch. With a `quota` (quota.ts), an envelope that would take its
+   * contact or its sender over it yields `{ ok: false, code: 'QUOTA_EXCEEDED' }` and is not
+   * stored; the check and the append are one transaction, and a duplicate is answered first.
    * @throws LatchkeyError UNAVAILABLE when the transaction could not be committed; then nothing
    *   of the batch is stored.
    */
-  appendBatch(envelopes: readonly SealedEnvelope[]): Promise<AppendResult[]>;
+  appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]>;
   /**
    * Highest seq stored for a contact (0 when none).
    * @throws LatchkeyError UNAVAILABLE when the store cannot be read.
@@ -137,7 +141,7 @@ export class StoreError extends LatchkeyError {
 }
 
 /** Schema version this code writes; migrations below bring older files up to it. */
-export const STORE_SCHEMA_VERSION = 3;
+export const STORE_SCHEMA_VERSION = 4;
 
 const MIGRATIONS: readonly string[] = [
   // v1: contacts with their head seq, and the per-contact log.
@@ -192,6 +196,21 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE messages_v3 RENAME TO messages;
    CREATE UNIQUE INDEX messages_seq ON messages (contact_id, seq);
    CREATE UNIQUE INDEX messages_msg_id ON messages (contact_id, msg_id);`,
+  // v4: what each contact and each sender in it has stored, for the quotas (quota.ts).
+  `ALTER TABLE contacts ADD COLUMN stored_messages INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE contacts ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE sender_usage (
+     contact_id TEXT NOT NULL REFERENCES contacts (contact_id),
+     sender_id  TEXT NOT NULL,
+     messages   INTEGER NOT NULL,
+     bytes      INTEGER NOT NULL,
+     PRIMARY KEY (contact_id, sender_id)
+   ) STRICT, WITHOUT ROWID;
+   UPDATE contacts SET
+     stored_messages = (SELECT count(*) FROM messages m WHERE m.contact_id = contacts.contact_id),
+     stored_bytes = (SELECT coalesce(sum(length(CAST(m.envelope AS BLOB))), 0) FROM messages m WHERE m.contact_id = contacts.contact_id);
+   INSERT INTO sender_usage (contact_id, sender_id, messages, bytes)
+     SELECT contact_id, sender_id, count(*), sum(length(CAST(envelope AS BLOB))) FROM messages GROUP BY contact_id, sender_id;`,
 ];
 
 /**
@@ -284,8 +303,15 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     byMsgId: Database.Statement<[string, string], MessageRow>;
     insert: Database.Statement<[string, number, string, string, number, number, number, string]>;
     range: Database.Statement<[string, number, number], MessageRow>;
+    contactUsage: Database.Statement<[string], Usage>;
+    senderUsage: Database.Statement<[string, string], Usage>;
+    addContactUsage: Database.Statement<[number, number, string]>;
+    addSenderUsage: Database.Statement<[string, string, number, number]>;
   };
-  readonly #appendTx: (envelopes: readonly SealedEnvelope[]) => { results: AppendResult[]; appended: number };
+  readonly #appendTx: (
+    envelopes: readonly SealedEnvelope[],
+    quota: Quota | undefined,
+  ) => { results: AppendResult[]; appended: number };
   #closed = false;
 
   /**
@@ -337,13 +363,26 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
       range: db.prepare(
         'SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
+      contactUsage: db.prepare('SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?'),
+      senderUsage: db.prepare('SELECT messages, bytes FROM sender_usage WHERE contact_id = ? AND sender_id = ?'),
+      addContactUsage: db.prepare(
+        'UPDATE contacts SET stored_messages = stored_messages + ?, stored_bytes = stored_bytes + ? WHERE contact_id = ?',
+      ),
+      addSenderUsage: db.prepare(
+        `INSERT INTO sender_usage (contact_id, sender_id, messages, bytes) VALUES (?, ?, ?, ?)
+         ON CONFLICT (contact_id, sender_id) DO UPDATE SET messages = messages + excluded.messages, bytes = bytes + excluded.bytes`,
+      ),
     };
-    this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[]) => {
+    this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota: Quota | undefined) => {
       const now = this.#now();
       const heads = new Map<string, number>();
       // Contact and sender state do not change inside the transaction: read each once per batch.
       const contacts = new Map<string, ContactRow | undefined>();
       const senders = new Map<string, ParticipantRow | undefined>();
+      // Usage as stored before the batch; `added` collects this batch's own appends on top.
+      const contactUsage = new Map<string, Usage>();
+      const senderUsage = new Map<string, Usage>();
+      const added = new Map<string, { contactId: string; senderId: string | null } & Usage>();
       const results: AppendResult[] = [];
       let appended = 0;
       for (const e of envelopes) {
@@ -379,6 +418,26 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
             continue;
           }
         }
+        const bytes = Buffer.byteLength(json);
+        let cu = contactUsage.get(e.contactId);
+        if (!cu) contactUsage.set(e.contactId, (cu = { ...(this.#stmt.contactUsage.get(e.contactId) ?? { messages: 0, bytes: 0 }) }));
+        const usageKey = `${e.contactId}\u0000${e.senderId}`;
+        let su = senderUsage.get(usageKey);
+        if (!su) senderUsage.set(usageKey, (su = { ...(this.#stmt.senderUsage.get(e.contactId, e.senderId) ?? { messages: 0, bytes: 0 }) }));
+        if (quota && overQuota(quota, cu, su, bytes)) {
+          results.push({ ok: false, code: 'QUOTA_EXCEEDED' });
+          continue;
+        }
+        cu.messages++;
+        cu.bytes += bytes;
+        su.messages++;
+        su.bytes += bytes;
+        for (const [key, senderId] of [[e.contactId, null], [usageKey, e.senderId]] as const) {
+          const a = added.get(key) ?? { contactId: e.contactId, senderId, messages: 0, bytes: 0 };
+          a.messages++;
+          a.bytes += bytes;
+          added.set(key, a);
+        }
         let head = heads.get(e.contactId);
         if (head === undefined) {
           const row = this.#stmt.head.get(e.contactId);
@@ -396,6 +455,10 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
         results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq } });
       }
       for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
+      for (const a of added.values()) {
+        if (a.senderId === null) this.#stmt.addContactUsage.run(a.messages, a.bytes, a.contactId);
+        else this.#stmt.addSenderUsage.run(a.contactId, a.senderId, a.messages, a.bytes);
+      }
       return { results, appended };
     });
   }
@@ -415,11 +478,11 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   }
 
   /** @throws LatchkeyError UNAVAILABLE when the transaction fails; nothing is stored then. */
-  appendBatch(envelopes: readonly SealedEnvelope[]): Promise<AppendResult[]> {
+  appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]> {
     try {
       this.#open();
       if (envelopes.length === 0) return Promise.resolve([]);
-      const { results, appended } = this.#appendTx(envelopes);
+      const { results, appended } = this.#appendTx(envelopes, quota);
       this.#stats.transactions++;
       this.#stats.appended += appended;
       return Promise.resolve(results);

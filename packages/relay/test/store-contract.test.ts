@@ -64,6 +64,34 @@ function contract(name: string, open: Factory): void {
       await done();
     });
 
+    it('refuses QUOTA_EXCEEDED in the append transaction: nothing stored, counts per contact and sender, duplicates answered', async () => {
+      const { store, reopen, done } = await open();
+      const quota = { contactMessages: 5, contactBytes: 1e9, participantMessages: 3, participantBytes: 1e9 };
+      const a = [1, 2, 3, 4].map(() => fakeEnvelope('q1', 'a'));
+      const r = await store.appendBatch(a, quota);
+      expect(r.map((x) => (x.ok ? x.seq : x.code))).toEqual([1, 2, 3, 'QUOTA_EXCEEDED']);
+      // A retry of a stored msgId is still answered with its seq, over quota or not.
+      expect((await store.appendBatch([a[0]!], quota))[0]).toMatchObject({ ok: true, seq: 1, duplicate: true });
+      const b = [1, 2, 3].map(() => fakeEnvelope('q1', 'b'));
+      expect((await store.appendBatch(b, quota)).map((x) => (x.ok ? x.seq : x.code))).toEqual([4, 5, 'QUOTA_EXCEEDED']);
+      const page = await store.history('q1', 0, 100);
+      expect(page.head).toBe(5);
+      expect(page.envelopes.map((e) => e.msgId)).toEqual([a[0], a[1], a[2], b[0], b[1]].map((e) => e!.msgId));
+      // Bytes: each fake envelope has the same size; two fit, the third does not.
+      const size = Buffer.byteLength(JSON.stringify(fakeEnvelope('q2', 'v')));
+      const byBytes = { contactMessages: 100, contactBytes: 1e9, participantMessages: 100, participantBytes: 2 * size + size / 2 };
+      const v = [1, 2, 3].map(() => fakeEnvelope('q2', 'v'));
+      expect((await store.appendBatch(v, byBytes)).map((x) => (x.ok ? x.seq : x.code))).toEqual([1, 2, 'QUOTA_EXCEEDED']);
+      // Without a quota nothing is refused; the counts carry over a reopen.
+      expect((await store.appendBatch([fakeEnvelope('q1', 'c')]))[0]).toMatchObject({ ok: true, seq: 6 });
+      const again = await reopen();
+      expect((await again.appendBatch([fakeEnvelope('q1', 'd')], { ...quota, contactMessages: 7 }))[0]).toMatchObject({ ok: true, seq: 7 });
+      expect((await again.appendBatch([fakeEnvelope('q1', 'd')], { ...quota, contactMessages: 7 }))[0]).toEqual({ ok: false, code: 'QUOTA_EXCEEDED' });
+      expect((await again.appendBatch([fakeEnvelope('q2', 'v')], byBytes))[0]).toEqual({ ok: false, code: 'QUOTA_EXCEEDED' });
+      expect(await again.head('q2')).toBe(2);
+      await done();
+    });
+
     it('pages history after a cursor, in order, with head and more', async () => {
       const { store, done } = await open();
       const sent = Array.from({ length: 7 }, () => fakeEnvelope('c1', 'a'));
@@ -237,6 +265,26 @@ if (services) {
       const bySeq = new Map(page.envelopes.map((e) => [e.seq, e.msgId]));
       for (const a of acked) expect(bySeq.get(a.seq)).toBe(a.msgId);
       expect(await relays[1]!.head('hot2')).toBe(60);
+      for (const s of relays) await s.close();
+    });
+
+    it('keeps one quota across several relays appending to one contact at once', async () => {
+      const url = await services.newDatabase();
+      const relays = await Promise.all([1, 2, 3, 4].map(() => PgMessageStore.open({ url, maxConnections: 4 })));
+      const quota = { contactMessages: 25, contactBytes: 1e9, participantMessages: 8, participantBytes: 1e9 };
+      const outcomes: string[] = [];
+      await Promise.all(
+        relays.map(async (s, i) => {
+          for (let round = 0; round < 6; round++) {
+            const r = await s.appendBatch([fakeEnvelope('hot', `r${i}`), fakeEnvelope('hot', `s${i}`)], quota);
+            for (const x of r) outcomes.push(x.ok ? 'ok' : x.code);
+          }
+        }),
+      );
+      // 8 senders x 6 tries, at most 8 each (48 >= 25): exactly the contact's 25 are stored.
+      expect(outcomes.filter((o) => o === 'ok')).toHaveLength(25);
+      expect(outcomes.filter((o) => o !== 'ok').every((o) => o === 'QUOTA_EXCEEDED')).toBe(true);
+      expect(await relays[0]!.head('hot')).toBe(25);
       for (const s of relays) await s.close();
     });
 
