@@ -3,13 +3,19 @@
  * the box. It creates a new contact id per conversation and mints visitor and agent tokens with
  * the API secret, server-side; the secret never appears in a response.
  *
- * Development only. It asks nobody who they are (anyone who can reach it gets an agent token), so
- * it answers loopback clients only, checks that Host is a loopback name (DNS rebinding) and that
- * a browser's Origin is this server (no cross-site use). A real deployment replaces it with its
- * own authenticated endpoints (docs/web.md "Replacing the demo backend").
+ * Development only. It asks nobody who they are, so every request must carry the per-start demo
+ * key (header `x-latchkey-demo-key`, compared in constant time): 32 random bytes made when the
+ * server starts and handed out only in the fragment of the `visitor:`/`agent:` URLs that
+ * `latchkey start` prints, never in a response. A loopback peer and a loopback Host prove
+ * nothing behind a reverse proxy on the same host (every outside request then looks local), so
+ * they are kept only as extra checks: loopback clients only, a loopback Host (DNS rebinding), and
+ * a browser's Origin must be this server (no cross-site use). A real deployment replaces it with
+ * its own authenticated endpoints (docs/web.md "Replacing the demo backend").
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
+import { constantTimeEqual } from '@latchkey/crypto/compare';
 import type { Role } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 
@@ -32,6 +38,10 @@ export interface DemoContact {
 }
 
 export const DEMO_AGENT_ID = 'agent-demo';
+/** The header that carries the demo key. */
+export const DEMO_KEY_HEADER = 'x-latchkey-demo-key';
+/** The fragment parameter of the printed URLs that carries the demo key. */
+export const DEMO_KEY_PARAM = 'demo-key';
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
@@ -51,12 +61,33 @@ function hostName(host: string): string {
 /** The in-memory contact register of the demo backend plus its routes. */
 export class DemoBackend {
   readonly contacts = new Map<string, DemoContact>();
+  /** The per-start demo key (base64url of 32 random bytes); only the printed URLs carry it. */
+  readonly accessKey: string;
+  readonly #keyBytes: Uint8Array;
   #opts: DemoBackendOptions;
   #now: () => number;
 
   constructor(opts: DemoBackendOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
+    this.accessKey = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
+    this.#keyBytes = utf8Encode(this.accessKey);
+  }
+
+  /** `url` with the demo key in its fragment, as the browser pages read it. */
+  withKey(url: string): string {
+    return `${url}#${DEMO_KEY_PARAM}=${this.accessKey}`;
+  }
+
+  #keyMatches(header: string | string[] | undefined): boolean {
+    if (typeof header !== 'string') return false;
+    let given: Uint8Array;
+    try {
+      given = utf8Encode(header);
+    } catch {
+      return false;
+    }
+    return constantTimeEqual(given, this.#keyBytes);
   }
 
   /** A new contact with a fresh id (ids are never reused). */
@@ -101,7 +132,8 @@ export class DemoBackend {
       const host = req.headers.host ?? '';
       const origin = req.headers.origin;
       let refused: string | null = null;
-      if (!isLoopbackAddress(req.socket.remoteAddress)) refused = 'the demo backend answers loopback clients only';
+      if (!this.#keyMatches(req.headers[DEMO_KEY_HEADER])) refused = 'demo key missing or wrong: open the visitor: or agent: URL that latchkey start printed';
+      else if (!isLoopbackAddress(req.socket.remoteAddress)) refused = 'the demo backend answers loopback clients only';
       else if (!LOOPBACK_HOSTS.has(hostName(host))) refused = 'unexpected Host';
       else if (origin !== undefined && origin !== `http://${host}`) refused = 'cross-origin request';
       if (refused) {

@@ -44,9 +44,9 @@ export interface WebOptions {
 export interface RunningWeb {
   /** e.g. `http://127.0.0.1:8472` */
   url: string;
-  /** The demo visitor page, opening the ready demo conversation. */
+  /** The demo visitor page, opening the ready demo conversation (the demo key in its fragment). */
   visitorUrl: string;
-  /** The agent console with the ready demo conversation selected. */
+  /** The agent console with the ready demo conversation selected (the demo key in its fragment). */
   agentUrl: string;
   port: number;
   /** The demo backend (null when disabled). */
@@ -141,10 +141,12 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   const url = `${tls ? 'https' : 'http'}://${hostPart}:${port}`;
   const ready = demo?.createContact();
   const q = ready ? `?contact=${ready.contactId}` : '';
+  // The demo key rides in the fragment: browsers never send it to a server or in a Referer.
+  const withKey = (u: string): string => (demo ? demo.withKey(u) : u);
   return {
     url,
-    visitorUrl: `${url}/demo${q}`,
-    agentUrl: `${url}/agent${q}`,
+    visitorUrl: withKey(`${url}/demo${q}`),
+    agentUrl: withKey(`${url}/agent${q}`),
     port,
     demo,
     async close() {

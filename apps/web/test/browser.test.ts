@@ -134,7 +134,8 @@ describe.runIf(haveChromium)('visitor widget and agent console in Chromium', () 
   it('the agent console lists contacts newest first with unread counts', async () => {
     // A second visitor opens a new contact: it is listed first and its message counts as unread.
     const other = await (await browser.newContext({ viewport: { width: 360, height: 740 } })).newPage();
-    await other.goto(`${stack.web.url}/demo`);
+    // A new visitor on the demo page (the demo key from the printed URL's fragment).
+    await other.goto(`${stack.web.url}/demo${new URL(stack.web.visitorUrl).hash}`);
     await connected(other);
     await type(other, 'Another customer here');
     await expect.poll(() => agent.locator('[data-testid=contact-item]').count(), { timeout: 10_000 }).toBe(2);

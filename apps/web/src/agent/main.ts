@@ -7,7 +7,7 @@
 import type { Role } from '@latchkey/protocol';
 import { Conversation } from '../ui/conversation.ts';
 import { h, setText } from '../ui/dom.ts';
-import { requestSession } from '../ui/session.ts';
+import { demoHeaders, requestSession } from '../ui/session.ts';
 import { adoptStyles } from '../ui/styles.ts';
 
 interface ContactSummary {
@@ -31,7 +31,11 @@ interface Entry {
 
 const POLL_MS = 2000;
 
-export function mountConsole(container: HTMLElement, api: string): { close(): void } {
+/**
+ * Mounts the console. `headers` go with every backend request (the demo console sends the demo
+ * backend's key this way).
+ */
+export function mountConsole(container: HTMLElement, api: string, headers: Record<string, string> = {}): { close(): void } {
   adoptStyles();
   const entries = new Map<string, Entry>();
   let selected: string | null = new URLSearchParams(location.search).get('contact');
@@ -88,7 +92,7 @@ export function mountConsole(container: HTMLElement, api: string): { close(): vo
   }
 
   async function closeContact(e: Entry): Promise<void> {
-    const res = await fetch(`${api}/contacts/${encodeURIComponent(e.id)}/close`, { method: 'POST' });
+    const res = await fetch(`${api}/contacts/${encodeURIComponent(e.id)}/close`, { method: 'POST', headers });
     if (!res.ok) {
       setText(announcer, `Could not close ${e.id}.`);
       return;
@@ -120,7 +124,7 @@ export function mountConsole(container: HTMLElement, api: string): { close(): vo
     const closeButton = h('button', { type: 'button', class: 'lk-btn lk-btn-quiet', 'data-testid': 'close-contact' }, 'Close contact');
     const conversation = new Conversation({
       title: `Contact ${c.contactId}`,
-      getSession: () => requestSession(`${api}/agent-session`, { contactId: c.contactId }),
+      getSession: () => requestSession(`${api}/agent-session`, { contactId: c.contactId }, headers),
       onActivity(a) {
         e.activity = Math.max(e.activity, a.sentAt ?? Date.now());
         setText(e.sub, `last message ${new Date(e.activity).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`);
@@ -174,7 +178,7 @@ export function mountConsole(container: HTMLElement, api: string): { close(): vo
   let timer: ReturnType<typeof setTimeout> | undefined;
   async function refresh(): Promise<void> {
     try {
-      const res = await fetch(`${api}/contacts`);
+      const res = await fetch(`${api}/contacts`, { headers });
       if (res.ok) {
         const body = (await res.json()) as { contacts: ContactSummary[] };
         for (const c of body.contacts) if (!entries.has(c.contactId)) add(c);
@@ -203,9 +207,11 @@ export function mountConsole(container: HTMLElement, api: string): { close(): vo
 const current = document.currentScript;
 if (current instanceof HTMLScriptElement) {
   const api = current.dataset.api ?? '/api/demo';
+  // `data-demo`: the development demo backend, which wants its key from the URL fragment.
+  const headers = current.dataset.demo === undefined ? {} : demoHeaders();
   const run = (): void => {
     const el = document.getElementById(current.dataset.container ?? 'latchkey-console');
-    if (el) mountConsole(el, api);
+    if (el) mountConsole(el, api, headers);
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', run, { once: true });
   else run();

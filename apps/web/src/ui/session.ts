@@ -21,6 +21,37 @@ export interface SessionInfo {
 }
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const DEMO_KEY_PARAM = 'demo-key';
+const DEMO_KEY_STORAGE = 'latchkey:demo-key';
+
+/**
+ * Headers for the development demo backend (pages that opt in with `data-demo`): its per-start
+ * key, from the page URL's fragment (`#demo-key=...`, as `latchkey start` prints the URLs; then
+ * taken out of the address bar) or, after that, from this tab's sessionStorage.
+ */
+export function demoHeaders(): Record<string, string> {
+  let key: string | null;
+  const params = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = params.get(DEMO_KEY_PARAM);
+  if (fromUrl !== null && /^[A-Za-z0-9_-]{16,128}$/.test(fromUrl)) {
+    key = fromUrl;
+    params.delete(DEMO_KEY_PARAM);
+    const rest = params.toString();
+    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+    try {
+      sessionStorage.setItem(DEMO_KEY_STORAGE, key);
+    } catch {
+      // Storage disabled: this page load still works.
+    }
+  } else {
+    try {
+      key = sessionStorage.getItem(DEMO_KEY_STORAGE);
+    } catch {
+      key = null;
+    }
+  }
+  return key === null ? {} : { 'x-latchkey-demo-key': key };
+}
 const ROLES: readonly string[] = ['visitor', 'agent', 'supervisor'];
 
 /** Checks the shape of a session answer; anything else is refused rather than half-used. */
@@ -46,12 +77,12 @@ export function parseSession(value: unknown): SessionInfo {
   return v as SessionInfo;
 }
 
-/** POSTs `body` as JSON and parses a session from the answer. */
-export async function requestSession(url: string, body: Record<string, unknown>): Promise<SessionInfo> {
+/** POSTs `body` as JSON (with any extra `headers`) and parses a session from the answer. */
+export async function requestSession(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<SessionInfo> {
   const res = await fetch(url, {
     method: 'POST',
     credentials: 'include',
-    headers: { 'content-type': 'application/json' },
+    headers: { ...headers, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   if (!res.ok) throw new Error(`session request failed (${res.status})`);

@@ -14,7 +14,7 @@
 import { IndexedDbOutbox } from '@latchkey/client';
 import { Conversation } from '../ui/conversation.ts';
 import { h } from '../ui/dom.ts';
-import { requestSession, parseSession, type SessionInfo } from '../ui/session.ts';
+import { demoHeaders, requestSession, parseSession, type SessionInfo } from '../ui/session.ts';
 import { adoptStyles } from '../ui/styles.ts';
 
 export interface WidgetOptions {
@@ -23,6 +23,8 @@ export interface WidgetOptions {
   /** Ask the backend for this contact instead of a new one (the backend decides). */
   contactId?: string;
   title?: string;
+  /** Extra headers of every session request (the demo page sends its demo key this way). */
+  sessionHeaders?: Record<string, string>;
 }
 
 export interface MountedWidget {
@@ -57,7 +59,7 @@ export function mount(container: HTMLElement, opts: WidgetOptions): MountedWidge
     const usable = stored !== null && (wanted === undefined || stored.contactId === wanted);
     if (usable && !renew && stored.expiresAt - RENEW_MARGIN_MS > Date.now()) return stored;
     const contactId = usable ? stored.contactId : wanted;
-    const session = await requestSession(opts.sessionUrl, contactId === undefined ? {} : { contactId });
+    const session = await requestSession(opts.sessionUrl, contactId === undefined ? {} : { contactId }, opts.sessionHeaders);
     try {
       sessionStorage.setItem(key, JSON.stringify(session));
     } catch {
@@ -83,10 +85,15 @@ export function mount(container: HTMLElement, opts: WidgetOptions): MountedWidge
   };
 }
 
-/** Auto-mount from the script tag's data attributes (`data-session-url`, `data-container`). */
+/**
+ * Auto-mount from the script tag's data attributes (`data-session-url`, `data-container`;
+ * `data-demo` on the demo page only: send the demo backend's key from the URL fragment).
+ */
 function autoMount(script: HTMLScriptElement): void {
   const sessionUrl = script.dataset.sessionUrl;
   if (!sessionUrl) return;
+  // Read now, before anything else touches the address bar.
+  const sessionHeaders = script.dataset.demo === undefined ? undefined : demoHeaders();
   const run = (): void => {
     const id = script.dataset.container ?? 'latchkey-chat';
     let container = document.getElementById(id);
@@ -97,6 +104,7 @@ function autoMount(script: HTMLScriptElement): void {
     const opts: WidgetOptions = { sessionUrl };
     if (script.dataset.contact) opts.contactId = script.dataset.contact;
     if (script.dataset.title) opts.title = script.dataset.title;
+    if (sessionHeaders) opts.sessionHeaders = sessionHeaders;
     mount(container, opts);
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', run, { once: true });
