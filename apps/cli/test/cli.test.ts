@@ -79,8 +79,11 @@ describe('latchkey start', () => {
     expect(urls.web).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const contact = new URL(urls.visitor!).searchParams.get('contact');
     expect(contact).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
-    expect(urls.visitor).toBe(`${urls.web}/demo?contact=${contact}`);
-    expect(urls.agent).toBe(`${urls.web}/agent?contact=${contact}`);
+    // The demo backend's per-start key rides in the fragment (docs/web.md "The demo backend").
+    const demoKey = new URLSearchParams(new URL(urls.visitor!).hash.slice(1)).get('demo-key');
+    expect(demoKey).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(urls.visitor).toBe(`${urls.web}/demo?contact=${contact}#demo-key=${demoKey}`);
+    expect(urls.agent).toBe(`${urls.web}/agent?contact=${contact}#demo-key=${demoKey}`);
     const ready = serverOutput.indexOf('ready');
     for (const name of ['web', 'visitor', 'agent']) {
       const i = serverOutput.findIndex((l) => l.startsWith(`${name}: `));
@@ -93,7 +96,7 @@ describe('latchkey start', () => {
     // The demo backend answers with a visitor session for that contact, token minted server-side.
     const res = await fetch(`${urls.web}/api/demo/visitor-session`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', 'x-latchkey-demo-key': demoKey! },
       body: JSON.stringify({ contactId: contact }),
     });
     const session = (await res.json()) as Record<string, string>;
