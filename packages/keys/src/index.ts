@@ -3,7 +3,8 @@
  * loading of the master key and other secret files.
  */
 export type { ContentKey, KeyManager, KeyManagerHealth } from './key-manager.ts';
-export type { KeyWrapper, WrapRequest, WrapReason } from './key-wrapper.ts';
+export type { KeyWrapper, KekGenerations, WrapRequest, WrapReason } from './key-wrapper.ts';
+export { completeShreds, formatShredCompletion, type ShredCompletion } from './shred-completion.ts';
 export {
   openInternalKeyManager,
   createInternalWrapper,
@@ -13,6 +14,7 @@ export {
 } from './adapters/internal.ts';
 export {
   openWrappedKeyManager,
+  type KeyGenerationState,
   type WrappedKeyManager,
   type WrappedKeyManagerOptions,
 } from './adapters/wrapped.ts';
@@ -36,6 +38,7 @@ export {
 export {
   openPkcs11KeyManager,
   createPkcs11Wrapper,
+  createPkcs11Generations,
   type Pkcs11WrapperOptions,
   type Pkcs11KeyWrapper,
   type Pkcs11KeyAttributes,
@@ -43,6 +46,7 @@ export {
 export {
   openKmipKeyManager,
   createKmipWrapper,
+  createKmipGenerations,
   type KmipWrapperOptions,
   type KmipKeyWrapper,
   type KmipKeyAttributes,

@@ -51,3 +51,25 @@ export interface KeyWrapper {
   /** Releases the backend and forgets key material. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * The generations of a KEK (docs/key-management.md "Completing a shred"). Completing a shred
+ * re-wraps every live key under generation G+1 and then destroys generation G, so that a backup
+ * of the wrapped keys taken before the shred opens with nothing that still exists. Generation 1
+ * is the KEK as configured; each backend names later ones its own way (a new master key, a new
+ * HSM key object, a new KMIP key).
+ */
+export interface KekGenerations {
+  /**
+   * The wrapper of generation `generation`. With `create`, makes that generation's KEK when it
+   * does not exist yet, and reuses it when an earlier, interrupted run made it.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the KEK is missing (without `create`) or the
+   *   backend fails; CONFLICT when this backend cannot make a new generation by itself.
+   */
+  wrapper(generation: number, opts: { create: boolean }): Promise<KeyWrapper>;
+  /**
+   * Destroys the KEK of a retired generation. Idempotent: a KEK already gone is fine.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails.
+   */
+  destroy(generation: number): Promise<void>;
+}

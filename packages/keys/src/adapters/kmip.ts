@@ -10,13 +10,17 @@
  *
  * Wrapped form: `0x01 || IV (12) || ciphertext (32) || tag (16)`, 61 bytes.
  * AAD: `'latchkey.v1.kmip-wrap' || u32(len) || UTF-8(contactId) || u32(epoch)` (big-endian).
+ *
+ * Key generations (completing a shred): generation 1 is the key named `keyName`, a later
+ * generation G a new key named `keyName.gG`, created the same way; a retired generation's key is
+ * revoked (Cessation of Operation) and destroyed on the server.
  */
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { KeyManagerHealth } from '../key-manager.ts';
-import type { KeyWrapper, WrapRequest } from '../key-wrapper.ts';
+import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { KmipClient, KmipResultError, type KmipAttribute, type KmipClientOptions } from '../kmip/client.ts';
 import { RESULT_REASON, STATE_NAMES, USAGE_MASK } from '../kmip/tags.ts';
 import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
@@ -223,9 +227,50 @@ export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipK
   };
 }
 
+/** Name of a KEK generation: `keyName` for the first, `keyName.gG` after. */
+export function kmipGenerationName(keyName: string, generation: number): string {
+  return generation <= 1 ? keyName : `${keyName}.g${generation}`;
+}
+
+/**
+ * The generations of a KMIP KEK: each a key of its own on the server (see the header).
+ * `createKey` of `opts` provisions generation 1 only; later ones are made by completing a shred.
+ */
+export function createKmipGenerations(opts: KmipWrapperOptions): KekGenerations {
+  const { keyName = 'latchkey-kek', ...rest } = opts;
+  return {
+    wrapper: (generation, { create }) =>
+      createKmipWrapper({ ...rest, keyName: kmipGenerationName(keyName, generation), createKey: create || (generation <= 1 && opts.createKey === true) }),
+    destroy: (generation) => destroyKmipKey(rest, kmipGenerationName(keyName, generation)),
+  };
+}
+
+/**
+ * Revokes and destroys every key named `name` on the KMIP server. None: no-op. A key already
+ * revoked (a run interrupted between the two) is destroyed.
+ * @throws LatchkeyError KEY_UNAVAILABLE when the server refuses or cannot be reached.
+ */
+export async function destroyKmipKey(opts: KmipClientOptions, name: string): Promise<void> {
+  const client = new KmipClient(opts);
+  try {
+    for (const id of await client.locate(name)) {
+      const state = await keyState(client, id);
+      // 5 Destroyed, 6 Destroyed Compromised: gone already (a server that still lists them).
+      if (state === 5 || state === 6) continue;
+      // Only Pre-Active and Deactivated objects may be destroyed: revoke an Active one first.
+      if (state === STATE_ACTIVE) await client.revoke(id);
+      await client.destroy(id);
+    }
+  } catch (err) {
+    throw kmipError('cannot destroy the KMIP key', err);
+  } finally {
+    client.close();
+  }
+}
+
 /**
  * The KMIP server as a KeyManager: a local wrapped key store at `path` whose KEK stays in the
- * KMIP server.
+ * KMIP server (the store's current generation of it, see createKmipGenerations).
  * @throws LatchkeyError KEY_UNAVAILABLE as createKmipWrapper, or when the store was made with
  *   another KEK.
  */
@@ -233,7 +278,7 @@ export async function openKmipKeyManager(opts: KmipWrapperOptions & { path: stri
   const { path, now, ...rest } = opts;
   return openWrappedKeyManager({
     path,
-    wrapper: await createKmipWrapper(rest),
+    wrapper: createKmipGenerations(rest),
     mismatchMessage: 'the KMIP key does not match this key database',
     ...(now === undefined ? {} : { now }),
   });

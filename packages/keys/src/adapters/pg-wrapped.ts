@@ -15,18 +15,27 @@
  * Schema: `keys_schema_version` holds the version; migrations run at open, one transaction
  * each, under an advisory lock so that key services starting together migrate once. Only
  * wrapped bytes are stored; PostgreSQL keeps deleted rows until VACUUM and in its WAL and
- * backups, so shredding a contact relies on its wrapped key being useless without the KEK.
+ * backups, so shredding a contact relies on its wrapped key being useless without the KEK,
+ * which completing the shred destroys (`keys_kek_generations`, as in wrapped.ts: a destroy that
+ * removed keys taints the current generation, a rewrap retires it).
  */
 import pg from 'pg';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { ContentKey, KeyManagerHealth } from '../key-manager.ts';
-import type { KeyWrapper, WrapReason } from '../key-wrapper.ts';
-import { checkContactId, checkEpoch, wrapFreshContentKey, type WrappedKeyManager } from './wrapped.ts';
+import type { KekGenerations, KeyWrapper, WrapReason } from '../key-wrapper.ts';
+import {
+  checkContactId,
+  checkEpoch,
+  isGenerations,
+  wrapFreshContentKey,
+  type KeyGenerationState,
+  type WrappedKeyManager,
+} from './wrapped.ts';
 
 /** Schema version this code writes (`keys_schema_version`). */
-export const PG_KEYS_SCHEMA_VERSION = 1;
+export const PG_KEYS_SCHEMA_VERSION = 2;
 
 /** Table names carry a `keys_` prefix so that they can never be mistaken for the relay's. */
 const MIGRATIONS: readonly string[] = [
@@ -48,6 +57,19 @@ const MIGRATIONS: readonly string[] = [
      created_at BIGINT NOT NULL,
      PRIMARY KEY (contact_id, epoch)
    );`,
+  // 1 -> 2: key generations. A store that already holds tombstones had shreds under its one KEK.
+  `CREATE TABLE keys_kek_generations (
+     generation INTEGER PRIMARY KEY,
+     state      TEXT NOT NULL CHECK (state IN ('current', 'retiring', 'destroyed')),
+     created_at BIGINT NOT NULL,
+     tainted_at BIGINT,
+     retired_at BIGINT,
+     rewrapped  INTEGER
+   );
+   CREATE UNIQUE INDEX keys_kek_generations_one_current ON keys_kek_generations (state) WHERE state = 'current';
+   INSERT INTO keys_kek_generations (generation, state, created_at, tainted_at)
+     VALUES (1, 'current', (extract(epoch FROM now()) * 1000)::bigint,
+             (SELECT min(destroyed_at) FROM keys_contacts WHERE destroyed_at IS NOT NULL));`,
 ];
 
 /** Advisory lock of the key store's migrations ("lkkeys" in ASCII), distinct from the relay's. */
@@ -68,8 +90,11 @@ const TYPES = {
 export interface PgWrappedKeyManagerOptions {
   /** `postgres://user@host:port/keys`: a database (and role) of its own, not the messages one. */
   url: string;
-  /** Holds the KEK. The key manager owns it from now on and closes it on close(). */
-  wrapper: KeyWrapper;
+  /**
+   * Holds the KEK: a wrapper, or the KEK's generations, of which the store's current one is
+   * opened. The key manager owns the wrapper from now on and closes it on close().
+   */
+  wrapper: KeyWrapper | KekGenerations;
   /** Connections in the pool (default 5). */
   maxConnections?: number;
   /** Clock in Unix milliseconds, for tests. */
@@ -197,17 +222,23 @@ export async function openPgWrappedKeyManager(opts: PgWrappedKeyManagerOptions):
   });
   // An idle client's network error must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
+  let wrapper: KeyWrapper | undefined = isGenerations(opts.wrapper) ? undefined : opts.wrapper;
   try {
     await migrate(pool);
-    if (opts.wrapper.checkAtOpen) {
-      await checkKek(pool, opts.wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database');
+    if (isGenerations(opts.wrapper)) {
+      const r = await pool.query<{ generation: number }>("SELECT generation FROM keys_kek_generations WHERE state = 'current'");
+      wrapper = await opts.wrapper.wrapper(r.rows[0]?.generation ?? 1, { create: false });
+    }
+    if (wrapper === undefined) throw new Error('no wrapper');
+    if (wrapper.checkAtOpen) {
+      await checkKek(pool, wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database');
     }
   } catch (err) {
     await pool.end().catch(() => undefined);
-    await opts.wrapper.close();
+    await wrapper?.close();
     throw unavailable('cannot open key database', err);
   }
-  return new PgWrappedStore(pool, opts.wrapper, opts.now ?? Date.now);
+  return new PgWrappedStore(pool, wrapper, opts.now ?? Date.now);
 }
 
 async function checkKek(pool: pg.Pool, wrapper: KeyWrapper, mismatch: string): Promise<void> {
@@ -457,7 +488,12 @@ class PgWrappedStore implements WrappedKeyManager {
          ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(keys_contacts.destroyed_at, excluded.destroyed_at)`,
         [contactId, now],
       );
-      await q.query('DELETE FROM keys_content_keys WHERE contact_id = $1', [contactId]);
+      const gone = await q.query('DELETE FROM keys_content_keys WHERE contact_id = $1', [contactId]);
+      // Keys removed: dead tuples, the WAL and backups still hold them, wrapped under the
+      // current KEK, until that generation is retired (completing the shred).
+      if ((gone.rowCount ?? 0) > 0) {
+        await q.query("UPDATE keys_kek_generations SET tainted_at = coalesce(tainted_at, $1) WHERE state = 'current'", [now]);
+      }
     });
   }
 
@@ -532,6 +568,16 @@ class PgWrappedStore implements WrappedKeyManager {
           } else {
             await q.query("DELETE FROM keys_meta WHERE name = 'kek_check'");
           }
+          // The old generation is retired (its KEK still to be destroyed), a new one current.
+          const at = this.#now();
+          await q.query("UPDATE keys_kek_generations SET state = 'retiring', retired_at = $1, rewrapped = $2 WHERE state = 'current'", [
+            at,
+            now.length,
+          ]);
+          await q.query(
+            "INSERT INTO keys_kek_generations (generation, state, created_at) SELECT max(generation) + 1, 'current', $1 FROM keys_kek_generations",
+            [at],
+          );
           return now.length;
         });
         // Swap while no call of this process is between reading bytes and taking the wrapper.
@@ -547,6 +593,26 @@ class PgWrappedStore implements WrappedKeyManager {
       }
     }
     throw new LatchkeyError('CONFLICT', 'keys kept changing during the rewrap');
+  }
+
+  async keyGeneration(): Promise<KeyGenerationState> {
+    this.#open();
+    const rows = await this.#query<{ generation: number; state: string; tainted_at: number | null }>(
+      "SELECT generation, state, tainted_at FROM keys_kek_generations WHERE state <> 'destroyed' ORDER BY generation",
+      [],
+    );
+    const current = rows.find((r) => r.state === 'current');
+    if (current === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
+    return {
+      generation: current.generation,
+      taintedSince: current.tainted_at,
+      retiring: rows.filter((r) => r.state === 'retiring').map((r) => r.generation),
+    };
+  }
+
+  async markDestroyed(generation: number): Promise<void> {
+    this.#open();
+    await this.#query("UPDATE keys_kek_generations SET state = 'destroyed' WHERE generation = $1 AND state = 'retiring'", [generation]);
   }
 
   async health(): Promise<KeyManagerHealth> {

@@ -11,6 +11,10 @@
  *
  * Through pkcs11js (synchronous calls: one single-part operation at a time per session, which
  * Node's single thread guarantees). Tested against SoftHSM2.
+ *
+ * Key generations (completing a shred): generation 1 is the object labelled `keyLabel`, a later
+ * generation G a new object labelled `keyLabel.gG`, generated in the token the same way; a
+ * retired generation's object is destroyed with C_DestroyObject.
  */
 import { createRequire } from 'node:module';
 import type * as Pkcs11Js from 'pkcs11js';
@@ -19,7 +23,7 @@ import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { KeyManagerHealth } from '../key-manager.ts';
-import type { KeyWrapper, WrapRequest } from '../key-wrapper.ts';
+import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
 
 type P11 = typeof Pkcs11Js;
@@ -310,8 +314,75 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
   };
 }
 
+/** CKA_LABEL of a KEK generation: `keyLabel` for the first, `keyLabel.gG` after. */
+export function pkcs11GenerationLabel(keyLabel: string, generation: number): string {
+  return generation <= 1 ? keyLabel : `${keyLabel}.g${generation}`;
+}
+
 /**
- * The HSM as a KeyManager: a local wrapped key store at `path` whose KEK stays in the token.
+ * The generations of an HSM KEK: each a key object of its own in the token (see the header).
+ * `createKey` of `opts` provisions generation 1 only; later ones are made by completing a shred.
+ */
+export function createPkcs11Generations(opts: Pkcs11WrapperOptions): KekGenerations {
+  const base = opts.keyLabel ?? 'latchkey-kek';
+  return {
+    wrapper: async (generation, { create }) =>
+      createPkcs11Wrapper({
+        ...opts,
+        keyLabel: pkcs11GenerationLabel(base, generation),
+        createKey: create || (generation <= 1 && opts.createKey === true),
+      }),
+    destroy: async (generation) => destroyPkcs11Key(opts, pkcs11GenerationLabel(base, generation)),
+  };
+}
+
+/**
+ * Destroys every AES key object labelled `label` in the token (C_DestroyObject). None: no-op.
+ * @throws LatchkeyError KEY_UNAVAILABLE when the token refuses or cannot be reached.
+ */
+export function destroyPkcs11Key(opts: Pkcs11WrapperOptions, label: string): void {
+  let m: Module;
+  try {
+    m = acquire(opts.library);
+  } catch (err) {
+    throw hsmError('cannot load the PKCS#11 module', err);
+  }
+  const { p11, mod } = m;
+  let session: Buffer | undefined;
+  try {
+    const slot = mod.C_GetSlotList(true).find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
+    if (slot === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', { detail: opts.tokenLabel });
+    session = mod.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
+    try {
+      mod.C_Login(session, p11.CKU_USER, opts.pin);
+    } catch (err) {
+      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN)) throw err;
+    }
+    mod.C_FindObjectsInit(session, [
+      { type: p11.CKA_CLASS, value: p11.CKO_SECRET_KEY },
+      { type: p11.CKA_KEY_TYPE, value: p11.CKK_AES },
+      { type: p11.CKA_LABEL, value: label },
+    ]);
+    const found = mod.C_FindObjects(session, 16);
+    mod.C_FindObjectsFinal(session);
+    for (const h of found) mod.C_DestroyObject(session, h);
+  } catch (err) {
+    throw hsmError('cannot destroy the PKCS#11 key', err);
+  } finally {
+    if (session !== undefined) {
+      try {
+        mod.C_CloseSession(session);
+      } catch {
+        // Already gone.
+      }
+    }
+    release(opts.library);
+  }
+}
+
+/**
+ * The HSM as a KeyManager: a local wrapped key store at `path` whose KEK stays in the token
+ * (the store's current generation of it, see createPkcs11Generations).
  * @throws LatchkeyError KEY_UNAVAILABLE as createPkcs11Wrapper, or when the store was made with
  *   another KEK.
  */
@@ -319,7 +390,7 @@ export function openPkcs11KeyManager(opts: Pkcs11WrapperOptions & { path: string
   const { path, now, ...rest } = opts;
   return openWrappedKeyManager({
     path,
-    wrapper: createPkcs11Wrapper(rest),
+    wrapper: createPkcs11Generations(rest),
     mismatchMessage: 'the HSM key does not match this key database',
     ...(now === undefined ? {} : { now }),
   });

@@ -6,6 +6,12 @@
  * (pkcs11). WAL with synchronous=FULL so an acknowledged key survives a power cut;
  * secure_delete plus a WAL checkpoint on destroy and rewrap so shredded or superseded wrapped
  * keys do not linger in free pages or the log.
+ *
+ * Key generations (docs/key-management.md "Completing a shred"): table `kek_generations` counts
+ * the KEKs the store has been wrapped under. A destroy that removed keys marks the current one
+ * tainted (a copy of the file taken before still holds those keys wrapped under it); a rewrap
+ * makes a new generation current and the old one `retiring` in the same transaction; once its
+ * KEK is destroyed (KekGenerations.destroy) it is `destroyed`.
  */
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -15,10 +21,10 @@ import { randomBytes } from '@latchkey/crypto/random';
 import { generateContentKey } from '@latchkey/crypto/wrap';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
 import type { ContentKey, KeyManager, KeyManagerHealth } from '../key-manager.ts';
-import type { KeyWrapper, WrapReason, WrapRequest } from '../key-wrapper.ts';
+import type { KekGenerations, KeyWrapper, WrapReason, WrapRequest } from '../key-wrapper.ts';
 
 /** Schema version stored in `PRAGMA user_version`; each step below migrates from the previous. */
-export const INTERNAL_SCHEMA_VERSION = 1;
+export const INTERNAL_SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   // 0 -> 1
@@ -39,6 +45,19 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      PRIMARY KEY (contact_id, epoch)
    ) STRICT, WITHOUT ROWID;`,
+  // 1 -> 2: key generations. A store that already holds tombstones had shreds under its one KEK.
+  `CREATE TABLE kek_generations (
+     generation INTEGER PRIMARY KEY,
+     state      TEXT NOT NULL CHECK (state IN ('current', 'retiring', 'destroyed')),
+     created_at INTEGER NOT NULL,
+     tainted_at INTEGER,
+     retired_at INTEGER,
+     rewrapped  INTEGER
+   ) STRICT;
+   CREATE UNIQUE INDEX kek_generations_one_current ON kek_generations (state) WHERE state = 'current';
+   INSERT INTO kek_generations (generation, state, created_at, tainted_at)
+     VALUES (1, 'current', CAST(strftime('%s', 'now') AS INTEGER) * 1000,
+             (SELECT min(destroyed_at) FROM contacts WHERE destroyed_at IS NOT NULL));`,
 ];
 
 /**
@@ -53,8 +72,11 @@ const REWRAP_ROUNDS = 8;
 export interface WrappedKeyManagerOptions {
   /** The SQLite file, e.g. `<dataDir>/keys/keys.db`. Missing directories are created 0700. */
   path: string;
-  /** Holds the KEK. The key manager owns it from now on and closes it on close(). */
-  wrapper: KeyWrapper;
+  /**
+   * Holds the KEK: a wrapper, or the KEK's generations, of which the store's current one is
+   * opened. The key manager owns the wrapper from now on and closes it on close().
+   */
+  wrapper: KeyWrapper | KekGenerations;
   /** Clock in Unix milliseconds, for tests. */
   now?: () => number;
   /** Message of the KEY_UNAVAILABLE thrown when the KEK does not match the store. */
@@ -74,6 +96,26 @@ export interface WrappedKeyManager extends KeyManager {
    *   is changed then), CONFLICT when other writers kept adding keys.
    */
   rewrap(next: KeyWrapper): Promise<{ rewrapped: number }>;
+
+  /** The store's KEK generation: current, tainted by a shred since when, retired but not yet destroyed. */
+  keyGeneration(): Promise<KeyGenerationState>;
+
+  /** Records that the KEK of a retired generation was destroyed. Idempotent. */
+  markDestroyed(generation: number): Promise<void>;
+}
+
+export interface KeyGenerationState {
+  /** The generation every stored key is wrapped under (1 for a new store). */
+  generation: number;
+  /** When a destroy first removed keys wrapped under it (ms), or null. */
+  taintedSince: number | null;
+  /** Earlier generations re-wrapped away from whose KEK is not yet destroyed, oldest first. */
+  retiring: number[];
+}
+
+/** Whether a `wrapper` option holds generations rather than one wrapper. */
+export function isGenerations(w: KeyWrapper | KekGenerations): w is KekGenerations {
+  return typeof (w as Partial<KekGenerations>).destroy === 'function';
 }
 
 interface ContactRow {
@@ -223,19 +265,31 @@ export async function openWrappedKeyManager(opts: WrappedKeyManagerOptions): Pro
   try {
     db = openKeyDatabase(opts.path);
   } catch (err) {
-    await opts.wrapper.close();
+    if (!isGenerations(opts.wrapper)) await opts.wrapper.close();
     throw err;
   }
-  if (opts.wrapper.checkAtOpen) {
+  let wrapper: KeyWrapper;
+  if (isGenerations(opts.wrapper)) {
     try {
-      await checkKek(db, opts.wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database', opts.path);
+      const g = guard(() => db.prepare<[], { generation: number }>("SELECT generation FROM kek_generations WHERE state = 'current'").get());
+      wrapper = await opts.wrapper.wrapper(g?.generation ?? 1, { create: false });
     } catch (err) {
       db.close();
-      await opts.wrapper.close();
+      throw err;
+    }
+  } else {
+    wrapper = opts.wrapper;
+  }
+  if (wrapper.checkAtOpen) {
+    try {
+      await checkKek(db, wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database', opts.path);
+    } catch (err) {
+      db.close();
+      await wrapper.close();
       throw err;
     }
   }
-  return new WrappedStore(db, opts.wrapper, opts.now ?? Date.now);
+  return new WrappedStore(db, wrapper, opts.now ?? Date.now);
 }
 
 class WrappedStore implements WrappedKeyManager {
@@ -278,6 +332,17 @@ class WrappedStore implements WrappedKeyManager {
          ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(destroyed_at, excluded.destroyed_at)`,
       ),
       setCheck: db.prepare<[Uint8Array]>("INSERT OR REPLACE INTO meta (name, value) VALUES ('kek_check', ?)"),
+      generations: db.prepare<[], { generation: number; state: string; tainted_at: number | null }>(
+        "SELECT generation, state, tainted_at FROM kek_generations WHERE state <> 'destroyed' ORDER BY generation",
+      ),
+      taint: db.prepare<[number]>("UPDATE kek_generations SET tainted_at = coalesce(tainted_at, ?) WHERE state = 'current'"),
+      retire: db.prepare<[number, number]>(
+        "UPDATE kek_generations SET state = 'retiring', retired_at = ?, rewrapped = ? WHERE state = 'current'",
+      ),
+      newGeneration: db.prepare<[number]>(
+        "INSERT INTO kek_generations (generation, state, created_at) SELECT max(generation) + 1, 'current', ? FROM kek_generations",
+      ),
+      destroyedGeneration: db.prepare<[number]>("UPDATE kek_generations SET state = 'destroyed' WHERE generation = ? AND state = 'retiring'"),
       deleteCheck: db.prepare("DELETE FROM meta WHERE name = 'kek_check'"),
       ping: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM meta'),
     };
@@ -424,8 +489,10 @@ class WrappedStore implements WrappedKeyManager {
     guard(() => {
       this.#db
         .transaction(() => {
-          this.#sql.deleteKeys.run(contactId);
           const now = this.#now();
+          // Keys removed: a copy of the file taken before still holds them, wrapped under the
+          // current KEK, until that generation is retired (completing the shred).
+          if (this.#sql.deleteKeys.run(contactId).changes > 0) this.#sql.taint.run(now);
           this.#sql.tombstone.run(contactId, now, now);
         })
         .immediate();
@@ -497,6 +564,10 @@ class WrappedStore implements WrappedKeyManager {
             // A wrapper without a check value must not leave the old KEK's one behind.
             if (newCheck !== undefined) this.#sql.setCheck.run(newCheck);
             else this.#sql.deleteCheck.run();
+            // The old generation is retired (its KEK still to be destroyed), a new one current.
+            const at = this.#now();
+            this.#sql.retire.run(at, now.length);
+            this.#sql.newGeneration.run(at);
             return now.length;
           })
           .immediate(),
@@ -512,6 +583,23 @@ class WrappedStore implements WrappedKeyManager {
       }
     }
     throw new LatchkeyError('CONFLICT', 'keys kept changing during the rewrap');
+  }
+
+  async keyGeneration(): Promise<KeyGenerationState> {
+    this.#open();
+    const rows = guard(() => this.#sql.generations.all());
+    const current = rows.find((r) => r.state === 'current');
+    if (current === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
+    return {
+      generation: current.generation,
+      taintedSince: current.tainted_at,
+      retiring: rows.filter((r) => r.state === 'retiring').map((r) => r.generation),
+    };
+  }
+
+  async markDestroyed(generation: number): Promise<void> {
+    this.#open();
+    guard(() => this.#sql.destroyedGeneration.run(generation));
   }
 
   async health(): Promise<KeyManagerHealth> {
