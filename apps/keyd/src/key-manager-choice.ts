@@ -11,18 +11,22 @@
  * With a key store URL (`postgres://...`), every wrap-model choice keeps its wrapped keys in
  * that PostgreSQL database instead of `keys/keys.db`, so several key services can share them
  * (docs/operations.md "Key store on PostgreSQL"); the KEK stays where the choice puts it.
+ *
+ * The HSM and KMIP choices open the store's current KEK generation (`kekGenerationsOf`), which
+ * completing a shred replaces by a new key object (docs/key-management.md "Completing a shred").
  */
 import {
   createHttpWrapper,
   createInternalWrapper,
-  createKmipWrapper,
-  createPkcs11Wrapper,
+  createKmipGenerations,
+  createPkcs11Generations,
   openHttpKeyManager,
   openHttpKeyStoreManager,
   openInternalKeyManager,
   openKmipKeyManager,
   openPgWrappedKeyManager,
   openPkcs11KeyManager,
+  type KekGenerations,
   type KeyManager,
   type KeyWrapper,
   type KmClientOptions,
@@ -122,7 +126,7 @@ async function openOnPostgres(choice: KeyManagerChoice, masterKey: Uint8Array, u
     throw new TypeError('key store URL must be postgres://...');
   }
   if (!KEY_STORE_SCHEMES.includes(scheme)) throw new TypeError('key store URL must be postgres://...');
-  let wrapper: KeyWrapper;
+  let wrapper: KeyWrapper | KekGenerations;
   let mismatchMessage: string;
   switch (choice.kind) {
     case 'internal':
@@ -135,15 +139,31 @@ async function openOnPostgres(choice: KeyManagerChoice, masterKey: Uint8Array, u
       mismatchMessage = 'the key-encryption key does not match this key database';
       break;
     case 'pkcs11':
-      wrapper = createPkcs11Wrapper(pkcs11Options(choice));
+      wrapper = createPkcs11Generations(pkcs11Options(choice));
       mismatchMessage = 'the HSM key does not match this key database';
       break;
     case 'kmip':
-      wrapper = await createKmipWrapper(kmipOptions(choice));
+      wrapper = createKmipGenerations(kmipOptions(choice));
       mismatchMessage = 'the KMIP key does not match this key database';
       break;
   }
   return openPgWrappedKeyManager({ url, wrapper, mismatchMessage });
+}
+
+/**
+ * The KEK generations of an HSM or KMIP choice, for completing shreds; undefined for the others
+ * (internal: the master key, handled by the key service; http: the enterprise's own versions).
+ */
+export function kekGenerationsOf(choice: KeyManagerChoice): KekGenerations | undefined {
+  switch (choice.kind) {
+    case 'pkcs11':
+      return createPkcs11Generations(pkcs11Options(choice));
+    case 'kmip':
+      return createKmipGenerations(kmipOptions(choice));
+    case 'internal':
+    case 'http':
+      return undefined;
+  }
 }
 
 function httpOptions(choice: Extract<KeyManagerChoice, { kind: 'http' }>): KmClientOptions & { cacheTtlMs?: number } {

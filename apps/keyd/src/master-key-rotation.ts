@@ -7,13 +7,24 @@
  *   (`registerRewrapRoute`), which re-wraps through `WrappedKeyManager.rewrap` while reads go on;
  * - offline: `rotateMasterKeyOffline` on a stopped key service's data directory.
  * Both finish a rotation that stopped half-way (the key store under the new key already).
+ *
+ * The master key is also the internal key manager's KEK generation (docs/key-management.md
+ * "Completing a shred"): `internalGenerations` makes a new one (`master.key.new`, or a key the
+ * operator supplies) for a completion, and "destroys" a retired one by putting the current key
+ * in place of the old in `master.key` (and re-wrapping the signing key); `openInternalRecovering`
+ * finishes, at start, a rotation that stopped after the key store was re-wrapped.
  */
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { fromBase64Url } from '@latchkey/crypto/codec';
+import { randomBytes } from '@latchkey/crypto/random';
 import {
   createInternalWrapper,
+  createPrivateFile,
   openInternalKeyManager,
+  readPrivateFile,
   rewrapInternalKeyStore,
+  type KekGenerations,
   type KeyManager,
   type WrappedKeyManager,
 } from '@latchkey/keys';
@@ -98,4 +109,130 @@ export function registerRewrapRoute(
       }
     },
   );
+}
+
+const equal = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** The file that holds the master key, when it is exactly `key` (else the key came from elsewhere). */
+export function masterKeyFileOf(file: string, key: Uint8Array): string | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    const held = readPrivateFile(file, 32);
+    const same = equal(held, key);
+    held.fill(0);
+    return same ? file : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Puts `key` in `file` in place of what is there, atomically (0600): from `file.new` when that
+ * holds it (a rotation prepared it), else through a temporary file. The old bytes are gone
+ * from the file system's view once the rename is done.
+ */
+function installMasterKey(file: string, key: Uint8Array): void {
+  const next = `${file}.new`;
+  if (existsSync(file)) {
+    const held = readPrivateFile(file, 32);
+    const same = equal(held, key);
+    held.fill(0);
+    if (same) {
+      rmSync(next, { force: true });
+      return;
+    }
+  }
+  if (existsSync(next)) {
+    const staged = readPrivateFile(next, 32);
+    const same = equal(staged, key);
+    staged.fill(0);
+    if (same) {
+      renameSync(next, file);
+      return;
+    }
+    rmSync(next, { force: true });
+  }
+  const tmp = `${file}.tmp`;
+  rmSync(tmp, { force: true });
+  if (!createPrivateFile(tmp, key)) throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the master key');
+  renameSync(tmp, file);
+}
+
+/**
+ * The internal key manager's KEK generations: the master key. A new generation's key is
+ * `supplied` (an operator's key, needed when the master key comes from the environment) or a
+ * random key kept in `masterFile.new` until it replaces `masterFile` (an interrupted run finds
+ * and reuses it). Destroying the retired generation re-wraps the signing key under the current
+ * master key and puts that key in `masterFile`; the in-memory `master` follows.
+ */
+export function internalGenerations(opts: {
+  master: { key: Uint8Array };
+  /** The master key's file, when it comes from one. */
+  masterFile: string | undefined;
+  signingKeyPath: string;
+  supplied?: Uint8Array;
+}): KekGenerations {
+  let pending: Uint8Array | undefined;
+  return {
+    async wrapper(_generation, { create }) {
+      if (!create) return createInternalWrapper(opts.master.key);
+      let next: Uint8Array;
+      if (opts.supplied !== undefined) {
+        next = Uint8Array.from(opts.supplied);
+      } else if (opts.masterFile !== undefined) {
+        const file = `${opts.masterFile}.new`;
+        if (!existsSync(file)) createPrivateFile(file, randomBytes(32));
+        next = readPrivateFile(file, 32);
+      } else {
+        throw new LatchkeyError(
+          'CONFLICT',
+          'the master key comes from LATCHKEY_MASTER_KEY: give a new one in LATCHKEY_NEW_MASTER_KEY to latchkey shred --complete',
+        );
+      }
+      pending?.fill(0);
+      pending = next;
+      return createInternalWrapper(next);
+    },
+    async destroy() {
+      if (pending !== undefined) {
+        // The store is under `pending` now (a retiring generation exists only after the rewrap).
+        await rewrapServiceSigningKey(opts.signingKeyPath, opts.master.key, pending);
+        opts.master.key.fill(0);
+        opts.master.key = pending;
+        pending = undefined;
+      }
+      if (opts.masterFile !== undefined) installMasterKey(opts.masterFile, opts.master.key);
+    },
+  };
+}
+
+/**
+ * Opens the internal key store with `master.key`; when that no longer matches because a
+ * rotation re-wrapped the store and stopped before replacing the master key file, finishes it
+ * with `masterFile.new` (signing key re-wrapped, file replaced, `master.key` updated).
+ * @throws LatchkeyError KEY_UNAVAILABLE when neither key opens the store.
+ */
+export async function openInternalRecovering(
+  open: (masterKey: Uint8Array) => Promise<KeyManager>,
+  opts: { master: { key: Uint8Array }; masterFile: string | undefined; signingKeyPath: string },
+): Promise<KeyManager> {
+  try {
+    return await open(opts.master.key);
+  } catch (err) {
+    const staged = opts.masterFile === undefined ? undefined : `${opts.masterFile}.new`;
+    if (!LatchkeyError.is(err, 'KEY_UNAVAILABLE') || staged === undefined || !existsSync(staged)) throw err;
+    const next = readPrivateFile(staged, 32);
+    let km: KeyManager;
+    try {
+      km = await open(next);
+    } catch {
+      next.fill(0);
+      throw err;
+    }
+    await rewrapServiceSigningKey(opts.signingKeyPath, opts.master.key, next);
+    installMasterKey(opts.masterFile ?? '', next);
+    opts.master.key.fill(0);
+    opts.master.key = next;
+    return km;
+  }
 }

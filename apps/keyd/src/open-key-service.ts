@@ -10,7 +10,8 @@
  *   keys/access-log.key         0600, HMAC key of the key access log (table in keys.db)
  *   keys/webhooks.db            webhook outbox (`key.rotated`, `contact.shredded`), when configured
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
- * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`).
+ * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`). When the master key
+ * is the one in `<dataDir>/master.key`, completing a shred replaces that file (shred-completion.ts).
  */
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,9 +19,10 @@ import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
 import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
 import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
-import { openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
+import { kekGenerationsOf, openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
 import { KeyPolicy, startKeySweep } from './key-policy.ts';
-import { registerRewrapRoute } from './master-key-rotation.ts';
+import { internalGenerations, masterKeyFileOf, openInternalRecovering, registerRewrapRoute } from './master-key-rotation.ts';
+import { SHRED_COMPLETE_EVERY_MS, registerShredCompleteRoute, startShredCompleter } from './shred-completion.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
 import { registerWebhookRoutes } from './webhooks-routes.ts';
@@ -43,6 +45,8 @@ export interface OpenKeyServiceOptions {
   /** 32-byte master key; content keys and the signing key are wrapped under keys derived from it. */
   masterKey: Uint8Array;
   certTtlSeconds?: number;
+  /** Hand keys out unsealed over plain HTTP too (server.ts `allowPlainKeyDelivery`; default: only with TLS). */
+  allowPlainKeyDelivery?: boolean;
   logger?: KeyServiceOptions['logger'];
   allowedOrigins?: string[];
   /** PEM certificate and key files: serve https:// instead of http://. */
@@ -65,6 +69,20 @@ export interface OpenKeyServiceOptions {
   minRotateAgeMs?: number;
   /** How often expired contacts have their keys destroyed (ms, default 60 s). */
   keySweepMs?: number;
+  /**
+   * How often pending shreds are completed (ms, default 1 h; 0: only on request): the KEK
+   * generation that shredded keys were wrapped under is retired (docs/key-management.md
+   * "Completing a shred"). Until then a key backup taken before a shred still opens with it.
+   */
+  shredCompleteEveryMs?: number;
+  /**
+   * The file the master key came from, which completing a shred replaces (default
+   * `<dataDir>/master.key` when it holds `masterKey`; otherwise the master key came from the
+   * environment, and a completion needs a new one given to `latchkey shred --complete`).
+   */
+  masterKeyFile?: string;
+  /** Lines of the scheduled shred completion (default: standard output). */
+  log?: (line: string) => void;
   /**
    * Signed webhooks (docs/webhooks.md): a durable outbox in `<dataDir>/keys/webhooks.db` for
    * `key.rotated` and `contact.shredded`, managed under /admin/v1/webhooks. Absent: none.
@@ -114,14 +132,28 @@ export async function openKeyService(
       await chmod(paths.dir, 0o700);
     }
   }
-  const keyManager = await openChosenKeyManager(opts.keyManager ?? { kind: 'internal' }, paths.db, opts.masterKey, opts.keyStoreUrl);
-  let signingKey: Uint8Array | undefined;
-  // A copy the online master-key rotation needs (the caller may zero its own).
+  const choice = opts.keyManager ?? { kind: 'internal' };
+  // A copy the online master-key rotation and shred completion need (the caller may zero its own).
   const master = { key: Uint8Array.from(opts.masterKey) };
+  const masterFile = opts.masterKeyFile ?? masterKeyFileOf(join(opts.dataDir, 'master.key'), master.key);
+  const open = (k: Uint8Array) => openChosenKeyManager(choice, paths.db, k, opts.keyStoreUrl);
+  let keyManager;
+  try {
+    // The internal store may be under master.key.new: a rotation that stopped half-way.
+    keyManager =
+      choice.kind === 'internal'
+        ? await openInternalRecovering(open, { master, masterFile, signingKeyPath: paths.signingKey })
+        : await open(master.key);
+  } catch (err) {
+    master.key.fill(0);
+    throw err;
+  }
+  let signingKey: Uint8Array | undefined;
   let access: SqliteAccessStore | undefined;
   let accessLog: KeyAccessLog | undefined;
   let clock: EpochClock | undefined;
   let webhooks: WebhookService | undefined;
+  let stopCompleter: (() => void) | undefined;
   try {
     // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
     access = new SqliteAccessStore({
@@ -129,7 +161,7 @@ export async function openKeyService(
       ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
       ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
     });
-    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, opts.masterKey)).secretKey;
+    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, master.key)).secretKey;
     const logKey = loadOrCreateSecret(paths.accessLogKey, 32).secret;
     accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
     logKey.fill(0);
@@ -153,6 +185,16 @@ export async function openKeyService(
       ...(opts.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: opts.rotateAfterMessages }),
       ...(opts.minRotateAgeMs === undefined ? {} : { minRotateAgeMs: opts.minRotateAgeMs }),
     });
+    const completer = startShredCompleter({
+      keyManager,
+      generations: (supplied) =>
+        choice.kind === 'internal'
+          ? internalGenerations({ master, masterFile, signingKeyPath: paths.signingKey, ...(supplied === undefined ? {} : { supplied }) })
+          : kekGenerationsOf(choice),
+      everyMs: opts.shredCompleteEveryMs ?? SHRED_COMPLETE_EVERY_MS,
+      log: opts.log ?? ((line) => void process.stdout.write(`${line}\n`)),
+    });
+    stopCompleter = completer.stop;
     const service = await startKeyService({
       host: opts.host,
       port: opts.port,
@@ -165,6 +207,7 @@ export async function openKeyService(
       ...(opts.adminKeys === undefined ? {} : { adminKeys: opts.adminKeys }),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
       ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
+      ...(opts.allowPlainKeyDelivery === undefined ? {} : { allowPlainKeyDelivery: opts.allowPlainKeyDelivery }),
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
       ...(tls ? { tls } : {}),
@@ -173,9 +216,14 @@ export async function openKeyService(
         if (adminKeys.length === 0) return;
         registerRewrapRoute(app, {
           keyManager,
-          internal: (opts.keyManager?.kind ?? 'internal') === 'internal',
+          internal: choice.kind === 'internal',
           master,
           signingKeyPath: paths.signingKey,
+          keys: adminKeys,
+          ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
+        });
+        registerShredCompleteRoute(app, {
+          completer,
           keys: adminKeys,
           ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
         });
@@ -203,6 +251,7 @@ export async function openKeyService(
       close: () =>
         (closing ??= (async () => {
           sweeper.stop();
+          completer.stop();
           try {
             await service.close();
           } finally {
@@ -217,6 +266,7 @@ export async function openKeyService(
         })()),
     };
   } catch (err) {
+    stopCompleter?.();
     signingKey?.fill(0);
     master.key.fill(0);
     access?.close();
