@@ -2,24 +2,26 @@
  * Key-management subcommands of `latchkey` (README "Command line"; docs/key-management.md):
  * `keys audit` (print and verify the key access log), `keys rewrap` (master-key rotation of the
  * internal key manager, online through the running key service or offline), `shred` (crypto-
- * shredding: key service first, then relay), and the `start` flags that choose the key manager
- * and rotation. Secrets (KMS HMAC secret, HSM PIN, new master key) come from the environment or
+ * shredding: key service first, then relay; `--complete` retires the key generation the shredded
+ * keys were wrapped under), and the `start` flags that choose the key manager, rotation and the
+ * shred-completion schedule. Secrets (KMS HMAC secret, HSM PIN, new master key) come from the environment or
  * files only, never from flags.
  */
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
-import { keyServicePaths, rotateMasterKeyOffline, type KeyManagerChoice } from '@latchkey/keyd';
+import { completeShredsOffline, keyServicePaths, rotateMasterKeyOffline, type KeyManagerChoice } from '@latchkey/keyd';
 import {
   KeyAccessLog,
   createPrivateFile,
   decodeSecretText,
+  formatShredCompletion,
   readPrivateFile,
   resolveMasterKey,
   type AccessLogHead,
 } from '@latchkey/keys';
-import { ADMIN_PATHS, LatchkeyError, RewrapResponse, ShredResponse } from '@latchkey/protocol';
+import { ADMIN_PATHS, LatchkeyError, RewrapResponse, ShredCompleteResponse, ShredResponse } from '@latchkey/protocol';
 import { call, moderateOrder, target, type AdminFlags } from './admin.ts';
 import { dataDir, endpoints } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
@@ -56,6 +58,7 @@ export const KEY_START_OPTIONS = {
   'kmip-no-extractable-attribute': { type: 'boolean' },
   'rotate-after': str,
   'rotate-after-messages': str,
+  'shred-complete-every': str,
 } as const;
 
 export interface KeyStartFlags {
@@ -85,6 +88,7 @@ export interface KeyStartFlags {
   'kmip-no-extractable-attribute'?: boolean | undefined;
   'rotate-after'?: string | undefined;
   'rotate-after-messages'?: string | undefined;
+  'shred-complete-every'?: string | undefined;
 }
 
 /** A duration: 500ms, 90, 90s, 30m, 1h, 1d (bare numbers are seconds) in ms. */
@@ -133,7 +137,7 @@ function kmipClientKey(env: Env, file: string | undefined): string {
 export function keyServiceSettings(
   flags: KeyStartFlags,
   env: Env = process.env,
-): { keyManager: KeyManagerChoice; rotateAfterMs?: number; rotateAfterMessages?: number } {
+): { keyManager: KeyManagerChoice; rotateAfterMs?: number; rotateAfterMessages?: number; shredCompleteEveryMs?: number } {
   const kind = flags['key-manager'] ?? env.LATCHKEY_KEY_MANAGER ?? 'internal';
   let keyManager: KeyManagerChoice;
   switch (kind) {
@@ -209,10 +213,12 @@ export function keyServiceSettings(
   if (afterMessages !== undefined && !/^[1-9]\d{0,9}$/.test(afterMessages)) {
     throw new UsageError('--rotate-after-messages must be a positive integer');
   }
+  const completeEvery = flags['shred-complete-every'] ?? env.LATCHKEY_SHRED_COMPLETE_EVERY;
   return {
     keyManager,
     ...(after === undefined ? {} : { rotateAfterMs: parseDurationMs(after, '--rotate-after') }),
     ...(afterMessages === undefined ? {} : { rotateAfterMessages: Number(afterMessages) }),
+    ...(completeEvery === undefined ? {} : { shredCompleteEveryMs: parseDurationMs(completeEvery, '--shred-complete-every') }),
   };
 }
 
@@ -329,7 +335,8 @@ export async function keysRewrap(flags: RewrapFlags, out: Out, env: Env = proces
   current.key.fill(0);
   next.fill(0);
   if (current.source !== 'env' && (fromEnv === undefined || fromEnv.trim() === '')) {
-    renameSync(nextFile, masterFile);
+    // The key service may have put it in place already (a shred completion meanwhile).
+    if (existsSync(nextFile)) renameSync(nextFile, masterFile);
     out(`master-key: ${masterFile} (replaced)`);
   } else {
     out('master-key: set LATCHKEY_MASTER_KEY to the value of LATCHKEY_NEW_MASTER_KEY from now on');
@@ -342,14 +349,21 @@ export async function keysRewrap(flags: RewrapFlags, out: Out, env: Env = proces
 
 export interface ShredFlags extends AdminFlags {
   contact?: string | undefined;
+  complete?: boolean | undefined;
+  offline?: boolean | undefined;
 }
 
 /**
  * `latchkey shred --contact ID`: the key service destroys every epoch of the contact's key
  * (tombstoned), then the relay deletes its ciphertext. Prints `shredded C (keys destroyed, N
- * messages deleted)`.
+ * messages deleted)`. `latchkey shred --complete` retires the key generation (see shredComplete).
  */
-export async function shred(flags: ShredFlags, out: Out): Promise<number> {
+export async function shred(flags: ShredFlags, out: Out, env: Env = process.env): Promise<number> {
+  if (flags.complete === true) {
+    if (flags.contact !== undefined) throw new UsageError('--complete takes no --contact (it completes every pending shred)');
+    return shredComplete(flags, out, env);
+  }
+  if (flags.offline === true) throw new UsageError('--offline goes with --complete');
   if (flags.contact === undefined || !/^[A-Za-z0-9_-]{1,64}$/.test(flags.contact)) {
     throw new UsageError('--contact must be 1-64 of [A-Za-z0-9_-]');
   }
@@ -357,5 +371,50 @@ export async function shred(flags: ShredFlags, out: Out): Promise<number> {
   const t = await target(flags);
   const { relay } = await moderateOrder(t, ADMIN_PATHS.shred(contactId), {}, ShredResponse);
   out(`shredded ${contactId} (keys destroyed, ${relay.messagesDeleted ?? 0} messages deleted)`);
+  return EXIT.ok;
+}
+
+/** Whether a key service answers at the endpoints known for `flags`. */
+async function onlineTarget(flags: AdminFlags, dir: string): Promise<{ keys: string; authorization: string } | undefined> {
+  try {
+    await endpoints({ relay: flags.relay, keys: flags.keys }, dir);
+    const t = await target(flags);
+    const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(() => true, () => false);
+    return ok ? { keys: t.keys, authorization: t.authorization } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `latchkey shred --complete`: retires the key-encryption key generation that shredded keys were
+ * ever wrapped under (docs/key-management.md "Completing a shred"): every live key re-wrapped
+ * under a new generation, the old one destroyed. Online through the running key service when it
+ * answers, else (or with --offline) on the files of an internal key manager. With a master key
+ * from LATCHKEY_MASTER_KEY, the new one comes from LATCHKEY_NEW_MASTER_KEY. Prints
+ * `shred complete: key generation G retired, N keys re-wrapped`, or
+ * `shred complete: nothing to retire (key generation G is current)`.
+ */
+async function shredComplete(flags: ShredFlags, out: Out, env: Env): Promise<number> {
+  const dir = dataDir(flags.data);
+  const supplied = env.LATCHKEY_NEW_MASTER_KEY;
+  const next = supplied !== undefined && supplied.trim() !== '' ? decodeSecretText(supplied, 'LATCHKEY_NEW_MASTER_KEY', { exactBytes: 32 }) : undefined;
+  const online = flags.offline === true ? undefined : await onlineTarget(flags, dir);
+  let done: ShredCompleteResponse;
+  try {
+    if (online) {
+      done = ShredCompleteResponse.parse(
+        await call(online.keys, ADMIN_PATHS.shredComplete, online.authorization, next === undefined ? {} : { newMasterKey: toBase64Url(next) }),
+      );
+    } else {
+      done = await completeShredsOffline({ dataDir: dir, env, ...(next === undefined ? {} : { newMasterKey: next }) });
+    }
+  } finally {
+    next?.fill(0);
+  }
+  if (next !== undefined && done.retired.length > 0) {
+    out('master-key: set LATCHKEY_MASTER_KEY to the value of LATCHKEY_NEW_MASTER_KEY from now on');
+  }
+  out(formatShredCompletion(done));
   return EXIT.ok;
 }

@@ -67,7 +67,7 @@ async function run(argv: string[]): Promise<number> {
     case 'invite':
       return invite(parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str }).values, out);
     case 'backup':
-      return backup(parse({ data: str, out: str, 'include-secrets': { type: 'boolean' } }).values, out);
+      return backup(parse({ data: str, out: str, 'keys-out': str, 'include-secrets': { type: 'boolean' } }).values, out);
     case 'restore':
       return restore(parse({ from: str, data: str, force: { type: 'boolean' } }).values, out);
     case 'webhooks': {
@@ -94,7 +94,7 @@ async function run(argv: string[]): Promise<number> {
       throw new UsageError('keys takes audit or rewrap');
     }
     case 'shred':
-      return shred(parse({ contact: str, relay: str, keys: str, data: str }).values, out);
+      return shred(parse({ contact: str, complete: { type: 'boolean' }, offline: { type: 'boolean' }, relay: str, keys: str, data: str }).values, out);
     case 'help':
     case '--help':
     case '-h':

@@ -16,7 +16,7 @@ commands:
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
          --pkcs11-key-label L --pkcs11-pin-file FILE] [--kmip-host H --kmip-port N --kmip-ca FILE
          --kmip-client-cert FILE --kmip-client-key FILE --kmip-key-name NAME --kmip-create-key]
-         [--rotate-after 1d] [--rotate-after-messages N]
+         [--rotate-after 1d] [--rotate-after-messages N] [--shred-complete-every 1h]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
@@ -37,6 +37,8 @@ commands:
          admit a second agent or a supervisor ahead of time
   shred    --contact ID [--relay URL --keys URL] [--data DIR]
          crypto-shredding: every key of the contact destroyed, then its ciphertext deleted
+  shred    --complete [--keys URL] [--data DIR] [--offline]
+         retire the key generation shredded keys were wrapped under (old key backups open no more)
   webhooks add --url URL [--events TYPE,...] [--description TEXT] | list [--json] | remove --id EP
          | test --id EP | replay --id EP [--event EVT,...] | dead-letters --id EP [--json]
          [--service relay|keys]
@@ -46,10 +48,12 @@ commands:
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]
          re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated)
-  backup   --out DIR2 [--data DIR] [--include-secrets]
-         online, consistent copy of the databases (while start runs) with a manifest (SHA-256)
+  backup   --out DIR2 [--data DIR] [--keys-out DIR3 [--include-secrets]]
+         online, consistent copy (while start runs) with a manifest (SHA-256): the messages into
+         DIR2 (never a key), the key service's databases (and secrets) into DIR3
   restore  --from DIR2 [--data DIR] [--force]
-         verify a backup's manifest and copy it into an empty (or, with --force, any) DIR
+         verify a backup's manifest and copy it into DIR (messages and keys one after the other);
+         refuses files DIR already has unless --force
 
 exit codes: 0 ok, 1 error (code on stderr), 2 bad usage, 3 a message failed to open (read)
 `;
