@@ -30,6 +30,7 @@ import { KeyPolicy } from './key-policy.ts';
 import { issueCertificate } from './certificate.ts';
 import { issueStatement } from './epoch-statement.ts';
 import { sealKey } from './key-delivery.ts';
+import { registerLimits, type KeyServiceLimits } from './limits.ts';
 
 export interface KeyServiceOptions {
   host: string;
@@ -85,6 +86,8 @@ export interface KeyServiceOptions {
   allowPlainKeyDelivery?: boolean;
   /** Registers more routes before the server listens (openKeyService: master-key rotation). */
   extraRoutes?: (app: FastifyInstance) => void;
+  /** Connection caps, timeouts and rate limits (limits.ts); unset ones from LATCHKEY_KEYS_* or defaults. */
+  limits?: Partial<KeyServiceLimits>;
 }
 
 export interface KeyService {
@@ -227,6 +230,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
       ? Fastify({ ...common, https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' } })
       : Fastify(common)
   ) as unknown as FastifyInstance;
+  registerLimits(app, opts.limits, (req) => principals.get(req));
 
   // Only JSON bodies. Our own parser so a syntax error (whose message quotes the body) never
   // reaches a log, and an empty body means "{}".
