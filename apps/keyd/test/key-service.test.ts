@@ -21,6 +21,7 @@ import {
 } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 import { startKeyService, type KeyService } from '../src/server.ts';
+import { fetchSealedKey } from './_sealed-key.ts';
 
 const secret = crypto.getRandomValues(new Uint8Array(32));
 const masterKey = crypto.getRandomValues(new Uint8Array(32));
@@ -125,6 +126,8 @@ beforeAll(async () => {
     keyManager: km,
     signingKey: generateSigningKeyPair().secretKey,
     logger: { level: 'trace', stream: sink },
+    // These tests read the key in the clear; the default (sealed only) has its own test.
+    allowPlainKeyDelivery: true,
   });
 });
 
@@ -285,6 +288,27 @@ describe('POST /v1/contact-key', () => {
     keyOf(await postKey(t));
   });
 
+  it('over plain HTTP hands a key out only sealed to a delivery key, unless told otherwise', async () => {
+    const strict = await startKeyService({
+      host: '127.0.0.1',
+      port: 0,
+      apiSecret: secret,
+      keyManager: km,
+      signingKey: generateSigningKeyPair().secretKey,
+    });
+    try {
+      const tok = await token('c-sealed', 'p1');
+      const plain = await postKey(tok, {}, {}, strict.url);
+      errorOf(plain, 400, 'BAD_REQUEST');
+      expect(JSON.stringify(plain.body)).not.toMatch(/"key"/);
+      const sealed = await fetchSealedKey(strict.url, tok, 'p1');
+      expect(sealed.status).toBe(200);
+      expect(sealed.key).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it('answers a failing key manager with KEY_UNAVAILABLE and a degraded health', async () => {
     const broken: KeyManager = {
       getContentKey: () => Promise.reject(new Error('disk on fire')),
@@ -300,6 +324,7 @@ describe('POST /v1/contact-key', () => {
       apiSecret: secret,
       keyManager: broken,
       signingKey: generateSigningKeyPair().secretKey,
+      allowPlainKeyDelivery: true,
     });
     try {
       const res = await postKey(await token('c1', 'p1'), {}, {}, other.url);
@@ -353,6 +378,7 @@ describe('CORS', () => {
       keyManager: km,
       signingKey: generateSigningKeyPair().secretKey,
       allowedOrigins: ['https://support.example.com'],
+      allowPlainKeyDelivery: true,
     });
     try {
       const ok = await postKey(

@@ -39,7 +39,7 @@ if (server) {
       const keyStoreUrl = await server.newDatabase();
       const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'latchkey-keyd-pg-')));
       const services = await Promise.all(
-        dirs.map((dataDir) => openKeyService({ dataDir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey, keyStoreUrl })),
+        dirs.map((dataDir) => openKeyService({ dataDir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey, keyStoreUrl, allowPlainKeyDelivery: true })),
       );
       try {
         const ids = Array.from({ length: 8 }, (_, i) => `shared${i}`);

@@ -23,7 +23,7 @@ type Options = Parameters<typeof openKeyService>[0];
 async function open(over: Partial<Omit<Options, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {}): Promise<KeyService> {
   const { apiSecret: given, ...rest } = over;
   const apiSecret = 'apiSecret' in over ? given : secret;
-  svc = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, masterKey, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
+  svc = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, masterKey, allowPlainKeyDelivery: true, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
   return svc;
 }
 

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 import { openKeyService } from '../src/index.ts';
+import { fetchSealedKey } from './_sealed-key.ts';
 
 const secret = new Uint8Array(32).fill(3);
 const masterKey = new Uint8Array(32).fill(4);
@@ -28,12 +29,9 @@ async function fetchKey(url: string, contactId: string): Promise<string> {
     role: 'visitor',
     ttlSeconds: 60,
   });
-  const res = await fetch(`${url}/v1/contact-key`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-  });
+  const res = await fetchSealedKey(url, token, 'p1');
   expect(res.status).toBe(200);
-  return ((await res.json()) as { key: string }).key;
+  return res.key!;
 }
 
 describe('openKeyService', () => {
@@ -135,10 +133,7 @@ describe('main.ts', () => {
         role: 'agent',
         ttlSeconds: 60,
       });
-      const res = await fetch(`${url}/v1/contact-key`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}` },
-      });
+      const res = await fetchSealedKey(url, token, 'p1');
       expect(res.status).toBe(200);
       if (posix) expect(statSync(join(dir, 'master.key')).mode & 0o777).toBe(0o600);
     } finally {
