@@ -6,6 +6,7 @@ export {
   importTokenSigningKey,
   importTokenVerifyKey,
   generateTokenKeyPair,
+  TOKEN_CLOCK_SKEW_SECONDS,
   type MintOptions,
   type VerifyOptions,
   type TokenSigningKey,

@@ -4,9 +4,12 @@
  *   - HS256 with the API secret (the dev default): whoever verifies could also mint;
  *   - EdDSA (Ed25519, RFC 8037): the backend signs with its private key, relay and key service
  *     hold only the public key, so neither can mint a token.
- * The claim set is closed (see TokenClaims): unknown claims make a token invalid. `nbf` is
- * honoured (a token used before it is AUTH_INVALID) and the lifetime is at most
- * MAX_TOKEN_TTL_SECONDS, checked at mint and at verify time.
+ * The claim set is closed (see TokenClaims): unknown claims make a token invalid. Times are
+ * checked against the verifier's own clock with one tolerance, TOKEN_CLOCK_SKEW_SECONDS (30 s),
+ * for `exp`, `nbf` and `iat` alike: a token is refused once expired, before its `nbf`, and when
+ * issued in the future. A token lives at most MAX_TOKEN_TTL_SECONDS (24 h), counted both from its
+ * `iat` and from the verifier's now, so a token minted with a future `iat` cannot live longer.
+ * Checked at mint and at verify time.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTHeaderParameters } from 'jose';
@@ -29,13 +32,24 @@ export interface MintOptions {
   contactId: string;
   participantId: string;
   role: Role;
-  /** Lifetime in seconds (1 .. MAX_TOKEN_TTL_SECONDS), counted from `notBefore` when given. */
+  /**
+   * Lifetime in seconds, counted from `notBefore` when given, else from `now`. The token expires
+   * at most MAX_TOKEN_TTL_SECONDS after `now` (its `iat`): `notBefore - now + ttlSeconds` may not
+   * exceed it.
+   */
   ttlSeconds: number;
   /** Unix seconds; defaults to now. */
   now?: number;
   /** Unix seconds before which the token is not valid (`nbf`); at least `now`. */
   notBefore?: number;
 }
+
+/**
+ * The clock skew tolerated between the minting backend and a verifier, in seconds: the same for
+ * `exp` (accepted until `exp + 30`), `nbf` (from `nbf - 30`) and `iat` (up to `now + 30`). A
+ * verifier may be configured stricter, never looser.
+ */
+export const TOKEN_CLOCK_SKEW_SECONDS = 30;
 
 const MIN_SECRET_BYTES = 32;
 const MAX_TOKEN_CHARS = 4096;
@@ -44,6 +58,14 @@ function checkSecret(secret: Uint8Array): void {
   if (!(secret instanceof Uint8Array) || secret.length < MIN_SECRET_BYTES) {
     throw new RangeError(`API secret must be at least ${MIN_SECRET_BYTES} bytes`);
   }
+}
+
+function checkTolerance(seconds: number | undefined): number {
+  if (seconds === undefined) return TOKEN_CLOCK_SKEW_SECONDS;
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > TOKEN_CLOCK_SKEW_SECONDS) {
+    throw new RangeError(`clock tolerance must be 0..${TOKEN_CLOCK_SKEW_SECONDS} seconds`);
+  }
+  return seconds;
 }
 
 function checkEd25519(key: KeyObject, type: 'private' | 'public'): void {
@@ -112,8 +134,12 @@ export async function mintToken(key: TokenSigningKey, opts: MintOptions): Promis
   }
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
   const nbf = opts.notBefore;
-  if (nbf !== undefined && (!Number.isInteger(nbf) || nbf < iat || nbf - iat > MAX_TOKEN_TTL_SECONDS)) {
-    throw new LatchkeyError('BAD_REQUEST', 'notBefore must be between now and now + the maximum lifetime');
+  const exp = (nbf ?? iat) + opts.ttlSeconds;
+  if (nbf !== undefined && (!Number.isInteger(nbf) || nbf < iat || exp - iat > MAX_TOKEN_TTL_SECONDS)) {
+    throw new LatchkeyError(
+      'BAD_REQUEST',
+      'notBefore must be at least now, and notBefore + ttl at most now + the maximum lifetime',
+    );
   }
   const claims = {
     iss: TOKEN_ISSUER,
@@ -123,7 +149,7 @@ export async function mintToken(key: TokenSigningKey, opts: MintOptions): Promis
     role: opts.role,
     iat,
     ...(nbf === undefined ? {} : { nbf }),
-    exp: (nbf ?? iat) + opts.ttlSeconds,
+    exp,
     jti: randomId(),
   };
   const parsed = TokenClaims.safeParse(claims);
@@ -145,7 +171,7 @@ export interface VerifyOptions {
   audience: typeof AUDIENCE_RELAY | typeof AUDIENCE_KEYS;
   /** Unix seconds; defaults to now. */
   now?: number;
-  /** Allowed clock skew in seconds (default: the verifier's, 30). */
+  /** Allowed clock skew in seconds, 0..TOKEN_CLOCK_SKEW_SECONDS (default: the verifier's). */
   clockToleranceSeconds?: number;
 }
 
@@ -154,7 +180,7 @@ export interface TokenVerifierOptions {
   hs256Secret?: Uint8Array;
   /** Ed25519 public key (KeyObject, SPKI PEM or JWK): accepts EdDSA tokens. */
   ed25519PublicKey?: KeyObject | string | Record<string, unknown>;
-  /** Allowed clock skew in seconds (default 30). */
+  /** Allowed clock skew in seconds, 0..TOKEN_CLOCK_SKEW_SECONDS (default: that, 30). */
   clockToleranceSeconds?: number;
 }
 
@@ -165,7 +191,9 @@ export interface TokenVerifier {
   /**
    * Verifies a token and returns who it names.
    * @throws LatchkeyError AUTH_EXPIRED when expired; AUTH_INVALID for anything else wrong
-   *   (signature, algorithm, audience, issuer, not yet valid, unknown claims, lifetime).
+   *   (signature, algorithm, audience, issuer, not yet valid, issued in the future, unknown
+   *   claims, lifetime).
+   * @throws RangeError when `opts.clockToleranceSeconds` is not an integer in 0..30.
    */
   verify(token: string, opts: VerifyOptions): Promise<Principal>;
 }
@@ -174,8 +202,9 @@ export interface TokenVerifier {
  * A verifier for HS256 and/or EdDSA tokens. A token is checked only with the key of its own
  * algorithm, and only algorithms with a configured key are accepted (no `none`, no confusion
  * of a public key with an HMAC secret).
- * @throws RangeError when no key is given or the secret is under 32 bytes; TypeError for a
- *   public key that is not Ed25519.
+ * @throws RangeError when no key is given, the secret is under 32 bytes or the clock tolerance
+ *   is not an integer in 0..TOKEN_CLOCK_SKEW_SECONDS; TypeError for a public key that is not
+ *   Ed25519.
  */
 export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
   const secret = opts.hs256Secret === undefined ? undefined : Uint8Array.from(opts.hs256Secret);
@@ -189,7 +218,7 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
     throw new RangeError('a token verifier needs an HS256 secret or an Ed25519 public key');
   }
   const algorithms: TokenAlgorithm[] = [...(secret ? (['HS256'] as const) : []), ...(publicKey ? (['EdDSA'] as const) : [])];
-  const tolerance = opts.clockToleranceSeconds ?? 30;
+  const defaultTolerance = checkTolerance(opts.clockToleranceSeconds);
   const keyFor = (header: JWTHeaderParameters): Uint8Array | KeyObject => {
     if (header.alg === 'HS256' && secret) return secret;
     if (header.alg === 'EdDSA' && publicKey) return publicKey;
@@ -199,6 +228,11 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
   return {
     algorithms,
     async verify(token, v) {
+      const tolerance =
+        v.clockToleranceSeconds === undefined
+          ? defaultTolerance
+          : checkTolerance(v.clockToleranceSeconds);
+      const now = v.now ?? Math.floor(Date.now() / 1000);
       if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) {
         throw new LatchkeyError('AUTH_INVALID', 'invalid token');
       }
@@ -208,8 +242,8 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
           algorithms,
           issuer: TOKEN_ISSUER,
           audience: v.audience,
-          clockTolerance: v.clockToleranceSeconds ?? tolerance,
-          ...(v.now === undefined ? {} : { currentDate: new Date(v.now * 1000) }),
+          clockTolerance: tolerance,
+          currentDate: new Date(now * 1000),
           requiredClaims: ['iat', 'exp', 'sub', 'jti'],
         });
         payload = result.payload;
@@ -223,8 +257,17 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
         throw new LatchkeyError('AUTH_INVALID', 'invalid token', { detail: claims.error.message });
       }
       const c = claims.data;
-      const start = c.nbf ?? c.iat;
-      if (c.exp <= c.iat || start < c.iat || c.exp - c.iat > 2 * MAX_TOKEN_TTL_SECONDS || c.exp - start > MAX_TOKEN_TTL_SECONDS) {
+      // jose has checked exp and nbf against `now` with the same tolerance.
+      if (c.iat > now + tolerance) {
+        const detail = 'issued in the future';
+        throw new LatchkeyError('AUTH_INVALID', 'invalid token', { detail });
+      }
+      if (
+        c.exp <= c.iat ||
+        (c.nbf !== undefined && c.nbf < c.iat) ||
+        c.exp - c.iat > MAX_TOKEN_TTL_SECONDS ||
+        c.exp - now > MAX_TOKEN_TTL_SECONDS + tolerance
+      ) {
         throw new LatchkeyError('AUTH_INVALID', 'token lifetime exceeds the maximum');
       }
       return { contactId: c.cid, participantId: c.sub, role: c.role, tokenId: c.jti, expiresAt: c.exp * 1000 };
