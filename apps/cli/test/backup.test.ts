@@ -2,8 +2,9 @@
  * `latchkey backup` / `latchkey restore` end to end (README "Command line", docs/guarantees.md
  * "Operations"): a backup taken while `latchkey start` runs and a chat goes on is a consistent
  * snapshot (every message acked before it began, seqs gap-free); restored into a new data
- * directory, `latchkey start` + `latchkey read` there show that history. Restore checks the
- * manifest and refuses a non-empty target without --force.
+ * directory, `latchkey start` + `latchkey read` there show that history. Messages and keys are
+ * separate artefacts (the message backup holds no key). Restore checks the manifest and refuses
+ * a target that already holds the backup's files without --force.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -94,6 +95,7 @@ describe('latchkey backup and restore', () => {
   it('backs up online while a chat goes on; the restored data directory serves that history', async () => {
     const data = join(root, 'data');
     const out = join(root, 'backup');
+    const keysOut = join(root, 'backup-keys');
     live = await startLatchkey(data);
     const sender = await LatchkeyClient.connect({
       relayUrl: live.urls.relay!,
@@ -114,7 +116,7 @@ describe('latchkey backup and restore', () => {
     while (acked.length < 40) await new Promise((r) => setTimeout(r, 20));
 
     const ackedBefore = acked.length;
-    const b = await latchkey(['backup', '--data', data, '--out', out, '--include-secrets']);
+    const b = await latchkey(['backup', '--data', data, '--out', out, '--keys-out', keysOut, '--include-secrets']);
     const ackedAfter = acked.length;
     chatting = false;
     await chat;
@@ -123,11 +125,16 @@ describe('latchkey backup and restore', () => {
     expect(b.code).toBe(0);
     const lines = b.stdout.trim().split('\n');
     expect(lines.at(-1)).toBe(`backup: ${out}`);
+    expect(lines.at(-2)).toBe(`keys-backup: ${keysOut}`);
+    // The message backup holds the messages only; keys and secrets are in the key backup.
+    expect((await readdir(out)).sort()).toEqual(['manifest.json', 'relay']);
+    expect((await readdir(join(keysOut, 'keys'))).sort()).toEqual(['access-log.key', 'access.db', 'keys.db', 'service-signing.key']);
     for (const p of ['relay/messages.db', 'keys/keys.db', 'keys/access.db', 'keys/service-signing.key', 'api-secret', 'master.key']) {
       expect(lines.some((l) => new RegExp(`^${p} \\d+ sha256=[0-9a-f]{64}$`).test(l))).toBe(true);
     }
-    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { files: { path: string }[]; includesSecrets: boolean };
-    expect(manifest.includesSecrets).toBe(true);
+    const manifest = JSON.parse(readFileSync(join(keysOut, 'manifest.json'), 'utf8')) as { contents: string; includesSecrets: boolean };
+    expect(manifest).toMatchObject({ contents: 'keys', includesSecrets: true });
+    expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'))).toMatchObject({ contents: 'messages', includesSecrets: false });
     expect(ackedAfter).toBeGreaterThan(ackedBefore); // the chat really went on during the backup
 
     // Restore into an empty directory and read the history there.
@@ -136,6 +143,9 @@ describe('latchkey backup and restore', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').at(-1)).toBe(`restored: ${target}`);
+    const rk = await latchkey(['restore', '--from', keysOut, '--data', target]);
+    expect(rk.stderr).toBe('');
+    expect(rk.code).toBe(0);
     await stop(live);
     live = undefined;
     restored = await startLatchkey(target);
@@ -162,9 +172,7 @@ describe('latchkey backup and restore', () => {
     const bad = join(root, 'tampered');
     await mkdir(join(bad, 'relay'), { recursive: true });
     await mkdir(join(bad, 'keys'), { recursive: true });
-    for (const f of ['manifest.json', 'relay/messages.db', 'keys/keys.db', 'keys/access.db', 'keys/service-signing.key', 'api-secret', 'master.key']) {
-      writeFileSync(join(bad, f), readFileSync(join(out, f)));
-    }
+    for (const f of ['manifest.json', 'relay/messages.db']) writeFileSync(join(bad, f), readFileSync(join(out, f)));
     const db = readFileSync(join(bad, 'relay/messages.db'));
     db[db.length - 10] = (db[db.length - 10] ?? 0) ^ 1;
     writeFileSync(join(bad, 'relay/messages.db'), db);
@@ -181,6 +189,9 @@ describe('latchkey backup and restore', () => {
     expect(forced.code).toBe(0);
 
     expect((await latchkey(['backup', '--data', target])).code).toBe(2);
+    // Secrets never travel with the messages; the two artefacts never share a directory.
+    expect((await latchkey(['backup', '--data', target, '--out', join(root, 'x'), '--include-secrets'])).code).toBe(2);
+    expect((await latchkey(['backup', '--data', target, '--out', join(root, 'x'), '--keys-out', join(root, 'x', 'k')])).code).toBe(2);
     expect((await latchkey(['restore', '--data', target])).code).toBe(2);
     const again = await latchkey(['backup', '--data', target, '--out', out]);
     expect(again.code).toBe(1);
