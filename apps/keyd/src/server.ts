@@ -7,7 +7,7 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
-import { signingPublicKey } from '@latchkey/crypto/sign';
+import { isValidSigningPublicKey, signingPublicKey } from '@latchkey/crypto/sign';
 import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
 import {
   AUDIENCE_KEYS,
@@ -351,6 +351,10 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
           sessionKey = fromBase64Url(parsed.data.signingKey);
         } catch {
           throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
+        }
+        // A small-order or non-canonical key would make a signature valid for any message.
+        if (!isValidSigningPublicKey(sessionKey)) {
+          throw new LatchkeyError('BAD_REQUEST', 'signingKey is not a valid Ed25519 public key');
         }
       }
       // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.

@@ -34,6 +34,7 @@ export { hmacSha256, sha256 } from './mac.ts';
 export { randomBytes } from './random.ts';
 export {
   generateSigningKeyPair,
+  isValidSigningPublicKey,
   sign,
   signingPublicKey,
   signWithContext,
