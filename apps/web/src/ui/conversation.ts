@@ -6,8 +6,18 @@
  *
  * Message states (`data-state`): `sending` (sealed, waiting for the relay's ack), `delivered`
  * (stored by the relay, has `data-seq`), `failed` (the send was refused or the connection gave
- * up; a Retry button sends it again) and `undecryptable` (a stored message that failed to open:
- * shown as "Could not decrypt this message", never its bytes).
+ * up; a Retry button sends it again), `undecryptable` (a stored message that failed to open:
+ * shown as "Could not decrypt this message", never its bytes) and `suspect` (it opened but failed
+ * a transcript or membership check: `data-integrity` names the check, a warning says so, and its
+ * text, if any, is shown only inside the marked warning; a MISSING one has one `gap` element
+ * before it). A REPLAYED duplicate is only ever that suspect element, never a second message.
+ *
+ * Message text and sender names are bidi-isolated (`dir="auto"`, `<bdi>`, `unicode-bidi:
+ * isolate`), and explicit directional controls in a message show as visible marks instead of
+ * acting (bidi.ts): a U+202E reorders neither the message nor the UI around it.
+ *
+ * The "end-to-end encrypted" badge shows the fingerprint of the client's current epoch and
+ * follows it (`epoch` event, or a message of a newer epoch), `data-epoch` naming it.
  *
  * Every own message carries a msgId chosen here (`send(text, { msgId })`), so a send, its ack,
  * its `message` event and a copy restored from a persistent outbox after a reload (`pending`
@@ -16,6 +26,7 @@
 import {
   LatchkeyClient,
   type ChatMessage,
+  type ClientOptions,
   type ConnectionState,
   type FailedMessage,
   type OutboxStore,
@@ -23,10 +34,17 @@ import {
 } from '@latchkey/client';
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { LatchkeyError, SENDING_ROLES, type Role } from '@latchkey/protocol';
+import { bidiSafeText } from './bidi.ts';
 import { clock, h, setText, uid } from './dom.ts';
 import type { SessionInfo } from './session.ts';
 
 export type StatusName = 'connecting' | 'connected' | 'reconnecting' | 'offline';
+
+/** What the conversation uses of a client: the @latchkey/client facade. */
+export type ConversationClient = Pick<
+  LatchkeyClient,
+  'on' | 'connect' | 'close' | 'send' | 'fingerprint' | 'epoch' | 'state' | 'participantId' | 'role' | 'contactId'
+>;
 
 export interface ConversationOptions {
   /** Heading shown above the messages. */
@@ -42,6 +60,8 @@ export interface ConversationOptions {
    * persistent store (`IndexedDbOutbox`) messages still sending survive a reload and go out once.
    */
   outbox?: OutboxStore;
+  /** Makes the client of each connection attempt (default `new LatchkeyClient(opts)`; tests give a fake). */
+  createClient?(opts: ClientOptions): ConversationClient;
 }
 
 interface PendingSend {
@@ -65,6 +85,22 @@ const STATUS_TEXT: Record<StatusName, string> = {
 };
 
 const STATE_TEXT = { sending: 'Sending…', delivered: 'Delivered', failed: 'Not sent' } as const;
+
+/** The integrity checks of the client (`FailedMessage.integrity`), as the warning names them. */
+const INTEGRITY_TEXT = {
+  REPLAYED: ['replayed', 'a copy of a message that was already delivered.'],
+  REORDERED: ['reordered', 'it arrived out of the order in which it was sent.'],
+  MISSING: ['messages missing', 'earlier messages of this sender are missing.'],
+  FORKED: ['forked history', 'the history shown here differs from what the sender saw.'],
+  STALE_EPOCH: ['stale key', 'it was sealed with an outdated key after the key had changed.'],
+  SENDER_REMOVED: ['sender removed', 'it is signed by a participant who had already been removed.'],
+  CLOCK: ['clock', 'its send time is implausible (too far in the future or going backwards).'],
+} as const;
+type IntegrityName = keyof typeof INTEGRITY_TEXT;
+
+function integrityName(code: unknown): IntegrityName | null {
+  return typeof code === 'string' && Object.hasOwn(INTEGRITY_TEXT, code) ? (code as IntegrityName) : null;
+}
 
 /** A small padlock (SVG, no emoji font needed), hidden from screen readers. */
 function lockIcon(): SVGSVGElement {
@@ -94,12 +130,16 @@ export class Conversation {
   #input: HTMLTextAreaElement;
   #sendButton: HTMLButtonElement;
 
-  #client: LatchkeyClient | null = null;
+  #client: ConversationClient | null = null;
   #clientState: ConnectionState = 'idle';
   #online = typeof navigator === 'undefined' ? true : navigator.onLine;
   #closed = false;
   #lastSeq = 0;
   #shown = new Map<number, HTMLLIElement>();
+  /** The `gap` element shown before a message (MISSING), moved with it. */
+  #gaps = new WeakMap<HTMLElement, HTMLElement>();
+  /** The epoch whose fingerprint the badge shows (-1: none yet). */
+  #epoch = -1;
   /** Sent (or restored from the outbox) and waiting for their seq, by msgId, oldest first. */
   #pending = new Map<string, PendingSend>();
   /** Shown as failed with a Retry button, by msgId. */
@@ -213,7 +253,7 @@ export class Conversation {
         renew = false;
         if (this.#closed) return;
         for (const p of session.participants ?? []) this.#addParticipant(p.id, p.role);
-        const client = new LatchkeyClient({
+        const clientOptions: ClientOptions = {
           relayUrl: session.relayUrl,
           keysUrl: session.keysUrl,
           token: session.token,
@@ -221,7 +261,8 @@ export class Conversation {
           since: this.#lastSeq,
           backoff: { minMs: 250, maxMs: 3000 },
           ...(this.#opts.outbox ? { outbox: this.#opts.outbox } : {}),
-        });
+        };
+        const client = this.#opts.createClient ? this.#opts.createClient(clientOptions) : new LatchkeyClient(clientOptions);
         const closed = new Promise<void>((resolve) => {
           client.on('state', (s) => {
             if (this.#client === client || this.#client === null) this.#setClientState(s);
@@ -231,6 +272,9 @@ export class Conversation {
         client.on('pending', (p) => this.#onPending(p));
         client.on('message', (m) => this.#onMessage(m));
         client.on('failed', (f) => this.#onFailed(f));
+        client.on('epoch', (e) => {
+          if (this.#client === client) this.#showFingerprint(e.fingerprint, e.epoch);
+        });
         client.on('error', (e) => {
           fatal = e;
         });
@@ -243,7 +287,7 @@ export class Conversation {
         delay = 500;
         this.#self = { id: client.participantId, role: client.role };
         this.#addParticipant(client.participantId, client.role);
-        this.#showFingerprint(client.fingerprint());
+        this.#refreshFingerprint(client);
         if (!SENDING_ROLES.has(client.role)) {
           // A supervisor reads only; the relay would refuse its sends anyway.
           this.#input.disabled = true;
@@ -294,9 +338,29 @@ export class Conversation {
     setText(this.#status, STATUS_TEXT[status]);
   }
 
-  #showFingerprint(fp: string): void {
+  /**
+   * Shows the fingerprint of `epoch`, unless the badge already shows a newer one (an old epoch
+   * never takes it back).
+   */
+  #showFingerprint(fp: string, epoch: number): void {
+    if (epoch < this.#epoch) return;
+    this.#epoch = epoch;
     this.#fingerprint.dataset.fingerprint = fp;
+    this.#fingerprint.dataset.epoch = String(epoch);
     setText(this.#fpText, fp);
+  }
+
+  /** Shows the client's current epoch and fingerprint (after connecting, or a message of a newer epoch). */
+  #refreshFingerprint(client: ConversationClient): void {
+    let fp: string;
+    let epoch: number;
+    try {
+      fp = client.fingerprint();
+      epoch = client.epoch;
+    } catch {
+      return; // not connected (any more): the next connection shows it
+    }
+    this.#showFingerprint(fp, epoch);
   }
 
   #addParticipant(id: string, role: Role): void {
@@ -338,7 +402,7 @@ export class Conversation {
     for (const entry of queued) this.#dispatch(client, entry);
   }
 
-  #dispatch(client: LatchkeyClient, entry: PendingSend): void {
+  #dispatch(client: ConversationClient, entry: PendingSend): void {
     this.#pending.set(entry.msgId, entry);
     entry.contactId = client.contactId;
     client.send(entry.text, { msgId: entry.msgId }).then(
@@ -419,6 +483,7 @@ export class Conversation {
   #onMessage(m: ChatMessage): void {
     this.#lastSeq = Math.max(this.#lastSeq, m.seq);
     this.#addParticipant(m.senderId, m.senderRole);
+    if (typeof m.epoch === 'number' && m.epoch > this.#epoch && this.#client) this.#refreshFingerprint(this.#client);
     if (this.#shown.has(m.seq)) return;
     if (m.own) {
       // The item this message was sent (or restored) as, if it is on screen.
@@ -439,6 +504,11 @@ export class Conversation {
   #onFailed(f: FailedMessage): void {
     this.#lastSeq = Math.max(this.#lastSeq, f.seq);
     if (this.#shown.has(f.seq)) return;
+    const check = f.code === 'INTEGRITY' ? integrityName(f.integrity) : null;
+    if (f.code === 'INTEGRITY') {
+      this.#onSuspect(f, check);
+      return;
+    }
     const el = this.#renderItem({ own: f.senderId === this.#self?.id, text: null, sender: f.senderId, role: null, sentAt: null });
     el.dataset.seq = String(f.seq);
     el.dataset.state = 'undecryptable';
@@ -448,19 +518,64 @@ export class Conversation {
     this.#opts.onActivity?.({ seq: f.seq, sentAt: null, own: false });
   }
 
+  /**
+   * A message that failed a transcript or membership check: a suspect element with the check's
+   * code and a warning; its text (never for REPLAYED) only inside the marked block; for MISSING
+   * one gap element before it.
+   */
+  #onSuspect(f: FailedMessage, check: IntegrityName | null): void {
+    const own = f.senderId === this.#self?.id;
+    const [name, why] = check ? INTEGRITY_TEXT[check] : (['unknown', 'it failed a check of this client.'] as const);
+    const warningId = uid('lk-warn');
+    const warning = h(
+      'p',
+      { class: 'lk-warning', id: warningId },
+      h('strong', {}, `⚠ This message failed an integrity check: ${name}`),
+      ` — ${why}`,
+    );
+    const el = this.#renderItem({ own, text: null, sender: f.senderId, role: this.participants.get(f.senderId) ?? null, sentAt: f.sentAt ?? null, body: [warning] });
+    if (typeof f.text === 'string' && check !== 'REPLAYED') {
+      el.append(
+        h(
+          'blockquote',
+          { class: 'lk-suspect-text' },
+          h('span', { class: 'lk-suspect-label' }, 'Unverified text: '),
+          h('span', { class: 'lk-suspect-body', dir: 'auto' }, ...bidiSafeText(f.text)),
+        ),
+      );
+    }
+    el.dataset.seq = String(f.seq);
+    el.dataset.state = 'suspect';
+    el.dataset.integrity = check ?? 'UNKNOWN';
+    el.setAttribute('aria-describedby', warningId);
+    if (check === 'MISSING') {
+      const n = typeof f.missing === 'number' && Number.isSafeInteger(f.missing) && f.missing > 0 ? f.missing : null;
+      const text = n === null ? 'Messages missing' : `${n} ${n === 1 ? 'message' : 'messages'} missing`;
+      this.#gaps.set(el, h('li', { class: 'lk-gap', 'data-testid': 'gap', role: 'note', 'data-missing': n ?? '' }, `${text} from ${f.senderId} before the next message`));
+    }
+    this.#shown.set(f.seq, el);
+    this.#place(el, f.seq);
+    this.#scroll(false);
+    this.#opts.onActivity?.({ seq: f.seq, sentAt: f.sentAt ?? null, own: false });
+  }
+
   // --- drawing ---------------------------------------------------------------------------
 
-  #renderItem(m: { own: boolean; text: string | null; sender: string; role: Role | null; sentAt: number | null }): HTMLLIElement {
+  #renderItem(m: { own: boolean; text: string | null; sender: string; role: Role | null; sentAt: number | null; body?: HTMLElement[] }): HTMLLIElement {
     const who = m.own ? 'You' : m.role ? `${m.sender} (${m.role})` : m.sender;
     const time = h('time', { class: 'lk-time' });
-    const meta = h('div', { class: 'lk-meta' }, h('span', { class: 'lk-sender' }, who), time);
+    // The sender is isolated like the text: whatever it holds stays inside its own box.
+    const meta = h('div', { class: 'lk-meta' }, h('bdi', { class: 'lk-sender' }, who), time);
     if (m.own) meta.append(h('span', { class: 'lk-state' }));
-    const text =
-      m.text === null
-        ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
-        : h('p', { class: 'lk-text' }, m.text);
-    const el = h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(m.own), 'data-sender': m.sender }, meta, text);
-    if (m.text === null) el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
+    const body =
+      m.body ??
+      [
+        m.text === null
+          ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
+          : h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)),
+      ];
+    const el = h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(m.own), 'data-sender': m.sender }, meta, ...body);
+    if (m.text === null && m.body === undefined) el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
     if (m.sentAt !== null) this.#setTime(el, m.sentAt);
     this.#empty.remove();
     return el;
@@ -482,19 +597,24 @@ export class Conversation {
     }
   }
 
-  /** Inserts `el` before the first message with a higher seq or still unsent. */
+  /**
+   * Inserts `el` (and its gap, if any, right before it) before the first message with a higher
+   * seq or still unsent, and before that message's own gap.
+   */
   #place(el: HTMLLIElement, seq: number): void {
     let before: Element | null = null;
     for (const child of Array.from(this.#list.children)) {
       if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message') continue;
       const s = child.dataset.seq;
       if (s === undefined || Number(s) > seq) {
-        before = child;
+        before = this.#gaps.get(child) ?? child;
         break;
       }
     }
     if (before) this.#list.insertBefore(el, before);
     else if (el.parentElement !== this.#list || el.nextElementSibling !== null) this.#list.append(el);
+    const gap = this.#gaps.get(el);
+    if (gap && el.previousElementSibling !== gap) this.#list.insertBefore(gap, el);
   }
 
   #scroll(force: boolean): void {

@@ -26,7 +26,15 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-msg[data-own=true]{align-self:flex-end;background:#e3ecfd;border-color:#a9c1ee}
 .lk-msg[data-state=undecryptable]{background:#fdecea;border-color:var(--lk-bad)}
 .lk-meta{display:flex;flex-wrap:wrap;gap:6px;font-size:12px;color:var(--lk-muted)}
-.lk-text{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.lk-text{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere;unicode-bidi:isolate}
+.lk-sender{unicode-bidi:isolate}
+.lk-bidi-mark{unicode-bidi:isolate;direction:ltr;font:11px/1 ui-monospace,monospace;color:var(--lk-bad);border:1px solid currentColor;border-radius:3px;padding:0 2px;margin:0 1px}
+.lk-msg[data-state=suspect]{background:#fff4e5;border:2px dashed var(--lk-warn)}
+.lk-warning{margin:2px 0 0;color:var(--lk-warn);font-size:13px}
+.lk-suspect-text{margin:4px 0 0;padding:2px 8px;border-left:3px solid var(--lk-warn);color:var(--lk-muted);font-style:italic;white-space:pre-wrap;overflow-wrap:anywhere}
+.lk-suspect-label{font-style:normal;font-weight:600}
+.lk-suspect-body{unicode-bidi:isolate}
+.lk-gap{align-self:center;font-size:12px;color:var(--lk-warn);background:var(--lk-bg);border:1px dashed var(--lk-warn);border-radius:999px;padding:2px 10px}
 .lk-msg[data-state=undecryptable] .lk-text{color:var(--lk-bad);font-style:italic}
 .lk-state[data-state=failed]{color:var(--lk-bad);font-weight:600}
 .lk-retry{margin-left:4px;font:inherit;font-size:12px;padding:1px 8px;border-radius:6px;border:1px solid var(--lk-bad);color:var(--lk-bad);background:var(--lk-bg);cursor:pointer}
