@@ -5,6 +5,7 @@
  * fail.
  */
 import { createServer as createTcpServer } from 'node:net';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,8 @@ import { AuthenticationError } from '@latchkey/crypto/aead';
 import { keyManagerContract } from '../../test/contract.ts';
 import { codeOf, dbFiles, tempDir } from '../../test/_helpers.ts';
 import { freePort, pykmipMissing, startPykmip, type PykmipServer } from '../../test/kmip-server.ts';
-import { createKmipWrapper, openKmipKeyManager, type KmipWrapperOptions } from './kmip.ts';
+import { completeShreds } from '../shred-completion.ts';
+import { createKmipGenerations, createKmipWrapper, openKmipKeyManager, type KmipWrapperOptions } from './kmip.ts';
 
 const missing = pykmipMissing();
 
@@ -154,5 +156,43 @@ if (missing !== undefined) {
         cleanup();
       }
     });
+
+    it('completing a shred creates a new KEK, re-wraps under it, revokes and destroys the old one', async () => {
+      const { dir, cleanup } = tempDir();
+      try {
+        const path = join(dir, 'keys.db');
+        const name = nextName();
+        const opts = { ...conn(), keyName: name, createKey: true };
+        const km = await openKmipKeyManager({ ...opts, path });
+        const kept = (await km.getContentKey('kept')).key;
+        await km.getContentKey('doomed');
+        const raw = new Database(path);
+        raw.pragma('wal_checkpoint(TRUNCATE)');
+        raw.close();
+        const copy = join(dir, 'before.db');
+        copyFileSync(path, copy);
+        await km.destroy('doomed');
+        expect(await completeShreds(km, createKmipGenerations(opts))).toEqual({ retired: [1], rewrapped: 1, generation: 2 });
+        expect((await km.getContentKey('kept')).key).toEqual(kept);
+        await km.close();
+        // The old key is gone from the server (Locate finds nothing); the new one is Active.
+        expect(await codeOf(createKmipWrapper({ ...conn(), keyName: name }))).toBe('KEY_UNAVAILABLE');
+        const next = await createKmipWrapper({ ...conn(), keyName: `${name}.g2` });
+        expect(await next.keyAttributes()).toMatchObject({ state: 'Active', sensitive: true });
+        const old = new Database(copy, { readonly: true });
+        const rows = old.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+        old.close();
+        expect(rows).toHaveLength(2);
+        for (const r of rows) {
+          await expect(next.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+        }
+        await next.close();
+        const again = await openKmipKeyManager({ ...conn(), keyName: name, path });
+        expect((await again.getContentKey('kept')).key).toEqual(kept);
+        await again.close();
+      } finally {
+        cleanup();
+      }
+    }, 60_000);
   });
 }

@@ -238,10 +238,24 @@ export function kmipGenerationName(keyName: string, generation: number): string 
  */
 export function createKmipGenerations(opts: KmipWrapperOptions): KekGenerations {
   const { keyName = 'latchkey-kek', ...rest } = opts;
+  /** Names actually opened, so a KEK found under the configured name is the one destroyed. */
+  const opened = new Map<number, string>();
   return {
-    wrapper: (generation, { create }) =>
-      createKmipWrapper({ ...rest, keyName: kmipGenerationName(keyName, generation), createKey: create || (generation <= 1 && opts.createKey === true) }),
-    destroy: (generation) => destroyKmipKey(rest, kmipGenerationName(keyName, generation)),
+    wrapper: async (generation, { create }) => {
+      const name = kmipGenerationName(keyName, generation);
+      try {
+        const w = await createKmipWrapper({ ...rest, keyName: name, createKey: create || (generation <= 1 && opts.createKey === true) });
+        opened.set(generation, name);
+        return w;
+      } catch (err) {
+        // A KEK rotated by hand (rewrap to a new name, now configured): the configured name.
+        if (create || name === keyName || !LatchkeyError.is(err, 'KEY_UNAVAILABLE')) throw err;
+        const w = await createKmipWrapper({ ...rest, keyName, createKey: false });
+        opened.set(generation, keyName);
+        return w;
+      }
+    },
+    destroy: (generation) => destroyKmipKey(rest, opened.get(generation) ?? kmipGenerationName(keyName, generation)),
   };
 }
 

@@ -4,14 +4,15 @@
  * the tests are skipped with a printed reason, except under CI=true where they fail.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { keyManagerContract } from '../../test/contract.ts';
 import { codeOf, dbFiles, tempDir } from '../../test/_helpers.ts';
-import { createPkcs11Wrapper, openPkcs11KeyManager } from './pkcs11.ts';
+import { completeShreds } from '../shred-completion.ts';
+import { createPkcs11Generations, createPkcs11Wrapper, openPkcs11KeyManager } from './pkcs11.ts';
 
 const LIBRARY = process.env.LATCHKEY_PKCS11_LIBRARY ?? '/usr/lib/softhsm/libsofthsm2.so';
 const TOKEN = 'latchkey-test';
@@ -164,6 +165,47 @@ if (missing !== undefined) {
         expect(await codeOf(openPkcs11KeyManager({ ...base(), keyLabel: oldLabel, path }))).toBe('KEY_UNAVAILABLE');
         const again = await openPkcs11KeyManager({ ...base(), keyLabel: newLabel, path });
         expect((await again.getContentKey('c3', 1)).key).toEqual(keys.get('c3/1'));
+        await again.close();
+      } finally {
+        cleanup();
+      }
+    });
+
+    it('completing a shred makes a new key object, re-wraps under it and destroys the old one', async () => {
+      ensureToken();
+      const { dir, cleanup } = tempDir();
+      try {
+        const path = join(dir, 'keys', 'keys.db');
+        const label = nextLabel();
+        const opts = { ...base(), keyLabel: label, createKey: true };
+        const km = await openPkcs11KeyManager({ ...opts, path });
+        const kept = (await km.getContentKey('kept')).key;
+        await km.getContentKey('doomed');
+        const raw = new Database(path);
+        raw.pragma('wal_checkpoint(TRUNCATE)');
+        raw.close();
+        const copy = join(dir, 'before.db');
+        copyFileSync(path, copy);
+        await km.destroy('doomed');
+        expect(await completeShreds(km, createPkcs11Generations(opts))).toEqual({ retired: [1], rewrapped: 1, generation: 2 });
+        expect((await km.getContentKey('kept')).key).toEqual(kept);
+        await km.close();
+        // The old object is gone from the token; the new one is there, sensitive, never extractable.
+        expect(await codeOf(async () => createPkcs11Wrapper({ ...base(), keyLabel: label }))).toBe('KEY_UNAVAILABLE');
+        const next = createPkcs11Wrapper({ ...base(), keyLabel: `${label}.g2` });
+        expect(next.keyAttributes()).toMatchObject({ sensitive: true, extractable: false, valueReadable: false });
+        // The copy taken before the shred opens with nothing left in the token.
+        const old = new Database(copy, { readonly: true });
+        const rows = old.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+        old.close();
+        expect(rows).toHaveLength(2);
+        for (const r of rows) {
+          await expect(next.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+        }
+        await next.close();
+        // Reopened with the configured label: the store's generation 2 is found.
+        const again = await openPkcs11KeyManager({ ...base(), keyLabel: label, path });
+        expect((await again.getContentKey('kept')).key).toEqual(kept);
         await again.close();
       } finally {
         cleanup();

@@ -325,14 +325,24 @@ export function pkcs11GenerationLabel(keyLabel: string, generation: number): str
  */
 export function createPkcs11Generations(opts: Pkcs11WrapperOptions): KekGenerations {
   const base = opts.keyLabel ?? 'latchkey-kek';
+  /** Labels actually opened, so a KEK found under the configured label is the one destroyed. */
+  const opened = new Map<number, string>();
   return {
-    wrapper: async (generation, { create }) =>
-      createPkcs11Wrapper({
-        ...opts,
-        keyLabel: pkcs11GenerationLabel(base, generation),
-        createKey: create || (generation <= 1 && opts.createKey === true),
-      }),
-    destroy: async (generation) => destroyPkcs11Key(opts, pkcs11GenerationLabel(base, generation)),
+    wrapper: async (generation, { create }) => {
+      const label = pkcs11GenerationLabel(base, generation);
+      try {
+        const w = createPkcs11Wrapper({ ...opts, keyLabel: label, createKey: create || (generation <= 1 && opts.createKey === true) });
+        opened.set(generation, label);
+        return w;
+      } catch (err) {
+        // A KEK rotated by hand (rewrap to a new label, now configured): the configured label.
+        if (create || label === base || !LatchkeyError.is(err, 'KEY_UNAVAILABLE')) throw err;
+        const w = createPkcs11Wrapper({ ...opts, keyLabel: base, createKey: false });
+        opened.set(generation, base);
+        return w;
+      }
+    },
+    destroy: async (generation) => destroyPkcs11Key(opts, opened.get(generation) ?? pkcs11GenerationLabel(base, generation)),
   };
 }
 
