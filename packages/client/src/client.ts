@@ -598,6 +598,9 @@ export class LatchkeyClient {
 
   #scheduleReconnect(): void {
     this.#setState('reconnecting');
+    // Whatever changed while the connection was down (a kick, a rotation) is learnt from the key
+    // service before anything is sealed again, whatever the relay says or does not say.
+    this.#ring?.expire();
     const { minMs, maxMs } = this.#opts.backoff ?? { minMs: 200, maxMs: 10_000 };
     const base = Math.min(maxMs, minMs * 2 ** this.#attempt);
     const delay = base / 2 + Math.random() * (base / 2);

@@ -86,6 +86,11 @@ export class KeyRing implements StatementView {
     return this.#statement?.epoch ?? 0;
   }
 
+  /** Treats the held statement as old: the next seal asks the key service first (reconnects). */
+  expire(): void {
+    this.#receivedAt = Number.NEGATIVE_INFINITY;
+  }
+
   /** Whether the held statement arrived at most `maxAgeMs` before `now`. */
   isFresh(now: number, maxAgeMs: number): boolean {
     return this.#statement !== null && now - this.#receivedAt <= maxAgeMs;

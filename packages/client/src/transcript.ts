@@ -153,17 +153,7 @@ export class TranscriptVerifier {
       finding ??= f;
     };
 
-    // 2. What the sender had seen must be this transcript, and must precede this message.
-    if (input.seenSeq >= input.seq) {
-      // It had seen messages that are not before it here: moved up, or the history was cut.
-      const movedUp = later.some((l) => l.seq <= input.seenSeq);
-      flag(movedUp ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.seenSeq - input.seq + 1 });
-    } else if (input.seenSeq > 0) {
-      const mine = this.#hashes.get(input.seenSeq);
-      if (mine !== undefined && !constantTimeEqual(mine, input.seenHash)) flag({ code: 'FORKED' });
-    }
-
-    // 3. The sender session's chain: counters in order, each linked to the one before.
+    // 2. The sender session's chain: counters in order, each linked to the one before.
     if (session === undefined) {
       if (input.ctr > 1 && this.#complete) {
         const earlier = later.some((l) => l.senderId === input.senderId && l.sessionKey === opened.sessionKey && l.ctr < input.ctr);
@@ -183,6 +173,16 @@ export class TranscriptVerifier {
     } else {
       flag({ code: 'REORDERED' });
     }
+    // 3. What the sender had seen must be this transcript, and must precede this message.
+    if (input.seenSeq >= input.seq) {
+      // It had seen messages that are not before it here: moved up, or the history was cut.
+      const movedUp = later.some((l) => l.seq <= input.seenSeq + 1);
+      flag(movedUp ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.seenSeq - input.seq + 1 });
+    } else if (input.seenSeq > 0) {
+      const mine = this.#hashes.get(input.seenSeq);
+      if (mine !== undefined && !constantTimeEqual(mine, input.seenHash)) flag({ code: 'FORKED' });
+    }
+
     if (session !== undefined && input.sentAt < session.sentAt) flag({ code: 'CLOCK' });
     if (session === undefined || input.ctr > session.ctr) {
       this.#sessions.set(key, { ctr: input.ctr, chain: chainAfter, sentAt: Math.max(input.sentAt, session?.sentAt ?? 0) });
