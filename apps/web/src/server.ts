@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { assertSecureListener } from '@latchkey/protocol';
 import { DEFAULT_DIST, ensureBuilt } from './build.ts';
 import { DemoBackend } from './demo-backend.ts';
+import { registerWebLimits, type WebLimits } from './limits.ts';
 
 export interface WebOptions {
   host: string;
@@ -39,6 +40,8 @@ export interface WebOptions {
    * false: nothing served carries a `.map` file or a `sourceMappingURL`.
    */
   development?: boolean;
+  /** Connection caps, timeouts and request rate (limits.ts); unset ones from LATCHKEY_WEB_* or defaults. */
+  limits?: Partial<WebLimits>;
 }
 
 export interface RunningWeb {
@@ -74,6 +77,7 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   const app = (
     tls ? Fastify({ ...common, https: { ...tls, minVersion: 'TLSv1.2' as const } }) : Fastify(common)
   ) as unknown as FastifyInstance;
+  registerWebLimits(app, opts.limits);
 
   // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
   const csp = [
