@@ -2,7 +2,7 @@
  * The `latchkey` subcommands: start, token, send, read. Each returns its exit code; output
  * lines are part of the contract documented in README.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { WebSocket } from 'ws';
 import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@latchkey/client';
 import { resolveMasterKey } from '@latchkey/keys';
@@ -234,18 +234,44 @@ export async function token(flags: TokenFlags, out: Out): Promise<number> {
 
 export interface ClientFlags {
   token?: string | undefined;
+  /** A file holding the token (kept out of the process list, unlike --token). */
+  'token-file'?: string | undefined;
   relay?: string | undefined;
   keys?: string | undefined;
   data?: string | undefined;
 }
 
+/**
+ * The participant token: `--token-file FILE`, else `LATCHKEY_TOKEN`, else `--token` (visible to
+ * other users in the process list: the other two keep it out of `/proc`).
+ * @throws UsageError when none is given, more than one is, or the file cannot be read.
+ */
+async function tokenOf(flags: ClientFlags): Promise<string> {
+  const given = [flags.token !== undefined, flags['token-file'] !== undefined].filter(Boolean).length;
+  if (given > 1) throw new UsageError('give either --token or --token-file, not both');
+  if (flags['token-file'] !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(flags['token-file'], 'utf8');
+    } catch {
+      throw new UsageError(`cannot read --token-file ${flags['token-file']}`);
+    }
+    const t = text.trim();
+    if (t === '') throw new UsageError('--token-file is empty');
+    return t;
+  }
+  const t = flags.token ?? process.env['LATCHKEY_TOKEN']?.trim();
+  if (!t) throw new UsageError('a token is required: --token-file FILE, LATCHKEY_TOKEN or --token');
+  return t;
+}
+
 async function connect(flags: ClientFlags): Promise<LatchkeyClient> {
-  if (!flags.token) throw new UsageError('--token is required');
+  const tokenText = await tokenOf(flags);
   const ep = await endpoints(flags, dataDir(flags.data));
   return LatchkeyClient.connect({
     relayUrl: ep.relay,
     keysUrl: ep.keys,
-    token: flags.token,
+    token: tokenText,
     WebSocket: WebSocket as unknown as WebSocketConstructor,
     live: false,
     reconnect: false,
@@ -284,17 +310,31 @@ export interface ReadFlags extends ClientFlags {
 
 function formatEntry(e: HistoryEntry, json: boolean): string {
   if (json) {
-    return JSON.stringify(
-      e.ok
-        ? { seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text }
-        : { seq: e.seq, sender: e.senderId, error: e.code },
-    );
+    if (e.ok) return JSON.stringify({ seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text });
+    if (e.code === 'INTEGRITY') {
+      return JSON.stringify({
+        seq: e.seq,
+        sender: e.senderId,
+        error: e.code,
+        code: e.integrity,
+        ...(e.missing === undefined ? {} : { missing: e.missing }),
+      });
+    }
+    return JSON.stringify({ seq: e.seq, sender: e.senderId, error: e.code });
+  }
+  if (!e.ok && e.code === 'INTEGRITY') {
+    const what = e.integrity === 'MISSING' ? `MISSING ${e.missing ?? 0}` : (e.integrity ?? '');
+    return `${e.seq} INTEGRITY ${what} from ${e.senderId || '?'}`;
   }
   if (!e.ok) return `${e.seq} ${e.code} from ${e.senderId}`;
   return `${e.seq} ${new Date(e.sentAt).toISOString()} ${e.senderId}: ${printable(e.text)}`;
 }
 
-/** `latchkey read`: the contact's history; exit 3 when a message failed to open. */
+/**
+ * `latchkey read`: the contact's history after `--since`, each message checked (signature, key,
+ * transcript: the whole history is read and checked, only what is after `--since` printed);
+ * exit 3 when a message failed to open or failed a check.
+ */
 export async function read(flags: ReadFlags, out: Out): Promise<number> {
   let since = 0;
   if (flags.since !== undefined) {
@@ -303,9 +343,10 @@ export async function read(flags: ReadFlags, out: Out): Promise<number> {
   }
   const client = await connect(flags);
   try {
-    const entries = await client.history(since);
+    const entries = await client.history(0);
     let failed = false;
     for (const e of entries) {
+      if (e.seq <= since) continue;
       out(formatEntry(e, flags.json === true));
       if (!e.ok) failed = true;
     }

@@ -50,12 +50,12 @@ async function run(argv: string[]): Promise<number> {
     case 'token':
       return token(parse({ contact: str, participant: str, role: str, ttl: str, data: str }).values, out);
     case 'send': {
-      const { values, positionals } = parse({ token: str, relay: str, keys: str, data: str }, true);
+      const { values, positionals } = parse({ token: str, 'token-file': str, relay: str, keys: str, data: str }, true);
       if (positionals.length > 1) throw new UsageError('send takes one TEXT argument (quote it)');
       return send(values, positionals[0], out);
     }
     case 'read':
-      return read(parse({ token: str, relay: str, keys: str, data: str, since: str, json: { type: 'boolean' } }).values, out);
+      return read(parse({ token: str, 'token-file': str, relay: str, keys: str, data: str, since: str, json: { type: 'boolean' } }).values, out);
     case 'contacts':
       return contacts(parse({ relay: str, keys: str, data: str, state: str, json: { type: 'boolean' } }).values, out);
     case 'close':
