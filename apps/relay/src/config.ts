@@ -6,6 +6,10 @@
  *   --store URL  | LATCHKEY_RELAY_STORE  (postgres://...; default the SQLite file under --data)
  *   --fanout URL | LATCHKEY_RELAY_FANOUT (redis://...; default in-process, one relay only)
  *   --durability normal|full | LATCHKEY_DURABILITY (SQLite; default normal, docs/guarantees.md)
+ *   --quota-contact-messages N     | LATCHKEY_RELAY_QUOTA_CONTACT_MESSAGES     (default 10000)
+ *   --quota-contact-bytes N        | LATCHKEY_RELAY_QUOTA_CONTACT_BYTES        (default 64 MiB)
+ *   --quota-participant-messages N | LATCHKEY_RELAY_QUOTA_PARTICIPANT_MESSAGES (default 2500)
+ *   --quota-participant-bytes N    | LATCHKEY_RELAY_QUOTA_PARTICIPANT_BYTES    (default 16 MiB)
  *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
  *   `<data>/api-secret` (raw bytes, as the `latchkey` CLI writes it).
  * Every value is validated before anything starts; errors name the setting, never its value.
@@ -34,10 +38,20 @@ export interface RelayConfig {
   durability: 'normal' | 'full';
   /** Redis URL of the fan-out (undefined: in-process). Never logged. */
   fanout: string | undefined;
+  /** Storage quotas set by flag or environment (the rest: the relay's defaults). */
+  quota: Partial<Record<QuotaName, number>>;
   apiSecret: Uint8Array;
   /** Where the API secret came from (for the startup line; never the secret itself). */
   secretSource: 'env' | 'file';
 }
+
+const QUOTAS = {
+  contactMessages: ['quota-contact-messages', 'LATCHKEY_RELAY_QUOTA_CONTACT_MESSAGES'],
+  contactBytes: ['quota-contact-bytes', 'LATCHKEY_RELAY_QUOTA_CONTACT_BYTES'],
+  participantMessages: ['quota-participant-messages', 'LATCHKEY_RELAY_QUOTA_PARTICIPANT_MESSAGES'],
+  participantBytes: ['quota-participant-bytes', 'LATCHKEY_RELAY_QUOTA_PARTICIPANT_BYTES'],
+} as const;
+type QuotaName = keyof typeof QUOTAS;
 
 type Settings = Omit<RelayConfig, 'apiSecret' | 'secretSource'> & { secretText: string | undefined };
 
@@ -95,7 +109,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     store?: string | undefined;
     fanout?: string | undefined;
     durability?: string | undefined;
-  };
+  } & Partial<Record<(typeof QUOTAS)[QuotaName][0], string>>;
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -106,12 +120,25 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         store: { type: 'string' },
         fanout: { type: 'string' },
         durability: { type: 'string' },
+        'quota-contact-messages': { type: 'string' },
+        'quota-contact-bytes': { type: 'string' },
+        'quota-participant-messages': { type: 'string' },
+        'quota-participant-bytes': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : 'invalid arguments');
+  }
+  const quota: Partial<Record<QuotaName, number>> = {};
+  for (const [name, [flag, envName]] of Object.entries(QUOTAS) as [QuotaName, readonly [keyof typeof values, string]][]) {
+    const text = values[flag] ?? env[envName];
+    if (text === undefined || text === '') continue;
+    if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
+      throw new ConfigError(`${values[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`);
+    }
+    quota[name] = Number(text);
   }
   const dataText = values.data ?? env.LATCHKEY_DATA_DIR ?? './.latchkey';
   if (dataText.length === 0 || dataText.includes('\0')) throw new ConfigError('data directory must be a path');
@@ -133,6 +160,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
         ? backendUrl(values.fanout, '--fanout', ['redis:', 'rediss:'])
         : backendUrl(env.LATCHKEY_RELAY_FANOUT, 'LATCHKEY_RELAY_FANOUT', ['redis:', 'rediss:']),
     durability: durability(values.durability ?? env.LATCHKEY_DURABILITY ?? 'normal'),
+    quota,
     secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
   };
 }

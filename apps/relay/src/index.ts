@@ -5,8 +5,9 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { createRelay, WebhookService, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
+import { createRelay, type Quota, WebhookService, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
+export { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE } from '@latchkey/relay';
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
 export interface StartRelayOptions {
@@ -41,6 +42,8 @@ export interface StartRelayOptions {
   durability?: 'normal' | 'full';
   /** IPs/CIDR ranges that webhook endpoints may reach although private or loopback (docs/webhooks.md). */
   webhookAllowlist?: readonly string[];
+  /** Stored messages and bytes per contact and participant (default DEFAULT_QUOTA, docs/operations.md). */
+  quota?: Partial<Quota>;
 }
 
 export interface RunningRelay {
@@ -98,6 +101,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
       apiSecret: opts.apiSecret,
       ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
       ...(opts.admission === undefined ? {} : { admission: opts.admission }),
+      ...(opts.quota === undefined ? {} : { quota: opts.quota }),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
     });
   } catch (err) {

@@ -5,7 +5,7 @@
  * 1 failed, 2 configuration error.
  */
 import { ConfigError, loadConfig } from './config.ts';
-import { startRelay } from './index.ts';
+import { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE, startRelay } from './index.ts';
 
 async function main(): Promise<number> {
   let config;
@@ -18,6 +18,8 @@ async function main(): Promise<number> {
     }
     throw err;
   }
+  const nofile = checkOpenFiles(DEFAULT_RELAY_MAX_CONNECTIONS + OPEN_FILES_RESERVE, 'relay');
+  if (nofile !== null) process.stderr.write(`${nofile}\n`);
   const relay = await startRelay({
     dataDir: config.dataDir,
     host: config.host,
@@ -26,6 +28,7 @@ async function main(): Promise<number> {
     ...(config.store === undefined ? {} : { storeUrl: config.store }),
     ...(config.fanout === undefined ? {} : { fanoutUrl: config.fanout }),
     durability: config.durability,
+    quota: config.quota,
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
   });
   process.stdout.write(`relay: ${relay.url}\n`);

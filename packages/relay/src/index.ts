@@ -2,7 +2,7 @@
  * @latchkey/relay: the relay library — authenticates participants, orders, stores and fans out
  * sealed envelopes over WebSocket (frames in @latchkey/protocol). Holds no key, opens nothing.
  */
-export { createRelay, type Relay, type RelayOptions, type RelayLogEvent, type TlsOptions } from './relay.ts';
+export { createRelay, DEFAULT_RELAY_MAX_CONNECTIONS, type Relay, type RelayOptions, type RelayLogEvent, type TlsOptions } from './relay.ts';
 export {
   Admission,
   clientIp,
@@ -50,5 +50,6 @@ export {
 export { RelayMetrics, createOpsEndpoints, type OpsEndpointsOptions } from './metrics.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';
 export { DEFAULT_QUOTA, resolveQuota, type Quota, type Usage } from './quota.ts';
+export { checkOpenFiles, OPEN_FILES_RESERVE } from './open-files.ts';
 export { parseIpAllowlist, ipAllowed } from '@latchkey/tokens';
 export { WebhookService, type WebhookServiceOptions } from '@latchkey/webhooks';

@@ -140,7 +140,16 @@ export interface RelayOptions {
   metricsIpAllowlist?: readonly string[];
   /** Signed webhooks (docs/webhooks.md; the caller keeps ownership): events and /admin/v1/webhooks. */
   webhooks?: WebhookService;
+  /**
+   * Open connections in all on the server `listen` starts (default 10,000); its HTTP requests
+   * (before an upgrade) get 10 s for their headers and 20 s in all, so half-sent requests do not
+   * hold file descriptors.
+   */
+  maxConnections?: number;
 }
+
+/** Default of RelayOptions.maxConnections. */
+export const DEFAULT_RELAY_MAX_CONNECTIONS = 10_000;
 
 /** TLS material for `listen` (PEM). */
 export interface TlsOptions {
@@ -1055,6 +1064,11 @@ export function createRelay(opts: RelayOptions): Relay {
       ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }, onRequest)
       : createServer(onRequest);
     ownServer = server;
+    server.maxConnections = opts.maxConnections ?? DEFAULT_RELAY_MAX_CONNECTIONS;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 20_000;
+    server.keepAliveTimeout = 5_000;
+    (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = 2_500;
     attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
