@@ -266,6 +266,8 @@ export class Conversation {
         const closed = new Promise<void>((resolve) => {
           client.on('state', (s) => {
             if (this.#client === client || this.#client === null) this.#setClientState(s);
+            // Back after a cut: what waited for a fresh statement goes out now, in order.
+            if (s === 'connected' && this.#client === client && this.#self !== null) this.#flushQueue();
             if (s === 'closed') resolve();
           });
         });
@@ -411,9 +413,15 @@ export class Conversation {
         this.#pending.delete(entry.msgId);
         this.#settle(entry.el, r.seq, null);
       },
-      () => {
+      (err: unknown) => {
         if (this.#pending.get(entry.msgId) !== entry) return;
         this.#pending.delete(entry.msgId);
+        // Not sealed because the client, cut off, has no fresh epoch statement (it never seals
+        // under a stale one): it waits, still sending, for the next connection.
+        if (!this.#closed && LatchkeyError.is(err, 'KEY_UNAVAILABLE') && client.state !== 'connected') {
+          this.#queued.push(entry);
+          return;
+        }
         // Failed is final until Retry (a new message): a later session must not also send this
         // one from the outbox. Closing the widget is not a failure: its records stay.
         if (!this.#closed && entry.contactId !== undefined) {
