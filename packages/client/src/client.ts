@@ -15,8 +15,9 @@ import { keyFingerprint, sealEnvelope } from '@latchkey/crypto/envelope';
 import { randomBytes } from '@latchkey/crypto/random';
 import { generateSigningKeyPair } from '@latchkey/crypto/sign';
 import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
+import type {
+  CertificateBody} from '@latchkey/protocol';
 import {
-  CertificateBody,
   ENVELOPE_ALG,
   ENVELOPE_VERSION,
   ERROR_CODES,
