@@ -1,9 +1,17 @@
 /**
  * Edits a relay's `messages.db` as a hostile relay operator would (issue 13): delete a message
  * and renumber the rest, swap two seqs, replay a row under a new seq, cut the tail, rewrite a
- * stored envelope. Targets the SQLite store schema of packages/relay/src/store.ts, version 3
- * (`messages` rowid table with unique (contact_id, seq) and (contact_id, msg_id) indexes,
- * `contacts.head_seq`); any other version is refused, so that a schema change is noticed here.
+ * stored envelope. Targets the SQLite store schema of packages/relay/src/store.ts, version 4
+ * (`messages` rowid table with unique (contact_id, seq) and (contact_id, msg_id) indexes;
+ * `contacts.head_seq`; the quota counters `contacts.stored_messages`/`stored_bytes` and the
+ * `sender_usage` table); any other version is refused, so that a schema change is noticed here.
+ *
+ * The relay keeps per contact a head seq and what the contact and each sender in it store
+ * (messages, and bytes of the envelope text as UTF-8), and trusts them in its append
+ * transaction (next seq, quota). Every edit here leaves them as the relay itself would have
+ * written them for the rows that remain: the head is the highest seq, the counters are recounted
+ * from the contact's rows in the edit's own transaction (a sender whose rows are all gone keeps
+ * its `sender_usage` row, at zero). `problems()` checks exactly that, for tests.
  *
  * Safe while the relay runs: the store is in WAL mode, so this second connection writes its own
  * IMMEDIATE transactions (waiting up to `busy_timeout` for the relay's) and the relay's next
@@ -15,15 +23,67 @@
  * and the columns msg_id, sender_id, epoch and sent_at copy fields of it; this tool keeps them in
  * step when an envelope is rewritten. A replayed row needs its own msg_id column value (the
  * unique index), so its column gets a suffix while its envelope JSON keeps the original msgId.
+ * Envelopes this tool writes (insert, rewrite) are stored in the relay's canonical key order
+ * (store.ts `canonicalJson`), so they are byte for byte what the relay would have stored.
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 
 /** The store schema version (`PRAGMA user_version`) this tool understands. */
-export const MESSAGES_DB_SCHEMA_VERSION = 3;
+export const MESSAGES_DB_SCHEMA_VERSION = 4;
 
-const MESSAGE_COLUMNS = ['contact_id', 'seq', 'msg_id', 'sender_id', 'epoch', 'sent_at', 'stored_at', 'envelope'];
+/** Columns this tool reads or writes, per table (checked at open). */
+const COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  messages: ['contact_id', 'seq', 'msg_id', 'sender_id', 'epoch', 'sent_at', 'stored_at', 'envelope'],
+  contacts: ['contact_id', 'head_seq', 'stored_messages', 'stored_bytes'],
+  sender_usage: ['contact_id', 'sender_id', 'messages', 'bytes'],
+};
+
+/** The relay's canonical key order of a stored envelope (store.ts `canonicalJson`). */
+const CANONICAL_ORDER = [
+  'v',
+  'alg',
+  'contactId',
+  'epoch',
+  'senderId',
+  'msgId',
+  'sentAt',
+  'ctr',
+  'prev',
+  'seenSeq',
+  'seenHash',
+  'nonce',
+  'ciphertext',
+  'sig',
+  'cert',
+];
+
+/** `env` as JSON in the relay's key order (fields it does not know follow, as given). */
+export function canonicalEnvelopeJson(env: StoredJson): string {
+  const out: Record<string, unknown> = {};
+  for (const k of CANONICAL_ORDER) if (k in env) out[k] = env[k];
+  const cert = out.cert;
+  if (typeof cert === 'object' && cert !== null && !Array.isArray(cert)) {
+    const { body, sig, ...rest } = cert as Record<string, unknown>;
+    out.cert = { body, sig, ...rest };
+  }
+  for (const [k, v] of Object.entries(env)) if (!(k in out)) out[k] = v;
+  return JSON.stringify(out);
+}
+
+/** What a contact, or one sender in it, stores (the relay's quota counters). */
+export interface Usage {
+  messages: number;
+  /** Bytes of the stored envelope text, UTF-8. */
+  bytes: number;
+}
+
+/** A contact's quota counters. */
+export interface ContactUsage extends Usage {
+  /** Per sender id, the `sender_usage` rows of the contact. */
+  senders: Record<string, Usage>;
+}
 
 /** A stored envelope as JSON (only the fields named here are interpreted). */
 export interface StoredJson {
@@ -109,9 +169,11 @@ export class MessagesDb {
             `${MESSAGES_DB_SCHEMA_VERSION} only; update tests/integration/messages-db.ts to packages/relay/src/store.ts`,
         );
       }
-      const cols = (db.pragma('table_info(messages)') as { name: string }[]).map((c) => c.name);
-      const missing = MESSAGE_COLUMNS.filter((c) => !cols.includes(c));
-      if (missing.length > 0) throw new Error(`messages-db: ${file} lacks messages columns ${missing.join(', ')}`);
+      for (const [table, wanted] of Object.entries(COLUMNS)) {
+        const cols = (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
+        const missing = wanted.filter((c) => !cols.includes(c));
+        if (missing.length > 0) throw new Error(`messages-db: ${file} lacks ${table} columns ${missing.join(', ')}`);
+      }
     } catch (err) {
       db.close();
       throw err;
@@ -155,6 +217,7 @@ export class MessagesDb {
       this.#db.prepare('DELETE FROM messages WHERE contact_id = ? AND seq = ?').run(contactId, seq);
       this.#shift(contactId, seq + 1, -1);
       this.#setHead(contactId, this.head(contactId) - 1);
+      this.#recount(contactId);
     });
   }
 
@@ -173,6 +236,7 @@ export class MessagesDb {
       move.run(b, contactId, PARK + a);
       this.#syncSeqField(contactId, a);
       this.#syncSeqField(contactId, b);
+      this.#recount(contactId);
     });
   }
 
@@ -196,7 +260,7 @@ export class MessagesDb {
   insert(contactId: string, envelope: StoredJson, opts: { at?: number } = {}): number {
     return this.#tx(() => {
       const { seq: _seq, ...env } = envelope;
-      return this.#insert(contactId, JSON.stringify(env), opts.at, undefined);
+      return this.#insert(contactId, canonicalEnvelopeJson(env), opts.at, undefined);
     });
   }
 
@@ -205,14 +269,16 @@ export class MessagesDb {
     return this.#tx(() => {
       const n = this.#db.prepare('DELETE FROM messages WHERE contact_id = ? AND seq > ?').run(contactId, seq).changes;
       if (this.head(contactId) > seq) this.#setHead(contactId, seq);
+      this.#recount(contactId);
       return n;
     });
   }
 
   /**
    * Rewrites the stored envelope at `seq` with `fn` (it gets the parsed JSON, may mutate and
-   * return it). The msg_id, sender_id, epoch and sent_at columns follow the new JSON's fields
-   * where those are present.
+   * return it); stored in the relay's key order. The msg_id, sender_id, epoch and sent_at
+   * columns follow the new JSON's fields where those are present, the counters its size and
+   * sender.
    * @throws Error when there is no row at `seq`.
    */
   rewriteEnvelope(contactId: string, seq: number, fn: (env: StoredJson) => StoredJson): void {
@@ -222,7 +288,7 @@ export class MessagesDb {
       this.#db
         .prepare('UPDATE messages SET envelope = ?, msg_id = ?, sender_id = ?, epoch = ?, sent_at = ? WHERE contact_id = ? AND seq = ?')
         .run(
-          JSON.stringify(env),
+          canonicalEnvelopeJson(env),
           typeof env.msgId === 'string' && !row.msgId.includes('~replay') ? env.msgId : row.msgId,
           typeof env.senderId === 'string' ? env.senderId : row.senderId,
           typeof env.epoch === 'number' ? env.epoch : row.epoch,
@@ -230,7 +296,51 @@ export class MessagesDb {
           contactId,
           seq,
         );
+      this.#recount(contactId);
     });
+  }
+
+  /** The contact's quota counters as stored (zeros and no senders for an unknown contact). */
+  usage(contactId: string): ContactUsage {
+    const c = this.#db
+      .prepare<[string], Usage>('SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?')
+      .get(contactId);
+    const senders: Record<string, Usage> = {};
+    for (const r of this.#db
+      .prepare<[string], Usage & { sender_id: string }>('SELECT sender_id, messages, bytes FROM sender_usage WHERE contact_id = ? ORDER BY sender_id')
+      .all(contactId)) {
+      senders[r.sender_id] = { messages: r.messages, bytes: r.bytes };
+    }
+    return { messages: c?.messages ?? 0, bytes: c?.bytes ?? 0, senders };
+  }
+
+  /**
+   * What in the contact's stored state the relay would not have written itself: seqs not 1..head
+   * without a gap, counters that differ from a count of the rows, columns that differ from their
+   * envelope's fields. Empty when consistent.
+   */
+  problems(contactId: string): string[] {
+    const out: string[] = [];
+    const rows = this.rows(contactId);
+    const head = this.head(contactId);
+    rows.forEach((r, i) => {
+      if (r.seq !== i + 1) out.push(`seq ${r.seq} at position ${i + 1}`);
+      const e = r.envelope;
+      if (e.senderId !== r.senderId || e.epoch !== r.epoch || e.sentAt !== r.sentAt) out.push(`seq ${r.seq}: columns differ from the envelope`);
+      if (e.msgId !== r.msgId && !r.msgId.startsWith(`${e.msgId ?? ''}~replay`)) out.push(`seq ${r.seq}: msg_id differs from the envelope`);
+    });
+    if (head !== (rows.at(-1)?.seq ?? 0)) out.push(`head ${head}, last seq ${rows.at(-1)?.seq ?? 0}`);
+    const want = this.#count(contactId);
+    const got = this.usage(contactId);
+    if (got.messages !== want.messages || got.bytes !== want.bytes) {
+      out.push(`contact usage ${got.messages}/${got.bytes}, rows ${want.messages}/${want.bytes}`);
+    }
+    for (const id of new Set([...Object.keys(want.senders), ...Object.keys(got.senders)])) {
+      const w = want.senders[id] ?? { messages: 0, bytes: 0 };
+      const g = got.senders[id] ?? { messages: 0, bytes: 0 };
+      if (w.messages !== g.messages || w.bytes !== g.bytes) out.push(`sender ${id} usage ${g.messages}/${g.bytes}, rows ${w.messages}/${w.bytes}`);
+    }
+    return out;
   }
 
   /** Closes the connection (checkpointing the WAL when it is the last one). */
@@ -240,6 +350,36 @@ export class MessagesDb {
 
   #tx<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
+  }
+
+  /** The contact's usage counted from its rows, as the v4 migration counts it. */
+  #count(contactId: string): ContactUsage {
+    const senders: Record<string, Usage> = {};
+    let messages = 0;
+    let bytes = 0;
+    for (const r of this.#db
+      .prepare<[string], Usage & { sender_id: string }>(
+        'SELECT sender_id, count(*) AS messages, sum(length(CAST(envelope AS BLOB))) AS bytes FROM messages WHERE contact_id = ? GROUP BY sender_id',
+      )
+      .all(contactId)) {
+      senders[r.sender_id] = { messages: r.messages, bytes: r.bytes };
+      messages += r.messages;
+      bytes += r.bytes;
+    }
+    return { messages, bytes, senders };
+  }
+
+  /** Sets the contact's and its senders' counters to what its rows hold (inside an edit). */
+  #recount(contactId: string): void {
+    const want = this.#count(contactId);
+    this.#db.prepare('UPDATE contacts SET stored_messages = ?, stored_bytes = ? WHERE contact_id = ?').run(want.messages, want.bytes, contactId);
+    // A sender whose rows are all gone keeps its row at zero, as if it had stored nothing.
+    this.#db.prepare('UPDATE sender_usage SET messages = 0, bytes = 0 WHERE contact_id = ?').run(contactId);
+    const upsert = this.#db.prepare(
+      `INSERT INTO sender_usage (contact_id, sender_id, messages, bytes) VALUES (?, ?, ?, ?)
+       ON CONFLICT (contact_id, sender_id) DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes`,
+    );
+    for (const [id, u] of Object.entries(want.senders)) upsert.run(contactId, id, u.messages, u.bytes);
   }
 
   #setHead(contactId: string, head: number): void {
@@ -287,6 +427,7 @@ export class MessagesDb {
       .prepare('INSERT INTO messages (contact_id, seq, msg_id, sender_id, epoch, sent_at, stored_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(contactId, seq, column, senderId, epoch, sentAt, Date.now(), json);
     this.#setHead(contactId, head + 1);
+    this.#recount(contactId);
     return seq;
   }
 }
