@@ -22,6 +22,11 @@ export interface AdmissionOptions {
   maxConnectionsPerIp?: number;
   /** Frames per second shared by all connections of one IP (default 2,000/s, burst 4,000). */
   perIpRateLimit?: RateLimitOptions;
+  /**
+   * New connections (WebSocket handshakes) per second from one IP (default 20/s, burst 100), so
+   * that a client cut off for abuse cannot make the relay pay for a reconnect storm.
+   */
+  perIpConnectRate?: RateLimitOptions;
 }
 
 export interface Rejection {
@@ -32,6 +37,7 @@ export interface Rejection {
 
 export const DEFAULT_MAX_CONNECTIONS_PER_IP = 500;
 export const DEFAULT_PER_IP_RATE_LIMIT: RateLimitOptions = { perSecond: 2000, burst: 4000 };
+export const DEFAULT_PER_IP_CONNECT_RATE: RateLimitOptions = { perSecond: 20, burst: 100 };
 
 /** The peer's IP, with IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) reduced to IPv4. */
 export function clientIp(req: IncomingMessage): string {
@@ -58,6 +64,9 @@ export class Admission {
   readonly #maxPerIp: number;
   readonly #rate: RateLimitOptions;
   readonly #byIp = new Map<string, PerIp>();
+  readonly #connectRate: RateLimitOptions;
+  /** Handshake buckets per IP; outlive the IP's connections until full again. */
+  readonly #connects = new Map<string, TokenBucket>();
 
   /** @throws RangeError on a bad allowlist entry or limit. */
   constructor(opts: AdmissionOptions = {}) {
@@ -69,6 +78,8 @@ export class Admission {
     }
     this.#rate = opts.perIpRateLimit ?? DEFAULT_PER_IP_RATE_LIMIT;
     new TokenBucket(this.#rate); // validates early
+    this.#connectRate = opts.perIpConnectRate ?? DEFAULT_PER_IP_CONNECT_RATE;
+    new TokenBucket(this.#connectRate);
   }
 
   /**
@@ -82,6 +93,16 @@ export class Admission {
     const origin = req.headers.origin;
     if (this.#origins && origin !== undefined && !this.#origins.has(normaliseOrigin(origin))) {
       return { status: 403, code: 'FORBIDDEN', message: 'origin not allowed' };
+    }
+    let connects = this.#connects.get(ip);
+    if (!connects) {
+      if (this.#connects.size >= 10_000) {
+        for (const [k, b] of this.#connects) if (b.waitMs(this.#connectRate.burst) === 0) this.#connects.delete(k);
+      }
+      this.#connects.set(ip, (connects = new TokenBucket(this.#connectRate)));
+    }
+    if (!connects.take()) {
+      return { status: 429, code: 'RATE_LIMITED', message: 'too many new connections from this address' };
     }
     let entry = this.#byIp.get(ip);
     if (!entry) {

@@ -8,6 +8,7 @@ export {
   clientIp,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
   DEFAULT_PER_IP_RATE_LIMIT,
+  DEFAULT_PER_IP_CONNECT_RATE,
   type AdmissionOptions,
   type Rejection,
 } from './admission.ts';

@@ -230,6 +230,8 @@ const MAX_EARLY_FRAMES = 32;
 /** Rate-limited frames within RATE_WINDOW_MS that close a connection. */
 const MAX_RATE_DROPS = 100;
 const RATE_WINDOW_MS = 10_000;
+/** How long a participant closed for rate abuse is refused (on this relay). */
+const RATE_ABUSE_COOLDOWN_MS = 10_000;
 /** Outgoing bytes a slow reader may leave queued before it is dropped (it can resume). */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Seconds of clock skew verifyToken allows; the expiry timer allows the same. */
@@ -327,6 +329,8 @@ export function createRelay(opts: RelayOptions): Relay {
   const byteRateOpt = opts.participantByteRate ?? DEFAULT_PARTICIPANT_BYTE_RATE;
   const byteRate: RateLimitOptions = { ...byteRateOpt, burst: Math.max(byteRateOpt.burst, maxFrameBytes) };
   new TokenBucket(byteRate);
+  /** Participants closed for rate abuse, until when their new connections are refused. */
+  const coolingDown = new Map<string, number>();
   /** Byte buckets of the participants connected here, by contact and participant id. */
   const participantBytes = new Map<string, ParticipantBytes>();
   const ownsStore = !isStore(opts.store);
@@ -403,6 +407,8 @@ export function createRelay(opts: RelayOptions): Relay {
     for (const [key, pb] of participantBytes) {
       if (pb.conns <= 0 && pb.bucket.waitMs(byteRate.burst) === 0) participantBytes.delete(key);
     }
+    const now = Date.now();
+    for (const [key, until] of coolingDown) if (until <= now) coolingDown.delete(key);
     for (const c of conns) {
       if (!c.alive) {
         log({ event: 'heartbeat-timeout', conn: c.id });
@@ -637,8 +643,13 @@ export function createRelay(opts: RelayOptions): Relay {
   function onMessage(c: Conn, data: RawData, isBinary: boolean): void {
     if (c.phase === 'closed') return;
     c.alive = true;
-    if (!c.bucket.take() || !admission.takeFrame(c.ip) || (c.bytes !== undefined && !c.bytes.bucket.take(rawSize(data)))) {
-      rateLimited(c);
+    if (!c.bucket.take() || !admission.takeFrame(c.ip)) {
+      rateLimited(c, 1);
+      return;
+    }
+    if (c.bytes !== undefined && !c.bytes.bucket.take(rawSize(data))) {
+      // Over its byte rate: such frames are large, so the connection is cut off ten times sooner.
+      rateLimited(c, 10);
       return;
     }
     if (isBinary) {
@@ -668,15 +679,18 @@ export function createRelay(opts: RelayOptions): Relay {
     c.bytes = undefined;
   }
 
-  function rateLimited(c: Conn): void {
+  /** Refuses a frame over a rate; `weight` refusals count towards cutting the connection off. */
+  function rateLimited(c: Conn, weight: number): void {
     const now = Date.now();
     if (now - c.rateWindowStart > RATE_WINDOW_MS) {
       c.rateWindowStart = now;
       c.rateDrops = 0;
     }
-    c.rateDrops++;
+    c.rateDrops += weight;
     if (c.rateDrops > MAX_RATE_DROPS) {
       log({ event: 'rate-abuse', conn: c.id });
+      // The participant cools down: its next connections are refused before any store work.
+      if (c.principal) coolingDown.set(`${c.principal.contactId}\u0000${c.principal.participantId}`, now + RATE_ABUSE_COOLDOWN_MS);
       closeConn(c, WS_CLOSE_POLICY, 'rate limit abuse');
       return;
     }
@@ -722,6 +736,14 @@ export function createRelay(opts: RelayOptions): Relay {
     c.phase = 'authenticating';
     void (async () => {
       const principal = await verifier.verify(token, { audience: AUDIENCE_RELAY });
+      const coolKey = `${principal.contactId}\u0000${principal.participantId}`;
+      const until = coolingDown.get(coolKey);
+      if (until !== undefined && until > Date.now()) {
+        sendError(c, 'RATE_LIMITED', 'cooling down after rate limit abuse');
+        closeConn(c, WS_CLOSE_POLICY, 'rate limit abuse');
+        return;
+      }
+      if (until !== undefined) coolingDown.delete(coolKey);
       // Membership: kicked or departed participants, expired or full contacts are refused.
       const admittedAt = Date.now();
       emitAdmission(opts.webhooks, await contacts.admit(principal, admittedAt, policy), principal.participantId, admittedAt);
