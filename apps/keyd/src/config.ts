@@ -8,6 +8,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { LIMIT_ENV, limitsFromEnv } from './limits.ts';
 
 export const DEFAULT_DATA_DIR = './.latchkey';
 export const DEFAULT_KEYS_HOST = '127.0.0.1';
@@ -34,7 +35,8 @@ export const USAGE = `usage: keyd [--data-dir DIR] [--host HOST] [--port N] [--a
 environment: LATCHKEY_DATA_DIR (default ${DEFAULT_DATA_DIR}), LATCHKEY_KEYS_HOST (default ${DEFAULT_KEYS_HOST}),
   LATCHKEY_KEYS_PORT (default ${DEFAULT_KEYS_PORT}), LATCHKEY_KEYS_ALLOWED_ORIGINS (comma-separated; default any),
   LATCHKEY_KEYS_LOG_LEVEL (${LOG_LEVELS.join('|')}; default warn),
-  LATCHKEY_API_SECRET (else <data>/api-secret), LATCHKEY_MASTER_KEY (else <data>/master.key)`;
+  LATCHKEY_API_SECRET (else <data>/api-secret), LATCHKEY_MASTER_KEY (else <data>/master.key),
+  limits (docs/operations.md): ${Object.values(LIMIT_ENV).join(', ')}`;
 
 function checkOrigin(o: string): boolean {
   try {
@@ -113,6 +115,12 @@ export function parseConfig(
   const logLevel = LOG_LEVELS.find((l) => l === level);
   if (logLevel === undefined)
     issues.push(`LATCHKEY_KEYS_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+
+  try {
+    limitsFromEnv(env);
+  } catch (e) {
+    issues.push(e instanceof Error ? e.message : String(e));
+  }
 
   if (issues.length > 0 || logLevel === undefined) throw new ConfigError(issues.join('; '));
   return {

@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { decodeSecretText, loadOrCreateSecretFile, resolveMasterKey } from '@latchkey/keys';
 import { LatchkeyError } from '@latchkey/protocol';
 import { ConfigError, USAGE, parseConfig } from './config.ts';
+import { checkOpenFiles, limitsFromEnv, resolveLimits } from './limits.ts';
 import { openKeyService } from './open-key-service.ts';
 
 /**
@@ -34,6 +35,9 @@ export async function main(
     out(USAGE);
     return 0;
   }
+  // Connection caps and timeouts come from LATCHKEY_KEYS_* (limits.ts), checked by parseConfig.
+  const nofile = checkOpenFiles(resolveLimits(limitsFromEnv(env)).maxConnections + 256, 'keyd');
+  if (nofile !== null) err(nofile);
   let service;
   try {
     const secretText = env.LATCHKEY_API_SECRET;
