@@ -932,16 +932,23 @@ export class LatchkeyClient {
   /** Own message stored at `seq`: it joins the ordered stream without a round trip. */
   #ownStored(entry: OutboxEntry, seq: number): void {
     const id = this.#identity;
-    const body = this.#certBody;
-    if (!id || !body) return;
+    if (!id) return;
+    // The session that sealed it: this one, or an earlier one whose outbox was restored (its
+    // envelope was opened and verified as ours then).
+    let cert: { publicKey: string; notAfter: number };
+    try {
+      cert = JSON.parse(utf8Decode(fromBase64Url(entry.envelope.cert.body))) as { publicKey: string; notAfter: number };
+    } catch {
+      return;
+    }
     this.#inbox.addOwn({
       ok: true,
       env: { ...entry.envelope, seq },
       plaintext: textPlaintext(entry.text),
       text: entry.text,
       role: id.role,
-      sessionKey: toBase64Url(this.#signing.publicKey),
-      certNotAfter: body.notAfter,
+      sessionKey: cert.publicKey,
+      certNotAfter: cert.notAfter,
     });
   }
 
