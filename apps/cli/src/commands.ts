@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@latchkey/client';
 import { resolveMasterKey } from '@latchkey/keys';
 import { openKeyService } from '@latchkey/keyd';
-import { startRelay } from '@latchkey/relay-app';
+import { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE, startRelay } from '@latchkey/relay-app';
 import { LatchkeyError, Role, assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
 import { mintToken, parseIpAllowlist } from '@latchkey/tokens';
 import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
@@ -133,6 +133,9 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     throw new UsageError('--keys-store must be a database of its own, not the --store one');
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Relay, key service and web app share this process's file descriptors (docs/operations.md).
+  const nofile = checkOpenFiles(DEFAULT_RELAY_MAX_CONNECTIONS + 2 * 4096 + OPEN_FILES_RESERVE, 'latchkey');
+  if (nofile !== null) process.stderr.write(`${nofile}\n`);
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
   out(
