@@ -98,6 +98,26 @@ export function decodeApiSecret(text: string, name = 'LATCHKEY_API_SECRET'): Uin
 }
 
 /**
+ * Storage quotas from `--quota-*` flags, else LATCHKEY_RELAY_QUOTA_* (unset ones left out).
+ * @throws ConfigError naming the setting when one is not a positive integer.
+ */
+export function quotaSettings(
+  flags: Partial<Record<string, string | undefined>>,
+  env: Readonly<Record<string, string | undefined>>,
+): Partial<Record<QuotaName, number>> {
+  const quota: Partial<Record<QuotaName, number>> = {};
+  for (const [name, [flag, envName]] of Object.entries(QUOTAS) as [QuotaName, readonly [string, string]][]) {
+    const text = flags[flag] ?? env[envName];
+    if (text === undefined || text === '') continue;
+    if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
+      throw new ConfigError(`${flags[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`);
+    }
+    quota[name] = Number(text);
+  }
+  return quota;
+}
+
+/**
  * Parses flags and environment (no I/O).
  * @throws ConfigError on an unknown flag or an invalid value.
  */
@@ -131,15 +151,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : 'invalid arguments');
   }
-  const quota: Partial<Record<QuotaName, number>> = {};
-  for (const [name, [flag, envName]] of Object.entries(QUOTAS) as [QuotaName, readonly [keyof typeof values, string]][]) {
-    const text = values[flag] ?? env[envName];
-    if (text === undefined || text === '') continue;
-    if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
-      throw new ConfigError(`${values[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`);
-    }
-    quota[name] = Number(text);
-  }
+  const quota = quotaSettings(values, env);
   const dataText = values.data ?? env.LATCHKEY_DATA_DIR ?? './.latchkey';
   if (dataText.length === 0 || dataText.includes('\0')) throw new ConfigError('data directory must be a path');
   return {

@@ -8,6 +8,9 @@ import { assertSecureListener } from '@latchkey/protocol';
 import { createRelay, type Quota, WebhookService, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
 
 export { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE } from '@latchkey/relay';
+import { quotaSettings } from './config.ts';
+
+export { quotaSettings } from './config.ts';
 export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
 
 export interface StartRelayOptions {
@@ -101,7 +104,8 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
       apiSecret: opts.apiSecret,
       ...(log === undefined ? {} : { log: (e: RelayLogEvent) => log(e) }),
       ...(opts.admission === undefined ? {} : { admission: opts.admission }),
-      ...(opts.quota === undefined ? {} : { quota: opts.quota }),
+      // Unset: LATCHKEY_RELAY_QUOTA_* (as `latchkey start` runs it), else the defaults.
+      quota: opts.quota ?? quotaSettings({}, process.env),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
     });
   } catch (err) {
