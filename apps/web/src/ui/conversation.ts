@@ -31,6 +31,7 @@ import {
   type FailedMessage,
   type OutboxStore,
   type PendingMessage,
+  type TranscriptCheckpoint,
 } from '@latchkey/client';
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { LatchkeyError, SENDING_ROLES, type Role } from '@latchkey/protocol';
@@ -135,6 +136,8 @@ export class Conversation {
   #online = typeof navigator === 'undefined' ? true : navigator.onLine;
   #closed = false;
   #lastSeq = 0;
+  /** The transcript checkpoint of the last client, so its successor goes on checking from there. */
+  #checkpoint: TranscriptCheckpoint | null = null;
   #shown = new Map<number, HTMLLIElement>();
   /** The `gap` element shown before a message (MISSING), moved with it. */
   #gaps = new WeakMap<HTMLElement, HTMLElement>();
@@ -259,6 +262,7 @@ export class Conversation {
           token: session.token,
           serviceKey: session.serviceKey,
           since: this.#lastSeq,
+          ...(this.#checkpoint?.seq === this.#lastSeq ? { checkpoint: this.#checkpoint } : {}),
           backoff: { minMs: 250, maxMs: 3000 },
           ...(this.#opts.outbox ? { outbox: this.#opts.outbox } : {}),
         };
@@ -268,7 +272,10 @@ export class Conversation {
             if (this.#client === client || this.#client === null) this.#setClientState(s);
             // Back after a cut: what waited for a fresh statement goes out now, in order.
             if (s === 'connected' && this.#client === client && this.#self !== null) this.#flushQueue();
-            if (s === 'closed') resolve();
+            if (s === 'closed') {
+              this.#checkpoint = (client as Partial<Pick<LatchkeyClient, 'checkpoint'>>).checkpoint?.() ?? null;
+              resolve();
+            }
           });
         });
         client.on('pending', (p) => this.#onPending(p));
