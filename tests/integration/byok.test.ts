@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { fromBase64Url, toBase64Url, utf8Decode } from '@latchkey/crypto/codec';
 import { openEnvelope } from '@latchkey/crypto/envelope';
-import type { LatchkeyClient } from '@latchkey/client';
+import { cryptoHeader, type LatchkeyClient } from '@latchkey/client';
 import type { KeyManagerChoice } from '@latchkey/keyd';
 import { ADMIN_PATHS, LatchkeyError, type StoredEnvelope } from '@latchkey/protocol';
 import { CLI, b64, dbFiles, filesContain, startByokStack, startKmsChild, type ByokStack } from './_byok.ts';
@@ -68,11 +68,11 @@ function storedEnvelope(dbPath: string, contactId: string, seq: number): StoredE
 /** Tries to open a stored envelope with a raw key; returns the text or null. */
 async function tryOpen(env: StoredEnvelope, key: Uint8Array): Promise<string | null> {
   const certBody = JSON.parse(utf8Decode(fromBase64Url(env.cert.body))) as { publicKey: string };
-  const { nonce, ciphertext, sig, cert: _c, seq: _s, ...header } = env;
+  const { nonce, ciphertext, sig } = env;
   try {
     const pt = await openEnvelope({
       key,
-      header,
+      header: cryptoHeader(env),
       nonce: fromBase64Url(nonce),
       ciphertext: fromBase64Url(ciphertext),
       sig: fromBase64Url(sig),
