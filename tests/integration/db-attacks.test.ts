@@ -73,6 +73,17 @@ async function readBoth(contact: string, reader = 'a1'): Promise<{ text: Read; j
   return { text: { ...text, lines: text.lines.map(untimed) }, json, rows };
 }
 
+/** `latchkey send --token-file FILE TEXT` against the stack, as a child process. */
+async function latchkeySend(file: string, message: string): Promise<Read> {
+  const args = [BIN, 'send', '--token-file', file, '--relay', stack.relayUrl, '--keys', stack.keysUrl, message];
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { timeout: 25_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, lines: stdout.split('\n').filter((l) => l !== ''), stderr });
+    });
+  });
+}
+
 /** A JSON row of a message shown as normal text. */
 const message = (seq: number, sender: string, text: string): Record<string, unknown> => ({ seq, sender, sentAt: expect.any(Number), text });
 
@@ -218,5 +229,50 @@ describe('latchkey read over a messages.db edited by the relay operator', { time
       ...['v1', 'v1', 'v1', 'v1', 'v1', 'a1'].map((sender, i) => ({ seq: i + 2, sender, error: 'DECRYPT_FAILED' })),
     ]);
     expect(json.lines.join('\n')).not.toMatch(/t-(sentAt|ctr|seenSeq|prev|seenHash|senderId)/);
+  });
+
+  it('a new session that speaks at once vouches for what it received at join: two sessions swapped are caught', async () => {
+    const first = await member('db-sessions', 'v1', 'visitor');
+    await first.send('please refund');
+    first.close();
+    const second = await member('db-sessions', 'v1', 'visitor');
+    await second.send('do not refund'); // right after connecting
+    edit('db-sessions', (db) => db.swap('db-sessions', 1, 2));
+    const { text } = await readBoth('db-sessions');
+    expect(text.code).toBe(3);
+    expect(text.lines.some((l) => / INTEGRITY (REORDERED|MISSING 1) from v1$/.test(l))).toBe(true);
+    expect(text.lines.join('\n')).not.toContain('do not refund');
+  });
+
+  it('latchkey send vouches for the history it received: a tail cut after it spoke is MISSING', async () => {
+    const v = await member('db-cli-cut', 'v1', 'visitor');
+    for (const t of ['m1', 'm2', 'm3', 'm4']) await v.send(t);
+    v.close();
+    const agentFile = await tokenFile('db-cli-cut', 'a1', 'agent');
+    expect((await latchkeySend(agentFile, 'noted')).lines).toEqual(['5']);
+    // The operator removes m3 and m4 and renumbers the agent's reply to 3.
+    edit('db-cli-cut', (db) => {
+      db.deleteAndRenumber('db-cli-cut', 3);
+      db.deleteAndRenumber('db-cli-cut', 3);
+    });
+    const { text } = await readBoth('db-cli-cut', 'a2');
+    expect(text).toMatchObject({ code: 3, lines: ['1 TIME v1: m1', '2 TIME v1: m2', '3 INTEGRITY MISSING 2 from a1'] });
+  });
+
+  it('a row deleted without renumbering: MISSING for the hole, and every later message still printed', async () => {
+    const v = await member('db-hole', 'v1', 'visitor');
+    for (const t of ['m1', 'm2', 'm3', 'm4']) await v.send(t);
+    const db = MessagesDb.open(stack.dir);
+    try {
+      db.raw().prepare('DELETE FROM messages WHERE contact_id = ? AND seq = 2').run('db-hole');
+    } finally {
+      db.close();
+    }
+    const { text, rows } = await readBoth('db-hole');
+    expect(text.code).toBe(3);
+    expect(text.lines[1]).toBe('2 INTEGRITY MISSING 1 from ?');
+    expect(text.lines.at(-1)).toMatch(/^4 TIME v1: m4$|^4 INTEGRITY /);
+    expect(text.lines).toHaveLength(4);
+    expect(rows[1]).toEqual({ seq: 2, sender: '?', error: 'INTEGRITY', code: 'MISSING', missing: 1 });
   });
 });

@@ -344,6 +344,11 @@ export class MessagesDb {
   }
 
   /** Closes the connection (checkpointing the WAL when it is the last one). */
+  /** The database itself, for an edit this tool does not offer (the caller keeps it consistent or not). */
+  raw(): Database.Database {
+    return this.#db;
+  }
+
   close(): void {
     this.#db.close();
   }

@@ -268,7 +268,11 @@ async function tokenOf(flags: ClientFlags): Promise<string> {
   return t;
 }
 
-async function connect(flags: ClientFlags): Promise<LatchkeyClient> {
+/**
+ * A client for one command. `live` joins the contact, so the whole history is received and
+ * checked first: what a send then vouches for having seen (its transcript fields) is real.
+ */
+async function connect(flags: ClientFlags, live = false): Promise<LatchkeyClient> {
   const tokenText = await tokenOf(flags);
   const ep = await endpoints(flags, dataDir(flags.data));
   return LatchkeyClient.connect({
@@ -276,7 +280,7 @@ async function connect(flags: ClientFlags): Promise<LatchkeyClient> {
     keysUrl: ep.keys,
     token: tokenText,
     WebSocket: WebSocket as unknown as WebSocketConstructor,
-    live: false,
+    live,
     reconnect: false,
   });
 }
@@ -286,7 +290,7 @@ const SEND_TIMEOUT_MS = 15_000;
 /** `latchkey send`: one message, printed seq after the ack. */
 export async function send(flags: ClientFlags, text: string | undefined, out: Out): Promise<number> {
   if (text === undefined || text.length === 0) throw new UsageError('send needs the message TEXT');
-  const client = await connect(flags);
+  const client = await connect(flags, true);
   try {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -317,7 +321,7 @@ function formatEntry(e: HistoryEntry, json: boolean): string {
     if (e.code === 'INTEGRITY') {
       return JSON.stringify({
         seq: e.seq,
-        sender: e.senderId,
+        sender: e.senderId || '?',
         error: e.code,
         code: e.integrity,
         ...(e.missing === undefined ? {} : { missing: e.missing }),

@@ -176,6 +176,14 @@ export class Inbox {
     if (this.#buffer.size === 0 || !this.#deps.connected() || this.#closed) return;
     try {
       const envelopes = await this.#deps.page(this.lastSeq);
+      const first = envelopes[0];
+      if (first !== undefined && first.seq > this.lastSeq + 1) {
+        // The relay itself has nothing at the next seq: a hole in its numbering.
+        const next = this.lastSeq + 1;
+        this.#deps.failed({ seq: next, msgId: '', senderId: '', code: 'INTEGRITY', integrity: 'MISSING', missing: first.seq - next });
+        this.#verifier.skipTo(first.seq);
+        for (const seq of [...this.#buffer.keys()]) if (seq < first.seq) this.#buffer.delete(seq);
+      }
       for (const env of envelopes) {
         if (env.seq > this.lastSeq && !this.#buffer.has(env.seq)) this.#buffer.set(env.seq, { opened: await this.#deps.open(env), live: false });
       }

@@ -67,17 +67,19 @@ const MAX_SEEN_IDS = 200_000;
 export class TranscriptVerifier {
   #seq: number;
   #hash: Uint8Array;
-  /** Whether the hash is known (from seq 0, or from an anchor). */
-  readonly #anchored: boolean;
+  /** Whether the hash is known (from seq 0, or from an anchor; lost at a hole in the seqs). */
+  #anchored: boolean;
   readonly #hashes = new Map<number, Uint8Array>();
   readonly #sessions = new Map<string, Session>();
+  /** Latest sentAt per sender across its sessions (two devices may differ by the clock skew). */
+  readonly #senderSentAt = new Map<string, number>();
   readonly #seenIds = new Set<string>();
   /** The first seq at which each epoch appeared. */
   readonly #firstSeqOfEpoch = new Map<number, number>();
   /** Latest sentAt among opened envelopes of members not removed, and its seq. */
   #latestSentAt = Number.NEGATIVE_INFINITY;
   /** Whether every sender session is known from its start (history read from seq 0). */
-  readonly #complete: boolean;
+  #complete: boolean;
 
   /**
    * @param from - The seq before the first envelope this verifier will see (0: the whole history).
@@ -121,6 +123,19 @@ export class TranscriptVerifier {
     const finding = input.opened ? this.#check(input, input.opened, ctx) : null;
     this.#advance(input);
     return finding;
+  }
+
+  /**
+   * Skips a hole in the relay's numbering (the caller reports it as MISSING): the next envelope
+   * is `nextSeq`. The transcript hash is unknown from here, so what senders had seen is no longer
+   * compared, and this verifier vouches for nothing in `seen()`.
+   */
+  skipTo(nextSeq: number): void {
+    if (nextSeq <= this.#seq + 1) return;
+    this.#seq = nextSeq - 1;
+    this.#anchored = false;
+    this.#complete = false;
+    this.#hashes.clear();
   }
 
   #advance(input: TranscriptInput): void {
@@ -184,6 +199,9 @@ export class TranscriptVerifier {
     }
 
     if (session !== undefined && input.sentAt < session.sentAt) flag({ code: 'CLOCK' });
+    const senderLatest = this.#senderSentAt.get(input.senderId);
+    if (senderLatest !== undefined && input.sentAt < senderLatest - FRESHNESS.clockSkewMs) flag({ code: 'CLOCK' });
+    this.#senderSentAt.set(input.senderId, Math.max(senderLatest ?? 0, input.sentAt));
     if (session === undefined || input.ctr > session.ctr) {
       this.#sessions.set(key, { ctr: input.ctr, chain: chainAfter, sentAt: Math.max(input.sentAt, session?.sentAt ?? 0) });
     }
