@@ -48,12 +48,14 @@ import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
 import { KeyRing } from './key-ring.ts';
 import { fetchContactKey, fetchEpochStatement, fetchServiceKey, type FetchLike } from './key-service.ts';
 import { openStored, type Opened } from './open.ts';
+import { SendQueue, type QueuedSend, type SendResult } from './send-queue.ts';
 import { tlsFailure } from './tls-errors.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
 import type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
 
 export type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
+export type { SendResult } from './send-queue.ts';
 
 /** The subset of the WHATWG WebSocket that the client uses (browsers and `ws` both fit). */
 export interface WebSocketLike {
@@ -132,12 +134,6 @@ export interface SendOptions {
   msgId?: string;
 }
 
-export interface SendResult {
-  seq: number;
-  msgId: string;
-  duplicate: boolean;
-}
-
 interface Events extends Record<string, unknown> {
   message: ChatMessage;
   failed: FailedMessage;
@@ -146,17 +142,6 @@ interface Events extends Record<string, unknown> {
   pending: PendingMessage;
   /** The client adopted a new current epoch (from a signed statement): the badge follows it. */
   epoch: { epoch: number; fingerprint: string };
-}
-
-interface OutboxEntry {
-  envelope: SealedEnvelope;
-  text: string;
-  /** Transmitted on the current connection and not yet answered. */
-  sent: boolean;
-  /** Recorded in the outbox store (only then may it leave: a reload cannot lose it). */
-  recorded: boolean;
-  resolve: (r: SendResult) => void;
-  reject: (e: LatchkeyError) => void;
 }
 
 interface Pending<T> {
@@ -171,12 +156,6 @@ interface Identity {
 }
 
 const OPEN = 1;
-/** Sends in flight (transmitted, not yet acked) on one connection. */
-const SEND_WINDOW = 32;
-/** The client's own pace, below the relay's default per-connection limit (100/s, burst 200). */
-const SEND_RATE = { perSecond: 80, burst: 160 };
-/** Errors after which retrying the same frame cannot succeed. */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT']);
 /** Key-service errors after which fetching the current key again may succeed. */
 const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set(['KEY_UNAVAILABLE', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT', 'RATE_LIMITED']);
 /** Close codes after which reconnecting with the same token cannot succeed. */
@@ -234,13 +213,8 @@ export class LatchkeyClient {
   /** Seqs up to this came as replayed history at join; later deliveries are live. */
   #liveFrom = Number.MAX_SAFE_INTEGER;
 
-  #outbox: OutboxEntry[] = [];
+  #queue: SendQueue;
   #sealChain: Promise<void> = Promise.resolve();
-  #sendTokens = SEND_RATE.burst;
-  #sendTokensAt = Date.now();
-  #paceTimer: ReturnType<typeof setTimeout> | null = null;
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
-  #rateBackoff = 0;
   #outboxStore: OutboxStore;
   #requests = new Map<string, Pending<HistoryFrame>>();
   #nextRequest = 1;
@@ -263,6 +237,12 @@ export class LatchkeyClient {
     this.#now = opts.now ?? Date.now;
     this.#maxAge = Math.min(opts.statementMaxAgeMs ?? FRESHNESS.maxAgeMs, FRESHNESS.maxAgeMs);
     this.#outboxStore = opts.outbox ?? new MemoryOutbox();
+    this.#queue = new SendQueue({
+      store: this.#outboxStore,
+      transmit: (frame) => this.#transmit(frame),
+      ready: () => this.#state === 'connected',
+      stored: (entry, seq) => this.#ownStored(entry, seq),
+    });
     if (opts.serviceKey !== undefined) {
       this.#serviceKey = typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
     }
@@ -313,7 +293,7 @@ export class LatchkeyClient {
   }
   /** Messages sealed but not yet acknowledged. */
   get pendingSends(): number {
-    return this.#outbox.length;
+    return this.#queue.length;
   }
 
   /** The transcript state at `lastSeq`: pass it with `since` to resume with every check. */
@@ -376,7 +356,7 @@ export class LatchkeyClient {
   async send(text: string, opts: SendOptions = {}): Promise<SendResult> {
     const id = this.#need();
     if (opts.msgId !== undefined && !MsgId.safeParse(opts.msgId).success) throw new LatchkeyError('BAD_REQUEST', 'malformed msgId');
-    if (opts.msgId !== undefined && this.#outbox.some((e) => e.envelope.msgId === opts.msgId)) {
+    if (opts.msgId !== undefined && this.#queue.has(opts.msgId)) {
       throw new LatchkeyError('CONFLICT', 'msgId already waiting in the outbox');
     }
     if (!SENDING_ROLES.has(id.role)) throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
@@ -395,18 +375,7 @@ export class LatchkeyClient {
       () => undefined,
     );
     const envelope = await sealing;
-    return new Promise<SendResult>((resolve, reject) => {
-      const entry: OutboxEntry = { envelope, text, sent: false, recorded: false, resolve, reject };
-      this.#outbox.push(entry);
-      // Recorded before it leaves, so a reload cannot lose it; a failing store only costs that.
-      void this.#outboxStore
-        .put(envelope)
-        .catch(() => undefined)
-        .then(() => {
-          entry.recorded = true;
-          this.#pump();
-        });
-    });
+    return this.#queue.enqueue(envelope, text);
   }
 
   /** Seals one message under a fresh statement's epoch, as the session's next in its chain. */
@@ -504,8 +473,7 @@ export class LatchkeyClient {
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#inbox.close();
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
-    if (this.#paceTimer) clearTimeout(this.#paceTimer);
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#queue.close();
     this.#ws?.close(1000);
     this.#ws = null;
     this.#failAll(new LatchkeyError('UNAVAILABLE', 'client closed'));
@@ -592,9 +560,7 @@ export class LatchkeyClient {
   }
 
   #failAll(err: LatchkeyError): void {
-    const pending = this.#outbox;
-    this.#outbox = [];
-    for (const e of pending) e.reject(err);
+    this.#queue.failAll(err);
     for (const [, p] of this.#requests) p.reject(err);
     this.#requests.clear();
   }
@@ -643,18 +609,9 @@ export class LatchkeyClient {
       case 'deliver':
         this.#inbox.enqueue(frame.envelope, frame.envelope.seq > this.#liveFrom);
         return;
-      case 'ack': {
-        const i = this.#outbox.findIndex((e) => e.envelope.msgId === frame.msgId);
-        if (i < 0) return;
-        const [entry] = this.#outbox.splice(i, 1);
-        if (!entry) return;
-        void this.#outboxStore.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
-        this.#ownStored(entry, frame.seq);
-        entry.resolve({ seq: frame.seq, msgId: frame.msgId, duplicate: frame.duplicate });
-        this.#rateBackoff = 0;
-        this.#pump();
+      case 'ack':
+        this.#queue.onAck(frame);
         return;
-      }
       case 'history': {
         const p = this.#requests.get(frame.id);
         if (p) {
@@ -801,17 +758,7 @@ export class LatchkeyClient {
   #onError(code: ErrorCode, message: string, ref: { msgId?: string | undefined; id?: string | undefined } | undefined): void {
     const err = new LatchkeyError(code, message);
     if (ref?.msgId) {
-      const i = this.#outbox.findIndex((e) => e.envelope.msgId === ref.msgId);
-      const entry = this.#outbox[i];
-      if (!entry) return;
-      if (RETRYABLE.has(code)) {
-        entry.sent = false;
-        this.#retryLater();
-        return;
-      }
-      this.#outbox.splice(i, 1);
-      void this.#outboxStore.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
-      entry.reject(err);
+      this.#queue.onError(ref.msgId, err);
       return;
     }
     if (ref?.id) {
@@ -823,56 +770,11 @@ export class LatchkeyClient {
       return;
     }
     if (code === 'RATE_LIMITED') {
-      // The relay drops a frame over its rate before reading it, so the answer names no
-      // message: send again whatever is unanswered (the relay dedups by msgId), a bit later.
-      for (const e of this.#outbox) e.sent = false;
-      this.#retryLater();
+      this.#queue.onRateLimited();
       return;
     }
     this.#lastError = err;
     this.#emit('error', err);
-  }
-
-  /** Retries unanswered sends after a growing pause (reset by the next ack). */
-  #retryLater(): void {
-    if (this.#retryTimer) return;
-    const delay = Math.min(5000, 250 * 2 ** this.#rateBackoff);
-    this.#rateBackoff = Math.min(this.#rateBackoff + 1, 5);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      this.#pump();
-    }, delay);
-  }
-
-  /**
-   * Transmits queued sends in order: at most SEND_WINDOW in flight, at the client's own pace
-   * (a token bucket of SEND_RATE), so a fast sender does not run into the relay's rate limit.
-   */
-  #pump(): void {
-    if (this.#state !== 'connected' || this.#retryTimer) return;
-    let inflight = 0;
-    for (const e of this.#outbox) if (e.sent) inflight++;
-    const now = Date.now();
-    this.#sendTokens = Math.min(SEND_RATE.burst, this.#sendTokens + ((now - this.#sendTokensAt) * SEND_RATE.perSecond) / 1000);
-    this.#sendTokensAt = now;
-    for (const e of this.#outbox) {
-      if (inflight >= SEND_WINDOW) return;
-      if (e.sent) continue;
-      if (!e.recorded) return; // keeps the order: later ones wait for this one
-      if (this.#sendTokens < 1) {
-        if (!this.#paceTimer) {
-          this.#paceTimer = setTimeout(() => {
-            this.#paceTimer = null;
-            this.#pump();
-          }, Math.ceil(1000 / SEND_RATE.perSecond));
-        }
-        return;
-      }
-      this.#sendTokens -= 1;
-      e.sent = true;
-      inflight++;
-      this.#transmit({ v: PROTOCOL_VERSION, type: 'send', envelope: e.envelope });
-    }
   }
 
   /**
@@ -889,8 +791,8 @@ export class LatchkeyClient {
     } catch {
       return; // storage refused: nothing to restore
     }
-    const known = new Set(this.#outbox.map((e) => e.envelope.msgId));
-    const restored: OutboxEntry[] = [];
+    const known = this.#queue.msgIds();
+    const restored: { envelope: SealedEnvelope; text: string }[] = [];
     for (const envelope of stored) {
       if (known.has(envelope.msgId)) continue;
       const text = await this.#openOwn(envelope, id);
@@ -899,10 +801,10 @@ export class LatchkeyClient {
         continue;
       }
       known.add(envelope.msgId);
-      restored.push({ envelope, text, sent: false, recorded: true, resolve: () => undefined, reject: () => undefined });
+      restored.push({ envelope, text });
       this.#emit('pending', { msgId: envelope.msgId, sentAt: envelope.sentAt, text });
     }
-    this.#outbox = [...restored, ...this.#outbox];
+    this.#queue.prepend(restored);
   }
 
   /** Opens an own envelope from the outbox store; null when it is not ours or does not open. */
@@ -917,8 +819,7 @@ export class LatchkeyClient {
     const ready = this.#ready;
     this.#ready = null;
     this.#setState('connected');
-    for (const e of this.#outbox) e.sent = false;
-    this.#pump();
+    this.#queue.resend();
     ready?.resolve();
   }
 
@@ -932,7 +833,7 @@ export class LatchkeyClient {
   }
 
   /** Own message stored at `seq`: it joins the ordered stream without a round trip. */
-  #ownStored(entry: OutboxEntry, seq: number): void {
+  #ownStored(entry: QueuedSend, seq: number): void {
     const id = this.#identity;
     if (!id) return;
     // The session that sealed it: this one, or an earlier one whose outbox was restored (its
