@@ -334,6 +334,46 @@ describe('a removed member reads nothing sent after its removal', () => {
   });
 });
 
+describe('epochs come from the key service, not the relay', () => {
+  it('a transfer with every rekey suppressed: the newcomer and the others seal under the new epoch, the leaver opens nothing', async () => {
+    let skew = 0;
+    const now = (): number => Date.now() + skew;
+    const v = await stack.client(await stack.token('c-transfer', 'v1', 'visitor'), { relayUrl: mitm.url, now });
+    const leaver = await insider('c-transfer', 'a1');
+    mitm.suppressAll('rekey');
+    const authorization = adminAuthorization(deriveAdminKey(stack.secret));
+    for (const base of [stack.keysUrl, stack.relayUrl.replace(/^ws/, 'http')]) {
+      const res = await fetch(`${base}${ADMIN_PATHS.transfer('c-transfer')}`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: 'a1', to: 'a3' }),
+      });
+      expect(res.status, await res.text()).toBe(200);
+    }
+    skew = 11_000;
+    const newcomer = await agent('c-transfer', 'a3', { now });
+    await newcomer.send('I take over from here');
+    await v.send('thanks');
+    const sent = mitm.seen.filter((e) => e.dir === 'toRelay' && e.frame?.type === 'send').map((e) => e.frame?.envelope as SealedEnvelope);
+    expect(sent.map((e) => e.epoch)).toEqual([1, 1]);
+    for (const env of sent) expect(await opens(env as unknown as Envelope, leaver.key, senderKey(env))).toBe(false);
+  });
+
+  it('a member that keeps sealing under a superseded epoch is shown as STALE_EPOCH', async () => {
+    let skew = 0;
+    const v = await stack.client(await stack.token('c-stale', 'v1', 'visitor'), { relayUrl: mitm.url, now: () => Date.now() + skew });
+    const seen = watch(v);
+    const stale = await insider('c-stale', 'a1'); // a member whose client never moves on
+    await kick('c-stale', 'a2');
+    await until(() => v.epoch === 1, 5000, 'visitor learns the rotation');
+    skew = 60_000;
+    const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
+    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(stale, 'old key', Date.now() + 45_000)), seq: 1 } });
+    await until(() => seen.shown.size === 1, 5000, 'delivered');
+    expect(seen.shown.get(1)).toBe('!INTEGRITY:STALE_EPOCH');
+  });
+});
+
 describe('signatures have freshness', () => {
   it('an expired certificate signing a backdated message, delivered live, is CLOCK', async () => {
     let skew = 0;

@@ -141,6 +141,24 @@ describe('TranscriptVerifier', () => {
     expect(new TranscriptVerifier().next(expired, { statement: null, now: T0 + 31_001 })).toEqual({ code: 'CLOCK' });
   });
 
+  it('CLOCK: a sender whose sentAt goes back across its sessions by more than the clock skew', () => {
+    const first = new Sender('a', 'sa').next('1', { seq: 1, sentAt: T0 + 50_000 });
+    const slightly = new Sender('a', 'sb').next('2', { seq: 2, sentAt: T0 + 49_000 }); // another tab
+    const far = new Sender('a', 'sc').next('3', { seq: 3, sentAt: T0 + 10_000 });
+    expect(codes(new TranscriptVerifier(), [first, slightly, far], { statement: null, now: T0 + 60_000 })).toEqual(['ok', 'ok', 'CLOCK']);
+  });
+
+  it('after a hole in the numbering (skipTo) it goes on, and vouches for nothing it cannot compute', () => {
+    const a = new Sender('a', 'sa');
+    const v = new TranscriptVerifier();
+    v.next(a.next('1', { seq: 1 }), noStatement);
+    v.skipTo(4);
+    expect(v.seq).toBe(3);
+    expect(v.seen()).toEqual({ seenSeq: 0, seenHash: ZERO_HASH });
+    const b = new Sender('b', 'sb');
+    expect(v.next(b.next('x', { seq: 4 }, { seq: 2, hash: new Uint8Array(32).fill(5) }), noStatement)).toBeNull();
+  });
+
   it('envelopes that failed to open only advance the transcript', () => {
     const v = new TranscriptVerifier();
     const { opened: _o, ...failed } = new Sender('a', 'sa').next('x', { seq: 1 });
