@@ -18,7 +18,7 @@ class Sender {
   next(text: string, over: Partial<TranscriptInput> & { seq: number; sentAt?: number }, seen = { seq: 0, hash: ZERO_HASH }): TranscriptInput {
     this.ctr += 1;
     const plaintext = utf8Encode(text);
-    const msgId = `${this.id}-${this.ctr}-msgid-xxxxxxx`;
+    const msgId = `${this.id}-${this.session}-${this.ctr}-msgid-xxxx`;
     const input: TranscriptInput = {
       senderId: this.id,
       msgId,
