@@ -6,17 +6,16 @@
  * in seq order, without gaps, as a message or as suspect. Runs in browsers (global WebSocket and
  * fetch) and in Node (pass `ws` as `WebSocket`).
  *
- * Its parts: key-ring.ts (keys by epoch, epoch statements), inbox.ts (ordering, gaps, transcript
- * checks of transcript.ts), open.ts (opening one envelope), and here the connection, the send
- * queue and the sender session's chain.
+ * Its parts: key-session.ts (session key, certificate, and the key ring of key-ring.ts: content
+ * keys and epoch statements kept current), inbox.ts (ordering, gaps, the transcript checks of
+ * transcript.ts), open.ts (opening one envelope), send-queue.ts (outbox order, pace, retries),
+ * events.ts (nothing emitted before a listener is lost), and here the connection and the sender
+ * session's chain.
  */
 import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/crypto/codec';
-import { keyFingerprint, sealEnvelope } from '@latchkey/crypto/envelope';
+import { sealEnvelope } from '@latchkey/crypto/envelope';
 import { randomBytes } from '@latchkey/crypto/random';
-import { generateSigningKeyPair } from '@latchkey/crypto/sign';
 import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
-import type {
-  CertificateBody} from '@latchkey/protocol';
 import {
   ENVELOPE_ALG,
   ENVELOPE_VERSION,
@@ -32,21 +31,18 @@ import {
   ServerFrame,
   parseJson,
   type ClientFrame,
-  type ContactKeyResponse,
   type ErrorCode,
   type HistoryFrame,
   type Role,
   type SealedEnvelope,
-  type SenderCertificate,
   type ServerFrame as ServerFrameT,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import { signedBody } from './certificate.ts';
 import { Emitter } from './events.ts';
 import { Inbox, judge, laterOf, verifierFrom } from './inbox.ts';
-import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
-import { KeyRing } from './key-ring.ts';
-import { fetchContactKey, fetchEpochStatement, fetchServiceKey, type FetchLike } from './key-service.ts';
+import type { KeyDeliveryMode } from './key-delivery.ts';
+import { fetchServiceKey, type FetchLike } from './key-service.ts';
+import { KeySession, type Identity } from './key-session.ts';
 import { openStored, type Opened } from './open.ts';
 import { SendQueue, type QueuedSend, type SendResult } from './send-queue.ts';
 import { tlsFailure } from './tls-errors.ts';
@@ -149,15 +145,7 @@ interface Pending<T> {
   reject: (e: LatchkeyError) => void;
 }
 
-interface Identity {
-  contactId: string;
-  participantId: string;
-  role: Role;
-}
-
 const OPEN = 1;
-/** Key-service errors after which fetching the current key again may succeed. */
-const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set(['KEY_UNAVAILABLE', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT', 'RATE_LIMITED']);
 /** Close codes after which reconnecting with the same token cannot succeed. */
 const FATAL_CLOSE = new Set<number>([
   ERROR_CODES.AUTH_INVALID.ws,
@@ -189,22 +177,9 @@ export class LatchkeyClient {
 
   /** Who this client is: from its token, confirmed by its certificate; never from the relay. */
   #identity: Identity | null;
-  #signing = generateSigningKeyPair();
-  #cert: SenderCertificate | null = null;
-  #certBody: CertificateBody | null = null;
   #serviceKey: Uint8Array | null = null;
-  #ring: KeyRing | null = null;
-  #keyFetches = new Map<number, Promise<Uint8Array>>();
-  #receiver: KeyReceiver | null = null;
-  /** Highest epoch seen on any envelope: a newer one than stated means: ask the key service. */
-  #maxEpochSeen = 0;
-  /** Message-based rotation: the service's rule, first seq seen per epoch, epochs already asked for. */
-  #rotateAfter: number | undefined;
-  #epochStart = new Map<number, number>();
-  #rotateAsked = new Set<number>();
-  #refreshing: Promise<void> | null = null;
-  #refreshTimer: ReturnType<typeof setTimeout> | null = null;
-  #announcedEpoch = -1;
+  /** Session key, certificate, content keys and epoch statements (null until connect). */
+  #keys: KeySession | null = null;
 
   /** The sender session's chain (transcript.ts): counter and chain value of the last sealed. */
   #ctr = 0;
@@ -251,10 +226,10 @@ export class LatchkeyClient {
       {
         selfId: this.#identity?.participantId ?? '',
         now: () => this.#now(),
-        statement: () => this.#ring,
+        statement: () => this.#keys?.ring ?? null,
         open: (env) => this.#open(env),
         page: async (since) => (await this.#request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
-        onOpened: (o) => this.#countForRotation(o.env.epoch, o.env.seq),
+        onOpened: (o) => this.#keys?.opened(o.env.epoch, o.env.seq),
         message: (m) => this.#emit('message', m),
         failed: (m) => this.#emit('failed', m),
         connected: () => this.#state === 'connected',
@@ -289,7 +264,7 @@ export class LatchkeyClient {
   }
   /** The current epoch, as last stated by the key service. */
   get epoch(): number {
-    return this.#ring?.epoch ?? 0;
+    return this.#keys?.epoch ?? 0;
   }
   /** Messages sealed but not yet acknowledged. */
   get pendingSends(): number {
@@ -311,10 +286,8 @@ export class LatchkeyClient {
 
   /** Fingerprint of the current content key, to compare out of band with the other side. */
   fingerprint(): string {
-    const epoch = this.epoch;
-    const key = this.#ring?.key(epoch);
-    if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'not connected');
-    return keyFingerprint(key, this.contactId, epoch);
+    if (!this.#keys) throw new LatchkeyError('KEY_UNAVAILABLE', 'not connected');
+    return this.#keys.fingerprint();
   }
 
   /**
@@ -331,9 +304,20 @@ export class LatchkeyClient {
       if (!this.#serviceKey) {
         this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
       }
-      this.#ring ??= new KeyRing(this.#serviceKey, id.contactId);
-      this.#receiver ??= new KeyReceiver(this.#opts.keyDelivery ?? 'x25519', id.participantId);
-      await this.#fetchCurrent();
+      this.#keys ??= new KeySession({
+        fetch: this.#fetch,
+        keysUrl: this.keysUrl,
+        token: this.#token,
+        identity: id,
+        serviceKey: this.#serviceKey,
+        keyDelivery: this.#opts.keyDelivery ?? 'x25519',
+        now: () => this.#now(),
+        maxAgeMs: this.#maxAge,
+        rotateAfterMessages: this.#opts.rotateAfterMessages,
+        onEpoch: (e) => this.#emit('epoch', e),
+        onError: (e) => this.#emit('error', e),
+      });
+      await this.#keys.fetchCurrent();
       await this.#restoreOutbox();
       await this.#openSocket();
     } catch (err) {
@@ -380,12 +364,13 @@ export class LatchkeyClient {
 
   /** Seals one message under a fresh statement's epoch, as the session's next in its chain. */
   async #seal(id: Identity, msgId: string, plaintext: Uint8Array): Promise<SealedEnvelope> {
-    await this.#ensureFresh();
-    const ring = this.#ring;
-    const epoch = ring?.epoch ?? 0;
-    const key = ring?.key(epoch);
-    const cert = this.#cert;
-    if (!key || !cert || this.#certBody?.epoch !== epoch) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
+    const keys = this.#keys;
+    if (!keys) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    await keys.ensureFresh();
+    const epoch = keys.epoch;
+    const key = keys.ring.key(epoch);
+    const cert = keys.cert;
+    if (!key || !cert || keys.certBody?.epoch !== epoch) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
     // What this member vouches for: everything it has received so far, checked (the join replay
     // arrives before `joined`, so it is all queued by now).
     await this.#inbox.settled();
@@ -406,7 +391,7 @@ export class LatchkeyClient {
       key,
       header: { ...header, prev, seenSeq: seen.seenSeq, seenHash: seen.seenHash },
       plaintext,
-      signingKey: this.#signing.secretKey,
+      signingKey: keys.signingSecretKey,
     });
     this.#ctr = ctr;
     this.#chain = chainStep(prev, ctr, msgId, plaintext);
@@ -456,7 +441,7 @@ export class LatchkeyClient {
       }
       out.push(
         judge(verifier, o, false, {
-          statement: this.#ring,
+          statement: this.#keys?.ring ?? null,
           now: this.#now(),
           selfId: this.#identity?.participantId ?? '',
           later: laterOf(opened.slice(i + 1, i + 1 + LIMITS.maxHistoryPage)),
@@ -472,7 +457,7 @@ export class LatchkeyClient {
     this.#setState('closed');
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#inbox.close();
-    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+    this.#keys?.close();
     this.#queue.close();
     this.#ws?.close(1000);
     this.#ws = null;
@@ -482,7 +467,7 @@ export class LatchkeyClient {
   // --- internals -------------------------------------------------------------------------
 
   #need(): Identity {
-    if (!this.#identity || !this.#cert) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    if (!this.#identity || !this.#keys?.cert) throw new LatchkeyError('UNAVAILABLE', 'not connected');
     return this.#identity;
   }
 
@@ -569,7 +554,7 @@ export class LatchkeyClient {
     this.#setState('reconnecting');
     // Whatever changed while the connection was down (a kick, a rotation) is learnt from the key
     // service before anything is sealed again, whatever the relay says or does not say.
-    this.#ring?.expire();
+    this.#keys?.expire();
     const { minMs, maxMs } = this.#opts.backoff ?? { minMs: 200, maxMs: 10_000 };
     const base = Math.min(maxMs, minMs * 2 ** this.#attempt);
     const delay = base / 2 + Math.random() * (base / 2);
@@ -627,131 +612,8 @@ export class LatchkeyClient {
         return;
       case 'rekey':
         // Only a hint: the signed statement from the key service decides.
-        void this.#refreshKey();
+        void this.#keys?.refresh();
         return;
-    }
-  }
-
-  /**
-   * Adopts a key-service answer: the key of its epoch, its statement (verified, never going
-   * backwards) and, when it carries one, our new certificate (verified as ours).
-   * @throws LatchkeyError INTEGRITY when the statement or certificate does not verify.
-   */
-  async #adopt(res: ContactKeyResponse): Promise<void> {
-    const ring = this.#ring;
-    const receiver = this.#receiver;
-    if (!ring || !receiver) throw new LatchkeyError('UNAVAILABLE', 'not connected');
-    ring.setKey(res.epoch, receiver.open(res));
-    await ring.adopt(res.statement, this.#now());
-    this.#rotateAfter = this.#opts.rotateAfterMessages ?? res.rotateAfterMessages;
-    if (res.certificate) await this.#adoptCertificate(res.certificate);
-    this.#announceEpoch();
-  }
-
-  /** Checks that a certificate is ours (contact, participant, role, session key) before using it. */
-  async #adoptCertificate(cert: SenderCertificate): Promise<void> {
-    const id = this.#identity;
-    if (!id || !this.#serviceKey) throw new LatchkeyError('UNAVAILABLE', 'not connected');
-    let body: CertificateBody;
-    try {
-      body = await signedBody(cert, this.#serviceKey);
-    } catch {
-      throw new LatchkeyError('INTEGRITY', 'the key service certificate does not verify');
-    }
-    if (body.contactId !== id.contactId || body.participantId !== id.participantId) {
-      throw new LatchkeyError('INTEGRITY', 'the certificate names another contact or participant');
-    }
-    if (body.role !== id.role || body.publicKey !== toBase64Url(this.#signing.publicKey)) {
-      throw new LatchkeyError('INTEGRITY', 'the certificate names another role or session key');
-    }
-    if (this.#certBody === null || body.epoch >= this.#certBody.epoch) {
-      this.#cert = cert;
-      this.#certBody = body;
-    }
-  }
-
-  /** Emits `epoch` once per newly adopted epoch whose key is held. */
-  #announceEpoch(): void {
-    const epoch = this.epoch;
-    if (epoch === this.#announcedEpoch || !this.#ring?.key(epoch) || !this.#identity) return;
-    this.#announcedEpoch = epoch;
-    this.#emit('epoch', { epoch, fingerprint: keyFingerprint(this.#ring.key(epoch)!, this.#identity.contactId, epoch) });
-  }
-
-  /** Fetches the current key with a certificate for our session key, and its statement. */
-  async #fetchCurrent(rotate?: { ifEpoch: number }): Promise<void> {
-    const receiver = this.#receiver;
-    if (!receiver) throw new LatchkeyError('UNAVAILABLE', 'not connected');
-    const delivery = receiver.request();
-    const res = await fetchContactKey(this.#fetch, this.keysUrl, this.#token, {
-      signingKey: toBase64Url(this.#signing.publicKey),
-      ...(rotate ? { rotate } : {}),
-      ...(delivery ? { delivery } : {}),
-    });
-    await this.#adopt(res);
-  }
-
-  /**
-   * Makes sure the next seal uses the epoch the key service states now: a statement at most
-   * `statementMaxAgeMs` old, no newer epoch seen on an envelope, the key and a certificate of
-   * that epoch. Asks for the statement alone when that suffices.
-   * @throws LatchkeyError KEY_UNAVAILABLE (or the key service's code) when it cannot be had.
-   */
-  async #ensureFresh(): Promise<void> {
-    const ring = this.#ring;
-    if (!ring) throw new LatchkeyError('UNAVAILABLE', 'not connected');
-    const current = (): boolean => ring.key(ring.epoch) !== undefined && this.#certBody?.epoch === ring.epoch && ring.epoch >= this.#maxEpochSeen;
-    if (ring.isFresh(this.#now(), this.#maxAge) && current()) return;
-    if (this.#refreshing) await this.#refreshing;
-    if (ring.isFresh(this.#now(), this.#maxAge) && current()) return;
-    const res = await fetchEpochStatement(this.#fetch, this.keysUrl, this.#token);
-    await ring.adopt(res.statement, this.#now());
-    if (!current()) await this.#fetchCurrent();
-    this.#announceEpoch();
-    if (!ring.isFresh(this.#now(), this.#maxAge) || !current()) throw new LatchkeyError('KEY_UNAVAILABLE', 'no current epoch statement');
-  }
-
-  /**
-   * Fetches the current content key, certificate and statement (asking for a rotation when
-   * `rotate` is given), without reconnecting. A failure is reported as an `error` event
-   * (KEY_UNAVAILABLE) and retried; sends ask again themselves before sealing.
-   */
-  #refreshKey(rotate?: { ifEpoch: number }): Promise<void> {
-    if (this.#refreshing) return this.#refreshing;
-    if (!this.#receiver || this.#state === 'closed') return Promise.resolve();
-    this.#refreshing = this.#fetchCurrent(rotate)
-      .catch((err: unknown) => {
-        const e = err instanceof LatchkeyError ? err : new LatchkeyError('KEY_UNAVAILABLE', 'key refresh failed', { cause: err });
-        this.#emit('error', e);
-        if (RETRYABLE_KEY.has(e.code) && this.#state !== 'closed' && !this.#refreshTimer) {
-          this.#refreshTimer = setTimeout(() => {
-            this.#refreshTimer = null;
-            void this.#refreshKey(rotate);
-          }, 1000);
-        }
-      })
-      .finally(() => {
-        this.#refreshing = null;
-      });
-    return this.#refreshing;
-  }
-
-  /** Counts messages of the current epoch by seq; past the rule, asks once for a rotation. */
-  #countForRotation(epoch: number, seq: number): void {
-    if (epoch > this.#maxEpochSeen) {
-      // A newer epoch than stated: ask the key service (the envelope alone proves nothing).
-      this.#maxEpochSeen = epoch;
-      if (epoch > this.epoch) void this.#refreshKey();
-    }
-    const start = this.#epochStart.get(epoch);
-    if (start === undefined || seq < start) this.#epochStart.set(epoch, seq);
-    const limit = this.#rotateAfter;
-    const cur = this.epoch;
-    const first = this.#epochStart.get(cur);
-    if (limit === undefined || first === undefined || this.#rotateAsked.has(cur)) return;
-    if (seq - first + 1 >= limit) {
-      this.#rotateAsked.add(cur);
-      void this.#refreshKey({ ifEpoch: cur });
     }
   }
 
@@ -855,32 +717,12 @@ export class LatchkeyClient {
     });
   }
 
-  async #keyFor(epoch: number): Promise<Uint8Array> {
-    const have = this.#ring?.key(epoch);
-    if (have) return have;
-    let p = this.#keyFetches.get(epoch);
-    if (!p) {
-      const receiver = this.#receiver;
-      if (!receiver) return Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected'));
-      const delivery = receiver.request();
-      p = fetchContactKey(this.#fetch, this.keysUrl, this.#token, { epoch, ...(delivery ? { delivery } : {}) }).then(async (r) => {
-        await this.#adopt(r);
-        const key = this.#ring?.key(r.epoch);
-        if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'no key');
-        return key;
-      });
-      this.#keyFetches.set(epoch, p);
-      p.catch(() => this.#keyFetches.delete(epoch));
-    }
-    return p;
-  }
-
   /** Verifies the sender and opens one stored envelope. Never throws for bad content. */
   #open(env: StoredEnvelope): Promise<Opened> {
     return openStored(env, {
       contactId: this.#identity?.contactId ?? '',
       serviceKey: this.#serviceKey,
-      keyFor: (epoch) => this.#keyFor(epoch),
+      keyFor: (epoch) => (this.#keys ? this.#keys.keyFor(epoch) : Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected'))),
     });
   }
 }
