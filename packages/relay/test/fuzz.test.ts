@@ -24,7 +24,11 @@ beforeAll(async () => {
     store: { path: join(dir, 'messages.db') },
     apiSecret: SECRET,
     rateLimit: { perSecond: 100_000, burst: 100_000 },
-    admission: { perIpRateLimit: { perSecond: 1_000_000, burst: 1_000_000 }, maxConnectionsPerIp: 10_000 },
+    admission: {
+      perIpRateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
+      perIpConnectRate: { perSecond: 1_000_000, burst: 1_000_000 },
+      maxConnectionsPerIp: 10_000,
+    },
   });
   ({ url } = await relay.listen({ host: '127.0.0.1', port: 0 }));
 });
