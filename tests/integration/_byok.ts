@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { LatchkeyClient, type ClientOptions, type WebSocketConstructor } from '@latchkey/client';
+import { KeyReceiver, LatchkeyClient, type ClientOptions, type WebSocketConstructor } from '@latchkey/client';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { openKeyService, type KeyManagerChoice, type OpenKeyServiceOptions } from '@latchkey/keyd';
 import { startRelay } from '@latchkey/relay-app';
-import type { Role } from '@latchkey/protocol';
+import type { ContactKeyResponse, Role } from '@latchkey/protocol';
 import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -91,12 +91,19 @@ export async function startByokStack(
       return { keys: k, relay: await post(relayHttp, path, body) };
     },
     async rawKey(token, body = {}) {
+      // Over plain HTTP keys come only sealed: ask as a client does and open it (as `key`).
+      const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub: string };
+      const receiver = new KeyReceiver('x25519', claims.sub);
       const res = await fetch(`${keys.url}/v1/contact-key`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+        body: JSON.stringify({ ...body, delivery: receiver.request() }),
       });
-      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+      const json = (await res.json()) as Record<string, unknown>;
+      if (res.ok && json.sealedKey !== undefined) {
+        json.key = Buffer.from(receiver.open(json as unknown as ContactKeyResponse)).toString('base64url');
+      }
+      return { status: res.status, json };
     },
     sweepKeys: () => keys.sweepExpired(),
     async close() {
