@@ -39,6 +39,9 @@ beforeAll(async () => {
     apiSecret: secret,
     rateLimit: fast,
     admission: { perIpRateLimit: fast },
+    // This test is about the outgoing queue: the sender's own byte rate and quota stay out of it.
+    participantByteRate: { perSecond: 1 << 30, burst: 1 << 30 },
+    quota: { contactBytes: 1 << 30, participantBytes: 1 << 30 },
     log: (e) => events.push(e),
   });
   server = createServer();
