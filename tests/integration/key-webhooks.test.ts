@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
+import { KeyReceiver } from '@latchkey/client';
 import { openKeyService, keyServicePaths } from '@latchkey/keyd';
 import { ADMIN_PATHS, WEBHOOK_PATHS, WebhookSecretResponse } from '@latchkey/protocol';
 import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
@@ -105,7 +106,8 @@ async function setup(over: { rotateAfterMs?: number } = {}) {
     const res = await fetch(`${svc.url}/v1/contact-key`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+      // Over plain HTTP a key comes only sealed to the caller's delivery key.
+      body: JSON.stringify({ ...(body as object), delivery: new KeyReceiver('x25519', participantId).request() }),
     });
     return { status: res.status, body: (await res.json()) as { epoch?: number; rotated?: boolean } };
   };
