@@ -47,7 +47,7 @@ import {
   type ServerFrame,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
+import { TOKEN_CLOCK_SKEW_SECONDS, createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
 import { createAdminApi, type AdminApi } from './admin-api.ts';
 import { KEEP_CIPHERTEXT, isContactStore, type ContactPolicy, type ContactStore, type RetentionHook } from './contacts.ts';
 import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
@@ -235,7 +235,7 @@ const RATE_ABUSE_COOLDOWN_MS = 10_000;
 /** Outgoing bytes a slow reader may leave queued before it is dropped (it can resume). */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Seconds of clock skew verifyToken allows; the expiry timer allows the same. */
-const CLOCK_TOLERANCE_SECONDS = 30;
+const CLOCK_TOLERANCE_SECONDS = TOKEN_CLOCK_SKEW_SECONDS;
 /** Close clients that have not finished the closing handshake by then. */
 const CLOSE_GRACE_MS = 2_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
