@@ -94,6 +94,22 @@ describe.runIf(haveChromium)('a hostile relay between the browser and the relay,
     await stack?.close();
   });
 
+  /** Selects the contact in the console and returns its pane. */
+  async function select(contact: string): Promise<Locator> {
+    const item = agentPage.locator(`[data-testid=contact-item][data-contact-id="${contact}"]`);
+    await item.waitFor(WAIT);
+    // The list reorders on activity: click again until it is the current one.
+    await expect
+      .poll(async () => {
+        if ((await item.getAttribute('aria-current')) !== 'true') await item.click();
+        return item.getAttribute('aria-current');
+      }, WAIT)
+      .toBe('true');
+    const pane = agentPage.locator(`.lk-pane[data-contact-id="${contact}"]`);
+    await pane.waitFor({ state: 'visible', ...WAIT });
+    return pane;
+  }
+
   /**
    * A visitor opens the widget (a new contact, or the one `url` names) and the agent console
    * shows that contact: both connected through the proxy, nothing said yet.
@@ -111,10 +127,7 @@ describe.runIf(haveChromium)('a hostile relay between the browser and the relay,
       return null;
     });
     if (!contact) throw new Error('the widget stored no session');
-    const item = agentPage.locator(`[data-testid=contact-item][data-contact-id="${contact}"]`);
-    await item.waitFor(WAIT);
-    await item.click();
-    const agent = agentPage.locator(`.lk-pane[data-contact-id="${contact}"]`);
+    const agent = await select(contact);
     await agent.locator('[data-testid=connection-status][data-status=connected]').waitFor(WAIT);
     // Both sockets are through the proxy and known to it by contact and role.
     await stack.mitm.waitForConnection(side(contact, 'visitor'), 30_000);
@@ -131,23 +144,26 @@ describe.runIf(haveChromium)('a hostile relay between the browser and the relay,
     await agentPage.screenshot({ path: join(OUT, `hostile-${name}-agent.png`) }).catch(() => undefined);
   }
 
-  it('control: a conversation through the proxy that nobody touches shows nothing suspect', async () => {
-    const c = await open(stack.web.visitorUrl);
-    const want = ['Hello, is my order on its way?', 'Yes, it ships today.', 'Thanks!'];
-    await say(c.visitor, want[0]!);
-    await expect.poll(() => normalTexts(c.agent), WAIT).toEqual(want.slice(0, 1));
-    await say(c.agent, want[1]!);
-    await expect.poll(() => normalTexts(c.visitor), WAIT).toEqual(want.slice(0, 2));
-    await say(c.visitor, want[2]!);
+  /** The control conversation, checked again once every attack has run. */
+  let control: Conv | undefined;
+  const clean = async (c: Conv, want: string[]): Promise<void> => {
     for (const s of [c.visitor, c.agent]) {
-      await expect.poll(() => rows(s), WAIT).toEqual([
-        ['1', 'delivered', null],
-        ['2', 'delivered', null],
-        ['3', 'delivered', null],
-      ]);
+      await expect.poll(() => rows(s), WAIT).toEqual(want.map((_, i) => [String(i + 1), 'delivered', null]));
       expect(await normalTexts(s)).toEqual(want);
       expect(await s.locator('[data-state=suspect], [data-integrity], [data-testid=gap]').count()).toBe(0);
     }
+  };
+  const CONTROL = ['Hello, is my order on its way?', 'Yes, it ships today.', 'Thanks!'];
+
+  it('control: a conversation through the proxy that nobody touches shows nothing suspect', async () => {
+    const c = await open(stack.web.visitorUrl);
+    control = c;
+    await say(c.visitor, CONTROL[0]!);
+    await expect.poll(() => normalTexts(c.agent), WAIT).toEqual(CONTROL.slice(0, 1));
+    await say(c.agent, CONTROL[1]!);
+    await expect.poll(() => normalTexts(c.visitor), WAIT).toEqual(CONTROL.slice(0, 2));
+    await say(c.visitor, CONTROL[2]!);
+    await clean(c, CONTROL);
     expect(pageErrors).toEqual([]);
   }, 120_000);
 
@@ -234,6 +250,8 @@ describe.runIf(haveChromium)('a hostile relay between the browser and the relay,
         // Live, the first may be MISSING until the one before it arrives (docs/threat-model.md).
         expect(['REORDERED', 'MISSING']).toContain(first?.[2]);
         expect(second?.[2]).toBe('REORDERED');
+        // A gap only before a MISSING one.
+        expect(await v.victim.getByTestId('gap').count()).toBe(first?.[2] === 'MISSING' ? 1 : 0);
         expect(await normalTexts(v.victim)).toEqual([]);
         expect(await bySeq(v.victim, 1).locator('.lk-suspect-text').textContent()).toContain('do not refund');
         expect(await bySeq(v.victim, 2).locator('.lk-suspect-text').textContent()).toContain('please refund');
@@ -273,6 +291,15 @@ describe.runIf(haveChromium)('a hostile relay between the browser and the relay,
     }
     await shot(c, 'sender-removed');
     await c.visitorPage.close();
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+
+  it('control, after every attack: the untouched conversation still shows nothing suspect', async () => {
+    expect(control, 'the first control test ran').toBeDefined();
+    const c = control!;
+    await select(c.contact);
+    await say(c.agent, 'Anything else?');
+    await clean(c, [...CONTROL, 'Anything else?']);
     expect(pageErrors).toEqual([]);
   }, 120_000);
 });
