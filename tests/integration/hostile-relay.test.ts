@@ -190,7 +190,8 @@ describe('a relay that rewrites history is caught', () => {
     await v.send('do not refund');
     await until(() => seen.shown.size === 2, 5000, 'swapped deliveries');
     expect(seen.messages).toEqual([]);
-    expect(seen.failed.every((f) => f.code === 'INTEGRITY')).toBe(true);
+    // Live too: the first waits a moment for what seems missing before it, and it comes.
+    expect(seen.failed.map((f) => f.integrity)).toEqual(['REORDERED', 'REORDERED']);
     expect(await history(a)).toEqual([
       [1, '!INTEGRITY:REORDERED'],
       [2, '!INTEGRITY:REORDERED'],

@@ -11,7 +11,10 @@ import { TranscriptVerifier, type LaterEnvelope, type TranscriptCheckpoint } fro
 import type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
 import { fromBase64Url } from '@latchkey/crypto/codec';
 
-/** How long a hole in the seq order may last before it is filled from history (ms). */
+/**
+ * How long a hole in the seq order may last before it is filled from history, and how long an
+ * envelope with messages seemingly missing before it waits for them to turn up (ms).
+ */
 const GAP_WAIT_MS = 300;
 
 export interface JudgeContext {
@@ -92,6 +95,10 @@ export class Inbox {
   readonly #buffer = new Map<number, Buffered>();
   #chain: Promise<void> = Promise.resolve();
   #gapTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Holds the next envelope a moment when messages look missing before it. */
+  #holdTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The seq whose hold is over: judged now with whatever arrived meanwhile. */
+  #released = 0;
   #closed = false;
 
   constructor(deps: InboxDeps, since: number, checkpoint?: TranscriptCheckpoint | null) {
@@ -140,15 +147,30 @@ export class Inbox {
   close(): void {
     this.#closed = true;
     if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
     this.#gapTimer = null;
+    this.#holdTimer = null;
   }
 
   #drain(): void {
     for (;;) {
       const next = this.#buffer.get(this.lastSeq + 1);
       if (!next) break;
-      this.#buffer.delete(next.opened.env.seq);
-      const later = laterOf([...this.#buffer.values()].map((b) => b.opened));
+      const seq = next.opened.env.seq;
+      const rest = [...this.#buffer.values()].filter((b) => b.opened.env.seq !== seq);
+      const later = laterOf(rest.map((b) => b.opened));
+      if (this.#released !== seq && this.#verifier.missingAhead(transcriptInput(next.opened, next.live), later)) {
+        // Messages look missing before it: wait a moment for them (a reorder), then judge.
+        if (this.#holdTimer === null && !this.#closed) {
+          this.#holdTimer = setTimeout(() => {
+            this.#holdTimer = null;
+            this.#released = seq;
+            this.#chain = this.#chain.then(() => this.#drain());
+          }, GAP_WAIT_MS);
+        }
+        break;
+      }
+      this.#buffer.delete(seq);
       const entry = judge(this.#verifier, next.opened, next.live, {
         statement: this.#deps.statement(),
         now: this.#deps.now(),

@@ -138,6 +138,21 @@ export class TranscriptVerifier {
     this.#hashes.clear();
   }
 
+  /**
+   * Whether the next envelope would show messages missing before it (a jump in its session's
+   * counter, or a sender that had seen more than precedes it) that no later envelope known yet
+   * fills. A caller that can wait a moment for more to arrive tells a reorder from a loss.
+   */
+  missingAhead(input: TranscriptInput, later: readonly LaterEnvelope[]): boolean {
+    const opened = input.opened;
+    if (!opened || input.seq !== this.#seq + 1) return false;
+    if (input.seenSeq >= input.seq && !later.some((l) => l.seq <= input.seenSeq + 1)) return true;
+    const session = this.#sessions.get(`${input.senderId}\u0000${opened.sessionKey}`);
+    const from = session?.ctr ?? (this.#complete ? 0 : input.ctr - 1);
+    if (input.ctr <= from + 1) return false;
+    return !later.some((l) => l.senderId === input.senderId && l.sessionKey === opened.sessionKey && l.ctr > from && l.ctr < input.ctr);
+  }
+
   #advance(input: TranscriptInput): void {
     this.#seq = input.seq;
     this.#hash = transcriptStep(this.#hash, input.seq, input.sig);
