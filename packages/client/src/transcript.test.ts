@@ -159,6 +159,17 @@ describe('TranscriptVerifier', () => {
     expect(v.next(b.next('x', { seq: 4 }, { seq: 2, hash: new Uint8Array(32).fill(5) }), noStatement)).toBeNull();
   });
 
+  it('missingAhead: true while what is missing before it is not among the later ones known', () => {
+    const a = new Sender('a', 'sa');
+    const m1 = a.next('1', { seq: 1 });
+    const m2 = a.next('2', { seq: 2 });
+    const v = new TranscriptVerifier();
+    const swapped = { ...m2, seq: 1 };
+    expect(v.missingAhead(swapped, [])).toBe(true);
+    expect(v.missingAhead(swapped, [{ seq: 2, senderId: 'a', sessionKey: 'sa', ctr: 1 }])).toBe(false);
+    expect(v.missingAhead(m1, [])).toBe(false);
+  });
+
   it('envelopes that failed to open only advance the transcript', () => {
     const v = new TranscriptVerifier();
     const { opened: _o, ...failed } = new Sender('a', 'sa').next('x', { seq: 1 });
