@@ -40,12 +40,25 @@ function installed() {
 }
 
 function install() {
-  process.stderr.write(`bootstrap: installing dependencies with ${pnpmSpec} (native modules build from source; this takes a minute)\n`);
+  process.stderr.write(
+    `bootstrap: installing dependencies with ${pnpmSpec} (native modules build from source; this takes a minute)\n`,
+  );
   const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
-  const args = ['--yes', pnpmSpec, 'install', '--frozen-lockfile', '--config.confirmModulesPurge=false'];
-  const result = spawnSync(npx, args, { cwd: root, stdio: 'inherit', env: { ...process.env, CI: process.env.CI ?? '' } });
+  const args = [
+    '--yes',
+    pnpmSpec,
+    'install',
+    '--frozen-lockfile',
+    '--config.confirmModulesPurge=false',
+  ];
+  const result = spawnSync(npx, args, {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, CI: process.env.CI ?? '' },
+  });
   if (result.status !== 0) fail(`dependency install failed (exit ${result.status})`);
-  if (!installed()) fail('install finished but better-sqlite3 does not load; see the build output above');
+  if (!installed())
+    fail('install finished but better-sqlite3 does not load; see the build output above');
 }
 
 function run(bin, args, after) {
@@ -62,7 +75,9 @@ function summarize(reportFile) {
   try {
     const r = JSON.parse(readFileSync(reportFile, 'utf8'));
     const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-    process.stdout.write(`\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    process.stdout.write(
+      `\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`,
+    );
     rmSync(reportFile, { force: true });
   } catch {
     process.stdout.write('\nvitest: no report written (the run did not finish)\n');
@@ -80,8 +95,18 @@ switch (command) {
     break;
   case 'test': {
     const report = join(tmpdir(), `latchkey-vitest-${process.pid}.json`);
-    const args = ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...rest];
-    run(join(dirname(require.resolve('vitest/package.json', { paths: [root] })), 'vitest.mjs'), args, () => summarize(report));
+    const args = [
+      'run',
+      '--reporter=default',
+      '--reporter=json',
+      `--outputFile.json=${report}`,
+      ...rest,
+    ];
+    run(
+      join(dirname(require.resolve('vitest/package.json', { paths: [root] })), 'vitest.mjs'),
+      args,
+      () => summarize(report),
+    );
     break;
   }
   case 'install':

@@ -2,5 +2,10 @@ import { defineProject } from 'vitest/config';
 
 export default defineProject({
   resolve: { conditions: ['@latchkey/source'] },
-  test: { testTimeout: 30_000, hookTimeout: 30_000, name: 'tests/integration', include: ['integration/**/*.test.ts'] },
+  test: {
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    name: 'tests/integration',
+    include: ['integration/**/*.test.ts'],
+  },
 });

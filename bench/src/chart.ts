@@ -4,14 +4,23 @@
  */
 import type { LoadResult } from './main.ts';
 
-const LABEL: Record<string, string> = { latchkey: 'Latchkey', ws: 'ws floor', socketio: 'Socket.IO' };
+const LABEL: Record<string, string> = {
+  latchkey: 'Latchkey',
+  ws: 'ws floor',
+  socketio: 'Socket.IO',
+};
 const COLOR: Record<string, string> = { latchkey: '#2f6fde', ws: '#8a8a8a', socketio: '#e0842b' };
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 }
 
-function panel(x0: number, title: string, unit: string, bars: { key: string; values: number[] }[]): string {
+function panel(
+  x0: number,
+  title: string,
+  unit: string,
+  bars: { key: string; values: number[] }[],
+): string {
   const w = 330;
   const h = 220;
   const top = 50;
@@ -37,10 +46,16 @@ function panel(x0: number, title: string, unit: string, bars: { key: string; val
   return out;
 }
 
-export function renderChart(load: readonly LoadResult[], summary: { offered_rate_for_latency: number }): string {
+export function renderChart(
+  load: readonly LoadResult[],
+  summary: { offered_rate_for_latency: number },
+): string {
   const systems = ['latchkey', 'ws', 'socketio'];
   const of = (k: string): LoadResult[] => load.filter((l) => l.system === k && l.size === 200);
-  const tput = systems.map((key) => ({ key, values: of(key).map((l) => l.throughput.deliveredPerSecond) }));
+  const tput = systems.map((key) => ({
+    key,
+    values: of(key).map((l) => l.throughput.deliveredPerSecond),
+  }));
   const p99 = systems.map((key) => ({ key, values: of(key).map((l) => l.latency.wire.p99) }));
   return [
     '<svg xmlns="http://www.w3.org/2000/svg" width="720" height="320" font-family="sans-serif">',

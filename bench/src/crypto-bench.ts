@@ -5,11 +5,23 @@
  * node:crypto and with WebCrypto, the AES-GCM step of the envelope alone (@latchkey/crypto/aead,
  * both backends) and Ed25519 in noble versus node:crypto.
  */
-import { createCipheriv, createDecipheriv, generateKeyPairSync, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  generateKeyPairSync,
+  sign as nodeSign,
+  verify as nodeVerify,
+} from 'node:crypto';
 import { aesGcmDecrypt, aesGcmEncrypt, setAeadBackend } from '@latchkey/crypto/aead';
 import { randomBytes } from '@latchkey/crypto/random';
 import { generateSigningKeyPair, sign, verify } from '@latchkey/crypto/sign';
-import { makeParticipant, makeServiceKey, messageText, openText, sealText } from './load/fixtures.ts';
+import {
+  makeParticipant,
+  makeServiceKey,
+  messageText,
+  openText,
+  sealText,
+} from './load/fixtures.ts';
 
 export interface CryptoResult {
   size: number;
@@ -55,12 +67,18 @@ export async function cryptoBench(size: number, ms: number): Promise<CryptoResul
   const aad = randomBytes(96);
   const nonce = randomBytes(12);
 
-  const envelopeSealOpen = await rate(ms, async () => openText(await sealText(p, key, text), key, service.publicKey));
+  const envelopeSealOpen = await rate(ms, async () =>
+    openText(await sealText(p, key, text), key, service.publicKey),
+  );
 
   setAeadBackend('webcrypto');
-  const aeadWebcrypto = await rate(ms, async () => aesGcmDecrypt(key, nonce, await aesGcmEncrypt(key, nonce, plaintext, aad), aad));
+  const aeadWebcrypto = await rate(ms, async () =>
+    aesGcmDecrypt(key, nonce, await aesGcmEncrypt(key, nonce, plaintext, aad), aad),
+  );
   setAeadBackend('noble');
-  const aeadNoble = await rate(ms, async () => aesGcmDecrypt(key, nonce, await aesGcmEncrypt(key, nonce, plaintext, aad), aad));
+  const aeadNoble = await rate(ms, async () =>
+    aesGcmDecrypt(key, nonce, await aesGcmEncrypt(key, nonce, plaintext, aad), aad),
+  );
   setAeadBackend('auto');
 
   const nodeCrypto = await rate(ms, () => {
@@ -74,8 +92,15 @@ export async function cryptoBench(size: number, ms: number): Promise<CryptoResul
     return Buffer.concat([d.update(ct), d.final()]);
   });
 
-  const ck = await crypto.subtle.importKey('raw', new Uint8Array(key), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
-  const params = { name: 'AES-GCM', iv: new Uint8Array(nonce), additionalData: new Uint8Array(aad) } as const;
+  const ck = await crypto.subtle.importKey('raw', new Uint8Array(key), { name: 'AES-GCM' }, false, [
+    'encrypt',
+    'decrypt',
+  ]);
+  const params = {
+    name: 'AES-GCM',
+    iv: new Uint8Array(nonce),
+    additionalData: new Uint8Array(aad),
+  } as const;
   const webCrypto = await rate(ms, async () =>
     crypto.subtle.decrypt(params, ck, await crypto.subtle.encrypt(params, ck, plaintext)),
   );

@@ -25,7 +25,10 @@ const CHILD_ENTRY = fileURLToPath(new URL('../bin/child.mjs', import.meta.url));
 /** A forked child process that answers method calls. */
 export class Child {
   readonly #proc: ChildProcess;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
   #next = 1;
   #exited = false;
   /** Resolves with the child's first message (`hello`), e.g. the port it listens on. */
@@ -100,7 +103,11 @@ type Handler = (params: never) => unknown;
  * Child side: answers the parent's calls with `handlers`, sends `hello`, and exits when the
  * parent disconnects. `stop` is answered, then the process exits after `onStop`.
  */
-export function serve(hello: unknown, handlers: Record<string, Handler>, onStop?: () => Promise<void>): void {
+export function serve(
+  hello: unknown,
+  handlers: Record<string, Handler>,
+  onStop?: () => Promise<void>,
+): void {
   const send = (m: Reply | Hello): void => {
     if (process.connected) process.send?.(m);
   };
@@ -126,7 +133,8 @@ export function serve(hello: unknown, handlers: Record<string, Handler>, onStop?
       .then(() => h(m.params as never))
       .then(
         (result) => send({ id: m.id, result: result ?? null }),
-        (err: unknown) => send({ id: m.id, error: err instanceof Error ? err.message : String(err) }),
+        (err: unknown) =>
+          send({ id: m.id, error: err instanceof Error ? err.message : String(err) }),
       );
   });
   send({ hello });

@@ -27,8 +27,30 @@ const src = (m: string): string => fileURLToPath(new URL(m, import.meta.url));
 const secretHex = randomBytes(32).toString('hex');
 
 const plan = quick
-  ? { contacts: 500, sizes: [200], repeats: 1, window: 4, warm: 600, measure: 2000, rate: 5000, idle: 500, crypto: 200, store: 1000 }
-  : { contacts: 500, sizes: [200, 4096], repeats: 3, window: 4, warm: 2000, measure: 6000, rate: 5000, idle: 10_000, crypto: 1000, store: 3000 };
+  ? {
+      contacts: 500,
+      sizes: [200],
+      repeats: 1,
+      window: 4,
+      warm: 600,
+      measure: 2000,
+      rate: 5000,
+      idle: 500,
+      crypto: 200,
+      store: 1000,
+    }
+  : {
+      contacts: 500,
+      sizes: [200, 4096],
+      repeats: 3,
+      window: 4,
+      warm: 2000,
+      measure: 6000,
+      rate: 5000,
+      idle: 10_000,
+      crypto: 1000,
+      store: 3000,
+    };
 /** Every n-th message of the latency run is sealed and opened for real. */
 const SAMPLE_EVERY = 50;
 
@@ -141,7 +163,8 @@ async function idleRun(kind: SystemKind, connections: number): Promise<IdleResul
     } satisfies ConnectParams);
     await sleep(1000);
     const after = await server.call<ProcStats & { connections: number }>('stats', { gc: true });
-    if (after.connections !== connections) throw new Error(`${kind}: ${after.connections} of ${connections} connections open`);
+    if (after.connections !== connections)
+      throw new Error(`${kind}: ${after.connections} of ${connections} connections open`);
     const r: IdleResult = {
       system: kind,
       connections,
@@ -151,7 +174,9 @@ async function idleRun(kind: SystemKind, connections: number): Promise<IdleResul
       bytesPerConnection: Math.round((after.rss - before.rss) / connections),
       heapBytesPerConnection: Math.round((after.heapUsed - before.heapUsed) / connections),
     };
-    progress(`idle ${kind}: ${connections} connections in ${conn.ms} ms, ${r.bytesPerConnection} B RSS/connection (heap ${r.heapBytesPerConnection} B)`);
+    progress(
+      `idle ${kind}: ${connections} connections in ${conn.ms} ms, ${r.bytesPerConnection} B RSS/connection (heap ${r.heapBytesPerConnection} B)`,
+    );
     return r;
   } finally {
     await gen.stop(15_000);
@@ -179,18 +204,24 @@ async function main(): Promise<void> {
     );
   }
   const sign: SignResult = await signBench(plan.crypto);
-  progress(`ed25519: noble sign ${sign.nobleSign}/s verify ${sign.nobleVerify}/s; node:crypto sign ${sign.nodeSign}/s verify ${sign.nodeVerify}/s`);
+  progress(
+    `ed25519: noble sign ${sign.nobleSign}/s verify ${sign.nobleVerify}/s; node:crypto sign ${sign.nodeSign}/s verify ${sign.nodeVerify}/s`,
+  );
 
   progress('storage: SqliteMessageStore, default durability, single vs GroupCommit');
   const storage: StorageResult = await storageBench(plan.store, 1000);
-  progress(`storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`);
+  progress(
+    `storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`,
+  );
 
   const load: LoadResult[] = [];
   for (const size of plan.sizes) {
     const repeats = size === 200 ? plan.repeats : 1;
     for (let rep = 1; rep <= repeats; rep++) {
       for (const kind of SYSTEMS) {
-        progress(`load: ${kind}, ${plan.contacts} contacts (${plan.contacts * 2} connections), ${size} B, repeat ${rep}/${repeats}`);
+        progress(
+          `load: ${kind}, ${plan.contacts} contacts (${plan.contacts * 2} connections), ${size} B, repeat ${rep}/${repeats}`,
+        );
         load.push(await loadRun(kind, size, rep));
       }
     }
@@ -202,11 +233,14 @@ async function main(): Promise<void> {
     idle.push(await idleRun(kind, plan.idle));
   }
 
-  const at = (kind: SystemKind, size = 200): LoadResult[] => load.filter((l) => l.system === kind && l.size === size);
-  const tput = (kind: SystemKind): number => median(at(kind).map((l) => l.throughput.deliveredPerSecond));
+  const at = (kind: SystemKind, size = 200): LoadResult[] =>
+    load.filter((l) => l.system === kind && l.size === size);
+  const tput = (kind: SystemKind): number =>
+    median(at(kind).map((l) => l.throughput.deliveredPerSecond));
   const lat = (kind: SystemKind, f: (l: LoadResult) => number): number => median(at(kind).map(f));
   const c4 = crypto.find((c) => c.size === 4096)!;
-  const idleOf = (kind: SystemKind): number => idle.find((i) => i.system === kind)?.bytesPerConnection ?? 0;
+  const idleOf = (kind: SystemKind): number =>
+    idle.find((i) => i.system === kind)?.bytesPerConnection ?? 0;
   const summary = {
     mode: quick ? 'quick' : 'full',
     latchkey_msgs_per_s: tput('latchkey'),

@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { KeyReceiver, LatchkeyClient, type ClientOptions, type WebSocketConstructor } from '@latchkey/client';
+import {
+  KeyReceiver,
+  LatchkeyClient,
+  type ClientOptions,
+  type WebSocketConstructor,
+} from '@latchkey/client';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { openKeyService, type KeyManagerChoice, type OpenKeyServiceOptions } from '@latchkey/keyd';
 import { startRelay } from '@latchkey/relay-app';
@@ -32,7 +37,10 @@ export interface ByokStack {
   /** Admin action on the key service, then the relay; returns both answers. */
   admin(path: string, body?: unknown): Promise<{ keys: unknown; relay: unknown }>;
   /** POST /v1/contact-key without a delivery key: the content key in the clear (tests only). */
-  rawKey(token: string, body?: Record<string, unknown>): Promise<{ status: number; json: Record<string, unknown> }>;
+  rawKey(
+    token: string,
+    body?: Record<string, unknown>,
+  ): Promise<{ status: number; json: Record<string, unknown> }>;
   sweepKeys(): Promise<string[]>;
   close(): Promise<void>;
 }
@@ -73,7 +81,8 @@ export async function startByokStack(
     masterKey,
     relayUrl: relay.url,
     keysUrl: keys.url,
-    token: (contactId, participantId, role = 'visitor') => mintToken(secret, { contactId, participantId, role, ttlSeconds: 600 }),
+    token: (contactId, participantId, role = 'visitor') =>
+      mintToken(secret, { contactId, participantId, role, ttlSeconds: 600 }),
     async client(token, opts = {}) {
       const c = await LatchkeyClient.connect({
         relayUrl: relay.url,
@@ -92,7 +101,9 @@ export async function startByokStack(
     },
     async rawKey(token, body = {}) {
       // Over plain HTTP keys come only sealed: ask as a client does and open it (as `key`).
-      const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub: string };
+      const claims = JSON.parse(
+        Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'),
+      ) as { sub: string };
       const receiver = new KeyReceiver('x25519', claims.sub);
       const res = await fetch(`${keys.url}/v1/contact-key`, {
         method: 'POST',
@@ -101,7 +112,9 @@ export async function startByokStack(
       });
       const json = (await res.json()) as Record<string, unknown>;
       if (res.ok && json.sealedKey !== undefined) {
-        json.key = Buffer.from(receiver.open(json as unknown as ContactKeyResponse)).toString('base64url');
+        json.key = Buffer.from(receiver.open(json as unknown as ContactKeyResponse)).toString(
+          'base64url',
+        );
       }
       return { status: res.status, json };
     },
@@ -116,12 +129,19 @@ export async function startByokStack(
 }
 
 /** The reference key manager (apps/kms-example) as a child process; resolves with its URL. */
-export async function startKmsChild(dataDir: string, secret: Uint8Array): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', KMS_MAIN, '--data', dataDir, '--port', '0'], {
-    cwd: join(ROOT, 'apps', 'kms-example'),
-    env: { ...process.env, KMS_HMAC_SECRET: toBase64Url(secret), KMS_CLIENT_ID: 'latchkey' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startKmsChild(
+  dataDir: string,
+  secret: Uint8Array,
+): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', KMS_MAIN, '--data', dataDir, '--port', '0'],
+    {
+      cwd: join(ROOT, 'apps', 'kms-example'),
+      env: { ...process.env, KMS_HMAC_SECRET: toBase64Url(secret), KMS_CLIENT_ID: 'latchkey' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   const url = await new Promise<string>((resolve, reject) => {

@@ -32,7 +32,13 @@ const serverSockets = new Set<Socket>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'latchkey-backpressure-'));
-  keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey: crypto.getRandomValues(new Uint8Array(32)) });
+  keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey: crypto.getRandomValues(new Uint8Array(32)),
+  });
   const fast = { perSecond: 100_000, burst: 100_000 };
   relay = createRelay({
     store: { path: join(dir, 'messages.db') },
@@ -74,7 +80,11 @@ function recordingWebSocket(sockets: WebSocket[], closes: number[]): WebSocketCo
   return Recording as unknown as WebSocketConstructor;
 }
 
-async function client(participantId: string, role: 'visitor' | 'agent', WS: WebSocketConstructor): Promise<LatchkeyClient> {
+async function client(
+  participantId: string,
+  role: 'visitor' | 'agent',
+  WS: WebSocketConstructor,
+): Promise<LatchkeyClient> {
   return LatchkeyClient.connect({
     relayUrl,
     keysUrl: keys.url,
@@ -109,7 +119,9 @@ describe('a reader that stops reading', () => {
     let bytesOffered = 0;
     const dropped = (): boolean => events.some((e) => e.event === 'slow-consumer');
     while ((!dropped() || bytesOffered < 3 * LIMIT) && sent < 4000) {
-      const batch = await Promise.all(Array.from({ length: 50 }, (_, i) => sender.send(`${sent + i} ${text}`)));
+      const batch = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => sender.send(`${sent + i} ${text}`)),
+      );
       sent += batch.length;
       bytesOffered += batch.length * 22_000;
     }
@@ -122,7 +134,11 @@ describe('a reader that stops reading', () => {
     expect(bytesOffered).toBeGreaterThan(3 * LIMIT);
     // At most the limit plus the frame that crossed it.
     expect(maxQueued).toBeLessThanOrEqual(LIMIT + 64 * 1024);
-    await until(() => seenHealthy.length === sent, 20_000, 'the healthy reader to receive everything');
+    await until(
+      () => seenHealthy.length === sent,
+      20_000,
+      'the healthy reader to receive everything',
+    );
 
     // Reads again: drains what was queued, sees the close, reconnects and resumes from history.
     paused.resume();
@@ -131,7 +147,9 @@ describe('a reader that stops reading', () => {
     expect(stuckSockets.length).toBeGreaterThan(1);
     expect(seenStuck.map((m) => m.seq)).toEqual(Array.from({ length: sent }, (_, i) => i + 1));
     // Each message once (sends of one batch are sealed concurrently, so text order is free).
-    expect(seenStuck.map((m) => Number(m.text.split(' ')[0])).sort((a, b) => a - b)).toEqual(Array.from({ length: sent }, (_, i) => i));
+    expect(seenStuck.map((m) => Number(m.text.split(' ')[0])).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: sent }, (_, i) => i),
+    );
     expect(seenHealthy.map((m) => m.seq)).toEqual(seenStuck.map((m) => m.seq));
     console.log(
       `backpressure: ${sent} messages (${(bytesOffered / 2 ** 20).toFixed(1)} MiB offered to the stuck reader); ` +

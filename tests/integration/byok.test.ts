@@ -17,7 +17,15 @@ import { openEnvelope } from '@latchkey/crypto/envelope';
 import { cryptoHeader, type LatchkeyClient } from '@latchkey/client';
 import type { KeyManagerChoice } from '@latchkey/keyd';
 import { ADMIN_PATHS, LatchkeyError, type StoredEnvelope } from '@latchkey/protocol';
-import { CLI, b64, dbFiles, filesContain, startByokStack, startKmsChild, type ByokStack } from './_byok.ts';
+import {
+  CLI,
+  b64,
+  dbFiles,
+  filesContain,
+  startByokStack,
+  startKmsChild,
+  type ByokStack,
+} from './_byok.ts';
 import { startFaultProxy } from '../../apps/kms-example/test/_fault-proxy.ts';
 import { until } from './harness.ts';
 
@@ -29,9 +37,14 @@ interface Run {
 
 function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -57,7 +70,11 @@ async function chatFlow(s: ByokStack, contact: string): Promise<void> {
 function storedEnvelope(dbPath: string, contactId: string, seq: number): StoredEnvelope {
   const db = new Database(dbPath, { readonly: true });
   try {
-    const row = db.prepare<[string, number], { envelope: string }>('SELECT envelope FROM messages WHERE contact_id = ? AND seq = ?').get(contactId, seq);
+    const row = db
+      .prepare<[string, number], { envelope: string }>(
+        'SELECT envelope FROM messages WHERE contact_id = ? AND seq = ?',
+      )
+      .get(contactId, seq);
     if (!row) throw new Error(`no envelope ${contactId}/${seq}`);
     return { ...(JSON.parse(row.envelope) as Omit<StoredEnvelope, 'seq'>), seq } as StoredEnvelope;
   } finally {
@@ -101,7 +118,12 @@ describe('chat flow against each key manager', () => {
     const kmsDir = await mkdtemp(join(tmpdir(), 'latchkey-kms-'));
     const hmac = crypto.getRandomValues(new Uint8Array(32));
     const kms = await startKmsChild(kmsDir, hmac);
-    const s = await startByokStack({ kind: 'http', url: kms.url, secret: hmac, keyId: 'latchkey-kek' });
+    const s = await startByokStack({
+      kind: 'http',
+      url: kms.url,
+      secret: hmac,
+      keyId: 'latchkey-kek',
+    });
     try {
       await chatFlow(s, 'flow-http');
       // Only wrapped keys here: the raw content key is nowhere in Latchkey's key database.
@@ -138,13 +160,26 @@ describe('chat flow against each key manager', () => {
     it('pkcs11: SoftHSM2 with a token of its own', async () => {
       const tokenDir = await mkdtemp(join(tmpdir(), 'latchkey-softhsm-'));
       const conf = join(tokenDir, 'softhsm2.conf');
-      writeFileSync(conf, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+      writeFileSync(
+        conf,
+        `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+      );
       process.env.SOFTHSM2_CONF = conf;
-      execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'latchkey-it', '--so-pin', '1234', '--pin', '5678'], {
-        stdio: 'pipe',
-        env: { ...process.env, SOFTHSM2_CONF: conf },
+      execFileSync(
+        'softhsm2-util',
+        ['--init-token', '--free', '--label', 'latchkey-it', '--so-pin', '1234', '--pin', '5678'],
+        {
+          stdio: 'pipe',
+          env: { ...process.env, SOFTHSM2_CONF: conf },
+        },
+      );
+      const s = await startByokStack({
+        kind: 'pkcs11',
+        module: LIBRARY,
+        tokenLabel: 'latchkey-it',
+        pin: '5678',
+        createKey: true,
       });
-      const s = await startByokStack({ kind: 'pkcs11', module: LIBRARY, tokenLabel: 'latchkey-it', pin: '5678', createKey: true });
       try {
         await chatFlow(s, 'flow-pkcs11');
       } finally {
@@ -162,7 +197,14 @@ describe('external key manager down, slow or answering garbage during a chat', (
     const kms = await startKmsChild(kmsDir, hmac);
     const proxy = await startFaultProxy(kms.url);
     proxy.slowMs = 1500;
-    const choice: KeyManagerChoice = { kind: 'http', url: proxy.url, secret: hmac, timeoutMs: 300, retries: 0, breakerThreshold: 1000 };
+    const choice: KeyManagerChoice = {
+      kind: 'http',
+      url: proxy.url,
+      secret: hmac,
+      timeoutMs: 300,
+      retries: 0,
+      breakerThreshold: 1000,
+    };
     const s = await startByokStack(choice);
     try {
       const v = await s.client(await s.token('outage', 'visitor-1', 'visitor'));
@@ -175,10 +217,14 @@ describe('external key manager down, slow or answering garbage during a chat', (
         else proxy.mode = mode;
         // A participant that needs a key now gets KEY_UNAVAILABLE (typed), nothing else.
         const late = s.client(await s.token('outage', `agent-${mode}`, 'agent'));
-        await expect(late).rejects.toSatisfy((e: unknown) => LatchkeyError.is(e, 'KEY_UNAVAILABLE'));
+        await expect(late).rejects.toSatisfy((e: unknown) =>
+          LatchkeyError.is(e, 'KEY_UNAVAILABLE'),
+        );
         const raw = await s.rawKey(await s.token('outage', 'visitor-1'));
         expect(raw.status).toBe(503);
-        expect(raw.json).toEqual({ error: { code: 'KEY_UNAVAILABLE', message: expect.any(String) } });
+        expect(raw.json).toEqual({
+          error: { code: 'KEY_UNAVAILABLE', message: expect.any(String) },
+        });
         // The chat goes on under the keys the members hold: nothing is lost.
         await v.send(`during ${mode}`);
         n++;
@@ -189,13 +235,22 @@ describe('external key manager down, slow or answering garbage during a chat', (
       // Back: a new participant gets the key, reads everything, and sends.
       const b = await s.client(await s.token('outage', 'agent-2', 'agent'));
       const history = await b.history();
-      expect(history.map((e) => (e.ok ? e.text : e.code))).toEqual(['during down', 'during slow', 'during garbage', 'during bad-json', 'during error500']);
+      expect(history.map((e) => (e.ok ? e.text : e.code))).toEqual([
+        'during down',
+        'during slow',
+        'during garbage',
+        'during bad-json',
+        'during error500',
+      ]);
       await b.send('back again');
       await until(() => seen.length === n + 1, 5000, 'message after recovery');
       // The access log says what happened: unavailable hand-outs, then granted again.
       const audit = await latchkey(['keys', 'audit', '--data', s.dir, '--json']);
       expect(audit.code).toBe(0);
-      const outcomes = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { outcome?: string; verified?: boolean });
+      const outcomes = audit.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { outcome?: string; verified?: boolean });
       expect(outcomes.filter((o) => o.outcome === 'unavailable').length).toBeGreaterThanOrEqual(10);
       expect(outcomes.at(-1)).toMatchObject({ verified: true });
     } finally {
@@ -230,7 +285,11 @@ describe('rotation on a kick', () => {
       expect(r.keys).toMatchObject({ rotatedEpoch: 1 });
       await until(() => a2.state === 'closed', 5000, 'kicked client closed');
       // The rekey frame moves the members to epoch 1 on the same connection.
-      await until(() => v.fingerprint() !== fp0 && a1.fingerprint() !== fp0, 5000, 'members on the new epoch');
+      await until(
+        () => v.fingerprint() !== fp0 && a1.fingerprint() !== fp0,
+        5000,
+        'members on the new epoch',
+      );
       await v.send('after the kick');
       await until(() => seen.length === 2);
       expect(seen[1]).toEqual({ text: 'after the kick', epoch: 1 });
@@ -242,17 +301,25 @@ describe('rotation on a kick', () => {
       const after = storedEnvelope(relayDb(s.dir), C, 2);
       expect(after.epoch).toBe(1);
       expect(await tryOpen(after, b64(String(oldKey.json.key)))).toBeNull();
-      expect(await tryOpen(storedEnvelope(relayDb(s.dir), C, 1), b64(String(oldKey.json.key)))).toBe('before the kick');
+      expect(
+        await tryOpen(storedEnvelope(relayDb(s.dir), C, 1), b64(String(oldKey.json.key))),
+      ).toBe('before the kick');
       // Old epochs stay readable to members.
       const history = await a1.history();
-      expect(history.map((e) => (e.ok ? `${e.epoch}:${e.text}` : e.code))).toEqual(['0:before the kick', '1:after the kick']);
+      expect(history.map((e) => (e.ok ? `${e.epoch}:${e.text}` : e.code))).toEqual([
+        '0:before the kick',
+        '1:after the kick',
+      ]);
     } finally {
       await s.close();
     }
   });
 
   it('a member asks for a rotation after rotateAfterMessages; the others follow from the envelopes', async () => {
-    const s = await startByokStack({ kind: 'internal' }, { rotateAfterMessages: 3, minRotateAgeMs: 0 });
+    const s = await startByokStack(
+      { kind: 'internal' },
+      { rotateAfterMessages: 3, minRotateAgeMs: 0 },
+    );
     try {
       const C = 'rot-msgs';
       const v = await s.client(await s.token(C, 'visitor-1', 'visitor'));
@@ -268,7 +335,9 @@ describe('rotation on a kick', () => {
       expect(seen).toEqual([0, 0, 0, 1]);
       await until(() => a.fingerprint() === v.fingerprint(), 5000, 'agent follows');
       // Compare-and-set: asking again for epoch 0 does not rotate again.
-      const again = await s.rawKey(await s.token(C, 'agent-1', 'agent'), { rotate: { ifEpoch: 0 } });
+      const again = await s.rawKey(await s.token(C, 'agent-1', 'agent'), {
+        rotate: { ifEpoch: 0 },
+      });
       expect(again.json).toMatchObject({ epoch: 1, currentEpoch: 1 });
       expect(again.json.rotated).toBeUndefined();
     } finally {
@@ -277,11 +346,16 @@ describe('rotation on a kick', () => {
   });
 
   it('a requested rotation needs the epoch to be old enough, and the schedule rotates at the next fetch', async () => {
-    const s = await startByokStack({ kind: 'internal' }, { minRotateAgeMs: 60_000, rotateAfterMs: 400 });
+    const s = await startByokStack(
+      { kind: 'internal' },
+      { minRotateAgeMs: 60_000, rotateAfterMs: 400 },
+    );
     try {
       const t = await s.token('rot-time', 'visitor-1', 'visitor');
       expect((await s.rawKey(t)).json.epoch).toBe(0);
-      expect((await s.rawKey(t, { rotate: { ifEpoch: 0 } })).json).toMatchObject({ currentEpoch: 0 });
+      expect((await s.rawKey(t, { rotate: { ifEpoch: 0 } })).json).toMatchObject({
+        currentEpoch: 0,
+      });
       await new Promise((r) => setTimeout(r, 500));
       expect((await s.rawKey(t)).json).toMatchObject({ epoch: 1, currentEpoch: 1, rotated: true });
       expect((await s.rawKey(t)).json).toMatchObject({ epoch: 1 });
@@ -303,7 +377,12 @@ describe('crypto-shredding and retention', () => {
       await until(() => a.lastSeq === 3);
       const key = b64(String((await s.rawKey(vt)).json.key));
       const kdb = new Database(keysDb(s.dir), { readonly: true });
-      const wrapped = kdb.prepare<[string], { wrapped: Uint8Array }>('SELECT wrapped FROM content_keys WHERE contact_id = ?').all(C).map((r) => r.wrapped);
+      const wrapped = kdb
+        .prepare<[string], { wrapped: Uint8Array }>(
+          'SELECT wrapped FROM content_keys WHERE contact_id = ?',
+        )
+        .all(C)
+        .map((r) => r.wrapped);
       kdb.close();
       expect(wrapped.length).toBe(1);
       const envelope = storedEnvelope(relayDb(s.dir), C, 1);
@@ -315,13 +394,20 @@ describe('crypto-shredding and retention', () => {
       rdb.close();
 
       const env = { LATCHKEY_API_SECRET: toBase64Url(s.secret) };
-      const r = await latchkey(['shred', '--contact', C, '--relay', s.relayUrl, '--keys', s.keysUrl, '--data', s.dir], env);
+      const r = await latchkey(
+        ['shred', '--contact', C, '--relay', s.relayUrl, '--keys', s.keysUrl, '--data', s.dir],
+        env,
+      );
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(`shredded ${C} (keys destroyed, 3 messages deleted)`);
       await until(() => v.state === 'closed' && a.state === 'closed', 5000, 'connections ended');
 
       // No participant, old or new, gets any epoch; no client connects.
-      for (const [p, role] of [['visitor-1', 'visitor'], ['agent-1', 'agent'], ['agent-9', 'agent']] as const) {
+      for (const [p, role] of [
+        ['visitor-1', 'visitor'],
+        ['agent-1', 'agent'],
+        ['agent-9', 'agent'],
+      ] as const) {
         const t = await s.token(C, p, role);
         expect((await s.rawKey(t)).status).toBeGreaterThanOrEqual(400);
         expect((await s.rawKey(t, { epoch: 0 })).status).toBeGreaterThanOrEqual(400);
@@ -330,13 +416,25 @@ describe('crypto-shredding and retention', () => {
       // The backup still holds the ciphertext, but its key is gone: unreadable for ever.
       expect(storedEnvelope(backup, C, 1).ciphertext).toBe(envelope.ciphertext);
       // The relay's live database holds it no more; the key databases hold no trace of the key.
-      expect(filesContain(dbFiles(relayDb(s.dir)), [new TextEncoder().encode(envelope.ciphertext)])).toBe(false);
-      expect(filesContain([...dbFiles(keysDb(s.dir)), ...dbFiles(join(s.dir, 'keys', 'access.db'))], [key, ...wrapped])).toBe(false);
+      expect(
+        filesContain(dbFiles(relayDb(s.dir)), [new TextEncoder().encode(envelope.ciphertext)]),
+      ).toBe(false);
+      expect(
+        filesContain(
+          [...dbFiles(keysDb(s.dir)), ...dbFiles(join(s.dir, 'keys', 'access.db'))],
+          [key, ...wrapped],
+        ),
+      ).toBe(false);
       const after = new Database(keysDb(s.dir), { readonly: true });
-      expect(after.prepare('SELECT count(*) AS n FROM content_keys WHERE contact_id = ?').get(C)).toEqual({ n: 0 });
+      expect(
+        after.prepare('SELECT count(*) AS n FROM content_keys WHERE contact_id = ?').get(C),
+      ).toEqual({ n: 0 });
       after.close();
       // Shredding again is harmless.
-      const again = await latchkey(['shred', '--contact', C, '--relay', s.relayUrl, '--keys', s.keysUrl, '--data', s.dir], env);
+      const again = await latchkey(
+        ['shred', '--contact', C, '--relay', s.relayUrl, '--keys', s.keysUrl, '--data', s.dir],
+        env,
+      );
       expect(again.stdout.trim()).toBe(`shredded ${C} (keys destroyed, 0 messages deleted)`);
     } finally {
       await s.close();
@@ -353,12 +451,20 @@ describe('crypto-shredding and retention', () => {
       const key = b64(String((await s.rawKey(vt)).json.key));
       await s.admin(ADMIN_PATHS.expiry(C), { expiresAt: Date.now() - 1 });
       expect(await s.sweepKeys()).toContain(C);
-      await until(() => {
-        const db = new Database(relayDb(s.dir), { readonly: true });
-        const n = (db.prepare('SELECT count(*) AS n FROM messages WHERE contact_id = ?').get(C) as { n: number }).n;
-        db.close();
-        return n === 0;
-      }, 5000, 'ciphertext deleted');
+      await until(
+        () => {
+          const db = new Database(relayDb(s.dir), { readonly: true });
+          const n = (
+            db.prepare('SELECT count(*) AS n FROM messages WHERE contact_id = ?').get(C) as {
+              n: number;
+            }
+          ).n;
+          db.close();
+          return n === 0;
+        },
+        5000,
+        'ciphertext deleted',
+      );
       expect(filesContain(dbFiles(keysDb(s.dir)), [key])).toBe(false);
       expect((await s.rawKey(vt)).status).toBe(410);
     } finally {
@@ -385,11 +491,15 @@ describe('key access log and master-key rotation through the CLI', () => {
 
       const db = new Database(keysDb(s.dir));
       db.exec('DROP TRIGGER key_access_log_no_update');
-      db.prepare("UPDATE key_access_log SET outcome = 'granted' WHERE participant_id = 'agent-x'").run();
+      db.prepare(
+        "UPDATE key_access_log SET outcome = 'granted' WHERE participant_id = 'agent-x'",
+      ).run();
       db.close();
       const bad = await latchkey(['keys', 'audit', '--data', s.dir]);
       expect(bad.code).toBe(1);
-      expect(bad.stderr).toMatch(/^error: TAMPERED key access log broken at record \d+: record altered or chain broken\n$/);
+      expect(bad.stderr).toMatch(
+        /^error: TAMPERED key access log broken at record \d+: record altered or chain broken\n$/,
+      );
     } finally {
       await s.close();
     }
@@ -408,15 +518,22 @@ describe('key access log and master-key rotation through the CLI', () => {
         LATCHKEY_MASTER_KEY: toBase64Url(s.masterKey),
         LATCHKEY_NEW_MASTER_KEY: toBase64Url(next),
       };
-      const r = await latchkey(['keys', 'rewrap', '--data', s.dir, '--keys', s.keysUrl, '--relay', s.relayUrl], env);
+      const r = await latchkey(
+        ['keys', 'rewrap', '--data', s.dir, '--keys', s.keysUrl, '--relay', s.relayUrl],
+        env,
+      );
       expect(r.stderr).toBe('');
       expect(r.stdout).toMatch(/rewrapped \d+ content keys \(online\)/);
       const b = await s.client(await s.token(C, 'agent-1', 'agent'));
-      expect((await b.history()).map((e) => (e.ok ? e.text : e.code))).toEqual(['kept across the rewrap']);
+      expect((await b.history()).map((e) => (e.ok ? e.text : e.code))).toEqual([
+        'kept across the rewrap',
+      ]);
       expect(storedEnvelope(relayDb(s.dir), C, 1)).toEqual(before);
       // The store now answers only to the new master key.
       const { openInternalKeyManager } = await import('@latchkey/keys');
-      await expect(openInternalKeyManager({ path: keysDb(s.dir), masterKey: s.masterKey })).rejects.toBeInstanceOf(LatchkeyError);
+      await expect(
+        openInternalKeyManager({ path: keysDb(s.dir), masterKey: s.masterKey }),
+      ).rejects.toBeInstanceOf(LatchkeyError);
       const km = await openInternalKeyManager({ path: keysDb(s.dir), masterKey: next });
       expect(await km.currentEpoch(C)).toBe(0);
       await km.close();

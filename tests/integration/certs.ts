@@ -17,15 +17,51 @@ function openssl(dir: string, args: string[]): void {
 
 export function makePki(dir: string): TestPki {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Latchkey Test CA', '-days', '2']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-subj',
+    '/CN=Latchkey Test CA',
+    '-days',
+    '2',
+  ]);
   return {
     caFile: join(dir, 'ca.pem'),
     issue(name, { san, days }) {
       writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-      openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+      openssl(dir, [
+        'req',
+        ...ec,
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      ]);
       // A negative lifetime gives a certificate whose notAfter has passed: an expired one.
-      openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-        '-out', `${name}.pem`, '-days', String(days), '-extfile', `${name}.ext`]);
+      openssl(dir, [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        String(days),
+        '-extfile',
+        `${name}.ext`,
+      ]);
       return { certFile: join(dir, `${name}.pem`), keyFile: join(dir, `${name}.key`) };
     },
   };

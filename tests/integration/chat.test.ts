@@ -17,7 +17,9 @@ afterEach(async () => {
   await stack.close();
 });
 
-function collect(client: { on(e: 'message', l: (m: ChatMessage) => void): unknown }): ChatMessage[] {
+function collect(client: {
+  on(e: 'message', l: (m: ChatMessage) => void): unknown;
+}): ChatMessage[] {
   const got: ChatMessage[] = [];
   client.on('message', (m) => got.push(m));
   return got;
@@ -55,7 +57,9 @@ describe('two participants of one contact', () => {
     const late = await stack.client(await stack.token('c-late', 'a9', 'agent'));
     const got = collect(late);
     await until(() => got.length === 25, 5000, 'replay');
-    expect(got.map((m) => m.text)).toEqual(Array.from({ length: 25 }, (_, i) => `message ${i + 1}`));
+    expect(got.map((m) => m.text)).toEqual(
+      Array.from({ length: 25 }, (_, i) => `message ${i + 1}`),
+    );
     const history = await late.history(20);
     expect(history.map((h) => h.seq)).toEqual([21, 22, 23, 24, 25]);
     expect(history.every((h) => h.ok)).toBe(true);
@@ -81,7 +85,11 @@ describe('two participants of one contact', () => {
     await until(() => atAgent.length === 2);
 
     await stack.stopRelay();
-    await until(() => visitor.state === 'reconnecting' && agent.state === 'reconnecting', 5000, 'reconnecting');
+    await until(
+      () => visitor.state === 'reconnecting' && agent.state === 'reconnecting',
+      5000,
+      'reconnecting',
+    );
     const queued = [visitor.send('while offline 1'), visitor.send('while offline 2')];
     await until(() => visitor.pendingSends === 2, 2000, 'sends queued in the outbox');
     await stack.startRelay();
@@ -90,7 +98,12 @@ describe('two participants of one contact', () => {
     expect(results.map((r) => r.seq)).toEqual([3, 4]);
     await until(() => atAgent.length === 4, 8000, 'resumed deliveries');
     await new Promise((r) => setTimeout(r, 200));
-    expect(atAgent.map((m) => m.text)).toEqual(['before 1', 'before 2', 'while offline 1', 'while offline 2']);
+    expect(atAgent.map((m) => m.text)).toEqual([
+      'before 1',
+      'before 2',
+      'while offline 1',
+      'while offline 2',
+    ]);
     expect(agent.lastSeq).toBe(4);
   });
 
@@ -121,7 +134,9 @@ describe('two participants of one contact', () => {
     const sup = await stack.client(await stack.token('c-roles', 's1', 'supervisor'));
     await expect(sup.send('x')).rejects.toSatisfy((e) => LatchkeyError.is(e, 'FORBIDDEN'));
     const forged = (await stack.token('c-roles', 'v1')).slice(0, -3) + 'AAA';
-    await expect(stack.client(forged)).rejects.toSatisfy((e) => LatchkeyError.is(e, 'AUTH_INVALID'));
+    await expect(stack.client(forged)).rejects.toSatisfy((e) =>
+      LatchkeyError.is(e, 'AUTH_INVALID'),
+    );
   });
 });
 
@@ -137,7 +152,11 @@ describe('what the databases hold after a chat', () => {
   it('the relay stores no plaintext and the key service no unwrapped key', async () => {
     const visitor = await stack.client(await stack.token('c-disk', 'v1'));
     const agent = await stack.client(await stack.token('c-disk', 'a1', 'agent'));
-    const secrets = ['the secret plan is at noon', 'card ends 4242, please refund', 'Grüße aus Köln'];
+    const secrets = [
+      'the secret plan is at noon',
+      'card ends 4242, please refund',
+      'Grüße aus Köln',
+    ];
     for (const [i, text] of secrets.entries()) await (i % 2 ? agent : visitor).send(text);
 
     const relayFiles = await filesUnder(join(stack.dir, 'relay'), /messages\.db(-wal|-shm)?$/);
@@ -146,7 +165,9 @@ describe('what the databases hold after a chat', () => {
     expect(relayBytes.length).toBeGreaterThan(0);
     for (const text of secrets) {
       expect(relayBytes.includes(Buffer.from(text, 'utf8'))).toBe(false);
-      expect(relayBytes.includes(Buffer.from(JSON.stringify(text).slice(1, -1), 'utf8'))).toBe(false);
+      expect(relayBytes.includes(Buffer.from(JSON.stringify(text).slice(1, -1), 'utf8'))).toBe(
+        false,
+      );
     }
     // Sanity: the scan does find what is really there (the contact id, as metadata).
     expect(relayBytes.includes(Buffer.from('c-disk'))).toBe(true);
@@ -156,7 +177,11 @@ describe('what the databases hold after a chat', () => {
     const keyBytes = Buffer.concat(keyFiles);
     const fetched = await fetchRawKey(stack, 'c-disk');
     expect(fetched.length).toBe(32);
-    for (const form of [Buffer.from(fetched), Buffer.from(Buffer.from(fetched).toString('base64url')), Buffer.from(Buffer.from(fetched).toString('hex'))]) {
+    for (const form of [
+      Buffer.from(fetched),
+      Buffer.from(Buffer.from(fetched).toString('base64url')),
+      Buffer.from(Buffer.from(fetched).toString('hex')),
+    ]) {
       expect(keyBytes.includes(form)).toBe(false);
     }
     expect(keyBytes.includes(Buffer.from(stack.masterKey))).toBe(false);
@@ -166,6 +191,8 @@ describe('what the databases hold after a chat', () => {
 async function fetchRawKey(s: Stack, contactId: string): Promise<Uint8Array> {
   // Keys are only handed out sealed over plain HTTP: ask as a client does, then open it.
   const receiver = new KeyReceiver('x25519', 'probe');
-  const res = await fetchContactKey(fetch, s.keysUrl, await s.token(contactId, 'probe', 'agent'), { delivery: receiver.request()! });
+  const res = await fetchContactKey(fetch, s.keysUrl, await s.token(contactId, 'probe', 'agent'), {
+    delivery: receiver.request()!,
+  });
   return receiver.open(res);
 }

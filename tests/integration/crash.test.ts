@@ -31,7 +31,13 @@ async function killRelay(): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'latchkey-crash-'));
-  keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey: crypto.getRandomValues(new Uint8Array(32)) });
+  keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey: crypto.getRandomValues(new Uint8Array(32)),
+  });
   port = await freePort();
   await startRelayProcess();
 }, 30_000);
@@ -42,7 +48,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function client(participantId: string, role: 'visitor' | 'agent' = 'visitor', live = true): Promise<LatchkeyClient> {
+async function client(
+  participantId: string,
+  role: 'visitor' | 'agent' = 'visitor',
+  live = true,
+): Promise<LatchkeyClient> {
   return LatchkeyClient.connect({
     relayUrl: `ws://127.0.0.1:${port}`,
     keysUrl: keys.url,
@@ -85,13 +95,17 @@ describe('relay killed with SIGKILL under load', () => {
     const history = await check.history(0);
     check.close();
     expect(history.every((h) => h.ok)).toBe(true);
-    expect(history.map((h) => h.seq)).toEqual(Array.from({ length: history.length }, (_, i) => i + 1));
+    expect(history.map((h) => h.seq)).toEqual(
+      Array.from({ length: history.length }, (_, i) => i + 1),
+    );
     const byMsgId = new Map(history.map((h) => [h.msgId, h]));
     expect(byMsgId.size).toBe(history.length);
     for (const [msgId, a] of acked) expect(byMsgId.get(msgId)?.seq).toBe(a.seq);
     // Each sender's messages are stored in the order it sent them.
     for (const s of senders) {
-      const ns = history.filter((h) => h.senderId === s.participantId).map((h) => (h.ok ? Number(h.text.split('#')[1]) : -1));
+      const ns = history
+        .filter((h) => h.senderId === s.participantId)
+        .map((h) => (h.ok ? Number(h.text.split('#')[1]) : -1));
       expect(ns).toEqual([...ns].sort((x, y) => x - y));
     }
 

@@ -18,7 +18,12 @@ export interface Stack {
   masterKey: Uint8Array;
   relayUrl: string;
   keysUrl: string;
-  token(contactId: string, participantId: string, role?: Role, ttlSeconds?: number): Promise<string>;
+  token(
+    contactId: string,
+    participantId: string,
+    role?: Role,
+    ttlSeconds?: number,
+  ): Promise<string>;
   client(token: string, opts?: Partial<ClientOptions>): Promise<LatchkeyClient>;
   /** Stops the relay (clients see the connection drop). */
   stopRelay(): Promise<void>;
@@ -31,7 +36,13 @@ export async function startStack(): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'latchkey-it-'));
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const masterKey = crypto.getRandomValues(new Uint8Array(32));
-  const keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey });
+  const keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey,
+  });
   let relay: Awaited<ReturnType<typeof startRelay>> | null = await startRelay({
     dataDir: dir,
     host: '127.0.0.1',
@@ -65,7 +76,12 @@ export async function startStack(): Promise<Stack> {
       relay = null;
     },
     async startRelay() {
-      relay = await startRelay({ dataDir: dir, host: '127.0.0.1', port: relayPort, apiSecret: secret });
+      relay = await startRelay({
+        dataDir: dir,
+        host: '127.0.0.1',
+        port: relayPort,
+        apiSecret: secret,
+      });
     },
     async close() {
       for (const c of clients) c.close();
@@ -78,7 +94,11 @@ export async function startStack(): Promise<Stack> {
 }
 
 /** Resolves once `predicate` holds, polling every 10 ms, or rejects after `ms`. */
-export async function until(predicate: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+export async function until(
+  predicate: () => boolean,
+  ms = 5000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -20,7 +20,12 @@ import {
   type FailedMessage,
   type LatchkeyClient,
 } from '@latchkey/client';
-import { ADMIN_PATHS, LatchkeyError, type SealedEnvelope, type SenderCertificate } from '@latchkey/protocol';
+import {
+  ADMIN_PATHS,
+  LatchkeyError,
+  type SealedEnvelope,
+  type SenderCertificate,
+} from '@latchkey/protocol';
 import { adminAuthorization, deriveAdminKey } from '@latchkey/tokens';
 import { startStack, until, type Stack } from './harness.ts';
 import { act, startMitmRelay, type Envelope, type MitmRelay } from './mitm-relay.ts';
@@ -57,16 +62,33 @@ function watch(client: LatchkeyClient): Seen {
 }
 
 const history = async (c: LatchkeyClient): Promise<[number, string][]> =>
-  (await c.history()).map((h) => [h.seq, h.ok ? h.text : h.code === 'INTEGRITY' ? `!INTEGRITY:${h.integrity ?? ''}` : `!${h.code}`]);
+  (await c.history()).map((h) => [
+    h.seq,
+    h.ok ? h.text : h.code === 'INTEGRITY' ? `!INTEGRITY:${h.integrity ?? ''}` : `!${h.code}`,
+  ]);
 
-async function visitor(contact: string, texts: string[] = [], viaMitm = false): Promise<LatchkeyClient> {
-  const v = await stack.client(await stack.token(contact, 'v1', 'visitor'), viaMitm ? { relayUrl: mitm.url } : {});
+async function visitor(
+  contact: string,
+  texts: string[] = [],
+  viaMitm = false,
+): Promise<LatchkeyClient> {
+  const v = await stack.client(
+    await stack.token(contact, 'v1', 'visitor'),
+    viaMitm ? { relayUrl: mitm.url } : {},
+  );
   for (const t of texts) await v.send(t);
   return v;
 }
 
-async function agent(contact: string, participant = 'a1', opts: Parameters<Stack['client']>[1] = {}): Promise<LatchkeyClient> {
-  return stack.client(await stack.token(contact, participant, 'agent'), { relayUrl: mitm.url, ...opts });
+async function agent(
+  contact: string,
+  participant = 'a1',
+  opts: Parameters<Stack['client']>[1] = {},
+): Promise<LatchkeyClient> {
+  return stack.client(await stack.token(contact, participant, 'agent'), {
+    relayUrl: mitm.url,
+    ...opts,
+  });
 }
 
 /** Kicks a participant as `latchkey kick` does: key service first (rotates), then the relay. */
@@ -101,12 +123,26 @@ interface Insider {
 async function insider(contact: string, participantId: string, ttlSeconds = 600): Promise<Insider> {
   const signing = generateSigningKeyPair();
   const receiver = new KeyReceiver('x25519', participantId);
-  const res = await fetchContactKey(fetch, stack.keysUrl, await stack.token(contact, participantId, 'agent', ttlSeconds), {
-    signingKey: toBase64Url(signing.publicKey),
-    delivery: receiver.request()!,
-  });
+  const res = await fetchContactKey(
+    fetch,
+    stack.keysUrl,
+    await stack.token(contact, participantId, 'agent', ttlSeconds),
+    {
+      signingKey: toBase64Url(signing.publicKey),
+      delivery: receiver.request()!,
+    },
+  );
   if (!res.certificate) throw new Error('no certificate');
-  return { key: receiver.open(res), epoch: res.epoch, signing, cert: res.certificate, contactId: contact, participantId, ctr: 0, chain: ZERO_HASH };
+  return {
+    key: receiver.open(res),
+    epoch: res.epoch,
+    signing,
+    cert: res.certificate,
+    contactId: contact,
+    participantId,
+    ctr: 0,
+    chain: ZERO_HASH,
+  };
 }
 
 /** Seals a message as `who` would, outside any client (what a colluding relay can then inject). */
@@ -171,9 +207,16 @@ describe('a relay that rewrites history is caught', () => {
     await until(() => seen.shown.size === 3, 5000, 'replayed delivery');
     expect(seen.shown.get(3)).toBe('!INTEGRITY:REPLAYED');
     expect(seen.messages.map((m) => m.text)).toEqual(['please refund', 'thanks']);
-    expect(seen.failed[0]).toMatchObject({ seq: 3, code: 'INTEGRITY', integrity: 'REPLAYED', senderId: 'v1' });
+    expect(seen.failed[0]).toMatchObject({
+      seq: 3,
+      code: 'INTEGRITY',
+      integrity: 'REPLAYED',
+      senderId: 'v1',
+    });
     expect(seen.failed[0]?.text).toBeUndefined();
-    mitm.serveHistory(() => ({ envelopes: [mitm.envelope(1), mitm.envelope(2), { ...mitm.envelope(1), seq: 3 }] }));
+    mitm.serveHistory(() => ({
+      envelopes: [mitm.envelope(1), mitm.envelope(2), { ...mitm.envelope(1), seq: 3 }],
+    }));
     expect(await history(a)).toEqual([
       [1, 'please refund'],
       [2, 'thanks'],
@@ -219,12 +262,15 @@ describe('a relay that rewrites history is caught', () => {
   it('a cut tail is caught as soon as a member speaks again', async () => {
     const v = await visitor('c-cut', ['m1', 'm2', 'm3', 'm4']);
     // The relay hides 3 and 4 from the agent and numbers what follows on from 2.
-    mitm.rewriteEnvelopes((env) => {
-      const seq = env.seq ?? 0;
-      return seq === 3 || seq === 4 ? null : seq > 4 ? { ...env, seq: seq - 2 } : undefined;
-    }, {
-      heads: (head) => (head > 4 ? head - 2 : Math.min(head, 2)),
-    });
+    mitm.rewriteEnvelopes(
+      (env) => {
+        const seq = env.seq ?? 0;
+        return seq === 3 || seq === 4 ? null : seq > 4 ? { ...env, seq: seq - 2 } : undefined;
+      },
+      {
+        heads: (head) => (head > 4 ? head - 2 : Math.min(head, 2)),
+      },
+    );
     const a = await agent('c-cut');
     const seen = watch(a);
     await until(() => seen.shown.size === 2, 5000, 'cut replay');
@@ -249,7 +295,9 @@ describe('a relay that rewrites history is caught', () => {
   });
 
   it('a relay that names another identity in ready is refused (INTEGRITY), never believed', async () => {
-    mitm.toClient((f) => (f.type === 'ready' ? { ...f, participantId: 'v1', role: 'visitor' } : undefined));
+    mitm.toClient((f) =>
+      f.type === 'ready' ? { ...f, participantId: 'v1', role: 'visitor' } : undefined,
+    );
     const err = await agent('c-ready').catch((e: unknown) => e);
     expect(LatchkeyError.is(err, 'INTEGRITY')).toBe(true);
   });
@@ -257,7 +305,10 @@ describe('a relay that rewrites history is caught', () => {
   it('an event fired while connect() is pending reaches a listener added after it resolved', async () => {
     await visitor('c-early', ['m1']);
     // The join replay carries a tampered envelope and arrives before `joined`.
-    mitm.rewriteEnvelopes((env) => ({ ...env, ciphertext: `${String(env.ciphertext).slice(0, -2)}AA` }));
+    mitm.rewriteEnvelopes((env) => ({
+      ...env,
+      ciphertext: `${String(env.ciphertext).slice(0, -2)}AA`,
+    }));
     mitm.toClient((f) => (f.type === 'joined' ? act.delay(100) : undefined));
     const a = await agent('c-early');
     const failed: FailedMessage[] = [];
@@ -271,7 +322,10 @@ describe('a removed member reads nothing sent after its removal', () => {
   it('even when the relay suppresses every rekey: the statement ages out and the next seal uses the new epoch', async () => {
     let skew = 0;
     const now = (): number => Date.now() + skew;
-    const v = await stack.client(await stack.token('c-kick', 'v1', 'visitor'), { relayUrl: mitm.url, now });
+    const v = await stack.client(await stack.token('c-kick', 'v1', 'visitor'), {
+      relayUrl: mitm.url,
+      now,
+    });
     const a1 = await agent('c-kick', 'a1', { now });
     const gone = await insider('c-kick', 'a2');
     const vSeen = watch(v);
@@ -287,7 +341,8 @@ describe('a removed member reads nothing sent after its removal', () => {
     const stored = mitm.envelopes('c-kick');
     const after = stored.filter((e) => (e.seq ?? 0) >= 2);
     expect(after.map((e) => e.epoch)).toEqual([1, 1]);
-    for (const env of after) expect(await opens(env, gone.key, senderKey(env as unknown as SealedEnvelope))).toBe(false);
+    for (const env of after)
+      expect(await opens(env, gone.key, senderKey(env as unknown as SealedEnvelope))).toBe(false);
     expect(a1.epoch).toBe(1);
     expect(v.epoch).toBe(1);
   });
@@ -304,7 +359,8 @@ describe('a removed member reads nothing sent after its removal', () => {
     await until(() => a1.state === 'connected', 10_000, 'back');
     await a1.send('after');
     expect(a1.epoch).toBe(1);
-    const sent = mitm.seen.filter((e) => e.dir === 'toRelay' && e.frame?.type === 'send').at(-1)?.frame?.envelope as SealedEnvelope;
+    const sent = mitm.seen.filter((e) => e.dir === 'toRelay' && e.frame?.type === 'send').at(-1)
+      ?.frame?.envelope as SealedEnvelope;
     expect(sent.epoch).toBe(1);
     expect(await opens(sent as unknown as Envelope, gone.key, senderKey(sent))).toBe(false);
   });
@@ -313,7 +369,10 @@ describe('a removed member reads nothing sent after its removal', () => {
     let skew = 0;
     const v = await visitor('c-forge', [], true);
     const vClock = (): number => Date.now() + skew;
-    const v2 = await stack.client(await stack.token('c-forge', 'v1', 'visitor'), { relayUrl: mitm.url, now: vClock });
+    const v2 = await stack.client(await stack.token('c-forge', 'v1', 'visitor'), {
+      relayUrl: mitm.url,
+      now: vClock,
+    });
     v.close();
     const vSeen = watch(v2);
     const gone = await insider('c-forge', 'a2');
@@ -323,12 +382,20 @@ describe('a removed member reads nothing sent after its removal', () => {
     await until(() => v2.epoch === 1, 5000, 'visitor learns the rotation');
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
     // Signed now, after the removal: forged by its sentAt.
-    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(gone, 'refund to IBAN X', Date.now())), seq: 2 } });
+    conn.sendToClient({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...(await forge(gone, 'refund to IBAN X', Date.now())), seq: 2 },
+    });
     await until(() => vSeen.shown.size === 2, 5000, 'injected');
     expect(vSeen.shown.get(2)).toBe('!INTEGRITY:SENDER_REMOVED');
     // Backdated to before the removal, delivered live well after it: forged all the same.
     skew = 60_000;
-    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(gone2, 'backdated', Date.now() - 5_000)), seq: 3 } });
+    conn.sendToClient({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...(await forge(gone2, 'backdated', Date.now() - 5_000)), seq: 3 },
+    });
     await until(() => vSeen.shown.size === 3, 5000, 'backdated');
     expect(vSeen.shown.get(3)).toBe('!INTEGRITY:SENDER_REMOVED');
     expect(vSeen.messages.map((m) => m.text)).toEqual(['hello']);
@@ -339,7 +406,10 @@ describe('epochs come from the key service, not the relay', () => {
   it('a transfer with every rekey suppressed: the newcomer and the others seal under the new epoch, the leaver opens nothing', async () => {
     let skew = 0;
     const now = (): number => Date.now() + skew;
-    const v = await stack.client(await stack.token('c-transfer', 'v1', 'visitor'), { relayUrl: mitm.url, now });
+    const v = await stack.client(await stack.token('c-transfer', 'v1', 'visitor'), {
+      relayUrl: mitm.url,
+      now,
+    });
     const leaver = await insider('c-transfer', 'a1');
     mitm.suppressAll('rekey');
     const authorization = adminAuthorization(deriveAdminKey(stack.secret));
@@ -355,21 +425,31 @@ describe('epochs come from the key service, not the relay', () => {
     const newcomer = await agent('c-transfer', 'a3', { now });
     await newcomer.send('I take over from here');
     await v.send('thanks');
-    const sent = mitm.seen.filter((e) => e.dir === 'toRelay' && e.frame?.type === 'send').map((e) => e.frame?.envelope as SealedEnvelope);
+    const sent = mitm.seen
+      .filter((e) => e.dir === 'toRelay' && e.frame?.type === 'send')
+      .map((e) => e.frame?.envelope as SealedEnvelope);
     expect(sent.map((e) => e.epoch)).toEqual([1, 1]);
-    for (const env of sent) expect(await opens(env as unknown as Envelope, leaver.key, senderKey(env))).toBe(false);
+    for (const env of sent)
+      expect(await opens(env as unknown as Envelope, leaver.key, senderKey(env))).toBe(false);
   });
 
   it('a member that keeps sealing under a superseded epoch is shown as STALE_EPOCH', async () => {
     let skew = 0;
-    const v = await stack.client(await stack.token('c-stale', 'v1', 'visitor'), { relayUrl: mitm.url, now: () => Date.now() + skew });
+    const v = await stack.client(await stack.token('c-stale', 'v1', 'visitor'), {
+      relayUrl: mitm.url,
+      now: () => Date.now() + skew,
+    });
     const seen = watch(v);
     const stale = await insider('c-stale', 'a1'); // a member whose client never moves on
     await kick('c-stale', 'a2');
     await until(() => v.epoch === 1, 5000, 'visitor learns the rotation');
     skew = 60_000;
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
-    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(stale, 'old key', Date.now() + 45_000)), seq: 1 } });
+    conn.sendToClient({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...(await forge(stale, 'old key', Date.now() + 45_000)), seq: 1 },
+    });
     await until(() => seen.shown.size === 1, 5000, 'delivered');
     expect(seen.shown.get(1)).toBe('!INTEGRITY:STALE_EPOCH');
   });
@@ -378,12 +458,19 @@ describe('epochs come from the key service, not the relay', () => {
 describe('signatures have freshness', () => {
   it('an expired certificate signing a backdated message, delivered live, is CLOCK', async () => {
     let skew = 0;
-    const v = await stack.client(await stack.token('c-clock', 'v1', 'visitor'), { relayUrl: mitm.url, now: () => Date.now() + skew });
+    const v = await stack.client(await stack.token('c-clock', 'v1', 'visitor'), {
+      relayUrl: mitm.url,
+      now: () => Date.now() + skew,
+    });
     const seen = watch(v);
     const short = await insider('c-clock', 'a1', 2); // certificate valid for 2 s
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
     skew = 120_000; // the receiver's clock: two minutes later
-    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(short, 'backdated', Date.now())), seq: 1 } });
+    conn.sendToClient({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...(await forge(short, 'backdated', Date.now())), seq: 1 },
+    });
     await until(() => seen.shown.size === 1, 5000, 'delivered');
     expect(seen.shown.get(1)).toBe('!INTEGRITY:CLOCK');
   });
@@ -393,7 +480,11 @@ describe('signatures have freshness', () => {
     const seen = watch(v);
     const a = await insider('c-future', 'a1');
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
-    conn.sendToClient({ v: 1, type: 'deliver', envelope: { ...(await forge(a, 'from the future', Date.now() + 120_000)), seq: 1 } });
+    conn.sendToClient({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...(await forge(a, 'from the future', Date.now() + 120_000)), seq: 1 },
+    });
     await until(() => seen.shown.size === 1, 5000, 'delivered');
     expect(seen.shown.get(1)).toBe('!INTEGRITY:CLOCK');
   });
@@ -401,6 +492,8 @@ describe('signatures have freshness', () => {
 
 /** The sender's certified session key of an envelope (from its certificate body). */
 function senderKey(env: SealedEnvelope): Uint8Array {
-  const body = JSON.parse(Buffer.from(env.cert.body, 'base64url').toString('utf8')) as { publicKey: string };
+  const body = JSON.parse(Buffer.from(env.cert.body, 'base64url').toString('utf8')) as {
+    publicKey: string;
+  };
   return fromBase64Url(body.publicKey);
 }

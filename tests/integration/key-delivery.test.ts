@@ -18,14 +18,20 @@ afterEach(async () => {
 });
 
 /** A fetch that records the key service's answers, optionally rewriting them. */
-function recordingFetch(seen: unknown[], rewrite?: (body: Record<string, unknown>) => Promise<Record<string, unknown>>): FetchLike {
+function recordingFetch(
+  seen: unknown[],
+  rewrite?: (body: Record<string, unknown>) => Promise<Record<string, unknown>>,
+): FetchLike {
   return async (input, init) => {
     const res = await fetch(input, init);
     if (!String(input).endsWith('/v1/contact-key') || !res.ok) return res;
     let body = (await res.json()) as Record<string, unknown>;
     if (rewrite) body = await rewrite(body);
     seen.push(body);
-    return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
+    return new Response(JSON.stringify(body), {
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+    });
   };
 }
 
@@ -33,8 +39,13 @@ describe('key delivery with HPKE', () => {
   it('seals every key to the session (X25519 by default, X-Wing on request) and the chat works across both', async () => {
     const seenV: unknown[] = [];
     const seenA: unknown[] = [];
-    const visitor = await stack.client(await stack.token('kd-1', 'v1'), { fetch: recordingFetch(seenV) });
-    const agent = await stack.client(await stack.token('kd-1', 'a1', 'agent'), { fetch: recordingFetch(seenA), keyDelivery: 'xwing' });
+    const visitor = await stack.client(await stack.token('kd-1', 'v1'), {
+      fetch: recordingFetch(seenV),
+    });
+    const agent = await stack.client(await stack.token('kd-1', 'a1', 'agent'), {
+      fetch: recordingFetch(seenA),
+      keyDelivery: 'xwing',
+    });
     const got: ChatMessage[] = [];
     agent.on('message', (m) => got.push(m));
     await visitor.send('sealed both ways');
@@ -44,10 +55,14 @@ describe('key delivery with HPKE', () => {
 
     expect(seenV[0]).not.toHaveProperty('key');
     expect(seenV[0]).toMatchObject({ sealedKey: { suite: 'x25519' } });
-    expect(Buffer.from((seenV[0] as { sealedKey: { enc: string } }).sealedKey.enc, 'base64url')).toHaveLength(32);
+    expect(
+      Buffer.from((seenV[0] as { sealedKey: { enc: string } }).sealedKey.enc, 'base64url'),
+    ).toHaveLength(32);
     expect(seenA[0]).not.toHaveProperty('key');
     expect(seenA[0]).toMatchObject({ sealedKey: { suite: 'xwing' } });
-    expect(Buffer.from((seenA[0] as { sealedKey: { enc: string } }).sealedKey.enc, 'base64url')).toHaveLength(1120);
+    expect(
+      Buffer.from((seenA[0] as { sealedKey: { enc: string } }).sealedKey.enc, 'base64url'),
+    ).toHaveLength(1120);
   });
 
   it('refuses a plain key where a sealed one was asked for (no downgrade)', async () => {
@@ -61,7 +76,9 @@ describe('key delivery with HPKE', () => {
       const { sealedKey: _s, ...rest } = body;
       return { ...rest, key: ((await plain.json()) as { key: string }).key };
     });
-    await expect(stack.client(token, { fetch: downgrade })).rejects.toSatisfy((e) => LatchkeyError.is(e, 'KEY_UNAVAILABLE'));
+    await expect(stack.client(token, { fetch: downgrade })).rejects.toSatisfy((e) =>
+      LatchkeyError.is(e, 'KEY_UNAVAILABLE'),
+    );
   });
 
   it("refuses a sealed key meant for another participant's session", async () => {
@@ -73,7 +90,9 @@ describe('key delivery with HPKE', () => {
       c.close();
       return stolen[0] as Record<string, unknown>;
     });
-    await expect(stack.client(await stack.token('kd-3', 'v1'), { fetch: swap })).rejects.toSatisfy((e) => LatchkeyError.is(e, 'KEY_UNAVAILABLE'));
+    await expect(stack.client(await stack.token('kd-3', 'v1'), { fetch: swap })).rejects.toSatisfy(
+      (e) => LatchkeyError.is(e, 'KEY_UNAVAILABLE'),
+    );
   });
 
   it('answers a malformed delivery key with BAD_REQUEST', async () => {

@@ -18,11 +18,19 @@ import { pykmipMissing, startPykmip } from '../../packages/keys/test/kmip-server
 import { CLI, b64, dbFiles, filesContain, startByokStack } from './_byok.ts';
 import { until } from './harness.ts';
 
-function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function latchkey(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -74,7 +82,9 @@ describe('key service on KMIP (PyKMIP)', () => {
         // Only wrapped keys in Latchkey's key database.
         const raw = await s.rawKey(await s.token('kmip-1', 'visitor-1'));
         expect(raw.status).toBe(200);
-        expect(filesContain(dbFiles(join(s.dir, 'keys', 'keys.db')), [b64(String(raw.json.key))])).toBe(false);
+        expect(
+          filesContain(dbFiles(join(s.dir, 'keys', 'keys.db')), [b64(String(raw.json.key))]),
+        ).toBe(false);
 
         // A kick rotates through the server (Encrypt of the new epoch's key); the agent goes on.
         const kicked = await s.admin(ADMIN_PATHS.kick('kmip-1'), { participantId: 'visitor-1' });
@@ -98,15 +108,41 @@ describe('key service on KMIP (PyKMIP)', () => {
       cliDir = await mkdtemp(join(tmpdir(), 'latchkey-kmip-cli-'));
       child = spawn(
         process.execPath,
-        [CLI, 'start', '--data', cliDir, '--port', '0', '--key-manager', 'kmip', '--kmip-host', '127.0.0.1', '--kmip-port', String(server.port),
-          '--kmip-ca', server.pki.caFile, '--kmip-client-cert', join(home, 'latchkey-keyd.pem'), '--kmip-key-name', 'latchkey-it-kek', '--kmip-timeout', '30s'],
-        { env: { ...process.env, LATCHKEY_KMIP_CLIENT_KEY_FILE: join(home, 'latchkey-keyd.key') }, stdio: ['ignore', 'pipe', 'pipe'] },
+        [
+          CLI,
+          'start',
+          '--data',
+          cliDir,
+          '--port',
+          '0',
+          '--key-manager',
+          'kmip',
+          '--kmip-host',
+          '127.0.0.1',
+          '--kmip-port',
+          String(server.port),
+          '--kmip-ca',
+          server.pki.caFile,
+          '--kmip-client-cert',
+          join(home, 'latchkey-keyd.pem'),
+          '--kmip-key-name',
+          'latchkey-it-kek',
+          '--kmip-timeout',
+          '30s',
+        ],
+        {
+          env: { ...process.env, LATCHKEY_KMIP_CLIENT_KEY_FILE: join(home, 'latchkey-keyd.key') },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
       );
       let stderr = '';
       child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
       const started = child;
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`start did not print ready: ${stderr}`)), 90_000);
+        const timer = setTimeout(
+          () => reject(new Error(`start did not print ready: ${stderr}`)),
+          90_000,
+        );
         createInterface({ input: started.stdout! }).on('line', (line) => {
           if (line === 'ready') {
             clearTimeout(timer);
@@ -119,10 +155,24 @@ describe('key service on KMIP (PyKMIP)', () => {
         });
       });
       const tok = async (p: string, role: string): Promise<string> =>
-        (await latchkey(['token', '--data', cliDir!, '--contact', 'kmip-cli', '--participant', p, '--role', role])).stdout.trim();
+        (
+          await latchkey([
+            'token',
+            '--data',
+            cliDir!,
+            '--contact',
+            'kmip-cli',
+            '--participant',
+            p,
+            '--role',
+            role,
+          ])
+        ).stdout.trim();
       const vt = await tok('visitor-1', 'visitor');
       const at = await tok('agent-1', 'agent');
-      expect(await latchkey(['send', '--data', cliDir, '--token', vt, 'hello from the CLI'])).toMatchObject({ code: 0, stdout: '1\n' });
+      expect(
+        await latchkey(['send', '--data', cliDir, '--token', vt, 'hello from the CLI']),
+      ).toMatchObject({ code: 0, stdout: '1\n' });
       const read = await latchkey(['read', '--data', cliDir, '--token', at]);
       expect(read.code, read.stderr).toBe(0);
       expect(read.stdout).toMatch(/^1 \S+ visitor-1: hello from the CLI\n$/);

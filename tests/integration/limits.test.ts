@@ -67,7 +67,12 @@ async function until(cond: () => boolean, ms: number, what: () => string): Promi
 /** auth -> ready -> send -> ack on the relay, with a schema-valid (never opened) envelope. */
 async function relayRoundTrip(): Promise<number> {
   const b64 = (n: number): string => randomBytes(n).toString('base64url');
-  const token = await mintToken(secret, { contactId: 'busy', participantId: 'v1', role: 'visitor', ttlSeconds: 600 });
+  const token = await mintToken(secret, {
+    contactId: 'busy',
+    participantId: 'v1',
+    role: 'visitor',
+    ttlSeconds: 600,
+  });
   const ws = new WebSocket(relay.url);
   try {
     return await new Promise<number>((resolve, reject) => {
@@ -78,9 +83,21 @@ async function relayRoundTrip(): Promise<number> {
         const f = JSON.parse(String(d)) as { type: string; seq?: number };
         if (f.type === 'ready') {
           const envelope = {
-            v: ENVELOPE_VERSION, alg: ENVELOPE_ALG, contactId: 'busy', epoch: 0, senderId: 'v1', msgId: b64(16),
-            sentAt: Date.now(), ctr: 1, prev: b64(32), seenSeq: 0, seenHash: b64(32), nonce: b64(12),
-            ciphertext: b64(40), sig: b64(64), cert: { body: b64(60), sig: b64(64) },
+            v: ENVELOPE_VERSION,
+            alg: ENVELOPE_ALG,
+            contactId: 'busy',
+            epoch: 0,
+            senderId: 'v1',
+            msgId: b64(16),
+            sentAt: Date.now(),
+            ctr: 1,
+            prev: b64(32),
+            seenSeq: 0,
+            seenHash: b64(32),
+            nonce: b64(12),
+            ciphertext: b64(40),
+            sig: b64(64),
+            cert: { body: b64(60), sig: b64(64) },
           };
           ws.send(JSON.stringify({ v: 1, type: 'send', envelope }));
         } else if (f.type === 'ack') {
@@ -99,7 +116,14 @@ function healthFrom(localAddress: string): Promise<number> {
   const u = new URL(keys.url);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: u.hostname, port: u.port, path: KEYS_PATHS.health, localAddress, agent: false, timeout: 5000 },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: KEYS_PATHS.health,
+        localAddress,
+        agent: false,
+        timeout: 5000,
+      },
       (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
@@ -122,17 +146,27 @@ describe('key service limits, relay in the same process', () => {
       s.on('close', () => closed++);
       s.resume(); // reads what the server answers (408), so its FIN is seen
       // Headers never finished: no blank line, ever.
-      s.write(`POST ${KEYS_PATHS.contactKey} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer `);
+      s.write(
+        `POST ${KEYS_PATHS.contactKey} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer `,
+      );
       sockets.push(s);
     }
     try {
       // Beyond the per-IP cap, sockets are closed at once.
-      await until(() => closed >= 1000 - 20, 15_000, () => `${closed} of 1000 half-sent connections closed by the server`);
+      await until(
+        () => closed >= 1000 - 20,
+        15_000,
+        () => `${closed} of 1000 half-sent connections closed by the server`,
+      );
       // The relay of the same process keeps serving, and so does the key service for others.
       expect(await relayRoundTrip()).toBeGreaterThan(0);
       expect(await healthFrom('127.0.0.2')).toBe(200);
       // The rest are cut at the header timeout.
-      await until(() => closed === 1000, 15_000, () => `${closed} of 1000 half-sent connections closed by the server`);
+      await until(
+        () => closed === 1000,
+        15_000,
+        () => `${closed} of 1000 half-sent connections closed by the server`,
+      );
       expect(await relayRoundTrip()).toBeGreaterThan(0);
     } finally {
       for (const s of sockets) s.destroy();
@@ -140,10 +174,23 @@ describe('key service limits, relay in the same process', () => {
   }, 60_000);
 
   it("one token's burst of key requests gets 429 with Retry-After while another token is served", async () => {
-    const tokenA = await mintToken(secret, { contactId: 'c-a', participantId: 'va', role: 'visitor', ttlSeconds: 600 });
-    const tokenB = await mintToken(secret, { contactId: 'c-b', participantId: 'vb', role: 'visitor', ttlSeconds: 600 });
+    const tokenA = await mintToken(secret, {
+      contactId: 'c-a',
+      participantId: 'va',
+      role: 'visitor',
+      ttlSeconds: 600,
+    });
+    const tokenB = await mintToken(secret, {
+      contactId: 'c-b',
+      participantId: 'vb',
+      role: 'visitor',
+      ttlSeconds: 600,
+    });
     const ask = (t: string) =>
-      fetch(`${keys.url}${KEYS_PATHS.epochStatement}`, { method: 'POST', headers: { authorization: `Bearer ${t}` } });
+      fetch(`${keys.url}${KEYS_PATHS.epochStatement}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t}` },
+      });
     const burst = await Promise.all(Array.from({ length: 15 }, () => ask(tokenA)));
     const limited = burst.filter((r) => r.status === 429);
     expect(limited.length).toBeGreaterThanOrEqual(15 - 6);

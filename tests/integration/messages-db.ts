@@ -35,7 +35,16 @@ export const MESSAGES_DB_SCHEMA_VERSION = 4;
 
 /** Columns this tool reads or writes, per table (checked at open). */
 const COLUMNS: Readonly<Record<string, readonly string[]>> = {
-  messages: ['contact_id', 'seq', 'msg_id', 'sender_id', 'epoch', 'sent_at', 'stored_at', 'envelope'],
+  messages: [
+    'contact_id',
+    'seq',
+    'msg_id',
+    'sender_id',
+    'epoch',
+    'sent_at',
+    'stored_at',
+    'envelope',
+  ],
   contacts: ['contact_id', 'head_seq', 'stored_messages', 'stored_bytes'],
   sender_usage: ['contact_id', 'sender_id', 'messages', 'bytes'],
 };
@@ -156,7 +165,8 @@ export class MessagesDb {
    *   MESSAGES_DB_SCHEMA_VERSION (update this tool with the store's migrations).
    */
   static open(path: string): MessagesDb {
-    const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'relay', 'messages.db') : path;
+    const file =
+      existsSync(path) && statSync(path).isDirectory() ? join(path, 'relay', 'messages.db') : path;
     if (!existsSync(file)) throw new Error(`messages-db: no database at ${file}`);
     const db = new Database(file, { fileMustExist: true });
     try {
@@ -172,7 +182,8 @@ export class MessagesDb {
       for (const [table, wanted] of Object.entries(COLUMNS)) {
         const cols = (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
         const missing = wanted.filter((c) => !cols.includes(c));
-        if (missing.length > 0) throw new Error(`messages-db: ${file} lacks ${table} columns ${missing.join(', ')}`);
+        if (missing.length > 0)
+          throw new Error(`messages-db: ${file} lacks ${table} columns ${missing.join(', ')}`);
       }
     } catch (err) {
       db.close();
@@ -183,12 +194,21 @@ export class MessagesDb {
 
   /** Contacts with a row in `contacts`. */
   contacts(): string[] {
-    return this.#db.prepare<[], { contact_id: string }>('SELECT contact_id FROM contacts ORDER BY contact_id').all().map((r) => r.contact_id);
+    return this.#db
+      .prepare<[], { contact_id: string }>('SELECT contact_id FROM contacts ORDER BY contact_id')
+      .all()
+      .map((r) => r.contact_id);
   }
 
   /** The contact's head seq as the relay will report it (0: unknown contact). */
   head(contactId: string): number {
-    return this.#db.prepare<[string], { head_seq: number }>('SELECT head_seq FROM contacts WHERE contact_id = ?').get(contactId)?.head_seq ?? 0;
+    return (
+      this.#db
+        .prepare<[string], { head_seq: number }>(
+          'SELECT head_seq FROM contacts WHERE contact_id = ?',
+        )
+        .get(contactId)?.head_seq ?? 0
+    );
   }
 
   /** The contact's rows in seq order. */
@@ -201,7 +221,9 @@ export class MessagesDb {
 
   /** @throws Error when there is no row at `seq`. */
   row(contactId: string, seq: number): MessageRow {
-    const r = this.#db.prepare<[string, number], RawRow>('SELECT * FROM messages WHERE contact_id = ? AND seq = ?').get(contactId, seq);
+    const r = this.#db
+      .prepare<[string, number], RawRow>('SELECT * FROM messages WHERE contact_id = ? AND seq = ?')
+      .get(contactId, seq);
     if (!r) throw new Error(`messages-db: no message ${contactId}#${seq}`);
     return toRow(r);
   }
@@ -267,7 +289,9 @@ export class MessagesDb {
   /** Deletes every row after `seq` and sets the head to `seq`. Returns the rows deleted. */
   truncateAfter(contactId: string, seq: number): number {
     return this.#tx(() => {
-      const n = this.#db.prepare('DELETE FROM messages WHERE contact_id = ? AND seq > ?').run(contactId, seq).changes;
+      const n = this.#db
+        .prepare('DELETE FROM messages WHERE contact_id = ? AND seq > ?')
+        .run(contactId, seq).changes;
       if (this.head(contactId) > seq) this.#setHead(contactId, seq);
       this.#recount(contactId);
       return n;
@@ -286,7 +310,9 @@ export class MessagesDb {
       const row = this.row(contactId, seq);
       const env = fn(JSON.parse(row.envelopeJson) as StoredJson);
       this.#db
-        .prepare('UPDATE messages SET envelope = ?, msg_id = ?, sender_id = ?, epoch = ?, sent_at = ? WHERE contact_id = ? AND seq = ?')
+        .prepare(
+          'UPDATE messages SET envelope = ?, msg_id = ?, sender_id = ?, epoch = ?, sent_at = ? WHERE contact_id = ? AND seq = ?',
+        )
         .run(
           canonicalEnvelopeJson(env),
           typeof env.msgId === 'string' && !row.msgId.includes('~replay') ? env.msgId : row.msgId,
@@ -303,11 +329,15 @@ export class MessagesDb {
   /** The contact's quota counters as stored (zeros and no senders for an unknown contact). */
   usage(contactId: string): ContactUsage {
     const c = this.#db
-      .prepare<[string], Usage>('SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?')
+      .prepare<[string], Usage>(
+        'SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?',
+      )
       .get(contactId);
     const senders: Record<string, Usage> = {};
     for (const r of this.#db
-      .prepare<[string], Usage & { sender_id: string }>('SELECT sender_id, messages, bytes FROM sender_usage WHERE contact_id = ? ORDER BY sender_id')
+      .prepare<[string], Usage & { sender_id: string }>(
+        'SELECT sender_id, messages, bytes FROM sender_usage WHERE contact_id = ? ORDER BY sender_id',
+      )
       .all(contactId)) {
       senders[r.sender_id] = { messages: r.messages, bytes: r.bytes };
     }
@@ -326,10 +356,13 @@ export class MessagesDb {
     rows.forEach((r, i) => {
       if (r.seq !== i + 1) out.push(`seq ${r.seq} at position ${i + 1}`);
       const e = r.envelope;
-      if (e.senderId !== r.senderId || e.epoch !== r.epoch || e.sentAt !== r.sentAt) out.push(`seq ${r.seq}: columns differ from the envelope`);
-      if (e.msgId !== r.msgId && !r.msgId.startsWith(`${e.msgId ?? ''}~replay`)) out.push(`seq ${r.seq}: msg_id differs from the envelope`);
+      if (e.senderId !== r.senderId || e.epoch !== r.epoch || e.sentAt !== r.sentAt)
+        out.push(`seq ${r.seq}: columns differ from the envelope`);
+      if (e.msgId !== r.msgId && !r.msgId.startsWith(`${e.msgId ?? ''}~replay`))
+        out.push(`seq ${r.seq}: msg_id differs from the envelope`);
     });
-    if (head !== (rows.at(-1)?.seq ?? 0)) out.push(`head ${head}, last seq ${rows.at(-1)?.seq ?? 0}`);
+    if (head !== (rows.at(-1)?.seq ?? 0))
+      out.push(`head ${head}, last seq ${rows.at(-1)?.seq ?? 0}`);
     const want = this.#count(contactId);
     const got = this.usage(contactId);
     if (got.messages !== want.messages || got.bytes !== want.bytes) {
@@ -338,7 +371,8 @@ export class MessagesDb {
     for (const id of new Set([...Object.keys(want.senders), ...Object.keys(got.senders)])) {
       const w = want.senders[id] ?? { messages: 0, bytes: 0 };
       const g = got.senders[id] ?? { messages: 0, bytes: 0 };
-      if (w.messages !== g.messages || w.bytes !== g.bytes) out.push(`sender ${id} usage ${g.messages}/${g.bytes}, rows ${w.messages}/${w.bytes}`);
+      if (w.messages !== g.messages || w.bytes !== g.bytes)
+        out.push(`sender ${id} usage ${g.messages}/${g.bytes}, rows ${w.messages}/${w.bytes}`);
     }
     return out;
   }
@@ -377,14 +411,19 @@ export class MessagesDb {
   /** Sets the contact's and its senders' counters to what its rows hold (inside an edit). */
   #recount(contactId: string): void {
     const want = this.#count(contactId);
-    this.#db.prepare('UPDATE contacts SET stored_messages = ?, stored_bytes = ? WHERE contact_id = ?').run(want.messages, want.bytes, contactId);
+    this.#db
+      .prepare('UPDATE contacts SET stored_messages = ?, stored_bytes = ? WHERE contact_id = ?')
+      .run(want.messages, want.bytes, contactId);
     // A sender whose rows are all gone keeps its row at zero, as if it had stored nothing.
-    this.#db.prepare('UPDATE sender_usage SET messages = 0, bytes = 0 WHERE contact_id = ?').run(contactId);
+    this.#db
+      .prepare('UPDATE sender_usage SET messages = 0, bytes = 0 WHERE contact_id = ?')
+      .run(contactId);
     const upsert = this.#db.prepare(
       `INSERT INTO sender_usage (contact_id, sender_id, messages, bytes) VALUES (?, ?, ?, ?)
        ON CONFLICT (contact_id, sender_id) DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes`,
     );
-    for (const [id, u] of Object.entries(want.senders)) upsert.run(contactId, id, u.messages, u.bytes);
+    for (const [id, u] of Object.entries(want.senders))
+      upsert.run(contactId, id, u.messages, u.bytes);
   }
 
   #setHead(contactId: string, head: number): void {
@@ -394,7 +433,9 @@ export class MessagesDb {
   /** Moves rows with seq >= from by `delta` (±1), in an order that never collides. */
   #shift(contactId: string, from: number, delta: 1 | -1): void {
     const seqs = this.#db
-      .prepare<[string, number], { seq: number }>(`SELECT seq FROM messages WHERE contact_id = ? AND seq >= ? ORDER BY seq ${delta < 0 ? 'ASC' : 'DESC'}`)
+      .prepare<[string, number], { seq: number }>(
+        `SELECT seq FROM messages WHERE contact_id = ? AND seq >= ? ORDER BY seq ${delta < 0 ? 'ASC' : 'DESC'}`,
+      )
       .all(contactId, from)
       .map((r) => r.seq);
     const move = this.#db.prepare('UPDATE messages SET seq = ? WHERE contact_id = ? AND seq = ?');
@@ -406,30 +447,51 @@ export class MessagesDb {
 
   /** A stored JSON that carries a `seq` of its own (a hand-made row) follows its row. */
   #syncSeqField(contactId: string, seq: number): void {
-    const r = this.#db.prepare<[string, number], { envelope: string }>('SELECT envelope FROM messages WHERE contact_id = ? AND seq = ?').get(contactId, seq);
+    const r = this.#db
+      .prepare<[string, number], { envelope: string }>(
+        'SELECT envelope FROM messages WHERE contact_id = ? AND seq = ?',
+      )
+      .get(contactId, seq);
     if (!r) return;
     const env = JSON.parse(r.envelope) as StoredJson;
     if (env.seq === undefined || env.seq === seq) return;
-    this.#db.prepare('UPDATE messages SET envelope = ? WHERE contact_id = ? AND seq = ?').run(JSON.stringify({ ...env, seq }), contactId, seq);
+    this.#db
+      .prepare('UPDATE messages SET envelope = ? WHERE contact_id = ? AND seq = ?')
+      .run(JSON.stringify({ ...env, seq }), contactId, seq);
   }
 
-  #insert(contactId: string, json: string, at: number | undefined, msgIdColumn: string | undefined): number {
+  #insert(
+    contactId: string,
+    json: string,
+    at: number | undefined,
+    msgIdColumn: string | undefined,
+  ): number {
     const env = JSON.parse(json) as StoredJson;
     const head = this.head(contactId);
     const seq = at ?? head + 1;
-    if (!Number.isSafeInteger(seq) || seq < 1 || seq > head + 1) throw new RangeError(`messages-db: cannot insert at ${seq} (head ${head})`);
+    if (!Number.isSafeInteger(seq) || seq < 1 || seq > head + 1)
+      throw new RangeError(`messages-db: cannot insert at ${seq} (head ${head})`);
     const { msgId, senderId, epoch, sentAt } = env;
-    if (typeof msgId !== 'string' || typeof senderId !== 'string' || typeof epoch !== 'number' || typeof sentAt !== 'number') {
+    if (
+      typeof msgId !== 'string' ||
+      typeof senderId !== 'string' ||
+      typeof epoch !== 'number' ||
+      typeof sentAt !== 'number'
+    ) {
       throw new Error('messages-db: the envelope needs msgId, senderId, epoch and sentAt');
     }
     let column = msgIdColumn ?? msgId;
     if (msgIdColumn !== undefined) {
-      const taken = this.#db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM messages WHERE contact_id = ? AND msg_id LIKE ?');
+      const taken = this.#db.prepare<[string, string], { n: number }>(
+        'SELECT count(*) AS n FROM messages WHERE contact_id = ? AND msg_id LIKE ?',
+      );
       column = `${msgIdColumn}${taken.get(contactId, `${msgIdColumn}%`)?.n ?? 0}`;
     }
     this.#shift(contactId, seq, 1);
     this.#db
-      .prepare('INSERT INTO messages (contact_id, seq, msg_id, sender_id, epoch, sent_at, stored_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO messages (contact_id, seq, msg_id, sender_id, epoch, sent_at, stored_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(contactId, seq, column, senderId, epoch, sentAt, Date.now(), json);
     this.#setHead(contactId, head + 1);
     this.#recount(contactId);

@@ -19,7 +19,15 @@ import { startRelay } from '@latchkey/relay-app';
 import { deriveAdminKey } from '@latchkey/tokens';
 import { startStack, until, type Stack } from './harness.ts';
 import { MESSAGES_DB_SCHEMA_VERSION, MessagesDb } from './messages-db.ts';
-import { act, startMitmRelay, type Envelope, type Frame, type LoggedFrame, type MitmConnection, type MitmRelay } from './mitm-relay.ts';
+import {
+  act,
+  startMitmRelay,
+  type Envelope,
+  type Frame,
+  type LoggedFrame,
+  type MitmConnection,
+  type MitmRelay,
+} from './mitm-relay.ts';
 
 let stack: Stack;
 let mitm: MitmRelay;
@@ -41,7 +49,10 @@ function processed(client: LatchkeyClient): number[] {
 }
 
 /** A visitor on the real relay who has sent `texts` (seqs 1..n); `ids` are their msgIds. */
-async function visitorWith(contact: string, texts: string[]): Promise<{ v: LatchkeyClient; ids: string[] }> {
+async function visitorWith(
+  contact: string,
+  texts: string[],
+): Promise<{ v: LatchkeyClient; ids: string[] }> {
   const v = await stack.client(await stack.token(contact, 'v1', 'visitor'));
   const ids: string[] = [];
   for (const t of texts) ids.push((await v.send(t)).msgId);
@@ -49,14 +60,26 @@ async function visitorWith(contact: string, texts: string[]): Promise<{ v: Latch
 }
 
 /** An agent connected through the proxy, and its proxied connection (after `ready`). */
-async function agentViaMitm(contact: string, participant = 'a1'): Promise<{ agent: LatchkeyClient; conn: MitmConnection }> {
-  const agent = await stack.client(await stack.token(contact, participant, 'agent'), { relayUrl: mitm.url });
-  const conn = await mitm.waitForConnection((c) => c.participantId === participant && c.contactId === contact);
+async function agentViaMitm(
+  contact: string,
+  participant = 'a1',
+): Promise<{ agent: LatchkeyClient; conn: MitmConnection }> {
+  const agent = await stack.client(await stack.token(contact, participant, 'agent'), {
+    relayUrl: mitm.url,
+  });
+  const conn = await mitm.waitForConnection(
+    (c) => c.participantId === participant && c.contactId === contact,
+  );
   return { agent, conn };
 }
 
 /** Frames of `type` in a log for one connection and direction, optionally from index `after`. */
-function framesOf(log: readonly LoggedFrame[], conn: MitmConnection, type: string, opts: { dir?: 'toClient' | 'toRelay'; after?: number } = {}): Frame[] {
+function framesOf(
+  log: readonly LoggedFrame[],
+  conn: MitmConnection,
+  type: string,
+  opts: { dir?: 'toClient' | 'toRelay'; after?: number } = {},
+): Frame[] {
   return log
     .slice(opts.after ?? 0)
     .filter((e) => e.conn === conn && e.dir === (opts.dir ?? 'toClient') && e.frame?.type === type)
@@ -89,7 +112,10 @@ async function relayHistory(contact: string): Promise<{ envelopes: Envelope[]; h
   });
   const next = (pred: (f: Frame) => boolean): Promise<Frame> =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('relayHistory: no answer from the relay')), 5000);
+      const timer = setTimeout(
+        () => reject(new Error('relayHistory: no answer from the relay')),
+        5000,
+      );
       const check = (): void => {
         const f = frames.find(pred);
         if (f?.type === 'error') {
@@ -107,13 +133,17 @@ async function relayHistory(contact: string): Promise<{ envelopes: Envelope[]; h
       ws.once('open', resolve);
       ws.once('error', reject);
     });
-    ws.send(JSON.stringify({ v: 1, type: 'auth', token: await stack.token(contact, 'reader', 'agent') }));
+    ws.send(
+      JSON.stringify({ v: 1, type: 'auth', token: await stack.token(contact, 'reader', 'agent') }),
+    );
     await next((f) => f.type === 'ready' || f.type === 'error');
     const envelopes: Envelope[] = [];
     let since = 0;
     for (let page = 0; ; page++) {
       ws.send(JSON.stringify({ v: 1, type: 'history', id: `p${page}`, since }));
-      const f = await next((x) => (x.type === 'history' && x.id === `p${page}`) || x.type === 'error');
+      const f = await next(
+        (x) => (x.type === 'history' && x.id === `p${page}`) || x.type === 'error',
+      );
       const envs = f.envelopes as Envelope[];
       envelopes.push(...envs);
       since = envs.at(-1)?.seq ?? since;
@@ -142,7 +172,8 @@ describe('mitm relay', () => {
     ]);
     // Every frame went on exactly as it came, both ways.
     for (const dir of ['toClient', 'toRelay'] as const) {
-      const pick = (log: readonly LoggedFrame[]): (Frame | null)[] => log.filter((e) => e.conn === conn && e.dir === dir).map((e) => e.frame);
+      const pick = (log: readonly LoggedFrame[]): (Frame | null)[] =>
+        log.filter((e) => e.conn === conn && e.dir === dir).map((e) => e.frame);
       expect(pick(mitm.sent), dir).toEqual(pick(mitm.seen));
     }
     expect(mitm.sent.some((e) => e.injected)).toBe(false);
@@ -161,7 +192,11 @@ describe('mitm relay', () => {
     const sent = mitm.sent.slice(mark);
     expect(sent).toHaveLength(1);
     expect(sent[0]).toMatchObject({ conn, dir: 'toClient', injected: true });
-    expect(sent[0]?.frame).toEqual({ v: 1, type: 'deliver', envelope: { ...mitm.envelope(1), seq: 3 } });
+    expect(sent[0]?.frame).toEqual({
+      v: 1,
+      type: 'deliver',
+      envelope: { ...mitm.envelope(1), seq: 3 },
+    });
     await until(() => seqs.includes(3), 5000, 'the client to take the replayed frame');
     // The relay knows nothing of it.
     expect(framesOf(mitm.sent, conn, 'send', { dir: 'toRelay' })).toEqual([]);
@@ -204,24 +239,30 @@ describe('mitm relay', () => {
     // still running when the key service stops holds its close up.
     const witness = new WebSocket(mitm.url);
     await new Promise((resolve) => witness.once('open', resolve));
-    witness.send(JSON.stringify({ v: 1, type: 'auth', token: await stack.token('c-rekey', 'a2', 'agent') }));
+    witness.send(
+      JSON.stringify({ v: 1, type: 'auth', token: await stack.token('c-rekey', 'a2', 'agent') }),
+    );
     const conn2 = await mitm.waitForConnection((c) => c.participantId === 'a2');
     conn2.sendToRelay({ v: 1, type: 'join', since: 0 });
     await mitm.waitFor((e) => e.conn === conn2 && e.frame?.type === 'joined');
     const rule = mitm.dropType('rekey', { conn: (c) => c.participantId === 'a1' });
     const admin = deriveAdminKey(stack.secret);
-    const res = await fetch(`${stack.relayUrl.replace(/^ws/, 'http')}/admin/v1/contacts/c-rekey/kick`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${admin.id}:${Buffer.from(admin.secret).toString('base64url')}`,
-        'content-type': 'application/json',
+    const res = await fetch(
+      `${stack.relayUrl.replace(/^ws/, 'http')}/admin/v1/contacts/c-rekey/kick`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${admin.id}:${Buffer.from(admin.secret).toString('base64url')}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ participantId: 'gone' }),
       },
-      body: JSON.stringify({ participantId: 'gone' }),
-    });
+    );
     expect(res.status).toBe(200);
     await res.text(); // a response left unread keeps the relay's HTTP server from closing
-    const isRekey = (who: string) => (e: { frame: Frame | null; conn: { participantId: string | undefined } }) =>
-      e.frame?.type === 'rekey' && e.conn.participantId === who;
+    const isRekey =
+      (who: string) => (e: { frame: Frame | null; conn: { participantId: string | undefined } }) =>
+        e.frame?.type === 'rekey' && e.conn.participantId === who;
     await mitm.waitFor(isRekey('a1'));
     await mitm.waitFor(isRekey('a2'), { log: 'sent' });
     expect(mitm.sent.some(isRekey('a1'))).toBe(false);
@@ -234,7 +275,9 @@ describe('mitm relay', () => {
     const { v } = await visitorWith('c-hold', []);
     const { agent, conn } = await agentViaMitm('c-hold');
     const seqs = processed(agent);
-    const rule = mitm.toClient((f) => (f.type === 'deliver' ? act.hold({ label: 'd' }) : undefined));
+    const rule = mitm.toClient((f) =>
+      f.type === 'deliver' ? act.hold({ label: 'd' }) : undefined,
+    );
     for (const t of ['a', 'b', 'c']) await v.send(t);
     const held = await mitm.waitForHeld(3);
     expect(held.map((h) => [h.label, (h.frame.envelope as Envelope).seq])).toEqual([
@@ -264,10 +307,17 @@ describe('mitm relay', () => {
     const live = delivered(mitm.sent, conn);
     expect(seqsOf(live)).toEqual([1, 2, 3]);
     expect(idsOf(live)).toEqual([ids[2], ids[1], ids[0]]);
-    expect(live.map(body)).toEqual([body(mitm.envelope(3)), body(mitm.envelope(2)), body(mitm.envelope(1))]);
+    expect(live.map(body)).toEqual([
+      body(mitm.envelope(3)),
+      body(mitm.envelope(2)),
+      body(mitm.envelope(1)),
+    ]);
     // Held until 3 arrived: nothing of 1 or 2 went on before the relay sent 3.
     const firstSent = mitm.sent.find((e) => e.conn === conn && e.frame?.type === 'deliver');
-    const third = mitm.seen.find((e) => e.conn === conn && e.frame?.type === 'deliver' && (e.frame.envelope as Envelope).seq === 3);
+    const third = mitm.seen.find(
+      (e) =>
+        e.conn === conn && e.frame?.type === 'deliver' && (e.frame.envelope as Envelope).seq === 3,
+    );
     expect(firstSent!.at).toBeGreaterThanOrEqual(third!.at);
     // A full page has both partners.
     await agent.history();
@@ -276,7 +326,14 @@ describe('mitm relay', () => {
     expect(idsOf(page.envelopes as Envelope[])).toEqual([ids[2], ids[1], ids[0]]);
     // A page after seq 2 lacks seq 1: 3's partner comes from the envelopes remembered.
     conn.sendToRelay({ v: 1, type: 'history', id: 'from-2', since: 2 });
-    const partial = await mitm.waitFor((e) => e.conn === conn && e.dir === 'toClient' && e.frame?.type === 'history' && e.frame.id === 'from-2', { log: 'sent' });
+    const partial = await mitm.waitFor(
+      (e) =>
+        e.conn === conn &&
+        e.dir === 'toClient' &&
+        e.frame?.type === 'history' &&
+        e.frame.id === 'from-2',
+      { log: 'sent' },
+    );
     expect(partial.frame?.envelopes).toEqual([{ ...mitm.envelope(1), seq: 3 }]);
   });
 
@@ -290,7 +347,8 @@ describe('mitm relay', () => {
     const replayed = delivered(mitm.sent, conn);
     expect(seqsOf(replayed)).toEqual([1, 2]);
     expect(idsOf(replayed)).toEqual([ids[0], ids[2]]);
-    const heads = (log: readonly LoggedFrame[]): unknown[] => ['ready', 'joined'].flatMap((t) => framesOf(log, conn, t).map((f) => f.head));
+    const heads = (log: readonly LoggedFrame[]): unknown[] =>
+      ['ready', 'joined'].flatMap((t) => framesOf(log, conn, t).map((f) => f.head));
     expect(heads(mitm.seen)).toEqual([3, 3]);
     expect(heads(mitm.sent)).toEqual([2, 2]);
     // Live: the relay's seq 4 goes on as 3.
@@ -302,12 +360,20 @@ describe('mitm relay', () => {
     // History: the relay's page, renumbered.
     await agent.history();
     const page = framesOf(mitm.sent, conn, 'history').at(-1)!;
-    expect([seqsOf(page.envelopes as Envelope[]), idsOf(page.envelopes as Envelope[]), page.head]).toEqual([[1, 2, 3], [ids[0], ids[2], m4.msgId], 3]);
+    expect([
+      seqsOf(page.envelopes as Envelope[]),
+      idsOf(page.envelopes as Envelope[]),
+      page.head,
+    ]).toEqual([[1, 2, 3], [ids[0], ids[2], m4.msgId], 3]);
     // A reconnect resumes from the client's renumbered cursor, mapped back to the relay's seqs.
     conn.kill();
-    const conn2 = await mitm.waitForConnection((c) => c !== conn && c.participantId === 'a1', 10_000);
+    const conn2 = await mitm.waitForConnection(
+      (c) => c !== conn && c.participantId === 'a1',
+      10_000,
+    );
     await mitm.waitFor((e) => e.conn === conn2 && e.frame?.type === 'joined', { log: 'sent' });
-    const join = (log: readonly LoggedFrame[]): unknown => framesOf(log, conn2, 'join', { dir: 'toRelay' })[0]?.since;
+    const join = (log: readonly LoggedFrame[]): unknown =>
+      framesOf(log, conn2, 'join', { dir: 'toRelay' })[0]?.since;
     expect([join(mitm.seen), join(mitm.sent)]).toEqual([3, 4]);
     const m5 = await v.send('m5');
     expect(m5.seq).toBe(5);
@@ -316,7 +382,8 @@ describe('mitm relay', () => {
     // The agent's own send: the relay acks 6, the client is told 5.
     await until(() => agent.state === 'connected', 5000, 'reconnected');
     const m6 = await agent.send('m6');
-    const acks = (log: readonly LoggedFrame[]): unknown[] => framesOf(log, conn2, 'ack').map((f) => f.seq);
+    const acks = (log: readonly LoggedFrame[]): unknown[] =>
+      framesOf(log, conn2, 'ack').map((f) => f.seq);
     expect([acks(mitm.seen), acks(mitm.sent), m6.seq]).toEqual([[6], [5], 5]);
   });
 
@@ -327,17 +394,38 @@ describe('mitm relay', () => {
     await mitm.waitFor((e) => e.conn === conn && e.frame?.type === 'joined', { log: 'sent' });
     expect(seqsOf(delivered(mitm.seen, conn))).toEqual([1, 2, 3, 4]);
     expect(seqsOf(delivered(mitm.sent, conn))).toEqual([1, 2]);
-    const heads = mitm.sent.filter((e) => e.conn === conn && (e.frame?.type === 'ready' || e.frame?.type === 'joined')).map((e) => e.frame?.head);
+    const heads = mitm.sent
+      .filter((e) => e.conn === conn && (e.frame?.type === 'ready' || e.frame?.type === 'joined'))
+      .map((e) => e.frame?.head);
     expect(heads).toEqual([2, 2]);
     await agent.history();
     const page = framesOf(mitm.sent, conn, 'history').at(-1)!;
-    expect([seqsOf(page.envelopes as Envelope[]), page.head, page.more]).toEqual([[1, 2], 2, false]);
+    expect([seqsOf(page.envelopes as Envelope[]), page.head, page.more]).toEqual([
+      [1, 2],
+      2,
+      false,
+    ]);
     // A short page that the relay says has more: nothing more after the cut.
     conn.sendToRelay({ v: 1, type: 'history', id: 'short', since: 1, limit: 2 });
-    const short = await mitm.waitFor((e) => e.conn === conn && e.dir === 'toClient' && e.frame?.type === 'history' && e.frame.id === 'short', { log: 'sent' });
+    const short = await mitm.waitFor(
+      (e) =>
+        e.conn === conn &&
+        e.dir === 'toClient' &&
+        e.frame?.type === 'history' &&
+        e.frame.id === 'short',
+      { log: 'sent' },
+    );
     const fromRelay = framesOf(mitm.seen, conn, 'history').find((f) => f.id === 'short')!;
-    expect([seqsOf(fromRelay.envelopes as Envelope[]), fromRelay.head, fromRelay.more]).toEqual([[2, 3], 4, true]);
-    expect([seqsOf(short.frame?.envelopes as Envelope[]), short.frame?.head, short.frame?.more]).toEqual([[2], 2, false]);
+    expect([seqsOf(fromRelay.envelopes as Envelope[]), fromRelay.head, fromRelay.more]).toEqual([
+      [2, 3],
+      4,
+      true,
+    ]);
+    expect([
+      seqsOf(short.frame?.envelopes as Envelope[]),
+      short.frame?.head,
+      short.frame?.more,
+    ]).toEqual([[2], 2, false]);
   });
 
   it('serves a doctored history page itself and rewrites envelope fields', async () => {
@@ -345,24 +433,40 @@ describe('mitm relay', () => {
     const { agent, conn } = await agentViaMitm('c-doctor');
     const seqs = processed(agent);
     await until(() => seqs.length === 3, 5000, 'replay');
-    const rule = mitm.serveHistory(() => ({ envelopes: [{ ...mitm.envelope(3), seq: 1 }], head: 1 }));
+    const rule = mitm.serveHistory(() => ({
+      envelopes: [{ ...mitm.envelope(3), seq: 1 }],
+      head: 1,
+    }));
     await agent.history();
     const asked = framesOf(mitm.seen, conn, 'history', { dir: 'toRelay' });
     expect(asked).toHaveLength(1);
     expect(framesOf(mitm.sent, conn, 'history', { dir: 'toRelay' })).toEqual([]); // the relay never saw it
     expect(framesOf(mitm.seen, conn, 'history')).toEqual([]);
     expect(framesOf(mitm.sent, conn, 'history')).toEqual([
-      { v: 1, type: 'history', id: asked[0]?.id, envelopes: [{ ...mitm.envelope(3), seq: 1 }], head: 1, more: false },
+      {
+        v: 1,
+        type: 'history',
+        id: asked[0]?.id,
+        envelopes: [{ ...mitm.envelope(3), seq: 1 }],
+        head: 1,
+        more: false,
+      },
     ]);
     expect(rule.hits).toBe(1);
     mitm.clearRules();
     // A rewrite touches the named field of the named envelope only.
-    mitm.rewriteEnvelopes((env) => (env.seq === 2 ? { ...env, sentAt: (env.sentAt ?? 0) + 1 } : undefined));
+    mitm.rewriteEnvelopes((env) =>
+      env.seq === 2 ? { ...env, sentAt: (env.sentAt ?? 0) + 1 } : undefined,
+    );
     await agent.history();
     const fromRelay = framesOf(mitm.seen, conn, 'history').at(-1)!.envelopes as Envelope[];
     const page = framesOf(mitm.sent, conn, 'history').at(-1)!.envelopes as Envelope[];
     expect(fromRelay).toEqual(mitm.envelopes());
-    expect(page).toEqual([fromRelay[0], { ...fromRelay[1], sentAt: (fromRelay[1]?.sentAt ?? 0) + 1 }, fromRelay[2]]);
+    expect(page).toEqual([
+      fromRelay[0],
+      { ...fromRelay[1], sentAt: (fromRelay[1]?.sentAt ?? 0) + 1 },
+      fromRelay[2],
+    ]);
   });
 
   it('refuses new connections while asked to, like a relay that is down', async () => {
@@ -376,7 +480,9 @@ describe('mitm relay', () => {
     ws.terminate();
     expect(status).toBe(503);
     mitm.acceptConnections(true);
-    const agent = await stack.client(await stack.token('c-down', 'a1', 'agent'), { relayUrl: mitm.url });
+    const agent = await stack.client(await stack.token('c-down', 'a1', 'agent'), {
+      relayUrl: mitm.url,
+    });
     expect(agent.state).toBe('connected');
   });
 });
@@ -394,7 +500,9 @@ describe('messages.db editor', () => {
       return file;
     };
     const older = make('v2.db', 2, 'CREATE TABLE messages (x INTEGER)');
-    expect(() => MessagesDb.open(older)).toThrow(/schema version 2, this tool edits version 4 only; update tests\/integration\/messages-db.ts/);
+    expect(() => MessagesDb.open(older)).toThrow(
+      /schema version 2, this tool edits version 4 only; update tests\/integration\/messages-db.ts/,
+    );
     // The last schema the tool knew, as store.ts v3 left it: no quota counters.
     const v3 = make(
       'v3.db',
@@ -422,11 +530,19 @@ describe('messages.db editor', () => {
     const v = await stack.client(await stack.token('c-db', 'v1', 'visitor'));
     const a = await stack.client(await stack.token('c-db', 'a1', 'agent'));
     const label = new Map<string, string>();
-    for (const [who, text] of [[v, 'm1'], [v, 'm2'], [a, 'm3'], [v, 'm4'], [a, 'm5']] as const) label.set((await who.send(text)).msgId, text);
+    for (const [who, text] of [
+      [v, 'm1'],
+      [v, 'm2'],
+      [a, 'm3'],
+      [v, 'm4'],
+      [a, 'm5'],
+    ] as const)
+      label.set((await who.send(text)).msgId, text);
     const db = MessagesDb.open(stack.dir);
     try {
       const original = new Map(db.rows('c-db').map((r) => [r.msgId, r.envelopeJson]));
-      const size = (msgIds: string[]): number => msgIds.reduce((n, id) => n + Buffer.byteLength(original.get(id) ?? ''), 0);
+      const size = (msgIds: string[]): number =>
+        msgIds.reduce((n, id) => n + Buffer.byteLength(original.get(id) ?? ''), 0);
       const idOf = (text: string): string => [...label].find(([, t]) => t === text)![0];
       /** What the relay serves: [seq, label]; each envelope byte for byte as first stored, but its seq. */
       const served = async (): Promise<[number, string][]> => {
@@ -442,7 +558,10 @@ describe('messages.db editor', () => {
       const usage = (): [number, Record<string, number>] => {
         expect(db.problems('c-db')).toEqual([]);
         const u = db.usage('c-db');
-        return [u.messages, Object.fromEntries(Object.entries(u.senders).map(([id, s]) => [id, s.messages]))];
+        return [
+          u.messages,
+          Object.fromEntries(Object.entries(u.senders).map(([id, s]) => [id, s.messages])),
+        ];
       };
       expect(usage()).toEqual([5, { v1: 3, a1: 2 }]);
 
@@ -476,7 +595,14 @@ describe('messages.db editor', () => {
         [5, 'm5'],
         [6, 'm1'],
       ]);
-      expect(db.rows('c-db').map((r) => r.msgId)).toEqual([`${idOf('m3')}~replay0`, idOf('m4'), idOf('m3'), idOf('m1'), idOf('m5'), `${idOf('m1')}~replay0`]);
+      expect(db.rows('c-db').map((r) => r.msgId)).toEqual([
+        `${idOf('m3')}~replay0`,
+        idOf('m4'),
+        idOf('m3'),
+        idOf('m1'),
+        idOf('m5'),
+        `${idOf('m1')}~replay0`,
+      ]);
       expect(usage()).toEqual([6, { v1: 3, a1: 3 }]);
 
       expect(db.truncateAfter('c-db', 3)).toBe(3);
@@ -492,17 +618,28 @@ describe('messages.db editor', () => {
       db.rewriteEnvelope('c-db', 2, (e) => ({ ...e, sentAt: (e.sentAt ?? 0) + 1, extra: 'x' }));
       const after = db.row('c-db', 2);
       expect(after.sentAt).toBe(before.sentAt + 1);
-      expect(after.envelopeJson).toBe(`${before.envelopeJson.replace(`"sentAt":${before.sentAt}`, `"sentAt":${before.sentAt + 1}`).slice(0, -1)},"extra":"x"}`);
+      expect(after.envelopeJson).toBe(
+        `${before.envelopeJson.replace(`"sentAt":${before.sentAt}`, `"sentAt":${before.sentAt + 1}`).slice(0, -1)},"extra":"x"}`,
+      );
       const page = await relayHistory('c-db');
-      expect(page.envelopes[1]).toEqual({ ...JSON.parse(before.envelopeJson), sentAt: before.sentAt + 1, extra: 'x', seq: 2 });
+      expect(page.envelopes[1]).toEqual({
+        ...JSON.parse(before.envelopeJson),
+        sentAt: before.sentAt + 1,
+        extra: 'x',
+        seq: 2,
+      });
       expect(usage()).toEqual([3, { v1: 1, a1: 2 }]);
       expect(db.usage('c-db').senders.v1?.bytes).toBe(Buffer.byteLength(after.envelopeJson));
 
       // An insert is stored in the relay's key order whatever order it was given in.
       const model = JSON.parse(db.row('c-db', 1).envelopeJson) as Record<string, unknown>;
-      const shuffled = Object.fromEntries(Object.entries({ ...model, msgId: 'inserted-by-hand' }).reverse());
+      const shuffled = Object.fromEntries(
+        Object.entries({ ...model, msgId: 'inserted-by-hand' }).reverse(),
+      );
       expect(db.insert('c-db', shuffled, { at: 2 })).toBe(2);
-      expect(db.row('c-db', 2).envelopeJson).toBe(JSON.stringify({ ...model, msgId: 'inserted-by-hand' }));
+      expect(db.row('c-db', 2).envelopeJson).toBe(
+        JSON.stringify({ ...model, msgId: 'inserted-by-hand' }),
+      );
       expect(db.rows('c-db').map((r) => r.seq)).toEqual([1, 2, 3, 4]);
       expect(usage()).toEqual([4, { v1: 1, a1: 3 }]);
     } finally {
@@ -527,11 +664,21 @@ describe('messages.db editor', () => {
     expect(db.problems('c-off')).toEqual([]);
     db.close();
     // The relay again, with room for three messages per participant: v1 has two left stored.
-    const relay = await startRelay({ dataDir: stack.dir, host: '127.0.0.1', port: 0, apiSecret: stack.secret, quota: { participantMessages: 3 } });
+    const relay = await startRelay({
+      dataDir: stack.dir,
+      host: '127.0.0.1',
+      port: 0,
+      apiSecret: stack.secret,
+      quota: { participantMessages: 3 },
+    });
     try {
       stack.relayUrl = relay.url;
       const page = await relayHistory('c-off');
-      expect([seqsOf(page.envelopes), idsOf(page.envelopes), page.head]).toEqual([[1, 2], [ids[1], ids[2]], 2]);
+      expect([seqsOf(page.envelopes), idsOf(page.envelopes), page.head]).toEqual([
+        [1, 2],
+        [ids[1], ids[2]],
+        2,
+      ]);
       const v = await stack.client(await stack.token('c-off', 'v1', 'visitor'));
       expect((await v.send('third')).seq).toBe(3);
       const refused = await v.send('fourth').catch((e: unknown) => e);

@@ -70,9 +70,16 @@ export const act = {
   /** Sends these frames instead of the one seen (no further hooks). */
   replace: (frames: Frame[]): Action => frames,
   /** Parks the frame (or `frame` instead) until `release`d; `label` helps to find it again. */
-  hold: (opts: { frame?: Frame; label?: string } = {}): TerminalAction => ({ [ACTION]: 'hold', ...opts }),
+  hold: (opts: { frame?: Frame; label?: string } = {}): TerminalAction => ({
+    [ACTION]: 'hold',
+    ...opts,
+  }),
   /** Sends the frame (or `frame` instead) after `ms`; frames behind it overtake it. */
-  delay: (ms: number, frame?: Frame): TerminalAction => ({ [ACTION]: 'delay', ms, ...(frame ? { frame } : {}) }),
+  delay: (ms: number, frame?: Frame): TerminalAction => ({
+    [ACTION]: 'delay',
+    ms,
+    ...(frame ? { frame } : {}),
+  }),
   /**
    * Sends the frame now and `times` more copies (default 1): at once, or after `afterMs`.
    */
@@ -170,13 +177,20 @@ export interface MitmRelay {
    */
   release(frames?: readonly HeldFrame[] | ((h: HeldFrame) => boolean)): number;
   /** Resolves once `n` frames (matching `filter`) are held. */
-  waitForHeld(n: number, filter?: (h: HeldFrame) => boolean, timeoutMs?: number): Promise<HeldFrame[]>;
+  waitForHeld(
+    n: number,
+    filter?: (h: HeldFrame) => boolean,
+    timeoutMs?: number,
+  ): Promise<HeldFrame[]>;
 
   /**
    * Sends a frame to clients (default) or to the relay, bypassing hooks. `conn`: one
    * connection, or a predicate; default every open connection. Returns how many got it.
    */
-  inject(frame: Frame | string, opts?: { dir?: Direction; conn?: MitmConnection | ((c: MitmConnection) => boolean) }): number;
+  inject(
+    frame: Frame | string,
+    opts?: { dir?: Direction; conn?: MitmConnection | ((c: MitmConnection) => boolean) },
+  ): number;
 
   /**
    * Envelopes the relay sent in `deliver` and `history` frames, as it sent them (copies), in
@@ -191,7 +205,11 @@ export interface MitmRelay {
    */
   replay(
     envelope: number | Envelope,
-    opts?: { asSeq?: number; contactId?: string; conn?: MitmConnection | ((c: MitmConnection) => boolean) },
+    opts?: {
+      asSeq?: number;
+      contactId?: string;
+      conn?: MitmConnection | ((c: MitmConnection) => boolean);
+    },
   ): number;
 
   /**
@@ -203,14 +221,20 @@ export interface MitmRelay {
     opts?: { log?: 'seen' | 'sent'; after?: number; timeoutMs?: number },
   ): Promise<LoggedFrame>;
   /** Resolves with the first open connection that satisfies `pred` (e.g. by participantId after `ready`). */
-  waitForConnection(pred?: (c: MitmConnection) => boolean, timeoutMs?: number): Promise<MitmConnection>;
+  waitForConnection(
+    pred?: (c: MitmConnection) => boolean,
+    timeoutMs?: number,
+  ): Promise<MitmConnection>;
   /** While false, new connections are refused at the handshake (HTTP 503), as a relay that is down. */
   acceptConnections(accept: boolean): void;
 
   // ---- helpers ------------------------------------------------------------------------------
 
   /** Drops frames of `type` in one direction (default toClient); `count`: only the first N. */
-  dropType(type: string, opts?: { dir?: Direction; count?: number; conn?: (c: MitmConnection) => boolean }): Rule;
+  dropType(
+    type: string,
+    opts?: { dir?: Direction; count?: number; conn?: (c: MitmConnection) => boolean },
+  ): Rule;
   /** Drops every frame of `type`, both directions, every connection, for as long as the rule lives. */
   suppressAll(type: string): Rule;
   /**
@@ -283,7 +307,12 @@ function combine(...rules: Rule[]): Rule {
 const clone = <T>(v: T): T => structuredClone(v);
 
 function isFrame(v: unknown): v is Frame {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as { type?: unknown }).type === 'string';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    typeof (v as { type?: unknown }).type === 'string'
+  );
 }
 
 function isTerminal(v: unknown): v is TerminalAction {
@@ -296,13 +325,20 @@ function isEnvelope(v: unknown): v is Envelope {
 
 /** Close codes a peer may send (RFC 6455 §7.4): others are mapped or replaced by a cut. */
 function sendableCode(code: number): boolean {
-  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+  return (
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+    (code >= 3000 && code <= 4999)
+  );
 }
 
 function parse(data: RawData, isBinary: boolean): Frame | null {
   if (isBinary) return null;
   try {
-    const v: unknown = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+    const v: unknown = JSON.parse(
+      Buffer.isBuffer(data)
+        ? data.toString('utf8')
+        : Buffer.concat(data as Buffer[]).toString('utf8'),
+    );
     return isFrame(v) ? v : null;
   } catch {
     return null;
@@ -346,7 +382,8 @@ class Connection implements MitmConnection {
 
   close(code = 1001, reason = ''): void {
     for (const ws of [this.client, this.upstream]) {
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, reason);
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+        ws.close(code, reason);
     }
   }
 
@@ -368,7 +405,10 @@ class Proxy implements MitmRelay {
   readonly #remembered = new Map<string, Map<number, Envelope>>();
   readonly #events = new EventEmitter();
   readonly #timers = new Set<NodeJS.Timeout>();
-  readonly #upstreams = new WeakMap<IncomingMessage, { ws: WebSocket; early: [RawData, boolean][] }>();
+  readonly #upstreams = new WeakMap<
+    IncomingMessage,
+    { ws: WebSocket; early: [RawData, boolean][] }
+  >();
   /** Upstream sockets opened for handshakes (terminated on close if never adopted). */
   readonly #pending = new Set<WebSocket>();
   #wss: WebSocketServer | undefined;
@@ -466,7 +506,14 @@ class Proxy implements MitmRelay {
 
   #receive(conn: Connection, dir: Direction, data: RawData, isBinary: boolean): void {
     const frame = parse(data, isBinary);
-    this.seen.push({ index: this.seen.length, dir, conn, frame: frame ? clone(frame) : null, injected: false, at: Date.now() });
+    this.seen.push({
+      index: this.seen.length,
+      dir,
+      conn,
+      frame: frame ? clone(frame) : null,
+      injected: false,
+      at: Date.now(),
+    });
     if (frame && dir === 'toClient') this.#learn(conn, frame);
     if (!frame) {
       this.#rawSend(conn, dir, data, isBinary, null, false);
@@ -485,7 +532,8 @@ class Proxy implements MitmRelay {
       if (typeof frame.participantId === 'string') conn.participantId = frame.participantId;
       if (typeof frame.role === 'string') conn.role = frame.role;
     }
-    const list = frame.type === 'deliver' ? [frame.envelope] : frame.type === 'history' ? frame.envelopes : [];
+    const list =
+      frame.type === 'deliver' ? [frame.envelope] : frame.type === 'history' ? frame.envelopes : [];
     if (!Array.isArray(list)) return;
     for (const env of list) {
       if (!isEnvelope(env) || typeof env.seq !== 'number') continue;
@@ -577,11 +625,25 @@ class Proxy implements MitmRelay {
     this.#rawSend(conn as Connection, dir, text, false, parsed, injected);
   }
 
-  #rawSend(conn: Connection, dir: Direction, data: RawData | string, isBinary: boolean, frame: Frame | null, injected: boolean): void {
+  #rawSend(
+    conn: Connection,
+    dir: Direction,
+    data: RawData | string,
+    isBinary: boolean,
+    frame: Frame | null,
+    injected: boolean,
+  ): void {
     const ws = dir === 'toClient' ? conn.client : conn.upstream;
     if (ws.readyState !== WebSocket.OPEN) return;
     ws.send(data, { binary: isBinary });
-    this.sent.push({ index: this.sent.length, dir, conn, frame: frame ? clone(frame) : null, injected, at: Date.now() });
+    this.sent.push({
+      index: this.sent.length,
+      dir,
+      conn,
+      frame: frame ? clone(frame) : null,
+      injected,
+      at: Date.now(),
+    });
     this.#changed();
   }
 
@@ -630,7 +692,12 @@ class Proxy implements MitmRelay {
   }
 
   release(frames?: readonly HeldFrame[] | ((h: HeldFrame) => boolean)): number {
-    const list = frames === undefined ? [...this.held] : typeof frames === 'function' ? this.held.filter(frames) : [...frames];
+    const list =
+      frames === undefined
+        ? [...this.held]
+        : typeof frames === 'function'
+          ? this.held.filter(frames)
+          : [...frames];
     let n = 0;
     for (const h of list) {
       if (this.held.includes(h)) n++;
@@ -639,7 +706,11 @@ class Proxy implements MitmRelay {
     return n;
   }
 
-  waitForHeld(n: number, filter: (h: HeldFrame) => boolean = () => true, timeoutMs = 5000): Promise<HeldFrame[]> {
+  waitForHeld(
+    n: number,
+    filter: (h: HeldFrame) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<HeldFrame[]> {
     return this.#until(
       () => {
         const l = this.held.filter(filter);
@@ -656,7 +727,10 @@ class Proxy implements MitmRelay {
     return [conn];
   }
 
-  inject(frame: Frame | string, opts: { dir?: Direction; conn?: MitmConnection | ((c: MitmConnection) => boolean) } = {}): number {
+  inject(
+    frame: Frame | string,
+    opts: { dir?: Direction; conn?: MitmConnection | ((c: MitmConnection) => boolean) } = {},
+  ): number {
     const targets = this.#targets(opts.conn).filter((c) => c.open);
     for (const c of targets) this.emitFrame(c, opts.dir ?? 'toClient', frame, true);
     return targets.length;
@@ -664,29 +738,49 @@ class Proxy implements MitmRelay {
 
   #contact(contactId: string | undefined): Map<number, Envelope> {
     if (contactId !== undefined) return this.#remembered.get(contactId) ?? new Map();
-    if (this.#remembered.size > 1) throw new Error(`mitm: envelopes of several contacts seen; name one of ${[...this.#remembered.keys()].join(', ')}`);
+    if (this.#remembered.size > 1)
+      throw new Error(
+        `mitm: envelopes of several contacts seen; name one of ${[...this.#remembered.keys()].join(', ')}`,
+      );
     return [...this.#remembered.values()][0] ?? new Map();
   }
 
   envelopes(contactId?: string): Envelope[] {
-    return [...this.#contact(contactId).entries()].sort(([a], [b]) => a - b).map(([, e]) => clone(e));
+    return [...this.#contact(contactId).entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, e]) => clone(e));
   }
 
   envelope(seq: number, contactId?: string): Envelope {
     const e = this.#contact(contactId).get(seq);
-    if (!e) throw new Error(`mitm: no envelope with seq ${seq} seen${contactId ? ` for ${contactId}` : ''}`);
+    if (!e)
+      throw new Error(
+        `mitm: no envelope with seq ${seq} seen${contactId ? ` for ${contactId}` : ''}`,
+      );
     return clone(e);
   }
 
   replay(
     envelope: number | Envelope,
-    opts: { asSeq?: number; contactId?: string; conn?: MitmConnection | ((c: MitmConnection) => boolean) } = {},
+    opts: {
+      asSeq?: number;
+      contactId?: string;
+      conn?: MitmConnection | ((c: MitmConnection) => boolean);
+    } = {},
   ): number {
-    const env = typeof envelope === 'number' ? this.envelope(envelope, opts.contactId) : clone(envelope);
+    const env =
+      typeof envelope === 'number' ? this.envelope(envelope, opts.contactId) : clone(envelope);
     if (opts.asSeq !== undefined) env.seq = opts.asSeq;
     let targets = this.#targets(opts.conn);
-    if (opts.conn === undefined && opts.contactId !== undefined) targets = targets.filter((c) => c.contactId === opts.contactId);
-    for (const c of targets) this.emitFrame(c, 'toClient', { v: (c as Connection).v, type: 'deliver', envelope: clone(env) }, true);
+    if (opts.conn === undefined && opts.contactId !== undefined)
+      targets = targets.filter((c) => c.contactId === opts.contactId);
+    for (const c of targets)
+      this.emitFrame(
+        c,
+        'toClient',
+        { v: (c as Connection).v, type: 'deliver', envelope: clone(env) },
+        true,
+      );
     return targets.length;
   }
 
@@ -709,7 +803,10 @@ class Proxy implements MitmRelay {
     );
   }
 
-  waitForConnection(pred: (c: MitmConnection) => boolean = () => true, timeoutMs = 5000): Promise<MitmConnection> {
+  waitForConnection(
+    pred: (c: MitmConnection) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<MitmConnection> {
     return this.#until(() => this.connections.find(pred), timeoutMs, 'a connection');
   }
 
@@ -739,7 +836,10 @@ class Proxy implements MitmRelay {
 
   // ---- helpers ----------------------------------------------------------------------------
 
-  dropType(type: string, opts: { dir?: Direction; count?: number; conn?: (c: MitmConnection) => boolean } = {}): Rule {
+  dropType(
+    type: string,
+    opts: { dir?: Direction; count?: number; conn?: (c: MitmConnection) => boolean } = {},
+  ): Rule {
     let left = opts.count ?? Infinity;
     return this.#add(opts.dir ?? 'toClient', (f, c) => {
       if (f.type !== type || left <= 0 || (opts.conn && !opts.conn(c))) return undefined;
@@ -770,7 +870,11 @@ class Proxy implements MitmRelay {
   ): Rule {
     const sinceRule = opts.since
       ? this.#add('toRelay', (frame, conn) => {
-          if ((frame.type !== 'join' && frame.type !== 'history') || typeof frame.since !== 'number') return undefined;
+          if (
+            (frame.type !== 'join' && frame.type !== 'history') ||
+            typeof frame.since !== 'number'
+          )
+            return undefined;
           const since = opts.since?.(frame.since, conn) ?? frame.since;
           return since === frame.since ? undefined : { ...frame, since };
         })
@@ -800,7 +904,11 @@ class Proxy implements MitmRelay {
         }
         if (touched) frame = { ...frame, envelopes: out };
       }
-      if (opts.heads && typeof frame.head === 'number' && ['ready', 'joined', 'history'].includes(frame.type)) {
+      if (
+        opts.heads &&
+        typeof frame.head === 'number' &&
+        ['ready', 'joined', 'history'].includes(frame.type)
+      ) {
         const head = opts.heads(frame.head, conn);
         if (head !== frame.head) {
           frame = { ...frame, head };
@@ -823,7 +931,10 @@ class Proxy implements MitmRelay {
     if (!(a < b)) throw new RangeError('swapSeqs: a must be below b');
     /** Per connection: the deliveries held from `a` on, until `b` arrives. */
     const pending = new Map<MitmConnection, Frame[]>();
-    const relabel = (frame: Frame, env: Envelope, seq: number): Frame => ({ ...frame, envelope: { ...clone(env), seq } });
+    const relabel = (frame: Frame, env: Envelope, seq: number): Frame => ({
+      ...frame,
+      envelope: { ...clone(env), seq },
+    });
     const entry: RuleEntry = {
       hits: 0,
       hook: (frame, conn) => {
@@ -861,7 +972,8 @@ class Proxy implements MitmRelay {
         return undefined;
       },
       onRemove: () => {
-        for (const [conn, buf] of pending) for (const f of buf) this.emitFrame(conn, 'toClient', f, false);
+        for (const [conn, buf] of pending)
+          for (const f of buf) this.emitFrame(conn, 'toClient', f, false);
         pending.clear();
       },
     };
@@ -886,15 +998,25 @@ class Proxy implements MitmRelay {
   }
 
   truncateAfter(seq: number): Rule {
-    const cut = this.rewriteEnvelopes((env) => (typeof env.seq === 'number' && env.seq > seq ? null : undefined), {
-      heads: (h) => Math.min(h, seq),
-    });
+    const cut = this.rewriteEnvelopes(
+      (env) => (typeof env.seq === 'number' && env.seq > seq ? null : undefined),
+      {
+        heads: (h) => Math.min(h, seq),
+      },
+    );
     // A page that was cut has nothing more to offer.
     const more = this.#add('toClient', (frame) => {
-      if (frame.type !== 'history' || frame.more !== true || typeof frame.head !== 'number' || frame.head > seq) return undefined;
+      if (
+        frame.type !== 'history' ||
+        frame.more !== true ||
+        typeof frame.head !== 'number' ||
+        frame.head > seq
+      )
+        return undefined;
       const envs = Array.isArray(frame.envelopes) ? (frame.envelopes as unknown[]) : [];
       const last = envs.at(-1);
-      if (envs.length > 0 && isEnvelope(last) && typeof last.seq === 'number' && last.seq < seq) return undefined;
+      if (envs.length > 0 && isEnvelope(last) && typeof last.seq === 'number' && last.seq < seq)
+        return undefined;
       return { ...frame, more: false };
     });
     return combine(cut, more);

@@ -38,7 +38,10 @@ describe('client outbox across client objects', () => {
     await stack.stopRelay();
     const waiting = [first.send('typed offline 1'), first.send('typed offline 2')];
     for (const p of waiting) p.catch(() => undefined);
-    await eventually(async () => (await store.load('ob-1', 'visitor-1')).length === 2, 'two records');
+    await eventually(
+      async () => (await store.load('ob-1', 'visitor-1')).length === 2,
+      'two records',
+    );
     const records = await store.load('ob-1', 'visitor-1');
     expect(JSON.stringify(records)).not.toContain('typed offline');
     first.close(); // the page goes away
@@ -51,10 +54,18 @@ describe('client outbox across client objects', () => {
     expect(pending.map((p) => p.text)).toEqual(['typed offline 1', 'typed offline 2']);
     const after = await second.send('after the reload');
     await until(() => seen.length === 4, 10_000, 'the reader to see four messages');
-    expect(seen.map((m) => m.text)).toEqual(['before the outage', 'typed offline 1', 'typed offline 2', 'after the reload']);
+    expect(seen.map((m) => m.text)).toEqual([
+      'before the outage',
+      'typed offline 1',
+      'typed offline 2',
+      'after the reload',
+    ]);
     expect(seen.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
     expect(after.seq).toBe(4);
-    await eventually(async () => (await store.load('ob-1', 'visitor-1')).length === 0, 'acked records to be deleted');
+    await eventually(
+      async () => (await store.load('ob-1', 'visitor-1')).length === 0,
+      'acked records to be deleted',
+    );
     second.close();
   });
 
@@ -77,10 +88,15 @@ describe('client outbox across client objects', () => {
     const seen: ChatMessage[] = [];
     second.on('message', (m) => seen.push(m));
     await second.connect();
-    await eventually(async () => (await store.load('ob-2', 'visitor-1')).length === 0, 'the record to be acked');
+    await eventually(
+      async () => (await store.load('ob-2', 'visitor-1')).length === 0,
+      'the record to be acked',
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect(seen.map((m) => [m.seq, m.text])).toEqual([[1, 'one']]);
-    const audit = await stack.client(await stack.token('ob-2', 'agent-2', 'agent'), { live: false });
+    const audit = await stack.client(await stack.token('ob-2', 'agent-2', 'agent'), {
+      live: false,
+    });
     expect((await audit.history(0)).map((h) => h.seq)).toEqual([1]);
     second.close();
   });
@@ -91,12 +107,17 @@ describe('client outbox across client objects', () => {
     const client = await stack.client(vToken, { outbox: store });
     const seen: ChatMessage[] = [];
     client.on('message', (m) => seen.push(m));
-    await expect(client.send('bad id', { msgId: 'short' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(client.send('bad id', { msgId: 'short' })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+    });
     await stack.stopRelay();
     const msgId = 'ui-chosen-id-0000000001';
     const waiting = client.send('chosen', { msgId });
     waiting.catch(() => undefined);
-    await eventually(async () => (await store.load('ob-3', 'visitor-1')).length === 1, 'the record');
+    await eventually(
+      async () => (await store.load('ob-3', 'visitor-1')).length === 1,
+      'the record',
+    );
     expect((await store.load('ob-3', 'visitor-1'))[0]?.msgId).toBe(msgId);
     await expect(client.send('again', { msgId })).rejects.toMatchObject({ code: 'CONFLICT' });
     await stack.startRelay();
@@ -118,7 +139,11 @@ function clientOpts(token: string): ClientOptions {
   };
 }
 
-async function eventually(predicate: () => Promise<boolean>, what: string, ms = 5_000): Promise<void> {
+async function eventually(
+  predicate: () => Promise<boolean>,
+  what: string,
+  ms = 5_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -31,10 +31,24 @@ export interface RelayProcess {
 }
 
 /** Starts the relay on `port` over `dataDir` and resolves once it prints its URL. */
-export async function spawnRelay(opts: { dataDir: string; port: number; secret: Uint8Array }): Promise<RelayProcess> {
+export async function spawnRelay(opts: {
+  dataDir: string;
+  port: number;
+  secret: Uint8Array;
+}): Promise<RelayProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', RELAY_MAIN, '--data', opts.dataDir, '--host', '127.0.0.1', '--port', String(opts.port)],
+    [
+      '--import',
+      'tsx',
+      RELAY_MAIN,
+      '--data',
+      opts.dataDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(opts.port),
+    ],
     {
       cwd: ROOT,
       env: { ...process.env, LATCHKEY_API_SECRET: Buffer.from(opts.secret).toString('base64url') },
@@ -57,8 +71,12 @@ export async function spawnRelay(opts: { dataDir: string; port: number; secret: 
 }
 
 /** Sends `signal` (default SIGKILL) unless the process is gone; resolves with its exit code. */
-export async function stopRelay(p: RelayProcess | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return p?.child.exitCode ?? null;
+export async function stopRelay(
+  p: RelayProcess | undefined,
+  signal: NodeJS.Signals = 'SIGKILL',
+): Promise<number | null> {
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null)
+    return p?.child.exitCode ?? null;
   const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
   p.child.kill(signal);
   return exited;

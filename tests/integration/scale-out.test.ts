@@ -48,9 +48,26 @@ async function startRelayProcess(r: RelayProc, i: number): Promise<void> {
   if (!services) return;
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', RELAY_MAIN, '--data', join(dir, `r${i}`), '--host', '127.0.0.1', '--port', String(r.port),
-      '--store', services.pgUrl, '--fanout', services.redisUrl],
-    { cwd: ROOT, env: { ...process.env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url') }, stdio: ['ignore', 'pipe', 'ignore'] },
+    [
+      '--import',
+      'tsx',
+      RELAY_MAIN,
+      '--data',
+      join(dir, `r${i}`),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(r.port),
+      '--store',
+      services.pgUrl,
+      '--fanout',
+      services.redisUrl,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url') },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
   );
   r.child = child;
   await new Promise<void>((resolve, reject) => {
@@ -102,13 +119,21 @@ function startBalancer(): Promise<number> {
     };
     tryNext(relays.length);
   });
-  return new Promise((resolve) => lb.listen(0, '127.0.0.1', () => resolve((lb.address() as { port: number }).port)));
+  return new Promise((resolve) =>
+    lb.listen(0, '127.0.0.1', () => resolve((lb.address() as { port: number }).port)),
+  );
 }
 
 beforeAll(async () => {
   if (!services) return;
   dir = await mkdtemp(join(tmpdir(), 'latchkey-scale-'));
-  keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey: crypto.getRandomValues(new Uint8Array(32)) });
+  keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey: crypto.getRandomValues(new Uint8Array(32)),
+  });
   for (let i = 0; i < 3; i++) relays.push({ port: await freePort(), child: undefined });
   // one by one: the first migrates the schema (the others would wait on its advisory lock)
   for (const [i, r] of relays.entries()) await startRelayProcess(r, i);
@@ -126,7 +151,12 @@ afterAll(async () => {
 });
 
 const clients: LatchkeyClient[] = [];
-async function client(contactId: string, participantId: string, role: 'visitor' | 'agent' = 'visitor', live = true): Promise<LatchkeyClient> {
+async function client(
+  contactId: string,
+  participantId: string,
+  role: 'visitor' | 'agent' = 'visitor',
+  live = true,
+): Promise<LatchkeyClient> {
   const c = await LatchkeyClient.connect({
     relayUrl: `ws://127.0.0.1:${lbPort}`,
     keysUrl: keys.url,
@@ -156,8 +186,16 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
 
   it('concurrent senders on different relays: every reader sees the same seq order', async () => {
     // Round robin: connection i lands on relay i % 3.
-    const senders = [await client('order-1', 's0'), await client('order-1', 's1', 'agent'), await client('order-1', 's2')];
-    const readers = [await client('order-1', 'r0', 'agent'), await client('order-1', 'r1', 'agent'), await client('order-1', 'r2', 'agent')];
+    const senders = [
+      await client('order-1', 's0'),
+      await client('order-1', 's1', 'agent'),
+      await client('order-1', 's2'),
+    ];
+    const readers = [
+      await client('order-1', 'r0', 'agent'),
+      await client('order-1', 'r1', 'agent'),
+      await client('order-1', 'r2', 'agent'),
+    ];
     const seen: ChatMessage[][] = readers.map(() => []);
     readers.forEach((r, i) => r.on('message', (m) => seen[i]?.push(m)));
     const acked = new Map<number, string>();
@@ -170,7 +208,11 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
       }),
     );
     expect(acked.size).toBe(75);
-    await until(() => seen.every((s) => s.length === 75), 15_000, 'every reader to get every message');
+    await until(
+      () => seen.every((s) => s.length === 75),
+      15_000,
+      'every reader to get every message',
+    );
     const expected = Array.from({ length: 75 }, (_, i) => i + 1);
     for (const s of seen) {
       expect(s.map((m) => m.seq)).toEqual(expected);
@@ -179,8 +221,16 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
   }, 60_000);
 
   it('a relay is killed: its clients resume on another with nothing lost or duplicated', async () => {
-    const senders = [await client('crash-1', 'v1'), await client('crash-1', 'a1', 'agent'), await client('crash-1', 'v2')];
-    const readers = [await client('crash-1', 'x0', 'agent'), await client('crash-1', 'x1', 'agent'), await client('crash-1', 'x2', 'agent')];
+    const senders = [
+      await client('crash-1', 'v1'),
+      await client('crash-1', 'a1', 'agent'),
+      await client('crash-1', 'v2'),
+    ];
+    const readers = [
+      await client('crash-1', 'x0', 'agent'),
+      await client('crash-1', 'x1', 'agent'),
+      await client('crash-1', 'x2', 'agent'),
+    ];
     const seen: ChatMessage[][] = readers.map(() => []);
     readers.forEach((r, i) => r.on('message', (m) => seen[i]?.push(m)));
     const acked = new Map<string, { seq: number; sender: string }>();
@@ -202,11 +252,17 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
     const check = await client('crash-1', 'auditor', 'agent', false);
     const history = await check.history(0);
     expect(history.every((h) => h.ok)).toBe(true);
-    expect(history.map((h) => h.seq)).toEqual(Array.from({ length: history.length }, (_, i) => i + 1));
+    expect(history.map((h) => h.seq)).toEqual(
+      Array.from({ length: history.length }, (_, i) => i + 1),
+    );
     const byMsgId = new Map(history.map((h) => [h.msgId, h]));
     expect(byMsgId.size).toBe(history.length);
     for (const [msgId, a] of acked) expect(byMsgId.get(msgId)?.seq).toBe(a.seq);
-    await until(() => seen.every((s) => s.length === history.length), 15_000, 'every reader to catch up');
+    await until(
+      () => seen.every((s) => s.length === history.length),
+      15_000,
+      'every reader to catch up',
+    );
     for (const s of seen) expect(s.map((m) => m.seq)).toEqual(history.map((h) => h.seq));
     // the killed relay comes back and serves again
     await startRelayProcess(victim, 1);
@@ -218,10 +274,23 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
     const join = async (relay: RelayProc, participantId: string, role: 'visitor' | 'agent') => {
       const ws = new WebSocket(`ws://127.0.0.1:${relay.port}`);
       const frames: { type: string; code?: string }[] = [];
-      ws.on('message', (d) => frames.push(JSON.parse(String(d)) as { type: string; code?: string }));
+      ws.on('message', (d) =>
+        frames.push(JSON.parse(String(d)) as { type: string; code?: string }),
+      );
       const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
       await new Promise((resolve) => ws.once('open', resolve));
-      ws.send(JSON.stringify({ v: 1, type: 'auth', token: await mintToken(secret, { contactId: 'kick-1', participantId, role, ttlSeconds: 600 }) }));
+      ws.send(
+        JSON.stringify({
+          v: 1,
+          type: 'auth',
+          token: await mintToken(secret, {
+            contactId: 'kick-1',
+            participantId,
+            role,
+            ttlSeconds: 600,
+          }),
+        }),
+      );
       await until(() => frames.some((f) => f.type === 'ready'), 10_000, 'ready');
       ws.send(JSON.stringify({ v: 1, type: 'join', since: 0 }));
       await until(() => frames.some((f) => f.type === 'joined'), 10_000, 'joined');
@@ -233,11 +302,17 @@ describe.skipIf(!services)('three relays on PostgreSQL and Redis', () => {
     const other = await join(relays[1] as RelayProc, 'other', 'agent');
 
     const admin = deriveAdminKey(secret);
-    const res = await fetch(`http://127.0.0.1:${(relays[0] as RelayProc).port}/admin/v1/contacts/kick-1/kick`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${admin.id}:${Buffer.from(admin.secret).toString('base64url')}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ participantId: 'bad' }),
-    });
+    const res = await fetch(
+      `http://127.0.0.1:${(relays[0] as RelayProc).port}/admin/v1/contacts/kick-1/kick`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${admin.id}:${Buffer.from(admin.secret).toString('base64url')}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ participantId: 'bad' }),
+      },
+    );
     expect(res.status).toBe(200);
     expect(await closed).toBe(4403);
     expect(frames.some((f) => f.type === 'error' && f.code === 'FORBIDDEN')).toBe(true);

@@ -27,7 +27,13 @@ async function startRelayProcess(): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'latchkey-shutdown-'));
-  keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey: crypto.getRandomValues(new Uint8Array(32)) });
+  keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey: crypto.getRandomValues(new Uint8Array(32)),
+  });
   port = await freePort();
   await startRelayProcess();
 }, 30_000);
@@ -47,11 +53,20 @@ class RecordingWebSocket extends WebSocket {
   }
 }
 
-async function client(participantId: string, role: 'visitor' | 'agent' = 'visitor', live = true): Promise<LatchkeyClient> {
+async function client(
+  participantId: string,
+  role: 'visitor' | 'agent' = 'visitor',
+  live = true,
+): Promise<LatchkeyClient> {
   return LatchkeyClient.connect({
     relayUrl: `ws://127.0.0.1:${port}`,
     keysUrl: keys.url,
-    token: await mintToken(secret, { contactId: 'shutdown-1', participantId, role, ttlSeconds: 600 }),
+    token: await mintToken(secret, {
+      contactId: 'shutdown-1',
+      participantId,
+      role,
+      ttlSeconds: 600,
+    }),
     WebSocket: RecordingWebSocket as unknown as WebSocketConstructor,
     backoff: { minMs: 20, maxMs: 200 },
     live,
@@ -91,19 +106,25 @@ describe('relay stopped with SIGTERM under load', () => {
     const history = await check.history(0);
     check.close();
     expect(history.every((h) => h.ok)).toBe(true);
-    expect(history.map((h) => h.seq)).toEqual(Array.from({ length: history.length }, (_, i) => i + 1));
+    expect(history.map((h) => h.seq)).toEqual(
+      Array.from({ length: history.length }, (_, i) => i + 1),
+    );
     const byMsgId = new Map(history.map((h) => [h.msgId, h]));
     expect(byMsgId.size).toBe(history.length);
     // Everything acked before the relay exited is stored, at the seq it was acked with.
     for (const [msgId, a] of ackedAtExit) expect(byMsgId.get(msgId)?.seq).toBe(a.seq);
     for (const [msgId, a] of acked) expect(byMsgId.get(msgId)?.seq).toBe(a.seq);
     for (const s of senders) {
-      const ns = history.filter((h) => h.senderId === s.participantId).map((h) => (h.ok ? Number(h.text.split('#')[1]) : -1));
+      const ns = history
+        .filter((h) => h.senderId === s.participantId)
+        .map((h) => (h.ok ? Number(h.text.split('#')[1]) : -1));
       expect(ns).toEqual(Array.from({ length: ns.length }, (_, i) => i)); // no gap, no duplicate
     }
     await until(() => seen.length === history.length, 10_000, 'the reader to catch up');
     expect(seen.map((m) => m.seq)).toEqual(history.map((h) => h.seq));
-    console.log(`shutdown: ${ackedAtSigterm} acked at SIGTERM, ${ackedAtExit.size} at exit, ${history.length} stored in all`);
+    console.log(
+      `shutdown: ${ackedAtSigterm} acked at SIGTERM, ${ackedAtExit.size} at exit, ${history.length} stored in all`,
+    );
     for (const c of [...senders, reader]) c.close();
   }, 60_000);
 });

@@ -65,17 +65,26 @@ function id(value: string | undefined, flag: string): string {
  * One admin call.
  * @throws LatchkeyError with the server's code, or UNAVAILABLE/TIMEOUT when it cannot be reached.
  */
-export async function call(base: string, path: string, authorization: string, body?: unknown): Promise<unknown> {
+export async function call(
+  base: string,
+  path: string,
+  authorization: string,
+  body?: unknown,
+): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, {
       method: body === undefined ? 'GET' : 'POST',
-      headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (err) {
-    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', 'no answer');
+    if (err instanceof Error && err.name === 'TimeoutError')
+      throw new LatchkeyError('TIMEOUT', 'no answer');
     throw new LatchkeyError('UNAVAILABLE', 'cannot connect');
   }
   const json = (await res.json().catch(() => undefined)) as unknown;
@@ -108,12 +117,19 @@ export async function moderateOrder<T>(
     return { keys, relay: schema.parse(await call(t.relay, path, t.authorization, body)) };
   } catch (err) {
     const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
-    throw new LatchkeyError(e.code, `relay: ${e.message} (already applied on the key service; run the command again)`);
+    throw new LatchkeyError(
+      e.code,
+      `relay: ${e.message} (already applied on the key service; run the command again)`,
+    );
   }
 }
 
 /** Applies an action on the key service, then on the relay, naming the side that failed. */
-async function moderate(t: Target, path: string, body: unknown): Promise<{ keys: ContactResponse; relay: ContactResponse }> {
+async function moderate(
+  t: Target,
+  path: string,
+  body: unknown,
+): Promise<{ keys: ContactResponse; relay: ContactResponse }> {
   let keys: ContactResponse;
   try {
     keys = ContactResponse.parse(await call(t.keys, path, t.authorization, body));
@@ -125,14 +141,20 @@ async function moderate(t: Target, path: string, body: unknown): Promise<{ keys:
     return { keys, relay: ContactResponse.parse(await call(t.relay, path, t.authorization, body)) };
   } catch (err) {
     const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
-    throw new LatchkeyError(e.code, `relay: ${e.message} (already applied on the key service; run the command again)`);
+    throw new LatchkeyError(
+      e.code,
+      `relay: ${e.message} (already applied on the key service; run the command again)`,
+    );
   }
 }
 
-const rotated = (r: ContactResponse): string => (r.rotatedEpoch === undefined ? '' : ` (key rotated to epoch ${r.rotatedEpoch})`);
+const rotated = (r: ContactResponse): string =>
+  r.rotatedEpoch === undefined ? '' : ` (key rotated to epoch ${r.rotatedEpoch})`;
 
 function formatContact(c: ContactInfo): string {
-  const people = c.participants.map((p) => `${p.participantId}:${p.role ?? '-'}:${p.state}`).join(',');
+  const people = c.participants
+    .map((p) => `${p.participantId}:${p.role ?? '-'}:${p.state}`)
+    .join(',');
   return `${c.contactId} ${c.state} expires=${new Date(c.expiresAt).toISOString()} participants=${people || '-'}`;
 }
 
@@ -149,8 +171,14 @@ export async function contacts(flags: ContactsFlags, out: Out): Promise<number> 
   const t = await target(flags);
   let after: string | undefined;
   do {
-    const q = new URLSearchParams({ limit: '500', ...(flags.state ? { state: flags.state } : {}), ...(after ? { after } : {}) });
-    const page = ListContactsResponse.parse(await call(t.relay, `${ADMIN_PATHS.contacts}?${q.toString()}`, t.authorization));
+    const q = new URLSearchParams({
+      limit: '500',
+      ...(flags.state ? { state: flags.state } : {}),
+      ...(after ? { after } : {}),
+    });
+    const page = ListContactsResponse.parse(
+      await call(t.relay, `${ADMIN_PATHS.contacts}?${q.toString()}`, t.authorization),
+    );
     for (const c of page.contacts) out(flags.json ? JSON.stringify(c) : formatContact(c));
     after = page.next;
   } while (after !== undefined);

@@ -19,7 +19,17 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
@@ -82,7 +92,11 @@ async function isEmptyDir(path: string): Promise<boolean> {
 function storageError(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
-  return new LatchkeyError('UNAVAILABLE', `${what}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: err });
+  return new LatchkeyError(
+    'UNAVAILABLE',
+    `${what}${typeof code === 'string' ? ` (${code})` : ''}`,
+    { cause: err },
+  );
 }
 
 export interface BackupFlags {
@@ -94,7 +108,8 @@ export interface BackupFlags {
 
 /** Whether one path is the other or lies inside it. */
 function overlaps(a: string, b: string): boolean {
-  const inside = (x: string, y: string): boolean => x === y || x.startsWith(y.endsWith(sep) ? y : `${y}${sep}`);
+  const inside = (x: string, y: string): boolean =>
+    x === y || x.startsWith(y.endsWith(sep) ? y : `${y}${sep}`);
   return inside(a, b) || inside(b, a);
 }
 
@@ -115,7 +130,12 @@ async function snapshot(from: string, to: string, rel: string): Promise<Manifest
   return { path: rel, kind: 'sqlite', ...(await sha256(dest)) };
 }
 
-async function copyPlain(from: string, to: string, rel: string, kind: 'file' | 'secret'): Promise<ManifestFile> {
+async function copyPlain(
+  from: string,
+  to: string,
+  rel: string,
+  kind: 'file' | 'secret',
+): Promise<ManifestFile> {
   const dest = join(to, rel);
   await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
   await copyFile(join(from, rel), dest);
@@ -123,8 +143,19 @@ async function copyPlain(from: string, to: string, rel: string, kind: 'file' | '
   return { path: rel, kind, ...(await sha256(dest)) };
 }
 
-async function writeManifest(to: string, contents: BackupContents, includesSecrets: boolean, files: ManifestFile[]): Promise<void> {
-  const manifest: Manifest = { format: FORMAT, contents, createdAt: new Date().toISOString(), includesSecrets, files };
+async function writeManifest(
+  to: string,
+  contents: BackupContents,
+  includesSecrets: boolean,
+  files: ManifestFile[],
+): Promise<void> {
+  const manifest: Manifest = {
+    format: FORMAT,
+    contents,
+    createdAt: new Date().toISOString(),
+    includesSecrets,
+    files,
+  };
   await writeFile(join(to, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
 }
 
@@ -140,17 +171,21 @@ async function writeManifest(to: string, contents: BackupContents, includesSecre
 export async function backup(flags: BackupFlags, out: Out): Promise<number> {
   if (!flags.out) throw new UsageError('backup needs --out DIR');
   if (flags['include-secrets'] && !flags['keys-out']) {
-    throw new UsageError('--include-secrets needs --keys-out DIR3: secrets go with the key backup, never with the messages');
+    throw new UsageError(
+      '--include-secrets needs --keys-out DIR3: secrets go with the key backup, never with the messages',
+    );
   }
   const from = dataDir(flags.data);
   const to = resolve(flags.out);
   const keysTo = flags['keys-out'] ? resolve(flags['keys-out']) : undefined;
-  if (keysTo !== undefined && overlaps(to, keysTo)) throw new UsageError('--keys-out must be a directory apart from --out');
+  if (keysTo !== undefined && overlaps(to, keysTo))
+    throw new UsageError('--keys-out must be a directory apart from --out');
   if (!existsSync(join(from, MESSAGES_DB))) {
     throw new LatchkeyError('NOT_FOUND', `no message store in ${from} (expected ${MESSAGES_DB})`);
   }
   for (const dir of [to, keysTo]) {
-    if (dir !== undefined && !(await isEmptyDir(dir))) throw new LatchkeyError('CONFLICT', `${dir} is not empty`);
+    if (dir !== undefined && !(await isEmptyDir(dir)))
+      throw new LatchkeyError('CONFLICT', `${dir} is not empty`);
   }
   const files: ManifestFile[] = [];
   const keyFiles: ManifestFile[] = [];
@@ -165,9 +200,14 @@ export async function backup(flags: BackupFlags, out: Out): Promise<number> {
     const secrets = flags['include-secrets'] === true;
     try {
       await mkdir(keysTo, { recursive: true, mode: 0o700 });
-      for (const rel of KEY_DATABASES) if (existsSync(join(from, rel))) keyFiles.push(await snapshot(from, keysTo, rel));
-      const extra = [...PLAIN_FILES.map((p) => [p, 'file'] as const), ...(secrets ? SECRET_FILES.map((p) => [p, 'secret'] as const) : [])];
-      for (const [rel, kind] of extra) if (existsSync(join(from, rel))) keyFiles.push(await copyPlain(from, keysTo, rel, kind));
+      for (const rel of KEY_DATABASES)
+        if (existsSync(join(from, rel))) keyFiles.push(await snapshot(from, keysTo, rel));
+      const extra = [
+        ...PLAIN_FILES.map((p) => [p, 'file'] as const),
+        ...(secrets ? SECRET_FILES.map((p) => [p, 'secret'] as const) : []),
+      ];
+      for (const [rel, kind] of extra)
+        if (existsSync(join(from, rel))) keyFiles.push(await copyPlain(from, keysTo, rel, kind));
       await writeManifest(keysTo, 'keys', secrets, keyFiles);
     } catch (err) {
       throw storageError(err, `backup to ${keysTo} failed`);
@@ -194,17 +234,22 @@ async function verifiedManifest(from: string): Promise<Manifest> {
     throw new LatchkeyError('BAD_REQUEST', `${from} has no readable ${MANIFEST}`);
   }
   if (manifest.format !== FORMAT || !Array.isArray(manifest.files)) {
-    throw new LatchkeyError('BAD_REQUEST', `${join(from, MANIFEST)} is not a latchkey backup manifest`);
+    throw new LatchkeyError(
+      'BAD_REQUEST',
+      `${join(from, MANIFEST)} is not a latchkey backup manifest`,
+    );
   }
   const contents = manifest.contents ?? 'full';
   const known = ALLOWED[contents] as ReadonlySet<string> | undefined;
-  if (known === undefined) throw new LatchkeyError('BAD_REQUEST', `backup holds unknown contents: ${String(contents)}`);
+  if (known === undefined)
+    throw new LatchkeyError('BAD_REQUEST', `backup holds unknown contents: ${String(contents)}`);
   if (contents !== 'keys' && !manifest.files.some((f) => f.path === MESSAGES_DB)) {
     throw new LatchkeyError('BAD_REQUEST', `backup has no ${MESSAGES_DB}`);
   }
   if (manifest.files.length === 0) throw new LatchkeyError('BAD_REQUEST', 'backup lists no file');
   for (const f of manifest.files) {
-    if (!known.has(f.path)) throw new LatchkeyError('BAD_REQUEST', `backup lists an unknown file: ${String(f.path)}`);
+    if (!known.has(f.path))
+      throw new LatchkeyError('BAD_REQUEST', `backup lists an unknown file: ${String(f.path)}`);
     let actual: { bytes: number; sha256: string };
     try {
       actual = await sha256(join(from, f.path));
@@ -212,7 +257,10 @@ async function verifiedManifest(from: string): Promise<Manifest> {
       throw new LatchkeyError('BAD_REQUEST', `backup file ${f.path} is missing`);
     }
     if (actual.bytes !== f.bytes || actual.sha256 !== f.sha256) {
-      throw new LatchkeyError('BAD_REQUEST', `backup file ${f.path} does not match the manifest (size or SHA-256)`);
+      throw new LatchkeyError(
+        'BAD_REQUEST',
+        `backup file ${f.path} does not match the manifest (size or SHA-256)`,
+      );
     }
   }
   return manifest;
@@ -236,7 +284,10 @@ export async function restore(flags: RestoreFlags, out: Out): Promise<number> {
       ? !(await isEmptyDir(to))
       : manifest.files.some((f) => existsSync(join(to, f.path)));
   if (!flags.force && taken) {
-    throw new LatchkeyError('CONFLICT', `${to} is not empty (stop latchkey start there, then pass --force to overwrite)`);
+    throw new LatchkeyError(
+      'CONFLICT',
+      `${to} is not empty (stop latchkey start there, then pass --force to overwrite)`,
+    );
   }
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
@@ -249,7 +300,8 @@ export async function restore(flags: RestoreFlags, out: Out): Promise<number> {
         const check = new Database(`${dest}.tmp`, { readonly: true, fileMustExist: true });
         const ok = (check.pragma('quick_check', { simple: true }) as string) === 'ok';
         check.close();
-        if (!ok) throw new LatchkeyError('BAD_REQUEST', `backup file ${f.path} fails its integrity check`);
+        if (!ok)
+          throw new LatchkeyError('BAD_REQUEST', `backup file ${f.path} fails its integrity check`);
         // A WAL left by the database being replaced would be replayed onto the restored copy.
         await rm(`${dest}-wal`, { force: true });
         await rm(`${dest}-shm`, { force: true });

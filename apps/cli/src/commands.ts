@@ -7,7 +7,12 @@ import { WebSocket } from 'ws';
 import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@latchkey/client';
 import { resolveMasterKey } from '@latchkey/keys';
 import { openKeyService } from '@latchkey/keyd';
-import { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE, startRelay } from '@latchkey/relay-app';
+import {
+  checkOpenFiles,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  OPEN_FILES_RESERVE,
+  startRelay,
+} from '@latchkey/relay-app';
 import { LatchkeyError, Role, assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
 import { mintToken, parseIpAllowlist } from '@latchkey/tokens';
 import { DEFAULT_PORT, apiSecret, dataDir, endpoints, parseTtl, writeEndpoints } from './config.ts';
@@ -41,7 +46,10 @@ export interface StartFlags extends KeyStartFlags {
 
 /** A comma-separated flag as a list; undefined when absent. */
 function list(text: string | undefined): string[] | undefined {
-  return text?.split(',').map((o) => o.trim()).filter((o) => o.length > 0);
+  return text
+    ?.split(',')
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
 }
 
 /** `--durability normal|full` (default normal; docs/guarantees.md). */
@@ -67,13 +75,15 @@ function freePort(host: string): Promise<number> {
 function defaultOrigins(scheme: string, host: string, port: number): string[] {
   const hostPart = host.includes(':') ? `[${host}]` : host;
   const origins = [`${scheme}://${hostPart}:${port}`];
-  if (isLoopbackHost(host)) origins.push(`${scheme}://localhost:${port}`, `${scheme}://127.0.0.1:${port}`);
+  if (isLoopbackHost(host))
+    origins.push(`${scheme}://localhost:${port}`, `${scheme}://127.0.0.1:${port}`);
   return [...new Set(origins)];
 }
 
 function parsePort(text: string | undefined): number {
   if (text === undefined) return DEFAULT_PORT;
-  if (!/^\d{1,5}$/.test(text) || Number(text) > 65534) throw new UsageError('--port must be 0..65534');
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65534)
+    throw new UsageError('--port must be 0..65534');
   return Number(text);
 }
 
@@ -94,7 +104,11 @@ function backendFlag(text: string, name: string, schemes: readonly string[]): st
 /** Whether two postgres:// URLs name the same database on the same server. */
 function sameDatabase(a: string, b: string): boolean {
   const [x, y] = [new URL(a), new URL(b)];
-  return x.hostname === y.hostname && (x.port || '5432') === (y.port || '5432') && x.pathname === y.pathname;
+  return (
+    x.hostname === y.hostname &&
+    (x.port || '5432') === (y.port || '5432') &&
+    x.pathname === y.pathname
+  );
 }
 
 export async function start(flags: StartFlags, out: Out): Promise<number> {
@@ -104,16 +118,23 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   if ((flags['tls-cert'] === undefined) !== (flags['tls-key'] === undefined)) {
     throw new UsageError('--tls-cert and --tls-key go together');
   }
-  const tls = flags['tls-cert'] && flags['tls-key'] ? { certFile: flags['tls-cert'], keyFile: flags['tls-key'] } : undefined;
+  const tls =
+    flags['tls-cert'] && flags['tls-key']
+      ? { certFile: flags['tls-cert'], keyFile: flags['tls-key'] }
+      : undefined;
   const transport = { ...(tls ? { tls } : {}), insecure: flags.insecure === true };
   // Fail before touching anything when a plain listener would face the network.
   try {
-    assertSecureListener('latchkey', host, { tls: tls !== undefined, insecure: transport.insecure });
+    assertSecureListener('latchkey', host, {
+      tls: tls !== undefined,
+      insecure: transport.insecure,
+    });
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   const webPort = port === 0 ? await freePort(host) : port + 2;
-  const allowedOrigins = list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
+  const allowedOrigins =
+    list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
   const adminAllowlist = list(flags['admin-allowlist']);
   const relayAllowlist = list(flags['relay-allowlist']);
   const webhookAllowlist = list(flags['webhook-allowlist']);
@@ -124,17 +145,31 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   }
   const admin = adminAllowlist ? { adminIpAllowlist: adminAllowlist } : {};
   const backends = {
-    ...(flags.store === undefined ? {} : { storeUrl: backendFlag(flags.store, '--store', ['postgres:', 'postgresql:']) }),
-    ...(flags.fanout === undefined ? {} : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
+    ...(flags.store === undefined
+      ? {}
+      : { storeUrl: backendFlag(flags.store, '--store', ['postgres:', 'postgresql:']) }),
+    ...(flags.fanout === undefined
+      ? {}
+      : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
     durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
   };
-  const keyStoreUrl = flags['keys-store'] === undefined ? undefined : backendFlag(flags['keys-store'], '--keys-store', ['postgres:', 'postgresql:']);
-  if (keyStoreUrl !== undefined && backends.storeUrl !== undefined && sameDatabase(keyStoreUrl, backends.storeUrl)) {
+  const keyStoreUrl =
+    flags['keys-store'] === undefined
+      ? undefined
+      : backendFlag(flags['keys-store'], '--keys-store', ['postgres:', 'postgresql:']);
+  if (
+    keyStoreUrl !== undefined &&
+    backends.storeUrl !== undefined &&
+    sameDatabase(keyStoreUrl, backends.storeUrl)
+  ) {
     throw new UsageError('--keys-store must be a database of its own, not the --store one');
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // Relay, key service and web app share this process's file descriptors (docs/operations.md).
-  const nofile = checkOpenFiles(DEFAULT_RELAY_MAX_CONNECTIONS + 2 * 4096 + OPEN_FILES_RESERVE, 'latchkey');
+  const nofile = checkOpenFiles(
+    DEFAULT_RELAY_MAX_CONNECTIONS + 2 * 4096 + OPEN_FILES_RESERVE,
+    'latchkey',
+  );
   if (nofile !== null) process.stderr.write(`${nofile}\n`);
   const secret = await apiSecret(dir);
   const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
@@ -159,7 +194,12 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   });
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
-    relay = await startRelay({ dataDir: dir, host, port, apiSecret: secret, admission: { allowedOrigins, ...(relayAllowlist ? { ipAllowlist: relayAllowlist } : {}) },
+    relay = await startRelay({
+      dataDir: dir,
+      host,
+      port,
+      apiSecret: secret,
+      admission: { allowedOrigins, ...(relayAllowlist ? { ipAllowlist: relayAllowlist } : {}) },
       ...admin,
       ...transport,
       ...backends,
@@ -227,7 +267,14 @@ export async function token(flags: TokenFlags, out: Out): Promise<number> {
   const ttlSeconds = parseTtl(flags.ttl ?? '1h');
   const secret = await apiSecret(dataDir(flags.data));
   try {
-    out(await mintToken(secret, { contactId: flags.contact, participantId: flags.participant, role: role.data, ttlSeconds }));
+    out(
+      await mintToken(secret, {
+        contactId: flags.contact,
+        participantId: flags.participant,
+        role: role.data,
+        ttlSeconds,
+      }),
+    );
   } catch (err) {
     if (LatchkeyError.is(err, 'BAD_REQUEST')) throw new UsageError(err.message);
     throw err;
@@ -250,7 +297,9 @@ export interface ClientFlags {
  * @throws UsageError when none is given, more than one is, or the file cannot be read.
  */
 async function tokenOf(flags: ClientFlags): Promise<string> {
-  const given = [flags.token !== undefined, flags['token-file'] !== undefined].filter(Boolean).length;
+  const given = [flags.token !== undefined, flags['token-file'] !== undefined].filter(
+    Boolean,
+  ).length;
   if (given > 1) throw new UsageError('give either --token or --token-file, not both');
   if (flags['token-file'] !== undefined) {
     let text: string;
@@ -288,15 +337,24 @@ async function connect(flags: ClientFlags, live = false): Promise<LatchkeyClient
 const SEND_TIMEOUT_MS = 15_000;
 
 /** `latchkey send`: one message, printed seq after the ack. */
-export async function send(flags: ClientFlags, text: string | undefined, out: Out): Promise<number> {
+export async function send(
+  flags: ClientFlags,
+  text: string | undefined,
+  out: Out,
+): Promise<number> {
   if (text === undefined || text.length === 0) throw new UsageError('send needs the message TEXT');
   const client = await connect(flags, true);
   try {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LatchkeyError('TIMEOUT', 'no ack from the relay')), SEND_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new LatchkeyError('TIMEOUT', 'no ack from the relay')),
+        SEND_TIMEOUT_MS,
+      );
     });
-    const result = await Promise.race([client.send(text), timeout]).finally(() => clearTimeout(timer));
+    const result = await Promise.race([client.send(text), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
     out(String(result.seq));
     return EXIT.ok;
   } finally {
@@ -306,8 +364,11 @@ export async function send(flags: ClientFlags, text: string | undefined, out: Ou
 
 /** Escapes control characters so that a message cannot drive the terminal. */
 function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export interface ReadFlags extends ClientFlags {
@@ -317,7 +378,8 @@ export interface ReadFlags extends ClientFlags {
 
 function formatEntry(e: HistoryEntry, json: boolean): string {
   if (json) {
-    if (e.ok) return JSON.stringify({ seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text });
+    if (e.ok)
+      return JSON.stringify({ seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text });
     if (e.code === 'INTEGRITY') {
       return JSON.stringify({
         seq: e.seq,
@@ -345,7 +407,8 @@ function formatEntry(e: HistoryEntry, json: boolean): string {
 export async function read(flags: ReadFlags, out: Out): Promise<number> {
   let since = 0;
   if (flags.since !== undefined) {
-    if (!/^\d{1,15}$/.test(flags.since)) throw new UsageError('--since must be a non-negative integer');
+    if (!/^\d{1,15}$/.test(flags.since))
+      throw new UsageError('--since must be a non-negative integer');
     since = Number(flags.since);
   }
   const client = await connect(flags);

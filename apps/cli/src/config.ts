@@ -48,12 +48,17 @@ export async function writeEndpoints(dir: string, endpoints: Endpoints): Promise
 }
 
 /** Relay and key-service URLs from flags, env, or the endpoints file of `latchkey start`. */
-export async function endpoints(flags: { relay?: string | undefined; keys?: string | undefined }, dir: string): Promise<Endpoints> {
+export async function endpoints(
+  flags: { relay?: string | undefined; keys?: string | undefined },
+  dir: string,
+): Promise<Endpoints> {
   let relay = flags.relay ?? process.env.LATCHKEY_RELAY_URL;
   let keys = flags.keys ?? process.env.LATCHKEY_KEYS_URL;
   if (!relay || !keys) {
     try {
-      const saved = JSON.parse(await readFile(join(dir, 'endpoints.json'), 'utf8')) as Partial<Endpoints>;
+      const saved = JSON.parse(
+        await readFile(join(dir, 'endpoints.json'), 'utf8'),
+      ) as Partial<Endpoints>;
       relay ??= saved.relay;
       keys ??= saved.keys;
     } catch {
@@ -61,7 +66,9 @@ export async function endpoints(flags: { relay?: string | undefined; keys?: stri
     }
   }
   if (!relay || !keys) {
-    throw new UsageError('no relay/key service URL: pass --relay and --keys, or run `latchkey start` first');
+    throw new UsageError(
+      'no relay/key service URL: pass --relay and --keys, or run `latchkey start` first',
+    );
   }
   for (const [name, url, schemes] of [
     ['--relay', relay, ['ws:', 'wss:']],

@@ -11,7 +11,12 @@ import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
-import { completeShredsOffline, keyServicePaths, rotateMasterKeyOffline, type KeyManagerChoice } from '@latchkey/keyd';
+import {
+  completeShredsOffline,
+  keyServicePaths,
+  rotateMasterKeyOffline,
+  type KeyManagerChoice,
+} from '@latchkey/keyd';
 import {
   KeyAccessLog,
   createPrivateFile,
@@ -21,7 +26,13 @@ import {
   resolveMasterKey,
   type AccessLogHead,
 } from '@latchkey/keys';
-import { ADMIN_PATHS, LatchkeyError, RewrapResponse, ShredCompleteResponse, ShredResponse } from '@latchkey/protocol';
+import {
+  ADMIN_PATHS,
+  LatchkeyError,
+  RewrapResponse,
+  ShredCompleteResponse,
+  ShredResponse,
+} from '@latchkey/protocol';
 import { call, moderateOrder, target, type AdminFlags } from './admin.ts';
 import { dataDir, endpoints } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
@@ -95,14 +106,18 @@ export interface KeyStartFlags {
 export function parseDurationMs(text: string, flag: string): number {
   const m = /^(\d{1,9})(ms|s|m|h|d)?$/.exec(text.trim());
   if (!m) throw new UsageError(`${flag} must look like 500ms, 90s, 30m, 1h or 1d`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    (m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
   return Number(m[1]) * unit;
 }
 
 function secretFrom(env: Env, name: string, file: string | undefined, what: string): Uint8Array {
   const text = env[name];
-  if (text !== undefined && text.trim() !== '') return decodeSecretText(text, name, { minBytes: 32 });
-  if (file !== undefined) return decodeSecretText(readFileSync(file, 'utf8'), file, { minBytes: 32 });
+  if (text !== undefined && text.trim() !== '')
+    return decodeSecretText(text, name, { minBytes: 32 });
+  if (file !== undefined)
+    return decodeSecretText(readFileSync(file, 'utf8'), file, { minBytes: 32 });
   throw new UsageError(`${what}: set ${name} or pass the file flag`);
 }
 
@@ -119,7 +134,9 @@ function pemFile(file: string | undefined, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new UsageError(
+      `${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
 }
 
@@ -127,7 +144,10 @@ function pemFile(file: string | undefined, what: string): string {
 function kmipClientKey(env: Env, file: string | undefined): string {
   const text = env.LATCHKEY_KMIP_CLIENT_KEY;
   if (text !== undefined && text.trim() !== '') return text;
-  return pemFile(file, '--kmip-client-key FILE (or LATCHKEY_KMIP_CLIENT_KEY, LATCHKEY_KMIP_CLIENT_KEY_FILE)');
+  return pemFile(
+    file,
+    '--kmip-client-key FILE (or LATCHKEY_KMIP_CLIENT_KEY, LATCHKEY_KMIP_CLIENT_KEY_FILE)',
+  );
 }
 
 /**
@@ -137,7 +157,12 @@ function kmipClientKey(env: Env, file: string | undefined): string {
 export function keyServiceSettings(
   flags: KeyStartFlags,
   env: Env = process.env,
-): { keyManager: KeyManagerChoice; rotateAfterMs?: number; rotateAfterMessages?: number; shredCompleteEveryMs?: number } {
+): {
+  keyManager: KeyManagerChoice;
+  rotateAfterMs?: number;
+  rotateAfterMessages?: number;
+  shredCompleteEveryMs?: number;
+} {
   const kind = flags['key-manager'] ?? env.LATCHKEY_KEY_MANAGER ?? 'internal';
   let keyManager: KeyManagerChoice;
   switch (kind) {
@@ -146,9 +171,13 @@ export function keyServiceSettings(
       break;
     case 'http': {
       const url = flags['kms-url'] ?? env.LATCHKEY_KMS_URL;
-      if (!url || !/^https?:\/\//.test(url)) throw new UsageError('--key-manager http needs --kms-url (or LATCHKEY_KMS_URL) http(s)://...');
+      if (!url || !/^https?:\/\//.test(url))
+        throw new UsageError(
+          '--key-manager http needs --kms-url (or LATCHKEY_KMS_URL) http(s)://...',
+        );
       const model = flags['kms-model'] ?? env.LATCHKEY_KMS_MODEL ?? 'wrap';
-      if (model !== 'wrap' && model !== 'store') throw new UsageError('--kms-model must be wrap or store');
+      if (model !== 'wrap' && model !== 'store')
+        throw new UsageError('--kms-model must be wrap or store');
       const timeout = flags['kms-timeout'] ?? env.LATCHKEY_KMS_TIMEOUT;
       const cache = flags['kms-cache-ttl'] ?? env.LATCHKEY_KMS_CACHE_TTL;
       keyManager = {
@@ -157,7 +186,12 @@ export function keyServiceSettings(
         model,
         keyId: flags['kms-key-id'] ?? env.LATCHKEY_KMS_KEY_ID ?? 'latchkey-kek',
         clientId: flags['kms-client-id'] ?? env.LATCHKEY_KMS_CLIENT_ID ?? 'latchkey',
-        secret: secretFrom(env, 'LATCHKEY_KMS_SECRET', flags['kms-secret-file'] ?? env.LATCHKEY_KMS_SECRET_FILE, 'http key manager'),
+        secret: secretFrom(
+          env,
+          'LATCHKEY_KMS_SECRET',
+          flags['kms-secret-file'] ?? env.LATCHKEY_KMS_SECRET_FILE,
+          'http key manager',
+        ),
         ...(timeout === undefined ? {} : { timeoutMs: parseDurationMs(timeout, '--kms-timeout') }),
         ...(cache === undefined ? {} : { cacheTtlMs: parseDurationMs(cache, '--kms-cache-ttl') }),
       };
@@ -166,7 +200,10 @@ export function keyServiceSettings(
     case 'pkcs11': {
       const module = flags['pkcs11-module'] ?? env.LATCHKEY_PKCS11_MODULE;
       const tokenLabel = flags['pkcs11-token'] ?? env.LATCHKEY_PKCS11_TOKEN;
-      if (!module || !tokenLabel) throw new UsageError('--key-manager pkcs11 needs --pkcs11-module and --pkcs11-token (or LATCHKEY_PKCS11_MODULE/_TOKEN)');
+      if (!module || !tokenLabel)
+        throw new UsageError(
+          '--key-manager pkcs11 needs --pkcs11-module and --pkcs11-token (or LATCHKEY_PKCS11_MODULE/_TOKEN)',
+        );
       const keyLabel = flags['pkcs11-key-label'] ?? env.LATCHKEY_PKCS11_KEY_LABEL;
       keyManager = {
         kind: 'pkcs11',
@@ -180,9 +217,13 @@ export function keyServiceSettings(
     }
     case 'kmip': {
       const host = flags['kmip-host'] ?? env.LATCHKEY_KMIP_HOST;
-      if (!host) throw new UsageError('--key-manager kmip needs --kmip-host (or LATCHKEY_KMIP_HOST)');
+      if (!host)
+        throw new UsageError('--key-manager kmip needs --kmip-host (or LATCHKEY_KMIP_HOST)');
       const port = flags['kmip-port'] ?? env.LATCHKEY_KMIP_PORT;
-      if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
+      if (
+        port !== undefined &&
+        (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)
+      ) {
         throw new UsageError('--kmip-port must be 1..65535');
       }
       const servername = flags['kmip-servername'] ?? env.LATCHKEY_KMIP_SERVERNAME;
@@ -191,15 +232,22 @@ export function keyServiceSettings(
       keyManager = {
         kind: 'kmip',
         host,
-        ca: pemFile(flags['kmip-ca'] ?? env.LATCHKEY_KMIP_CA, '--kmip-ca FILE (or LATCHKEY_KMIP_CA)'),
-        cert: pemFile(flags['kmip-client-cert'] ?? env.LATCHKEY_KMIP_CLIENT_CERT, '--kmip-client-cert FILE (or LATCHKEY_KMIP_CLIENT_CERT)'),
+        ca: pemFile(
+          flags['kmip-ca'] ?? env.LATCHKEY_KMIP_CA,
+          '--kmip-ca FILE (or LATCHKEY_KMIP_CA)',
+        ),
+        cert: pemFile(
+          flags['kmip-client-cert'] ?? env.LATCHKEY_KMIP_CLIENT_CERT,
+          '--kmip-client-cert FILE (or LATCHKEY_KMIP_CLIENT_CERT)',
+        ),
         key: kmipClientKey(env, flags['kmip-client-key'] ?? env.LATCHKEY_KMIP_CLIENT_KEY_FILE),
         ...(port === undefined ? {} : { port: Number(port) }),
         ...(servername === undefined ? {} : { servername }),
         ...(keyName === undefined ? {} : { keyName }),
         ...(timeout === undefined ? {} : { timeoutMs: parseDurationMs(timeout, '--kmip-timeout') }),
         ...(flags['kmip-create-key'] === true ? { createKey: true } : {}),
-        ...(flags['kmip-no-extractable-attribute'] === true || env.LATCHKEY_KMIP_EXTRACTABLE_ATTRIBUTE === 'false'
+        ...(flags['kmip-no-extractable-attribute'] === true ||
+        env.LATCHKEY_KMIP_EXTRACTABLE_ATTRIBUTE === 'false'
           ? { extractableAttribute: false }
           : {}),
       };
@@ -218,7 +266,9 @@ export function keyServiceSettings(
     keyManager,
     ...(after === undefined ? {} : { rotateAfterMs: parseDurationMs(after, '--rotate-after') }),
     ...(afterMessages === undefined ? {} : { rotateAfterMessages: Number(afterMessages) }),
-    ...(completeEvery === undefined ? {} : { shredCompleteEveryMs: parseDurationMs(completeEvery, '--shred-complete-every') }),
+    ...(completeEvery === undefined
+      ? {}
+      : { shredCompleteEveryMs: parseDurationMs(completeEvery, '--shred-complete-every') }),
   };
 }
 
@@ -239,7 +289,8 @@ export async function keysAudit(flags: AuditFlags, out: Out, err: Out): Promise<
   let head: AccessLogHead | undefined;
   if (flags.head !== undefined) {
     const m = /^(\d{1,15}):([0-9a-f]{64})$/.exec(flags.head);
-    if (!m?.[1] || !m[2]) throw new UsageError('--head must be SEQ:HASH (as printed by an earlier audit)');
+    if (!m?.[1] || !m[2])
+      throw new UsageError('--head must be SEQ:HASH (as printed by an earlier audit)');
     head = { seq: Number(m[1]), hash: m[2] };
   }
   if (!existsSync(paths.db) || !existsSync(paths.accessLogKey)) {
@@ -255,7 +306,15 @@ export async function keysAudit(flags: AuditFlags, out: Out, err: Out): Promise<
       for (const r of page) {
         out(
           flags.json
-            ? JSON.stringify({ seq: r.seq, time: r.time, contactId: r.contactId, epoch: r.epoch, participantId: r.participantId, outcome: r.outcome, hash: r.hash })
+            ? JSON.stringify({
+                seq: r.seq,
+                time: r.time,
+                contactId: r.contactId,
+                epoch: r.epoch,
+                participantId: r.participantId,
+                outcome: r.outcome,
+                hash: r.hash,
+              })
             : `${r.seq} ${new Date(r.time).toISOString()} ${r.contactId} epoch=${r.epoch} ${r.participantId} ${r.outcome}`,
         );
         after = r.seq;
@@ -294,7 +353,11 @@ export interface RewrapFlags {
  * then). Online through the running key service when it answers, else (or with --offline) on
  * the files. Messages are not touched.
  */
-export async function keysRewrap(flags: RewrapFlags, out: Out, env: Env = process.env): Promise<number> {
+export async function keysRewrap(
+  flags: RewrapFlags,
+  out: Out,
+  env: Env = process.env,
+): Promise<number> {
   const dir = dataDir(flags.data);
   const paths = keyServicePaths(dir);
   const masterFile = join(dir, 'master.key');
@@ -306,7 +369,9 @@ export async function keysRewrap(flags: RewrapFlags, out: Out, env: Env = proces
   if (fromEnv !== undefined && fromEnv.trim() !== '') {
     next = decodeSecretText(fromEnv, 'LATCHKEY_NEW_MASTER_KEY', { exactBytes: 32 });
   } else if (current.source === 'env') {
-    throw new UsageError('the master key comes from LATCHKEY_MASTER_KEY: give the new one in LATCHKEY_NEW_MASTER_KEY');
+    throw new UsageError(
+      'the master key comes from LATCHKEY_MASTER_KEY: give the new one in LATCHKEY_NEW_MASTER_KEY',
+    );
   } else {
     // A run that stopped half-way left its new key here: use it again.
     if (!existsSync(nextFile)) createPrivateFile(nextFile, randomBytes(32));
@@ -319,18 +384,27 @@ export async function keysRewrap(flags: RewrapFlags, out: Out, env: Env = proces
     try {
       await endpoints({ relay: flags.relay, keys: flags.keys }, dir);
       const t = await target(flags as AdminFlags);
-      const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(() => true, () => false);
+      const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
+        () => true,
+        () => false,
+      );
       if (ok) online = { keys: t.keys, authorization: t.authorization };
     } catch {
       // no running key service known: offline
     }
   }
   if (online) {
-    const res = RewrapResponse.parse(await call(online.keys, ADMIN_PATHS.rewrap, online.authorization, { newMasterKey: toBase64Url(next) }));
+    const res = RewrapResponse.parse(
+      await call(online.keys, ADMIN_PATHS.rewrap, online.authorization, {
+        newMasterKey: toBase64Url(next),
+      }),
+    );
     rewrapped = res.rewrapped;
     mode = 'online';
   } else {
-    rewrapped = (await rotateMasterKeyOffline({ paths, masterKey: current.key, newMasterKey: next })).rewrapped;
+    rewrapped = (
+      await rotateMasterKeyOffline({ paths, masterKey: current.key, newMasterKey: next })
+    ).rewrapped;
   }
   current.key.fill(0);
   next.fill(0);
@@ -360,7 +434,8 @@ export interface ShredFlags extends AdminFlags {
  */
 export async function shred(flags: ShredFlags, out: Out, env: Env = process.env): Promise<number> {
   if (flags.complete === true) {
-    if (flags.contact !== undefined) throw new UsageError('--complete takes no --contact (it completes every pending shred)');
+    if (flags.contact !== undefined)
+      throw new UsageError('--complete takes no --contact (it completes every pending shred)');
     return shredComplete(flags, out, env);
   }
   if (flags.offline === true) throw new UsageError('--offline goes with --complete');
@@ -375,11 +450,17 @@ export async function shred(flags: ShredFlags, out: Out, env: Env = process.env)
 }
 
 /** Whether a key service answers at the endpoints known for `flags`. */
-async function onlineTarget(flags: AdminFlags, dir: string): Promise<{ keys: string; authorization: string } | undefined> {
+async function onlineTarget(
+  flags: AdminFlags,
+  dir: string,
+): Promise<{ keys: string; authorization: string } | undefined> {
   try {
     await endpoints({ relay: flags.relay, keys: flags.keys }, dir);
     const t = await target(flags);
-    const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(() => true, () => false);
+    const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
+      () => true,
+      () => false,
+    );
     return ok ? { keys: t.keys, authorization: t.authorization } : undefined;
   } catch {
     return undefined;
@@ -398,16 +479,28 @@ async function onlineTarget(flags: AdminFlags, dir: string): Promise<{ keys: str
 async function shredComplete(flags: ShredFlags, out: Out, env: Env): Promise<number> {
   const dir = dataDir(flags.data);
   const supplied = env.LATCHKEY_NEW_MASTER_KEY;
-  const next = supplied !== undefined && supplied.trim() !== '' ? decodeSecretText(supplied, 'LATCHKEY_NEW_MASTER_KEY', { exactBytes: 32 }) : undefined;
+  const next =
+    supplied !== undefined && supplied.trim() !== ''
+      ? decodeSecretText(supplied, 'LATCHKEY_NEW_MASTER_KEY', { exactBytes: 32 })
+      : undefined;
   const online = flags.offline === true ? undefined : await onlineTarget(flags, dir);
   let done: ShredCompleteResponse;
   try {
     if (online) {
       done = ShredCompleteResponse.parse(
-        await call(online.keys, ADMIN_PATHS.shredComplete, online.authorization, next === undefined ? {} : { newMasterKey: toBase64Url(next) }),
+        await call(
+          online.keys,
+          ADMIN_PATHS.shredComplete,
+          online.authorization,
+          next === undefined ? {} : { newMasterKey: toBase64Url(next) },
+        ),
       );
     } else {
-      done = await completeShredsOffline({ dataDir: dir, env, ...(next === undefined ? {} : { newMasterKey: next }) });
+      done = await completeShredsOffline({
+        dataDir: dir,
+        env,
+        ...(next === undefined ? {} : { newMasterKey: next }),
+      });
     }
   } finally {
     next?.fill(0);

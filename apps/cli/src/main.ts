@@ -17,7 +17,10 @@ const out = (line: string): void => {
 
 async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const parse = <T extends NonNullable<ParseArgsConfig['options']>>(options: T, positionals = false) => {
+  const parse = <T extends NonNullable<ParseArgsConfig['options']>>(
+    options: T,
+    positionals = false,
+  ) => {
     try {
       return parseArgs({ args: rest, options, allowPositionals: positionals, strict: true });
     } catch (err) {
@@ -48,35 +51,85 @@ async function run(argv: string[]): Promise<number> {
         out,
       );
     case 'token':
-      return token(parse({ contact: str, participant: str, role: str, ttl: str, data: str }).values, out);
+      return token(
+        parse({ contact: str, participant: str, role: str, ttl: str, data: str }).values,
+        out,
+      );
     case 'send': {
-      const { values, positionals } = parse({ token: str, 'token-file': str, relay: str, keys: str, data: str }, true);
+      const { values, positionals } = parse(
+        { token: str, 'token-file': str, relay: str, keys: str, data: str },
+        true,
+      );
       if (positionals.length > 1) throw new UsageError('send takes one TEXT argument (quote it)');
       return send(values, positionals[0], out);
     }
     case 'read':
-      return read(parse({ token: str, 'token-file': str, relay: str, keys: str, data: str, since: str, json: { type: 'boolean' } }).values, out);
+      return read(
+        parse({
+          token: str,
+          'token-file': str,
+          relay: str,
+          keys: str,
+          data: str,
+          since: str,
+          json: { type: 'boolean' },
+        }).values,
+        out,
+      );
     case 'contacts':
-      return contacts(parse({ relay: str, keys: str, data: str, state: str, json: { type: 'boolean' } }).values, out);
+      return contacts(
+        parse({ relay: str, keys: str, data: str, state: str, json: { type: 'boolean' } }).values,
+        out,
+      );
     case 'close':
       return close(parse({ contact: str, relay: str, keys: str, data: str }).values, out);
     case 'kick':
-      return kick(parse({ contact: str, participant: str, relay: str, keys: str, data: str }).values, out);
+      return kick(
+        parse({ contact: str, participant: str, relay: str, keys: str, data: str }).values,
+        out,
+      );
     case 'transfer':
-      return transfer(parse({ contact: str, from: str, to: str, relay: str, keys: str, data: str }).values, out);
+      return transfer(
+        parse({ contact: str, from: str, to: str, relay: str, keys: str, data: str }).values,
+        out,
+      );
     case 'invite':
-      return invite(parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str }).values, out);
+      return invite(
+        parse({ contact: str, participant: str, role: str, relay: str, keys: str, data: str })
+          .values,
+        out,
+      );
     case 'backup':
-      return backup(parse({ data: str, out: str, 'keys-out': str, 'include-secrets': { type: 'boolean' } }).values, out);
+      return backup(
+        parse({ data: str, out: str, 'keys-out': str, 'include-secrets': { type: 'boolean' } })
+          .values,
+        out,
+      );
     case 'restore':
       return restore(parse({ from: str, data: str, force: { type: 'boolean' } }).values, out);
     case 'webhooks': {
       const [sub, ...subArgs] = rest;
       try {
-        const { values } = parseArgs({ args: subArgs, options: { url: str, events: str, description: str, id: str, event: str, json: { type: 'boolean' }, service: str, relay: str, keys: str, data: str }, strict: true });
+        const { values } = parseArgs({
+          args: subArgs,
+          options: {
+            url: str,
+            events: str,
+            description: str,
+            id: str,
+            event: str,
+            json: { type: 'boolean' },
+            service: str,
+            relay: str,
+            keys: str,
+            data: str,
+          },
+          strict: true,
+        });
         return await webhooks(sub, values, out);
       } catch (err) {
-        if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message);
+        if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))
+          throw new UsageError(err.message);
         throw err;
       }
     }
@@ -89,12 +142,31 @@ async function run(argv: string[]): Promise<number> {
           throw new UsageError(err instanceof Error ? err.message : String(err));
         }
       };
-      if (sub === 'audit') return keysAudit(parseSub({ data: str, json: { type: 'boolean' }, head: str }).values, out, (l) => process.stderr.write(`${l}\n`));
-      if (sub === 'rewrap') return keysRewrap(parseSub({ data: str, keys: str, relay: str, offline: { type: 'boolean' } }).values, out);
+      if (sub === 'audit')
+        return keysAudit(
+          parseSub({ data: str, json: { type: 'boolean' }, head: str }).values,
+          out,
+          (l) => process.stderr.write(`${l}\n`),
+        );
+      if (sub === 'rewrap')
+        return keysRewrap(
+          parseSub({ data: str, keys: str, relay: str, offline: { type: 'boolean' } }).values,
+          out,
+        );
       throw new UsageError('keys takes audit or rewrap');
     }
     case 'shred':
-      return shred(parse({ contact: str, complete: { type: 'boolean' }, offline: { type: 'boolean' }, relay: str, keys: str, data: str }).values, out);
+      return shred(
+        parse({
+          contact: str,
+          complete: { type: 'boolean' },
+          offline: { type: 'boolean' },
+          relay: str,
+          keys: str,
+          data: str,
+        }).values,
+        out,
+      );
     case 'help':
     case '--help':
     case '-h':

@@ -41,7 +41,13 @@ interface Schema<T> {
   safeParse(v: unknown): { success: true; data: T } | { success: false };
 }
 
-async function call<T>(flags: WebhookFlags, method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> {
+async function call<T>(
+  flags: WebhookFlags,
+  method: string,
+  path: string,
+  schema: Schema<T>,
+  body?: unknown,
+): Promise<T> {
   const service = serviceOf(flags.service);
   const name = service === 'keys' ? 'key service' : 'relay';
   const t = await target(flags);
@@ -49,19 +55,26 @@ async function call<T>(flags: WebhookFlags, method: string, path: string, schema
   try {
     res = await fetch(`${service === 'keys' ? t.keys : t.relay}${path}`, {
       method,
-      headers: { authorization: t.authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: t.authorization,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(30_000),
     });
   } catch (err) {
-    if (err instanceof Error && err.name === 'TimeoutError') throw new LatchkeyError('TIMEOUT', `${name}: no answer`);
+    if (err instanceof Error && err.name === 'TimeoutError')
+      throw new LatchkeyError('TIMEOUT', `${name}: no answer`);
     throw new LatchkeyError('UNAVAILABLE', `${name}: cannot connect`);
   }
   const json = (await res.json().catch(() => undefined)) as unknown;
   if (!res.ok) {
     const e = ErrorResponse.safeParse(json);
     if (e.success) throw new LatchkeyError(e.data.error.code, `${name}: ${e.data.error.message}`);
-    throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `${name}: HTTP ${res.status}`);
+    throw new LatchkeyError(
+      res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE',
+      `${name}: HTTP ${res.status}`,
+    );
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) throw new LatchkeyError('UNAVAILABLE', `${name}: unexpected answer`);
@@ -76,7 +89,8 @@ function serviceOf(v: string | undefined): Service {
 
 function endpointId(v: string | undefined): string {
   if (v === undefined) throw new UsageError('--id is required');
-  if (!WebhookEndpointId.safeParse(v).success) throw new UsageError('--id must be an endpoint id (ep_...)');
+  if (!WebhookEndpointId.safeParse(v).success)
+    throw new UsageError('--id must be an endpoint id (ep_...)');
   return v;
 }
 
@@ -87,13 +101,22 @@ export function formatEndpoint(e: WebhookEndpointInfo): string {
   return `${e.id} ${e.url} events=${e.events?.join(',') ?? 'all'} pending=${s.pending} dead=${s.dead} delivered=${s.delivered} last-error=${err}`;
 }
 
-export async function webhooks(sub: string | undefined, flags: WebhookFlags, out: Out): Promise<number> {
+export async function webhooks(
+  sub: string | undefined,
+  flags: WebhookFlags,
+  out: Out,
+): Promise<number> {
   serviceOf(flags.service);
   switch (sub ?? '') {
     case 'add': {
       if (flags.url === undefined) throw new UsageError('--url is required');
-      const events = flags.events?.split(',').map((s) => s.trim()).filter(Boolean);
-      for (const e of events ?? []) if (!WebhookEventType.safeParse(e).success) throw new UsageError(`unknown event type: ${e}`);
+      const events = flags.events
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const e of events ?? [])
+        if (!WebhookEventType.safeParse(e).success)
+          throw new UsageError(`unknown event type: ${e}`);
       const body = AddWebhookRequest.parse({
         url: flags.url,
         ...(events ? { events } : {}),
@@ -118,14 +141,27 @@ export async function webhooks(sub: string | undefined, flags: WebhookFlags, out
     case 'test': {
       const id = endpointId(flags.id);
       const r = await call(flags, 'POST', WEBHOOK_PATHS.test(id), WebhookTestResponse, {});
-      if (!r.ok) throw new LatchkeyError('UNAVAILABLE', `test call failed: ${r.error?.code ?? 'HTTP_STATUS'} ${r.error?.message ?? ''}`.trim());
+      if (!r.ok)
+        throw new LatchkeyError(
+          'UNAVAILABLE',
+          `test call failed: ${r.error?.code ?? 'HTTP_STATUS'} ${r.error?.message ?? ''}`.trim(),
+        );
       out(`ok ${id} status=${r.status ?? 0}`);
       return EXIT.ok;
     }
     case 'replay': {
       const id = endpointId(flags.id);
-      const eventIds = flags.event?.split(',').map((s) => s.trim()).filter(Boolean);
-      const r = await call(flags, 'POST', WEBHOOK_PATHS.replay(id), ReplayWebhookResponse, eventIds ? { eventIds } : {});
+      const eventIds = flags.event
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const r = await call(
+        flags,
+        'POST',
+        WEBHOOK_PATHS.replay(id),
+        ReplayWebhookResponse,
+        eventIds ? { eventIds } : {},
+      );
       out(`replayed ${r.replayed}`);
       return EXIT.ok;
     }
@@ -133,7 +169,11 @@ export async function webhooks(sub: string | undefined, flags: WebhookFlags, out
       const id = endpointId(flags.id);
       const r = await call(flags, 'GET', WEBHOOK_PATHS.deadLetters(id), DeadLettersResponse);
       for (const d of r.deadLetters) {
-        out(flags.json ? JSON.stringify(d) : `${d.eventId} ${d.type} ${new Date(d.createdAt).toISOString()} attempts=${d.attempts} last-error=${d.lastError ? `${d.lastError.code} ${d.lastError.message}` : 'none'}`);
+        out(
+          flags.json
+            ? JSON.stringify(d)
+            : `${d.eventId} ${d.type} ${new Date(d.createdAt).toISOString()} attempts=${d.attempts} last-error=${d.lastError ? `${d.lastError.code} ${d.lastError.message}` : 'none'}`,
+        );
       }
       return EXIT.ok;
     }

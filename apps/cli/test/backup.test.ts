@@ -45,11 +45,17 @@ async function startLatchkey(data: string): Promise<Started> {
   const env = { ...process.env };
   delete env.LATCHKEY_API_SECRET;
   delete env.LATCHKEY_MASTER_KEY;
-  const child = spawn(process.execPath, [BIN, 'start', '--data', data, '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'start', '--data', data, '--port', '0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const urls: Record<string, string> = {};
   const lines: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`start did not print ready: ${lines.join('\n')}`)), 25_000);
+    const timer = setTimeout(
+      () => reject(new Error(`start did not print ready: ${lines.join('\n')}`)),
+      25_000,
+    );
     createInterface({ input: child.stdout! }).on('line', (line) => {
       lines.push(line);
       const m = /^(relay|keys): (.+)$/.exec(line);
@@ -86,7 +92,17 @@ afterAll(async () => {
 });
 
 async function token(data: string, participant: string, role: string): Promise<string> {
-  const r = await latchkey(['token', '--data', data, '--contact', 'backup-1', '--participant', participant, '--role', role]);
+  const r = await latchkey([
+    'token',
+    '--data',
+    data,
+    '--contact',
+    'backup-1',
+    '--participant',
+    participant,
+    '--role',
+    role,
+  ]);
   expect(r.code).toBe(0);
   return r.stdout.trim();
 }
@@ -116,7 +132,16 @@ describe('latchkey backup and restore', () => {
     while (acked.length < 40) await new Promise((r) => setTimeout(r, 20));
 
     const ackedBefore = acked.length;
-    const b = await latchkey(['backup', '--data', data, '--out', out, '--keys-out', keysOut, '--include-secrets']);
+    const b = await latchkey([
+      'backup',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--keys-out',
+      keysOut,
+      '--include-secrets',
+    ]);
     const ackedAfter = acked.length;
     chatting = false;
     await chat;
@@ -128,13 +153,31 @@ describe('latchkey backup and restore', () => {
     expect(lines.at(-2)).toBe(`keys-backup: ${keysOut}`);
     // The message backup holds the messages only; keys and secrets are in the key backup.
     expect((await readdir(out)).sort()).toEqual(['manifest.json', 'relay']);
-    expect((await readdir(join(keysOut, 'keys'))).sort()).toEqual(['access-log.key', 'access.db', 'keys.db', 'service-signing.key']);
-    for (const p of ['relay/messages.db', 'keys/keys.db', 'keys/access.db', 'keys/service-signing.key', 'api-secret', 'master.key']) {
+    expect((await readdir(join(keysOut, 'keys'))).sort()).toEqual([
+      'access-log.key',
+      'access.db',
+      'keys.db',
+      'service-signing.key',
+    ]);
+    for (const p of [
+      'relay/messages.db',
+      'keys/keys.db',
+      'keys/access.db',
+      'keys/service-signing.key',
+      'api-secret',
+      'master.key',
+    ]) {
       expect(lines.some((l) => new RegExp(`^${p} \\d+ sha256=[0-9a-f]{64}$`).test(l))).toBe(true);
     }
-    const manifest = JSON.parse(readFileSync(join(keysOut, 'manifest.json'), 'utf8')) as { contents: string; includesSecrets: boolean };
+    const manifest = JSON.parse(readFileSync(join(keysOut, 'manifest.json'), 'utf8')) as {
+      contents: string;
+      includesSecrets: boolean;
+    };
     expect(manifest).toMatchObject({ contents: 'keys', includesSecrets: true });
-    expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'))).toMatchObject({ contents: 'messages', includesSecrets: false });
+    expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'))).toMatchObject({
+      contents: 'messages',
+      includesSecrets: false,
+    });
     expect(ackedAfter).toBeGreaterThan(ackedBefore); // the chat really went on during the backup
 
     // Restore into an empty directory and read the history there.
@@ -149,10 +192,20 @@ describe('latchkey backup and restore', () => {
     await stop(live);
     live = undefined;
     restored = await startLatchkey(target);
-    const read = await latchkey(['read', '--data', target, '--token', await token(target, 'agent-1', 'agent'), '--json']);
+    const read = await latchkey([
+      'read',
+      '--data',
+      target,
+      '--token',
+      await token(target, 'agent-1', 'agent'),
+      '--json',
+    ]);
     expect(read.stderr).toBe('');
     expect(read.code).toBe(0);
-    const rows = read.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; text: string; sender: string });
+    const rows = read.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; text: string; sender: string });
     // A consistent snapshot: gap-free from 1, every message acked before the backup began is
     // there, each equal to what was acked at that seq, and nothing acked after it ended.
     expect(rows.map((x) => x.seq)).toEqual(Array.from({ length: rows.length }, (_, i) => i + 1));
@@ -172,14 +225,17 @@ describe('latchkey backup and restore', () => {
     const bad = join(root, 'tampered');
     await mkdir(join(bad, 'relay'), { recursive: true });
     await mkdir(join(bad, 'keys'), { recursive: true });
-    for (const f of ['manifest.json', 'relay/messages.db']) writeFileSync(join(bad, f), readFileSync(join(out, f)));
+    for (const f of ['manifest.json', 'relay/messages.db'])
+      writeFileSync(join(bad, f), readFileSync(join(out, f)));
     const db = readFileSync(join(bad, 'relay/messages.db'));
     db[db.length - 10] = (db[db.length - 10] ?? 0) ^ 1;
     writeFileSync(join(bad, 'relay/messages.db'), db);
     const empty = join(root, 'empty');
     const t = await latchkey(['restore', '--from', bad, '--data', empty]);
     expect(t.code).toBe(1);
-    expect(t.stderr).toMatch(/^error: BAD_REQUEST backup file relay\/messages.db does not match the manifest/);
+    expect(t.stderr).toMatch(
+      /^error: BAD_REQUEST backup file relay\/messages.db does not match the manifest/,
+    );
     await expect(readdir(empty)).rejects.toThrow();
 
     // Forced over a stopped data directory.
@@ -190,8 +246,23 @@ describe('latchkey backup and restore', () => {
 
     expect((await latchkey(['backup', '--data', target])).code).toBe(2);
     // Secrets never travel with the messages; the two artefacts never share a directory.
-    expect((await latchkey(['backup', '--data', target, '--out', join(root, 'x'), '--include-secrets'])).code).toBe(2);
-    expect((await latchkey(['backup', '--data', target, '--out', join(root, 'x'), '--keys-out', join(root, 'x', 'k')])).code).toBe(2);
+    expect(
+      (await latchkey(['backup', '--data', target, '--out', join(root, 'x'), '--include-secrets']))
+        .code,
+    ).toBe(2);
+    expect(
+      (
+        await latchkey([
+          'backup',
+          '--data',
+          target,
+          '--out',
+          join(root, 'x'),
+          '--keys-out',
+          join(root, 'x', 'k'),
+        ])
+      ).code,
+    ).toBe(2);
     expect((await latchkey(['restore', '--data', target])).code).toBe(2);
     const again = await latchkey(['backup', '--data', target, '--out', out]);
     expect(again.code).toBe(1);

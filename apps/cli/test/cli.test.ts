@@ -22,10 +22,15 @@ interface Run {
 
 function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { ...process.env, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -36,10 +41,15 @@ const serverOutput: string[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'latchkey-cli-'));
-  server = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  server = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines = createInterface({ input: server.stdout! });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`start did not print ready: ${serverOutput.join('\n')}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`start did not print ready: ${serverOutput.join('\n')}`)),
+      20_000,
+    );
     lines.on('line', (line) => {
       serverOutput.push(line);
       const m = /^(relay|keys|web|visitor|agent|data|master-key): (.+)$/.exec(line);
@@ -62,7 +72,17 @@ afterAll(async () => {
 });
 
 async function token(contact: string, participant: string, role = 'visitor'): Promise<string> {
-  const r = await latchkey(['token', '--data', dir, '--contact', contact, '--participant', participant, '--role', role]);
+  const r = await latchkey([
+    'token',
+    '--data',
+    dir,
+    '--contact',
+    contact,
+    '--participant',
+    participant,
+    '--role',
+    role,
+  ]);
   expect(r.code).toBe(0);
   return r.stdout.trim();
 }
@@ -72,7 +92,9 @@ describe('latchkey start', () => {
     expect(urls.relay).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     expect(urls.keys).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(urls['master-key']).toContain(join(dir, 'master.key'));
-    expect(serverOutput.indexOf('ready')).toBeGreaterThan(serverOutput.findIndex((l) => l.startsWith('keys: ')));
+    expect(serverOutput.indexOf('ready')).toBeGreaterThan(
+      serverOutput.findIndex((l) => l.startsWith('keys: ')),
+    );
   });
 
   it('prints the web, visitor and agent URLs of a ready demo conversation before ready', async () => {
@@ -100,7 +122,12 @@ describe('latchkey start', () => {
       body: JSON.stringify({ contactId: contact }),
     });
     const session = (await res.json()) as Record<string, string>;
-    expect(session).toMatchObject({ contactId: contact, role: 'visitor', relayUrl: urls.relay, keysUrl: urls.keys });
+    expect(session).toMatchObject({
+      contactId: contact,
+      role: 'visitor',
+      relayUrl: urls.relay,
+      keysUrl: urls.keys,
+    });
     expect(session.token!.split('.')).toHaveLength(3);
   });
 
@@ -120,17 +147,37 @@ describe('latchkey start', () => {
     const preflight = (origin: string) =>
       fetch(`${urls.keys}/v1/contact-key`, {
         method: 'OPTIONS',
-        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type',
+        },
       });
     expect((await preflight(urls.web!)).headers.get('access-control-allow-origin')).toBe(urls.web);
     expect((await preflight('https://evil.example')).status).toBe(403);
   });
 
   it('refuses to serve plain text off loopback, and half a TLS configuration', async () => {
-    const open = await latchkey(['start', '--data', join(dir, 'x'), '--host', '0.0.0.0', '--port', '0']);
+    const open = await latchkey([
+      'start',
+      '--data',
+      join(dir, 'x'),
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '0',
+    ]);
     expect(open.code).toBe(2);
     expect(open.stderr).toMatch(/^error: USAGE .*without TLS.*--insecure/);
-    const half = await latchkey(['start', '--data', join(dir, 'x'), '--port', '0', '--tls-cert', 'c.pem']);
+    const half = await latchkey([
+      'start',
+      '--data',
+      join(dir, 'x'),
+      '--port',
+      '0',
+      '--tls-cert',
+      'c.pem',
+    ]);
     expect(half.code).toBe(2);
   });
 });
@@ -141,10 +188,26 @@ describe('latchkey token/send/read', () => {
     const agent = await token('cli-1', 'agent-1', 'agent');
     expect(visitor.split('.')).toHaveLength(3);
 
-    const s1 = await latchkey(['send', '--token', visitor, '--relay', urls.relay!, '--keys', urls.keys!, 'Hello from the visitor']);
+    const s1 = await latchkey([
+      'send',
+      '--token',
+      visitor,
+      '--relay',
+      urls.relay!,
+      '--keys',
+      urls.keys!,
+      'Hello from the visitor',
+    ]);
     expect(s1).toMatchObject({ code: 0, stdout: '1\n' });
     // Endpoints come from the data directory of `latchkey start` when no flags are given.
-    const s2 = await latchkey(['send', '--data', dir, '--token', agent, 'Hi, agent here\nsecond line']);
+    const s2 = await latchkey([
+      'send',
+      '--data',
+      dir,
+      '--token',
+      agent,
+      'Hi, agent here\nsecond line',
+    ]);
     expect(s2).toMatchObject({ code: 0, stdout: '2\n' });
 
     const text = await latchkey(['read', '--data', dir, '--token', agent]);
@@ -154,10 +217,29 @@ describe('latchkey token/send/read', () => {
     expect(lines[0]).toMatch(/^1 \d{4}-\d\d-\d\dT[\d:.]+Z visitor-1: Hello from the visitor$/);
     expect(lines[1]).toMatch(/ agent-1: Hi, agent here\\u000asecond line$/);
 
-    const json = await latchkey(['read', '--data', dir, '--token', visitor, '--json', '--since', '1']);
+    const json = await latchkey([
+      'read',
+      '--data',
+      dir,
+      '--token',
+      visitor,
+      '--json',
+      '--since',
+      '1',
+    ]);
     expect(json.code).toBe(0);
-    const rows = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(rows).toEqual([{ seq: 2, sender: 'agent-1', sentAt: expect.any(Number), text: 'Hi, agent here\nsecond line' }]);
+    const rows = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows).toEqual([
+      {
+        seq: 2,
+        sender: 'agent-1',
+        sentAt: expect.any(Number),
+        text: 'Hi, agent here\nsecond line',
+      },
+    ]);
   });
 
   it('prints DECRYPT_FAILED for a tampered message and exits 3', async () => {
@@ -166,17 +248,25 @@ describe('latchkey token/send/read', () => {
     expect((await latchkey(['send', '--data', dir, '--token', v, 'to be tampered'])).code).toBe(0);
     const db = new Database(join(dir, 'relay', 'messages.db'));
     try {
-      const row = db.prepare('SELECT envelope FROM messages WHERE contact_id = ? AND seq = 2').get('cli-tamper') as { envelope: string };
+      const row = db
+        .prepare('SELECT envelope FROM messages WHERE contact_id = ? AND seq = 2')
+        .get('cli-tamper') as { envelope: string };
       const env = JSON.parse(row.envelope) as { ciphertext: string };
       const c = env.ciphertext;
       env.ciphertext = (c[0] === 'A' ? 'B' : 'A') + c.slice(1);
-      db.prepare('UPDATE messages SET envelope = ? WHERE contact_id = ? AND seq = 2').run(JSON.stringify(env), 'cli-tamper');
+      db.prepare('UPDATE messages SET envelope = ? WHERE contact_id = ? AND seq = 2').run(
+        JSON.stringify(env),
+        'cli-tamper',
+      );
     } finally {
       db.close();
     }
     const r = await latchkey(['read', '--data', dir, '--token', v, '--json']);
     expect(r.code).toBe(3);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows[0]).toMatchObject({ seq: 1, text: 'intact' });
     expect(rows[1]).toMatchObject({ seq: 2, error: 'DECRYPT_FAILED' });
   });
@@ -185,13 +275,35 @@ describe('latchkey token/send/read', () => {
     const usage = await latchkey(['send']);
     expect(usage.code).toBe(2);
     expect(usage.stderr.trim().split('\n')).toHaveLength(1);
-    expect((await latchkey(['token', '--contact', 'c', '--participant', 'p', '--role', 'king', '--data', dir])).code).toBe(2);
+    expect(
+      (
+        await latchkey([
+          'token',
+          '--contact',
+          'c',
+          '--participant',
+          'p',
+          '--role',
+          'king',
+          '--data',
+          dir,
+        ])
+      ).code,
+    ).toBe(2);
     expect((await latchkey(['frobnicate'])).code).toBe(2);
     const v = await token('cli-bad', 'v1');
     const bad = await latchkey(['send', '--data', dir, '--token', v.slice(0, -3) + 'AAA', 'hi']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: AUTH_INVALID/);
-    const nobody = await latchkey(['read', '--token', v, '--relay', 'ws://127.0.0.1:1', '--keys', 'http://127.0.0.1:1']);
+    const nobody = await latchkey([
+      'read',
+      '--token',
+      v,
+      '--relay',
+      'ws://127.0.0.1:1',
+      '--keys',
+      'http://127.0.0.1:1',
+    ]);
     expect(nobody.code).toBe(1);
     expect(nobody.stderr).toMatch(/^error: KEY_UNAVAILABLE/);
   });

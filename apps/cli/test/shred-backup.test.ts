@@ -31,7 +31,14 @@ interface Run {
 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ['LATCHKEY_API_SECRET', 'LATCHKEY_MASTER_KEY', 'LATCHKEY_NEW_MASTER_KEY', 'LATCHKEY_RELAY_URL', 'LATCHKEY_KEYS_URL', 'LATCHKEY_ADMIN_KEY']) {
+  for (const k of [
+    'LATCHKEY_API_SECRET',
+    'LATCHKEY_MASTER_KEY',
+    'LATCHKEY_NEW_MASTER_KEY',
+    'LATCHKEY_RELAY_URL',
+    'LATCHKEY_KEYS_URL',
+    'LATCHKEY_ADMIN_KEY',
+  ]) {
     delete env[k];
   }
   return env;
@@ -39,9 +46,14 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 function latchkey(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: cleanEnv(), timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: cleanEnv(), timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -51,14 +63,23 @@ interface Started {
 }
 
 /** `latchkey start`; resolves at `ready`, or with the exit code when it refuses to start. */
-async function startLatchkey(data: string, extra: string[] = []): Promise<Started | { exitCode: number; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--data', data, '--port', '0', ...extra], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+async function startLatchkey(
+  data: string,
+  extra: string[] = [],
+): Promise<Started | { exitCode: number; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, 'start', '--data', data, '--port', '0', ...extra], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`start did not print ready: ${lines.join('\n')} ${stderr}`)), 40_000);
+    const timer = setTimeout(
+      () => reject(new Error(`start did not print ready: ${lines.join('\n')} ${stderr}`)),
+      40_000,
+    );
     const poll = setInterval(() => {
       if (lines.includes('ready')) {
         clearTimeout(timer);
@@ -117,7 +138,11 @@ function listFiles(dir: string, prefix = ''): string[] {
 /** Tries every wrapped content key of `contact` in a keys.db with the KEK of `masterKey`. */
 async function opensWith(keysDb: string, contact: string, masterKey: Uint8Array): Promise<number> {
   const db = new Database(keysDb, { readonly: true });
-  const rows = db.prepare<[string], { epoch: number; wrapped: Uint8Array }>('SELECT epoch, wrapped FROM content_keys WHERE contact_id = ?').all(contact);
+  const rows = db
+    .prepare<[string], { epoch: number; wrapped: Uint8Array }>(
+      'SELECT epoch, wrapped FROM content_keys WHERE contact_id = ?',
+    )
+    .all(contact);
   db.close();
   let opened = 0;
   const kek = deriveKek(masterKey);
@@ -141,7 +166,10 @@ async function makeKeys(keysDb: string, masterKey: Uint8Array): Promise<Map<stri
   const km = await openInternalKeyManager({ path: keysDb, masterKey });
   const keys = new Map<string, string>();
   try {
-    for (const [contact, epochs] of [['doomed', 2], ['kept', 1]] as const) {
+    for (const [contact, epochs] of [
+      ['doomed', 2],
+      ['kept', 1],
+    ] as const) {
       for (let e = 0; e < epochs; e++) {
         if (e > 0) await km.rotate(contact);
         const k = await km.getContentKey(contact);
@@ -165,7 +193,15 @@ describe('shredding that survives backups', () => {
     // Backups of messages and keys, taken before the shred.
     const msgBackup = join(root, 'backup-messages');
     const keyBackup = join(root, 'backup-keys');
-    const b = await latchkey(['backup', '--data', live, '--out', msgBackup, '--keys-out', keyBackup]);
+    const b = await latchkey([
+      'backup',
+      '--data',
+      live,
+      '--out',
+      msgBackup,
+      '--keys-out',
+      keyBackup,
+    ]);
     expect(b.code, b.stderr).toBe(0);
     expect(b.stdout.trim().split('\n').at(-1)).toBe(`backup: ${msgBackup}`);
     expect(b.stdout).toContain(`keys-backup: ${keyBackup}`);
@@ -179,11 +215,15 @@ describe('shredding that survives backups', () => {
     expect(shred.stdout.trim()).toBe('shredded doomed (keys destroyed, 0 messages deleted)');
     const done = await latchkey(['shred', '--data', live, '--complete']);
     expect(done.stderr).toBe('');
-    expect(done.stdout.trim().split('\n').at(-1)).toBe('shred complete: key generation 1 retired, 1 keys re-wrapped');
+    expect(done.stdout.trim().split('\n').at(-1)).toBe(
+      'shred complete: key generation 1 retired, 1 keys re-wrapped',
+    );
     // Idempotent: nothing left to retire.
     const again = await latchkey(['shred', '--data', live, '--complete']);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout.trim().split('\n').at(-1)).toBe('shred complete: nothing to retire (key generation 2 is current)');
+    expect(again.stdout.trim().split('\n').at(-1)).toBe(
+      'shred complete: nothing to retire (key generation 2 is current)',
+    );
 
     // The live data: the master key was replaced; the kept contact's key is the same under it,
     // the shredded contact has none; the old master key opens nothing.
@@ -194,7 +234,9 @@ describe('shredding that survives backups', () => {
     expect(hex((await km.getContentKey('kept', 0)).key)).toBe(keys.get('kept/0'));
     await expect(km.getContentKey('doomed', 0)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await km.close();
-    await expect(openInternalKeyManager({ path: keysDb, masterKey: oldMaster })).rejects.toMatchObject({ code: 'KEY_UNAVAILABLE' });
+    await expect(
+      openInternalKeyManager({ path: keysDb, masterKey: oldMaster }),
+    ).rejects.toMatchObject({ code: 'KEY_UNAVAILABLE' });
     await stop(s);
 
     // The attack: the old backups restored, with the live secrets copied beside them.
@@ -207,7 +249,9 @@ describe('shredding that survives backups', () => {
     // By hand: no stored key of the shredded contact (nor of any other) unwraps under the live KEK.
     expect(await opensWith(join(attack, 'keys', 'keys.db'), 'doomed', liveMaster)).toBe(0);
     expect(await opensWith(join(attack, 'keys', 'keys.db'), 'kept', liveMaster)).toBe(0);
-    await expect(openInternalKeyManager({ path: join(attack, 'keys', 'keys.db'), masterKey: liveMaster })).rejects.toMatchObject({ code: 'KEY_UNAVAILABLE' });
+    await expect(
+      openInternalKeyManager({ path: join(attack, 'keys', 'keys.db'), masterKey: liveMaster }),
+    ).rejects.toMatchObject({ code: 'KEY_UNAVAILABLE' });
     // Through the product: the key service refuses to start on it.
     const refused = await startLatchkey(attack);
     if ('child' in refused) running.push(refused);
@@ -217,7 +261,12 @@ describe('shredding that survives backups', () => {
     // The supported recovery: the old message backup beside the live keys starts and serves.
     const recovered = join(root, 'recovered');
     expect((await latchkey(['restore', '--from', msgBackup, '--data', recovered])).code).toBe(0);
-    copyInto(live, recovered, [...SECRETS, 'keys/keys.db', 'keys/access.db', 'keys/service-signing.key']);
+    copyInto(live, recovered, [
+      ...SECRETS,
+      'keys/keys.db',
+      'keys/access.db',
+      'keys/service-signing.key',
+    ]);
     await stop(await mustStart(recovered));
   }, 240_000);
 });

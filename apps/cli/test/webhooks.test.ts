@@ -25,9 +25,14 @@ interface Run {
 
 function latchkey(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -64,9 +69,13 @@ beforeAll(async () => {
   hookBase = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
   dir = await mkdtemp(join(tmpdir(), 'latchkey-cli-webhooks-'));
-  server = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0', '--webhook-allowlist', '127.0.0.1'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
+  server = spawn(
+    process.execPath,
+    [BIN, 'start', '--data', dir, '--port', '0', '--webhook-allowlist', '127.0.0.1'],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
   const lines = createInterface({ input: server.stdout! });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('start did not print ready')), 50_000);
@@ -102,17 +111,45 @@ function verified(path: string, secret: string): { type: string; data: Record<st
   const verifier = createWebhookVerifier(secret, { replayGuard: false });
   return calls
     .filter((c) => c.path === path)
-    .map((c) => verifier.verify(c.body, c.headers) as { type: string; data: Record<string, unknown> });
+    .map(
+      (c) => verifier.verify(c.body, c.headers) as { type: string; data: Record<string, unknown> },
+    );
 }
 
 async function token(contact: string, participant: string, role = 'visitor'): Promise<string> {
-  const r = await latchkey(['token', '--data', dir, '--contact', contact, '--participant', participant, '--role', role]);
+  const r = await latchkey([
+    'token',
+    '--data',
+    dir,
+    '--contact',
+    contact,
+    '--participant',
+    participant,
+    '--role',
+    role,
+  ]);
   expect(r.code).toBe(0);
   return r.stdout.trim();
 }
 
-async function add(service: string[], path: string, events: string): Promise<{ id: string; secret: string }> {
-  const r = await latchkey(['webhooks', 'add', '--data', dir, ...service, '--url', `${hookBase}${path}`, '--events', events, '--description', 'crm']);
+async function add(
+  service: string[],
+  path: string,
+  events: string,
+): Promise<{ id: string; secret: string }> {
+  const r = await latchkey([
+    'webhooks',
+    'add',
+    '--data',
+    dir,
+    ...service,
+    '--url',
+    `${hookBase}${path}`,
+    '--events',
+    events,
+    '--description',
+    'crm',
+  ]);
   expect(r.code, r.stderr).toBe(0);
   const m = /^added (ep_\S+) (\S+)\nsecret: (whsec_\S+)\n$/.exec(r.stdout);
   expect(m, r.stdout).not.toBeNull();
@@ -130,16 +167,29 @@ describe('latchkey webhooks', () => {
 
       const list = await latchkey(['webhooks', 'list', '--data', dir, ...service]);
       expect(list.code).toBe(0);
-      expect(list.stdout).toContain(`${ep.id} ${hookBase}${path} events=${events} pending=0 dead=0 delivered=0 last-error=none\n`);
+      expect(list.stdout).toContain(
+        `${ep.id} ${hookBase}${path} events=${events} pending=0 dead=0 delivered=0 last-error=none\n`,
+      );
       const json = await latchkey(['webhooks', 'list', '--data', dir, ...service, '--json']);
-      const parsed = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; description?: string });
+      const parsed = json.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { id: string; description?: string });
       expect(parsed.find((e) => e.id === ep.id)).toMatchObject({ id: ep.id, description: 'crm' });
 
       const test = await latchkey(['webhooks', 'test', '--data', dir, ...service, '--id', ep.id]);
       expect(test).toMatchObject({ code: 0, stdout: `ok ${ep.id} status=204\n` });
       expect(verified(path, ep.secret).map((e) => e.type)).toEqual(['webhook.test']);
 
-      const replay = await latchkey(['webhooks', 'replay', '--data', dir, ...service, '--id', ep.id]);
+      const replay = await latchkey([
+        'webhooks',
+        'replay',
+        '--data',
+        dir,
+        ...service,
+        '--id',
+        ep.id,
+      ]);
       expect(replay).toMatchObject({ code: 0, stdout: 'replayed 0\n' });
 
       // An event of this service reaches the endpoint, signed with its secret.
@@ -147,24 +197,50 @@ describe('latchkey webhooks', () => {
       const v = await token(contact, 'visitor-1');
       expect((await latchkey(['send', '--data', dir, '--token', v, 'hello'])).code).toBe(0);
       if (name === 'relay') {
-        await until('message.stored', () => verified(path, ep.secret).some((e) => e.type === 'message.stored'));
-        expect(verified(path, ep.secret).find((e) => e.type === 'message.stored')?.data).toMatchObject({ contactId: contact, seq: 1, senderId: 'visitor-1' });
+        await until('message.stored', () =>
+          verified(path, ep.secret).some((e) => e.type === 'message.stored'),
+        );
+        expect(
+          verified(path, ep.secret).find((e) => e.type === 'message.stored')?.data,
+        ).toMatchObject({ contactId: contact, seq: 1, senderId: 'visitor-1' });
       } else {
-        const kick = await latchkey(['kick', '--data', dir, '--contact', contact, '--participant', 'visitor-1']);
+        const kick = await latchkey([
+          'kick',
+          '--data',
+          dir,
+          '--contact',
+          contact,
+          '--participant',
+          'visitor-1',
+        ]);
         expect(kick.code, kick.stderr).toBe(0);
         const shred = await latchkey(['shred', '--data', dir, '--contact', contact]);
         expect(shred.code, shred.stderr).toBe(0);
-        await until('contact.shredded', () => verified(path, ep.secret).some((e) => e.type === 'contact.shredded'));
-        expect(verified(path, ep.secret).map((e) => [e.type, e.data.contactId, e.data.epoch])).toEqual([
+        await until('contact.shredded', () =>
+          verified(path, ep.secret).some((e) => e.type === 'contact.shredded'),
+        );
+        expect(
+          verified(path, ep.secret).map((e) => [e.type, e.data.contactId, e.data.epoch]),
+        ).toEqual([
           ['webhook.test', undefined, undefined],
           ['key.rotated', contact, 1],
           ['contact.shredded', contact, undefined],
         ]);
       }
 
-      const removed = await latchkey(['webhooks', 'remove', '--data', dir, ...service, '--id', ep.id]);
+      const removed = await latchkey([
+        'webhooks',
+        'remove',
+        '--data',
+        dir,
+        ...service,
+        '--id',
+        ep.id,
+      ]);
       expect(removed).toMatchObject({ code: 0, stdout: `removed ${ep.id}\n` });
-      expect((await latchkey(['webhooks', 'list', '--data', dir, ...service])).stdout).not.toContain(ep.id);
+      expect(
+        (await latchkey(['webhooks', 'list', '--data', dir, ...service])).stdout,
+      ).not.toContain(ep.id);
       const gone = await latchkey(['webhooks', 'test', '--data', dir, ...service, '--id', ep.id]);
       expect(gone.code).toBe(1);
       expect(gone.stderr).toMatch(/^error: NOT_FOUND /);
@@ -174,10 +250,15 @@ describe('latchkey webhooks', () => {
   it('keeps the two outboxes apart and refuses an unknown --service', async () => {
     const ep = await add(['--service', 'keys'], '/apart', 'key.rotated');
     expect((await latchkey(['webhooks', 'list', '--data', dir])).stdout).not.toContain(ep.id);
-    expect((await latchkey(['webhooks', 'list', '--data', dir, '--service', 'keys'])).stdout).toContain(ep.id);
+    expect(
+      (await latchkey(['webhooks', 'list', '--data', dir, '--service', 'keys'])).stdout,
+    ).toContain(ep.id);
     const bad = await latchkey(['webhooks', 'list', '--data', dir, '--service', 'web']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^error: USAGE --service must be relay or keys/);
-    expect((await latchkey(['webhooks', 'remove', '--data', dir, '--service', 'keys', '--id', ep.id])).code).toBe(0);
+    expect(
+      (await latchkey(['webhooks', 'remove', '--data', dir, '--service', 'keys', '--id', ep.id]))
+        .code,
+    ).toBe(0);
   }, 120_000);
 });

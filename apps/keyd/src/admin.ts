@@ -48,7 +48,10 @@ function contactId(req: FastifyRequest): string {
 }
 
 export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptions): void {
-  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
+  const auth = createAdminAuthenticator(
+    opts.keys,
+    opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist },
+  );
   const { access, keyManager } = opts;
 
   /** Rotates the contact's key so the departed miss what follows; a contact without keys yet has nothing to rotate. */
@@ -73,12 +76,19 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
         const q = parseRequest(ListContactsQuery, req.query ?? {});
         const limit = q.limit ?? 100;
         const list = access.listContacts(
-          { limit: limit + 1, ...(q.state === undefined ? {} : { state: q.state }), ...(q.after === undefined ? {} : { after: q.after }) },
+          {
+            limit: limit + 1,
+            ...(q.state === undefined ? {} : { state: q.state }),
+            ...(q.after === undefined ? {} : { after: q.after }),
+          },
           Date.now(),
         );
         const page = list.slice(0, limit);
         const last = page[page.length - 1];
-        const body: ListContactsResponse = { contacts: page, ...(list.length > limit && last ? { next: last.contactId } : {}) };
+        const body: ListContactsResponse = {
+          contacts: page,
+          ...(list.length > limit && last ? { next: last.contactId } : {}),
+        };
         return body;
       });
 
@@ -88,7 +98,10 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
         return { contact: info } satisfies ContactResponse;
       });
 
-      const post = (action: string, run: (id: string, body: unknown) => Promise<ContactResponse> | ContactResponse): void => {
+      const post = (
+        action: string,
+        run: (id: string, body: unknown) => Promise<ContactResponse> | ContactResponse,
+      ): void => {
         admin.post(`/contacts/${ID}/${action}`, async (req) => run(contactId(req), req.body ?? {}));
       };
       const reply = (contact: ContactInfo, rotatedEpoch?: number): ContactResponse =>

@@ -34,8 +34,10 @@ export function issueStatement(args: {
   const members: EpochStatementBody['members'] = [];
   const removed: EpochStatementBody['removed'] = [];
   for (const p of participants) {
-    if (p.state === 'active' && p.role !== null) members.push({ participantId: p.participantId, role: p.role });
-    else if (p.state !== 'active') removed.push({ participantId: p.participantId, at: p.leftAt ?? p.joinedAt });
+    if (p.state === 'active' && p.role !== null)
+      members.push({ participantId: p.participantId, role: p.role });
+    else if (p.state !== 'active')
+      removed.push({ participantId: p.participantId, at: p.leftAt ?? p.joinedAt });
   }
   // The newest removals matter most: keep those when a contact had more than the schema allows.
   removed.sort((a, b) => a.at - b.at);
@@ -54,5 +56,8 @@ export function issueStatement(args: {
     issuedAt: args.now,
   };
   const bytes = utf8Encode(JSON.stringify(body));
-  return { body: toBase64Url(bytes), sig: toBase64Url(signWithContext(args.serviceSecretKey, STATEMENT_CONTEXT, bytes)) };
+  return {
+    body: toBase64Url(bytes),
+    sig: toBase64Url(signWithContext(args.serviceSecretKey, STATEMENT_CONTEXT, bytes)),
+  };
 }

@@ -8,5 +8,9 @@ export { CERT_CONTEXT, issueCertificate } from './certificate.ts';
 export { rotateMasterKeyOffline } from './master-key-rotation.ts';
 export { completeShredsOffline, SHRED_COMPLETE_EVERY_MS } from './shred-completion.ts';
 export { KeyPolicy, startKeySweep, type KeyPolicyOptions } from './key-policy.ts';
-export { openChosenKeyManager, kekGenerationsOf, type KeyManagerChoice } from './key-manager-choice.ts';
+export {
+  openChosenKeyManager,
+  kekGenerationsOf,
+  type KeyManagerChoice,
+} from './key-manager-choice.ts';
 export { rewrapServiceSigningKey } from './signing-key.ts';

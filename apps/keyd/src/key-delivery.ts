@@ -7,13 +7,24 @@
  */
 import { fromBase64Url, toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
 import { sealToRecipient } from '@latchkey/crypto/hpke';
-import { LatchkeyError, keyDeliveryInfo, type DeliveryKey, type SealedKey } from '@latchkey/protocol';
+import {
+  LatchkeyError,
+  keyDeliveryInfo,
+  type DeliveryKey,
+  type SealedKey,
+} from '@latchkey/protocol';
 
 /**
  * Seals `key` to the delivery key.
  * @throws LatchkeyError BAD_REQUEST when the public key is not a valid key of its suite.
  */
-export function sealKey(delivery: DeliveryKey, key: Uint8Array, contactId: string, epoch: number, participantId: string): SealedKey {
+export function sealKey(
+  delivery: DeliveryKey,
+  key: Uint8Array,
+  contactId: string,
+  epoch: number,
+  participantId: string,
+): SealedKey {
   let sealed: { enc: Uint8Array; ciphertext: Uint8Array };
   try {
     sealed = sealToRecipient({
@@ -28,5 +39,9 @@ export function sealKey(delivery: DeliveryKey, key: Uint8Array, contactId: strin
     }
     throw err;
   }
-  return { suite: delivery.suite, enc: toBase64Url(sealed.enc), ciphertext: toBase64Url(sealed.ciphertext) };
+  return {
+    suite: delivery.suite,
+    enc: toBase64Url(sealed.enc),
+    ciphertext: toBase64Url(sealed.ciphertext),
+  };
 }

@@ -118,14 +118,19 @@ export async function openChosenKeyManager(
   }
 }
 
-async function openOnPostgres(choice: KeyManagerChoice, masterKey: Uint8Array, url: string): Promise<KeyManager> {
+async function openOnPostgres(
+  choice: KeyManagerChoice,
+  masterKey: Uint8Array,
+  url: string,
+): Promise<KeyManager> {
   let scheme: string;
   try {
     scheme = new URL(url).protocol;
   } catch {
     throw new TypeError('key store URL must be postgres://...');
   }
-  if (!KEY_STORE_SCHEMES.includes(scheme)) throw new TypeError('key store URL must be postgres://...');
+  if (!KEY_STORE_SCHEMES.includes(scheme))
+    throw new TypeError('key store URL must be postgres://...');
   let wrapper: KeyWrapper | KekGenerations;
   let mismatchMessage: string;
   switch (choice.kind) {
@@ -134,8 +139,14 @@ async function openOnPostgres(choice: KeyManagerChoice, masterKey: Uint8Array, u
       mismatchMessage = 'the master key does not match this key database';
       break;
     case 'http':
-      if (choice.model === 'store') throw new RangeError('a key store URL needs the wrap model (the store model keeps no keys here)');
-      wrapper = createHttpWrapper({ ...httpOptions(choice), keyId: choice.keyId ?? 'latchkey-kek' });
+      if (choice.model === 'store')
+        throw new RangeError(
+          'a key store URL needs the wrap model (the store model keeps no keys here)',
+        );
+      wrapper = createHttpWrapper({
+        ...httpOptions(choice),
+        keyId: choice.keyId ?? 'latchkey-kek',
+      });
       mismatchMessage = 'the key-encryption key does not match this key database';
       break;
     case 'pkcs11':
@@ -166,14 +177,18 @@ export function kekGenerationsOf(choice: KeyManagerChoice): KekGenerations | und
   }
 }
 
-function httpOptions(choice: Extract<KeyManagerChoice, { kind: 'http' }>): KmClientOptions & { cacheTtlMs?: number } {
+function httpOptions(
+  choice: Extract<KeyManagerChoice, { kind: 'http' }>,
+): KmClientOptions & { cacheTtlMs?: number } {
   return {
     url: choice.url,
     auth: { type: 'hmac', clientId: choice.clientId ?? 'latchkey', secret: choice.secret },
     ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
     ...(choice.retries === undefined ? {} : { retries: choice.retries }),
     ...(choice.breakerThreshold === undefined ? {} : { breakerThreshold: choice.breakerThreshold }),
-    ...(choice.breakerCooldownMs === undefined ? {} : { breakerCooldownMs: choice.breakerCooldownMs }),
+    ...(choice.breakerCooldownMs === undefined
+      ? {}
+      : { breakerCooldownMs: choice.breakerCooldownMs }),
     ...(choice.tls === undefined ? {} : { tls: choice.tls }),
     ...(choice.cacheTtlMs === undefined ? {} : { cacheTtlMs: choice.cacheTtlMs }),
   };
@@ -199,7 +214,9 @@ function kmipOptions(choice: Extract<KeyManagerChoice, { kind: 'kmip' }>) {
     ...(choice.servername === undefined ? {} : { servername: choice.servername }),
     ...(choice.keyName === undefined ? {} : { keyName: choice.keyName }),
     ...(choice.createKey === undefined ? {} : { createKey: choice.createKey }),
-    ...(choice.extractableAttribute === undefined ? {} : { extractableAttribute: choice.extractableAttribute }),
+    ...(choice.extractableAttribute === undefined
+      ? {}
+      : { extractableAttribute: choice.extractableAttribute }),
     ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),
   };
 }

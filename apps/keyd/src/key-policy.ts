@@ -13,7 +13,13 @@
  * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
  * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given.
  */
-import type { ContentKey, EpochClock, KeyAccessLog, KeyManager, SqliteAccessStore } from '@latchkey/keys';
+import type {
+  ContentKey,
+  EpochClock,
+  KeyAccessLog,
+  KeyManager,
+  SqliteAccessStore,
+} from '@latchkey/keys';
 import { LatchkeyError, type Principal } from '@latchkey/protocol';
 import type { WebhookService } from '@latchkey/webhooks';
 
@@ -69,7 +75,8 @@ export class KeyPolicy {
       rotateAfterMessages: opts.rotateAfterMessages,
       minRotateAgeMs: opts.minRotateAgeMs,
     })) {
-      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new RangeError(`${name} must be a non-negative integer`);
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
+        throw new RangeError(`${name} must be a non-negative integer`);
     }
     this.#km = opts.keyManager;
     this.#log = opts.accessLog;
@@ -77,7 +84,8 @@ export class KeyPolicy {
     this.#access = opts.access;
     this.#hooks = opts.webhooks;
     this.#rotateAfterMs = opts.rotateAfterMs ?? 0;
-    this.rotateAfterMessages = opts.rotateAfterMessages === 0 ? undefined : opts.rotateAfterMessages;
+    this.rotateAfterMessages =
+      opts.rotateAfterMessages === 0 ? undefined : opts.rotateAfterMessages;
     this.#minAge = opts.minRotateAgeMs ?? 60_000;
     this.#now = opts.now ?? Date.now;
   }
@@ -135,7 +143,10 @@ export class KeyPolicy {
    * The content key the principal asked for, after any rotation due, recorded in the access log.
    * @throws LatchkeyError NOT_FOUND (no such epoch, shredded contact), KEY_UNAVAILABLE.
    */
-  async handOut(p: Principal, req: { epoch?: number | undefined; rotate?: { ifEpoch: number } | undefined }): Promise<HandOut> {
+  async handOut(
+    p: Principal,
+    req: { epoch?: number | undefined; rotate?: { ifEpoch: number } | undefined },
+  ): Promise<HandOut> {
     const contactId = p.contactId;
     let rotated = false;
     try {
@@ -165,7 +176,11 @@ export class KeyPolicy {
     } catch (err) {
       const e = asKeyError(err);
       if (!(e.code === 'KEY_UNAVAILABLE' && e.message.startsWith('key access log'))) {
-        this.#tryRecord(p, req.epoch ?? 0, e.code === 'KEY_UNAVAILABLE' || e.code === 'UNAVAILABLE' ? 'unavailable' : 'denied');
+        this.#tryRecord(
+          p,
+          req.epoch ?? 0,
+          e.code === 'KEY_UNAVAILABLE' || e.code === 'UNAVAILABLE' ? 'unavailable' : 'denied',
+        );
       }
       throw e;
     }
@@ -175,7 +190,9 @@ export class KeyPolicy {
    * The contact's current epoch and the known start times of its epochs, for an epoch statement.
    * @throws LatchkeyError NOT_FOUND (no key yet, or shredded), KEY_UNAVAILABLE.
    */
-  async epochFacts(contactId: string): Promise<{ epoch: number; epochs: { epoch: number; since: number }[] }> {
+  async epochFacts(
+    contactId: string,
+  ): Promise<{ epoch: number; epochs: { epoch: number; since: number }[] }> {
     const epoch = await this.#km.currentEpoch(contactId).catch((err: unknown) => {
       throw asKeyError(err);
     });
@@ -195,12 +212,26 @@ export class KeyPolicy {
    * Appends one record to the access log (no-op without one).
    * @throws LatchkeyError KEY_UNAVAILABLE when the log cannot be written.
    */
-  record(p: { contactId: string; participantId: string }, epoch: number, outcome: 'granted' | 'denied' | 'unavailable'): void {
-    this.#log?.append({ contactId: p.contactId, participantId: p.participantId, epoch, time: this.#now(), outcome });
+  record(
+    p: { contactId: string; participantId: string },
+    epoch: number,
+    outcome: 'granted' | 'denied' | 'unavailable',
+  ): void {
+    this.#log?.append({
+      contactId: p.contactId,
+      participantId: p.participantId,
+      epoch,
+      time: this.#now(),
+      outcome,
+    });
   }
 
   /** Records a refusal; a log failure must not hide the refusal's own error. */
-  #tryRecord(p: { contactId: string; participantId: string }, epoch: number, outcome: 'denied' | 'unavailable'): void {
+  #tryRecord(
+    p: { contactId: string; participantId: string },
+    epoch: number,
+    outcome: 'denied' | 'unavailable',
+  ): void {
     try {
       this.record(p, epoch, outcome);
     } catch {
@@ -233,7 +264,8 @@ export class KeyPolicy {
         this.#access?.setExpiry(contactId, now, now);
       } catch (err) {
         // Already expired, or never seen: refused either way.
-        if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+        if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND'))
+          throw err;
       }
     });
   }

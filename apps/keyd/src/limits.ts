@@ -69,7 +69,9 @@ export const LIMIT_ENV: Readonly<Record<keyof KeyServiceLimits, string>> = {
  * The limits set in `env` (unset ones left out).
  * @throws RangeError naming the variable (never its value) when one is malformed.
  */
-export function limitsFromEnv(env: Readonly<Record<string, string | undefined>>): Partial<KeyServiceLimits> {
+export function limitsFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): Partial<KeyServiceLimits> {
   const out: Partial<KeyServiceLimits> = {};
   for (const [key, name] of Object.entries(LIMIT_ENV) as [keyof KeyServiceLimits, string][]) {
     const text = env[name]?.trim();
@@ -96,12 +98,16 @@ export function resolveLimits(
   label: (k: keyof KeyServiceLimits) => string = (k) => k,
 ): KeyServiceLimits {
   const l: KeyServiceLimits = { ...DEFAULT_KEY_SERVICE_LIMITS };
-  for (const [k, v] of Object.entries(over) as [keyof KeyServiceLimits, never][]) if (v !== undefined) l[k] = v;
+  for (const [k, v] of Object.entries(over) as [keyof KeyServiceLimits, never][])
+    if (v !== undefined) l[k] = v;
   for (const [k, v] of Object.entries(l) as [keyof KeyServiceLimits, number | Rate][]) {
     const ok =
       typeof v === 'number'
         ? Number.isSafeInteger(v) && v >= 1
-        : Number.isFinite(v.perSecond) && v.perSecond > 0 && Number.isSafeInteger(v.burst) && v.burst >= 1;
+        : Number.isFinite(v.perSecond) &&
+          v.perSecond > 0 &&
+          Number.isSafeInteger(v.burst) &&
+          v.burst >= 1;
     if (!ok) throw new RangeError(`${label(k)} must be positive`);
   }
   return l;
@@ -116,7 +122,10 @@ class Bucket {
   }
   #refill(): void {
     const now = Date.now();
-    this.#tokens = Math.min(this.rate.burst, this.#tokens + ((now - this.#last) * this.rate.perSecond) / 1000);
+    this.#tokens = Math.min(
+      this.rate.burst,
+      this.#tokens + ((now - this.#last) * this.rate.perSecond) / 1000,
+    );
     this.#last = now;
   }
   /** 0 when a token was taken, else the milliseconds until one will be there. */
@@ -163,7 +172,15 @@ function refuse(reply: FastifyReply, waitMs: number, message: string): FastifyRe
  */
 export function guardServer(
   server: Server,
-  l: Pick<KeyServiceLimits, 'maxConnectionsPerIp' | 'maxConnections' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs' | 'idleTimeoutMs'>,
+  l: Pick<
+    KeyServiceLimits,
+    | 'maxConnectionsPerIp'
+    | 'maxConnections'
+    | 'headersTimeoutMs'
+    | 'requestTimeoutMs'
+    | 'keepAliveTimeoutMs'
+    | 'idleTimeoutMs'
+  >,
 ): void {
   server.maxConnections = l.maxConnections;
   server.headersTimeout = l.headersTimeoutMs;
@@ -254,7 +271,10 @@ export function checkOpenFiles(needed: number, who: string): string | null {
   if (lim.hard > lim.soft) {
     try {
       const hard = Number.isFinite(lim.hard) ? String(lim.hard) : 'unlimited';
-      spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`], { stdio: 'ignore', timeout: 2000 });
+      spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`], {
+        stdio: 'ignore',
+        timeout: 2000,
+      });
     } catch {
       // no prlimit: report below
     }

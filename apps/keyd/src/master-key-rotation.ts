@@ -28,7 +28,13 @@ import {
   type KeyManager,
   type WrappedKeyManager,
 } from '@latchkey/keys';
-import { ADMIN_PATHS, LatchkeyError, RewrapRequest, parseRequest, type RewrapResponse } from '@latchkey/protocol';
+import {
+  ADMIN_PATHS,
+  LatchkeyError,
+  RewrapRequest,
+  parseRequest,
+  type RewrapResponse,
+} from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import { rewrapServiceSigningKey } from './signing-key.ts';
 
@@ -48,11 +54,18 @@ export async function rotateMasterKeyOffline(opts: {
 }): Promise<{ rewrapped: number }> {
   let result: { rewrapped: number };
   try {
-    result = await rewrapInternalKeyStore({ path: opts.paths.db, masterKey: opts.masterKey, newMasterKey: opts.newMasterKey });
+    result = await rewrapInternalKeyStore({
+      path: opts.paths.db,
+      masterKey: opts.masterKey,
+      newMasterKey: opts.newMasterKey,
+    });
   } catch (err) {
     if (!LatchkeyError.is(err, 'KEY_UNAVAILABLE')) throw err;
     // Already under the new key (an earlier run stopped before the end)? Then finish.
-    const km = await openInternalKeyManager({ path: opts.paths.db, masterKey: opts.newMasterKey }).catch(() => {
+    const km = await openInternalKeyManager({
+      path: opts.paths.db,
+      masterKey: opts.newMasterKey,
+    }).catch(() => {
       throw err;
     });
     await km.close();
@@ -79,7 +92,10 @@ export function registerRewrapRoute(
     ipAllowlist?: readonly string[];
   },
 ): void {
-  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
+  const auth = createAdminAuthenticator(
+    opts.keys,
+    opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist },
+  );
   let running = false;
   app.post(
     ADMIN_PATHS.rewrap,
@@ -91,7 +107,8 @@ export function registerRewrapRoute(
     async (req): Promise<RewrapResponse> => {
       const body = parseRequest(RewrapRequest, req.body ?? {});
       const km = opts.keyManager;
-      if (!opts.internal || !isInternal(km)) throw new LatchkeyError('NOT_FOUND', 'master-key rotation needs the internal key manager');
+      if (!opts.internal || !isInternal(km))
+        throw new LatchkeyError('NOT_FOUND', 'master-key rotation needs the internal key manager');
       if (running) throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
       running = true;
       const next = fromBase64Url(body.newMasterKey);
@@ -111,7 +128,8 @@ export function registerRewrapRoute(
   );
 }
 
-const equal = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+const equal = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && a.every((v, i) => v === b[i]);
 
 /** The file that holds the master key, when it is exactly `key` (else the key came from elsewhere). */
 export function masterKeyFileOf(file: string, key: Uint8Array): string | undefined {
@@ -154,7 +172,8 @@ function installMasterKey(file: string, key: Uint8Array): void {
   }
   const tmp = `${file}.tmp`;
   rmSync(tmp, { force: true });
-  if (!createPrivateFile(tmp, key)) throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the master key');
+  if (!createPrivateFile(tmp, key))
+    throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the master key');
   renameSync(tmp, file);
 }
 
@@ -220,7 +239,8 @@ export async function openInternalRecovering(
     return await open(opts.master.key);
   } catch (err) {
     const staged = opts.masterFile === undefined ? undefined : `${opts.masterFile}.new`;
-    if (!LatchkeyError.is(err, 'KEY_UNAVAILABLE') || staged === undefined || !existsSync(staged)) throw err;
+    if (!LatchkeyError.is(err, 'KEY_UNAVAILABLE') || staged === undefined || !existsSync(staged))
+      throw err;
     const next = readPrivateFile(staged, 32);
     let km: KeyManager;
     try {

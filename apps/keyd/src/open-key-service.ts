@@ -19,10 +19,23 @@ import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
 import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
 import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
-import { kekGenerationsOf, openChosenKeyManager, type KeyManagerChoice } from './key-manager-choice.ts';
+import {
+  kekGenerationsOf,
+  openChosenKeyManager,
+  type KeyManagerChoice,
+} from './key-manager-choice.ts';
 import { KeyPolicy, startKeySweep } from './key-policy.ts';
-import { internalGenerations, masterKeyFileOf, openInternalRecovering, registerRewrapRoute } from './master-key-rotation.ts';
-import { SHRED_COMPLETE_EVERY_MS, registerShredCompleteRoute, startShredCompleter } from './shred-completion.ts';
+import {
+  internalGenerations,
+  masterKeyFileOf,
+  openInternalRecovering,
+  registerRewrapRoute,
+} from './master-key-rotation.ts';
+import {
+  SHRED_COMPLETE_EVERY_MS,
+  registerShredCompleteRoute,
+  startShredCompleter,
+} from './shred-completion.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
 import { registerWebhookRoutes } from './webhooks-routes.ts';
@@ -122,27 +135,41 @@ export function keyServicePaths(dataDir: string): {
 export async function openKeyService(
   opts: OpenKeyServiceOptions,
 ): Promise<KeyService & { sweepExpired(): Promise<string[]> }> {
-  assertSecureListener('key service', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
-  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
+  assertSecureListener('key service', opts.host, {
+    tls: opts.tls !== undefined,
+    insecure: opts.insecure === true,
+  });
+  const tls = opts.tls && {
+    cert: await readFile(opts.tls.certFile),
+    key: await readFile(opts.tls.keyFile),
+  };
   const paths = keyServicePaths(opts.dataDir);
   if (opts.keyStoreUrl !== undefined) {
     // The SQLite key store creates `keys/` 0700; with the keys on PostgreSQL the access table,
     // access log and signing key still live there.
-    if ((await mkdir(paths.dir, { recursive: true, mode: 0o700 })) !== undefined && process.platform !== 'win32') {
+    if (
+      (await mkdir(paths.dir, { recursive: true, mode: 0o700 })) !== undefined &&
+      process.platform !== 'win32'
+    ) {
       await chmod(paths.dir, 0o700);
     }
   }
   const choice = opts.keyManager ?? { kind: 'internal' };
   // A copy the online master-key rotation and shred completion need (the caller may zero its own).
   const master = { key: Uint8Array.from(opts.masterKey) };
-  const masterFile = opts.masterKeyFile ?? masterKeyFileOf(join(opts.dataDir, 'master.key'), master.key);
+  const masterFile =
+    opts.masterKeyFile ?? masterKeyFileOf(join(opts.dataDir, 'master.key'), master.key);
   const open = (k: Uint8Array) => openChosenKeyManager(choice, paths.db, k, opts.keyStoreUrl);
   let keyManager;
   try {
     // The internal store may be under master.key.new: a rotation that stopped half-way.
     keyManager =
       choice.kind === 'internal'
-        ? await openInternalRecovering(open, { master, masterFile, signingKeyPath: paths.signingKey })
+        ? await openInternalRecovering(open, {
+            master,
+            masterFile,
+            signingKeyPath: paths.signingKey,
+          })
         : await open(master.key);
   } catch (err) {
     master.key.fill(0);
@@ -182,14 +209,21 @@ export async function openKeyService(
       access,
       ...(webhooks === undefined ? {} : { webhooks }),
       ...(opts.rotateAfterMs === undefined ? {} : { rotateAfterMs: opts.rotateAfterMs }),
-      ...(opts.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: opts.rotateAfterMessages }),
+      ...(opts.rotateAfterMessages === undefined
+        ? {}
+        : { rotateAfterMessages: opts.rotateAfterMessages }),
       ...(opts.minRotateAgeMs === undefined ? {} : { minRotateAgeMs: opts.minRotateAgeMs }),
     });
     const completer = startShredCompleter({
       keyManager,
       generations: (supplied) =>
         choice.kind === 'internal'
-          ? internalGenerations({ master, masterFile, signingKeyPath: paths.signingKey, ...(supplied === undefined ? {} : { supplied }) })
+          ? internalGenerations({
+              master,
+              masterFile,
+              signingKeyPath: paths.signingKey,
+              ...(supplied === undefined ? {} : { supplied }),
+            })
           : kekGenerationsOf(choice),
       everyMs: opts.shredCompleteEveryMs ?? SHRED_COMPLETE_EVERY_MS,
       log: opts.log ?? ((line) => void process.stdout.write(`${line}\n`)),
@@ -207,12 +241,15 @@ export async function openKeyService(
       ...(opts.adminKeys === undefined ? {} : { adminKeys: opts.adminKeys }),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
       ...(opts.certTtlSeconds === undefined ? {} : { certTtlSeconds: opts.certTtlSeconds }),
-      ...(opts.allowPlainKeyDelivery === undefined ? {} : { allowPlainKeyDelivery: opts.allowPlainKeyDelivery }),
+      ...(opts.allowPlainKeyDelivery === undefined
+        ? {}
+        : { allowPlainKeyDelivery: opts.allowPlainKeyDelivery }),
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
       ...(opts.allowedOrigins === undefined ? {} : { allowedOrigins: opts.allowedOrigins }),
       ...(tls ? { tls } : {}),
       extraRoutes: (app) => {
-        const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
+        const adminKeys =
+          opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
         if (adminKeys.length === 0) return;
         registerRewrapRoute(app, {
           keyManager,
@@ -243,7 +280,11 @@ export async function openKeyService(
     const epochs = clock;
     const hooks = webhooks;
     // Key retention: contacts past expiry have their keys destroyed (crypto-shredding).
-    const sweeper = startKeySweep({ access: accessStore, policy, everyMs: opts.keySweepMs ?? 60_000 });
+    const sweeper = startKeySweep({
+      access: accessStore,
+      policy,
+      everyMs: opts.keySweepMs ?? 60_000,
+    });
     let closing: Promise<void> | undefined;
     return {
       ...service,

@@ -5,7 +5,12 @@
  * session signing key. Every error is `{ error: { code, message } }` with the HTTP status of
  * ERROR_CODES. Tokens, keys and bodies are never logged; every response is `no-store`.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { isValidSigningPublicKey, signingPublicKey } from '@latchkey/crypto/sign';
 import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
@@ -24,7 +29,12 @@ import {
   type Principal,
   type ServiceKeyResponse,
 } from '@latchkey/protocol';
-import { createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
+import {
+  createTokenVerifier,
+  deriveAdminKey,
+  type AdminKey,
+  type TokenVerifierOptions,
+} from '@latchkey/tokens';
 import { registerAdminRoutes } from './admin.ts';
 import { KeyPolicy } from './key-policy.ts';
 import { issueCertificate } from './certificate.ts';
@@ -193,14 +203,18 @@ function loggerOptions(logger: KeyServiceOptions['logger']): false | Record<stri
  *   a certificate lifetime outside 1 s .. 24 h; the listen error when the port is taken.
  */
 export async function startKeyService(opts: KeyServiceOptions): Promise<KeyService> {
-  if (opts.apiSecret !== undefined && (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)) {
+  if (
+    opts.apiSecret !== undefined &&
+    (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)
+  ) {
     throw new RangeError('API secret must be at least 32 bytes');
   }
   const verifier = createTokenVerifier({
     ...(opts.apiSecret === undefined ? {} : { hs256Secret: opts.apiSecret }),
     ...(opts.tokenPublicKey === undefined ? {} : { ed25519PublicKey: opts.tokenPublicKey }),
   });
-  const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
+  const adminKeys =
+    opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
   const access = opts.access ?? new SqliteAccessStore({ path: ':memory:' });
   const servicePublicKey = toBase64Url(signingPublicKey(opts.signingKey));
   const certTtlSeconds = opts.certTtlSeconds ?? MAX_TOKEN_TTL_SECONDS;
@@ -225,11 +239,12 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     },
   };
   // One instance type for both transports: the routes do not depend on it.
-  const app = (
-    opts.tls
-      ? Fastify({ ...common, https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' } })
-      : Fastify(common)
-  ) as unknown as FastifyInstance;
+  const app = (opts.tls
+    ? Fastify({
+        ...common,
+        https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' },
+      })
+    : Fastify(common)) as unknown as FastifyInstance;
   registerLimits(app, opts.limits, (req) => principals.get(req));
 
   // Only JSON bodies. Our own parser so a syntax error (whose message quotes the body) never
@@ -321,74 +336,82 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
 
   app.post(KEYS_PATHS.epochStatement, { onRequest: admitMember }, async (req) => {
     const principal = principals.get(req);
-    if (principal === undefined) throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
+    if (principal === undefined)
+      throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
     const { epoch } = await policy.epochFacts(principal.contactId);
     const body: EpochStatementResponse = { statement: statementOf(principal.contactId, epoch) };
     return body;
   });
 
-  app.post(
-    KEYS_PATHS.contactKey,
-    { onRequest: admitMember },
-    async (req) => {
-      const principal = principals.get(req);
-      if (principal === undefined)
-        throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
-      const parsed = ContactKeyRequest.safeParse(req.body === undefined ? {} : req.body);
-      if (!parsed.success) {
-        const where = parsed.error.issues[0]?.path.join('.') ?? '';
-        throw new LatchkeyError(
-          'BAD_REQUEST',
-          where === '' ? 'invalid request body' : `invalid request body at ${where}`,
-        );
-      }
-      if (parsed.data.delivery === undefined && !plainAllowed) {
-        throw new LatchkeyError('BAD_REQUEST', 'sealed key delivery required: send a delivery key');
-      }
-      let sessionKey: Uint8Array | undefined;
-      if (parsed.data.signingKey !== undefined) {
-        try {
-          sessionKey = fromBase64Url(parsed.data.signingKey);
-        } catch {
-          throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
-        }
-        // A small-order or non-canonical key would make a signature valid for any message.
-        if (!isValidSigningPublicKey(sessionKey)) {
-          throw new LatchkeyError('BAD_REQUEST', 'signingKey is not a valid Ed25519 public key');
-        }
-      }
-      // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.
-      const { key: ck, rotated } = await policy.handOut(principal, parsed.data);
+  app.post(KEYS_PATHS.contactKey, { onRequest: admitMember }, async (req) => {
+    const principal = principals.get(req);
+    if (principal === undefined)
+      throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
+    const parsed = ContactKeyRequest.safeParse(req.body === undefined ? {} : req.body);
+    if (!parsed.success) {
+      const where = parsed.error.issues[0]?.path.join('.') ?? '';
+      throw new LatchkeyError(
+        'BAD_REQUEST',
+        where === '' ? 'invalid request body' : `invalid request body at ${where}`,
+      );
+    }
+    if (parsed.data.delivery === undefined && !plainAllowed) {
+      throw new LatchkeyError('BAD_REQUEST', 'sealed key delivery required: send a delivery key');
+    }
+    let sessionKey: Uint8Array | undefined;
+    if (parsed.data.signingKey !== undefined) {
       try {
-        const body: ContactKeyResponse = {
-          contactId: ck.contactId,
-          epoch: ck.epoch,
-          currentEpoch: ck.currentEpoch,
-          ...(rotated ? { rotated } : {}),
-          statement: statementOf(ck.contactId, ck.currentEpoch),
-          ...(policy.rotateAfterMessages === undefined ? {} : { rotateAfterMessages: policy.rotateAfterMessages }),
-          ...(parsed.data.delivery === undefined
-            ? { key: toBase64Url(ck.key) }
-            : { sealedKey: sealKey(parsed.data.delivery, ck.key, ck.contactId, ck.epoch, principal.participantId) }),
-        };
-        if (sessionKey !== undefined) {
-          body.certificate = issueCertificate({
-            serviceSecretKey: signingKey,
-            principal,
-            publicKey: sessionKey,
-            epoch: ck.currentEpoch,
-            now: Date.now(),
-            ttlMs: certTtlSeconds * 1000,
-          });
-        }
-        return body;
-      } finally {
-        ck.key.fill(0);
+        sessionKey = fromBase64Url(parsed.data.signingKey);
+      } catch {
+        throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
       }
-    },
-  );
+      // A small-order or non-canonical key would make a signature valid for any message.
+      if (!isValidSigningPublicKey(sessionKey)) {
+        throw new LatchkeyError('BAD_REQUEST', 'signingKey is not a valid Ed25519 public key');
+      }
+    }
+    // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.
+    const { key: ck, rotated } = await policy.handOut(principal, parsed.data);
+    try {
+      const body: ContactKeyResponse = {
+        contactId: ck.contactId,
+        epoch: ck.epoch,
+        currentEpoch: ck.currentEpoch,
+        ...(rotated ? { rotated } : {}),
+        statement: statementOf(ck.contactId, ck.currentEpoch),
+        ...(policy.rotateAfterMessages === undefined
+          ? {}
+          : { rotateAfterMessages: policy.rotateAfterMessages }),
+        ...(parsed.data.delivery === undefined
+          ? { key: toBase64Url(ck.key) }
+          : {
+              sealedKey: sealKey(
+                parsed.data.delivery,
+                ck.key,
+                ck.contactId,
+                ck.epoch,
+                principal.participantId,
+              ),
+            }),
+      };
+      if (sessionKey !== undefined) {
+        body.certificate = issueCertificate({
+          serviceSecretKey: signingKey,
+          principal,
+          publicKey: sessionKey,
+          epoch: ck.currentEpoch,
+          now: Date.now(),
+          ttlMs: certTtlSeconds * 1000,
+        });
+      }
+      return body;
+    } finally {
+      ck.key.fill(0);
+    }
+  });
 
-  if (adminKeys.length > 0) registerAdminRoutes(app, {
+  if (adminKeys.length > 0)
+    registerAdminRoutes(app, {
       access,
       keyManager,
       policy,

@@ -24,9 +24,19 @@ import {
   type ShredCompletion,
   type WrappedKeyManager,
 } from '@latchkey/keys';
-import { ADMIN_PATHS, LatchkeyError, ShredCompleteRequest, parseRequest, type ShredCompleteResponse } from '@latchkey/protocol';
+import {
+  ADMIN_PATHS,
+  LatchkeyError,
+  ShredCompleteRequest,
+  parseRequest,
+  type ShredCompleteResponse,
+} from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
-import { internalGenerations, masterKeyFileOf, openInternalRecovering } from './master-key-rotation.ts';
+import {
+  internalGenerations,
+  masterKeyFileOf,
+  openInternalRecovering,
+} from './master-key-rotation.ts';
 
 /** Default interval of the scheduled completion: the longest a shred stays incomplete. */
 export const SHRED_COMPLETE_EVERY_MS = 3_600_000;
@@ -60,11 +70,17 @@ export function startShredCompleter(opts: {
 }): ShredCompleter {
   let running: Promise<ShredCompletion> | undefined;
   const complete = (supplied?: Uint8Array): Promise<ShredCompletion> => {
-    if (running !== undefined) return Promise.reject(new LatchkeyError('CONFLICT', 'a shred completion is already running'));
+    if (running !== undefined)
+      return Promise.reject(new LatchkeyError('CONFLICT', 'a shred completion is already running'));
     const km = opts.keyManager;
     const gens = opts.generations(supplied);
     if (!isWrapped(km) || gens === undefined) {
-      return Promise.reject(new LatchkeyError('NOT_FOUND', 'this key manager has no key generations to retire (the enterprise retires its own)'));
+      return Promise.reject(
+        new LatchkeyError(
+          'NOT_FOUND',
+          'this key manager has no key generations to retire (the enterprise retires its own)',
+        ),
+      );
     }
     running = completeShreds(km, gens).finally(() => {
       running = undefined;
@@ -98,7 +114,10 @@ export function registerShredCompleteRoute(
   app: FastifyInstance,
   opts: { completer: ShredCompleter; keys: readonly AdminKey[]; ipAllowlist?: readonly string[] },
 ): void {
-  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
+  const auth = createAdminAuthenticator(
+    opts.keys,
+    opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist },
+  );
   app.post(
     ADMIN_PATHS.shredComplete,
     {
@@ -133,21 +152,31 @@ export async function completeShredsOffline(opts: {
   const dir = join(opts.dataDir, 'keys');
   const file = join(opts.dataDir, 'master.key');
   const fromEnv = opts.env.LATCHKEY_MASTER_KEY;
-  if ((fromEnv === undefined || fromEnv.trim() === '') && !existsSync(file)) throw new LatchkeyError('NOT_FOUND', `no master key in ${opts.dataDir}`);
-  if (!existsSync(join(dir, 'keys.db'))) throw new LatchkeyError('NOT_FOUND', `no key store in ${dir}`);
+  if ((fromEnv === undefined || fromEnv.trim() === '') && !existsSync(file))
+    throw new LatchkeyError('NOT_FOUND', `no master key in ${opts.dataDir}`);
+  if (!existsSync(join(dir, 'keys.db')))
+    throw new LatchkeyError('NOT_FOUND', `no key store in ${dir}`);
   const resolved = resolveMasterKey({ env: opts.env, file });
   const master = { key: resolved.key };
   const masterFile = resolved.source === 'file' ? masterKeyFileOf(file, master.key) : undefined;
   const signingKeyPath = join(dir, 'service-signing.key');
-  const km = (await openInternalRecovering((k) => openInternalKeyManager({ path: join(dir, 'keys.db'), masterKey: k }), {
-    master,
-    masterFile,
-    signingKeyPath,
-  })) as WrappedKeyManager;
+  const km = (await openInternalRecovering(
+    (k) => openInternalKeyManager({ path: join(dir, 'keys.db'), masterKey: k }),
+    {
+      master,
+      masterFile,
+      signingKeyPath,
+    },
+  )) as WrappedKeyManager;
   try {
     return await completeShreds(
       km,
-      internalGenerations({ master, masterFile, signingKeyPath, ...(opts.newMasterKey === undefined ? {} : { supplied: opts.newMasterKey }) }),
+      internalGenerations({
+        master,
+        masterFile,
+        signingKeyPath,
+        ...(opts.newMasterKey === undefined ? {} : { supplied: opts.newMasterKey }),
+      }),
     );
   } finally {
     await km.close();

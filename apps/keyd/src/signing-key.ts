@@ -63,7 +63,11 @@ export async function loadOrCreateServiceSigningKey(
  * new key is left alone (a rotation finished earlier).
  * @throws LatchkeyError KEY_UNAVAILABLE when it unwraps under neither key or cannot be written.
  */
-export async function rewrapServiceSigningKey(path: string, masterKey: Uint8Array, newMasterKey: Uint8Array): Promise<void> {
+export async function rewrapServiceSigningKey(
+  path: string,
+  masterKey: Uint8Array,
+  newMasterKey: Uint8Array,
+): Promise<void> {
   if (!existsSync(path)) return;
   const wrapped = readPrivateFile(path, WRAPPED_BYTES);
   const oldKek = deriveKek(masterKey, KEK_PURPOSE);
@@ -79,13 +83,18 @@ export async function rewrapServiceSigningKey(path: string, masterKey: Uint8Arra
     try {
       seed = await unwrapContentKey(oldKek, wrapped, WRAP_CTX);
     } catch (err) {
-      throw new LatchkeyError('KEY_UNAVAILABLE', `service signing key ${path} does not match the master key`, { cause: err });
+      throw new LatchkeyError(
+        'KEY_UNAVAILABLE',
+        `service signing key ${path} does not match the master key`,
+        { cause: err },
+      );
     }
     const next = await wrapContentKey(newKek, seed, WRAP_CTX);
     seed.fill(0);
     const tmp = `${path}.new`;
     rmSync(tmp, { force: true });
-    if (!createPrivateFile(tmp, next)) throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the signing key');
+    if (!createPrivateFile(tmp, next))
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'cannot write the signing key');
     renameSync(tmp, path);
   } finally {
     oldKek.fill(0);

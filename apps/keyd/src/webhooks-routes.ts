@@ -11,9 +11,17 @@ import { handleWebhookAdmin, type WebhookAdminLog, type WebhookService } from '@
 
 export function registerWebhookRoutes(
   app: FastifyInstance,
-  opts: { webhooks: WebhookService; keys: readonly AdminKey[]; ipAllowlist?: readonly string[]; log?: WebhookAdminLog },
+  opts: {
+    webhooks: WebhookService;
+    keys: readonly AdminKey[];
+    ipAllowlist?: readonly string[];
+    log?: WebhookAdminLog;
+  },
 ): void {
-  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
+  const auth = createAdminAuthenticator(
+    opts.keys,
+    opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist },
+  );
   const log: WebhookAdminLog = opts.log ?? (() => undefined);
   for (const url of [WEBHOOK_PATHS.endpoints, `${WEBHOOK_PATHS.endpoints}/*`]) {
     app.route({
@@ -24,7 +32,11 @@ export function registerWebhookRoutes(
       },
       handler: async (req, reply) => {
         const pathname = new URL(req.url, 'http://localhost').pathname;
-        const answer = await handleWebhookAdmin(opts.webhooks, { method: req.method, pathname, body: async () => req.body ?? {} }, log);
+        const answer = await handleWebhookAdmin(
+          opts.webhooks,
+          { method: req.method, pathname, body: async () => req.body ?? {} },
+          log,
+        );
         // Only paths under /admin/v1/webhooks reach this handler.
         if (answer === null) return reply.callNotFound();
         return reply.code(answer.status).send(answer.body);

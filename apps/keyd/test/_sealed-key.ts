@@ -17,10 +17,14 @@ export async function fetchSealedKey(
   const res = await fetch(`${url}/v1/contact-key`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, delivery: { suite: 'x25519', publicKey: toBase64Url(pair.publicKey) } }),
+    body: JSON.stringify({
+      ...body,
+      delivery: { suite: 'x25519', publicKey: toBase64Url(pair.publicKey) },
+    }),
   });
   const json = (await res.json()) as ContactKeyResponse;
-  if (res.status !== 200 || json.sealedKey === undefined) return { status: res.status, key: undefined, body: json };
+  if (res.status !== 200 || json.sealedKey === undefined)
+    return { status: res.status, key: undefined, body: json };
   const key = openFromSender({
     suite: 'x25519',
     recipientSecretKey: pair.secretKey,

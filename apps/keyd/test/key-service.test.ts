@@ -218,15 +218,29 @@ describe('POST /v1/contact-key', () => {
     // Bound to the epoch of the statement that came with it, which the same key signs.
     expect(body.epoch).toBe(res.currentEpoch);
     const st = EpochStatementBody.parse(JSON.parse(utf8Decode(fromBase64Url(res.statement.body))));
-    expect(verifyWithContext(servicePub, 'latchkey.v1.epoch-statement', fromBase64Url(res.statement.body), fromBase64Url(res.statement.sig))).toBe(true);
+    expect(
+      verifyWithContext(
+        servicePub,
+        'latchkey.v1.epoch-statement',
+        fromBase64Url(res.statement.body),
+        fromBase64Url(res.statement.sig),
+      ),
+    ).toBe(true);
     expect(st).toMatchObject({ contactId: 'cert', epoch: res.currentEpoch, removed: [] });
     expect(st.members).toContainEqual({ participantId: 'agent7', role: 'agent' });
     expect(st.epochs.at(-1)?.epoch ?? res.currentEpoch).toBe(res.currentEpoch);
 
     // Small-order keys (here the identity and the point of order 2) would make a signature that
     // is valid for any message: never certified.
-    for (const small of ['AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '7P_______________________________________38']) {
-      errorOf(await postKey(await token('cert', 'agent7', 'agent'), { signingKey: small }), 400, 'BAD_REQUEST');
+    for (const small of [
+      'AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      '7P_______________________________________38',
+    ]) {
+      errorOf(
+        await postKey(await token('cert', 'agent7', 'agent'), { signingKey: small }),
+        400,
+        'BAD_REQUEST',
+      );
     }
 
     errorOf(

@@ -15,17 +15,32 @@ const secret = new Uint8Array(32).fill(3);
 const masterKey = new Uint8Array(32).fill(4);
 
 async function fetchKey(url: string, contactId: string): Promise<string> {
-  const token = await mintToken(secret, { contactId, participantId: 'p1', role: 'visitor', ttlSeconds: 60 });
-  const res = await fetch(`${url}/v1/contact-key`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  const token = await mintToken(secret, {
+    contactId,
+    participantId: 'p1',
+    role: 'visitor',
+    ttlSeconds: 60,
+  });
+  const res = await fetch(`${url}/v1/contact-key`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+  });
   expect(res.status).toBe(200);
   return ((await res.json()) as { key: string }).key;
 }
 
 describe('key store URL settings', () => {
   it('refuses a non-postgres URL and the http store model', async () => {
-    await expect(openChosenKeyManager({ kind: 'internal' }, '/nonexistent/keys.db', masterKey, 'mysql://x/y')).rejects.toThrow(TypeError);
     await expect(
-      openChosenKeyManager({ kind: 'http', url: 'https://km.example', model: 'store', secret }, '/nonexistent/keys.db', masterKey, 'postgres://x/y'),
+      openChosenKeyManager({ kind: 'internal' }, '/nonexistent/keys.db', masterKey, 'mysql://x/y'),
+    ).rejects.toThrow(TypeError);
+    await expect(
+      openChosenKeyManager(
+        { kind: 'http', url: 'https://km.example', model: 'store', secret },
+        '/nonexistent/keys.db',
+        masterKey,
+        'postgres://x/y',
+      ),
     ).rejects.toThrow(RangeError);
   });
 });
@@ -39,12 +54,25 @@ if (server) {
       const keyStoreUrl = await server.newDatabase();
       const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'latchkey-keyd-pg-')));
       const services = await Promise.all(
-        dirs.map((dataDir) => openKeyService({ dataDir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey, keyStoreUrl, allowPlainKeyDelivery: true })),
+        dirs.map((dataDir) =>
+          openKeyService({
+            dataDir,
+            host: '127.0.0.1',
+            port: 0,
+            apiSecret: secret,
+            masterKey,
+            keyStoreUrl,
+            allowPlainKeyDelivery: true,
+          }),
+        ),
       );
       try {
         const ids = Array.from({ length: 8 }, (_, i) => `shared${i}`);
-        const got = await Promise.all(ids.flatMap((id) => services.map(async (s) => ({ id, key: await fetchKey(s.url, id) }))));
-        for (const id of ids) expect(new Set(got.filter((g) => g.id === id).map((g) => g.key)).size).toBe(1);
+        const got = await Promise.all(
+          ids.flatMap((id) => services.map(async (s) => ({ id, key: await fetchKey(s.url, id) }))),
+        );
+        for (const id of ids)
+          expect(new Set(got.filter((g) => g.id === id).map((g) => g.key)).size).toBe(1);
         expect(new Set(got.map((g) => g.key)).size).toBe(ids.length);
       } finally {
         for (const s of services) await s.close();

@@ -8,8 +8,19 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ContactKeyResponse, ContactResponse, ListContactsResponse, type Role } from '@latchkey/protocol';
-import { adminAuthorization, deriveAdminKey, generateTokenKeyPair, mintToken, type TokenSigningKey } from '@latchkey/tokens';
+import {
+  ContactKeyResponse,
+  ContactResponse,
+  ListContactsResponse,
+  type Role,
+} from '@latchkey/protocol';
+import {
+  adminAuthorization,
+  deriveAdminKey,
+  generateTokenKeyPair,
+  mintToken,
+  type TokenSigningKey,
+} from '@latchkey/tokens';
 import { openKeyService } from '../src/open-key-service.ts';
 import type { KeyService } from '../src/server.ts';
 
@@ -20,10 +31,20 @@ let dir: string;
 let svc: KeyService;
 
 type Options = Parameters<typeof openKeyService>[0];
-async function open(over: Partial<Omit<Options, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {}): Promise<KeyService> {
+async function open(
+  over: Partial<Omit<Options, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {},
+): Promise<KeyService> {
   const { apiSecret: given, ...rest } = over;
   const apiSecret = 'apiSecret' in over ? given : secret;
-  svc = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, masterKey, allowPlainKeyDelivery: true, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
+  svc = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    masterKey,
+    allowPlainKeyDelivery: true,
+    ...rest,
+    ...(apiSecret === undefined ? {} : { apiSecret }),
+  });
   return svc;
 }
 
@@ -48,12 +69,20 @@ async function key(
   return { status: res.status, body: await res.json() };
 }
 
-const code = (r: { body: unknown }): string | undefined => (r.body as { error?: { code?: string } }).error?.code;
+const code = (r: { body: unknown }): string | undefined =>
+  (r.body as { error?: { code?: string } }).error?.code;
 
-async function admin(path: string, body?: unknown, auth = ADMIN): Promise<{ status: number; body: unknown }> {
+async function admin(
+  path: string,
+  body?: unknown,
+  auth = ADMIN,
+): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${svc.url}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: auth,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, body: await res.json() };
@@ -72,10 +101,14 @@ describe('key service: tokens', () => {
     const pair = generateTokenKeyPair();
     await open({ apiSecret: undefined, tokenPublicKey: pair.publicKey });
     expect((await key('c1', 'v', 'visitor', { signer: pair.privateKey })).status).toBe(200);
-    expect(code(await key('c1', 'v', 'visitor', { signer: generateTokenKeyPair().privateKey }))).toBe('AUTH_INVALID');
+    expect(
+      code(await key('c1', 'v', 'visitor', { signer: generateTokenKeyPair().privateKey })),
+    ).toBe('AUTH_INVALID');
     expect(code(await key('c1', 'v'))).toBe('AUTH_INVALID');
     const later = Math.floor(Date.now() / 1000) + 600;
-    expect(code(await key('c1', 'v', 'visitor', { signer: pair.privateKey, notBefore: later }))).toBe('AUTH_INVALID');
+    expect(
+      code(await key('c1', 'v', 'visitor', { signer: pair.privateKey, notBefore: later })),
+    ).toBe('AUTH_INVALID');
     // no API secret, no admin key: no admin API
     expect((await admin('/admin/v1/contacts')).status).toBe(404);
   });
@@ -123,7 +156,9 @@ describe('key service: membership', () => {
     await open();
     await key('c1', 'v');
     const old = ContactKeyResponse.parse((await key('c1', 'a', 'agent')).body);
-    const r = ContactResponse.parse((await admin('/admin/v1/contacts/c1/transfer', { from: 'a', to: 'b' })).body);
+    const r = ContactResponse.parse(
+      (await admin('/admin/v1/contacts/c1/transfer', { from: 'a', to: 'b' })).body,
+    );
     expect(r.contact.participants.map((p) => [p.participantId, p.state])).toEqual([
       ['v', 'active'],
       ['a', 'left'],
@@ -139,7 +174,10 @@ describe('key service: membership', () => {
   it('invite, close and expiry: closed contacts keep serving keys, expired ones do not', async () => {
     await open();
     await key('c1', 'v');
-    expect((await admin('/admin/v1/contacts/c1/invite', { participantId: 's', role: 'supervisor' })).status).toBe(200);
+    expect(
+      (await admin('/admin/v1/contacts/c1/invite', { participantId: 's', role: 'supervisor' }))
+        .status,
+    ).toBe(200);
     expect((await admin('/admin/v1/contacts/c1/close', {})).status).toBe(200);
     expect((await key('c1', 's', 'supervisor')).status).toBe(200);
     const list = ListContactsResponse.parse((await admin('/admin/v1/contacts?state=closed')).body);
@@ -152,11 +190,18 @@ describe('key service: membership', () => {
   it('admin API: wrong secret or unknown key id -> 401, bad body -> 400', async () => {
     await open();
     const wrong = adminAuthorization({ id: 'default', secret: new Uint8Array(32).fill(5) });
-    expect(await admin('/admin/v1/contacts', undefined, wrong)).toMatchObject({ status: 401, body: { error: { code: 'AUTH_INVALID' } } });
-    expect((await admin('/admin/v1/contacts/c1/kick', { participantId: 'a' }, wrong)).status).toBe(401);
+    expect(await admin('/admin/v1/contacts', undefined, wrong)).toMatchObject({
+      status: 401,
+      body: { error: { code: 'AUTH_INVALID' } },
+    });
+    expect((await admin('/admin/v1/contacts/c1/kick', { participantId: 'a' }, wrong)).status).toBe(
+      401,
+    );
     expect((await fetch(`${svc.url}/admin/v1/contacts`)).status).toBe(401);
     expect((await admin('/admin/v1/contacts/c1/kick', { who: 'a' })).status).toBe(400);
-    expect((await admin('/admin/v1/contacts/c1/invite', { participantId: 'x', role: 'visitor' })).status).toBe(400);
+    expect(
+      (await admin('/admin/v1/contacts/c1/invite', { participantId: 'x', role: 'visitor' })).status,
+    ).toBe(400);
     expect((await admin('/admin/v1/contacts/nope')).status).toBe(404);
   });
 });

@@ -5,7 +5,12 @@
  * never seen) and is audited (who, what, which contact and epoch, why, outcome; never a key).
  * Refusing an unwrap (`revoke`) is how the enterprise revokes or shreds a contact.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { generateContentKey } from '@latchkey/crypto/wrap';
@@ -43,7 +48,12 @@ export interface KmsOptions {
   /** Accepted clock difference of signed requests (default 5 minutes). */
   windowMs?: number;
   /** Serve HTTPS; with `ca` and `requestCert`, require a client certificate (mutual TLS). */
-  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requestCert?: boolean };
+  tls?: {
+    cert: string | Buffer;
+    key: string | Buffer;
+    ca?: string | Buffer;
+    requestCert?: boolean;
+  };
   logger?: boolean;
   now?: () => number;
 }
@@ -79,7 +89,8 @@ function fail(code: ErrorCode, message: string): never {
 function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
   let json: unknown;
   try {
-    json = body instanceof Buffer && body.length > 0 ? JSON.parse(body.toString('utf8')) : undefined;
+    json =
+      body instanceof Buffer && body.length > 0 ? JSON.parse(body.toString('utf8')) : undefined;
   } catch {
     fail('BAD_REQUEST', 'body is not JSON');
   }
@@ -112,7 +123,11 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     rememberNonce: (n, exp) => store.rememberNonce(n, exp),
     ...(opts.windowMs === undefined ? {} : { windowMs: opts.windowMs }),
   });
-  const common = { logger: opts.logger ?? false, bodyLimit: 16 * 1024, return503OnClosing: true } as const;
+  const common = {
+    logger: opts.logger ?? false,
+    bodyLimit: 16 * 1024,
+    return503OnClosing: true,
+  } as const;
   // One instance type for both transports: the routes do not depend on it.
   const app = (opts.tls
     ? Fastify({
@@ -130,25 +145,39 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
   const routes: string[] = [];
   app.addHook('onRoute', (r) => {
     const methods = Array.isArray(r.method) ? r.method : [r.method];
-    for (const m of methods) if (m !== 'HEAD') routes.push(`${m} ${r.url.replace(/:(\w+)/g, '{$1}')}`);
+    for (const m of methods)
+      if (m !== 'HEAD') routes.push(`${m} ${r.url.replace(/:(\w+)/g, '{$1}')}`);
   });
 
   const pending = new WeakMap<FastifyRequest, Pending>();
   const note = (req: FastifyRequest, p: Partial<Pending>): void => {
-    const cur = pending.get(req) ?? { clientId: null, operation: 'unknown', contactId: null, epoch: null, reason: null };
+    const cur = pending.get(req) ?? {
+      clientId: null,
+      operation: 'unknown',
+      contactId: null,
+      epoch: null,
+      reason: null,
+    };
     pending.set(req, { ...cur, ...p });
   };
 
   // Keep the raw bytes: the signature covers them exactly.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) =>
+    done(null, body),
+  );
 
   app.addHook('preHandler', async (req) => {
     const body = req.body instanceof Buffer ? req.body : Buffer.alloc(0);
     const r = verify({ method: req.method, path: req.url, body }, req.headers);
     if (!r.ok) {
       note(req, { operation: 'auth', reason: r.reason });
-      throw new LatchkeyError(r.code, r.code === 'AUTH_EXPIRED' ? 'request timestamp outside the window' : 'request not authenticated');
+      throw new LatchkeyError(
+        r.code,
+        r.code === 'AUTH_EXPIRED'
+          ? 'request timestamp outside the window'
+          : 'request not authenticated',
+      );
     }
     note(req, { clientId: r.clientId });
   });
@@ -188,7 +217,11 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     } else if (err.statusCode === 413) {
       code = 'TOO_LARGE';
       message = 'body too large';
-    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    } else if (
+      typeof err.statusCode === 'number' &&
+      err.statusCode >= 400 &&
+      err.statusCode < 500
+    ) {
       code = 'BAD_REQUEST';
       message = 'bad request';
     } else {
@@ -304,16 +337,25 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     const b = parse(KmCopyRequest, req.body);
     note(req, { operation: 'store.copy', contactId, reason: b.reason });
     refuseRevoked(contactId);
-    return { contactId: b.toContactId, currentEpoch: await store.storeCopy(STORE_KEY, contactId, b.toContactId) };
+    return {
+      contactId: b.toContactId,
+      currentEpoch: await store.storeCopy(STORE_KEY, contactId, b.toContactId),
+    };
   });
 
   app.get('/v1/store/contacts/:contactId/keys/:epoch', async (req): Promise<KmStoreKey> => {
     const contactId = param(req, 'contactId', Id);
     const raw = (req.params as Record<string, string>).epoch;
     const epoch = raw === 'current' ? 'current' : /^\d{1,10}$/.test(raw ?? '') ? Number(raw) : -1;
-    if (epoch !== 'current' && !Epoch.safeParse(epoch).success) fail('BAD_REQUEST', 'invalid epoch');
+    if (epoch !== 'current' && !Epoch.safeParse(epoch).success)
+      fail('BAD_REQUEST', 'invalid epoch');
     const reason = (req.query as Record<string, unknown>).reason;
-    note(req, { operation: 'store.get', contactId, epoch: epoch === 'current' ? null : epoch, reason: typeof reason === 'string' ? reason.slice(0, 32) : null });
+    note(req, {
+      operation: 'store.get',
+      contactId,
+      epoch: epoch === 'current' ? null : epoch,
+      reason: typeof reason === 'string' ? reason.slice(0, 32) : null,
+    });
     refuseRevoked(contactId);
     const got = await store.storeGet(STORE_KEY, contactId, epoch);
     note(req, { epoch: got.epoch });

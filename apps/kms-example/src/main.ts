@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util';
 import { decodeSecretText, loadOrCreateSecret } from '@latchkey/keys';
 import { startKms } from './kms.ts';
 
-export const USAGE = 'usage: kms-example --data DIR [--host 127.0.0.1] [--port 0]   (env KMS_HMAC_SECRET, KMS_CLIENT_ID, KMS_ROOT_KEY)';
+export const USAGE =
+  'usage: kms-example --data DIR [--host 127.0.0.1] [--port 0]   (env KMS_HMAC_SECRET, KMS_CLIENT_ID, KMS_ROOT_KEY)';
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit code (0 clean stop, 1 cannot start, 2 usage). */
 export async function main(
@@ -40,7 +41,8 @@ export async function main(
   let kms;
   try {
     const secretText = env.KMS_HMAC_SECRET;
-    if (secretText === undefined || secretText.trim() === '') throw new Error('KMS_HMAC_SECRET is not set');
+    if (secretText === undefined || secretText.trim() === '')
+      throw new Error('KMS_HMAC_SECRET is not set');
     const secret = decodeSecretText(secretText, 'KMS_HMAC_SECRET', { minBytes: 32 });
     const rootText = env.KMS_ROOT_KEY;
     const rootKey =

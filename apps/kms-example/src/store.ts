@@ -13,7 +13,12 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { concatBytes } from '@latchkey/crypto/codec';
-import { deriveKek, generateContentKey, unwrapContentKey, wrapContentKey } from '@latchkey/crypto/wrap';
+import {
+  deriveKek,
+  generateContentKey,
+  unwrapContentKey,
+  wrapContentKey,
+} from '@latchkey/crypto/wrap';
 import { LatchkeyError } from '@latchkey/protocol';
 
 const FORMAT = 0x01;
@@ -118,15 +123,27 @@ export class KmsStore {
 
   /** The newest version of `keyId`, creating version 1 on first use. */
   primaryVersion(keyId: string): number {
-    const row = this.db.prepare<[string], { v: number | null }>('SELECT max(version) AS v FROM key_versions WHERE key_id = ?').get(keyId);
+    const row = this.db
+      .prepare<[string], { v: number | null }>(
+        'SELECT max(version) AS v FROM key_versions WHERE key_id = ?',
+      )
+      .get(keyId);
     if (row?.v != null) return row.v;
-    this.db.prepare('INSERT OR IGNORE INTO key_versions (key_id, version, created_at) VALUES (?, 1, ?)').run(keyId, this.#now());
+    this.db
+      .prepare('INSERT OR IGNORE INTO key_versions (key_id, version, created_at) VALUES (?, 1, ?)')
+      .run(keyId, this.#now());
     return 1;
   }
 
   createdAt(keyId: string): number {
     this.primaryVersion(keyId);
-    return this.db.prepare<[string], { t: number }>('SELECT min(created_at) AS t FROM key_versions WHERE key_id = ?').get(keyId)?.t ?? 0;
+    return (
+      this.db
+        .prepare<[string], { t: number }>(
+          'SELECT min(created_at) AS t FROM key_versions WHERE key_id = ?',
+        )
+        .get(keyId)?.t ?? 0
+    );
   }
 
   /** Adds a new version of `keyId`; new wraps use it, old ones stay unwrappable. */
@@ -134,7 +151,9 @@ export class KmsStore {
     return this.db
       .transaction(() => {
         const next = this.primaryVersion(keyId) + 1;
-        this.db.prepare('INSERT INTO key_versions (key_id, version, created_at) VALUES (?, ?, ?)').run(keyId, next, this.#now());
+        this.db
+          .prepare('INSERT INTO key_versions (key_id, version, created_at) VALUES (?, ?, ?)')
+          .run(keyId, next, this.#now());
         return next;
       })
       .immediate();
@@ -150,27 +169,51 @@ export class KmsStore {
     return kek;
   }
 
-  async wrap(keyId: string, key: Uint8Array, ctx: { contactId: string; epoch: number }): Promise<{ wrapped: Uint8Array; keyVersion: number }> {
+  async wrap(
+    keyId: string,
+    key: Uint8Array,
+    ctx: { contactId: string; epoch: number },
+  ): Promise<{ wrapped: Uint8Array; keyVersion: number }> {
     const version = this.primaryVersion(keyId);
     const inner = await wrapContentKey(this.#kek(keyId, version), key, ctx);
-    return { wrapped: concatBytes(new Uint8Array([FORMAT]), u32(version), inner), keyVersion: version };
+    return {
+      wrapped: concatBytes(new Uint8Array([FORMAT]), u32(version), inner),
+      keyVersion: version,
+    };
   }
 
   /** @throws AuthenticationError when `wrapped` is not ours for this key and context. */
-  async unwrap(keyId: string, wrapped: Uint8Array, ctx: { contactId: string; epoch: number }): Promise<{ key: Uint8Array; keyVersion: number }> {
+  async unwrap(
+    keyId: string,
+    wrapped: Uint8Array,
+    ctx: { contactId: string; epoch: number },
+  ): Promise<{ key: Uint8Array; keyVersion: number }> {
     if (wrapped.length !== 65 || wrapped[0] !== FORMAT) throw new AuthenticationError();
     const version = new DataView(wrapped.buffer, wrapped.byteOffset + 1, 4).getUint32(0);
-    const known = this.db.prepare<[string, number], { n: number }>('SELECT 1 AS n FROM key_versions WHERE key_id = ? AND version = ?').get(keyId, version);
+    const known = this.db
+      .prepare<[string, number], { n: number }>(
+        'SELECT 1 AS n FROM key_versions WHERE key_id = ? AND version = ?',
+      )
+      .get(keyId, version);
     if (known === undefined) throw new AuthenticationError();
-    return { key: await unwrapContentKey(this.#kek(keyId, version), wrapped.subarray(5), ctx), keyVersion: version };
+    return {
+      key: await unwrapContentKey(this.#kek(keyId, version), wrapped.subarray(5), ctx),
+      keyVersion: version,
+    };
   }
 
   isRevoked(contactId: string): boolean {
-    return this.db.prepare<[string], { n: number }>('SELECT 1 AS n FROM revoked WHERE contact_id = ?').get(contactId) !== undefined;
+    return (
+      this.db
+        .prepare<[string], { n: number }>('SELECT 1 AS n FROM revoked WHERE contact_id = ?')
+        .get(contactId) !== undefined
+    );
   }
 
   revoke(contactId: string): void {
-    this.db.prepare('INSERT OR IGNORE INTO revoked (contact_id, revoked_at) VALUES (?, ?)').run(contactId, this.#now());
+    this.db
+      .prepare('INSERT OR IGNORE INTO revoked (contact_id, revoked_at) VALUES (?, ?)')
+      .run(contactId, this.#now());
   }
 
   /** Records a request nonce until `expiresAt`; false when it was already there (a replay). */
@@ -179,14 +222,20 @@ export class KmsStore {
     return this.db
       .transaction(() => {
         this.db.prepare('DELETE FROM nonces WHERE expires_at <= ?').run(now);
-        return this.db.prepare('INSERT OR IGNORE INTO nonces (nonce, expires_at) VALUES (?, ?)').run(nonce, expiresAt).changes === 1;
+        return (
+          this.db
+            .prepare('INSERT OR IGNORE INTO nonces (nonce, expires_at) VALUES (?, ?)')
+            .run(nonce, expiresAt).changes === 1
+        );
       })
       .immediate();
   }
 
   // ---- key-store model ------------------------------------------------------------------
 
-  #storeContact(contactId: string): { current_epoch: number; destroyed_at: number | null } | undefined {
+  #storeContact(
+    contactId: string,
+  ): { current_epoch: number; destroyed_at: number | null } | undefined {
     return this.db
       .prepare<[string], { current_epoch: number; destroyed_at: number | null }>(
         'SELECT current_epoch, destroyed_at FROM store_contacts WHERE contact_id = ?',
@@ -197,7 +246,8 @@ export class KmsStore {
   #live(contactId: string): number {
     const c = this.#storeContact(contactId);
     if (c === undefined) throw new LatchkeyError('NOT_FOUND', 'unknown contact');
-    if (c.destroyed_at !== null) throw new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
+    if (c.destroyed_at !== null)
+      throw new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
     return c.current_epoch;
   }
 
@@ -211,8 +261,15 @@ export class KmsStore {
     return this.db
       .transaction(() => {
         const now = this.#now();
-        const ins = this.db.prepare('INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, 0, ?)').run(contactId, now);
-        if (ins.changes === 1) this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, 0, ?)').run(contactId, wrapped);
+        const ins = this.db
+          .prepare(
+            'INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, 0, ?)',
+          )
+          .run(contactId, now);
+        if (ins.changes === 1)
+          this.db
+            .prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, 0, ?)')
+            .run(contactId, wrapped);
         return this.#live(contactId);
       })
       .immediate();
@@ -231,8 +288,12 @@ export class KmsStore {
       const done = this.db
         .transaction(() => {
           if (this.#live(contactId) !== current) return false;
-          this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)').run(contactId, current + 1, wrapped);
-          this.db.prepare('UPDATE store_contacts SET current_epoch = ? WHERE contact_id = ?').run(current + 1, contactId);
+          this.db
+            .prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)')
+            .run(contactId, current + 1, wrapped);
+          this.db
+            .prepare('UPDATE store_contacts SET current_epoch = ? WHERE contact_id = ?')
+            .run(current + 1, contactId);
           return true;
         })
         .immediate();
@@ -241,12 +302,18 @@ export class KmsStore {
     throw new LatchkeyError('CONFLICT', 'too many concurrent rotations');
   }
 
-  async storeGet(keyId: string, contactId: string, epoch: number | 'current'): Promise<{ epoch: number; currentEpoch: number; key: Uint8Array }> {
+  async storeGet(
+    keyId: string,
+    contactId: string,
+    epoch: number | 'current',
+  ): Promise<{ epoch: number; currentEpoch: number; key: Uint8Array }> {
     const { current, wrapped, e } = this.db.transaction(() => {
       const cur = this.#live(contactId);
       const want = epoch === 'current' ? cur : epoch;
       const row = this.db
-        .prepare<[string, number], { wrapped: Uint8Array }>('SELECT wrapped FROM store_keys WHERE contact_id = ? AND epoch = ?')
+        .prepare<[string, number], { wrapped: Uint8Array }>(
+          'SELECT wrapped FROM store_keys WHERE contact_id = ? AND epoch = ?',
+        )
         .get(contactId, want);
       if (row === undefined) throw new LatchkeyError('NOT_FOUND', 'unknown epoch');
       return { current: cur, wrapped: row.wrapped, e: want };
@@ -260,24 +327,35 @@ export class KmsStore {
     const rows = this.db.transaction(() => {
       this.#live(from);
       return this.db
-        .prepare<[string], { epoch: number; wrapped: Uint8Array }>('SELECT epoch, wrapped FROM store_keys WHERE contact_id = ? ORDER BY epoch')
+        .prepare<[string], { epoch: number; wrapped: Uint8Array }>(
+          'SELECT epoch, wrapped FROM store_keys WHERE contact_id = ? ORDER BY epoch',
+        )
         .all(from);
     })();
-    if (this.#storeContact(to) !== undefined) throw new LatchkeyError('CONFLICT', 'target contact exists');
+    if (this.#storeContact(to) !== undefined)
+      throw new LatchkeyError('CONFLICT', 'target contact exists');
     const copies: { epoch: number; wrapped: Uint8Array }[] = [];
     for (const r of rows) {
       const { key } = await this.unwrap(keyId, r.wrapped, { contactId: from, epoch: r.epoch });
-      copies.push({ epoch: r.epoch, wrapped: (await this.wrap(keyId, key, { contactId: to, epoch: r.epoch })).wrapped });
+      copies.push({
+        epoch: r.epoch,
+        wrapped: (await this.wrap(keyId, key, { contactId: to, epoch: r.epoch })).wrapped,
+      });
       key.fill(0);
     }
     const current = copies.at(-1)?.epoch ?? 0;
     this.db
       .transaction(() => {
         const ins = this.db
-          .prepare('INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, ?, ?)')
+          .prepare(
+            'INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, ?, ?)',
+          )
           .run(to, current, this.#now());
         if (ins.changes !== 1) throw new LatchkeyError('CONFLICT', 'target contact exists');
-        for (const c of copies) this.db.prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)').run(to, c.epoch, c.wrapped);
+        for (const c of copies)
+          this.db
+            .prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)')
+            .run(to, c.epoch, c.wrapped);
       })
       .immediate();
     return current;
@@ -307,7 +385,18 @@ export class KmsStore {
       .prepare(
         'INSERT INTO audit (time, client_id, method, path, operation, contact_id, epoch, reason, status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(e.time, e.clientId, e.method, e.path, e.operation, e.contactId, e.epoch, e.reason, e.status, e.outcome);
+      .run(
+        e.time,
+        e.clientId,
+        e.method,
+        e.path,
+        e.operation,
+        e.contactId,
+        e.epoch,
+        e.reason,
+        e.status,
+        e.outcome,
+      );
   }
 
   auditLog(): AuditEntry[] {

@@ -18,7 +18,12 @@ export interface Env {
 export async function withKms(extra: Partial<Parameters<typeof startKms>[0]> = {}): Promise<Env> {
   const { dir, cleanup } = tempDir('latchkey-kms-');
   const kmsPath = join(dir, 'kms', 'kms.db');
-  const kms = await startKms({ path: kmsPath, rootKey: ROOT, clients: { [CLIENT]: SECRET }, ...extra });
+  const kms = await startKms({
+    path: kmsPath,
+    rootKey: ROOT,
+    clients: { [CLIENT]: SECRET },
+    ...extra,
+  });
   return {
     dir,
     kms,

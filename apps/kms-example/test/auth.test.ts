@@ -17,17 +17,35 @@ interface Sent {
   body: { error?: { code: string; message: string } } & Record<string, unknown>;
 }
 
-function send(method: string, path: string, body: string, headers: Record<string, string>): Promise<Sent> {
+function send(
+  method: string,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<Sent> {
   const url = new URL(path, env.kms.url);
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method, agent: false, headers: { ...headers, ...(body === '' ? {} : { 'content-type': 'application/json' }), 'content-length': String(Buffer.byteLength(body)) } },
+      {
+        method,
+        agent: false,
+        headers: {
+          ...headers,
+          ...(body === '' ? {} : { 'content-type': 'application/json' }),
+          'content-length': String(Buffer.byteLength(body)),
+        },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : (JSON.parse(text) as Sent['body']) }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: text === '' ? {} : (JSON.parse(text) as Sent['body']),
+          }),
+        );
       },
     );
     req.on('error', reject);
@@ -35,10 +53,19 @@ function send(method: string, path: string, body: string, headers: Record<string
   });
 }
 
-const wrapBody = JSON.stringify({ contactId: 'c1', epoch: 0, reason: 'create', key: Buffer.alloc(32, 7).toString('base64url') });
+const wrapBody = JSON.stringify({
+  contactId: 'c1',
+  epoch: 0,
+  reason: 'create',
+  key: Buffer.alloc(32, 7).toString('base64url'),
+});
 const path = '/v1/keys/kek/wrap';
 const sign = (body = wrapBody, now = Date.now(), p = path, secret = SECRET) =>
-  signKmRequest({ method: 'POST', path: p, body: Buffer.from(body) }, { clientId: CLIENT, secret }, now);
+  signKmRequest(
+    { method: 'POST', path: p, body: Buffer.from(body) },
+    { clientId: CLIENT, secret },
+    now,
+  );
 
 describe('reference key manager: request authentication', () => {
   it('accepts a correctly signed request', async () => {
@@ -53,7 +80,12 @@ describe('reference key manager: request authentication', () => {
     const flipped = `${sig.slice(0, -2)}${sig.endsWith('AA') ? 'AB' : 'AA'}`;
     const cases: [string, Record<string, string>, string, string][] = [
       ['flipped signature', { ...h, [KM_AUTH_HEADERS.signature]: flipped }, wrapBody, path],
-      ['wrong secret', sign(wrapBody, Date.now(), path, new Uint8Array(32).fill(1)), wrapBody, path],
+      [
+        'wrong secret',
+        sign(wrapBody, Date.now(), path, new Uint8Array(32).fill(1)),
+        wrapBody,
+        path,
+      ],
       ['body changed after signing', sign(), wrapBody.replace('"epoch":0', '"epoch":1'), path],
       ['path changed after signing', sign(), wrapBody, '/v1/keys/other/wrap'],
       ['unknown client', { ...sign(), [KM_AUTH_HEADERS.client]: 'mallory' }, wrapBody, path],
@@ -74,7 +106,9 @@ describe('reference key manager: request authentication', () => {
       expect(r.status).toBe(401);
       expect(r.body.error?.code).toBe('AUTH_EXPIRED');
     }
-    expect((await send('POST', path, wrapBody, sign(wrapBody, Date.now() - 30_000))).status).toBe(200);
+    expect((await send('POST', path, wrapBody, sign(wrapBody, Date.now() - 30_000))).status).toBe(
+      200,
+    );
   });
 
   it('refuses a replay of a request it already served, also after a restart', async () => {
@@ -89,7 +123,12 @@ describe('reference key manager: request authentication', () => {
     await env.kms.close();
     const { startKms } = await import('../src/kms.ts');
     const { ROOT } = await import('./_setup.ts');
-    const restarted = await startKms({ path: env.kmsPath, rootKey: ROOT, clients: { [CLIENT]: SECRET }, port: env.kms.port });
+    const restarted = await startKms({
+      path: env.kmsPath,
+      rootKey: ROOT,
+      clients: { [CLIENT]: SECRET },
+      port: env.kms.port,
+    });
     try {
       const r = await send('POST', path, wrapBody, h2);
       expect(r.status).toBe(401);
@@ -106,7 +145,14 @@ describe('reference key manager: request authentication', () => {
       ['wrap', 200, 'ok'],
       ['auth', 401, 'refused'],
     ]);
-    expect(audit[0]).toMatchObject({ clientId: CLIENT, contactId: 'c1', epoch: 0, reason: 'create', method: 'POST', path: '/v1/keys/:keyId/wrap' });
+    expect(audit[0]).toMatchObject({
+      clientId: CLIENT,
+      contactId: 'c1',
+      epoch: 0,
+      reason: 'create',
+      method: 'POST',
+      path: '/v1/keys/:keyId/wrap',
+    });
     expect(JSON.stringify(audit)).not.toContain(Buffer.alloc(32, 7).toString('base64url'));
   });
 });

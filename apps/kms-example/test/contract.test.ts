@@ -20,7 +20,14 @@ keyManagerContract('http (wrap model with generate and a cache)', async () => {
   const path = join(env.dir, 'keys', 'keys.db');
   return {
     backend: 'http',
-    open: () => openHttpKeyManager({ ...clientOptions(env.kms.url), keyId: 'k2', path, useGenerate: true, cacheTtlMs: 60_000 }),
+    open: () =>
+      openHttpKeyManager({
+        ...clientOptions(env.kms.url),
+        keyId: 'k2',
+        path,
+        useGenerate: true,
+        cacheTtlMs: 60_000,
+      }),
     files: () => [...dbFiles(path), ...dbFiles(env.kmsPath)],
     teardown: env.cleanup,
   };

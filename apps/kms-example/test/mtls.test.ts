@@ -19,8 +19,27 @@ function issue(name: string, ext: string): { cert: Buffer; key: Buffer } {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   writeFileSync(join(pkiDir.dir, `${name}.ext`), `${ext}\n`);
   openssl(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`]);
-  return { cert: readFileSync(join(pkiDir.dir, `${name}.pem`)), key: readFileSync(join(pkiDir.dir, `${name}.key`)) };
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '1',
+    '-extfile',
+    `${name}.ext`,
+  ]);
+  return {
+    cert: readFileSync(join(pkiDir.dir, `${name}.pem`)),
+    key: readFileSync(join(pkiDir.dir, `${name}.key`)),
+  };
 }
 
 beforeEach(() => {
@@ -39,23 +58,48 @@ try {
   hasOpenssl = false;
 }
 
-it.skipIf(!hasOpenssl && process.env.CI !== 'true')('requires and accepts a client certificate (mutual TLS)', async () => {
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=KMS Test CA', '-days', '1']);
-  const ca = readFileSync(join(pkiDir.dir, 'ca.pem'));
-  const server = issue('kms', 'subjectAltName=IP:127.0.0.1');
-  const client = issue('keyd', 'extendedKeyUsage=clientAuth');
-  env = await withKms({ tls: { ...server, ca, requestCert: true } });
-  expect(env.kms.url).toMatch(/^https:/);
+it.skipIf(!hasOpenssl && process.env.CI !== 'true')(
+  'requires and accepts a client certificate (mutual TLS)',
+  async () => {
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-subj',
+      '/CN=KMS Test CA',
+      '-days',
+      '1',
+    ]);
+    const ca = readFileSync(join(pkiDir.dir, 'ca.pem'));
+    const server = issue('kms', 'subjectAltName=IP:127.0.0.1');
+    const client = issue('keyd', 'extendedKeyUsage=clientAuth');
+    env = await withKms({ tls: { ...server, ca, requestCert: true } });
+    expect(env.kms.url).toMatch(/^https:/);
 
-  const withCert = openHttpKeyStoreManager(clientOptions(env.kms.url, { tls: { ca, ...client } }));
-  expect((await withCert.getContentKey('c1')).epoch).toBe(0);
-  await withCert.close();
+    const withCert = openHttpKeyStoreManager(
+      clientOptions(env.kms.url, { tls: { ca, ...client } }),
+    );
+    expect((await withCert.getContentKey('c1')).epoch).toBe(0);
+    await withCert.close();
 
-  const without = openHttpKeyStoreManager(clientOptions(env.kms.url, { tls: { ca }, retries: 0 }));
-  expect(await codeOf(without.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
-  await without.close();
-  // Nor is a server outside the trusted CA accepted.
-  const untrusting = openHttpKeyStoreManager(clientOptions(env.kms.url, { tls: client, retries: 0 }));
-  expect(await codeOf(untrusting.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
-  await untrusting.close();
-});
+    const without = openHttpKeyStoreManager(
+      clientOptions(env.kms.url, { tls: { ca }, retries: 0 }),
+    );
+    expect(await codeOf(without.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
+    await without.close();
+    // Nor is a server outside the trusted CA accepted.
+    const untrusting = openHttpKeyStoreManager(
+      clientOptions(env.kms.url, { tls: client, retries: 0 }),
+    );
+    expect(await codeOf(untrusting.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
+    await untrusting.close();
+  },
+);

@@ -5,7 +5,10 @@ import { expect, it } from 'vitest';
 import { withKms } from './_setup.ts';
 
 it('matches the paths and methods of the OpenAPI document', async () => {
-  const yaml = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'key-manager-api.yaml'), 'utf8');
+  const yaml = readFileSync(
+    join(import.meta.dirname, '..', '..', '..', 'docs', 'key-manager-api.yaml'),
+    'utf8',
+  );
   expect(yaml).toMatch(/^openapi: 3\.1\.\d+$/m);
   const section = yaml.slice(yaml.indexOf('\npaths:\n'), yaml.indexOf('\ncomponents:\n'));
   const documented: string[] = [];

@@ -60,11 +60,23 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts src/main.ts and resolves with its URL once it printed `kms: URL`. */
-async function startChild(port: number, data = join(dir, 'kms'), track = children): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--data', data, '--port', String(port)], {
-    env: { ...process.env, KMS_HMAC_SECRET: Buffer.from(SECRET).toString('hex'), KMS_CLIENT_ID: 'latchkey' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function startChild(
+  port: number,
+  data = join(dir, 'kms'),
+  track = children,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, '--data', data, '--port', String(port)],
+    {
+      env: {
+        ...process.env,
+        KMS_HMAC_SECRET: Buffer.from(SECRET).toString('hex'),
+        KMS_CLIENT_ID: 'latchkey',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   track.push(child);
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
@@ -88,7 +100,9 @@ async function startChild(port: number, data = join(dir, 'kms'), track = childre
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
-  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code)));
+  return child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
 describe('reference key manager in a child process', () => {
@@ -96,7 +110,11 @@ describe('reference key manager in a child process', () => {
     const port = await freePort();
     let { child, url } = await startChild(port);
     const path = join(dir, 'keys', 'keys.db');
-    const km = await openHttpKeyManager({ ...clientOptions(url, { breakerThreshold: 100 }), keyId: 'latchkey-kek', path });
+    const km = await openHttpKeyManager({
+      ...clientOptions(url, { breakerThreshold: 100 }),
+      keyId: 'latchkey-kek',
+      path,
+    });
     try {
       const keys: Uint8Array[] = [];
       for (let i = 0; i < 5; i++) {
@@ -125,7 +143,11 @@ describe('reference key manager in a child process', () => {
       for (const k of keys) expect(bytesContain(files, k)).toBeUndefined();
       // The key manager audited the unwraps, with contact, epoch and reason.
       const raw = new Database(join(dir, 'kms', 'kms.db'), { readonly: true });
-      const unwraps = raw.prepare<[], { n: number }>("SELECT count(*) AS n FROM audit WHERE operation = 'unwrap' AND reason = 'fetch' AND outcome = 'ok'").get();
+      const unwraps = raw
+        .prepare<[], { n: number }>(
+          "SELECT count(*) AS n FROM audit WHERE operation = 'unwrap' AND reason = 'fetch' AND outcome = 'ok'",
+        )
+        .get();
       raw.close();
       expect(unwraps?.n).toBeGreaterThanOrEqual(12);
     } finally {
@@ -134,12 +156,18 @@ describe('reference key manager in a child process', () => {
   });
 
   it('refuses to start without a secret (exit 1) and on bad usage (exit 2)', async () => {
-    const noSecret = spawn(process.execPath, ['--import', 'tsx', MAIN, '--data', join(dir, 'kms')], {
-      env: { ...process.env, KMS_HMAC_SECRET: '' },
+    const noSecret = spawn(
+      process.execPath,
+      ['--import', 'tsx', MAIN, '--data', join(dir, 'kms')],
+      {
+        env: { ...process.env, KMS_HMAC_SECRET: '' },
+        stdio: 'ignore',
+      },
+    );
+    expect(await exited(noSecret)).toBe(1);
+    const usage = spawn(process.execPath, ['--import', 'tsx', MAIN, '--bogus'], {
       stdio: 'ignore',
     });
-    expect(await exited(noSecret)).toBe(1);
-    const usage = spawn(process.execPath, ['--import', 'tsx', MAIN, '--bogus'], { stdio: 'ignore' });
     expect(await exited(usage)).toBe(2);
   });
 });

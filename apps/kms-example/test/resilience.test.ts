@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
 import { codeOf } from '../../../packages/keys/test/_helpers.ts';
-import { openHttpKeyManager, openHttpKeyStoreManager, type WrappedKeyManager } from '@latchkey/keys';
+import {
+  openHttpKeyManager,
+  openHttpKeyStoreManager,
+  type WrappedKeyManager,
+} from '@latchkey/keys';
 import { clientOptions, withKms, type Env } from './_setup.ts';
 import { startFaultProxy, type FaultProxy } from './_fault-proxy.ts';
 
@@ -24,8 +28,15 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-async function openKm(over: Parameters<typeof openHttpKeyManager>[0] extends infer T ? Partial<T> : never = {}): Promise<WrappedKeyManager> {
-  const km = await openHttpKeyManager({ ...clientOptions(proxy.url), keyId: 'kek', path: join(env.dir, 'keys.db'), ...over });
+async function openKm(
+  over: Parameters<typeof openHttpKeyManager>[0] extends infer T ? Partial<T> : never = {},
+): Promise<WrappedKeyManager> {
+  const km = await openHttpKeyManager({
+    ...clientOptions(proxy.url),
+    keyId: 'kek',
+    path: join(env.dir, 'keys.db'),
+    ...over,
+  });
   closers.push(() => km.close());
   return km;
 }
@@ -104,11 +115,17 @@ describe('HTTP adapter resilience', () => {
 
   it('opens the circuit after repeated failures, fails fast, and closes it after a good probe', async () => {
     let now = 1_000_000;
-    const km = await openKm({ retries: 0, breakerThreshold: 3, breakerCooldownMs: 5_000, now: () => now });
+    const km = await openKm({
+      retries: 0,
+      breakerThreshold: 3,
+      breakerCooldownMs: 5_000,
+      now: () => now,
+    });
     const wrapperState = async (): Promise<string | undefined> => (await km.health()).detail;
     await km.getContentKey('c1');
     proxy.mode = 'error500';
-    for (let i = 0; i < 3; i++) expect(await codeOf(km.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
+    for (let i = 0; i < 3; i++)
+      expect(await codeOf(km.getContentKey('c1'))).toBe('KEY_UNAVAILABLE');
     proxy.hits = 0;
     const e = await errorOf(km.getContentKey('c1'));
     expect(e.detail).toBe('circuit open');
@@ -136,7 +153,11 @@ describe('HTTP adapter resilience', () => {
     expect(await codeOf(cached.getContentKey('c1', 0))).toBe('KEY_UNAVAILABLE');
     await proxy.up();
 
-    const uncached = await openHttpKeyManager({ ...clientOptions(proxy.url), keyId: 'kek', path: join(env.dir, 'other.db') });
+    const uncached = await openHttpKeyManager({
+      ...clientOptions(proxy.url),
+      keyId: 'kek',
+      path: join(env.dir, 'other.db'),
+    });
     closers.push(() => uncached.close());
     await uncached.getContentKey('c9');
     await proxy.down();
@@ -155,7 +176,9 @@ describe('HTTP adapter resilience', () => {
     expect(e.detail).toMatch(/FORBIDDEN/);
     expect(proxy.hits).toBe(1);
     expect(await codeOf(km.getContentKey('c2'))).toBe('OK');
-    const refused = env.kms.audit().filter((a) => a.contactId === 'c1' && a.operation === 'unwrap' && a.outcome === 'refused');
+    const refused = env.kms
+      .audit()
+      .filter((a) => a.contactId === 'c1' && a.operation === 'unwrap' && a.outcome === 'refused');
     expect(refused).toHaveLength(1);
   });
 

@@ -23,7 +23,9 @@ it('re-wraps every key under another KEK of the key manager; the old KEK opens n
     await km.rotate(`c${i}`);
     keys.set(`c${i}/1`, (await km.getContentKey(`c${i}`)).key);
   }
-  expect(await km.rewrap(createHttpWrapper({ ...clientOptions(env.kms.url), keyId: 'kek-2025' }))).toEqual({ rewrapped: 8 });
+  expect(
+    await km.rewrap(createHttpWrapper({ ...clientOptions(env.kms.url), keyId: 'kek-2025' })),
+  ).toEqual({ rewrapped: 8 });
   for (const [id, k] of keys) {
     const [c, e] = id.split('/');
     expect((await km.getContentKey(c ?? '', Number(e))).key).toEqual(k);
@@ -32,11 +34,17 @@ it('re-wraps every key under another KEK of the key manager; the old KEK opens n
 
   const old = createHttpWrapper({ ...clientOptions(env.kms.url), keyId: 'kek-2024' });
   const raw = new Database(path, { readonly: true });
-  const rows = raw.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+  const rows = raw
+    .prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>(
+      'SELECT contact_id, epoch, wrapped FROM content_keys',
+    )
+    .all();
   raw.close();
   expect(rows).toHaveLength(8);
   for (const r of rows) {
-    await expect(old.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+    await expect(
+      old.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' }),
+    ).rejects.toThrow(AuthenticationError);
   }
   await old.close();
   const audit = env.kms.audit();

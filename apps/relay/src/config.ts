@@ -53,30 +53,45 @@ const QUOTAS = {
 } as const;
 type QuotaName = keyof typeof QUOTAS;
 
-type Settings = Omit<RelayConfig, 'apiSecret' | 'secretSource'> & { secretText: string | undefined };
+type Settings = Omit<RelayConfig, 'apiSecret' | 'secretSource'> & {
+  secretText: string | undefined;
+};
 
 function port(text: string, name: string): number {
-  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) throw new ConfigError(`${name} must be a port 0..65535`);
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535)
+    throw new ConfigError(`${name} must be a port 0..65535`);
   return Number(text);
 }
 
 function host(text: string, name: string): string {
-  const ok = isIP(text) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(text);
+  const ok =
+    isIP(text) !== 0 ||
+    /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
+      text,
+    );
   if (!ok) throw new ConfigError(`${name} must be an IP address or a host name`);
   return text;
 }
 
 /** Checks a backend URL's scheme; the message never echoes the URL (it may hold a password). */
-function backendUrl(text: string | undefined, name: string, schemes: readonly string[]): string | undefined {
+function backendUrl(
+  text: string | undefined,
+  name: string,
+  schemes: readonly string[],
+): string | undefined {
   if (text === undefined || text === '') return undefined;
   let u: URL;
   try {
     u = new URL(text);
   } catch {
-    throw new ConfigError(`${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`);
+    throw new ConfigError(
+      `${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`,
+    );
   }
   if (!schemes.includes(u.protocol) || u.hostname === '') {
-    throw new ConfigError(`${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`);
+    throw new ConfigError(
+      `${name} must be a URL (${schemes.map((s) => `${s}//...`).join(' or ')})`,
+    );
   }
   return text;
 }
@@ -90,11 +105,17 @@ export function decodeApiSecret(text: string, name = 'LATCHKEY_API_SECRET'): Uin
   if (/^[0-9a-fA-F]{64}$/.test(t)) return Uint8Array.from(Buffer.from(t, 'hex'));
   if (/^[A-Za-z0-9_-]+$/.test(t)) {
     const bytes = Buffer.from(t, 'base64url');
-    if (bytes.toString('base64url') === t && bytes.length >= MIN_SECRET_BYTES && bytes.length <= MAX_SECRET_BYTES) {
+    if (
+      bytes.toString('base64url') === t &&
+      bytes.length >= MIN_SECRET_BYTES &&
+      bytes.length <= MAX_SECRET_BYTES
+    ) {
       return Uint8Array.from(bytes);
     }
   }
-  throw new ConfigError(`${name} must be at least ${MIN_SECRET_BYTES} bytes as base64url, or 64 hex characters`);
+  throw new ConfigError(
+    `${name} must be at least ${MIN_SECRET_BYTES} bytes as base64url, or 64 hex characters`,
+  );
 }
 
 /**
@@ -106,11 +127,16 @@ export function quotaSettings(
   env: Readonly<Record<string, string | undefined>>,
 ): Partial<Record<QuotaName, number>> {
   const quota: Partial<Record<QuotaName, number>> = {};
-  for (const [name, [flag, envName]] of Object.entries(QUOTAS) as [QuotaName, readonly [string, string]][]) {
+  for (const [name, [flag, envName]] of Object.entries(QUOTAS) as [
+    QuotaName,
+    readonly [string, string],
+  ][]) {
     const text = flags[flag] ?? env[envName];
     if (text === undefined || text === '') continue;
     if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
-      throw new ConfigError(`${flags[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`);
+      throw new ConfigError(
+        `${flags[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`,
+      );
     }
     quota[name] = Number(text);
   }
@@ -121,7 +147,10 @@ export function quotaSettings(
  * Parses flags and environment (no I/O).
  * @throws ConfigError on an unknown flag or an invalid value.
  */
-export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Settings {
+export function parseConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Settings {
   let values: {
     data?: string | undefined;
     host?: string | undefined;
@@ -153,10 +182,14 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   const quota = quotaSettings(values, env);
   const dataText = values.data ?? env.LATCHKEY_DATA_DIR ?? './.latchkey';
-  if (dataText.length === 0 || dataText.includes('\0')) throw new ConfigError('data directory must be a path');
+  if (dataText.length === 0 || dataText.includes('\0'))
+    throw new ConfigError('data directory must be a path');
   return {
     dataDir: resolve(dataText),
-    host: values.host !== undefined ? host(values.host, '--host') : host(env.LATCHKEY_RELAY_HOST ?? '127.0.0.1', 'LATCHKEY_RELAY_HOST'),
+    host:
+      values.host !== undefined
+        ? host(values.host, '--host')
+        : host(env.LATCHKEY_RELAY_HOST ?? '127.0.0.1', 'LATCHKEY_RELAY_HOST'),
     port:
       values.port !== undefined
         ? port(values.port, '--port')
@@ -166,7 +199,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     store:
       values.store !== undefined
         ? backendUrl(values.store, '--store', ['postgres:', 'postgresql:'])
-        : backendUrl(env.LATCHKEY_RELAY_STORE, 'LATCHKEY_RELAY_STORE', ['postgres:', 'postgresql:']),
+        : backendUrl(env.LATCHKEY_RELAY_STORE, 'LATCHKEY_RELAY_STORE', [
+            'postgres:',
+            'postgresql:',
+          ]),
     fanout:
       values.fanout !== undefined
         ? backendUrl(values.fanout, '--fanout', ['redis:', 'rediss:'])
@@ -178,7 +214,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
 }
 
 function durability(text: string): 'normal' | 'full' {
-  if (text !== 'normal' && text !== 'full') throw new ConfigError('--durability must be normal or full');
+  if (text !== 'normal' && text !== 'full')
+    throw new ConfigError('--durability must be normal or full');
   return text;
 }
 
@@ -186,7 +223,10 @@ function durability(text: string): 'normal' | 'full' {
  * Parses flags and environment, then loads the API secret (environment, else `<data>/api-secret`).
  * @throws ConfigError on an invalid value, or a missing, unreadable or too short secret file.
  */
-export async function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<RelayConfig> {
+export async function loadConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<RelayConfig> {
   const { secretText, ...settings } = parseConfig(argv, env);
   if (secretText !== undefined) {
     return { ...settings, apiSecret: decodeApiSecret(secretText), secretSource: 'env' };
@@ -202,10 +242,14 @@ export async function loadConfig(argv: readonly string[], env: Readonly<Record<s
     bytes = await readFile(file);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`no API secret: set LATCHKEY_API_SECRET or create ${file} (run \`latchkey start\` once)`);
+    throw new ConfigError(
+      `no API secret: set LATCHKEY_API_SECRET or create ${file} (run \`latchkey start\` once)`,
+    );
   }
   if (bytes.length < MIN_SECRET_BYTES || bytes.length > MAX_SECRET_BYTES) {
-    throw new ConfigError(`${file} must hold ${MIN_SECRET_BYTES}..${MAX_SECRET_BYTES} random bytes`);
+    throw new ConfigError(
+      `${file} must hold ${MIN_SECRET_BYTES}..${MAX_SECRET_BYTES} random bytes`,
+    );
   }
   return { ...settings, apiSecret: Uint8Array.from(bytes), secretSource: 'file' };
 }

@@ -5,13 +5,30 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
-import { createRelay, type Quota, WebhookService, PgMessageStore, RedisFanout, type Fanout, type MessageStore, StoreError, type AdmissionOptions, type RelayLogEvent } from '@latchkey/relay';
+import {
+  createRelay,
+  type Quota,
+  WebhookService,
+  PgMessageStore,
+  RedisFanout,
+  type Fanout,
+  type MessageStore,
+  StoreError,
+  type AdmissionOptions,
+  type RelayLogEvent,
+} from '@latchkey/relay';
 
 export { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE } from '@latchkey/relay';
 import { quotaSettings } from './config.ts';
 
 export { quotaSettings } from './config.ts';
-export { loadConfig, parseConfig, ConfigError, DEFAULT_RELAY_PORT, type RelayConfig } from './config.ts';
+export {
+  loadConfig,
+  parseConfig,
+  ConfigError,
+  DEFAULT_RELAY_PORT,
+  type RelayConfig,
+} from './config.ts';
 
 export interface StartRelayOptions {
   /** Data directory; the store lives at `<dataDir>/relay/messages.db`. */
@@ -65,8 +82,14 @@ export interface RunningRelay {
  * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
  */
 export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay> {
-  assertSecureListener('relay', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
-  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
+  assertSecureListener('relay', opts.host, {
+    tls: opts.tls !== undefined,
+    insecure: opts.insecure === true,
+  });
+  const tls = opts.tls && {
+    cert: await readFile(opts.tls.certFile),
+    key: await readFile(opts.tls.keyFile),
+  };
   const dir = join(opts.dataDir, 'relay');
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -74,18 +97,26 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     await chmod(dir, 0o700);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
-    throw new StoreError('NOT_ACCESSIBLE', `message store: data directory ${dir} is not readable and writable by this process (${code}); nothing was changed`, {
-      cause: err,
-      detail: `open: ${code}`,
-    });
+    throw new StoreError(
+      'NOT_ACCESSIBLE',
+      `message store: data directory ${dir} is not readable and writable by this process (${code}); nothing was changed`,
+      {
+        cause: err,
+        detail: `open: ${code}`,
+      },
+    );
   }
   const log = opts.log;
   // Scale-out backends (docs/operations.md): opened here, closed after the relay.
-  const store: MessageStore | undefined = opts.storeUrl === undefined ? undefined : await PgMessageStore.open({ url: opts.storeUrl });
+  const store: MessageStore | undefined =
+    opts.storeUrl === undefined ? undefined : await PgMessageStore.open({ url: opts.storeUrl });
   const fanout: Fanout | undefined =
     opts.fanoutUrl === undefined
       ? undefined
-      : new RedisFanout({ url: opts.fanoutUrl, ...(log === undefined ? {} : { log: (e: object) => log(e) }) });
+      : new RedisFanout({
+          url: opts.fanoutUrl,
+          ...(log === undefined ? {} : { log: (e: object) => log(e) }),
+        });
   // Signed webhooks: a durable outbox of this relay in `<dataDir>/relay/webhooks.db` (docs/webhooks.md).
   const webhooks = new WebhookService({
     outbox: { path: join(dir, 'webhooks.db') },
@@ -98,7 +129,10 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
   let relay: ReturnType<typeof createRelay>;
   try {
     relay = createRelay({
-      store: store ?? { path: join(dir, 'messages.db'), synchronous: opts.durability === 'full' ? 'FULL' : 'NORMAL' },
+      store: store ?? {
+        path: join(dir, 'messages.db'),
+        synchronous: opts.durability === 'full' ? 'FULL' : 'NORMAL',
+      },
       ...(fanout === undefined ? {} : { fanout }),
       webhooks,
       apiSecret: opts.apiSecret,
@@ -115,7 +149,11 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= relay.close().finally(closeBackends));
   try {
-    const { url, port } = await relay.listen({ host: opts.host, port: opts.port, ...(tls ? { tls } : {}) });
+    const { url, port } = await relay.listen({
+      host: opts.host,
+      port: opts.port,
+      ...(tls ? { tls } : {}),
+    });
     return { url, port, close };
   } catch (err) {
     await close();

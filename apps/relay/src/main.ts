@@ -5,7 +5,12 @@
  * 1 failed, 2 configuration error.
  */
 import { ConfigError, loadConfig } from './config.ts';
-import { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE, startRelay } from './index.ts';
+import {
+  checkOpenFiles,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  OPEN_FILES_RESERVE,
+  startRelay,
+} from './index.ts';
 
 async function main(): Promise<number> {
   let config;
@@ -32,7 +37,9 @@ async function main(): Promise<number> {
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
   });
   process.stdout.write(`relay: ${relay.url}\n`);
-  process.stdout.write(`store: ${config.store ? 'postgres' : 'sqlite'}, fanout: ${config.fanout ? 'redis' : 'in-process'}\n`);
+  process.stdout.write(
+    `store: ${config.store ? 'postgres' : 'sqlite'}, fanout: ${config.fanout ? 'redis' : 'in-process'}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGTERM', stop);
@@ -52,8 +59,11 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'ERROR';
-    process.stderr.write(`relay: failed to start (${code}): ${err instanceof Error ? err.message : 'unknown error'}\n`);
+    const code =
+      typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'ERROR';
+    process.stderr.write(
+      `relay: failed to start (${code}): ${err instanceof Error ? err.message : 'unknown error'}\n`,
+    );
     process.exitCode = 1;
   },
 );

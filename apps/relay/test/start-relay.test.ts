@@ -31,13 +31,22 @@ function hs256(claims: object): string {
 }
 
 /** A minimal RFC 6455 text-frame client: enough for a few small frames. */
-async function connect(url: string): Promise<{ send(o: object): void; next(): Promise<{ type: string; [k: string]: unknown }>; end(): void }> {
+async function connect(url: string): Promise<{
+  send(o: object): void;
+  next(): Promise<{ type: string; [k: string]: unknown }>;
+  end(): void;
+}> {
   const u = new URL(url);
   const socket = await new Promise<Socket>((resolve, reject) => {
     const req = request({
       host: u.hostname,
       port: u.port,
-      headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64') },
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+      },
     });
     req.on('upgrade', (_res, s: Socket) => resolve(s));
     req.on('response', (res) => reject(new Error(`no upgrade: HTTP ${res.statusCode}`)));
@@ -59,7 +68,8 @@ async function connect(url: string): Promise<{ send(o: object): void; next(): Pr
         off = 4;
       }
       if (buf.length < off + len) return;
-      if (((buf[0] as number) & 0x0f) === 1) queue.push(buf.subarray(off, off + len).toString('utf8'));
+      if (((buf[0] as number) & 0x0f) === 1)
+        queue.push(buf.subarray(off, off + len).toString('utf8'));
       buf = buf.subarray(off + len);
       wake?.();
     }
@@ -125,7 +135,13 @@ describe('startRelay', () => {
       cert: { body: b64(30), sig: b64(64) },
     };
     c.send({ v: 1, type: 'send', envelope });
-    expect(await c.next()).toEqual({ v: 1, type: 'ack', msgId: envelope.msgId, seq: 1, duplicate: false });
+    expect(await c.next()).toEqual({
+      v: 1,
+      type: 'ack',
+      msgId: envelope.msgId,
+      seq: 1,
+      duplicate: false,
+    });
     c.end();
     await relay.close();
     await relay.close(); // idempotent
@@ -141,13 +157,20 @@ describe('startRelay', () => {
   it('restarts on the same port and data', async () => {
     const a = await startRelay({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret });
     await a.close();
-    const b = await startRelay({ dataDir: dir, host: '127.0.0.1', port: a.port, apiSecret: secret });
+    const b = await startRelay({
+      dataDir: dir,
+      host: '127.0.0.1',
+      port: a.port,
+      apiSecret: secret,
+    });
     expect(b.port).toBe(a.port);
     await b.close();
   });
 
   it('refuses a short API secret', async () => {
-    await expect(startRelay({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: new Uint8Array(8) })).rejects.toThrow(RangeError);
+    await expect(
+      startRelay({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: new Uint8Array(8) }),
+    ).rejects.toThrow(RangeError);
   });
 });
 
@@ -155,17 +178,32 @@ describe('loadConfig', () => {
   it('reads defaults, environment and flags (flags win)', async () => {
     const s = Buffer.from(secret).toString('base64url');
     const env = { LATCHKEY_API_SECRET: s, LATCHKEY_DATA_DIR: dir };
-    expect(await loadConfig([], env)).toMatchObject({ dataDir: dir, host: '127.0.0.1', port: DEFAULT_RELAY_PORT, apiSecret: secret, secretSource: 'env' });
-    const c = await loadConfig(['--port', '0', '--host', '::1'], { ...env, LATCHKEY_RELAY_PORT: '9000', LATCHKEY_RELAY_HOST: '0.0.0.0' });
+    expect(await loadConfig([], env)).toMatchObject({
+      dataDir: dir,
+      host: '127.0.0.1',
+      port: DEFAULT_RELAY_PORT,
+      apiSecret: secret,
+      secretSource: 'env',
+    });
+    const c = await loadConfig(['--port', '0', '--host', '::1'], {
+      ...env,
+      LATCHKEY_RELAY_PORT: '9000',
+      LATCHKEY_RELAY_HOST: '0.0.0.0',
+    });
     expect(c).toMatchObject({ port: 0, host: '::1' });
-    expect(await loadConfig([], { ...env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('hex') })).toMatchObject({ apiSecret: secret });
+    expect(
+      await loadConfig([], { ...env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('hex') }),
+    ).toMatchObject({ apiSecret: secret });
   });
 
   it('reads <data>/api-secret when the environment has none, owner-only', async () => {
     const file = join(dir, 'api-secret');
     await expect(loadConfig([], { LATCHKEY_DATA_DIR: dir })).rejects.toThrow(/no API secret/);
     await writeFile(file, secret, { mode: 0o600 });
-    expect(await loadConfig([], { LATCHKEY_DATA_DIR: dir })).toMatchObject({ apiSecret: secret, secretSource: 'file' });
+    expect(await loadConfig([], { LATCHKEY_DATA_DIR: dir })).toMatchObject({
+      apiSecret: secret,
+      secretSource: 'file',
+    });
     if (process.platform !== 'win32') {
       await chmod(file, 0o644);
       await expect(loadConfig([], { LATCHKEY_DATA_DIR: dir })).rejects.toThrow(/owner only/);
@@ -173,7 +211,10 @@ describe('loadConfig', () => {
   });
 
   it('rejects invalid values without echoing secrets', async () => {
-    const env = { LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url'), LATCHKEY_DATA_DIR: dir };
+    const env = {
+      LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url'),
+      LATCHKEY_DATA_DIR: dir,
+    };
     for (const [argv, e] of [
       [['--port', '70000'], env],
       [['--port', 'x'], env],
@@ -183,7 +224,10 @@ describe('loadConfig', () => {
       [[], { ...env, LATCHKEY_API_SECRET: 'c2hvcnQ' }],
       [[], { ...env, LATCHKEY_API_SECRET: 'not base64url!!' }],
     ] as const) {
-      const err = await loadConfig(argv, e).then(() => null, (x: unknown) => x);
+      const err = await loadConfig(argv, e).then(
+        () => null,
+        (x: unknown) => x,
+      );
       expect(err).toBeInstanceOf(ConfigError);
       expect((err as Error).message).not.toContain(e.LATCHKEY_API_SECRET);
     }

@@ -115,7 +115,12 @@ const LOCK_STALE_MS = 120_000;
 
 /** A lock left by a builder that died, or older than any build takes. */
 async function lockIsStale(lock: string): Promise<boolean> {
-  const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
+  const age =
+    Date.now() -
+    (await stat(lock).then(
+      (s) => s.mtimeMs,
+      () => Date.now(),
+    ));
   if (age > LOCK_STALE_MS) return true;
   const pid = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
   if (!Number.isInteger(pid) || pid <= 0) return age > 5_000; // still being written, or foreign
@@ -132,7 +137,10 @@ async function lockIsStale(lock: string): Promise<boolean> {
  * so a server never serves half a build.
  * @returns whether it built
  */
-export async function ensureBuilt(outDir: string = DEFAULT_DIST, opts: BuildOptions = {}): Promise<boolean> {
+export async function ensureBuilt(
+  outDir: string = DEFAULT_DIST,
+  opts: BuildOptions = {},
+): Promise<boolean> {
   if (await isFresh(outDir, opts)) return false;
   const lock = `${outDir}.lock`;
   await mkdir(dirname(outDir), { recursive: true });

@@ -92,7 +92,12 @@ export class DemoBackend {
 
   /** A new contact with a fresh id (ids are never reused). */
   createContact(): DemoContact {
-    const c: DemoContact = { contactId: newId('c'), createdAt: this.#now(), visitorId: newId('v'), closed: false };
+    const c: DemoContact = {
+      contactId: newId('c'),
+      createdAt: this.#now(),
+      visitorId: newId('v'),
+      closed: false,
+    };
     this.contacts.set(c.contactId, c);
     return c;
   }
@@ -103,9 +108,18 @@ export class DemoBackend {
     return c && !c.closed ? c : undefined;
   }
 
-  async session(c: DemoContact, participantId: string, role: Role): Promise<Record<string, unknown>> {
+  async session(
+    c: DemoContact,
+    participantId: string,
+    role: Role,
+  ): Promise<Record<string, unknown>> {
     const ttlSeconds = this.#opts.tokenTtlSeconds ?? 3600;
-    const token = await mintToken(this.#opts.apiSecret, { contactId: c.contactId, participantId, role, ttlSeconds });
+    const token = await mintToken(this.#opts.apiSecret, {
+      contactId: c.contactId,
+      participantId,
+      role,
+      ttlSeconds,
+    });
     return {
       contactId: c.contactId,
       participantId,
@@ -132,10 +146,14 @@ export class DemoBackend {
       const host = req.headers.host ?? '';
       const origin = req.headers.origin;
       let refused: string | null = null;
-      if (!this.#keyMatches(req.headers[DEMO_KEY_HEADER])) refused = 'demo key missing or wrong: open the visitor: or agent: URL that latchkey start printed';
-      else if (!isLoopbackAddress(req.socket.remoteAddress)) refused = 'the demo backend answers loopback clients only';
+      if (!this.#keyMatches(req.headers[DEMO_KEY_HEADER]))
+        refused =
+          'demo key missing or wrong: open the visitor: or agent: URL that latchkey start printed';
+      else if (!isLoopbackAddress(req.socket.remoteAddress))
+        refused = 'the demo backend answers loopback clients only';
       else if (!LOOPBACK_HOSTS.has(hostName(host))) refused = 'unexpected Host';
-      else if (origin !== undefined && origin !== `http://${host}`) refused = 'cross-origin request';
+      else if (origin !== undefined && origin !== `http://${host}`)
+        refused = 'cross-origin request';
       if (refused) {
         await reply.code(403).send({ error: { code: 'FORBIDDEN', message: refused } });
       }
@@ -151,7 +169,8 @@ export class DemoBackend {
         // The visitor's session: a new contact unless a known open one is asked for.
         api.post('/visitor-session', async (req) => {
           const body = (req.body ?? {}) as { contactId?: unknown };
-          const wanted = typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
+          const wanted =
+            typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
           const c = wanted ?? this.createContact();
           return this.session(c, c.visitorId, 'visitor');
         });
@@ -161,13 +180,21 @@ export class DemoBackend {
           contacts: [...this.contacts.values()]
             .filter((c) => !c.closed)
             .sort((a, b) => b.createdAt - a.createdAt)
-            .map((c) => ({ contactId: c.contactId, createdAt: c.createdAt, participants: this.participants(c) })),
+            .map((c) => ({
+              contactId: c.contactId,
+              createdAt: c.createdAt,
+              participants: this.participants(c),
+            })),
         }));
 
         api.post('/agent-session', async (req, reply) => {
           const body = (req.body ?? {}) as { contactId?: unknown };
-          const c = typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
-          if (!c) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
+          const c =
+            typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
+          if (!c)
+            return reply
+              .code(404)
+              .send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
           return this.session(c, DEMO_AGENT_ID, 'agent');
         });
 
@@ -175,7 +202,10 @@ export class DemoBackend {
         // relay and key service (and crypto-shredding) is a later issue's.
         api.post<{ Params: { id: string } }>('/contacts/:id/close', async (req, reply) => {
           const c = this.openContact(req.params.id);
-          if (!c) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
+          if (!c)
+            return reply
+              .code(404)
+              .send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
           c.closed = true;
           return { contactId: c.contactId, closed: true };
         });

@@ -71,7 +71,8 @@ export function resolveWebLimits(
     l.ratePerSecond = Number(m[1]);
     l.rateBurst = Number(m[2]);
   }
-  for (const [k, v] of Object.entries(over) as [keyof WebLimits, number | undefined][]) if (v !== undefined) l[k] = v;
+  for (const [k, v] of Object.entries(over) as [keyof WebLimits, number | undefined][])
+    if (v !== undefined) l[k] = v;
   for (const [k, v] of Object.entries(l)) {
     if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`web limit ${k} must be positive`);
   }

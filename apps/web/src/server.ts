@@ -67,16 +67,26 @@ function origin(url: string): string {
  * @throws the listen error when the port is taken; the Vite error when the build fails.
  */
 export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
-  assertSecureListener('web', opts.host, { tls: opts.tls !== undefined, insecure: opts.insecure === true });
-  const tls = opts.tls && { cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) };
+  assertSecureListener('web', opts.host, {
+    tls: opts.tls !== undefined,
+    insecure: opts.insecure === true,
+  });
+  const tls = opts.tls && {
+    cert: await readFile(opts.tls.certFile),
+    key: await readFile(opts.tls.keyFile),
+  };
   const dist = opts.distDir ?? DEFAULT_DIST;
   const development = opts.development === true;
   await ensureBuilt(dist, { development });
   // forceCloseConnections: a browser tab holding a keep-alive socket must not stall shutdown.
-  const common = { logger: opts.logger ?? false, bodyLimit: 16 * 1024, forceCloseConnections: true };
-  const app = (
-    tls ? Fastify({ ...common, https: { ...tls, minVersion: 'TLSv1.2' as const } }) : Fastify(common)
-  ) as unknown as FastifyInstance;
+  const common = {
+    logger: opts.logger ?? false,
+    bodyLimit: 16 * 1024,
+    forceCloseConnections: true,
+  };
+  const app = (tls
+    ? Fastify({ ...common, https: { ...tls, minVersion: 'TLSv1.2' as const } })
+    : Fastify(common)) as unknown as FastifyInstance;
   registerWebLimits(app, opts.limits);
 
   // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
@@ -106,10 +116,16 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
   // Source maps only in development; a stray one in dist/ is not served either.
   if (!development) {
     app.addHook('onRequest', async (req, reply) => {
-      if (/\.map(?:$|\?)/.test(req.url)) await reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } });
+      if (/\.map(?:$|\?)/.test(req.url))
+        await reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } });
     });
   }
-  await app.register(fastifyStatic, { root: dist, index: false, wildcard: true, cacheControl: false });
+  await app.register(fastifyStatic, {
+    root: dist,
+    index: false,
+    wildcard: true,
+    cacheControl: false,
+  });
 
   let demo: DemoBackend | null = null;
   if (opts.demoBackend !== false) {

@@ -7,7 +7,15 @@ import { existsSync } from 'node:fs';
 import type { BrowserContext, Page, WebSocketRoute } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
-export const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 export const haveChromium = existsSync(CHROMIUM);
 /** Under CI=true a missing Chromium fails the suite instead of skipping it. */
 export const mustRun = process.env.CI === 'true';
@@ -65,7 +73,10 @@ export async function seqs(p: Page): Promise<(string | undefined)[]> {
 }
 
 export async function connected(p: Page): Promise<void> {
-  await p.locator('[data-testid=connection-status][data-status=connected]:visible').first().waitFor({ timeout: 30_000 });
+  await p
+    .locator('[data-testid=connection-status][data-status=connected]:visible')
+    .first()
+    .waitFor({ timeout: 30_000 });
 }
 
 /** Types `text` into the composer and presses Enter. */

@@ -18,10 +18,22 @@ import { randomBytes } from '@latchkey/crypto/random';
 import { generateSigningKeyPair } from '@latchkey/crypto/sign';
 import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
 import { openKeyService } from '@latchkey/keyd';
-import { ADMIN_PATHS, type Role, type SealedEnvelope, type SenderCertificate } from '@latchkey/protocol';
+import {
+  ADMIN_PATHS,
+  type Role,
+  type SealedEnvelope,
+  type SenderCertificate,
+} from '@latchkey/protocol';
 import { startRelay } from '@latchkey/relay-app';
 import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
-import { startMitmRelay, type Envelope, type Frame, type MitmConnection, type MitmRelay, type Rule } from '../../../tests/integration/mitm-relay.ts';
+import {
+  startMitmRelay,
+  type Envelope,
+  type Frame,
+  type MitmConnection,
+  type MitmRelay,
+  type Rule,
+} from '../../../tests/integration/mitm-relay.ts';
 import { startWeb, type RunningWeb } from '../src/index.ts';
 
 export interface HostileStack {
@@ -41,7 +53,13 @@ export async function startHostileStack(): Promise<HostileStack> {
   const dir = await mkdtemp(join(tmpdir(), 'latchkey-web-hostile-'));
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const masterKey = crypto.getRandomValues(new Uint8Array(32));
-  const keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey });
+  const keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey,
+  });
   const relay = await startRelay({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret });
   const mitm = await startMitmRelay(relay.url);
   const web = await startWeb({
@@ -57,7 +75,8 @@ export async function startHostileStack(): Promise<HostileStack> {
     keysUrl: keys.url,
     mitm,
     web,
-    token: (contactId, participantId, role, ttlSeconds = 600) => mintToken(secret, { contactId, participantId, role, ttlSeconds }),
+    token: (contactId, participantId, role, ttlSeconds = 600) =>
+      mintToken(secret, { contactId, participantId, role, ttlSeconds }),
     async kick(contactId, participantId) {
       const authorization = adminAuthorization(deriveAdminKey(secret));
       for (const base of [keys.url, relay.url.replace(/^ws/, 'http')]) {
@@ -90,7 +109,9 @@ export const side =
     c.contactId === contactId && c.role === role;
 
 const deliverOf = (f: Frame): Envelope | null =>
-  f.type === 'deliver' && typeof f.envelope === 'object' && f.envelope !== null ? (f.envelope as Envelope) : null;
+  f.type === 'deliver' && typeof f.envelope === 'object' && f.envelope !== null
+    ? (f.envelope as Envelope)
+    : null;
 
 /**
  * Live deliveries to `only`: the envelope at `seq` is hidden and every later one renumbered
@@ -131,7 +152,11 @@ export function swapSeqs(mitm: MitmRelay, a: number, b: number, only: ConnFilter
     }
     held.delete(conn);
     const first = deliverOf(h.frame)!;
-    return [{ ...frame, envelope: { ...env, seq: a } }, ...h.between, { ...h.frame, envelope: { ...first, seq: b } }];
+    return [
+      { ...frame, envelope: { ...env, seq: a } },
+      ...h.between,
+      { ...h.frame, envelope: { ...first, seq: b } },
+    ];
   });
 }
 
@@ -151,15 +176,33 @@ export interface Insider {
 }
 
 /** Fetches a key and a certificate for `participantId` (an agent) as any member's client would. */
-export async function insider(stack: HostileStack, contactId: string, participantId: string): Promise<Insider> {
+export async function insider(
+  stack: HostileStack,
+  contactId: string,
+  participantId: string,
+): Promise<Insider> {
   const signing = generateSigningKeyPair();
   const receiver = new KeyReceiver('x25519', participantId);
-  const res = await fetchContactKey(fetch, stack.keysUrl, await stack.token(contactId, participantId, 'agent'), {
-    signingKey: toBase64Url(signing.publicKey),
-    delivery: receiver.request()!,
-  });
+  const res = await fetchContactKey(
+    fetch,
+    stack.keysUrl,
+    await stack.token(contactId, participantId, 'agent'),
+    {
+      signingKey: toBase64Url(signing.publicKey),
+      delivery: receiver.request()!,
+    },
+  );
   if (!res.certificate) throw new Error('no certificate');
-  return { key: receiver.open(res), epoch: res.epoch, signing, cert: res.certificate, contactId, participantId, ctr: 0, chain: ZERO_HASH };
+  return {
+    key: receiver.open(res),
+    epoch: res.epoch,
+    signing,
+    cert: res.certificate,
+    contactId,
+    participantId,
+    ctr: 0,
+    chain: ZERO_HASH,
+  };
 }
 
 /** Seals a text message as `who` would, outside any client (what a colluding relay injects). */

@@ -23,7 +23,13 @@ export async function startWebStack(): Promise<WebStack> {
   const dir = await mkdtemp(join(tmpdir(), 'latchkey-web-'));
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const masterKey = crypto.getRandomValues(new Uint8Array(32));
-  const keys = await openKeyService({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret, masterKey });
+  const keys = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey,
+  });
   const relay = await startRelay({ dataDir: dir, host: '127.0.0.1', port: 0, apiSecret: secret });
   const web = await startWeb({
     host: '127.0.0.1',

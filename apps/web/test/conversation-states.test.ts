@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEB_ROOT } from '../src/build.ts';
 import { ARGS, CHROMIUM, haveChromium, mustRun } from './_browser.ts';
 
-if (!haveChromium && !mustRun) console.log(`skipping conversation state tests: ${CHROMIUM} is missing`);
+if (!haveChromium && !mustRun)
+  console.log(`skipping conversation state tests: ${CHROMIUM} is missing`);
 if (!haveChromium && mustRun) {
   describe('conversation state tests under CI', () => {
     it('needs Debian chromium', () => {
@@ -30,7 +31,10 @@ if (!haveChromium && mustRun) {
 declare global {
   interface Window {
     LkHarness: { mount(el: HTMLElement): Promise<unknown> };
-    lk: { emit(event: string, value: unknown): void; current: { epoch: number; fingerprint: string } };
+    lk: {
+      emit(event: string, value: unknown): void;
+      current: { epoch: number; fingerprint: string };
+    };
   }
 }
 
@@ -53,17 +57,40 @@ async function buildHarness(outDir: string): Promise<string> {
       target: 'es2022',
       minify: false,
       reportCompressedSize: false,
-      lib: { entry: join(WEB_ROOT, 'test', 'fixtures', 'fake-conversation.ts'), formats: ['iife'], name: 'LkHarness', fileName: () => 'harness.js' },
+      lib: {
+        entry: join(WEB_ROOT, 'test', 'fixtures', 'fake-conversation.ts'),
+        formats: ['iife'],
+        name: 'LkHarness',
+        fileName: () => 'harness.js',
+      },
     },
   });
   return readFile(join(outDir, 'harness.js'), 'utf8');
 }
 
-function message(seq: number, text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { seq, msgId: `m${seq}`, senderId: 'v-1', senderRole: 'visitor', sentAt: 1_700_000_000_000 + seq * 1000, epoch: 0, text, own: false, ...extra };
+function message(
+  seq: number,
+  text: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    seq,
+    msgId: `m${seq}`,
+    senderId: 'v-1',
+    senderRole: 'visitor',
+    sentAt: 1_700_000_000_000 + seq * 1000,
+    epoch: 0,
+    text,
+    own: false,
+    ...extra,
+  };
 }
 
-function integrity(seq: number, code: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function integrity(
+  seq: number,
+  code: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { seq, msgId: `m${seq}`, senderId: 'v-1', code: 'INTEGRITY', integrity: code, ...extra };
 }
 
@@ -90,7 +117,9 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
     await page?.close();
     page = await browser.newPage({ viewport: { width: 420, height: 800 } });
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.setContent('<!doctype html><html lang="en"><body><div id="root" style="height:780px"></div></body></html>');
+    await page.setContent(
+      '<!doctype html><html lang="en"><body><div id="root" style="height:780px"></div></body></html>',
+    );
     await page.addScriptTag({ content: harness });
     await page.evaluate(async () => {
       window.lk = (await window.LkHarness.mount(document.getElementById('root')!)) as Window['lk'];
@@ -98,7 +127,8 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
     return page;
   }
 
-  const emit = (p: Page, event: string, value: unknown) => p.evaluate(([e, v]) => window.lk.emit(e as string, v), [event, value] as const);
+  const emit = (p: Page, event: string, value: unknown) =>
+    p.evaluate(([e, v]) => window.lk.emit(e as string, v), [event, value] as const);
 
   it('isolates message text and sender names; a U+202E reorders neither the message nor the UI around it', async () => {
     const p = await fresh();
@@ -186,7 +216,11 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
   it('integrity failures show as suspect with their code, a warning, and one gap before a MISSING message', async () => {
     const p = await fresh();
     await emit(p, 'message', message(1, 'please refund'));
-    await emit(p, 'failed', integrity(5, 'MISSING', { missing: 2, text: 'all good then', sentAt: 1_700_000_005_000 }));
+    await emit(
+      p,
+      'failed',
+      integrity(5, 'MISSING', { missing: 2, text: 'all good then', sentAt: 1_700_000_005_000 }),
+    );
     await emit(p, 'failed', integrity(6, 'REORDERED', { text: 'do not refund' }));
     await emit(p, 'failed', integrity(7, 'FORKED'));
     await emit(p, 'failed', integrity(8, 'STALE_EPOCH', { text: 'stale' }));
@@ -220,21 +254,41 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
     const gaps = p.getByTestId('gap');
     expect(await gaps.count()).toBe(1);
     expect(await gaps.textContent()).toContain('2 messages missing');
-    const order = await p.locator('.lk-messages > li').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.testid + ':' + ((e as HTMLElement).dataset.seq ?? '')));
+    const order = await p
+      .locator('.lk-messages > li')
+      .evaluateAll((els) =>
+        els.map(
+          (e) => (e as HTMLElement).dataset.testid + ':' + ((e as HTMLElement).dataset.seq ?? ''),
+        ),
+      );
     expect(order.slice(0, 4)).toEqual(['message:1', 'message:4', 'gap:', 'message:5']);
     // Visible, accessible warnings; suspect text only inside its marked block, never as normal text.
     const m6 = p.locator('[data-testid=message][data-seq="6"]');
-    await expect.poll(() => m6.getByText('This message failed an integrity check: reordered').isVisible()).toBe(true);
+    await expect
+      .poll(() => m6.getByText('This message failed an integrity check: reordered').isVisible())
+      .toBe(true);
     expect(await m6.getAttribute('aria-describedby')).toBeTruthy();
     expect(await m6.locator('.lk-suspect-text').textContent()).toContain('do not refund');
     const normal = await p.locator('[data-testid=message] .lk-text').allTextContents();
     expect(normal).toEqual(['please refund', 'arrived late', '⚠ Could not decrypt this message.']);
-    for (const [seq, word] of [['5', 'are missing'], ['7', 'forked'], ['8', 'outdated key'], ['9', 'removed'], ['10', 'clock']] as const) {
-      expect(await p.locator(`[data-testid=message][data-seq="${seq}"] .lk-warning`).textContent(), seq).toContain(word);
+    for (const [seq, word] of [
+      ['5', 'are missing'],
+      ['7', 'forked'],
+      ['8', 'outdated key'],
+      ['9', 'removed'],
+      ['10', 'clock'],
+    ] as const) {
+      expect(
+        await p.locator(`[data-testid=message][data-seq="${seq}"] .lk-warning`).textContent(),
+        seq,
+      ).toContain(word);
     }
     expect(pageErrors).toEqual([]);
     await mkdir(join(WEB_ROOT, 'test-output'), { recursive: true });
-    await p.screenshot({ path: join(WEB_ROOT, 'test-output', 'integrity-states.png'), fullPage: true });
+    await p.screenshot({
+      path: join(WEB_ROOT, 'test-output', 'integrity-states.png'),
+      fullPage: true,
+    });
   });
 
   it('a REPLAYED duplicate never shows as a second normal message', async () => {
@@ -243,11 +297,15 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
     // The relay plays the same envelope again at a new seq: the client reports it as REPLAYED.
     await emit(p, 'failed', integrity(2, 'REPLAYED', { msgId: 'm1' }));
     await p.locator('[data-testid=message][data-seq="2"]').waitFor();
-    expect(await p.locator('[data-testid=message] .lk-text').allTextContents()).toEqual(['refund 10 EUR']);
+    expect(await p.locator('[data-testid=message] .lk-text').allTextContents()).toEqual([
+      'refund 10 EUR',
+    ]);
     const dup = p.locator('[data-testid=message][data-seq="2"]');
     expect(await dup.getAttribute('data-state')).toBe('suspect');
     expect(await dup.getAttribute('data-integrity')).toBe('REPLAYED');
-    expect(await dup.getByText('This message failed an integrity check: replayed').isVisible()).toBe(true);
+    expect(
+      await dup.getByText('This message failed an integrity check: replayed').isVisible(),
+    ).toBe(true);
     expect(await dup.textContent()).not.toContain('refund 10 EUR');
     expect(await p.getByTestId('gap').count()).toBe(0);
     expect(await p.locator('[data-testid=message][data-state=delivered]').count()).toBe(1);

@@ -48,7 +48,11 @@ function demoKey(): string {
   return key!;
 }
 
-async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+async function post(
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return fetch(`${web.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-latchkey-demo-key': demoKey(), ...headers },
@@ -61,12 +65,19 @@ async function get(path: string): Promise<Response> {
 }
 
 /** Raw request, to send a Host header that fetch would not let through. */
-function rawGet(path: string, host: string, headers: Record<string, string> = { 'x-latchkey-demo-key': demoKey() }): Promise<number> {
+function rawGet(
+  path: string,
+  host: string,
+  headers: Record<string, string> = { 'x-latchkey-demo-key': demoKey() },
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: web.port, path, headers: { ...headers, host } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = request(
+      { host: '127.0.0.1', port: web.port, path, headers: { ...headers, host } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -103,33 +114,73 @@ describe('startWeb', () => {
 
 describe('demo backend', () => {
   it('creates a new contact per visitor session and mints a visitor token server-side', async () => {
-    const a = (await (await post('/api/demo/visitor-session', {})).json()) as Record<string, string>;
-    const b = (await (await post('/api/demo/visitor-session', {})).json()) as Record<string, string>;
+    const a = (await (await post('/api/demo/visitor-session', {})).json()) as Record<
+      string,
+      string
+    >;
+    const b = (await (await post('/api/demo/visitor-session', {})).json()) as Record<
+      string,
+      string
+    >;
     expect(a.contactId).not.toBe(b.contactId);
-    expect(a).toMatchObject({ role: 'visitor', relayUrl: 'ws://127.0.0.1:1', keysUrl: 'http://127.0.0.1:2', serviceKey });
+    expect(a).toMatchObject({
+      role: 'visitor',
+      relayUrl: 'ws://127.0.0.1:1',
+      keysUrl: 'http://127.0.0.1:2',
+      serviceKey,
+    });
     const c = claims(a.token!);
-    expect(c).toMatchObject({ iss: 'latchkey', sub: a.participantId, cid: a.contactId, role: 'visitor' });
-    expect(Object.keys(c).sort()).toEqual(['aud', 'cid', 'exp', 'iat', 'iss', 'jti', 'role', 'sub']);
+    expect(c).toMatchObject({
+      iss: 'latchkey',
+      sub: a.participantId,
+      cid: a.contactId,
+      role: 'visitor',
+    });
+    expect(Object.keys(c).sort()).toEqual([
+      'aud',
+      'cid',
+      'exp',
+      'iat',
+      'iss',
+      'jti',
+      'role',
+      'sub',
+    ]);
   });
 
   it('rejoins a known open contact and mints agent tokens for it', async () => {
     const contact = new URL(web.visitorUrl).searchParams.get('contact')!;
-    const v = (await (await post('/api/demo/visitor-session', { contactId: contact })).json()) as Record<string, string>;
+    const v = (await (
+      await post('/api/demo/visitor-session', { contactId: contact })
+    ).json()) as Record<string, string>;
     expect(v.contactId).toBe(contact);
-    const list = (await (await get('/api/demo/contacts')).json()) as { contacts: { contactId: string; createdAt: number }[] };
+    const list = (await (await get('/api/demo/contacts')).json()) as {
+      contacts: { contactId: string; createdAt: number }[];
+    };
     expect(list.contacts.map((c) => c.contactId)).toContain(contact);
     const times = list.contacts.map((c) => c.createdAt);
     expect([...times].sort((x, y) => y - x)).toEqual(times);
-    const agent = (await (await post('/api/demo/agent-session', { contactId: contact })).json()) as Record<string, string>;
-    expect(claims(agent.token!)).toMatchObject({ cid: contact, role: 'agent', sub: agent.participantId });
+    const agent = (await (
+      await post('/api/demo/agent-session', { contactId: contact })
+    ).json()) as Record<string, string>;
+    expect(claims(agent.token!)).toMatchObject({
+      cid: contact,
+      role: 'agent',
+      sub: agent.participantId,
+    });
     expect((await post('/api/demo/agent-session', { contactId: 'nope' })).status).toBe(404);
   });
 
   it('closes a contact (placeholder action): it leaves the open list', async () => {
-    const v = (await (await post('/api/demo/visitor-session', {})).json()) as Record<string, string>;
+    const v = (await (await post('/api/demo/visitor-session', {})).json()) as Record<
+      string,
+      string
+    >;
     const res = await post(`/api/demo/contacts/${v.contactId}/close`, {});
     expect(res.status).toBe(200);
-    const list = (await (await get('/api/demo/contacts')).json()) as { contacts: { contactId: string }[] };
+    const list = (await (await get('/api/demo/contacts')).json()) as {
+      contacts: { contactId: string }[];
+    };
     expect(list.contacts.map((c) => c.contactId)).not.toContain(v.contactId);
     expect((await post('/api/demo/agent-session', { contactId: v.contactId })).status).toBe(404);
   });
@@ -162,7 +213,13 @@ describe('demo backend', () => {
 async function sameHostProxy(target: number): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     const up = request(
-      { host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${target}` } },
+      {
+        host: '127.0.0.1',
+        port: target,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: `127.0.0.1:${target}` },
+      },
       (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
@@ -188,7 +245,11 @@ describe('demo backend behind a same-host proxy (attack)', () => {
       const list = await fetch(`${proxy.url}/api/demo/contacts`);
       expect(list.status).toBe(403);
       expect(await list.text()).not.toContain(contact);
-      for (const path of ['/api/demo/agent-session', '/api/demo/visitor-session', `/api/demo/contacts/${contact}/close`]) {
+      for (const path of [
+        '/api/demo/agent-session',
+        '/api/demo/visitor-session',
+        `/api/demo/contacts/${contact}/close`,
+      ]) {
         const res = await fetch(`${proxy.url}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -213,7 +274,9 @@ describe('demo backend behind a same-host proxy (attack)', () => {
 
   it('a forged loopback Host without the key is refused', async () => {
     expect(await rawGet('/api/demo/contacts', `localhost:${web.port}`, {})).toBe(403);
-    expect(await rawGet('/api/demo/contacts', `127.0.0.1:${web.port}`, { 'x-latchkey-demo-key': '' })).toBe(403);
+    expect(
+      await rawGet('/api/demo/contacts', `127.0.0.1:${web.port}`, { 'x-latchkey-demo-key': '' }),
+    ).toBe(403);
     expect(await rawGet('/api/demo/contacts', `127.0.0.1:${web.port}`)).toBe(200);
   });
 });

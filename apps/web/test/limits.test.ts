@@ -29,7 +29,14 @@ beforeAll(async () => {
     keysUrl: 'http://127.0.0.1:9',
     serviceKey: 'A'.repeat(43),
     demoBackend: false,
-    limits: { maxConnectionsPerIp: 20, headersTimeoutMs: 1000, requestTimeoutMs: 2000, idleTimeoutMs: 2000, ratePerSecond: 1, rateBurst: 10 },
+    limits: {
+      maxConnectionsPerIp: 20,
+      headersTimeoutMs: 1000,
+      requestTimeoutMs: 2000,
+      idleTimeoutMs: 2000,
+      ratePerSecond: 1,
+      rateBurst: 10,
+    },
   });
 }, 120_000);
 
@@ -55,14 +62,20 @@ async function relayReady(): Promise<number> {
 }
 
 /** GET `path` from `localAddress`: status and Retry-After. */
-function get(path: string, localAddress: string): Promise<{ status: number; retryAfter: string | undefined }> {
+function get(
+  path: string,
+  localAddress: string,
+): Promise<{ status: number; retryAfter: string | undefined }> {
   const u = new URL(web.url);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, path, localAddress, agent: false, timeout: 5000 }, (res) => {
-      res.resume();
-      const ra = res.headers['retry-after'];
-      resolve({ status: res.statusCode ?? 0, retryAfter: Array.isArray(ra) ? ra[0] : ra });
-    });
+    const req = request(
+      { host: u.hostname, port: u.port, path, localAddress, agent: false, timeout: 5000 },
+      (res) => {
+        res.resume();
+        const ra = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, retryAfter: Array.isArray(ra) ? ra[0] : ra });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     req.end();
@@ -83,10 +96,18 @@ describe('web server limits, relay in the same process', () => {
       sockets.push(s);
     }
     try {
-      await until(() => closed >= 1000 - 20, 15_000, () => `${closed} of 1000 half-sent connections closed by the server`);
+      await until(
+        () => closed >= 1000 - 20,
+        15_000,
+        () => `${closed} of 1000 half-sent connections closed by the server`,
+      );
       expect(await relayReady()).toBe(200);
       expect((await get('/', '127.0.0.4')).status).toBe(200);
-      await until(() => closed === 1000, 15_000, () => `${closed} of 1000 half-sent connections closed by the server`);
+      await until(
+        () => closed === 1000,
+        15_000,
+        () => `${closed} of 1000 half-sent connections closed by the server`,
+      );
       expect(await relayReady()).toBe(200);
     } finally {
       for (const s of sockets) s.destroy();

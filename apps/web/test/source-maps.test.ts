@@ -21,18 +21,25 @@ const BASE: WebOptions = {
 
 async function files(dir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath, e.name));
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) out.push(join(e.parentPath, e.name));
   return out;
 }
 
-async function servedScripts(web: RunningWeb): Promise<{ body: string; map: number; mapHeader: string | null }[]> {
+async function servedScripts(
+  web: RunningWeb,
+): Promise<{ body: string; map: number; mapHeader: string | null }[]> {
   const out = [];
   for (const name of ['widget.js', 'agent.js']) {
     const res = await fetch(`${web.url}/${name}`);
     expect(res.status).toBe(200);
     const body = await res.text();
     const map = (await fetch(`${web.url}/${name}.map`)).status;
-    out.push({ body, map, mapHeader: res.headers.get('sourcemap') ?? res.headers.get('x-sourcemap') });
+    out.push({
+      body,
+      map,
+      mapHeader: res.headers.get('sourcemap') ?? res.headers.get('x-sourcemap'),
+    });
   }
   return out;
 }
@@ -52,7 +59,9 @@ describe('source maps', () => {
     try {
       expect((await files(dist)).some((f) => f.endsWith('.map'))).toBe(true);
       const scripts = await servedScripts(dev);
-      expect(scripts.every((s) => s.body.includes('sourceMappingURL=') && s.map === 200)).toBe(true);
+      expect(scripts.every((s) => s.body.includes('sourceMappingURL=') && s.map === 200)).toBe(
+        true,
+      );
     } finally {
       await dev.close();
     }
@@ -61,7 +70,8 @@ describe('source maps', () => {
     try {
       const all = await files(dist);
       expect(all.filter((f) => f.endsWith('.map'))).toEqual([]);
-      for (const f of all.filter((x) => /\.(js|html|css)$/.test(x))) expect(await readFile(f, 'utf8'), f).not.toContain('sourceMappingURL');
+      for (const f of all.filter((x) => /\.(js|html|css)$/.test(x)))
+        expect(await readFile(f, 'utf8'), f).not.toContain('sourceMappingURL');
       for (const s of await servedScripts(web)) {
         expect(s.body).not.toContain('sourceMappingURL');
         expect(s.map).toBe(404);

@@ -44,7 +44,12 @@ export function makeServiceKey(): ServiceKey {
 }
 
 /** A participant with a fresh session key, certified by `service` for an hour. */
-export function makeParticipant(service: ServiceKey, contactId: string, participantId: string, role: Role): Participant {
+export function makeParticipant(
+  service: ServiceKey,
+  contactId: string,
+  participantId: string,
+  role: Role,
+): Participant {
   const pair = generateSigningKeyPair();
   const now = Date.now();
   const body: CertificateBody = {
@@ -59,13 +64,25 @@ export function makeParticipant(service: ServiceKey, contactId: string, particip
     epoch: 0,
   };
   const bytes = utf8Encode(JSON.stringify(body));
-  const cert = { body: toBase64Url(bytes), sig: toBase64Url(signWithContext(service.secretKey, CERT_CONTEXT, bytes)) };
-  return { contactId, participantId, role, signingKey: pair.secretKey, cert, ctr: 0, chain: ZERO_HASH };
+  const cert = {
+    body: toBase64Url(bytes),
+    sig: toBase64Url(signWithContext(service.secretKey, CERT_CONTEXT, bytes)),
+  };
+  return {
+    contactId,
+    participantId,
+    role,
+    signingKey: pair.secretKey,
+    cert,
+    ctr: 0,
+    chain: ZERO_HASH,
+  };
 }
 
 /** A message text of exactly `size` UTF-8 bytes (mixed words, like chat). */
 export function messageText(size: number): string {
-  const words = 'thanks order parcel refund tracking number delivered yesterday please check hello sure ';
+  const words =
+    'thanks order parcel refund tracking number delivered yesterday please check hello sure ';
   let s = '';
   while (s.length < size) s += words;
   return s.slice(0, size);
@@ -114,7 +131,11 @@ export async function sealText(
  * Opens an envelope as @latchkey/client does: certificate against the pinned service key,
  * sender signature, AES-GCM, body schema. @throws when any check fails.
  */
-export async function openText(env: SealedEnvelope | StoredEnvelope, key: Uint8Array, servicePublicKey: Uint8Array): Promise<string> {
+export async function openText(
+  env: SealedEnvelope | StoredEnvelope,
+  key: Uint8Array,
+  servicePublicKey: Uint8Array,
+): Promise<string> {
   const sender = await verifyCertificate(env.cert, servicePublicKey, env);
   const plaintext = await openEnvelope({
     key,

@@ -16,7 +16,14 @@ import { mintToken } from '@latchkey/tokens';
 import { randomBytes } from '@latchkey/crypto/random';
 import type { StoredEnvelope } from '@latchkey/protocol';
 import { childConfig, serve } from '../ipc.ts';
-import { makeParticipant, makeServiceKey, messageText, openText, sealText, type Participant } from './fixtures.ts';
+import {
+  makeParticipant,
+  makeServiceKey,
+  messageText,
+  openText,
+  sealText,
+  type Participant,
+} from './fixtures.ts';
 import { percentiles, type Percentiles } from './stats.ts';
 
 export type SystemKind = 'latchkey' | 'ws' | 'socketio';
@@ -180,14 +187,25 @@ async function sendSealed(c: Conn): Promise<void> {
 }
 
 /** Opens one connection of the system under test; resolves once it can send. */
-function openLink(c: Conn, contactId: string, participantId: string, role: 'visitor' | 'agent'): Promise<Link> {
+function openLink(
+  c: Conn,
+  contactId: string,
+  participantId: string,
+  role: 'visitor' | 'agent',
+): Promise<Link> {
   return new Promise<Link>((resolve, reject) => {
-    const fail = (why: string): void => reject(new Error(`${config.kind} connection ${c.index}: ${why}`));
+    const fail = (why: string): void =>
+      reject(new Error(`${config.kind} connection ${c.index}: ${why}`));
     const onClose = (): void => {
       if (!closing) error('CLOSED');
     };
     if (config.kind === 'socketio') {
-      const s: Socket = io(config.url, { transports: ['websocket'], query: { room: contactId }, forceNew: true, reconnection: false });
+      const s: Socket = io(config.url, {
+        transports: ['websocket'],
+        query: { room: contactId },
+        forceNew: true,
+        reconnection: false,
+      });
       s.on('connect', () => resolve({ send: (t) => s.emit('m', t), close: () => s.close() }));
       s.on('connect_error', (e) => fail(e.message));
       s.on('m', (t: string) => onText(c, t));
@@ -216,7 +234,8 @@ function openLink(c: Conn, contactId: string, participantId: string, role: 'visi
         onText(c, text);
         return;
       }
-      if (text.startsWith('{"v":1,"type":"ready"')) ws.send(JSON.stringify({ v: 1, type: 'join', since: 0 }));
+      if (text.startsWith('{"v":1,"type":"ready"'))
+        ws.send(JSON.stringify({ v: 1, type: 'join', since: 0 }));
       else if (text.startsWith('{"v":1,"type":"joined"')) {
         ready = true;
         resolve(link);
@@ -239,7 +258,9 @@ async function connect(p: ConnectParams): Promise<{ connections: number; ms: num
       role,
       peer: undefined,
       link: undefined,
-      participant: p.templates ? makeParticipant(service, contactId, participantId, role) : undefined,
+      participant: p.templates
+        ? makeParticipant(service, contactId, participantId, role)
+        : undefined,
       key,
       before: '',
       after: '',
@@ -315,14 +336,16 @@ async function run(p: RunParams): Promise<RunResult> {
   }
   phase.running = false;
   const drainUntil = performance.now() + p.drainMs;
-  while (flights.size > 0 && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  while (flights.size > 0 && performance.now() < drainUntil)
+    await new Promise((r) => setTimeout(r, 20));
   const lost = flights.size;
   for (let i = 0; i < lost; i++) error('NOT_DELIVERED');
   flights.clear();
   for (const c of active) c.inFlight = 0;
   await new Promise((r) => setTimeout(r, 50)); // let pending opens finish
   const codes: Record<string, number> = {};
-  for (const [k, n] of Object.entries(errorCodes)) if (n - (codes0[k] ?? 0) > 0) codes[k] = n - (codes0[k] ?? 0);
+  for (const [k, n] of Object.entries(errorCodes))
+    if (n - (codes0[k] ?? 0) > 0) codes[k] = n - (codes0[k] ?? 0);
   const secondsMeasured = p.durationMs / 1000;
   return {
     sent: sent < 0 ? active.reduce((n, c) => n + c.counter, 0) - counted0 : sent,

@@ -26,7 +26,11 @@ const { port } = await relay.listen({ host: '127.0.0.1', port: 0 });
 serve(
   { port },
   {
-    stats: (p: { gc?: boolean }) => ({ ...procStats(p.gc === true), connections: relay.connections, store: relay.store.stats }),
+    stats: (p: { gc?: boolean }) => ({
+      ...procStats(p.gc === true),
+      connections: relay.connections,
+      store: relay.store.stats,
+    }),
   },
   async () => {
     await relay.close();

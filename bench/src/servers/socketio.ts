@@ -8,7 +8,11 @@ import { Server } from 'socket.io';
 import { procStats, serve } from '../ipc.ts';
 
 const server = createServer();
-const io = new Server(server, { transports: ['websocket'], perMessageDeflate: false, serveClient: false });
+const io = new Server(server, {
+  transports: ['websocket'],
+  perMessageDeflate: false,
+  serveClient: false,
+});
 let connections = 0;
 
 io.on('connection', (socket) => {
@@ -28,8 +32,12 @@ await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const addr = server.address();
 const port = typeof addr === 'object' && addr ? addr.port : 0;
 
-serve({ port }, { stats: (p: { gc?: boolean }) => ({ ...procStats(p.gc === true), connections }) }, async () => {
-  await new Promise<void>((resolve) => {
-    void io.close(() => resolve());
-  });
-});
+serve(
+  { port },
+  { stats: (p: { gc?: boolean }) => ({ ...procStats(p.gc === true), connections }) },
+  async () => {
+    await new Promise<void>((resolve) => {
+      void io.close(() => resolve());
+    });
+  },
+);

@@ -33,7 +33,11 @@ await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const addr = server.address();
 const port = typeof addr === 'object' && addr ? addr.port : 0;
 
-serve({ port }, { stats: (p: { gc?: boolean }) => ({ ...procStats(p.gc === true), connections }) }, async () => {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => wss.close(() => server.close(() => resolve())));
-});
+serve(
+  { port },
+  { stats: (p: { gc?: boolean }) => ({ ...procStats(p.gc === true), connections }) },
+  async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => wss.close(() => server.close(() => resolve())));
+  },
+);

@@ -8,7 +8,12 @@
  */
 import { fromBase64Url, utf8Decode } from '@latchkey/crypto/codec';
 import { verifyWithContextAsync } from '@latchkey/crypto/sign';
-import { CertificateBody, FRESHNESS, LatchkeyError, type SenderCertificate } from '@latchkey/protocol';
+import {
+  CertificateBody,
+  FRESHNESS,
+  LatchkeyError,
+  type SenderCertificate,
+} from '@latchkey/protocol';
 
 export const CERT_CONTEXT = 'latchkey.v1.cert';
 /** Clock skew tolerated between a certificate's issuedAt and a message's sentAt. */
@@ -29,7 +34,10 @@ const fail = (detail: string): LatchkeyError =>
  * The certificate's body once its signature by `serviceKey` is checked (cached).
  * @throws LatchkeyError DECRYPT_FAILED when the signature or the body does not hold.
  */
-export async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array): Promise<CertificateBody> {
+export async function signedBody(
+  cert: SenderCertificate,
+  serviceKey: Uint8Array,
+): Promise<CertificateBody> {
   let cache = verified.get(serviceKey);
   if (!cache) {
     cache = new Map();
@@ -46,7 +54,8 @@ export async function signedBody(cert: SenderCertificate, serviceKey: Uint8Array
   } catch {
     throw fail('certificate encoding');
   }
-  if (!(await verifyWithContextAsync(serviceKey, CERT_CONTEXT, bodyBytes, sig))) throw fail('certificate signature');
+  if (!(await verifyWithContextAsync(serviceKey, CERT_CONTEXT, bodyBytes, sig)))
+    throw fail('certificate signature');
   let json: unknown;
   try {
     json = JSON.parse(utf8Decode(bodyBytes));

@@ -206,7 +206,10 @@ export class LatchkeyClient {
     const f = opts.fetch ?? (globalThis.fetch as FetchLike | undefined);
     const W = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!f) throw new TypeError('no fetch implementation: pass options.fetch');
-    if (!W) throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. the ws package)');
+    if (!W)
+      throw new TypeError(
+        'no WebSocket implementation: pass options.WebSocket (e.g. the ws package)',
+      );
     this.#fetch = f;
     this.#WS = W;
     this.#now = opts.now ?? Date.now;
@@ -219,7 +222,8 @@ export class LatchkeyClient {
       stored: (entry, seq) => this.#ownStored(entry, seq),
     });
     if (opts.serviceKey !== undefined) {
-      this.#serviceKey = typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
+      this.#serviceKey =
+        typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
     }
     this.#identity = tokenClaims(opts.token);
     this.#inbox = new Inbox(
@@ -228,7 +232,8 @@ export class LatchkeyClient {
         now: () => this.#now(),
         statement: () => this.#keys?.ring ?? null,
         open: (env) => this.#open(env),
-        page: async (since) => (await this.#request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
+        page: async (since) =>
+          (await this.#request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
         onOpened: (o) => this.#keys?.opened(o.env.epoch, o.env.seq),
         message: (m) => this.#emit('message', m),
         failed: (m) => this.#emit('failed', m),
@@ -302,7 +307,9 @@ export class LatchkeyClient {
       const id = this.#identity;
       if (!id) throw new LatchkeyError('AUTH_INVALID', 'invalid token');
       if (!this.#serviceKey) {
-        this.#serviceKey = fromBase64Url((await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey);
+        this.#serviceKey = fromBase64Url(
+          (await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey,
+        );
       }
       this.#keys ??= new KeySession({
         fetch: this.#fetch,
@@ -323,7 +330,9 @@ export class LatchkeyClient {
     } catch (err) {
       this.#setState('closed');
       this.#ws?.close(1000);
-      throw err instanceof LatchkeyError ? err : new LatchkeyError('UNAVAILABLE', 'connect failed', { cause: err });
+      throw err instanceof LatchkeyError
+        ? err
+        : new LatchkeyError('UNAVAILABLE', 'connect failed', { cause: err });
     }
   }
 
@@ -339,12 +348,15 @@ export class LatchkeyClient {
    */
   async send(text: string, opts: SendOptions = {}): Promise<SendResult> {
     const id = this.#need();
-    if (opts.msgId !== undefined && !MsgId.safeParse(opts.msgId).success) throw new LatchkeyError('BAD_REQUEST', 'malformed msgId');
+    if (opts.msgId !== undefined && !MsgId.safeParse(opts.msgId).success)
+      throw new LatchkeyError('BAD_REQUEST', 'malformed msgId');
     if (opts.msgId !== undefined && this.#queue.has(opts.msgId)) {
       throw new LatchkeyError('CONFLICT', 'msgId already waiting in the outbox');
     }
-    if (!SENDING_ROLES.has(id.role)) throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
-    if (typeof text !== 'string' || text.length === 0) throw new LatchkeyError('BAD_REQUEST', 'empty message');
+    if (!SENDING_ROLES.has(id.role))
+      throw new LatchkeyError('FORBIDDEN', `${id.role} may not send`);
+    if (typeof text !== 'string' || text.length === 0)
+      throw new LatchkeyError('BAD_REQUEST', 'empty message');
     const body: MessageBody = { type: 'text', text };
     const plaintext = textPlaintext(text);
     if (plaintext.length > LIMITS.maxPlaintextBytes || !MessageBody.safeParse(body).success) {
@@ -370,7 +382,8 @@ export class LatchkeyClient {
     const epoch = keys.epoch;
     const key = keys.ring.key(epoch);
     const cert = keys.cert;
-    if (!key || !cert || keys.certBody?.epoch !== epoch) throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
+    if (!key || !cert || keys.certBody?.epoch !== epoch)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
     // What this member vouches for: everything it has received so far, checked (the join replay
     // arrives before `joined`, so it is all queued by now).
     await this.#inbox.settled();
@@ -436,7 +449,15 @@ export class LatchkeyClient {
       const expected = verifier.seq + 1;
       if (o.env.seq !== expected) {
         // A hole in the relay's numbering: the seqs in between are missing.
-        out.push({ ok: false, seq: expected, msgId: '', senderId: '', code: 'INTEGRITY', integrity: 'MISSING', missing: o.env.seq - expected });
+        out.push({
+          ok: false,
+          seq: expected,
+          msgId: '',
+          senderId: '',
+          code: 'INTEGRITY',
+          integrity: 'MISSING',
+          missing: o.env.seq - expected,
+        });
         verifier.skipTo(o.env.seq);
       }
       out.push(
@@ -467,7 +488,8 @@ export class LatchkeyClient {
   // --- internals -------------------------------------------------------------------------
 
   #need(): Identity {
-    if (!this.#identity || !this.#keys?.cert) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    if (!this.#identity || !this.#keys?.cert)
+      throw new LatchkeyError('UNAVAILABLE', 'not connected');
     return this.#identity;
   }
 
@@ -489,7 +511,13 @@ export class LatchkeyClient {
       const ws = new this.#WS(this.relayUrl);
       this.#ws = ws;
       ws.onopen = () => {
-        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'auth', token: this.#token } satisfies ClientFrame));
+        ws.send(
+          JSON.stringify({
+            v: PROTOCOL_VERSION,
+            type: 'auth',
+            token: this.#token,
+          } satisfies ClientFrame),
+        );
       };
       ws.onmessage = (ev) => {
         if (this.#ws !== ws) return;
@@ -520,7 +548,10 @@ export class LatchkeyClient {
     for (const [, p] of this.#requests) p.reject(err);
     this.#requests.clear();
     const fatal =
-      FATAL_CLOSE.has(code) || err.code === 'AUTH_EXPIRED' || err.code === 'AUTH_INVALID' || err.code === 'TLS_FAILED';
+      FATAL_CLOSE.has(code) ||
+      err.code === 'AUTH_EXPIRED' ||
+      err.code === 'AUTH_INVALID' ||
+      err.code === 'TLS_FAILED';
     const ready = this.#ready;
     this.#ready = null;
     if (ready) {
@@ -578,8 +609,16 @@ export class LatchkeyClient {
       case 'ready': {
         // Who we are comes from our token and certificate; a relay that says otherwise lies.
         const id = this.#identity;
-        if (!id || frame.contactId !== id.contactId || frame.participantId !== id.participantId || frame.role !== id.role) {
-          this.#lastError = new LatchkeyError('INTEGRITY', 'the relay named another identity than the token');
+        if (
+          !id ||
+          frame.contactId !== id.contactId ||
+          frame.participantId !== id.participantId ||
+          frame.role !== id.role
+        ) {
+          this.#lastError = new LatchkeyError(
+            'INTEGRITY',
+            'the relay named another identity than the token',
+          );
           this.#ws?.close(1000);
           return;
         }
@@ -617,7 +656,11 @@ export class LatchkeyClient {
     }
   }
 
-  #onError(code: ErrorCode, message: string, ref: { msgId?: string | undefined; id?: string | undefined } | undefined): void {
+  #onError(
+    code: ErrorCode,
+    message: string,
+    ref: { msgId?: string | undefined; id?: string | undefined } | undefined,
+  ): void {
     const err = new LatchkeyError(code, message);
     if (ref?.msgId) {
       this.#queue.onError(ref.msgId, err);
@@ -686,11 +729,18 @@ export class LatchkeyClient {
   }
 
   #request(args: { since: number; limit: number }): Promise<HistoryFrame> {
-    if (this.#state !== 'connected') return Promise.reject(new LatchkeyError('UNAVAILABLE', 'not connected'));
+    if (this.#state !== 'connected')
+      return Promise.reject(new LatchkeyError('UNAVAILABLE', 'not connected'));
     const id = `h${this.#nextRequest++}`;
     return new Promise<HistoryFrame>((resolve, reject) => {
       this.#requests.set(id, { resolve, reject });
-      this.#transmit({ v: PROTOCOL_VERSION, type: 'history', id, since: args.since, limit: args.limit });
+      this.#transmit({
+        v: PROTOCOL_VERSION,
+        type: 'history',
+        id,
+        since: args.since,
+        limit: args.limit,
+      });
     });
   }
 
@@ -702,7 +752,10 @@ export class LatchkeyClient {
     // envelope was opened and verified as ours then).
     let cert: { publicKey: string; notAfter: number };
     try {
-      cert = JSON.parse(utf8Decode(fromBase64Url(entry.envelope.cert.body))) as { publicKey: string; notAfter: number };
+      cert = JSON.parse(utf8Decode(fromBase64Url(entry.envelope.cert.body))) as {
+        publicKey: string;
+        notAfter: number;
+      };
     } catch {
       return;
     }
@@ -722,7 +775,10 @@ export class LatchkeyClient {
     return openStored(env, {
       contactId: this.#identity?.contactId ?? '',
       serviceKey: this.#serviceKey,
-      keyFor: (epoch) => (this.#keys ? this.#keys.keyFor(epoch) : Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected'))),
+      keyFor: (epoch) =>
+        this.#keys
+          ? this.#keys.keyFor(epoch)
+          : Promise.reject(new LatchkeyError('KEY_UNAVAILABLE', 'not connected')),
     });
   }
 }
@@ -733,7 +789,11 @@ export class LatchkeyClient {
  */
 function tokenClaims(token: string): Identity | null {
   try {
-    const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as { sub?: unknown; cid?: unknown; role?: unknown };
+    const claims = JSON.parse(utf8Decode(fromBase64Url(token.split('.')[1] ?? ''))) as {
+      sub?: unknown;
+      cid?: unknown;
+      role?: unknown;
+    };
     const role = RoleSchema.safeParse(claims.role);
     if (typeof claims.sub === 'string' && typeof claims.cid === 'string' && role.success) {
       return { contactId: claims.cid, participantId: claims.sub, role: role.data };

@@ -25,10 +25,16 @@ export interface JudgeContext {
 }
 
 /** Runs the next envelope through the checks and says how it is to be shown. */
-export function judge(v: TranscriptVerifier, o: Opened, live: boolean, ctx: JudgeContext): HistoryEntry {
+export function judge(
+  v: TranscriptVerifier,
+  o: Opened,
+  live: boolean,
+  ctx: JudgeContext,
+): HistoryEntry {
   const env = o.env;
   const finding = v.next(transcriptInput(o, live), ctx);
-  if (!o.ok) return { ok: false, seq: env.seq, msgId: env.msgId, senderId: env.senderId, code: o.code };
+  if (!o.ok)
+    return { ok: false, seq: env.seq, msgId: env.msgId, senderId: env.senderId, code: o.code };
   if (finding) {
     return {
       ok: false,
@@ -59,13 +65,23 @@ export function judge(v: TranscriptVerifier, o: Opened, live: boolean, ctx: Judg
 /** What later envelopes show of themselves to the checks (lookahead). */
 export function laterOf(items: Iterable<Opened>): LaterEnvelope[] {
   const out: LaterEnvelope[] = [];
-  for (const o of items) out.push({ seq: o.env.seq, senderId: o.env.senderId, sessionKey: o.ok ? o.sessionKey : undefined, ctr: o.env.ctr });
+  for (const o of items)
+    out.push({
+      seq: o.env.seq,
+      senderId: o.env.senderId,
+      sessionKey: o.ok ? o.sessionKey : undefined,
+      ctr: o.env.ctr,
+    });
   return out;
 }
 
 /** A verifier resuming after `since`: anchored when the checkpoint is at that seq. */
-export function verifierFrom(since: number, checkpoint?: TranscriptCheckpoint | null): TranscriptVerifier {
-  if (since > 0 && checkpoint && checkpoint.seq === since) return new TranscriptVerifier(since, fromBase64Url(checkpoint.hash));
+export function verifierFrom(
+  since: number,
+  checkpoint?: TranscriptCheckpoint | null,
+): TranscriptVerifier {
+  if (since > 0 && checkpoint && checkpoint.seq === since)
+    return new TranscriptVerifier(since, fromBase64Url(checkpoint.hash));
   return new TranscriptVerifier(since);
 }
 
@@ -159,7 +175,10 @@ export class Inbox {
       const seq = next.opened.env.seq;
       const rest = [...this.#buffer.values()].filter((b) => b.opened.env.seq !== seq);
       const later = laterOf(rest.map((b) => b.opened));
-      if (this.#released !== seq && this.#verifier.missingAhead(transcriptInput(next.opened, next.live), later)) {
+      if (
+        this.#released !== seq &&
+        this.#verifier.missingAhead(transcriptInput(next.opened, next.live), later)
+      ) {
         // Messages look missing before it: wait a moment for them (a reorder), then judge.
         if (this.#holdTimer === null && !this.#closed) {
           this.#holdTimer = setTimeout(() => {
@@ -202,12 +221,20 @@ export class Inbox {
       if (first !== undefined && first.seq > this.lastSeq + 1) {
         // The relay itself has nothing at the next seq: a hole in its numbering.
         const next = this.lastSeq + 1;
-        this.#deps.failed({ seq: next, msgId: '', senderId: '', code: 'INTEGRITY', integrity: 'MISSING', missing: first.seq - next });
+        this.#deps.failed({
+          seq: next,
+          msgId: '',
+          senderId: '',
+          code: 'INTEGRITY',
+          integrity: 'MISSING',
+          missing: first.seq - next,
+        });
         this.#verifier.skipTo(first.seq);
         for (const seq of [...this.#buffer.keys()]) if (seq < first.seq) this.#buffer.delete(seq);
       }
       for (const env of envelopes) {
-        if (env.seq > this.lastSeq && !this.#buffer.has(env.seq)) this.#buffer.set(env.seq, { opened: await this.#deps.open(env), live: false });
+        if (env.seq > this.lastSeq && !this.#buffer.has(env.seq))
+          this.#buffer.set(env.seq, { opened: await this.#deps.open(env), live: false });
       }
     } catch {
       // Retried on the next drain.

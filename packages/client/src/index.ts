@@ -18,7 +18,12 @@ export {
 export { MemoryOutbox, type OutboxStore } from './outbox.ts';
 export { IndexedDbOutbox } from './indexeddb-outbox.ts';
 export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';
-export { fetchContactKey, fetchEpochStatement, fetchServiceKey, type FetchLike } from './key-service.ts';
+export {
+  fetchContactKey,
+  fetchEpochStatement,
+  fetchServiceKey,
+  type FetchLike,
+} from './key-service.ts';
 export { KeyRing, verifyStatement, type StatementView } from './key-ring.ts';
 export {
   TranscriptVerifier,

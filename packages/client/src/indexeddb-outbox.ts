@@ -19,14 +19,16 @@ interface Row {
 function done<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(new LatchkeyError('UNAVAILABLE', 'outbox storage failed', { cause: req.error }));
+    req.onerror = () =>
+      reject(new LatchkeyError('UNAVAILABLE', 'outbox storage failed', { cause: req.error }));
   });
 }
 
 function committed(tx: IDBTransaction): Promise<void> {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onerror = tx.onabort = () => reject(new LatchkeyError('UNAVAILABLE', 'outbox storage failed', { cause: tx.error }));
+    tx.onerror = tx.onabort = () =>
+      reject(new LatchkeyError('UNAVAILABLE', 'outbox storage failed', { cause: tx.error }));
   });
 }
 
@@ -37,7 +39,10 @@ export class IndexedDbOutbox implements OutboxStore {
    * @param name database name (one per site is enough: records carry contact and participant)
    * @throws LatchkeyError UNAVAILABLE (on use) where IndexedDB is missing or refused
    */
-  constructor(name = 'latchkey-outbox', idb: IDBFactory | undefined = (globalThis as { indexedDB?: IDBFactory }).indexedDB) {
+  constructor(
+    name = 'latchkey-outbox',
+    idb: IDBFactory | undefined = (globalThis as { indexedDB?: IDBFactory }).indexedDB,
+  ) {
     this.#db = new Promise<IDBDatabase>((resolve, reject) => {
       if (!idb) return reject(new LatchkeyError('UNAVAILABLE', 'IndexedDB is not available'));
       const req = idb.open(name, 1);
@@ -46,14 +51,17 @@ export class IndexedDbOutbox implements OutboxStore {
         store.createIndex('key', 'key', { unique: true });
       };
       req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(new LatchkeyError('UNAVAILABLE', 'IndexedDB open failed', { cause: req.error }));
+      req.onerror = () =>
+        reject(new LatchkeyError('UNAVAILABLE', 'IndexedDB open failed', { cause: req.error }));
     });
     this.#db.catch(() => undefined);
   }
 
   async load(contactId: string, participantId: string): Promise<SealedEnvelope[]> {
     const db = await this.#db;
-    const rows = await done(db.transaction(STORE, 'readonly').objectStore(STORE).getAll() as IDBRequest<Row[]>);
+    const rows = await done(
+      db.transaction(STORE, 'readonly').objectStore(STORE).getAll() as IDBRequest<Row[]>,
+    );
     return rows
       .sort((a, b) => (a.n ?? 0) - (b.n ?? 0))
       .filter((r) => r.contactId === contactId && r.senderId === participantId)
@@ -63,7 +71,12 @@ export class IndexedDbOutbox implements OutboxStore {
   async put(envelope: SealedEnvelope): Promise<void> {
     const db = await this.#db;
     const tx = db.transaction(STORE, 'readwrite');
-    const row: Row = { key: `${envelope.contactId}\u0000${envelope.msgId}`, contactId: envelope.contactId, senderId: envelope.senderId, envelope };
+    const row: Row = {
+      key: `${envelope.contactId}\u0000${envelope.msgId}`,
+      contactId: envelope.contactId,
+      senderId: envelope.senderId,
+      envelope,
+    };
     tx.objectStore(STORE).put(row);
     await committed(tx);
   }

@@ -5,7 +5,13 @@
  */
 import { fromBase64Url, toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
 import { generateRecipientKeyPair, openFromSender } from '@latchkey/crypto/hpke';
-import { LatchkeyError, keyDeliveryInfo, type ContactKeyResponse, type DeliveryKey, type KeyDeliverySuite } from '@latchkey/protocol';
+import {
+  LatchkeyError,
+  keyDeliveryInfo,
+  type ContactKeyResponse,
+  type DeliveryKey,
+  type KeyDeliverySuite,
+} from '@latchkey/protocol';
 
 export type KeyDeliveryMode = KeyDeliverySuite | 'plain';
 
@@ -16,7 +22,8 @@ export class KeyReceiver {
 
   /** @throws TypeError on an unknown mode. */
   constructor(mode: KeyDeliveryMode, participantId: string) {
-    if (mode !== 'plain' && mode !== 'x25519' && mode !== 'xwing') throw new TypeError(`unknown key delivery mode: ${String(mode)}`);
+    if (mode !== 'plain' && mode !== 'x25519' && mode !== 'xwing')
+      throw new TypeError(`unknown key delivery mode: ${String(mode)}`);
     this.#suite = mode === 'plain' ? null : mode;
     this.#pair = this.#suite ? generateRecipientKeyPair(this.#suite) : null;
     this.#participantId = participantId;
@@ -34,12 +41,16 @@ export class KeyReceiver {
    */
   open(res: ContactKeyResponse): Uint8Array {
     if (!this.#suite || !this.#pair) {
-      if (res.key === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'key service sent no key');
+      if (res.key === undefined)
+        throw new LatchkeyError('KEY_UNAVAILABLE', 'key service sent no key');
       return fromBase64Url(res.key);
     }
     const sealed = res.sealedKey;
     if (!sealed || sealed.suite !== this.#suite) {
-      throw new LatchkeyError('KEY_UNAVAILABLE', 'key service did not seal the key to this session');
+      throw new LatchkeyError(
+        'KEY_UNAVAILABLE',
+        'key service did not seal the key to this session',
+      );
     }
     try {
       return openFromSender({

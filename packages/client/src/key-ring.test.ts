@@ -1,13 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
 import { generateSigningKeyPair, signWithContext } from '@latchkey/crypto/sign';
-import { STATEMENT_ALG, STATEMENT_CONTEXT, type EpochStatement, type EpochStatementBody } from '@latchkey/protocol';
+import {
+  STATEMENT_ALG,
+  STATEMENT_CONTEXT,
+  type EpochStatement,
+  type EpochStatementBody,
+} from '@latchkey/protocol';
 import { KeyRing } from './key-ring.ts';
 
 const service = generateSigningKeyPair();
 const T0 = 1_800_000_000_000;
 
-function statement(over: Partial<EpochStatementBody> = {}, signer = service.secretKey, context: string = STATEMENT_CONTEXT): EpochStatement {
+function statement(
+  over: Partial<EpochStatementBody> = {},
+  signer = service.secretKey,
+  context: string = STATEMENT_CONTEXT,
+): EpochStatement {
   const body: EpochStatementBody = {
     v: 1,
     alg: STATEMENT_ALG,
@@ -40,9 +49,15 @@ describe('KeyRing', () => {
 
   it('refuses a statement signed by another key, for another purpose, or for another contact', async () => {
     const ring = new KeyRing(service.publicKey, 'c1');
-    await expect(ring.adopt(statement({}, generateSigningKeyPair().secretKey), T0)).rejects.toMatchObject({ code: 'INTEGRITY' });
-    await expect(ring.adopt(statement({}, service.secretKey, 'latchkey.v1.cert'), T0)).rejects.toMatchObject({ code: 'INTEGRITY' });
-    await expect(ring.adopt(statement({ contactId: 'c2' }), T0)).rejects.toMatchObject({ code: 'INTEGRITY' });
+    await expect(
+      ring.adopt(statement({}, generateSigningKeyPair().secretKey), T0),
+    ).rejects.toMatchObject({ code: 'INTEGRITY' });
+    await expect(
+      ring.adopt(statement({}, service.secretKey, 'latchkey.v1.cert'), T0),
+    ).rejects.toMatchObject({ code: 'INTEGRITY' });
+    await expect(ring.adopt(statement({ contactId: 'c2' }), T0)).rejects.toMatchObject({
+      code: 'INTEGRITY',
+    });
     expect(ring.statement).toBeNull();
   });
 

@@ -9,15 +9,25 @@
  */
 import { fromBase64Url, utf8Decode } from '@latchkey/crypto/codec';
 import { verifyWithContextAsync } from '@latchkey/crypto/sign';
-import { EpochStatementBody, LatchkeyError, STATEMENT_CONTEXT, type EpochStatement } from '@latchkey/protocol';
+import {
+  EpochStatementBody,
+  LatchkeyError,
+  STATEMENT_CONTEXT,
+  type EpochStatement,
+} from '@latchkey/protocol';
 
-const fail = (detail: string): LatchkeyError => new LatchkeyError('INTEGRITY', 'epoch statement invalid', { detail });
+const fail = (detail: string): LatchkeyError =>
+  new LatchkeyError('INTEGRITY', 'epoch statement invalid', { detail });
 
 /**
  * Checks an epoch statement's signature by `serviceKey` and that it names `contactId`.
  * @throws LatchkeyError INTEGRITY when it does not hold (details stay local).
  */
-export async function verifyStatement(st: EpochStatement, serviceKey: Uint8Array, contactId: string): Promise<EpochStatementBody> {
+export async function verifyStatement(
+  st: EpochStatement,
+  serviceKey: Uint8Array,
+  contactId: string,
+): Promise<EpochStatementBody> {
   let bytes: Uint8Array;
   let sig: Uint8Array;
   try {
@@ -26,7 +36,8 @@ export async function verifyStatement(st: EpochStatement, serviceKey: Uint8Array
   } catch {
     throw fail('statement encoding');
   }
-  if (!(await verifyWithContextAsync(serviceKey, STATEMENT_CONTEXT, bytes, sig))) throw fail('statement signature');
+  if (!(await verifyWithContextAsync(serviceKey, STATEMENT_CONTEXT, bytes, sig)))
+    throw fail('statement signature');
   let json: unknown;
   try {
     json = JSON.parse(utf8Decode(bytes));
@@ -106,7 +117,8 @@ export class KeyRing implements StatementView {
     if (!st) return undefined;
     if (st.members.some((m) => m.participantId === participantId)) return undefined;
     let at: number | undefined;
-    for (const r of st.removed) if (r.participantId === participantId) at = at === undefined ? r.at : Math.min(at, r.at);
+    for (const r of st.removed)
+      if (r.participantId === participantId) at = at === undefined ? r.at : Math.min(at, r.at);
     return at;
   }
 
@@ -114,7 +126,8 @@ export class KeyRing implements StatementView {
     const st = this.#statement;
     if (!st || epoch >= st.epoch) return undefined;
     let at: number | undefined;
-    for (const e of st.epochs) if (e.epoch > epoch && (at === undefined || e.since < at)) at = e.since;
+    for (const e of st.epochs)
+      if (e.epoch > epoch && (at === undefined || e.since < at)) at = e.since;
     return at;
   }
 

@@ -21,12 +21,20 @@ interface Schema<T> {
   safeParse(value: unknown): { success: true; data: T } | { success: false };
 }
 
-async function call<T>(fetchImpl: FetchLike, url: string, init: RequestInit, schema: Schema<T>): Promise<T> {
+async function call<T>(
+  fetchImpl: FetchLike,
+  url: string,
+  init: RequestInit,
+  schema: Schema<T>,
+): Promise<T> {
   let res: Response;
   try {
     res = await fetchImpl(url, { ...init, cache: 'no-store' });
   } catch (err) {
-    throw tlsFailure(err, 'key service') ?? new LatchkeyError('KEY_UNAVAILABLE', 'key service unreachable', { cause: err });
+    throw (
+      tlsFailure(err, 'key service') ??
+      new LatchkeyError('KEY_UNAVAILABLE', 'key service unreachable', { cause: err })
+    );
   }
   let body: unknown;
   try {
@@ -40,7 +48,8 @@ async function call<T>(fetchImpl: FetchLike, url: string, init: RequestInit, sch
     throw new LatchkeyError('KEY_UNAVAILABLE', `key service answered ${res.status}`);
   }
   const parsed = schema.safeParse(body);
-  if (!parsed.success) throw new LatchkeyError('KEY_UNAVAILABLE', 'key service sent an invalid response');
+  if (!parsed.success)
+    throw new LatchkeyError('KEY_UNAVAILABLE', 'key service sent an invalid response');
   return parsed.data;
 }
 
@@ -70,11 +79,19 @@ export function fetchContactKey(
  * Fetches the current epoch statement of the token's contact (no key is handed out).
  * @throws LatchkeyError with the key service's code (AUTH_INVALID, FORBIDDEN, ...) or KEY_UNAVAILABLE.
  */
-export function fetchEpochStatement(fetchImpl: FetchLike, keysUrl: string, token: string): Promise<EpochStatementResponse> {
+export function fetchEpochStatement(
+  fetchImpl: FetchLike,
+  keysUrl: string,
+  token: string,
+): Promise<EpochStatementResponse> {
   return call(
     fetchImpl,
     new URL(KEYS_PATHS.epochStatement, keysUrl).toString(),
-    { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' },
+    {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    },
     EpochStatementResponse,
   );
 }
@@ -83,6 +100,14 @@ export function fetchEpochStatement(fetchImpl: FetchLike, keysUrl: string, token
  * Fetches the key service's Ed25519 public key (trust on first use unless the caller pins it).
  * @throws LatchkeyError KEY_UNAVAILABLE
  */
-export function fetchServiceKey(fetchImpl: FetchLike, keysUrl: string): Promise<ServiceKeyResponse> {
-  return call(fetchImpl, new URL(KEYS_PATHS.serviceKey, keysUrl).toString(), { method: 'GET' }, ServiceKeyResponse);
+export function fetchServiceKey(
+  fetchImpl: FetchLike,
+  keysUrl: string,
+): Promise<ServiceKeyResponse> {
+  return call(
+    fetchImpl,
+    new URL(KEYS_PATHS.serviceKey, keysUrl).toString(),
+    { method: 'GET' },
+    ServiceKeyResponse,
+  );
 }

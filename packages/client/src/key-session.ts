@@ -9,14 +9,27 @@
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { keyFingerprint } from '@latchkey/crypto/envelope';
 import { generateSigningKeyPair } from '@latchkey/crypto/sign';
-import { LatchkeyError, type CertificateBody, type ContactKeyResponse, type ErrorCode, type Role, type SenderCertificate } from '@latchkey/protocol';
+import {
+  LatchkeyError,
+  type CertificateBody,
+  type ContactKeyResponse,
+  type ErrorCode,
+  type Role,
+  type SenderCertificate,
+} from '@latchkey/protocol';
 import { signedBody } from './certificate.ts';
 import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
 import { KeyRing } from './key-ring.ts';
 import { fetchContactKey, fetchEpochStatement, type FetchLike } from './key-service.ts';
 
 /** Key-service errors after which fetching the current key again may succeed. */
-const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set(['KEY_UNAVAILABLE', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT', 'RATE_LIMITED']);
+const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set([
+  'KEY_UNAVAILABLE',
+  'UNAVAILABLE',
+  'INTERNAL',
+  'TIMEOUT',
+  'RATE_LIMITED',
+]);
 
 export interface Identity {
   contactId: string;
@@ -108,7 +121,10 @@ export class KeySession {
    */
   async ensureFresh(): Promise<void> {
     const ring = this.ring;
-    const current = (): boolean => ring.key(ring.epoch) !== undefined && this.#certBody?.epoch === ring.epoch && ring.epoch >= this.#maxEpochSeen;
+    const current = (): boolean =>
+      ring.key(ring.epoch) !== undefined &&
+      this.#certBody?.epoch === ring.epoch &&
+      ring.epoch >= this.#maxEpochSeen;
     const fresh = (): boolean => ring.isFresh(this.#o.now(), this.#o.maxAgeMs) && current();
     if (fresh()) return;
     if (this.#refreshing) await this.#refreshing;
@@ -130,7 +146,10 @@ export class KeySession {
     if (this.#closed) return Promise.resolve();
     this.#refreshing = this.fetchCurrent(rotate)
       .catch((err: unknown) => {
-        const e = err instanceof LatchkeyError ? err : new LatchkeyError('KEY_UNAVAILABLE', 'key refresh failed', { cause: err });
+        const e =
+          err instanceof LatchkeyError
+            ? err
+            : new LatchkeyError('KEY_UNAVAILABLE', 'key refresh failed', { cause: err });
         this.#o.onError(e);
         if (RETRYABLE_KEY.has(e.code) && !this.#closed && !this.#refreshTimer) {
           this.#refreshTimer = setTimeout(() => {
@@ -178,7 +197,10 @@ export class KeySession {
     let p = this.#keyFetches.get(epoch);
     if (!p) {
       const delivery = this.#receiver.request();
-      p = fetchContactKey(this.#o.fetch, this.#o.keysUrl, this.#o.token, { epoch, ...(delivery ? { delivery } : {}) }).then(async (r) => {
+      p = fetchContactKey(this.#o.fetch, this.#o.keysUrl, this.#o.token, {
+        epoch,
+        ...(delivery ? { delivery } : {}),
+      }).then(async (r) => {
         await this.#adopt(r);
         const key = this.ring.key(r.epoch);
         if (!key) throw new LatchkeyError('KEY_UNAVAILABLE', 'no key');

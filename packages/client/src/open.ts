@@ -6,7 +6,14 @@
  */
 import { fromBase64Url, toBase64Url, utf8Decode } from '@latchkey/crypto/codec';
 import { openEnvelope, type EnvelopeHeader as CryptoHeader } from '@latchkey/crypto/envelope';
-import { LatchkeyError, MessageBody, type ErrorCode, type Role, type SealedEnvelope, type StoredEnvelope } from '@latchkey/protocol';
+import {
+  LatchkeyError,
+  MessageBody,
+  type ErrorCode,
+  type Role,
+  type SealedEnvelope,
+  type StoredEnvelope,
+} from '@latchkey/protocol';
 import { verifyCertificate } from './certificate.ts';
 import type { TranscriptInput } from './transcript.ts';
 
@@ -43,7 +50,11 @@ export function cryptoHeader(env: SealedEnvelope): CryptoHeader {
 /** Opens `env`; never throws for bad content. */
 export async function openStored(
   env: StoredEnvelope,
-  deps: { contactId: string; serviceKey: Uint8Array | null; keyFor: (epoch: number) => Promise<Uint8Array> },
+  deps: {
+    contactId: string;
+    serviceKey: Uint8Array | null;
+    keyFor: (epoch: number) => Promise<Uint8Array>;
+  },
 ): Promise<Opened> {
   const failed = (code: ErrorCode): Opened => ({ ok: false, env, code });
   if (env.contactId !== deps.contactId || !deps.serviceKey) return failed('DECRYPT_FAILED');
@@ -108,6 +119,14 @@ export function transcriptInput(o: Opened, live: boolean): TranscriptInput {
     seenHash,
     sig,
     live,
-    ...(o.ok ? { opened: { plaintext: o.plaintext, sessionKey: o.sessionKey, certNotAfter: o.certNotAfter } } : {}),
+    ...(o.ok
+      ? {
+          opened: {
+            plaintext: o.plaintext,
+            sessionKey: o.sessionKey,
+            certNotAfter: o.certNotAfter,
+          },
+        }
+      : {}),
   };
 }

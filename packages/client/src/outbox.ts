@@ -22,7 +22,11 @@ export class MemoryOutbox implements OutboxStore {
   readonly #items = new Map<string, SealedEnvelope>();
 
   load(contactId: string, participantId: string): Promise<SealedEnvelope[]> {
-    return Promise.resolve([...this.#items.values()].filter((e) => e.contactId === contactId && e.senderId === participantId));
+    return Promise.resolve(
+      [...this.#items.values()].filter(
+        (e) => e.contactId === contactId && e.senderId === participantId,
+      ),
+    );
   }
 
   put(envelope: SealedEnvelope): Promise<void> {

@@ -6,8 +6,7 @@
  * unanswered is sent again, once, in order, after a reconnect or a RATE_LIMITED (the relay
  * deduplicates by msgId).
  */
-import type {
-  LatchkeyError} from '@latchkey/protocol';
+import type { LatchkeyError } from '@latchkey/protocol';
 import {
   PROTOCOL_VERSION,
   type AckFrame,
@@ -39,7 +38,12 @@ const SEND_WINDOW = 32;
 /** The client's own pace, below the relay's default per-connection limit (100/s, burst 200). */
 const SEND_RATE = { perSecond: 80, burst: 160 };
 /** Errors after which retrying the same frame cannot succeed. */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL', 'TIMEOUT']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'RATE_LIMITED',
+  'UNAVAILABLE',
+  'INTERNAL',
+  'TIMEOUT',
+]);
 
 export interface SendQueueDeps {
   store: OutboxStore;
@@ -93,7 +97,13 @@ export class SendQueue {
 
   /** Puts envelopes an earlier session left (already recorded) ahead of everything new. */
   prepend(restored: { envelope: SealedEnvelope; text: string }[]): void {
-    const entries = restored.map((r) => ({ ...r, sent: false, recorded: true, resolve: () => undefined, reject: () => undefined }));
+    const entries = restored.map((r) => ({
+      ...r,
+      sent: false,
+      recorded: true,
+      resolve: () => undefined,
+      reject: () => undefined,
+    }));
     this.#entries = [...entries, ...this.#entries];
   }
 
@@ -102,7 +112,9 @@ export class SendQueue {
     if (i < 0) return;
     const [entry] = this.#entries.splice(i, 1);
     if (!entry) return;
-    void this.#deps.store.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
+    void this.#deps.store
+      .delete(entry.envelope.contactId, entry.envelope.msgId)
+      .catch(() => undefined);
     this.#deps.stored(entry, frame.seq);
     entry.resolve({ seq: frame.seq, msgId: frame.msgId, duplicate: frame.duplicate });
     this.#backoff = 0;
@@ -120,7 +132,9 @@ export class SendQueue {
       return;
     }
     this.#entries.splice(i, 1);
-    void this.#deps.store.delete(entry.envelope.contactId, entry.envelope.msgId).catch(() => undefined);
+    void this.#deps.store
+      .delete(entry.envelope.contactId, entry.envelope.msgId)
+      .catch(() => undefined);
     entry.reject(err);
   }
 
@@ -169,7 +183,10 @@ export class SendQueue {
     let inflight = 0;
     for (const e of this.#entries) if (e.sent) inflight++;
     const now = Date.now();
-    this.#tokens = Math.min(SEND_RATE.burst, this.#tokens + ((now - this.#tokensAt) * SEND_RATE.perSecond) / 1000);
+    this.#tokens = Math.min(
+      SEND_RATE.burst,
+      this.#tokens + ((now - this.#tokensAt) * SEND_RATE.perSecond) / 1000,
+    );
     this.#tokensAt = now;
     for (const e of this.#entries) {
       if (inflight >= SEND_WINDOW) return;
@@ -177,10 +194,13 @@ export class SendQueue {
       if (!e.recorded) return; // keeps the order: later ones wait for this one
       if (this.#tokens < 1) {
         if (!this.#paceTimer) {
-          this.#paceTimer = setTimeout(() => {
-            this.#paceTimer = null;
-            this.pump();
-          }, Math.ceil(1000 / SEND_RATE.perSecond));
+          this.#paceTimer = setTimeout(
+            () => {
+              this.#paceTimer = null;
+              this.pump();
+            },
+            Math.ceil(1000 / SEND_RATE.perSecond),
+          );
         }
         return;
       }

@@ -23,7 +23,11 @@ export function tlsFailure(err: unknown, what: string): LatchkeyError | null {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') {
-      const reason = REASONS[code] ?? (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') ? 'TLS handshake failed' : undefined);
+      const reason =
+        REASONS[code] ??
+        (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')
+          ? 'TLS handshake failed'
+          : undefined);
       if (reason) return new LatchkeyError('TLS_FAILED', `${what}: ${reason}`, { detail: code });
     }
     e = (e as { cause?: unknown }).cause;

@@ -14,7 +14,8 @@ import { ZERO_HASH, chainStep, transcriptStep } from '@latchkey/crypto/transcrip
 import { FRESHNESS } from '@latchkey/protocol';
 import type { StatementView } from './key-ring.ts';
 
-export type IntegrityCode = 'REPLAYED' | 'REORDERED' | 'MISSING' | 'FORKED' | 'STALE_EPOCH' | 'SENDER_REMOVED' | 'CLOCK';
+export type IntegrityCode =
+  'REPLAYED' | 'REORDERED' | 'MISSING' | 'FORKED' | 'STALE_EPOCH' | 'SENDER_REMOVED' | 'CLOCK';
 
 export interface IntegrityFinding {
   code: IntegrityCode;
@@ -103,7 +104,9 @@ export class TranscriptVerifier {
    * there, or seq 0 when this verifier could not compute the hash (resumed without an anchor).
    */
   seen(): { seenSeq: number; seenHash: Uint8Array } {
-    return this.#anchored ? { seenSeq: this.#seq, seenHash: this.#hash } : { seenSeq: 0, seenHash: ZERO_HASH };
+    return this.#anchored
+      ? { seenSeq: this.#seq, seenHash: this.#hash }
+      : { seenSeq: 0, seenHash: ZERO_HASH };
   }
 
   checkpoint(): TranscriptCheckpoint | null {
@@ -118,8 +121,12 @@ export class TranscriptVerifier {
    * @param ctx.later - Envelopes with higher seqs already known, if any.
    * @throws RangeError when `input.seq` is not the next seq.
    */
-  next(input: TranscriptInput, ctx: { statement: StatementView | null; now: number; later?: readonly LaterEnvelope[] }): IntegrityFinding | null {
-    if (input.seq !== this.#seq + 1) throw new RangeError(`expected seq ${this.#seq + 1}, got ${input.seq}`);
+  next(
+    input: TranscriptInput,
+    ctx: { statement: StatementView | null; now: number; later?: readonly LaterEnvelope[] },
+  ): IntegrityFinding | null {
+    if (input.seq !== this.#seq + 1)
+      throw new RangeError(`expected seq ${this.#seq + 1}, got ${input.seq}`);
     const finding = input.opened ? this.#check(input, input.opened, ctx) : null;
     this.#advance(input);
     return finding;
@@ -150,7 +157,13 @@ export class TranscriptVerifier {
     const session = this.#sessions.get(`${input.senderId}\u0000${opened.sessionKey}`);
     const from = session?.ctr ?? (this.#complete ? 0 : input.ctr - 1);
     if (input.ctr <= from + 1) return false;
-    return !later.some((l) => l.senderId === input.senderId && l.sessionKey === opened.sessionKey && l.ctr > from && l.ctr < input.ctr);
+    return !later.some(
+      (l) =>
+        l.senderId === input.senderId &&
+        l.sessionKey === opened.sessionKey &&
+        l.ctr > from &&
+        l.ctr < input.ctr,
+    );
   }
 
   #advance(input: TranscriptInput): void {
@@ -158,7 +171,8 @@ export class TranscriptVerifier {
     this.#hash = transcriptStep(this.#hash, input.seq, input.sig);
     if (this.#anchored) {
       this.#hashes.set(input.seq, this.#hash);
-      if (this.#hashes.size > MAX_HASHES) this.#hashes.delete(this.#hashes.keys().next().value as number);
+      if (this.#hashes.size > MAX_HASHES)
+        this.#hashes.delete(this.#hashes.keys().next().value as number);
     }
   }
 
@@ -173,7 +187,8 @@ export class TranscriptVerifier {
     // 1. A message id a sender already used: the same message again.
     if (this.#seenIds.has(id)) return { code: 'REPLAYED' };
     this.#seenIds.add(id);
-    if (this.#seenIds.size > MAX_SEEN_IDS) this.#seenIds.delete(this.#seenIds.values().next().value as string);
+    if (this.#seenIds.size > MAX_SEEN_IDS)
+      this.#seenIds.delete(this.#seenIds.values().next().value as string);
 
     const key = `${input.senderId}\u0000${opened.sessionKey}`;
     const session = this.#sessions.get(key);
@@ -186,7 +201,12 @@ export class TranscriptVerifier {
     // 2. The sender session's chain: counters in order, each linked to the one before.
     if (session === undefined) {
       if (input.ctr > 1 && this.#complete) {
-        const earlier = later.some((l) => l.senderId === input.senderId && l.sessionKey === opened.sessionKey && l.ctr < input.ctr);
+        const earlier = later.some(
+          (l) =>
+            l.senderId === input.senderId &&
+            l.sessionKey === opened.sessionKey &&
+            l.ctr < input.ctr,
+        );
         flag(earlier ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.ctr - 1 });
       } else if (input.ctr === 1 && !constantTimeEqual(input.prev, ZERO_HASH)) {
         flag({ code: 'FORKED' });
@@ -195,9 +215,15 @@ export class TranscriptVerifier {
       if (!constantTimeEqual(input.prev, session.chain)) flag({ code: 'FORKED' });
     } else if (input.ctr > session.ctr + 1) {
       const between = later.some(
-        (l) => l.senderId === input.senderId && l.sessionKey === opened.sessionKey && l.ctr > session.ctr && l.ctr < input.ctr,
+        (l) =>
+          l.senderId === input.senderId &&
+          l.sessionKey === opened.sessionKey &&
+          l.ctr > session.ctr &&
+          l.ctr < input.ctr,
       );
-      flag(between ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.ctr - session.ctr - 1 });
+      flag(
+        between ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.ctr - session.ctr - 1 },
+      );
     } else if (input.ctr === session.ctr) {
       flag({ code: 'FORKED' }); // two different messages claim one place in the chain
     } else {
@@ -207,7 +233,11 @@ export class TranscriptVerifier {
     if (input.seenSeq >= input.seq) {
       // It had seen messages that are not before it here: moved up, or the history was cut.
       const movedUp = later.some((l) => l.seq <= input.seenSeq + 1);
-      flag(movedUp ? { code: 'REORDERED' } : { code: 'MISSING', missing: input.seenSeq - input.seq + 1 });
+      flag(
+        movedUp
+          ? { code: 'REORDERED' }
+          : { code: 'MISSING', missing: input.seenSeq - input.seq + 1 },
+      );
     } else if (input.seenSeq > 0) {
       const mine = this.#hashes.get(input.seenSeq);
       if (mine !== undefined && !constantTimeEqual(mine, input.seenHash)) flag({ code: 'FORKED' });
@@ -215,10 +245,15 @@ export class TranscriptVerifier {
 
     if (session !== undefined && input.sentAt < session.sentAt) flag({ code: 'CLOCK' });
     const senderLatest = this.#senderSentAt.get(input.senderId);
-    if (senderLatest !== undefined && input.sentAt < senderLatest - FRESHNESS.clockSkewMs) flag({ code: 'CLOCK' });
+    if (senderLatest !== undefined && input.sentAt < senderLatest - FRESHNESS.clockSkewMs)
+      flag({ code: 'CLOCK' });
     this.#senderSentAt.set(input.senderId, Math.max(senderLatest ?? 0, input.sentAt));
     if (session === undefined || input.ctr > session.ctr) {
-      this.#sessions.set(key, { ctr: input.ctr, chain: chainAfter, sentAt: Math.max(input.sentAt, session?.sentAt ?? 0) });
+      this.#sessions.set(key, {
+        ctr: input.ctr,
+        chain: chainAfter,
+        sentAt: Math.max(input.sentAt, session?.sentAt ?? 0),
+      });
     }
 
     // 4. Membership: nothing signed by a participant after its removal.
@@ -240,14 +275,16 @@ export class TranscriptVerifier {
     if (
       newerSeen ||
       (supersededAt !== undefined &&
-        (input.sentAt > supersededAt + FRESHNESS.graceMs || (input.live && ctx.now > supersededAt + FRESHNESS.graceMs)))
+        (input.sentAt > supersededAt + FRESHNESS.graceMs ||
+          (input.live && ctx.now > supersededAt + FRESHNESS.graceMs)))
     ) {
       flag({ code: 'STALE_EPOCH' });
     }
 
     // 6. Times: never in the receiver's future; live, only under a certificate still valid now.
     if (input.sentAt > ctx.now + FRESHNESS.clockSkewMs) flag({ code: 'CLOCK' });
-    if (input.live && ctx.now > opened.certNotAfter + FRESHNESS.clockSkewMs) flag({ code: 'CLOCK' });
+    if (input.live && ctx.now > opened.certNotAfter + FRESHNESS.clockSkewMs)
+      flag({ code: 'CLOCK' });
 
     if (!this.#firstSeqOfEpoch.has(input.epoch)) this.#firstSeqOfEpoch.set(input.epoch, input.seq);
     if (removedAt === undefined) this.#latestSentAt = Math.max(this.#latestSentAt, input.sentAt);

@@ -140,7 +140,11 @@ export async function sealEnvelope(args: {
     nonce = new Uint8Array(args.nonce);
   }
   const ciphertext = await aesGcmEncrypt(key, nonce, plaintext, aad);
-  const sig = await signWithContextAsync(signingKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext));
+  const sig = await signWithContextAsync(
+    signingKey,
+    SIG_CONTEXT,
+    concatBytes(aad, nonce, ciphertext),
+  );
   return { nonce, ciphertext, sig };
 }
 
@@ -184,7 +188,14 @@ export async function openEnvelope(args: {
     throw new AuthenticationError();
   }
   const aad = envelopeAad(header);
-  if (!(await verifyWithContextAsync(verifyKey, SIG_CONTEXT, concatBytes(aad, nonce, ciphertext), sig))) {
+  if (
+    !(await verifyWithContextAsync(
+      verifyKey,
+      SIG_CONTEXT,
+      concatBytes(aad, nonce, ciphertext),
+      sig,
+    ))
+  ) {
     throw new AuthenticationError();
   }
   return aesGcmDecrypt(key, nonce, ciphertext, aad);

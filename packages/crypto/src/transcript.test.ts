@@ -9,7 +9,14 @@ describe('chainStep', () => {
   it('is SHA-256 of the domain, the previous value, the counter, the msgId and the plaintext hash', () => {
     const pt = utf8Encode('{"type":"text","text":"hi"}');
     const expected = sha256(
-      concatBytes(utf8Encode('latchkey.v2.chain'), ZERO_HASH, u32(1), u32(3), utf8Encode('m_1'), sha256(pt)),
+      concatBytes(
+        utf8Encode('latchkey.v2.chain'),
+        ZERO_HASH,
+        u32(1),
+        u32(3),
+        utf8Encode('m_1'),
+        sha256(pt),
+      ),
     );
     expect(chainStep(ZERO_HASH, 1, 'm_1', pt)).toEqual(expected);
   });
@@ -33,7 +40,12 @@ describe('transcriptStep', () => {
   it('is SHA-256 of the domain, the previous hash, the seq as u64 and the signature hash', () => {
     const sig = new Uint8Array(64).fill(3);
     const expected = sha256(
-      concatBytes(utf8Encode('latchkey.v2.transcript'), ZERO_HASH, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 9]), sha256(sig)),
+      concatBytes(
+        utf8Encode('latchkey.v2.transcript'),
+        ZERO_HASH,
+        new Uint8Array([0, 0, 0, 0, 0, 0, 0, 9]),
+        sha256(sig),
+      ),
     );
     expect(transcriptStep(ZERO_HASH, 9, sig)).toEqual(expected);
   });

@@ -32,12 +32,25 @@ export const ZERO_HASH: Uint8Array = new Uint8Array(HASH_LENGTH);
  * @returns The chain value after this message.
  * @throws {TypeError|RangeError} on a malformed argument.
  */
-export function chainStep(prev: Uint8Array, ctr: number, msgId: string, plaintext: Uint8Array): Uint8Array {
+export function chainStep(
+  prev: Uint8Array,
+  ctr: number,
+  msgId: string,
+  plaintext: Uint8Array,
+): Uint8Array {
   assertBytesLength(prev, HASH_LENGTH, 'prev');
   assertString(msgId, 'msgId');
   assertBytes(plaintext, 'plaintext');
   if (ctr === 0) throw new RangeError('ctr must be at least 1');
-  return sha256(concatBytes(CHAIN_DOMAIN, prev, u32(ctr, 'ctr'), lengthPrefixedString(msgId), sha256(plaintext)));
+  return sha256(
+    concatBytes(
+      CHAIN_DOMAIN,
+      prev,
+      u32(ctr, 'ctr'),
+      lengthPrefixedString(msgId),
+      sha256(plaintext),
+    ),
+  );
 }
 
 /**

@@ -5,11 +5,29 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { generateSigningKeyPair, setEd25519Backend, sign, signAsync, signWithContext, signWithContextAsync, verifyAsync, verifyWithContextAsync, ed25519Backend } from '../src/sign.ts';
+import {
+  generateSigningKeyPair,
+  setEd25519Backend,
+  sign,
+  signAsync,
+  signWithContext,
+  signWithContextAsync,
+  verifyAsync,
+  verifyWithContextAsync,
+  ed25519Backend,
+} from '../src/sign.ts';
 import { hex, toHex } from './_hex.ts';
 
-const vectors = JSON.parse(readFileSync(new URL('./vectors/rfc8032-ed25519.json', import.meta.url), 'utf8')) as {
-  tests: { name: string; secretKey: string; publicKey: string; message: string; signature: string }[];
+const vectors = JSON.parse(
+  readFileSync(new URL('./vectors/rfc8032-ed25519.json', import.meta.url), 'utf8'),
+) as {
+  tests: {
+    name: string;
+    secretKey: string;
+    publicKey: string;
+    message: string;
+    signature: string;
+  }[];
 };
 
 afterEach(() => setEd25519Backend('auto'));
@@ -42,7 +60,7 @@ describe.each(['webcrypto', 'noble'] as const)('async Ed25519 on %s', (backend) 
         expect(await verifyWithContextAsync(publicKey, 'latchkey.v1.test', msg, sig)).toBe(true);
         expect(await verifyWithContextAsync(publicKey, 'latchkey.v1.other', msg, sig)).toBe(false);
         const bad = new Uint8Array(sig);
-        bad[flip % 64]! ^= 1 << flip % 8;
+        bad[flip % 64]! ^= 1 << (flip % 8);
         expect(await verifyWithContextAsync(publicKey, 'latchkey.v1.test', msg, bad)).toBe(false);
         expect(toHex(await signAsync(secretKey, msg))).toBe(toHex(sign(secretKey, msg)));
       }),
@@ -52,8 +70,12 @@ describe.each(['webcrypto', 'noble'] as const)('async Ed25519 on %s', (backend) 
 
   it('never throws on malformed input', async () => {
     setEd25519Backend(backend);
-    expect(await verifyAsync(new Uint8Array(31), new Uint8Array(1), new Uint8Array(64))).toBe(false);
-    expect(await verifyAsync(new Uint8Array(32).fill(0xff), new Uint8Array(1), new Uint8Array(64))).toBe(false);
+    expect(await verifyAsync(new Uint8Array(31), new Uint8Array(1), new Uint8Array(64))).toBe(
+      false,
+    );
+    expect(
+      await verifyAsync(new Uint8Array(32).fill(0xff), new Uint8Array(1), new Uint8Array(64)),
+    ).toBe(false);
     await expect(signAsync(new Uint8Array(5), new Uint8Array(1))).rejects.toThrow(RangeError);
   });
 });

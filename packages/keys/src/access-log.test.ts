@@ -26,7 +26,13 @@ function tamper(sql: string): void {
 
 function fill(log: KeyAccessLog, n = 5): void {
   for (let i = 0; i < n; i++) {
-    log.append({ contactId: `c${i % 2}`, epoch: i, participantId: `p${i}`, time: 1_000 + i, outcome: i === 3 ? 'denied' : 'granted' });
+    log.append({
+      contactId: `c${i % 2}`,
+      epoch: i,
+      participantId: `p${i}`,
+      time: 1_000 + i,
+      outcome: i === 3 ? 'denied' : 'granted',
+    });
   }
 }
 
@@ -51,12 +57,23 @@ describe('key access log', () => {
     expect(v).toMatchObject({ ok: true, count: 5, head: log.head() });
     expect(log.list({ contactId: 'c1' }).map((r) => r.seq)).toEqual([2, 4]);
     expect(log.list({ afterSeq: 3 })).toHaveLength(2);
-    expect(log.list()[3]).toMatchObject({ participantId: 'p3', outcome: 'denied', epoch: 3, time: 1003 });
+    expect(log.list()[3]).toMatchObject({
+      participantId: 'p3',
+      outcome: 'denied',
+      epoch: 3,
+      time: 1003,
+    });
     // The key store still works beside it, and a second connection continues the same chain.
     expect((await km.getContentKey('c0')).epoch).toBe(0);
     await km.close();
     const other = openLog();
-    other.append({ contactId: 'c9', epoch: 0, participantId: 'p9', time: 2_000, outcome: 'unavailable' });
+    other.append({
+      contactId: 'c9',
+      epoch: 0,
+      participantId: 'p9',
+      time: 2_000,
+      outcome: 'unavailable',
+    });
     expect(log.verify()).toMatchObject({ ok: true, count: 6 });
   });
 
@@ -76,8 +93,22 @@ describe('key access log', () => {
     expect(() => raw.exec("UPDATE key_access_log SET outcome = 'granted'")).toThrow(/append-only/);
     expect(() => raw.exec('DELETE FROM key_access_log')).toThrow(/append-only/);
     raw.close();
-    expect(await codeOf(() => log.append({ contactId: 'has space', epoch: 0, participantId: 'p', time: 1, outcome: 'granted' }))).toBe('BAD_REQUEST');
-    expect(await codeOf(() => log.append({ contactId: 'c', epoch: -1, participantId: 'p', time: 1, outcome: 'granted' }))).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(() =>
+        log.append({
+          contactId: 'has space',
+          epoch: 0,
+          participantId: 'p',
+          time: 1,
+          outcome: 'granted',
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(() =>
+        log.append({ contactId: 'c', epoch: -1, participantId: 'p', time: 1, outcome: 'granted' }),
+      ),
+    ).toBe('BAD_REQUEST');
   });
 
   it('detects a changed record', () => {
@@ -120,7 +151,14 @@ describe('key access log', () => {
       const p2 = join(fresh.dir, 'k.db');
       const l2 = new KeyAccessLog({ path: p2, key });
       logs.push(l2);
-      for (let i = 0; i < 4; i++) l2.append({ contactId: 'c', epoch: 0, participantId: `p${i}`, time: i, outcome: 'granted' });
+      for (let i = 0; i < 4; i++)
+        l2.append({
+          contactId: 'c',
+          epoch: 0,
+          participantId: `p${i}`,
+          time: i,
+          outcome: 'granted',
+        });
       const noted = l2.head();
       const raw = new Database(p2);
       raw.exec('DROP TRIGGER key_access_log_no_delete; DELETE FROM key_access_log WHERE seq = 4;');
@@ -137,8 +175,18 @@ describe('key access log', () => {
     const log = openLog();
     fill(log, 1);
     const raw = new Database(path, { readonly: true });
-    const cols = raw.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('key_access_log')").all();
+    const cols = raw
+      .prepare<[], { name: string }>("SELECT name FROM pragma_table_info('key_access_log')")
+      .all();
     raw.close();
-    expect(cols.map((c) => c.name)).toEqual(['seq', 'contact_id', 'epoch', 'participant_id', 'time', 'outcome', 'hash']);
+    expect(cols.map((c) => c.name)).toEqual([
+      'seq',
+      'contact_id',
+      'epoch',
+      'participant_id',
+      'time',
+      'outcome',
+      'hash',
+    ]);
   });
 });

@@ -42,8 +42,7 @@ export interface AccessLogHead {
 }
 
 export type AccessLogVerdict =
-  | { ok: true; count: number; head: AccessLogHead }
-  | { ok: false; seq: number; reason: string };
+  { ok: true; count: number; head: AccessLogHead } | { ok: false; seq: number; reason: string };
 
 export interface KeyAccessLogOptions {
   /** The key database file (or any SQLite file). */
@@ -98,7 +97,8 @@ export class KeyAccessLog {
    *   the file cannot be opened.
    */
   constructor(opts: KeyAccessLogOptions) {
-    if (opts.key !== undefined && opts.key.length < 32) throw new RangeError('log key must be at least 32 bytes');
+    if (opts.key !== undefined && opts.key.length < 32)
+      throw new RangeError('log key must be at least 32 bytes');
     this.#key = opts.key === undefined ? undefined : Uint8Array.from(opts.key);
     let db: Database.Database | undefined;
     try {
@@ -156,13 +156,25 @@ export class KeyAccessLog {
       return this.#db
         .transaction(() => {
           const last = this.#db
-            .prepare<[], { seq: number; hash: Uint8Array }>('SELECT seq, hash FROM key_access_log ORDER BY seq DESC LIMIT 1')
+            .prepare<[], { seq: number; hash: Uint8Array }>(
+              'SELECT seq, hash FROM key_access_log ORDER BY seq DESC LIMIT 1',
+            )
             .get();
           const seq = (last?.seq ?? 0) + 1;
           const hash = this.#hash(last?.hash ?? GENESIS, seq, record);
           this.#db
-            .prepare('INSERT INTO key_access_log (seq, contact_id, epoch, participant_id, time, outcome, hash) VALUES (?, ?, ?, ?, ?, ?, ?)')
-            .run(seq, record.contactId, record.epoch, record.participantId, record.time, record.outcome, hash);
+            .prepare(
+              'INSERT INTO key_access_log (seq, contact_id, epoch, participant_id, time, outcome, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+            )
+            .run(
+              seq,
+              record.contactId,
+              record.epoch,
+              record.participantId,
+              record.time,
+              record.outcome,
+              hash,
+            );
           return { ...record, seq, hash: hex(hash) };
         })
         .immediate();
@@ -181,7 +193,9 @@ export class KeyAccessLog {
     const rows =
       opts.contactId === undefined
         ? this.#db
-            .prepare<[number, number], Row>('SELECT * FROM key_access_log WHERE seq > ? ORDER BY seq LIMIT ?')
+            .prepare<[number, number], Row>(
+              'SELECT * FROM key_access_log WHERE seq > ? ORDER BY seq LIMIT ?',
+            )
             .all(opts.afterSeq ?? 0, limit)
         : this.#db
             .prepare<[number, string, number], Row>(
@@ -203,7 +217,9 @@ export class KeyAccessLog {
   head(): AccessLogHead {
     this.#live();
     const last = this.#db
-      .prepare<[], { seq: number; hash: Uint8Array }>('SELECT seq, hash FROM key_access_log ORDER BY seq DESC LIMIT 1')
+      .prepare<[], { seq: number; hash: Uint8Array }>(
+        'SELECT seq, hash FROM key_access_log ORDER BY seq DESC LIMIT 1',
+      )
       .get();
     return { seq: last?.seq ?? 0, hash: hex(last?.hash ?? GENESIS) };
   }
@@ -217,8 +233,11 @@ export class KeyAccessLog {
     let prev: Uint8Array = GENESIS;
     let expectSeq = 1;
     let sawHead = opts.head === undefined || opts.head.seq === 0;
-    for (const row of this.#db.prepare<[], Row>('SELECT * FROM key_access_log ORDER BY seq').iterate()) {
-      if (row.seq !== expectSeq) return { ok: false, seq: expectSeq, reason: 'record missing or out of order' };
+    for (const row of this.#db
+      .prepare<[], Row>('SELECT * FROM key_access_log ORDER BY seq')
+      .iterate()) {
+      if (row.seq !== expectSeq)
+        return { ok: false, seq: expectSeq, reason: 'record missing or out of order' };
       const r: AccessRecord = {
         contactId: row.contact_id,
         epoch: row.epoch,
@@ -231,13 +250,19 @@ export class KeyAccessLog {
         return { ok: false, seq: row.seq, reason: 'record altered or chain broken' };
       }
       if (opts.head !== undefined && opts.head.seq === row.seq) {
-        if (opts.head.hash !== hex(row.hash)) return { ok: false, seq: row.seq, reason: 'head does not match' };
+        if (opts.head.hash !== hex(row.hash))
+          return { ok: false, seq: row.seq, reason: 'head does not match' };
         sawHead = true;
       }
       prev = row.hash;
       expectSeq++;
     }
-    if (!sawHead) return { ok: false, seq: opts.head?.seq ?? 0, reason: 'records after the last one were removed' };
+    if (!sawHead)
+      return {
+        ok: false,
+        seq: opts.head?.seq ?? 0,
+        reason: 'records after the last one were removed',
+      };
     return { ok: true, count: expectSeq - 1, head: { seq: expectSeq - 1, hash: hex(prev) } };
   }
 

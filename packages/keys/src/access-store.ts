@@ -73,8 +73,16 @@ interface ParticipantRow {
 
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  const detail = err instanceof Database.SqliteError ? `${err.code}: ${err.message}` : err instanceof Error ? err.name : typeof err;
-  return new LatchkeyError('KEY_UNAVAILABLE', 'access table unavailable', { cause: err, detail: `${what}: ${detail}` });
+  const detail =
+    err instanceof Database.SqliteError
+      ? `${err.code}: ${err.message}`
+      : err instanceof Error
+        ? err.name
+        : typeof err;
+  return new LatchkeyError('KEY_UNAVAILABLE', 'access table unavailable', {
+    cause: err,
+    detail: `${what}: ${detail}`,
+  });
 }
 
 /** The key service's membership and deny table. Every method is one transaction. */
@@ -91,8 +99,12 @@ export class SqliteAccessStore {
   constructor(opts: AccessStoreOptions) {
     this.maxParticipants = opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS;
     this.contactTtlMs = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    for (const [name, n] of Object.entries({ maxParticipants: this.maxParticipants, contactTtlMs: this.contactTtlMs })) {
-      if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
+    for (const [name, n] of Object.entries({
+      maxParticipants: this.maxParticipants,
+      contactTtlMs: this.contactTtlMs,
+    })) {
+      if (!Number.isSafeInteger(n) || n <= 0)
+        throw new RangeError(`${name} must be a positive integer`);
     }
     let db: Database.Database | undefined;
     try {
@@ -106,7 +118,8 @@ export class SqliteAccessStore {
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       const version = db.pragma('user_version', { simple: true }) as number;
-      if (version > MIGRATIONS.length) throw new Error(`access schema ${version} is newer than this key service`);
+      if (version > MIGRATIONS.length)
+        throw new Error(`access schema ${version} is newer than this key service`);
       for (let v = version; v < MIGRATIONS.length; v++) {
         const sql = MIGRATIONS[v] ?? '';
         const d = db;
@@ -134,10 +147,15 @@ export class SqliteAccessStore {
   }
 
   contact(contactId: string, now: number): ContactInfo | null {
-    return this.#tx('contact', () => (this.#contact(contactId) ? this.#info(contactId, now) : null));
+    return this.#tx('contact', () =>
+      this.#contact(contactId) ? this.#info(contactId, now) : null,
+    );
   }
 
-  listContacts(opts: { state?: ContactState; after?: string; limit: number }, now: number): ContactInfo[] {
+  listContacts(
+    opts: { state?: ContactState; after?: string; limit: number },
+    now: number,
+  ): ContactInfo[] {
     return this.#tx('list', () => {
       const where: string[] = [];
       const args: (string | number)[] = [];
@@ -164,7 +182,10 @@ export class SqliteAccessStore {
   closeContact(contactId: string, now: number): ContactInfo {
     return this.#tx('close', () => {
       const c = this.#live(contactId, now);
-      if (c.state === 'open') this.#db.prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?").run(now, contactId);
+      if (c.state === 'open')
+        this.#db
+          .prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?")
+          .run(now, contactId);
       return this.#info(contactId, now);
     });
   }
@@ -173,7 +194,9 @@ export class SqliteAccessStore {
   setExpiry(contactId: string, expiresAt: number, now: number): ContactInfo {
     return this.#tx('expiry', () => {
       this.#live(contactId, now);
-      this.#db.prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?').run(expiresAt, contactId);
+      this.#db
+        .prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?')
+        .run(expiresAt, contactId);
       return this.#info(contactId, now);
     });
   }
@@ -216,9 +239,14 @@ export class SqliteAccessStore {
   expireDue(now: number): string[] {
     return this.#tx('expire', () => {
       const rows = this.#db
-        .prepare<[number], { contact_id: string }>("SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?")
+        .prepare<[number], { contact_id: string }>(
+          "SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?",
+        )
         .all(now);
-      for (const r of rows) this.#db.prepare("UPDATE contacts SET state = 'expired' WHERE contact_id = ?").run(r.contact_id);
+      for (const r of rows)
+        this.#db
+          .prepare("UPDATE contacts SET state = 'expired' WHERE contact_id = ?")
+          .run(r.contact_id);
       return rows.map((r) => r.contact_id);
     });
   }
@@ -240,7 +268,9 @@ export class SqliteAccessStore {
 
   #contact(contactId: string): ContactRow | undefined {
     return this.#db
-      .prepare<[string], ContactRow>('SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?')
+      .prepare<[string], ContactRow>(
+        'SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?',
+      )
       .get(contactId);
   }
 
@@ -268,27 +298,47 @@ export class SqliteAccessStore {
 
   #newContact(contactId: string, now: number): void {
     this.#db
-      .prepare("INSERT INTO contacts (contact_id, state, created_at, closed_at, expires_at) VALUES (?, 'open', ?, NULL, ?)")
+      .prepare(
+        "INSERT INTO contacts (contact_id, state, created_at, closed_at, expires_at) VALUES (?, 'open', ?, NULL, ?)",
+      )
       .run(contactId, now, now + this.contactTtlMs);
   }
 
-  #insert(contactId: string, participantId: string, role: Role | null, state: ParticipantState, now: number): void {
+  #insert(
+    contactId: string,
+    participantId: string,
+    role: Role | null,
+    state: ParticipantState,
+    now: number,
+  ): void {
     this.#db
-      .prepare('INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
       .run(contactId, participantId, role, state, now, state === 'active' ? null : now);
   }
 
   #setState(contactId: string, participantId: string, state: 'left' | 'kicked', now: number): void {
     this.#db
-      .prepare('UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?')
+      .prepare(
+        'UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?',
+      )
       .run(state, now, contactId, participantId);
   }
 
-  #enter(contactId: string, participantId: string, role: Role, now: number, maxParticipants: number): void {
+  #enter(
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    maxParticipants: number,
+  ): void {
     const c = this.#contact(contactId);
     const p = this.#participant(contactId, participantId);
     const active = this.#db
-      .prepare<[string], { n: number }>("SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'")
+      .prepare<[string], { n: number }>(
+        "SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'",
+      )
       .get(contactId);
     const decision = decideAdmission({
       contact: c ? { state: c.state, expiresAt: c.expires_at } : null,
@@ -311,7 +361,13 @@ export class SqliteAccessStore {
         'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? ORDER BY joined_at, participant_id',
       )
       .all(contactId)
-      .map((r) => ({ participantId: r.participant_id, role: r.role, state: r.state, joinedAt: r.joined_at, leftAt: r.left_at }));
+      .map((r) => ({
+        participantId: r.participant_id,
+        role: r.role,
+        state: r.state,
+        joinedAt: r.joined_at,
+        leftAt: r.left_at,
+      }));
     return {
       contactId: c.contact_id,
       state: effectiveState({ state: c.state, expiresAt: c.expires_at }, now),

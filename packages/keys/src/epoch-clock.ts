@@ -64,9 +64,13 @@ export class EpochClock {
   /** When `epoch` of the contact began: noted as `now` the first time it is asked for. */
   since(contactId: string, epoch: number, now: number): number {
     return this.#run(() => {
-      this.#db.prepare('INSERT OR IGNORE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)').run(contactId, epoch, now);
+      this.#db
+        .prepare('INSERT OR IGNORE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)')
+        .run(contactId, epoch, now);
       const row = this.#db
-        .prepare<[string, number], { since: number }>('SELECT since FROM epoch_times WHERE contact_id = ? AND epoch = ?')
+        .prepare<[string, number], { since: number }>(
+          'SELECT since FROM epoch_times WHERE contact_id = ? AND epoch = ?',
+        )
         .get(contactId, epoch);
       return row?.since ?? now;
     });
@@ -76,7 +80,9 @@ export class EpochClock {
   epochs(contactId: string): { epoch: number; since: number }[] {
     return this.#run(() =>
       this.#db
-        .prepare<[string], { epoch: number; since: number }>('SELECT epoch, since FROM epoch_times WHERE contact_id = ? ORDER BY epoch')
+        .prepare<[string], { epoch: number; since: number }>(
+          'SELECT epoch, since FROM epoch_times WHERE contact_id = ? ORDER BY epoch',
+        )
         .all(contactId),
     );
   }
@@ -84,7 +90,9 @@ export class EpochClock {
   /** Notes that `epoch` began at `at` (after a rotation). */
   began(contactId: string, epoch: number, at: number): void {
     this.#run(() => {
-      this.#db.prepare('INSERT OR REPLACE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)').run(contactId, epoch, at);
+      this.#db
+        .prepare('INSERT OR REPLACE INTO epoch_times (contact_id, epoch, since) VALUES (?, ?, ?)')
+        .run(contactId, epoch, at);
     });
   }
 

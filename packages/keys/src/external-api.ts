@@ -25,11 +25,14 @@ export const KM_PATHS = {
   storeContact: (contactId: string) => `/v1/store/contacts/${contactId}`,
   storeRotate: (contactId: string) => `/v1/store/contacts/${contactId}/rotate`,
   storeCopy: (contactId: string) => `/v1/store/contacts/${contactId}/copy`,
-  storeKey: (contactId: string, epoch: number | 'current') => `/v1/store/contacts/${contactId}/keys/${epoch}`,
+  storeKey: (contactId: string, epoch: number | 'current') =>
+    `/v1/store/contacts/${contactId}/keys/${epoch}`,
 } as const;
 
 /** Names of the KEK: URL-safe, short. */
-export const KeyId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'keyId must be 1-64 of [A-Za-z0-9_.-]');
+export const KeyId = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'keyId must be 1-64 of [A-Za-z0-9_.-]');
 
 /**
  * Why Latchkey asks, so the enterprise can log, rate-limit or refuse per purpose:

@@ -34,8 +34,21 @@ export interface SignedRequest {
   body: Uint8Array;
 }
 
-function signingInput(r: SignedRequest, clientId: string, timestamp: string, nonce: string): Uint8Array {
-  const head = [DOMAIN, r.method.toUpperCase(), r.path, timestamp, nonce, clientId, toBase64Url(sha256(r.body))].join('\n');
+function signingInput(
+  r: SignedRequest,
+  clientId: string,
+  timestamp: string,
+  nonce: string,
+): Uint8Array {
+  const head = [
+    DOMAIN,
+    r.method.toUpperCase(),
+    r.path,
+    timestamp,
+    nonce,
+    clientId,
+    toBase64Url(sha256(r.body)),
+  ].join('\n');
   return utf8Encode(head);
 }
 
@@ -48,7 +61,8 @@ export function signKmRequest(
   auth: { clientId: string; secret: Uint8Array },
   now: number = Date.now(),
 ): Record<string, string> {
-  if (!CLIENT_RE.test(auth.clientId)) throw new RangeError('clientId must be 1-64 of [A-Za-z0-9_.-]');
+  if (!CLIENT_RE.test(auth.clientId))
+    throw new RangeError('clientId must be 1-64 of [A-Za-z0-9_.-]');
   if (auth.secret.length < 32) throw new RangeError('HMAC secret must be at least 32 bytes');
   const timestamp = String(Math.floor(now));
   const nonce = toBase64Url(randomBytes(16));
@@ -79,7 +93,9 @@ export interface KmRequestVerifierOptions {
 }
 
 /** An in-memory nonce memory for one process. */
-export function memoryNonceStore(now: () => number = Date.now): (nonce: string, expiresAt: number) => boolean {
+export function memoryNonceStore(
+  now: () => number = Date.now,
+): (nonce: string, expiresAt: number) => boolean {
   const seen = new Map<string, number>();
   return (nonce, expiresAt) => {
     const t = now();
@@ -94,21 +110,35 @@ export function memoryNonceStore(now: () => number = Date.now): (nonce: string, 
 /** Server side: checks the signature headers of a request. */
 export function createKmRequestVerifier(
   opts: KmRequestVerifierOptions,
-): (r: SignedRequest, headers: Readonly<Record<string, string | string[] | undefined>>) => KmAuthResult {
+): (
+  r: SignedRequest,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+) => KmAuthResult {
   const windowMs = opts.windowMs ?? KM_AUTH_WINDOW_MS;
   const now = opts.now ?? Date.now;
   const remember = opts.rememberNonce ?? memoryNonceStore(now);
-  const one = (h: string | string[] | undefined): string | undefined => (typeof h === 'string' ? h : undefined);
+  const one = (h: string | string[] | undefined): string | undefined =>
+    typeof h === 'string' ? h : undefined;
   return (r, headers) => {
     const clientId = one(headers[KM_AUTH_HEADERS.client]);
     const timestamp = one(headers[KM_AUTH_HEADERS.timestamp]);
     const nonce = one(headers[KM_AUTH_HEADERS.nonce]);
     const signature = one(headers[KM_AUTH_HEADERS.signature]);
-    if (clientId === undefined || timestamp === undefined || nonce === undefined || signature === undefined) {
+    if (
+      clientId === undefined ||
+      timestamp === undefined ||
+      nonce === undefined ||
+      signature === undefined
+    ) {
       return { ok: false, code: 'AUTH_REQUIRED', reason: 'missing signature headers' };
     }
     const sig = SIG_RE.exec(signature);
-    if (!CLIENT_RE.test(clientId) || !NONCE_RE.test(nonce) || !/^\d{1,16}$/.test(timestamp) || sig === null) {
+    if (
+      !CLIENT_RE.test(clientId) ||
+      !NONCE_RE.test(nonce) ||
+      !/^\d{1,16}$/.test(timestamp) ||
+      sig === null
+    ) {
       return { ok: false, code: 'AUTH_INVALID', reason: 'malformed signature headers' };
     }
     const secret = opts.secrets.get(clientId);
@@ -116,10 +146,12 @@ export function createKmRequestVerifier(
     const key = secret ?? new Uint8Array(32);
     const expected = toBase64Url(hmacSha256(key, signingInput(r, clientId, timestamp, nonce)));
     const good = constantTimeEqual(utf8Encode(expected), utf8Encode(sig[1] ?? ''));
-    if (!good || secret === undefined) return { ok: false, code: 'AUTH_INVALID', reason: 'bad signature' };
+    if (!good || secret === undefined)
+      return { ok: false, code: 'AUTH_INVALID', reason: 'bad signature' };
     const t = now();
     const ts = Number(timestamp);
-    if (Math.abs(t - ts) > windowMs) return { ok: false, code: 'AUTH_EXPIRED', reason: 'timestamp outside the window' };
+    if (Math.abs(t - ts) > windowMs)
+      return { ok: false, code: 'AUTH_EXPIRED', reason: 'timestamp outside the window' };
     // Remember the nonce past the far edge of the window, so no replay is accepted inside it.
     if (!remember(`${clientId}:${nonce}`, ts + windowMs + 1)) {
       return { ok: false, code: 'AUTH_INVALID', reason: 'replayed request' };

@@ -51,8 +51,21 @@ export {
   type KmipKeyWrapper,
   type KmipKeyAttributes,
 } from './adapters/kmip.ts';
-export { KmipClient, KmipResultError, type KmipClientOptions, type KmipAttribute, type KmipCreateOptions } from './kmip/client.ts';
-export { encodeTtlv, decodeTtlv, TtlvError, type TtlvItem, type TtlvType, type TtlvLimits } from './kmip/ttlv.ts';
+export {
+  KmipClient,
+  KmipResultError,
+  type KmipClientOptions,
+  type KmipAttribute,
+  type KmipCreateOptions,
+} from './kmip/client.ts';
+export {
+  encodeTtlv,
+  decodeTtlv,
+  TtlvError,
+  type TtlvItem,
+  type TtlvType,
+  type TtlvLimits,
+} from './kmip/ttlv.ts';
 export {
   KeyAccessLog,
   type AccessRecord,
@@ -73,7 +86,11 @@ export {
   type KmAuthResult,
   type KmRequestVerifierOptions,
 } from './external-auth.ts';
-export { SqliteAccessStore, ACCESS_SCHEMA_VERSION, type AccessStoreOptions } from './access-store.ts';
+export {
+  SqliteAccessStore,
+  ACCESS_SCHEMA_VERSION,
+  type AccessStoreOptions,
+} from './access-store.ts';
 export { EpochClock } from './epoch-clock.ts';
 export {
   resolveMasterKey,

@@ -18,7 +18,11 @@ import { completeShreds, formatShredCompletion } from './shred-completion.ts';
 const hex = (k: Uint8Array): string => Buffer.from(k).toString('hex');
 
 /** Master keys per generation, "destroyed" by forgetting them, as the key service does with its file. */
-function memoryGenerations(): KekGenerations & { keys: Map<number, Uint8Array>; destroyed: number[]; failDestroy: boolean } {
+function memoryGenerations(): KekGenerations & {
+  keys: Map<number, Uint8Array>;
+  destroyed: number[];
+  failDestroy: boolean;
+} {
   const keys = new Map<number, Uint8Array>([[1, new Uint8Array(32).fill(1)]]);
   const g = {
     keys,
@@ -54,14 +58,20 @@ afterEach(() => cleanup());
 /** How many stored keys of a database file open under any KEK that still exists. */
 async function openable(file: string, masters: Iterable<Uint8Array>): Promise<number> {
   const db = new Database(file, { readonly: true });
-  const rows = db.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+  const rows = db
+    .prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>(
+      'SELECT contact_id, epoch, wrapped FROM content_keys',
+    )
+    .all();
   db.close();
   let n = 0;
   for (const m of masters) {
     const kek = deriveKek(m);
     for (const r of rows) {
       try {
-        (await unwrapContentKey(kek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch })).fill(0);
+        (await unwrapContentKey(kek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch })).fill(
+          0,
+        );
         n++;
       } catch {
         // does not open
@@ -94,7 +104,9 @@ describe('completing a shred', () => {
     checkpointCopy(copy);
 
     // Nothing pending: a completion does nothing (no rewrap, no new generation).
-    expect(formatShredCompletion(await completeShreds(km, gens))).toBe('shred complete: nothing to retire (key generation 1 is current)');
+    expect(formatShredCompletion(await completeShreds(km, gens))).toBe(
+      'shred complete: nothing to retire (key generation 1 is current)',
+    );
     await km.destroy('doomed');
     await km.destroy('other');
     await km.destroy('doomed'); // again: nothing more removed
@@ -104,7 +116,9 @@ describe('completing a shred', () => {
 
     const done = await completeShreds(km, gens);
     expect(done).toEqual({ retired: [1], rewrapped: 2, generation: 2 });
-    expect(formatShredCompletion(done)).toBe('shred complete: key generation 1 retired, 2 keys re-wrapped');
+    expect(formatShredCompletion(done)).toBe(
+      'shred complete: key generation 1 retired, 2 keys re-wrapped',
+    );
     expect(gens.destroyed).toEqual([1]);
     expect(await km.keyGeneration()).toEqual({ generation: 2, taintedSince: null, retiring: [] });
     expect(await openable(copy, gens.keys.values())).toBe(0);

@@ -29,7 +29,10 @@ export interface ShredCompletion {
  *   nothing is lost), CONFLICT when a rewrap is already running or the backend cannot make a
  *   new generation by itself.
  */
-export async function completeShreds(km: WrappedKeyManager, generations: KekGenerations): Promise<ShredCompletion> {
+export async function completeShreds(
+  km: WrappedKeyManager,
+  generations: KekGenerations,
+): Promise<ShredCompletion> {
   const before = await km.keyGeneration();
   let rewrapped = 0;
   if (before.taintedSince !== null) {
@@ -51,6 +54,7 @@ export async function completeShreds(km: WrappedKeyManager, generations: KekGene
 
 /** The contract line of a completion (README `latchkey shred --complete`). */
 export function formatShredCompletion(c: ShredCompletion): string {
-  if (c.retired.length === 0) return `shred complete: nothing to retire (key generation ${c.generation} is current)`;
+  if (c.retired.length === 0)
+    return `shred complete: nothing to retire (key generation ${c.generation} is current)`;
   return `shred complete: key generation ${c.retired.join(', ')} retired, ${c.rewrapped} keys re-wrapped`;
 }

@@ -45,13 +45,16 @@ function pgBin(): string | undefined {
 
 /** Runs a PostgreSQL binary as the `postgres` user when we are root (initdb refuses root). */
 function asPostgres(cmd: string, args: string[]): string[] {
-  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', cmd, ...args] : [cmd, ...args];
+  return process.getuid?.() === 0
+    ? ['runuser', '-u', 'postgres', '--', cmd, ...args]
+    : [cmd, ...args];
 }
 
 function run(argv: string[]): void {
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd as string, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${argv.slice(0, 5).join(' ')} failed: ${r.stderr || r.stdout}`);
+  if (r.status !== 0)
+    throw new Error(`${argv.slice(0, 5).join(' ')} failed: ${r.stderr || r.stdout}`);
 }
 
 function filesUnder(dir: string): string[] {
@@ -94,14 +97,45 @@ export async function testPostgres(what: string): Promise<TestPostgres | null> {
     await chmod(dir, 0o777);
     data = join(dir, 'data');
     if (process.getuid?.() === 0) run(['chown', 'postgres', dir]);
-    run(asPostgres(join(bin as string, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']));
+    run(
+      asPostgres(join(bin as string, 'initdb'), [
+        '-D',
+        data,
+        '-A',
+        'trust',
+        '-U',
+        'postgres',
+        '--no-sync',
+        '-E',
+        'UTF8',
+      ]),
+    );
     const port = await freePort();
     const opts = `-k ${dir} -p ${port} -h 127.0.0.1 -F -c max_connections=100`;
-    run(asPostgres(join(bin as string, 'pg_ctl'), ['-D', data, '-w', '-t', '30', '-l', join(dir, 'log'), '-o', opts, 'start']));
+    run(
+      asPostgres(join(bin as string, 'pg_ctl'), [
+        '-D',
+        data,
+        '-w',
+        '-t',
+        '30',
+        '-l',
+        join(dir, 'log'),
+        '-o',
+        opts,
+        'start',
+      ]),
+    );
     url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     const dataDir = data;
     stop = async () => {
-      const [cmd, ...args] = asPostgres(join(bin as string, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', 'stop']);
+      const [cmd, ...args] = asPostgres(join(bin as string, 'pg_ctl'), [
+        '-D',
+        dataDir,
+        '-m',
+        'immediate',
+        'stop',
+      ]);
       spawnSync(cmd as string, args);
       await rm(dir, { recursive: true, force: true });
     };
@@ -118,7 +152,11 @@ export async function testPostgres(what: string): Promise<TestPostgres | null> {
       if (data === undefined) return [];
       const oid = await withClient(dbUrl, async (c) => {
         await c.query('CHECKPOINT');
-        return (await c.query<{ oid: string }>('SELECT oid::text FROM pg_database WHERE datname = current_database()')).rows[0]?.oid;
+        return (
+          await c.query<{ oid: string }>(
+            'SELECT oid::text FROM pg_database WHERE datname = current_database()',
+          )
+        ).rows[0]?.oid;
       });
       return [...filesUnder(join(data, 'base', String(oid))), ...filesUnder(join(data, 'pg_wal'))];
     },

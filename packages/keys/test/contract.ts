@@ -120,7 +120,9 @@ export function keyManagerContract(name: string, setup: () => Promise<ContractTa
       const b = await km();
       const same = await Promise.all(Array.from({ length: 16 }, () => a.getContentKey('c1')));
       for (const r of same) expect(r.key).toEqual(same[0]?.key);
-      const mixed = await Promise.all(Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).getContentKey('c2')));
+      const mixed = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).getContentKey('c2')),
+      );
       for (const r of mixed) expect(r).toMatchObject({ epoch: 0, key: mixed[0]?.key });
     });
 
@@ -128,7 +130,9 @@ export function keyManagerContract(name: string, setup: () => Promise<ContractTa
       const a = await km();
       const b = await km();
       await a.getContentKey('c1');
-      const epochs = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).rotate('c1')));
+      const epochs = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).rotate('c1')),
+      );
       expect([...epochs].sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6]);
       expect(await a.currentEpoch('c1')).toBe(6);
       for (let e = 0; e <= 6; e++) expect((await b.getContentKey('c1', e)).epoch).toBe(e);

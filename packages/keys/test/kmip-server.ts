@@ -12,7 +12,11 @@ import { join } from 'node:path';
 export interface KmipPki {
   caFile: string;
   ca: string;
-  issue(name: string, usage: 'serverAuth' | 'clientAuth', ca?: string): { cert: string; key: string; certFile: string; keyFile: string };
+  issue(
+    name: string,
+    usage: 'serverAuth' | 'clientAuth',
+    ca?: string,
+  ): { cert: string; key: string; certFile: string; keyFile: string };
   /** Another CA in the same directory (for certificates the server must not accept). */
   otherCa(name: string): string;
 }
@@ -25,7 +29,19 @@ const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
 
 export function makeKmipPki(dir: string): KmipPki {
   const makeCa = (name: string): string => {
-    openssl(dir, ['req', '-x509', ...EC, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-subj', `/CN=Latchkey KMIP ${name}`, '-days', '2']);
+    openssl(dir, [
+      'req',
+      '-x509',
+      ...EC,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-subj',
+      `/CN=Latchkey KMIP ${name}`,
+      '-days',
+      '2',
+    ]);
     return name;
   };
   makeCa('ca');
@@ -34,14 +50,46 @@ export function makeKmipPki(dir: string): KmipPki {
     ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
     otherCa: makeCa,
     issue(name, usage, ca = 'ca') {
-      const ext = usage === 'serverAuth' ? 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n';
+      const ext =
+        usage === 'serverAuth'
+          ? 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
+          : 'extendedKeyUsage=clientAuth\n';
       writeFileSync(join(dir, `${name}.ext`), ext);
-      openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-      openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial',
-        '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+      openssl(dir, [
+        'req',
+        ...EC,
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      ]);
+      openssl(dir, [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        `${ca}.pem`,
+        '-CAkey',
+        `${ca}.key`,
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '2',
+        '-extfile',
+        `${name}.ext`,
+      ]);
       const certFile = join(dir, `${name}.pem`);
       const keyFile = join(dir, `${name}.key`);
-      return { certFile, keyFile, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+      return {
+        certFile,
+        keyFile,
+        cert: readFileSync(certFile, 'utf8'),
+        key: readFileSync(keyFile, 'utf8'),
+      };
     },
   };
 }
@@ -67,7 +115,11 @@ export function freePort(): Promise<number> {
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
       const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+      s.close(() =>
+        typeof addr === 'object' && addr !== null
+          ? resolve(addr.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }

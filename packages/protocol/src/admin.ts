@@ -17,7 +17,8 @@ export const ADMIN_PATHS = {
   expiry: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/expiry`,
   kick: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/kick`,
   invite: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/invite`,
-  transfer: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/transfer`,
+  transfer: (contactId: string) =>
+    `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/transfer`,
   shred: (contactId: string) => `${ADMIN_PREFIX}/contacts/${encodeURIComponent(contactId)}/shred`,
   /** Key service only: master-key rotation of the internal key manager, online. */
   rewrap: `${ADMIN_PREFIX}/keys/rewrap`,

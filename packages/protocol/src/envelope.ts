@@ -19,7 +19,11 @@ export const EnvelopeHeader = z.strictObject({
   msgId: MsgId,
   sentAt: TimeMs,
   /** The sender session's counter: 1 for its first message, then +1 per message. */
-  ctr: z.number().int().min(1).max(2 ** 32 - 1),
+  ctr: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 32 - 1),
   /** The session's chain value before this message (32 zero bytes for ctr 1). */
   prev: b64urlBytes(32),
   /** The last seq the sender had verified when it sealed (0: none). */
@@ -45,6 +49,9 @@ export type StoredEnvelope = z.infer<typeof StoredEnvelope>;
 /** What the plaintext of an envelope holds once opened (UTF-8 JSON). */
 export const MessageBody = z.strictObject({
   type: z.literal('text'),
-  text: z.string().min(1).max(16 * 1024),
+  text: z
+    .string()
+    .min(1)
+    .max(16 * 1024),
 });
 export type MessageBody = z.infer<typeof MessageBody>;

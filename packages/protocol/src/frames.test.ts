@@ -10,7 +10,9 @@ import { ClientFrame, ServerFrame } from './frames.ts';
 import { parseJson } from './parse.ts';
 
 const b64 = (bytes: number) =>
-  fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString('base64url'));
+  fc
+    .uint8Array({ minLength: bytes, maxLength: bytes })
+    .map((b) => Buffer.from(b).toString('base64url'));
 const id = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
 const msgId = fc.stringMatching(/^[A-Za-z0-9_-]{16,64}$/);
 const envelope = fc.record({
@@ -31,7 +33,11 @@ const envelope = fc.record({
   cert: fc.record({ body: b64(120), sig: b64(64) }),
 });
 const clientFrame = fc.oneof(
-  fc.record({ v: fc.constant(1 as const), type: fc.constant('auth' as const), token: fc.string({ minLength: 1, maxLength: 200 }) }),
+  fc.record({
+    v: fc.constant(1 as const),
+    type: fc.constant('auth' as const),
+    token: fc.string({ minLength: 1, maxLength: 200 }),
+  }),
   fc.record({ v: fc.constant(1 as const), type: fc.constant('join' as const), since: fc.nat() }),
   fc.record({ v: fc.constant(1 as const), type: fc.constant('send' as const), envelope }),
   fc.record({
@@ -42,7 +48,10 @@ const clientFrame = fc.oneof(
   }),
 );
 
-function outcome(schema: typeof ClientFrame | typeof ServerFrame, text: string): 'ok' | 'BAD_FRAME' {
+function outcome(
+  schema: typeof ClientFrame | typeof ServerFrame,
+  text: string,
+): 'ok' | 'BAD_FRAME' {
   try {
     parseJson(schema, text);
     return 'ok';
@@ -55,10 +64,17 @@ function outcome(schema: typeof ClientFrame | typeof ServerFrame, text: string):
 describe('frame parsing', () => {
   it('never throws anything but BAD_FRAME, whatever the text', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null')), (text) => {
-        expect(['ok', 'BAD_FRAME']).toContain(outcome(ClientFrame, text));
-        expect(['ok', 'BAD_FRAME']).toContain(outcome(ServerFrame, text));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.json(),
+          fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null'),
+        ),
+        (text) => {
+          expect(['ok', 'BAD_FRAME']).toContain(outcome(ClientFrame, text));
+          expect(['ok', 'BAD_FRAME']).toContain(outcome(ServerFrame, text));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -74,15 +90,23 @@ describe('frame parsing', () => {
 
   it('refuses a valid frame with an extra field, a missing field, or a truncation', () => {
     fc.assert(
-      fc.property(clientFrame, fc.string({ minLength: 1, maxLength: 12 }), fc.nat(), (frame, extra, cut) => {
-        const text = JSON.stringify(frame);
-        if (!(extra in frame)) expect(outcome(ClientFrame, JSON.stringify({ ...frame, [extra]: 1 }))).toBe('BAD_FRAME');
-        const keys = Object.keys(frame).filter((k) => k !== 'v');
-        const drop = keys[cut % keys.length]!;
-        const { [drop]: _dropped, ...rest } = frame as Record<string, unknown>;
-        expect(outcome(ClientFrame, JSON.stringify(rest))).toBe('BAD_FRAME');
-        expect(outcome(ClientFrame, text.slice(0, cut % text.length))).toBe('BAD_FRAME');
-      }),
+      fc.property(
+        clientFrame,
+        fc.string({ minLength: 1, maxLength: 12 }),
+        fc.nat(),
+        (frame, extra, cut) => {
+          const text = JSON.stringify(frame);
+          if (!(extra in frame))
+            expect(outcome(ClientFrame, JSON.stringify({ ...frame, [extra]: 1 }))).toBe(
+              'BAD_FRAME',
+            );
+          const keys = Object.keys(frame).filter((k) => k !== 'v');
+          const drop = keys[cut % keys.length]!;
+          const { [drop]: _dropped, ...rest } = frame as Record<string, unknown>;
+          expect(outcome(ClientFrame, JSON.stringify(rest))).toBe('BAD_FRAME');
+          expect(outcome(ClientFrame, text.slice(0, cut % text.length))).toBe('BAD_FRAME');
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -90,9 +114,21 @@ describe('frame parsing', () => {
   it('refuses another protocol version and non-canonical bytes', () => {
     fc.assert(
       fc.property(envelope, fc.integer({ min: 2, max: 1000 }), (env, v) => {
-        expect(outcome(ClientFrame, JSON.stringify({ v, type: 'send', envelope: env }))).toBe('BAD_FRAME');
-        expect(outcome(ClientFrame, JSON.stringify({ v: 1, type: 'send', envelope: { ...env, nonce: `${env.nonce}=` } }))).toBe('BAD_FRAME');
-        expect(outcome(ClientFrame, JSON.stringify({ v: 1, type: 'send', envelope: { ...env, sig: env.sig.slice(1) } }))).toBe('BAD_FRAME');
+        expect(outcome(ClientFrame, JSON.stringify({ v, type: 'send', envelope: env }))).toBe(
+          'BAD_FRAME',
+        );
+        expect(
+          outcome(
+            ClientFrame,
+            JSON.stringify({ v: 1, type: 'send', envelope: { ...env, nonce: `${env.nonce}=` } }),
+          ),
+        ).toBe('BAD_FRAME');
+        expect(
+          outcome(
+            ClientFrame,
+            JSON.stringify({ v: 1, type: 'send', envelope: { ...env, sig: env.sig.slice(1) } }),
+          ),
+        ).toBe('BAD_FRAME');
       }),
       { numRuns: 300 },
     );

@@ -14,9 +14,17 @@ const V = z.literal(PROTOCOL_VERSION);
 /** Request id chosen by the client to match a reply to its request. */
 export const RequestId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/);
 
-export const AuthFrame = z.strictObject({ v: V, type: z.literal('auth'), token: z.string().min(1).max(4096) });
+export const AuthFrame = z.strictObject({
+  v: V,
+  type: z.literal('auth'),
+  token: z.string().min(1).max(4096),
+});
 export const JoinFrame = z.strictObject({ v: V, type: z.literal('join'), since: SeqCursor });
-export const SendFrame = z.strictObject({ v: V, type: z.literal('send'), envelope: SealedEnvelope });
+export const SendFrame = z.strictObject({
+  v: V,
+  type: z.literal('send'),
+  envelope: SealedEnvelope,
+});
 export const HistoryRequestFrame = z.strictObject({
   v: V,
   type: z.literal('history'),
@@ -24,9 +32,19 @@ export const HistoryRequestFrame = z.strictObject({
   since: SeqCursor,
   limit: z.number().int().min(1).max(LIMITS.maxHistoryPage).optional(),
 });
-export const PingFrame = z.strictObject({ v: V, type: z.literal('ping'), id: RequestId.optional() });
+export const PingFrame = z.strictObject({
+  v: V,
+  type: z.literal('ping'),
+  id: RequestId.optional(),
+});
 
-export const ClientFrame = z.discriminatedUnion('type', [AuthFrame, JoinFrame, SendFrame, HistoryRequestFrame, PingFrame]);
+export const ClientFrame = z.discriminatedUnion('type', [
+  AuthFrame,
+  JoinFrame,
+  SendFrame,
+  HistoryRequestFrame,
+  PingFrame,
+]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
 export const ReadyFrame = z.strictObject({
@@ -48,7 +66,11 @@ export const AckFrame = z.strictObject({
   /** True when this msgId was already stored: the original seq is returned. */
   duplicate: z.boolean(),
 });
-export const DeliverFrame = z.strictObject({ v: V, type: z.literal('deliver'), envelope: StoredEnvelope });
+export const DeliverFrame = z.strictObject({
+  v: V,
+  type: z.literal('deliver'),
+  envelope: StoredEnvelope,
+});
 export const HistoryFrame = z.strictObject({
   v: V,
   type: z.literal('history'),
@@ -65,7 +87,11 @@ export const ErrorFrame = z.strictObject({
   /** The request this error answers, when there is one. */
   ref: z.strictObject({ msgId: MsgId.optional(), id: RequestId.optional() }).optional(),
 });
-export const PongFrame = z.strictObject({ v: V, type: z.literal('pong'), id: RequestId.optional() });
+export const PongFrame = z.strictObject({
+  v: V,
+  type: z.literal('pong'),
+  id: RequestId.optional(),
+});
 /**
  * The contact's membership changed (kick, transfer) and the key service rotated its key. Only a
  * hint, unauthenticated: clients then fetch the signed epoch statement from the key service and

@@ -49,41 +49,48 @@ export function keyDeliveryInfo(contactId: string, epoch: number, participantId:
 }
 
 /** POST /v1/contact-key: the content key of the token's contact. */
-export const ContactKeyRequest = z.strictObject({
-  /** Epoch wanted; omitted means the current one. */
-  epoch: Epoch.optional(),
-  /** Ed25519 public key of the caller's session, to be certified (32 bytes). */
-  signingKey: b64urlBytes(32).optional(),
-  /** When present, the key comes back as `sealedKey` (HPKE) instead of `key`. */
-  delivery: DeliveryKey.optional(),
-  /**
-   * Message-based rotation: rotate once if the current epoch is still `ifEpoch` (compare and
-   * set) and old enough; the answer carries the current key either way. Not with `epoch`.
-   */
-  rotate: z.strictObject({ ifEpoch: Epoch }).optional(),
-}).refine((r) => r.rotate === undefined || r.epoch === undefined, {
-  message: 'rotate asks for the current key: no epoch',
-  path: ['rotate'],
-});
+export const ContactKeyRequest = z
+  .strictObject({
+    /** Epoch wanted; omitted means the current one. */
+    epoch: Epoch.optional(),
+    /** Ed25519 public key of the caller's session, to be certified (32 bytes). */
+    signingKey: b64urlBytes(32).optional(),
+    /** When present, the key comes back as `sealedKey` (HPKE) instead of `key`. */
+    delivery: DeliveryKey.optional(),
+    /**
+     * Message-based rotation: rotate once if the current epoch is still `ifEpoch` (compare and
+     * set) and old enough; the answer carries the current key either way. Not with `epoch`.
+     */
+    rotate: z.strictObject({ ifEpoch: Epoch }).optional(),
+  })
+  .refine((r) => r.rotate === undefined || r.epoch === undefined, {
+    message: 'rotate asks for the current key: no epoch',
+    path: ['rotate'],
+  });
 export type ContactKeyRequest = z.infer<typeof ContactKeyRequest>;
 
-export const ContactKeyResponse = z.strictObject({
-  contactId: Id,
-  epoch: Epoch,
-  currentEpoch: Epoch,
-  /** The AES-256 content key of that epoch (32 bytes), when no `delivery` key was sent. */
-  key: b64urlBytes(32).optional(),
-  /** The content key sealed to the request's `delivery` key. */
-  sealedKey: SealedKey.optional(),
-  /** Present when `signingKey` was sent. */
-  certificate: SenderCertificate.optional(),
-  /** True when this request rotated the contact's key (`rotate` or the age rule). */
-  rotated: z.boolean().optional(),
-  /** The service's message-based rule: ask to rotate after this many messages of one epoch. */
-  rotateAfterMessages: z.number().int().min(1).optional(),
-  /** The contact's current epoch statement (signed; its epoch is `currentEpoch`). */
-  statement: EpochStatement,
-}).refine((r) => (r.key === undefined) !== (r.sealedKey === undefined), 'exactly one of key and sealedKey');
+export const ContactKeyResponse = z
+  .strictObject({
+    contactId: Id,
+    epoch: Epoch,
+    currentEpoch: Epoch,
+    /** The AES-256 content key of that epoch (32 bytes), when no `delivery` key was sent. */
+    key: b64urlBytes(32).optional(),
+    /** The content key sealed to the request's `delivery` key. */
+    sealedKey: SealedKey.optional(),
+    /** Present when `signingKey` was sent. */
+    certificate: SenderCertificate.optional(),
+    /** True when this request rotated the contact's key (`rotate` or the age rule). */
+    rotated: z.boolean().optional(),
+    /** The service's message-based rule: ask to rotate after this many messages of one epoch. */
+    rotateAfterMessages: z.number().int().min(1).optional(),
+    /** The contact's current epoch statement (signed; its epoch is `currentEpoch`). */
+    statement: EpochStatement,
+  })
+  .refine(
+    (r) => (r.key === undefined) !== (r.sealedKey === undefined),
+    'exactly one of key and sealedKey',
+  );
 export type ContactKeyResponse = z.infer<typeof ContactKeyResponse>;
 
 /** POST /v1/epoch-statement (bearer token, no body): the current epoch statement of its contact. */

@@ -48,7 +48,10 @@ export const ContactInfo = z.strictObject({
 export type ContactInfo = z.infer<typeof ContactInfo>;
 
 /** The state a contact is in at `now`: a passed expiry wins over the stored state. */
-export function effectiveState(contact: { state: ContactState; expiresAt: number }, now: number): ContactState {
+export function effectiveState(
+  contact: { state: ContactState; expiresAt: number },
+  now: number,
+): ContactState {
   return contact.state === 'expired' || contact.expiresAt <= now ? 'expired' : contact.state;
 }
 

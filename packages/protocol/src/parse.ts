@@ -35,7 +35,9 @@ export function parseRequest<T extends z.ZodType>(schema: T, value: unknown): z.
   if (!result.success) {
     const first = result.error.issues[0];
     const where = first && first.path.length > 0 ? ` at ${first.path.join('.')}` : '';
-    throw new LatchkeyError('BAD_REQUEST', `invalid request${where}`.slice(0, 200), { detail: result.error.message });
+    throw new LatchkeyError('BAD_REQUEST', `invalid request${where}`.slice(0, 200), {
+      detail: result.error.message,
+    });
   }
   return result.data;
 }

@@ -8,7 +8,9 @@ import { z } from 'zod';
 export const Id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'id must be 1-64 of [A-Za-z0-9_-]');
 
 /** Client-generated message id (random, at least 96 bits as base64url). */
-export const MsgId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'msgId must be 16-64 of [A-Za-z0-9_-]');
+export const MsgId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{16,64}$/, 'msgId must be 16-64 of [A-Za-z0-9_-]');
 
 /** Base64url without padding, bounded in characters. */
 export function b64url(minChars: number, maxChars: number) {
@@ -26,7 +28,11 @@ export function b64urlBytes(n: number) {
   return b64url(chars, chars);
 }
 
-export const Epoch = z.number().int().min(0).max(2 ** 31 - 1);
+export const Epoch = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31 - 1);
 export const Seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 /** A seq cursor: 0 means "before the first message". */
 export const SeqCursor = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

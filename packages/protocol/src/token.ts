@@ -12,7 +12,11 @@ export const AUDIENCE_KEYS = 'latchkey:keys' as const;
 /** Longest lifetime a participant token may have (seconds). */
 export const MAX_TOKEN_TTL_SECONDS = 24 * 60 * 60;
 
-const Seconds = z.number().int().min(0).max(2 ** 40);
+const Seconds = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 40);
 
 export const TokenClaims = z.strictObject({
   iss: z.literal(TOKEN_ISSUER),

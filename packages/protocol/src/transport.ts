@@ -22,7 +22,11 @@ export class InsecureListenerError extends Error {
  * Refuses a non-loopback listener without TLS unless `insecure` is set.
  * @throws InsecureListenerError naming the service and the host.
  */
-export function assertSecureListener(service: string, host: string, opts: { tls: boolean; insecure?: boolean }): void {
+export function assertSecureListener(
+  service: string,
+  host: string,
+  opts: { tls: boolean; insecure?: boolean },
+): void {
   if (opts.tls || opts.insecure === true || isLoopbackHost(host)) return;
   throw new InsecureListenerError(
     `${service} refuses to listen on ${host} without TLS: configure a certificate and key, or pass --insecure`,

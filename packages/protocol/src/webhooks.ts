@@ -54,7 +54,11 @@ export const WebhookErrorCode = z.enum([
 ]);
 export type WebhookErrorCode = z.infer<typeof WebhookErrorCode>;
 
-export const WebhookError = z.strictObject({ code: WebhookErrorCode, message: z.string().max(300), at: TimeMs });
+export const WebhookError = z.strictObject({
+  code: WebhookErrorCode,
+  message: z.string().max(300),
+  at: TimeMs,
+});
 export type WebhookError = z.infer<typeof WebhookError>;
 
 export const WebhookEndpointStatus = z.strictObject({
@@ -92,12 +96,20 @@ export const AddWebhookRequest = z.strictObject({
 export type AddWebhookRequest = z.infer<typeof AddWebhookRequest>;
 
 /** Answer of add and rotate-secret: the secret is shown once (`whsec_` + base64). */
-export const WebhookSecretResponse = z.strictObject({ endpoint: WebhookEndpointInfo, secret: z.string() });
+export const WebhookSecretResponse = z.strictObject({
+  endpoint: WebhookEndpointInfo,
+  secret: z.string(),
+});
 export type WebhookSecretResponse = z.infer<typeof WebhookSecretResponse>;
 
 /** POST .../rotate-secret: the old secret keeps signing for `overlapSeconds` (default 86400). */
 export const RotateWebhookSecretRequest = z.strictObject({
-  overlapSeconds: z.number().int().min(0).max(7 * 86400).optional(),
+  overlapSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 86400)
+    .optional(),
 });
 export type RotateWebhookSecretRequest = z.infer<typeof RotateWebhookSecretRequest>;
 
@@ -129,7 +141,9 @@ export const DeadLettersResponse = z.strictObject({ deadLetters: z.array(DeadLet
 export type DeadLettersResponse = z.infer<typeof DeadLettersResponse>;
 
 /** POST .../replay: the named dead letters (default: all of the endpoint) go back in the queue. */
-export const ReplayWebhookRequest = z.strictObject({ eventIds: z.array(WebhookEventId).max(1000).optional() });
+export const ReplayWebhookRequest = z.strictObject({
+  eventIds: z.array(WebhookEventId).max(1000).optional(),
+});
 export type ReplayWebhookRequest = z.infer<typeof ReplayWebhookRequest>;
 
 export const ReplayWebhookResponse = z.strictObject({ replayed: z.number().int().min(0) });

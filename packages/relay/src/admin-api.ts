@@ -58,11 +58,17 @@ export interface AdminApi {
   handle(req: IncomingMessage, res: ServerResponse): boolean;
 }
 
-const ROUTE = /^\/admin\/v1\/contacts(?:\/([A-Za-z0-9_-]{1,64})(?:\/(close|expiry|kick|invite|transfer))?)?\/?$/;
+const ROUTE =
+  /^\/admin\/v1\/contacts(?:\/([A-Za-z0-9_-]{1,64})(?:\/(close|expiry|kick|invite|transfer))?)?\/?$/;
 
 const SHRED_ROUTE = /^\/admin\/v1\/contacts\/([A-Za-z0-9_-]{1,64})\/shred\/?$/;
 
-export function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -77,7 +83,12 @@ export function send(res: ServerResponse, status: number, body: unknown, headers
 function sendError(res: ServerResponse, err: LatchkeyError): void {
   const status = ERROR_CODES[err.code].http;
   const body: ErrorResponse = { error: { code: err.code, message: err.message.slice(0, 200) } };
-  send(res, status, body, status === 401 ? { 'www-authenticate': 'Bearer realm="latchkey-admin"' } : {});
+  send(
+    res,
+    status,
+    body,
+    status === 401 ? { 'www-authenticate': 'Bearer realm="latchkey-admin"' } : {},
+  );
 }
 
 /** Reads a JSON body of at most LIMITS.maxHttpBodyBytes; an empty body is `{}`. */
@@ -87,7 +98,8 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > LIMITS.maxHttpBodyBytes) throw new LatchkeyError('TOO_LARGE', 'request body too large');
+    if (size > LIMITS.maxHttpBodyBytes)
+      throw new LatchkeyError('TOO_LARGE', 'request body too large');
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
@@ -103,7 +115,10 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 export function createAdminApi(opts: AdminApiOptions): AdminApi {
-  const auth = createAdminAuthenticator(opts.keys, opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist });
+  const auth = createAdminAuthenticator(
+    opts.keys,
+    opts.ipAllowlist === undefined ? {} : { ipAllowlist: opts.ipAllowlist },
+  );
   const now = opts.now ?? Date.now;
   const { contacts, policy } = opts;
 
@@ -120,12 +135,19 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
       const q = parse(ListContactsQuery, Object.fromEntries(url.searchParams));
       const limit = q.limit ?? 100;
       const list = await contacts.listContacts(
-        { limit: limit + 1, ...(q.state === undefined ? {} : { state: q.state }), ...(q.after === undefined ? {} : { after: q.after }) },
+        {
+          limit: limit + 1,
+          ...(q.state === undefined ? {} : { state: q.state }),
+          ...(q.after === undefined ? {} : { after: q.after }),
+        },
         now(),
       );
       const page = list.slice(0, limit);
       const last = page[page.length - 1];
-      const body: ListContactsResponse = { contacts: page, ...(list.length > limit && last ? { next: last.contactId } : {}) };
+      const body: ListContactsResponse = {
+        contacts: page,
+        ...(list.length > limit && last ? { next: last.contactId } : {}),
+      };
       send(res, 200, body);
       return;
     }
@@ -188,7 +210,12 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
   }
 
   /** POST /admin/v1/contacts/{id}/shred (after authentication); false when not this route. */
-  async function shredRoute(req: IncomingMessage, res: ServerResponse, url: URL, keyId: string): Promise<boolean> {
+  async function shredRoute(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    keyId: string,
+  ): Promise<boolean> {
     const m = SHRED_ROUTE.exec(url.pathname);
     if (!m?.[1] || req.method !== 'POST' || !opts.onShred) return false;
     const contactId = m[1];
@@ -207,10 +234,12 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
       } catch {
         return false;
       }
-      if (url.pathname !== ADMIN_PREFIX && !url.pathname.startsWith(`${ADMIN_PREFIX}/`)) return false;
+      if (url.pathname !== ADMIN_PREFIX && !url.pathname.startsWith(`${ADMIN_PREFIX}/`))
+        return false;
       route(req, res, url).catch((err: unknown) => {
         const e = toLatchkeyError(err);
-        if (ERROR_CODES[e.code].http >= 500) opts.log({ event: 'admin-failed', code: e.code, detail: e.detail });
+        if (ERROR_CODES[e.code].http >= 500)
+          opts.log({ event: 'admin-failed', code: e.code, detail: e.detail });
         if (!res.headersSent) sendError(res, e);
         else res.destroy();
         // An unread body would keep the connection busy; this request is done.

@@ -70,7 +70,9 @@ export class Admission {
 
   /** @throws RangeError on a bad allowlist entry or limit. */
   constructor(opts: AdmissionOptions = {}) {
-    this.#origins = opts.allowedOrigins ? new Set(opts.allowedOrigins.map(normaliseOrigin)) : undefined;
+    this.#origins = opts.allowedOrigins
+      ? new Set(opts.allowedOrigins.map(normaliseOrigin))
+      : undefined;
     this.#ips = opts.ipAllowlist ? parseIpAllowlist(opts.ipAllowlist) : undefined;
     this.#maxPerIp = opts.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
     if (!Number.isSafeInteger(this.#maxPerIp) || this.#maxPerIp < 1) {
@@ -97,12 +99,17 @@ export class Admission {
     let connects = this.#connects.get(ip);
     if (!connects) {
       if (this.#connects.size >= 10_000) {
-        for (const [k, b] of this.#connects) if (b.waitMs(this.#connectRate.burst) === 0) this.#connects.delete(k);
+        for (const [k, b] of this.#connects)
+          if (b.waitMs(this.#connectRate.burst) === 0) this.#connects.delete(k);
       }
       this.#connects.set(ip, (connects = new TokenBucket(this.#connectRate)));
     }
     if (!connects.take()) {
-      return { status: 429, code: 'RATE_LIMITED', message: 'too many new connections from this address' };
+      return {
+        status: 429,
+        code: 'RATE_LIMITED',
+        message: 'too many new connections from this address',
+      };
     }
     let entry = this.#byIp.get(ip);
     if (!entry) {
@@ -110,7 +117,11 @@ export class Admission {
       this.#byIp.set(ip, entry);
     }
     if (entry.connections >= this.#maxPerIp) {
-      return { status: 429, code: 'RATE_LIMITED', message: 'too many connections from this address' };
+      return {
+        status: 429,
+        code: 'RATE_LIMITED',
+        message: 'too many connections from this address',
+      };
     }
     entry.connections++;
     return null;
@@ -132,7 +143,10 @@ export class Admission {
 }
 
 /** Answers a refused upgrade with a small JSON error and closes the socket. */
-export function refuseUpgrade(socket: { write(s: string): unknown; destroy(): void }, r: Rejection): void {
+export function refuseUpgrade(
+  socket: { write(s: string): unknown; destroy(): void },
+  r: Rejection,
+): void {
   const body = JSON.stringify({ error: { code: r.code, message: r.message } });
   const reason = r.status === 429 ? 'Too Many Requests' : 'Forbidden';
   try {

@@ -33,7 +33,11 @@ export interface ContactStore {
    * @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN (left, kicked, other role), CONTACT_FULL,
    *   UNAVAILABLE when the store fails.
    */
-  admit(p: { contactId: string; participantId: string; role: Role }, now: number, policy: ContactPolicy): Promise<ContactInfo>;
+  admit(
+    p: { contactId: string; participantId: string; role: Role },
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo>;
   /** The contact with its participants (state as of `now`), or null when unknown. */
   contact(contactId: string, now: number): Promise<ContactInfo | null>;
   /** Contacts by id order, with their participants. */
@@ -59,7 +63,13 @@ export interface ContactStore {
    * idempotent for an active participant of the same role.
    * @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN (left, kicked, other role), CONTACT_FULL.
    */
-  invite(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): Promise<ContactInfo>;
+  invite(
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo>;
   /**
    * `from` (an agent) leaves; `to` becomes an active agent in the same transaction (taking the
    * leaver's seat). Unknown contacts and leavers are recorded, so the leaver cannot enter later.

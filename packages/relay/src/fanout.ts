@@ -172,11 +172,18 @@ export class RedisFanout implements Fanout {
   constructor(opts: RedisFanoutOptions) {
     this.#prefix = opts.prefix ?? 'latchkey:';
     this.#log = opts.log ?? (() => undefined);
-    const common = { maxRetriesPerRequest: 2, enableOfflineQueue: true, autoResubscribe: true, connectTimeout: 5_000 };
+    const common = {
+      maxRetriesPerRequest: 2,
+      enableOfflineQueue: true,
+      autoResubscribe: true,
+      connectTimeout: 5_000,
+    };
     this.#pub = new Redis(opts.url, common);
     this.#sub = new Redis(opts.url, common);
     for (const r of [this.#pub, this.#sub]) {
-      r.on('error', (err: Error & { code?: string }) => this.#log({ event: 'fanout-error', detail: err.code ?? err.name }));
+      r.on('error', (err: Error & { code?: string }) =>
+        this.#log({ event: 'fanout-error', detail: err.code ?? err.name }),
+      );
     }
     this.#sub.on('ready', () => {
       if (this.#connectedOnce) {
@@ -207,12 +214,16 @@ export class RedisFanout implements Fanout {
   }
 
   async publish(event: FanoutEvent): Promise<void> {
-    const channel = event.type === 'envelope' ? this.#channel(event.envelope.contactId) : this.#control;
+    const channel =
+      event.type === 'envelope' ? this.#channel(event.envelope.contactId) : this.#control;
     await this.#pub.publish(channel, JSON.stringify(event));
   }
 
   subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {
-    return this.#subscribe(this.#channel(contactId), handler as (e: EnvelopeEvent | ControlEvent) => void);
+    return this.#subscribe(
+      this.#channel(contactId),
+      handler as (e: EnvelopeEvent | ControlEvent) => void,
+    );
   }
 
   subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription {
@@ -239,7 +250,9 @@ export class RedisFanout implements Fanout {
     try {
       const answer = await Promise.race([
         this.#pub.ping(),
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000).unref()),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('timeout')), 2_000).unref(),
+        ),
       ]);
       return answer === 'PONG' && this.#sub.status === 'ready';
     } catch {

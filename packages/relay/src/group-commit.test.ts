@@ -80,14 +80,18 @@ describe('GroupCommit', () => {
       get stats() {
         return store.stats;
       },
-      appendBatch: (e) => (fail ? Promise.reject(new Error('disk I/O error')) : store.appendBatch(e)),
+      appendBatch: (e) =>
+        fail ? Promise.reject(new Error('disk I/O error')) : store.appendBatch(e),
       head: (c) => store.head(c),
       history: (c, s, l) => store.history(c, s, l),
       close: () => store.close(),
     };
     const errors: string[] = [];
     const gc = new GroupCommit(flaky, { onError: (e, n) => errors.push(`${e.code}:${n}`) });
-    const outcomes = await Promise.allSettled([gc.submit(fakeEnvelope('c1', 'a')), gc.submit(fakeEnvelope('c1', 'a'))]);
+    const outcomes = await Promise.allSettled([
+      gc.submit(fakeEnvelope('c1', 'a')),
+      gc.submit(fakeEnvelope('c1', 'a')),
+    ]);
     for (const o of outcomes) {
       expect(o.status).toBe('rejected');
       expect(LatchkeyError.is((o as PromiseRejectedResult).reason, 'UNAVAILABLE')).toBe(true);

@@ -2,7 +2,14 @@
  * @latchkey/relay: the relay library — authenticates participants, orders, stores and fans out
  * sealed envelopes over WebSocket (frames in @latchkey/protocol). Holds no key, opens nothing.
  */
-export { createRelay, DEFAULT_RELAY_MAX_CONNECTIONS, type Relay, type RelayOptions, type RelayLogEvent, type TlsOptions } from './relay.ts';
+export {
+  createRelay,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  type Relay,
+  type RelayOptions,
+  type RelayLogEvent,
+  type TlsOptions,
+} from './relay.ts';
 export {
   Admission,
   clientIp,

@@ -23,8 +23,10 @@ export class TokenBucket {
 
   /** @throws RangeError when perSecond or burst is not a positive finite number. */
   constructor(opts: RateLimitOptions, now: () => number = Date.now) {
-    if (!(opts.perSecond > 0) || !Number.isFinite(opts.perSecond)) throw new RangeError('perSecond must be > 0');
-    if (!(opts.burst >= 1) || !Number.isFinite(opts.burst)) throw new RangeError('burst must be >= 1');
+    if (!(opts.perSecond > 0) || !Number.isFinite(opts.perSecond))
+      throw new RangeError('perSecond must be > 0');
+    if (!(opts.burst >= 1) || !Number.isFinite(opts.burst))
+      throw new RangeError('burst must be >= 1');
     this.#perMs = opts.perSecond / 1000;
     this.#burst = opts.burst;
     this.#now = now;

@@ -30,7 +30,11 @@ export class Histogram {
       cumulative += this.counts[i] ?? 0;
       lines.push(`${name}_bucket{le="${b}"} ${cumulative}`);
     });
-    lines.push(`${name}_bucket{le="+Inf"} ${this.count}`, `${name}_sum ${this.sum}`, `${name}_count ${this.count}`);
+    lines.push(
+      `${name}_bucket{le="+Inf"} ${this.count}`,
+      `${name}_sum ${this.sum}`,
+      `${name}_count ${this.count}`,
+    );
     return lines.join('\n');
   }
 }
@@ -55,8 +59,14 @@ export class RelayMetrics {
       '# HELP latchkey_relay_messages_total Envelopes stored through this relay (rate() gives messages/s).',
       '# TYPE latchkey_relay_messages_total counter',
       `latchkey_relay_messages_total ${this.messages}`,
-      this.commit.render('latchkey_relay_commit_seconds', 'Store transaction (group commit) latency.'),
-      this.fanoutLag.render('latchkey_relay_fanout_lag_seconds', 'Publish-to-receipt delay of fanned-out envelopes.'),
+      this.commit.render(
+        'latchkey_relay_commit_seconds',
+        'Store transaction (group commit) latency.',
+      ),
+      this.fanoutLag.render(
+        'latchkey_relay_fanout_lag_seconds',
+        'Publish-to-receipt delay of fanned-out envelopes.',
+      ),
       '# HELP latchkey_relay_fanout_gap_repairs_total Envelopes read from the store to fill fan-out gaps.',
       '# TYPE latchkey_relay_fanout_gap_repairs_total counter',
       `latchkey_relay_fanout_gap_repairs_total ${this.gapRepairs}`,
@@ -80,9 +90,16 @@ export interface OpsEndpointsOptions {
 }
 
 /** Routes `/healthz`, `/readyz` and `/metrics`; returns false for any other path. */
-export function createOpsEndpoints(o: OpsEndpointsOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createOpsEndpoints(
+  o: OpsEndpointsOptions,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   const allow = parseIpAllowlist(o.metricsIpAllowlist ?? ['127.0.0.0/8', '::1']);
-  const text = (res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+  const text = (
+    res: ServerResponse,
+    status: number,
+    body: string,
+    type = 'text/plain; charset=utf-8',
+  ): void => {
     res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
     res.end(body);
   };
@@ -104,7 +121,12 @@ export function createOpsEndpoints(o: OpsEndpointsOptions): (req: IncomingMessag
           text(res, 403, 'forbidden\n');
           return true;
         }
-        text(res, 200, o.metrics.render(o.connections()), 'text/plain; version=0.0.4; charset=utf-8');
+        text(
+          res,
+          200,
+          o.metrics.render(o.connections()),
+          'text/plain; version=0.0.4; charset=utf-8',
+        );
         return true;
       default:
         return false;

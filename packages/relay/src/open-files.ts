@@ -34,7 +34,10 @@ export function checkOpenFiles(needed: number, who: string): string | null {
   if (lim.hard > lim.soft) {
     try {
       const hard = Number.isFinite(lim.hard) ? String(lim.hard) : 'unlimited';
-      spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`], { stdio: 'ignore', timeout: 2000 });
+      spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`], {
+        stdio: 'ignore',
+        timeout: 2000,
+      });
     } catch {
       // no prlimit: report below
     }

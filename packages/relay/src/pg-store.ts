@@ -104,7 +104,9 @@ const MAX_ATTEMPTS = 4;
 /** BIGINT columns come back as numbers: every value we store (ms times, seqs) is a safe integer. */
 const TYPES = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === 20
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 function canonicalJson(e: SealedEnvelope): string {
@@ -144,7 +146,10 @@ function unavailable(err: unknown, what: string): LatchkeyError {
       : err instanceof Error
         ? `${err.name}${(err as { code?: unknown }).code ? ` ${String((err as { code?: unknown }).code)}` : ''}`
         : typeof err;
-  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', { cause: err, detail: `${what}: ${detail}` });
+  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
+    cause: err,
+    detail: `${what}: ${detail}`,
+  });
 }
 
 interface ContactRow {
@@ -166,7 +171,8 @@ interface ParticipantRow {
   left_at: number | null;
 }
 
-const CONTACT_COLS = 'contact_id, head_seq, stored_messages, stored_bytes, state, created_at, closed_at, expires_at';
+const CONTACT_COLS =
+  'contact_id, head_seq, stored_messages, stored_bytes, state, created_at, closed_at, expires_at';
 const PARTICIPANT_COLS = 'participant_id, role, state, joined_at, left_at';
 
 type Q = pg.PoolClient;
@@ -192,7 +198,8 @@ export class PgMessageStore implements MessageStore, ContactStore {
    */
   static async open(opts: PgStoreOptions): Promise<PgMessageStore> {
     const ttl = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new RangeError('contactTtlMs must be a positive integer');
+    if (!Number.isSafeInteger(ttl) || ttl <= 0)
+      throw new RangeError('contactTtlMs must be a positive integer');
     const pool = new pg.Pool({
       connectionString: opts.url,
       max: opts.maxConnections ?? 10,
@@ -229,7 +236,9 @@ export class PgMessageStore implements MessageStore, ContactStore {
   async appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]> {
     this.#open();
     if (envelopes.length === 0) return [];
-    const { results, appended } = await this.#tx('append', (q) => this.#append(q, envelopes, quota));
+    const { results, appended } = await this.#tx('append', (q) =>
+      this.#append(q, envelopes, quota),
+    );
     this.#stats.transactions++;
     this.#stats.appended += appended;
     return results;
@@ -254,35 +263,72 @@ export class PgMessageStore implements MessageStore, ContactStore {
       [ids],
     );
     const contacts = new Map(locked.rows.map((r) => [r.contact_id, r]));
-    const existing = await q.query<{ contact_id: string; msg_id: string; seq: number; sender_id: string; envelope: string }>(
+    const existing = await q.query<{
+      contact_id: string;
+      msg_id: string;
+      seq: number;
+      sender_id: string;
+      envelope: string;
+    }>(
       `SELECT m.contact_id, m.msg_id, m.seq, m.sender_id, m.envelope
        FROM messages m JOIN unnest($1::text[], $2::text[]) AS k(c, id) ON m.contact_id = k.c AND m.msg_id = k.id`,
       [envelopes.map((e) => e.contactId), envelopes.map((e) => e.msgId)],
     );
     const byMsgId = new Map<string, { seq: number; sender: string; json: string }>();
-    for (const r of existing.rows) byMsgId.set(`${r.contact_id}\n${r.msg_id}`, { seq: r.seq, sender: r.sender_id, json: r.envelope });
-    const senders = await q.query<{ contact_id: string; participant_id: string; state: ParticipantState }>(
+    for (const r of existing.rows)
+      byMsgId.set(`${r.contact_id}\n${r.msg_id}`, {
+        seq: r.seq,
+        sender: r.sender_id,
+        json: r.envelope,
+      });
+    const senders = await q.query<{
+      contact_id: string;
+      participant_id: string;
+      state: ParticipantState;
+    }>(
       `SELECT p.contact_id, p.participant_id, p.state
        FROM participants p JOIN unnest($1::text[], $2::text[]) AS k(c, id) ON p.contact_id = k.c AND p.participant_id = k.id`,
       [envelopes.map((e) => e.contactId), envelopes.map((e) => e.senderId)],
     );
-    const senderState = new Map(senders.rows.map((r) => [`${r.contact_id}\n${r.participant_id}`, r.state]));
+    const senderState = new Map(
+      senders.rows.map((r) => [`${r.contact_id}\n${r.participant_id}`, r.state]),
+    );
     // Usage read after the row locks: every earlier append to these contacts has committed.
-    const usage = await q.query<{ contact_id: string; sender_id: string; messages: number; bytes: number }>(
+    const usage = await q.query<{
+      contact_id: string;
+      sender_id: string;
+      messages: number;
+      bytes: number;
+    }>(
       `SELECT u.contact_id, u.sender_id, u.messages, u.bytes
        FROM sender_usage u JOIN unnest($1::text[], $2::text[]) AS k(c, id) ON u.contact_id = k.c AND u.sender_id = k.id`,
       [envelopes.map((e) => e.contactId), envelopes.map((e) => e.senderId)],
     );
     const senderUsage = new Map<string, Usage>(
-      usage.rows.map((r) => [`${r.contact_id}\n${r.sender_id}`, { messages: r.messages, bytes: r.bytes }]),
+      usage.rows.map((r) => [
+        `${r.contact_id}\n${r.sender_id}`,
+        { messages: r.messages, bytes: r.bytes },
+      ]),
     );
     const contactUsage = new Map<string, Usage>(
-      locked.rows.map((r) => [r.contact_id, { messages: r.stored_messages, bytes: r.stored_bytes }]),
+      locked.rows.map((r) => [
+        r.contact_id,
+        { messages: r.stored_messages, bytes: r.stored_bytes },
+      ]),
     );
 
     const heads = new Map<string, number>();
     const results: AppendResult[] = [];
-    const rows: { c: string; seq: number; id: string; s: string; epoch: number; sent: number; json: string; bytes: number }[] = [];
+    const rows: {
+      c: string;
+      seq: number;
+      id: string;
+      s: string;
+      epoch: number;
+      sent: number;
+      json: string;
+      bytes: number;
+    }[] = [];
     for (const e of envelopes) {
       const json = canonicalJson(e);
       const key = `${e.contactId}\n${e.msgId}`;
@@ -290,7 +336,12 @@ export class PgMessageStore implements MessageStore, ContactStore {
       if (prior) {
         results.push(
           prior.sender === e.senderId && prior.json === json
-            ? { ok: true, seq: prior.seq, duplicate: true, envelope: toStored(prior.json, prior.seq) }
+            ? {
+                ok: true,
+                seq: prior.seq,
+                duplicate: true,
+                envelope: toStored(prior.json, prior.seq),
+              }
             : { ok: false, code: 'CONFLICT' },
         );
         continue;
@@ -299,7 +350,10 @@ export class PgMessageStore implements MessageStore, ContactStore {
       if (!contact) throw new Error('contact row missing after insert');
       const state = effectiveState({ state: contact.state, expiresAt: contact.expires_at }, now);
       if (state !== 'open') {
-        results.push({ ok: false, code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED' });
+        results.push({
+          ok: false,
+          code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED',
+        });
         continue;
       }
       const sender = senderState.get(`${e.contactId}\n${e.senderId}`);
@@ -320,7 +374,16 @@ export class PgMessageStore implements MessageStore, ContactStore {
       const seq = (heads.get(e.contactId) ?? contact.head_seq) + 1;
       heads.set(e.contactId, seq);
       byMsgId.set(key, { seq, sender: e.senderId, json });
-      rows.push({ c: e.contactId, seq, id: e.msgId, s: e.senderId, epoch: e.epoch, sent: e.sentAt, json, bytes });
+      rows.push({
+        c: e.contactId,
+        seq,
+        id: e.msgId,
+        s: e.senderId,
+        epoch: e.epoch,
+        sent: e.sentAt,
+        json,
+        bytes,
+      });
       results.push({ ok: true, seq, duplicate: false, envelope: toStored(json, seq) });
     }
     if (rows.length > 0) {
@@ -376,7 +439,10 @@ export class PgMessageStore implements MessageStore, ContactStore {
   async head(contactId: string): Promise<number> {
     this.#open();
     try {
-      const r = await this.#pool.query<{ head_seq: number }>('SELECT head_seq FROM contacts WHERE contact_id = $1', [contactId]);
+      const r = await this.#pool.query<{ head_seq: number }>(
+        'SELECT head_seq FROM contacts WHERE contact_id = $1',
+        [contactId],
+      );
       return r.rows[0]?.head_seq ?? 0;
     } catch (err) {
       throw unavailable(err, 'head');
@@ -386,10 +452,16 @@ export class PgMessageStore implements MessageStore, ContactStore {
   /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
   async history(contactId: string, since: number, limit: number): Promise<HistoryPage> {
     this.#open();
-    if (!Number.isSafeInteger(since) || since < 0) throw new RangeError('since must be a seq cursor');
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
+    if (!Number.isSafeInteger(since) || since < 0)
+      throw new RangeError('since must be a seq cursor');
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new RangeError('limit must be a positive integer');
     // One statement: head and rows come from the same snapshot.
-    const r = await this.#query<{ seq: number | null; envelope: string | null; head: number | null }>(
+    const r = await this.#query<{
+      seq: number | null;
+      envelope: string | null;
+      head: number | null;
+    }>(
       'history',
       `SELECT m.seq, m.envelope, h.head
        FROM (SELECT (SELECT head_seq FROM contacts WHERE contact_id = $1) AS head) h
@@ -399,7 +471,9 @@ export class PgMessageStore implements MessageStore, ContactStore {
       [contactId, since, limit + 1],
     );
     const head = r.rows[0]?.head ?? 0;
-    const envelopes = r.rows.flatMap((x) => (x.seq === null || x.envelope === null ? [] : [toStored(x.envelope, x.seq)]));
+    const envelopes = r.rows.flatMap((x) =>
+      x.seq === null || x.envelope === null ? [] : [toStored(x.envelope, x.seq)],
+    );
     envelopes.sort((a, b) => a.seq - b.seq);
     const more = envelopes.length > limit;
     if (more) envelopes.length = limit;
@@ -409,7 +483,11 @@ export class PgMessageStore implements MessageStore, ContactStore {
   // ---- ContactStore -----------------------------------------------------------------------
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL, UNAVAILABLE. */
-  admit(p: { contactId: string; participantId: string; role: Role }, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+  admit(
+    p: { contactId: string; participantId: string; role: Role },
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo> {
     return this.#tx('admit', async (q) => {
       await this.#enter(q, p.contactId, p.participantId, p.role, now, policy);
       return this.#info(q, p.contactId, now);
@@ -427,7 +505,8 @@ export class PgMessageStore implements MessageStore, ContactStore {
       const arg = (v: string | number): string => `$${args.push(v)}`;
       if (opts.after !== undefined) where.push(`contact_id > ${arg(opts.after)}`);
       if (opts.state === 'expired') where.push(`(state = 'expired' OR expires_at <= ${arg(now)})`);
-      else if (opts.state !== undefined) where.push(`state = ${arg(opts.state)} AND expires_at > ${arg(now)}`);
+      else if (opts.state !== undefined)
+        where.push(`state = ${arg(opts.state)} AND expires_at > ${arg(now)}`);
       const sql = `SELECT contact_id FROM contacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY contact_id LIMIT ${arg(opts.limit)}`;
       const rows = (await q.query<{ contact_id: string }>(sql, args)).rows;
       const out: ContactInfo[] = [];
@@ -444,7 +523,10 @@ export class PgMessageStore implements MessageStore, ContactStore {
     return this.#tx('close', async (q) => {
       const c = await this.#live(q, contactId, now);
       if (c.state === 'open') {
-        await q.query("UPDATE contacts SET state = 'closed', closed_at = $1 WHERE contact_id = $2", [now, contactId]);
+        await q.query(
+          "UPDATE contacts SET state = 'closed', closed_at = $1 WHERE contact_id = $2",
+          [now, contactId],
+        );
       }
       return this.#info(q, contactId, now);
     });
@@ -454,7 +536,10 @@ export class PgMessageStore implements MessageStore, ContactStore {
   setExpiry(contactId: string, expiresAt: number, now: number): Promise<ContactInfo> {
     return this.#tx('expiry', async (q) => {
       await this.#live(q, contactId, now);
-      await q.query('UPDATE contacts SET expires_at = $1 WHERE contact_id = $2', [expiresAt, contactId]);
+      await q.query('UPDATE contacts SET expires_at = $1 WHERE contact_id = $2', [
+        expiresAt,
+        contactId,
+      ]);
       return this.#info(q, contactId, now);
     });
   }
@@ -470,13 +555,20 @@ export class PgMessageStore implements MessageStore, ContactStore {
           `INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES ($1, $2, NULL, 'kicked', $3, $3)`,
           [contactId, participantId, now],
         );
-      } else if (p.state !== 'kicked') await this.#setParticipant(q, contactId, participantId, 'kicked', now);
+      } else if (p.state !== 'kicked')
+        await this.#setParticipant(q, contactId, participantId, 'kicked', now);
       return this.#info(q, contactId, now);
     });
   }
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL. */
-  invite(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+  invite(
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo> {
     return this.#tx('invite', async (q) => {
       await this.#enter(q, contactId, participantId, role, now, policy);
       return this.#info(q, contactId, now);
@@ -496,9 +588,13 @@ export class PgMessageStore implements MessageStore, ContactStore {
           `INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES ($1, $2, 'agent', 'left', $3, $3)`,
           [contactId, from, now],
         );
-      } else if (leaving.state === 'active') await this.#setParticipant(q, contactId, from, 'left', now);
+      } else if (leaving.state === 'active')
+        await this.#setParticipant(q, contactId, from, 'left', now);
       // The newcomer takes the leaver's seat, so the limit cannot refuse it.
-      await this.#enter(q, contactId, to, 'agent', now, { maxParticipants: Number.MAX_SAFE_INTEGER, contactTtlMs: this.#contactTtlMs });
+      await this.#enter(q, contactId, to, 'agent', now, {
+        maxParticipants: Number.MAX_SAFE_INTEGER,
+        contactTtlMs: this.#contactTtlMs,
+      });
       return this.#info(q, contactId, now);
     });
   }
@@ -527,7 +623,11 @@ export class PgMessageStore implements MessageStore, ContactStore {
     if (this.#closed) throw new LatchkeyError('UNAVAILABLE', 'message store closed');
   }
 
-  async #query<R extends pg.QueryResultRow>(what: string, sql: string, args: unknown[]): Promise<pg.QueryResult<R>> {
+  async #query<R extends pg.QueryResultRow>(
+    what: string,
+    sql: string,
+    args: unknown[],
+  ): Promise<pg.QueryResult<R>> {
     try {
       return await this.#pool.query<R>(sql, args);
     } catch (err) {
@@ -568,13 +668,18 @@ export class PgMessageStore implements MessageStore, ContactStore {
   }
 
   async #contactRow(q: Q, contactId: string, lock: boolean): Promise<ContactRow | undefined> {
-    const r = await q.query<ContactRow>(`SELECT ${CONTACT_COLS} FROM contacts WHERE contact_id = $1${lock ? ' FOR UPDATE' : ''}`, [
-      contactId,
-    ]);
+    const r = await q.query<ContactRow>(
+      `SELECT ${CONTACT_COLS} FROM contacts WHERE contact_id = $1${lock ? ' FOR UPDATE' : ''}`,
+      [contactId],
+    );
     return r.rows[0];
   }
 
-  async #participant(q: Q, contactId: string, participantId: string): Promise<ParticipantRow | undefined> {
+  async #participant(
+    q: Q,
+    contactId: string,
+    participantId: string,
+  ): Promise<ParticipantRow | undefined> {
     const r = await q.query<ParticipantRow>(
       `SELECT ${PARTICIPANT_COLS} FROM participants WHERE contact_id = $1 AND participant_id = $2`,
       [contactId, participantId],
@@ -602,7 +707,14 @@ export class PgMessageStore implements MessageStore, ContactStore {
     return c;
   }
 
-  async #enter(q: Q, contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): Promise<void> {
+  async #enter(
+    q: Q,
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<void> {
     // Lock the contact (so that the participant count cannot race another relay's admission).
     const c = await this.#contactRow(q, contactId, true);
     const p = await this.#participant(q, contactId, participantId);
@@ -636,13 +748,17 @@ export class PgMessageStore implements MessageStore, ContactStore {
     }
   }
 
-  async #setParticipant(q: Q, contactId: string, participantId: string, state: 'left' | 'kicked', now: number): Promise<void> {
-    await q.query('UPDATE participants SET state = $1, left_at = $2 WHERE contact_id = $3 AND participant_id = $4', [
-      state,
-      now,
-      contactId,
-      participantId,
-    ]);
+  async #setParticipant(
+    q: Q,
+    contactId: string,
+    participantId: string,
+    state: 'left' | 'kicked',
+    now: number,
+  ): Promise<void> {
+    await q.query(
+      'UPDATE participants SET state = $1, left_at = $2 WHERE contact_id = $3 AND participant_id = $4',
+      [state, now, contactId, participantId],
+    );
   }
 
   #info(q: Q, contactId: string, now: number): Promise<ContactInfo>;
@@ -683,9 +799,12 @@ async function migrate(pool: pg.Pool): Promise<void> {
       await client.query('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
       const r = await client.query<{ version: number }>('SELECT version FROM schema_version');
       const version = r.rows[0]?.version ?? 0;
-      if (r.rows.length === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
+      if (r.rows.length === 0)
+        await client.query('INSERT INTO schema_version (version) VALUES (0)');
       if (version > MIGRATIONS.length) {
-        throw new Error(`database schema ${version} is newer than this relay (${MIGRATIONS.length})`);
+        throw new Error(
+          `database schema ${version} is newer than this relay (${MIGRATIONS.length})`,
+        );
       }
       for (let v = version; v < MIGRATIONS.length; v++) {
         const sql = MIGRATIONS[v];

@@ -43,9 +43,11 @@ export interface Usage {
  */
 export function resolveQuota(over: Partial<Quota> = {}): Quota {
   const q: Quota = { ...DEFAULT_QUOTA };
-  for (const [k, v] of Object.entries(over) as [keyof Quota, number | undefined][]) if (v !== undefined) q[k] = v;
+  for (const [k, v] of Object.entries(over) as [keyof Quota, number | undefined][])
+    if (v !== undefined) q[k] = v;
   for (const [name, n] of Object.entries(q)) {
-    if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`quota ${name} must be a positive integer`);
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw new RangeError(`quota ${name} must be a positive integer`);
   }
   return q;
 }

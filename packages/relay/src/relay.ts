@@ -20,7 +20,12 @@
  *
  * The relay validates schemas and metadata only: it holds no key and opens nothing.
  */
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -47,15 +52,33 @@ import {
   type ServerFrame,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import { TOKEN_CLOCK_SKEW_SECONDS, createTokenVerifier, deriveAdminKey, type AdminKey, type TokenVerifierOptions } from '@latchkey/tokens';
+import {
+  TOKEN_CLOCK_SKEW_SECONDS,
+  createTokenVerifier,
+  deriveAdminKey,
+  type AdminKey,
+  type TokenVerifierOptions,
+} from '@latchkey/tokens';
 import { createAdminApi, type AdminApi } from './admin-api.ts';
-import { KEEP_CIPHERTEXT, isContactStore, type ContactPolicy, type ContactStore, type RetentionHook } from './contacts.ts';
+import {
+  KEEP_CIPHERTEXT,
+  isContactStore,
+  type ContactPolicy,
+  type ContactStore,
+  type RetentionHook,
+} from './contacts.ts';
 import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
 import { GroupCommit } from './group-commit.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { resolveQuota, type Quota } from './quota.ts';
 import { SqliteMessageStore, type MessageStore } from './store.ts';
-import { InProcessFanout, newRelayId, type EnvelopeEvent, type Fanout, type FanoutSubscription } from './fanout.ts';
+import {
+  InProcessFanout,
+  newRelayId,
+  type EnvelopeEvent,
+  type Fanout,
+  type FanoutSubscription,
+} from './fanout.ts';
 import { RelayMetrics, createOpsEndpoints } from './metrics.ts';
 import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
 import type { WebhookService } from '@latchkey/webhooks';
@@ -165,7 +188,11 @@ export interface Relay {
    * Starts an HTTP server of its own and serves WebSocket upgrades on it.
    * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
    */
-  listen(opts: { host: string; port: number; tls?: TlsOptions }): Promise<{ url: string; port: number }>;
+  listen(opts: {
+    host: string;
+    port: number;
+    tls?: TlsOptions;
+  }): Promise<{ url: string; port: number }>;
   /**
    * Stops accepting, commits and acks pending sends, closes every client with 1001, closes
    * its own HTTP server and (when it opened it) the store. Idempotent.
@@ -223,7 +250,10 @@ interface ParticipantBytes {
 }
 
 /** Default per-participant inbound byte rate: ample for people typing, tight for a flood. */
-const DEFAULT_PARTICIPANT_BYTE_RATE: RateLimitOptions = { perSecond: 128 * 1024, burst: 1024 * 1024 };
+const DEFAULT_PARTICIPANT_BYTE_RATE: RateLimitOptions = {
+  perSecond: 128 * 1024,
+  burst: 1024 * 1024,
+};
 
 /** Frames a connection may pipeline behind its auth frame before it is cut off. */
 const MAX_EARLY_FRAMES = 32;
@@ -283,7 +313,10 @@ function parseClientFrame(text: string): ClientFrame {
       // not JSON at all: BAD_FRAME stands
     }
     if (typeof v === 'number' && v !== PROTOCOL_VERSION) {
-      throw new LatchkeyError('UNSUPPORTED_VERSION', `protocol version ${PROTOCOL_VERSION} required`);
+      throw new LatchkeyError(
+        'UNSUPPORTED_VERSION',
+        `protocol version ${PROTOCOL_VERSION} required`,
+      );
     }
     throw err;
   }
@@ -295,7 +328,10 @@ function parseClientFrame(text: string): ClientFrame {
  * @throws LatchkeyError UNAVAILABLE when `store.path` cannot be opened.
  */
 export function createRelay(opts: RelayOptions): Relay {
-  if (opts.apiSecret !== undefined && (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)) {
+  if (
+    opts.apiSecret !== undefined &&
+    (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)
+  ) {
     throw new RangeError('apiSecret must be at least 32 bytes');
   }
   const verifier = createTokenVerifier({
@@ -309,9 +345,11 @@ export function createRelay(opts: RelayOptions): Relay {
   };
   const expirySweepMs = opts.expirySweepMs ?? 60_000;
   for (const [name, n] of Object.entries({ ...policy, expirySweepMs })) {
-    if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new RangeError(`${name} must be a positive integer`);
   }
-  const shredder = opts.shredder ?? (isStore(opts.store) ? undefined : sqliteShredder(opts.store.path));
+  const shredder =
+    opts.shredder ?? (isStore(opts.store) ? undefined : sqliteShredder(opts.store.path));
   const retention = opts.retention ?? (shredder ? deleteCiphertext(shredder) : KEEP_CIPHERTEXT);
   const maxFrameBytes = opts.maxFrameBytes ?? LIMITS.maxFrameBytes;
   const authTimeoutMs = opts.authTimeoutMs ?? LIMITS.authTimeoutSeconds * 1000;
@@ -319,7 +357,8 @@ export function createRelay(opts: RelayOptions): Relay {
   const maxProtocolErrors = opts.maxProtocolErrors ?? 10;
   const rateLimit = opts.rateLimit ?? DEFAULT_RATE_LIMIT;
   for (const [name, n] of Object.entries({ maxFrameBytes, authTimeoutMs, heartbeatMs })) {
-    if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer`);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new RangeError(`${name} must be a positive integer`);
   }
   if (!Number.isSafeInteger(maxProtocolErrors) || maxProtocolErrors < 0) {
     throw new RangeError('maxProtocolErrors must be a non-negative integer');
@@ -327,7 +366,10 @@ export function createRelay(opts: RelayOptions): Relay {
   new TokenBucket(rateLimit); // validates the options early
   const quota = resolveQuota(opts.quota);
   const byteRateOpt = opts.participantByteRate ?? DEFAULT_PARTICIPANT_BYTE_RATE;
-  const byteRate: RateLimitOptions = { ...byteRateOpt, burst: Math.max(byteRateOpt.burst, maxFrameBytes) };
+  const byteRate: RateLimitOptions = {
+    ...byteRateOpt,
+    burst: Math.max(byteRateOpt.burst, maxFrameBytes),
+  };
   new TokenBucket(byteRate);
   /** Participants closed for rate abuse, until when their new connections are refused. */
   const coolingDown = new Map<string, number>();
@@ -347,9 +389,12 @@ export function createRelay(opts: RelayOptions): Relay {
       ? store
       : (() => {
           if (ownsStore) void store.close();
-          throw new RangeError('a ContactStore is required: pass `contacts`, or a store that implements it');
+          throw new RangeError(
+            'a ContactStore is required: pass `contacts`, or a store that implements it',
+          );
         })());
-  const adminKeys = opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
+  const adminKeys =
+    opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
   /** History replies stop growing past this many bytes (`more` tells the client to page on). */
   const maxHistoryBytes = maxFrameBytes * 16;
 
@@ -395,7 +440,10 @@ export function createRelay(opts: RelayOptions): Relay {
   const conns = new Set<Conn>();
   /** Joined (or joining) connections per contact. */
   const subscribers = new Map<string, Set<Conn>>();
-  const attached = new Map<HttpServer | HttpsServer, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>();
+  const attached = new Map<
+    HttpServer | HttpsServer,
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  >();
   let ownServer: HttpServer | undefined;
   let closing = false;
   let closed: Promise<void> | undefined;
@@ -438,7 +486,11 @@ export function createRelay(opts: RelayOptions): Relay {
           log({ event: 'contact-expired', contactId, closed: n });
           opts.webhooks?.emit('contact.expired', { contactId, time: now });
           await retention.contactExpired(contactId, now).catch((err: unknown) =>
-            log({ event: 'retention-failed', contactId, detail: err instanceof Error ? err.name : typeof err }),
+            log({
+              event: 'retention-failed',
+              contactId,
+              detail: err instanceof Error ? err.name : typeof err,
+            }),
           );
         }
       } catch (err) {
@@ -483,7 +535,8 @@ export function createRelay(opts: RelayOptions): Relay {
       });
     }
     for (const c of conns) {
-      if (c.phase === 'ready' && c.principal?.contactId === contactId) sendFrame(c, { v: PROTOCOL_VERSION, type: 'rekey' });
+      if (c.phase === 'ready' && c.principal?.contactId === contactId)
+        sendFrame(c, { v: PROTOCOL_VERSION, type: 'rekey' });
     }
   }
 
@@ -491,7 +544,8 @@ export function createRelay(opts: RelayOptions): Relay {
   async function shred(contactId: string): Promise<number> {
     const now = Date.now();
     await contacts.setExpiry(contactId, now, now).catch((err: unknown) => {
-      if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+      if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND'))
+        throw err;
     });
     const closed = disconnect(contactId, null, 'CONTACT_EXPIRED');
     if (!shredder) throw new LatchkeyError('NOT_FOUND', 'no shredder configured');
@@ -504,17 +558,36 @@ export function createRelay(opts: RelayOptions): Relay {
    * Ends connections of a contact (all, or one participant's) with `code`, here and (unless the
    * request came from the fan-out) on every other relay. Returns how many closed here.
    */
-  function disconnect(contactId: string, participantId: string | null, code: ErrorCode, fromFanout = false): number {
+  function disconnect(
+    contactId: string,
+    participantId: string | null,
+    code: ErrorCode,
+    fromFanout = false,
+  ): number {
     if (!fromFanout) {
-      fanout.publish({ type: 'disconnect', contactId, participantId, code, origin: relayId, at: Date.now() }).catch(() => {
-        metrics.fanoutPublishFailures++;
-        log({ event: 'fanout-publish-failed', contactId });
-      });
+      fanout
+        .publish({
+          type: 'disconnect',
+          contactId,
+          participantId,
+          code,
+          origin: relayId,
+          at: Date.now(),
+        })
+        .catch(() => {
+          metrics.fanoutPublishFailures++;
+          log({ event: 'fanout-publish-failed', contactId });
+        });
     }
     let n = 0;
     for (const c of conns) {
       const p = c.principal;
-      if (!p || p.contactId !== contactId || (participantId !== null && p.participantId !== participantId)) continue;
+      if (
+        !p ||
+        p.contactId !== contactId ||
+        (participantId !== null && p.participantId !== participantId)
+      )
+        continue;
       if (c.phase === 'closed') continue;
       n++;
       sendError(c, code, code === 'FORBIDDEN' ? 'removed from this contact' : undefined);
@@ -543,7 +616,8 @@ export function createRelay(opts: RelayOptions): Relay {
   }
 
   function closeConn(c: Conn, code: number, reason: string): void {
-    if (c.ws.readyState === WebSocket.OPEN || c.ws.readyState === WebSocket.CONNECTING) c.ws.close(code, reason);
+    if (c.ws.readyState === WebSocket.OPEN || c.ws.readyState === WebSocket.CONNECTING)
+      c.ws.close(code, reason);
   }
 
   /** Sends an ErrorFrame; closes the connection when the code says so. */
@@ -561,7 +635,12 @@ export function createRelay(opts: RelayOptions): Relay {
   }
 
   /** An error the peer caused: counted, and too many close the connection (1008). */
-  function protocolError(c: Conn, code: ErrorCode, message?: string, ref?: ErrorFrame['ref']): void {
+  function protocolError(
+    c: Conn,
+    code: ErrorCode,
+    message?: string,
+    ref?: ErrorFrame['ref'],
+  ): void {
     c.protocolErrors++;
     sendError(c, code, message, ref);
     if (c.protocolErrors > maxProtocolErrors) {
@@ -575,7 +654,11 @@ export function createRelay(opts: RelayOptions): Relay {
     const e = toLatchkeyError(err);
     if (e.code === 'INTERNAL' || e.code === 'UNAVAILABLE') {
       // Only our own typed details reach the log: a foreign error's message might quote input.
-      const detail = LatchkeyError.is(err) ? e.detail : err instanceof Error ? err.name : typeof err;
+      const detail = LatchkeyError.is(err)
+        ? e.detail
+        : err instanceof Error
+          ? err.name
+          : typeof err;
       log({ event: 'failure', conn: c.id, code: e.code, detail });
       sendError(c, e.code, undefined, ref);
     } else {
@@ -623,7 +706,8 @@ export function createRelay(opts: RelayOptions): Relay {
       }
     });
     ws.on('error', (err: Error & { code?: string }) => {
-      const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'TOO_LARGE' : 'BAD_FRAME';
+      const code: ErrorCode =
+        err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'TOO_LARGE' : 'BAD_FRAME';
       log({ event: 'error', conn: c.id, code, wsError: err.code });
     });
     ws.on('close', (code) => {
@@ -690,7 +774,11 @@ export function createRelay(opts: RelayOptions): Relay {
     if (c.rateDrops > MAX_RATE_DROPS) {
       log({ event: 'rate-abuse', conn: c.id });
       // The participant cools down: its next connections are refused before any store work.
-      if (c.principal) coolingDown.set(`${c.principal.contactId}\u0000${c.principal.participantId}`, now + RATE_ABUSE_COOLDOWN_MS);
+      if (c.principal)
+        coolingDown.set(
+          `${c.principal.contactId}\u0000${c.principal.participantId}`,
+          now + RATE_ABUSE_COOLDOWN_MS,
+        );
       closeConn(c, WS_CLOSE_POLICY, 'rate limit abuse');
       return;
     }
@@ -727,7 +815,11 @@ export function createRelay(opts: RelayOptions): Relay {
         onHistory(c, frame);
         return;
       case 'ping':
-        sendFrame(c, { v: PROTOCOL_VERSION, type: 'pong', ...(frame.id === undefined ? {} : { id: frame.id }) });
+        sendFrame(c, {
+          v: PROTOCOL_VERSION,
+          type: 'pong',
+          ...(frame.id === undefined ? {} : { id: frame.id }),
+        });
         return;
     }
   }
@@ -746,7 +838,12 @@ export function createRelay(opts: RelayOptions): Relay {
       if (until !== undefined) coolingDown.delete(coolKey);
       // Membership: kicked or departed participants, expired or full contacts are refused.
       const admittedAt = Date.now();
-      emitAdmission(opts.webhooks, await contacts.admit(principal, admittedAt, policy), principal.participantId, admittedAt);
+      emitAdmission(
+        opts.webhooks,
+        await contacts.admit(principal, admittedAt, policy),
+        principal.participantId,
+        admittedAt,
+      );
       const head = await store.head(principal.contactId);
       // closed or timed out meanwhile
       if (c.phase !== 'authenticating' || c.ws.readyState !== WebSocket.OPEN) return;
@@ -759,7 +856,10 @@ export function createRelay(opts: RelayOptions): Relay {
       c.bytes = pb;
       const untilExpiry = principal.expiresAt + CLOCK_TOLERANCE_SECONDS * 1000 - Date.now();
       c.timers.push(
-        setTimeout(() => sendError(c, 'AUTH_EXPIRED'), Math.min(MAX_TIMER_MS, Math.max(0, untilExpiry))),
+        setTimeout(
+          () => sendError(c, 'AUTH_EXPIRED'),
+          Math.min(MAX_TIMER_MS, Math.max(0, untilExpiry)),
+        ),
       );
       log({
         event: 'auth',
@@ -995,18 +1095,32 @@ export function createRelay(opts: RelayOptions): Relay {
           sendError(c, r.code, undefined, ref);
           return;
         }
-        sendFrame(c, { v: PROTOCOL_VERSION, type: 'ack', msgId: env.msgId, seq: r.seq, duplicate: r.duplicate });
+        sendFrame(c, {
+          v: PROTOCOL_VERSION,
+          type: 'ack',
+          msgId: env.msgId,
+          seq: r.seq,
+          duplicate: r.duplicate,
+        });
         if (r.duplicate) return;
         emitMessageStored(opts.webhooks, r.envelope, Date.now());
         if (c.join !== 'no') {
           c.own.add(r.seq);
           skipOwn(c);
         }
-        fanout.publish({ type: 'envelope', envelope: r.envelope, origin: relayId, conn: c.id, at: Date.now() }).catch(() => {
-          // Receivers elsewhere see the gap at the next envelope and read it from the store.
-          metrics.fanoutPublishFailures++;
-          log({ event: 'fanout-publish-failed', contactId: env.contactId });
-        });
+        fanout
+          .publish({
+            type: 'envelope',
+            envelope: r.envelope,
+            origin: relayId,
+            conn: c.id,
+            at: Date.now(),
+          })
+          .catch(() => {
+            // Receivers elsewhere see the gap at the next envelope and read it from the store.
+            metrics.fanoutPublishFailures++;
+            log({ event: 'fanout-publish-failed', contactId: env.contactId });
+          });
       },
       (err: unknown) => failure(c, err, ref),
     );
@@ -1020,12 +1134,21 @@ export function createRelay(opts: RelayOptions): Relay {
       (page) => {
         let { envelopes, more } = page;
         let bytes = 0;
-        const cut = envelopes.findIndex((e, i) => (bytes += JSON.stringify(e).length) > maxHistoryBytes && i > 0);
+        const cut = envelopes.findIndex(
+          (e, i) => (bytes += JSON.stringify(e).length) > maxHistoryBytes && i > 0,
+        );
         if (cut > 0) {
           envelopes = envelopes.slice(0, cut);
           more = true;
         }
-        sendFrame(c, { v: PROTOCOL_VERSION, type: 'history', id: frame.id, envelopes, head: page.head, more });
+        sendFrame(c, {
+          v: PROTOCOL_VERSION,
+          type: 'history',
+          id: frame.id,
+          envelopes,
+          head: page.head,
+          more,
+        });
       },
       (err: unknown) => failure(c, err, ref),
     );
@@ -1065,8 +1188,19 @@ export function createRelay(opts: RelayOptions): Relay {
     metrics,
     connections: () => conns.size,
     live: () => !closing,
-    ready: async () => (await Promise.all([store.head('readyz').then(() => true, () => false), fanout.ping()])).every(Boolean),
-    ...(opts.metricsIpAllowlist === undefined ? {} : { metricsIpAllowlist: opts.metricsIpAllowlist }),
+    ready: async () =>
+      (
+        await Promise.all([
+          store.head('readyz').then(
+            () => true,
+            () => false,
+          ),
+          fanout.ping(),
+        ])
+      ).every(Boolean),
+    ...(opts.metricsIpAllowlist === undefined
+      ? {}
+      : { metricsIpAllowlist: opts.metricsIpAllowlist }),
   });
 
   function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
@@ -1075,7 +1209,11 @@ export function createRelay(opts: RelayOptions): Relay {
     return admin.handle(req, res);
   }
 
-  async function listen(o: { host: string; port: number; tls?: TlsOptions }): Promise<{ url: string; port: number }> {
+  async function listen(o: {
+    host: string;
+    port: number;
+    tls?: TlsOptions;
+  }): Promise<{ url: string; port: number }> {
     if (ownServer) throw new Error('relay is already listening');
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       if (handleHttp(req, res)) return;

@@ -32,7 +32,9 @@ export function sqliteShredder(path: string): CiphertextShredder {
         db.pragma('secure_delete = ON');
         const conn = db;
         const n = conn
-          .transaction(() => conn.prepare('DELETE FROM messages WHERE contact_id = ?').run(contactId).changes)
+          .transaction(
+            () => conn.prepare('DELETE FROM messages WHERE contact_id = ?').run(contactId).changes,
+          )
           .immediate();
         // Move the zeroed pages into the main file and empty the WAL (best effort while others read).
         conn.pragma('wal_checkpoint(TRUNCATE)');

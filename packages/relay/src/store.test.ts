@@ -61,7 +61,9 @@ describe('SqliteMessageStore', () => {
     expect(dup).toMatchObject({ ok: true, seq: 2, duplicate: true });
     const [otherSender] = await store.appendBatch([{ ...e, senderId: 'b' }]);
     expect(otherSender).toEqual({ ok: false, code: 'CONFLICT' });
-    const [otherContent] = await store.appendBatch([{ ...e, nonce: fakeEnvelope('c1', 'a').nonce }]);
+    const [otherContent] = await store.appendBatch([
+      { ...e, nonce: fakeEnvelope('c1', 'a').nonce },
+    ]);
     expect(otherContent).toEqual({ ok: false, code: 'CONFLICT' });
     // the same msgId in another contact is another message
     const [elsewhere] = await store.appendBatch([{ ...e, contactId: 'c2' }]);
@@ -122,7 +124,10 @@ describe('SqliteMessageStore', () => {
     side.close();
     const err = await store
       .appendBatch([fakeEnvelope('c1', 'a'), fakeEnvelope('c2', 'b'), poison])
-      .then(() => null, (e: unknown) => e);
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(LatchkeyError.is(err, 'UNAVAILABLE')).toBe(true);
     expect((err as LatchkeyError).message).not.toContain('injected');
     expect(await store.head('c1')).toBe(1);

@@ -134,7 +134,11 @@ export type StoreFailure = 'NEWER_SCHEMA' | 'NOT_ACCESSIBLE' | 'CORRUPT' | 'FULL
  */
 export class StoreError extends LatchkeyError {
   readonly reason: StoreFailure;
-  constructor(reason: StoreFailure, message: string, options?: { cause?: unknown; detail?: string }) {
+  constructor(
+    reason: StoreFailure,
+    message: string,
+    options?: { cause?: unknown; detail?: string },
+  ) {
     super('UNAVAILABLE', message, options);
     this.reason = reason;
   }
@@ -248,17 +252,31 @@ function toStored(json: string, seq: number): StoredEnvelope {
  */
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  if (err instanceof Database.SqliteError && (err.code === 'SQLITE_FULL' || err.code.startsWith('SQLITE_READONLY'))) {
+  if (
+    err instanceof Database.SqliteError &&
+    (err.code === 'SQLITE_FULL' || err.code.startsWith('SQLITE_READONLY'))
+  ) {
     // Nothing of the failed transaction was stored; earlier commits stay. Retry once space returns.
     const full = err.code === 'SQLITE_FULL';
-    return new StoreError(full ? 'FULL' : 'READ_ONLY', full ? 'message store full' : 'message store read-only', {
-      cause: err,
-      detail: `${what}: ${err.code}: ${err.message}`,
-    });
+    return new StoreError(
+      full ? 'FULL' : 'READ_ONLY',
+      full ? 'message store full' : 'message store read-only',
+      {
+        cause: err,
+        detail: `${what}: ${err.code}: ${err.message}`,
+      },
+    );
   }
   const detail =
-    err instanceof Database.SqliteError ? `${err.code}: ${err.message}` : err instanceof Error ? err.name : typeof err;
-  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', { cause: err, detail: `${what}: ${detail}` });
+    err instanceof Database.SqliteError
+      ? `${err.code}: ${err.message}`
+      : err instanceof Error
+        ? err.name
+        : typeof err;
+  return new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
+    cause: err,
+    detail: `${what}: ${detail}`,
+  });
 }
 
 interface ContactRow {
@@ -346,16 +364,22 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
       newContact: db.prepare(
         "INSERT INTO contacts (contact_id, head_seq, created_at, state, expires_at) VALUES (?, 0, ?, 'open', ?)",
       ),
-      contact: db.prepare('SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?'),
+      contact: db.prepare(
+        'SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?',
+      ),
       participants: db.prepare(
         'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? ORDER BY joined_at, participant_id',
       ),
       participant: db.prepare(
         'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? AND participant_id = ?',
       ),
-      activeCount: db.prepare("SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'"),
+      activeCount: db.prepare(
+        "SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'",
+      ),
       setHead: db.prepare('UPDATE contacts SET head_seq = ? WHERE contact_id = ?'),
-      byMsgId: db.prepare('SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND msg_id = ?'),
+      byMsgId: db.prepare(
+        'SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND msg_id = ?',
+      ),
       insert: db.prepare(
         `INSERT INTO messages (contact_id, seq, msg_id, sender_id, epoch, sent_at, stored_at, envelope)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -363,8 +387,12 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
       range: db.prepare(
         'SELECT seq, sender_id, envelope FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
-      contactUsage: db.prepare('SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?'),
-      senderUsage: db.prepare('SELECT messages, bytes FROM sender_usage WHERE contact_id = ? AND sender_id = ?'),
+      contactUsage: db.prepare(
+        'SELECT stored_messages AS messages, stored_bytes AS bytes FROM contacts WHERE contact_id = ?',
+      ),
+      senderUsage: db.prepare(
+        'SELECT messages, bytes FROM sender_usage WHERE contact_id = ? AND sender_id = ?',
+      ),
       addContactUsage: db.prepare(
         'UPDATE contacts SET stored_messages = stored_messages + ?, stored_bytes = stored_bytes + ? WHERE contact_id = ?',
       ),
@@ -373,94 +401,132 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
          ON CONFLICT (contact_id, sender_id) DO UPDATE SET messages = messages + excluded.messages, bytes = bytes + excluded.bytes`,
       ),
     };
-    this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota: Quota | undefined) => {
-      const now = this.#now();
-      const heads = new Map<string, number>();
-      // Contact and sender state do not change inside the transaction: read each once per batch.
-      const contacts = new Map<string, ContactRow | undefined>();
-      const senders = new Map<string, ParticipantRow | undefined>();
-      // Usage as stored before the batch; `added` collects this batch's own appends on top.
-      const contactUsage = new Map<string, Usage>();
-      const senderUsage = new Map<string, Usage>();
-      const added = new Map<string, { contactId: string; senderId: string | null } & Usage>();
-      const results: AppendResult[] = [];
-      let appended = 0;
-      for (const e of envelopes) {
-        const json = canonicalJson(e);
-        const existing = this.#stmt.byMsgId.get(e.contactId, e.msgId);
-        if (existing) {
-          results.push(
-            existing.sender_id === e.senderId && existing.envelope === json
-              ? { ok: true, seq: existing.seq, duplicate: true, envelope: toStored(existing.envelope, existing.seq) }
-              : { ok: false, code: 'CONFLICT' },
+    this.#appendTx = db.transaction(
+      (envelopes: readonly SealedEnvelope[], quota: Quota | undefined) => {
+        const now = this.#now();
+        const heads = new Map<string, number>();
+        // Contact and sender state do not change inside the transaction: read each once per batch.
+        const contacts = new Map<string, ContactRow | undefined>();
+        const senders = new Map<string, ParticipantRow | undefined>();
+        // Usage as stored before the batch; `added` collects this batch's own appends on top.
+        const contactUsage = new Map<string, Usage>();
+        const senderUsage = new Map<string, Usage>();
+        const added = new Map<string, { contactId: string; senderId: string | null } & Usage>();
+        const results: AppendResult[] = [];
+        let appended = 0;
+        for (const e of envelopes) {
+          const json = canonicalJson(e);
+          const existing = this.#stmt.byMsgId.get(e.contactId, e.msgId);
+          if (existing) {
+            results.push(
+              existing.sender_id === e.senderId && existing.envelope === json
+                ? {
+                    ok: true,
+                    seq: existing.seq,
+                    duplicate: true,
+                    envelope: toStored(existing.envelope, existing.seq),
+                  }
+                : { ok: false, code: 'CONFLICT' },
+            );
+            continue;
+          }
+          let contact = contacts.get(e.contactId);
+          if (!contacts.has(e.contactId)) {
+            contact = this.#stmt.contact.get(e.contactId);
+            contacts.set(e.contactId, contact);
+          }
+          if (contact) {
+            const state = effectiveState(
+              { state: contact.state, expiresAt: contact.expires_at },
+              now,
+            );
+            if (state !== 'open') {
+              results.push({
+                ok: false,
+                code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED',
+              });
+              continue;
+            }
+            const senderKey = `${e.contactId}\u0000${e.senderId}`;
+            let sender = senders.get(senderKey);
+            if (!senders.has(senderKey)) {
+              sender = this.#stmt.participant.get(e.contactId, e.senderId);
+              senders.set(senderKey, sender);
+            }
+            if (sender && sender.state !== 'active') {
+              results.push({ ok: false, code: 'FORBIDDEN' });
+              continue;
+            }
+          }
+          const bytes = Buffer.byteLength(json);
+          let cu = contactUsage.get(e.contactId);
+          if (!cu)
+            contactUsage.set(
+              e.contactId,
+              (cu = { ...(this.#stmt.contactUsage.get(e.contactId) ?? { messages: 0, bytes: 0 }) }),
+            );
+          const usageKey = `${e.contactId}\u0000${e.senderId}`;
+          let su = senderUsage.get(usageKey);
+          if (!su)
+            senderUsage.set(
+              usageKey,
+              (su = {
+                ...(this.#stmt.senderUsage.get(e.contactId, e.senderId) ?? {
+                  messages: 0,
+                  bytes: 0,
+                }),
+              }),
+            );
+          if (quota && overQuota(quota, cu, su, bytes)) {
+            results.push({ ok: false, code: 'QUOTA_EXCEEDED' });
+            continue;
+          }
+          cu.messages++;
+          cu.bytes += bytes;
+          su.messages++;
+          su.bytes += bytes;
+          for (const [key, senderId] of [
+            [e.contactId, null],
+            [usageKey, e.senderId],
+          ] as const) {
+            const a = added.get(key) ?? { contactId: e.contactId, senderId, messages: 0, bytes: 0 };
+            a.messages++;
+            a.bytes += bytes;
+            added.set(key, a);
+          }
+          let head = heads.get(e.contactId);
+          if (head === undefined) {
+            const row = this.#stmt.head.get(e.contactId);
+            if (row) head = row.head_seq;
+            else {
+              this.#stmt.newContact.run(e.contactId, now, now + this.#contactTtlMs);
+              head = 0;
+            }
+          }
+          const seq = head + 1;
+          this.#stmt.insert.run(
+            e.contactId,
+            seq,
+            e.msgId,
+            e.senderId,
+            e.epoch,
+            e.sentAt,
+            now,
+            json,
           );
-          continue;
+          heads.set(e.contactId, seq);
+          appended++;
+          // The input was validated by the protocol schema (no extra fields): no need to re-parse.
+          results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq } });
         }
-        let contact = contacts.get(e.contactId);
-        if (!contacts.has(e.contactId)) {
-          contact = this.#stmt.contact.get(e.contactId);
-          contacts.set(e.contactId, contact);
+        for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
+        for (const a of added.values()) {
+          if (a.senderId === null) this.#stmt.addContactUsage.run(a.messages, a.bytes, a.contactId);
+          else this.#stmt.addSenderUsage.run(a.contactId, a.senderId, a.messages, a.bytes);
         }
-        if (contact) {
-          const state = effectiveState({ state: contact.state, expiresAt: contact.expires_at }, now);
-          if (state !== 'open') {
-            results.push({ ok: false, code: state === 'closed' ? 'CONTACT_CLOSED' : 'CONTACT_EXPIRED' });
-            continue;
-          }
-          const senderKey = `${e.contactId}\u0000${e.senderId}`;
-          let sender = senders.get(senderKey);
-          if (!senders.has(senderKey)) {
-            sender = this.#stmt.participant.get(e.contactId, e.senderId);
-            senders.set(senderKey, sender);
-          }
-          if (sender && sender.state !== 'active') {
-            results.push({ ok: false, code: 'FORBIDDEN' });
-            continue;
-          }
-        }
-        const bytes = Buffer.byteLength(json);
-        let cu = contactUsage.get(e.contactId);
-        if (!cu) contactUsage.set(e.contactId, (cu = { ...(this.#stmt.contactUsage.get(e.contactId) ?? { messages: 0, bytes: 0 }) }));
-        const usageKey = `${e.contactId}\u0000${e.senderId}`;
-        let su = senderUsage.get(usageKey);
-        if (!su) senderUsage.set(usageKey, (su = { ...(this.#stmt.senderUsage.get(e.contactId, e.senderId) ?? { messages: 0, bytes: 0 }) }));
-        if (quota && overQuota(quota, cu, su, bytes)) {
-          results.push({ ok: false, code: 'QUOTA_EXCEEDED' });
-          continue;
-        }
-        cu.messages++;
-        cu.bytes += bytes;
-        su.messages++;
-        su.bytes += bytes;
-        for (const [key, senderId] of [[e.contactId, null], [usageKey, e.senderId]] as const) {
-          const a = added.get(key) ?? { contactId: e.contactId, senderId, messages: 0, bytes: 0 };
-          a.messages++;
-          a.bytes += bytes;
-          added.set(key, a);
-        }
-        let head = heads.get(e.contactId);
-        if (head === undefined) {
-          const row = this.#stmt.head.get(e.contactId);
-          if (row) head = row.head_seq;
-          else {
-            this.#stmt.newContact.run(e.contactId, now, now + this.#contactTtlMs);
-            head = 0;
-          }
-        }
-        const seq = head + 1;
-        this.#stmt.insert.run(e.contactId, seq, e.msgId, e.senderId, e.epoch, e.sentAt, now, json);
-        heads.set(e.contactId, seq);
-        appended++;
-        // The input was validated by the protocol schema (no extra fields): no need to re-parse.
-        results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq } });
-      }
-      for (const [contactId, head] of heads) this.#stmt.setHead.run(head, contactId);
-      for (const a of added.values()) {
-        if (a.senderId === null) this.#stmt.addContactUsage.run(a.messages, a.bytes, a.contactId);
-        else this.#stmt.addSenderUsage.run(a.contactId, a.senderId, a.messages, a.bytes);
-      }
-      return { results, appended };
-    });
+        return { results, appended };
+      },
+    );
   }
 
   /** Durability settings in effect on this connection (for start-up checks and tests). */
@@ -505,8 +571,10 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   history(contactId: string, since: number, limit: number): Promise<HistoryPage> {
     try {
       this.#open();
-      if (!Number.isSafeInteger(since) || since < 0) throw new RangeError('since must be a seq cursor');
-      if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
+      if (!Number.isSafeInteger(since) || since < 0)
+        throw new RangeError('since must be a seq cursor');
+      if (!Number.isSafeInteger(limit) || limit < 1)
+        throw new RangeError('limit must be a positive integer');
       // One read transaction so that head and rows come from the same snapshot.
       return Promise.resolve(
         this.#db.transaction(() => {
@@ -526,7 +594,11 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   // ---- ContactStore -----------------------------------------------------------------------
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL, UNAVAILABLE. */
-  admit(p: { contactId: string; participantId: string; role: Role }, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+  admit(
+    p: { contactId: string; participantId: string; role: Role },
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo> {
     return this.#tx('admit', () => {
       this.#enter(p.contactId, p.participantId, p.role, now, policy);
       return this.#info(p.contactId, now);
@@ -534,7 +606,11 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   }
 
   contact(contactId: string, now: number): Promise<ContactInfo | null> {
-    return this.#tx('contact', () => (this.#stmt.contact.get(contactId) ? this.#info(contactId, now) : null), false);
+    return this.#tx(
+      'contact',
+      () => (this.#stmt.contact.get(contactId) ? this.#info(contactId, now) : null),
+      false,
+    );
   }
 
   listContacts(opts: ListContactsOptions, now: number): Promise<ContactInfo[]> {
@@ -551,11 +627,13 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
           where.push("(state = 'expired' OR expires_at <= ?)");
           args.push(now);
         } else if (opts.state !== undefined) {
-          where.push("state = ? AND expires_at > ?");
+          where.push('state = ? AND expires_at > ?');
           args.push(opts.state, now);
         }
         const sql = `SELECT contact_id FROM contacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY contact_id LIMIT ?`;
-        const rows = this.#db.prepare<(string | number)[], { contact_id: string }>(sql).all(...args, opts.limit);
+        const rows = this.#db
+          .prepare<(string | number)[], { contact_id: string }>(sql)
+          .all(...args, opts.limit);
         return rows.map((r) => this.#info(r.contact_id, now));
       },
       false,
@@ -567,7 +645,9 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     return this.#tx('close', () => {
       const c = this.#live(contactId, now);
       if (c.state === 'open') {
-        this.#db.prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?").run(now, contactId);
+        this.#db
+          .prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?")
+          .run(now, contactId);
       }
       return this.#info(contactId, now);
     });
@@ -577,7 +657,9 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   setExpiry(contactId: string, expiresAt: number, now: number): Promise<ContactInfo> {
     return this.#tx('expiry', () => {
       this.#live(contactId, now);
-      this.#db.prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?').run(expiresAt, contactId);
+      this.#db
+        .prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?')
+        .run(expiresAt, contactId);
       return this.#info(contactId, now);
     });
   }
@@ -594,13 +676,20 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
             "INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, NULL, 'kicked', ?, ?)",
           )
           .run(contactId, participantId, now, now);
-      } else if (p.state !== 'kicked') this.#setParticipant(contactId, participantId, 'kicked', now);
+      } else if (p.state !== 'kicked')
+        this.#setParticipant(contactId, participantId, 'kicked', now);
       return this.#info(contactId, now);
     });
   }
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL. */
-  invite(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): Promise<ContactInfo> {
+  invite(
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    policy: ContactPolicy,
+  ): Promise<ContactInfo> {
     return this.#tx('invite', () => {
       this.#enter(contactId, participantId, role, now, policy);
       return this.#info(contactId, now);
@@ -624,7 +713,10 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
           .run(contactId, from, now, now);
       } else if (leaving.state === 'active') this.#setParticipant(contactId, from, 'left', now);
       // The newcomer takes the leaver's seat, so the limit cannot refuse it.
-      this.#enter(contactId, to, 'agent', now, { maxParticipants: Number.MAX_SAFE_INTEGER, contactTtlMs: this.#contactTtlMs });
+      this.#enter(contactId, to, 'agent', now, {
+        maxParticipants: Number.MAX_SAFE_INTEGER,
+        contactTtlMs: this.#contactTtlMs,
+      });
       return this.#info(contactId, now);
     });
   }
@@ -632,7 +724,9 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
   expireDue(now: number): Promise<string[]> {
     return this.#tx('expire', () => {
       const rows = this.#db
-        .prepare<[number], { contact_id: string }>("SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?")
+        .prepare<[number], { contact_id: string }>(
+          "SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?",
+        )
         .all(now);
       const mark = this.#db.prepare("UPDATE contacts SET state = 'expired' WHERE contact_id = ?");
       for (const r of rows) mark.run(r.contact_id);
@@ -653,7 +747,8 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
 
   /** Creates the contact (open, default lifetime) when unknown; refuses an expired one. */
   #ensure(contactId: string, now: number): void {
-    if (!this.#stmt.contact.get(contactId)) this.#stmt.newContact.run(contactId, now, now + this.#contactTtlMs);
+    if (!this.#stmt.contact.get(contactId))
+      this.#stmt.newContact.run(contactId, now, now + this.#contactTtlMs);
     else this.#live(contactId, now);
   }
 
@@ -667,7 +762,13 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     return c;
   }
 
-  #enter(contactId: string, participantId: string, role: Role, now: number, policy: ContactPolicy): void {
+  #enter(
+    contactId: string,
+    participantId: string,
+    role: Role,
+    now: number,
+    policy: ContactPolicy,
+  ): void {
     const c = this.#stmt.contact.get(contactId);
     const p = this.#stmt.participant.get(contactId, participantId);
     const decision = decideAdmission({
@@ -679,7 +780,8 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
       maxParticipants: policy.maxParticipants,
     });
     if (!decision.ok) throw new LatchkeyError(decision.code, decision.message);
-    if (decision.createContact) this.#stmt.newContact.run(contactId, now, now + policy.contactTtlMs);
+    if (decision.createContact)
+      this.#stmt.newContact.run(contactId, now, now + policy.contactTtlMs);
     if (decision.createParticipant) {
       this.#db
         .prepare(
@@ -689,9 +791,16 @@ export class SqliteMessageStore implements MessageStore, ContactStore {
     }
   }
 
-  #setParticipant(contactId: string, participantId: string, state: 'left' | 'kicked', now: number): void {
+  #setParticipant(
+    contactId: string,
+    participantId: string,
+    state: 'left' | 'kicked',
+    now: number,
+  ): void {
     this.#db
-      .prepare('UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?')
+      .prepare(
+        'UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?',
+      )
       .run(state, now, contactId, participantId);
   }
 
@@ -745,11 +854,18 @@ function checkAccess(path: string): void {
       accessSync(p, fsConstants.R_OK | fsConstants.W_OK | (p === dir ? fsConstants.X_OK : 0));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
-      const why = code === 'ENOENT' ? 'does not exist' : `is not readable and writable by this process (${code})`;
-      throw new StoreError('NOT_ACCESSIBLE', `message store: ${what} ${p} ${why}; nothing was changed`, {
-        cause: err,
-        detail: `open: ${code}`,
-      });
+      const why =
+        code === 'ENOENT'
+          ? 'does not exist'
+          : `is not readable and writable by this process (${code})`;
+      throw new StoreError(
+        'NOT_ACCESSIBLE',
+        `message store: ${what} ${p} ${why}; nothing was changed`,
+        {
+          cause: err,
+          detail: `open: ${code}`,
+        },
+      );
     }
   }
 }
@@ -778,9 +894,16 @@ function probe(path: string, integrity: 'quick' | 'off'): void {
     if (integrity === 'quick') {
       const rows = db.pragma('quick_check') as { quick_check: string }[];
       if (rows.length !== 1 || rows[0]?.quick_check !== 'ok') {
-        throw new StoreError('CORRUPT', `message store ${path} failed its integrity check; restore a backup`, {
-          detail: `open: quick_check: ${rows.slice(0, 3).map((r) => r.quick_check).join('; ')}`,
-        });
+        throw new StoreError(
+          'CORRUPT',
+          `message store ${path} failed its integrity check; restore a backup`,
+          {
+            detail: `open: quick_check: ${rows
+              .slice(0, 3)
+              .map((r) => r.quick_check)
+              .join('; ')}`,
+          },
+        );
       }
     }
     db.close();
@@ -796,15 +919,23 @@ function probe(path: string, integrity: 'quick' | 'off'): void {
     if (err instanceof StoreError) throw err;
     const code = err instanceof Database.SqliteError ? err.code : 'ERROR';
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
-      throw new StoreError('CORRUPT', `message store ${path} is not a readable database (${code}); restore a backup`, {
+      throw new StoreError(
+        'CORRUPT',
+        `message store ${path} is not a readable database (${code}); restore a backup`,
+        {
+          cause: err,
+          detail: `open: ${code}`,
+        },
+      );
+    }
+    throw new StoreError(
+      'NOT_ACCESSIBLE',
+      `message store ${path} cannot be opened (${code}); nothing was changed`,
+      {
         cause: err,
         detail: `open: ${code}`,
-      });
-    }
-    throw new StoreError('NOT_ACCESSIBLE', `message store ${path} cannot be opened (${code}); nothing was changed`, {
-      cause: err,
-      detail: `open: ${code}`,
-    });
+      },
+    );
   }
 }
 
@@ -812,7 +943,10 @@ function probe(path: string, integrity: 'quick' | 'off'): void {
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > MIGRATIONS.length) {
-    throw new StoreError('NEWER_SCHEMA', `database schema ${version} is newer than this relay (${MIGRATIONS.length})`);
+    throw new StoreError(
+      'NEWER_SCHEMA',
+      `database schema ${version} is newer than this relay (${MIGRATIONS.length})`,
+    );
   }
   for (let v = version; v < MIGRATIONS.length; v++) {
     const sql = MIGRATIONS[v];

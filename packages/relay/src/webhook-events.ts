@@ -10,17 +10,31 @@ import type { WebhookService } from '@latchkey/webhooks';
  * After an admission at `at`: `contact.opened` when it created the contact, and
  * `participant.joined` when it admitted the participant for the first time.
  */
-export function emitAdmission(hooks: WebhookService | undefined, info: ContactInfo, participantId: string, at: number): void {
+export function emitAdmission(
+  hooks: WebhookService | undefined,
+  info: ContactInfo,
+  participantId: string,
+  at: number,
+): void {
   if (!hooks) return;
   if (info.createdAt === at) hooks.emit('contact.opened', { contactId: info.contactId, time: at });
   const p = info.participants.find((x) => x.participantId === participantId);
   if (p && p.role !== null && p.state === 'active' && p.joinedAt === at) {
-    hooks.emit('participant.joined', { contactId: info.contactId, participantId, role: p.role, time: at });
+    hooks.emit('participant.joined', {
+      contactId: info.contactId,
+      participantId,
+      role: p.role,
+      time: at,
+    });
   }
 }
 
 /** After a stored (not duplicate) envelope: its metadata; `size` is the ciphertext's bytes. */
-export function emitMessageStored(hooks: WebhookService | undefined, env: StoredEnvelope, at: number): void {
+export function emitMessageStored(
+  hooks: WebhookService | undefined,
+  env: StoredEnvelope,
+  at: number,
+): void {
   hooks?.emit('message.stored', {
     contactId: env.contactId,
     seq: env.seq,

@@ -8,8 +8,18 @@ import { handleWebhookAdmin, type WebhookAdminLog, type WebhookService } from '@
 import { readJson, send } from './admin-api.ts';
 
 /** Serves the request when it is under /admin/v1/webhooks (returns true). */
-export async function webhookRoute(hooks: WebhookService, req: IncomingMessage, res: ServerResponse, url: URL, log: WebhookAdminLog): Promise<boolean> {
-  const answer = await handleWebhookAdmin(hooks, { method: req.method ?? 'GET', pathname: url.pathname, body: () => readJson(req) }, log);
+export async function webhookRoute(
+  hooks: WebhookService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  log: WebhookAdminLog,
+): Promise<boolean> {
+  const answer = await handleWebhookAdmin(
+    hooks,
+    { method: req.method ?? 'GET', pathname: url.pathname, body: () => readJson(req) },
+    log,
+  );
   if (answer === null) return false;
   send(res, answer.status, answer.body);
   return true;

@@ -4,14 +4,24 @@
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { ENVELOPE_ALG, ENVELOPE_VERSION, ServerFrame, type Role, type SealedEnvelope } from '@latchkey/protocol';
+import {
+  ENVELOPE_ALG,
+  ENVELOPE_VERSION,
+  ServerFrame,
+  type Role,
+  type SealedEnvelope,
+} from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 
 export const SECRET = new Uint8Array(32).fill(42);
 
 const b64 = (n: number): string => randomBytes(n).toString('base64url');
 
-export function fakeEnvelope(contactId: string, senderId: string, over: Partial<SealedEnvelope> = {}): SealedEnvelope {
+export function fakeEnvelope(
+  contactId: string,
+  senderId: string,
+  over: Partial<SealedEnvelope> = {},
+): SealedEnvelope {
   return {
     v: ENVELOPE_VERSION,
     alg: ENVELOPE_ALG,
@@ -32,8 +42,19 @@ export function fakeEnvelope(contactId: string, senderId: string, over: Partial<
   };
 }
 
-export function token(contactId: string, participantId: string, role: Role = 'visitor', extra: { now?: number; ttlSeconds?: number } = {}): Promise<string> {
-  return mintToken(SECRET, { contactId, participantId, role, ttlSeconds: extra.ttlSeconds ?? 600, ...(extra.now === undefined ? {} : { now: extra.now }) });
+export function token(
+  contactId: string,
+  participantId: string,
+  role: Role = 'visitor',
+  extra: { now?: number; ttlSeconds?: number } = {},
+): Promise<string> {
+  return mintToken(SECRET, {
+    contactId,
+    participantId,
+    role,
+    ttlSeconds: extra.ttlSeconds ?? 600,
+    ...(extra.now === undefined ? {} : { now: extra.now }),
+  });
 }
 
 type Frame = ServerFrame;
@@ -74,7 +95,12 @@ export class TestClient {
   }
 
   /** Opens, authenticates and waits for `ready`. */
-  static async as(url: string, contactId: string, participantId: string, role: Role = 'visitor'): Promise<TestClient> {
+  static async as(
+    url: string,
+    contactId: string,
+    participantId: string,
+    role: Role = 'visitor',
+  ): Promise<TestClient> {
     const c = await TestClient.open(url);
     c.send({ v: 1, type: 'auth', token: await token(contactId, participantId, role) });
     await c.next('ready');
@@ -95,7 +121,8 @@ export class TestClient {
     for (;;) {
       const i = this.frames.findIndex((f) => f.type === type);
       if (i >= 0) return this.frames.splice(i, 1)[0] as FrameOf<T>;
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`closed while waiting for ${type}`);
+      if (this.ws.readyState === WebSocket.CLOSED)
+        throw new Error(`closed while waiting for ${type}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${type}`);
       await new Promise<void>((resolve) => {

@@ -40,13 +40,16 @@ function pgBin(): string | undefined {
 
 /** Runs a PostgreSQL binary as the `postgres` user when we are root (initdb refuses root). */
 function asPostgres(cmd: string, args: string[]): string[] {
-  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', cmd, ...args] : [cmd, ...args];
+  return process.getuid?.() === 0
+    ? ['runuser', '-u', 'postgres', '--', cmd, ...args]
+    : [cmd, ...args];
 }
 
 function run(argv: string[]): void {
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd as string, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${argv.slice(0, 5).join(' ')} failed: ${r.stderr || r.stdout}`);
+  if (r.status !== 0)
+    throw new Error(`${argv.slice(0, 5).join(' ')} failed: ${r.stderr || r.stdout}`);
 }
 
 /** A fresh PostgreSQL server in a temporary directory (fsync off: tests only). */
@@ -55,19 +58,44 @@ async function startPostgres(bin: string): Promise<Service> {
   await chmod(dir, 0o777);
   const data = join(dir, 'data');
   if (process.getuid?.() === 0) run(['chown', 'postgres', dir]);
-  run(asPostgres(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']));
+  run(
+    asPostgres(join(bin, 'initdb'), [
+      '-D',
+      data,
+      '-A',
+      'trust',
+      '-U',
+      'postgres',
+      '--no-sync',
+      '-E',
+      'UTF8',
+    ]),
+  );
   const port = await freePort();
   run(
     asPostgres(join(bin, 'pg_ctl'), [
-      '-D', data, '-w', '-t', '30', '-l', join(dir, 'log'),
-      '-o', `-k ${dir} -p ${port} -h 127.0.0.1 -F -c max_connections=200`,
+      '-D',
+      data,
+      '-w',
+      '-t',
+      '30',
+      '-l',
+      join(dir, 'log'),
+      '-o',
+      `-k ${dir} -p ${port} -h 127.0.0.1 -F -c max_connections=200`,
       'start',
     ]),
   );
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     async stop() {
-      const [cmd, ...args] = asPostgres(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']);
+      const [cmd, ...args] = asPostgres(join(bin, 'pg_ctl'), [
+        '-D',
+        data,
+        '-m',
+        'immediate',
+        'stop',
+      ]);
       spawnSync(cmd as string, args);
       await rm(dir, { recursive: true, force: true });
     },
@@ -77,9 +105,13 @@ async function startPostgres(bin: string): Promise<Service> {
 /** A fresh Redis server without persistence. */
 async function startRedis(): Promise<Service> {
   const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('redis-server did not start')), 10_000);
     child.stdout?.on('data', (d: Buffer) => {
@@ -121,7 +153,8 @@ function hasCommand(cmd: string): boolean {
 export async function testServices(what: string): Promise<Services | null> {
   const bin = pgBin();
   const missing: string[] = [];
-  if (!process.env.LATCHKEY_TEST_PG_URL && !bin) missing.push('PostgreSQL (set LATCHKEY_TEST_PG_URL or install postgresql)');
+  if (!process.env.LATCHKEY_TEST_PG_URL && !bin)
+    missing.push('PostgreSQL (set LATCHKEY_TEST_PG_URL or install postgresql)');
   if (!process.env.LATCHKEY_TEST_REDIS_URL && !hasCommand('redis-server')) {
     missing.push('Redis (set LATCHKEY_TEST_REDIS_URL or install redis-server)');
   }

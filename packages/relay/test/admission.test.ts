@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRelay, parseIpAllowlist, ipAllowed, type Relay, type RelayOptions } from '../src/index.ts';
+import {
+  createRelay,
+  parseIpAllowlist,
+  ipAllowed,
+  type Relay,
+  type RelayOptions,
+} from '../src/index.ts';
 import { SECRET, TestClient, sleep } from './_helpers.ts';
 
 let dir: string;

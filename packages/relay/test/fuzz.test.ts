@@ -44,7 +44,13 @@ function hostileFrames(valid: string[]): fc.Arbitrary<string | Buffer> {
     fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v) ?? 'null'),
     fc.constantFrom(...valid).chain((t) => fc.nat({ max: t.length }).map((n) => t.slice(0, n))),
     fc.constantFrom(...valid).map((t) => t.replace(/"v":1/, '"v":"1"')),
-    fc.record({ v: fc.constant(1), type: fc.constantFrom('send', 'join', 'history', 'auth', 'ping', 'deliver', '__proto__'), x: fc.anything() }).map((o) => JSON.stringify(o)),
+    fc
+      .record({
+        v: fc.constant(1),
+        type: fc.constantFrom('send', 'join', 'history', 'auth', 'ping', 'deliver', '__proto__'),
+        x: fc.anything(),
+      })
+      .map((o) => JSON.stringify(o)),
     fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
     fc.constant('{"v":1,"type":"ping","pad":"' + 'A'.repeat(70_000) + '"}'),
     fc.constant('['.repeat(5000)),
@@ -90,7 +96,9 @@ describe('relay under a network fuzzer', () => {
     let total = 0;
     let delivered = 0;
     for (let wave = 0; wave < 25; wave++) {
-      const batches = Array.from({ length: 8 }, (_, i) => blast(fc.sample(hostile, 110), i % 2 ? attackerToken : undefined));
+      const batches = Array.from({ length: 8 }, (_, i) =>
+        blast(fc.sample(hostile, 110), i % 2 ? attackerToken : undefined),
+      );
       // The honest pair keeps talking during every wave.
       const e = fakeEnvelope('fuzz-c', 'v1');
       visitor.sendEnvelope(e);
@@ -111,7 +119,9 @@ describe('relay under a network fuzzer', () => {
 
     // The store holds exactly the honest messages of the honest contact.
     const page = await relay.store.history('fuzz-c', 0, 100);
-    expect(page.envelopes.map((x) => x.seq)).toEqual(Array.from({ length: page.envelopes.length }, (_, i) => i + 1));
+    expect(page.envelopes.map((x) => x.seq)).toEqual(
+      Array.from({ length: page.envelopes.length }, (_, i) => i + 1),
+    );
     expect(page.envelopes).toHaveLength(25);
     expect(page.envelopes.every((x) => x.contactId === 'fuzz-c' && x.senderId === 'v1')).toBe(true);
     visitor.close();

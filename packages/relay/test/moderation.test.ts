@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ContactResponse, ListContactsResponse, type Role } from '@latchkey/protocol';
-import { adminAuthorization, deriveAdminKey, generateTokenKeyPair, mintToken } from '@latchkey/tokens';
+import {
+  adminAuthorization,
+  deriveAdminKey,
+  generateTokenKeyPair,
+  mintToken,
+} from '@latchkey/tokens';
 import { createRelay, SqliteMessageStore, type Relay, type RelayOptions } from '../src/index.ts';
 import { SECRET, TestClient, fakeEnvelope } from './_helpers.ts';
 
@@ -22,7 +27,9 @@ let http: string;
 const clients: TestClient[] = [];
 const ADMIN = adminAuthorization(deriveAdminKey(SECRET));
 
-async function start(over: Partial<Omit<RelayOptions, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {}): Promise<Relay> {
+async function start(
+  over: Partial<Omit<RelayOptions, 'apiSecret'>> & { apiSecret?: Uint8Array | undefined } = {},
+): Promise<Relay> {
   const { apiSecret: given, ...rest } = over;
   const apiSecret = 'apiSecret' in over ? given : SECRET;
   relay = createRelay({ store, ...rest, ...(apiSecret === undefined ? {} : { apiSecret }) });
@@ -38,22 +45,41 @@ async function connect(token: string): Promise<TestClient> {
   return c;
 }
 
-async function as(contactId: string, participantId: string, role: Role = 'visitor'): Promise<TestClient> {
-  const c = await connect(await mintToken(SECRET, { contactId, participantId, role, ttlSeconds: 600 }));
+async function as(
+  contactId: string,
+  participantId: string,
+  role: Role = 'visitor',
+): Promise<TestClient> {
+  const c = await connect(
+    await mintToken(SECRET, { contactId, participantId, role, ttlSeconds: 600 }),
+  );
   await c.next('ready');
   return c;
 }
 
-async function refused(contactId: string, participantId: string, role: Role = 'visitor'): Promise<{ code: string; close: number }> {
-  const c = await connect(await mintToken(SECRET, { contactId, participantId, role, ttlSeconds: 600 }));
+async function refused(
+  contactId: string,
+  participantId: string,
+  role: Role = 'visitor',
+): Promise<{ code: string; close: number }> {
+  const c = await connect(
+    await mintToken(SECRET, { contactId, participantId, role, ttlSeconds: 600 }),
+  );
   const err = await c.next('error');
   return { code: err.code, close: (await c.closed).code };
 }
 
-async function admin(path: string, body?: unknown, auth = ADMIN): Promise<{ status: number; json: unknown }> {
+async function admin(
+  path: string,
+  body?: unknown,
+  auth = ADMIN,
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${http}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: auth,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, json: await res.json() };
@@ -80,12 +106,37 @@ afterEach(async () => {
 describe('relay: tokens', () => {
   it('accepts EdDSA tokens with only the public key, and refuses HS256 ones then', async () => {
     const pair = generateTokenKeyPair();
-    await start({ apiSecret: undefined, tokenPublicKey: pair.publicKey, adminKeys: [deriveAdminKey(SECRET)] });
-    const ok = await connect(await mintToken(pair.privateKey, { contactId: 'c1', participantId: 'v', role: 'visitor', ttlSeconds: 600 }));
+    await start({
+      apiSecret: undefined,
+      tokenPublicKey: pair.publicKey,
+      adminKeys: [deriveAdminKey(SECRET)],
+    });
+    const ok = await connect(
+      await mintToken(pair.privateKey, {
+        contactId: 'c1',
+        participantId: 'v',
+        role: 'visitor',
+        ttlSeconds: 600,
+      }),
+    );
     expect(await ok.next('ready')).toMatchObject({ contactId: 'c1', participantId: 'v' });
-    const forged = await connect(await mintToken(generateTokenKeyPair().privateKey, { contactId: 'c1', participantId: 'v', role: 'visitor', ttlSeconds: 600 }));
+    const forged = await connect(
+      await mintToken(generateTokenKeyPair().privateKey, {
+        contactId: 'c1',
+        participantId: 'v',
+        role: 'visitor',
+        ttlSeconds: 600,
+      }),
+    );
     expect(await forged.next('error')).toMatchObject({ code: 'AUTH_INVALID' });
-    const hs = await connect(await mintToken(SECRET, { contactId: 'c1', participantId: 'v', role: 'visitor', ttlSeconds: 600 }));
+    const hs = await connect(
+      await mintToken(SECRET, {
+        contactId: 'c1',
+        participantId: 'v',
+        role: 'visitor',
+        ttlSeconds: 600,
+      }),
+    );
     expect(await hs.next('error')).toMatchObject({ code: 'AUTH_INVALID' });
     expect((await hs.closed).code).toBe(4401);
   });
@@ -93,7 +144,15 @@ describe('relay: tokens', () => {
   it('refuses a not-yet-valid token, and a token of another contact sending into this one', async () => {
     await start();
     const now = Math.floor(Date.now() / 1000);
-    const early = await connect(await mintToken(SECRET, { contactId: 'c1', participantId: 'v', role: 'visitor', ttlSeconds: 600, notBefore: now + 300 }));
+    const early = await connect(
+      await mintToken(SECRET, {
+        contactId: 'c1',
+        participantId: 'v',
+        role: 'visitor',
+        ttlSeconds: 600,
+        notBefore: now + 300,
+      }),
+    );
     expect(await early.next('error')).toMatchObject({ code: 'AUTH_INVALID' });
     const other = await as('c2', 'v');
     other.sendEnvelope(fakeEnvelope('c1', 'v'));
@@ -128,7 +187,10 @@ describe('relay: membership and moderation', () => {
     await sendOk(a, 'c1', 'a');
     const r = await admin('/admin/v1/contacts/c1/close', {});
     expect(r.status).toBe(200);
-    expect(ContactResponse.parse(r.json).contact).toMatchObject({ contactId: 'c1', state: 'closed' });
+    expect(ContactResponse.parse(r.json).contact).toMatchObject({
+      contactId: 'c1',
+      state: 'closed',
+    });
     v.sendEnvelope(fakeEnvelope('c1', 'v'));
     expect(await v.next('error')).toMatchObject({ code: 'CONTACT_CLOSED' });
     v.send({ v: 1, type: 'history', id: 'h', since: 0 });
@@ -150,7 +212,10 @@ describe('relay: membership and moderation', () => {
     const r = await admin('/admin/v1/contacts/c1/kick', { participantId: 'a' });
     expect(r.status).toBe(200);
     const info = ContactResponse.parse(r.json).contact;
-    expect(info.participants.find((p) => p.participantId === 'a')).toMatchObject({ state: 'kicked', role: 'agent' });
+    expect(info.participants.find((p) => p.participantId === 'a')).toMatchObject({
+      state: 'kicked',
+      role: 'agent',
+    });
     for (const c of [a1, a2]) {
       expect(await c.next('error')).toMatchObject({ code: 'FORBIDDEN' });
       expect((await c.closed).code).toBe(4403);
@@ -186,19 +251,26 @@ describe('relay: membership and moderation', () => {
     expect(b.log.filter((f) => f.type === 'deliver').map((f) => f.envelope.seq)).toEqual([1, 2]);
     expect(await sendOk(b, 'c1', 'b')).toBe(3);
     // only agents hand over
-    expect((await admin('/admin/v1/contacts/c1/transfer', { from: 'v', to: 'x' })).status).toBe(403);
+    expect((await admin('/admin/v1/contacts/c1/transfer', { from: 'v', to: 'x' })).status).toBe(
+      403,
+    );
   });
 
   it('invite admits a supervisor ahead of time; the limit counts invitees', async () => {
     await start({ maxParticipants: 2 });
     await as('c1', 'v');
-    const r = await admin('/admin/v1/contacts/c1/invite', { participantId: 's', role: 'supervisor' });
+    const r = await admin('/admin/v1/contacts/c1/invite', {
+      participantId: 's',
+      role: 'supervisor',
+    });
     expect(r.status).toBe(200);
     expect((await refused('c1', 'a', 'agent')).code).toBe('CONTACT_FULL');
     const s = await as('c1', 's', 'supervisor');
     s.sendEnvelope(fakeEnvelope('c1', 's'));
     expect(await s.next('error')).toMatchObject({ code: 'FORBIDDEN' });
-    expect((await admin('/admin/v1/contacts/c1/invite', { participantId: 'x', role: 'agent' })).json).toMatchObject({
+    expect(
+      (await admin('/admin/v1/contacts/c1/invite', { participantId: 'x', role: 'agent' })).json,
+    ).toMatchObject({
       error: { code: 'CONTACT_FULL' },
     });
   });
@@ -214,7 +286,9 @@ describe('relay: membership and moderation', () => {
     expect((await v.closed).code).toBe(4410);
     expect(expired).toEqual(['c1']);
     expect(await refused('c1', 'v')).toEqual({ code: 'CONTACT_EXPIRED', close: 4410 });
-    expect((await admin('/admin/v1/contacts/c1/expiry', { expiresAt: Date.now() + 1e6 })).status).toBe(410);
+    expect(
+      (await admin('/admin/v1/contacts/c1/expiry', { expiresAt: Date.now() + 1e6 })).status,
+    ).toBe(410);
   });
 
   it('new contacts expire after the configured lifetime, found by the sweep', async () => {
@@ -240,10 +314,14 @@ describe('relay: admin API', () => {
     const page = ListContactsResponse.parse((await admin('/admin/v1/contacts?limit=2')).json);
     expect(page.contacts.map((c) => c.contactId)).toEqual(['c1', 'c2']);
     expect(page.next).toBe('c2');
-    const rest = ListContactsResponse.parse((await admin(`/admin/v1/contacts?limit=2&after=${page.next}`)).json);
+    const rest = ListContactsResponse.parse(
+      (await admin(`/admin/v1/contacts?limit=2&after=${page.next}`)).json,
+    );
     expect(rest.contacts.map((c) => c.contactId)).toEqual(['c3']);
     expect(rest.next).toBeUndefined();
-    const closed = ListContactsResponse.parse((await admin('/admin/v1/contacts?state=closed')).json);
+    const closed = ListContactsResponse.parse(
+      (await admin('/admin/v1/contacts?state=closed')).json,
+    );
     expect(closed.contacts.map((c) => c.contactId)).toEqual(['c2']);
     expect((await admin('/admin/v1/contacts/c1')).status).toBe(200);
     expect((await admin('/admin/v1/contacts/nope')).status).toBe(404);
@@ -253,16 +331,31 @@ describe('relay: admin API', () => {
     await start();
     await as('c1', 'v');
     const wrong = adminAuthorization({ id: 'default', secret: new Uint8Array(32).fill(3) });
-    expect(await admin('/admin/v1/contacts', undefined, wrong)).toMatchObject({ status: 401, json: { error: { code: 'AUTH_INVALID' } } });
+    expect(await admin('/admin/v1/contacts', undefined, wrong)).toMatchObject({
+      status: 401,
+      json: { error: { code: 'AUTH_INVALID' } },
+    });
     // the API secret itself is not the admin key
     const raw = adminAuthorization({ id: 'default', secret: SECRET });
     expect((await admin('/admin/v1/contacts/c1/close', {}, raw)).status).toBe(401);
-    expect((await admin('/admin/v1/contacts', undefined, adminAuthorization({ id: 'x', secret: deriveAdminKey(SECRET).secret }))).status).toBe(401);
+    expect(
+      (
+        await admin(
+          '/admin/v1/contacts',
+          undefined,
+          adminAuthorization({ id: 'x', secret: deriveAdminKey(SECRET).secret }),
+        )
+      ).status,
+    ).toBe(401);
     const none = await fetch(`${http}/admin/v1/contacts`);
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toContain('Bearer');
-    expect((await admin('/admin/v1/contacts/c1/kick', { participantId: 'a', extra: 1 })).status).toBe(400);
-    expect((await admin('/admin/v1/contacts/c1/kick', { participantId: 'has space' })).status).toBe(400);
+    expect(
+      (await admin('/admin/v1/contacts/c1/kick', { participantId: 'a', extra: 1 })).status,
+    ).toBe(400);
+    expect((await admin('/admin/v1/contacts/c1/kick', { participantId: 'has space' })).status).toBe(
+      400,
+    );
     expect((await admin('/admin/v1/contacts/c1/unknown', {})).status).toBe(404);
     expect((await store.contact('c1', Date.now()))?.state).toBe('open');
     // other paths keep answering 426
@@ -273,7 +366,9 @@ describe('relay: admin API', () => {
     await start({ adminIpAllowlist: ['10.0.0.0/8'] });
     const r = await admin('/admin/v1/contacts');
     expect(r.status).toBe(403);
-    expect(r.json).toEqual({ error: { code: 'FORBIDDEN', message: 'admin API not allowed from this address' } });
+    expect(r.json).toEqual({
+      error: { code: 'FORBIDDEN', message: 'admin API not allowed from this address' },
+    });
     await relay?.close();
     await start({ adminIpAllowlist: ['127.0.0.1'] });
     expect((await admin('/admin/v1/contacts')).status).toBe(200);
@@ -282,7 +377,9 @@ describe('relay: admin API', () => {
   it('is absent (404 -> 426) when the relay has no admin key', async () => {
     const pair = generateTokenKeyPair();
     await start({ apiSecret: undefined, tokenPublicKey: pair.publicKey });
-    expect((await fetch(`${http}/admin/v1/contacts`, { headers: { authorization: ADMIN } })).status).toBe(426);
+    expect(
+      (await fetch(`${http}/admin/v1/contacts`, { headers: { authorization: ADMIN } })).status,
+    ).toBe(426);
   });
 });
 
@@ -299,7 +396,15 @@ describe('relay store: migration', () => {
     db.close();
     store = new SqliteMessageStore({ path });
     const info = await store.contact('old', Date.now());
-    expect(info).toMatchObject({ contactId: 'old', state: 'open', expiresAt: created + 30 * 24 * 3600 * 1000, participants: [] });
-    expect((await store.appendBatch([fakeEnvelope('old', 'v')]))[0]).toMatchObject({ ok: true, seq: 1 });
+    expect(info).toMatchObject({
+      contactId: 'old',
+      state: 'open',
+      expiresAt: created + 30 * 24 * 3600 * 1000,
+      participants: [],
+    });
+    expect((await store.appendBatch([fakeEnvelope('old', 'v')]))[0]).toMatchObject({
+      ok: true,
+      seq: 1,
+    });
   });
 });

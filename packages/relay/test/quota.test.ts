@@ -27,7 +27,11 @@ async function start(over: Partial<RelayOptions> = {}): Promise<void> {
   ({ url } = await relay.listen({ host: '127.0.0.1', port: 0 }));
 }
 
-async function as(contactId: string, participantId: string, role: 'visitor' | 'agent' = 'visitor'): Promise<TestClient> {
+async function as(
+  contactId: string,
+  participantId: string,
+  role: 'visitor' | 'agent' = 'visitor',
+): Promise<TestClient> {
   const c = await TestClient.as(url, contactId, participantId, role);
   clients.push(c);
   return c;
@@ -48,7 +52,12 @@ function stored(contactId: string): { bytes: number; messages: number } {
 }
 
 /** Median send-to-ack time of `n` sequential sends by `c` (ms). */
-async function medianRoundTrip(c: TestClient, contactId: string, sender: string, n: number): Promise<number> {
+async function medianRoundTrip(
+  c: TestClient,
+  contactId: string,
+  sender: string,
+  n: number,
+): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
     const e = fakeEnvelope(contactId, sender);
@@ -111,12 +120,22 @@ interface FloodCounts {
 
 /** Starts the flood process against contact `contactId` as visitor `sender`. */
 async function flood(contactId: string, sender: string, conns: number, window: number) {
-  const args = { url, token: await token(contactId, sender), alg: ENVELOPE_ALG, contactId, sender, conns, window };
+  const args = {
+    url,
+    token: await token(contactId, sender),
+    alg: ENVELOPE_ALG,
+    contactId,
+    sender,
+    conns,
+    window,
+  };
   const child = spawn(process.execPath, ['-e', FLOOD_SCRIPT, JSON.stringify(args)], {
     env: { ...process.env, WS_PATH: createRequire(import.meta.url).resolve('ws') },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const state: { counts: FloodCounts } = { counts: { ack: 0, quota: 0, rateLimited: 0, other: 0, reconnects: 0 } };
+  const state: { counts: FloodCounts } = {
+    counts: { ack: 0, quota: 0, rateLimited: 0, other: 0, reconnects: 0 },
+  };
   let buf = '';
   child.stdout.on('data', (d: Buffer) => {
     buf += d.toString('utf8');
@@ -163,7 +182,12 @@ describe('relay: quotas against a flooding visitor', () => {
   it('a flood from one visitor hits QUOTA_EXCEEDED, stored bytes stop growing, another contact stays within 2x', async () => {
     const participantBytes = 512 * 1024;
     await start({
-      quota: { participantBytes, participantMessages: 1000, contactBytes: 2 * participantBytes, contactMessages: 2000 },
+      quota: {
+        participantBytes,
+        participantMessages: 1000,
+        contactBytes: 2 * participantBytes,
+        contactMessages: 2000,
+      },
     });
     const other = await as('quiet', 'visitor-q');
     // Warm up, then the baseline without the flood.
@@ -175,7 +199,8 @@ describe('relay: quotas against a flooding visitor', () => {
       await until(
         () => f.counts.quota >= 10,
         20_000,
-        () => `QUOTA_EXCEEDED answers: flood answers ${JSON.stringify(f.counts)}, stored ${JSON.stringify(stored('loud'))}`,
+        () =>
+          `QUOTA_EXCEEDED answers: flood answers ${JSON.stringify(f.counts)}, stored ${JSON.stringify(stored('loud'))}`,
       );
       // Measured in the flood's steady state: every flood connection has been cut off at least
       // once and keeps coming back.

@@ -7,7 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError, type SealedEnvelope } from '@latchkey/protocol';
-import { createRelay, SqliteMessageStore, type MessageStore, type Relay, type RelayLogEvent, type RelayOptions } from '../src/index.ts';
+import {
+  createRelay,
+  SqliteMessageStore,
+  type MessageStore,
+  type Relay,
+  type RelayLogEvent,
+  type RelayOptions,
+} from '../src/index.ts';
 import { SECRET, TestClient, fakeEnvelope, sleep, token } from './_helpers.ts';
 
 let dir: string;
@@ -30,13 +37,22 @@ async function open(): Promise<TestClient> {
   return c;
 }
 
-async function as(contactId: string, participantId: string, role: 'visitor' | 'agent' | 'supervisor' = 'visitor'): Promise<TestClient> {
+async function as(
+  contactId: string,
+  participantId: string,
+  role: 'visitor' | 'agent' | 'supervisor' = 'visitor',
+): Promise<TestClient> {
   const c = await TestClient.as(url, contactId, participantId, role);
   clients.push(c);
   return c;
 }
 
-async function joined(contactId: string, participantId: string, role: 'visitor' | 'agent' | 'supervisor' = 'visitor', since = 0): Promise<TestClient> {
+async function joined(
+  contactId: string,
+  participantId: string,
+  role: 'visitor' | 'agent' | 'supervisor' = 'visitor',
+  since = 0,
+): Promise<TestClient> {
   const c = await as(contactId, participantId, role);
   c.send({ v: 1, type: 'join', since });
   await c.next('joined');
@@ -63,7 +79,13 @@ describe('relay: flow', () => {
     const a = await joined('c1', 'agent1', 'agent');
     const e = fakeEnvelope('c1', 'visitor1');
     v.sendEnvelope(e);
-    expect(await v.next('ack')).toEqual({ v: 1, type: 'ack', msgId: e.msgId, seq: 1, duplicate: false });
+    expect(await v.next('ack')).toEqual({
+      v: 1,
+      type: 'ack',
+      msgId: e.msgId,
+      seq: 1,
+      duplicate: false,
+    });
     expect((await a.next('deliver')).envelope).toEqual({ ...e, seq: 1 });
     await sleep(30);
     expect(v.frames.filter((f) => f.type === 'deliver')).toHaveLength(0); // not echoed to the sender
@@ -74,7 +96,13 @@ describe('relay: flow', () => {
     // ready reports the head
     const late = await open();
     late.send({ v: 1, type: 'auth', token: await token('c1', 'late') });
-    expect(await late.next('ready')).toMatchObject({ contactId: 'c1', participantId: 'late', role: 'visitor', head: 2, maxFrameBytes: 65536 });
+    expect(await late.next('ready')).toMatchObject({
+      contactId: 'c1',
+      participantId: 'late',
+      role: 'visitor',
+      head: 2,
+      maxFrameBytes: 65536,
+    });
     late.send({ v: 1, type: 'ping', id: 'p1' });
     expect(await late.next('pong')).toEqual({ v: 1, type: 'pong', id: 'p1' });
   });
@@ -116,7 +144,13 @@ describe('relay: flow', () => {
     v.sendEnvelope(fakeEnvelope('c1', 'v'));
     await v.take('ack', 2);
     v.sendEnvelope(e);
-    expect(await v.next('ack')).toEqual({ v: 1, type: 'ack', msgId: e.msgId, seq: 1, duplicate: true });
+    expect(await v.next('ack')).toEqual({
+      v: 1,
+      type: 'ack',
+      msgId: e.msgId,
+      seq: 1,
+      duplicate: true,
+    });
     v.sendEnvelope({ ...e, ciphertext: fakeEnvelope('c1', 'v').ciphertext });
     expect(await v.next('error')).toMatchObject({ code: 'CONFLICT', ref: { msgId: e.msgId } });
     await sleep(30);
@@ -154,7 +188,8 @@ describe('relay: flow', () => {
     await v.take('ack', N);
     await a.next('joined');
     const deadline = Date.now() + 5000;
-    while (a.log.filter((f) => f.type === 'deliver').length < N && Date.now() < deadline) await sleep(10);
+    while (a.log.filter((f) => f.type === 'deliver').length < N && Date.now() < deadline)
+      await sleep(10);
     const seqs = a.log.filter((f) => f.type === 'deliver').map((f) => f.envelope.seq);
     expect(seqs).toEqual(Array.from({ length: N }, (_, i) => i + 1));
   });
@@ -183,7 +218,9 @@ describe('relay: flow', () => {
     for (let i = 0; i < 3; i++) v.sendEnvelope(fakeEnvelope('c1', 'v'));
     await v.take('ack', 3);
     expect(await a.next('joined')).toMatchObject({ head: 6 });
-    expect(a.log.filter((f) => f.type === 'deliver').map((f) => f.envelope.seq)).toEqual([2, 3, 4, 5, 6]);
+    expect(a.log.filter((f) => f.type === 'deliver').map((f) => f.envelope.seq)).toEqual([
+      2, 3, 4, 5, 6,
+    ]);
   });
 
   it('pages history with head and more', async () => {
@@ -244,7 +281,9 @@ describe('relay: flow', () => {
         return store.stats;
       },
       appendBatch: (e) =>
-        fail ? Promise.reject(new LatchkeyError('UNAVAILABLE', 'x', { detail: 'disk full' })) : store.appendBatch(e),
+        fail
+          ? Promise.reject(new LatchkeyError('UNAVAILABLE', 'x', { detail: 'disk full' }))
+          : store.appendBatch(e),
       head: (c) => store.head(c),
       history: (c, s, l) => store.history(c, s, l),
       close: () => Promise.resolve(),
@@ -254,7 +293,9 @@ describe('relay: flow', () => {
     const envs = [fakeEnvelope('c1', 'v'), fakeEnvelope('c1', 'v')];
     for (const e of envs) v.sendEnvelope(e);
     const errs = await v.take('error', 2);
-    expect(errs.map((e) => [e.code, e.ref?.msgId])).toEqual(envs.map((e) => ['UNAVAILABLE', e.msgId]));
+    expect(errs.map((e) => [e.code, e.ref?.msgId])).toEqual(
+      envs.map((e) => ['UNAVAILABLE', e.msgId]),
+    );
     expect(errs[0]?.message).not.toContain('disk');
     expect(await store.head('c1')).toBe(0);
     expect(events.some((e) => e.event === 'commit-failed')).toBe(true);
@@ -305,11 +346,25 @@ describe('relay: auth', () => {
     await start();
     const cases: [string, string][] = [
       ['not.a.jwt', 'AUTH_INVALID'],
-      [await (async () => {
-        const { mintToken } = await import('@latchkey/tokens');
-        return mintToken(new Uint8Array(32).fill(1), { contactId: 'c1', participantId: 'v', role: 'visitor', ttlSeconds: 60 });
-      })(), 'AUTH_INVALID'],
-      [await token('c1', 'v', 'visitor', { now: Math.floor(Date.now() / 1000) - 3600, ttlSeconds: 60 }), 'AUTH_EXPIRED'],
+      [
+        await (async () => {
+          const { mintToken } = await import('@latchkey/tokens');
+          return mintToken(new Uint8Array(32).fill(1), {
+            contactId: 'c1',
+            participantId: 'v',
+            role: 'visitor',
+            ttlSeconds: 60,
+          });
+        })(),
+        'AUTH_INVALID',
+      ],
+      [
+        await token('c1', 'v', 'visitor', {
+          now: Math.floor(Date.now() / 1000) - 3600,
+          ttlSeconds: 60,
+        }),
+        'AUTH_EXPIRED',
+      ],
     ];
     for (const [t, code] of cases) {
       const c = await open();
@@ -387,7 +442,13 @@ describe('relay: hostile input', () => {
     v.send({ v: 1, type: 'join', since: 0, extra: true });
     v.ws.send(Buffer.from([1, 2, 3]), { binary: true });
     const errs = await v.take('error', 5);
-    expect(errs.map((e) => e.code)).toEqual(['BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME']);
+    expect(errs.map((e) => e.code)).toEqual([
+      'BAD_FRAME',
+      'BAD_FRAME',
+      'BAD_FRAME',
+      'BAD_FRAME',
+      'BAD_FRAME',
+    ]);
     for (const e of errs) expect(e.message.length).toBeLessThanOrEqual(200);
     // still open, and another client is served
     v.sendEnvelope(fakeEnvelope('c1', 'v'));
@@ -446,7 +507,8 @@ describe('relay: hostile input', () => {
     c.send('{"garbage": "' + e.ciphertext + '"');
     await c.next('error');
     const text = JSON.stringify(events);
-    for (const secret of [t, e.ciphertext, e.nonce, e.sig, e.cert.body, e.msgId]) expect(text).not.toContain(secret);
+    for (const secret of [t, e.ciphertext, e.nonce, e.sig, e.cert.body, e.msgId])
+      expect(text).not.toContain(secret);
   });
 });
 

@@ -34,15 +34,24 @@ afterEach(async () => {
 /** Names and SHA-256 of every file in the directory. */
 function snapshot(d: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const f of readdirSync(d).sort()) out[f] = createHash('sha256').update(readFileSync(join(d, f))).digest('hex');
+  for (const f of readdirSync(d).sort())
+    out[f] = createHash('sha256')
+      .update(readFileSync(join(d, f)))
+      .digest('hex');
   return out;
 }
 
 /** The next ack or error frame, whichever comes first. */
-async function ackOrError(c: TestClient): Promise<Extract<TestClient['frames'][number], { type: 'ack' | 'error' }>> {
+async function ackOrError(
+  c: TestClient,
+): Promise<Extract<TestClient['frames'][number], { type: 'ack' | 'error' }>> {
   for (let i = 0; i < 300; i++) {
     const j = c.frames.findIndex((f) => f.type === 'ack' || f.type === 'error');
-    if (j >= 0) return c.frames.splice(j, 1)[0] as Extract<TestClient['frames'][number], { type: 'ack' | 'error' }>;
+    if (j >= 0)
+      return c.frames.splice(j, 1)[0] as Extract<
+        TestClient['frames'][number],
+        { type: 'ack' | 'error' }
+      >;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('no ack or error');
@@ -88,7 +97,10 @@ describe('store open checks', () => {
     expect(err.reason).toBe('CORRUPT');
     expect(snapshot(dir)).toEqual(before);
     // A file that is no database at all.
-    writeFileSync(path, 'this is not a database, but it is long enough to look like one. '.repeat(200));
+    writeFileSync(
+      path,
+      'this is not a database, but it is long enough to look like one. '.repeat(200),
+    );
     expect(openError(() => new SqliteMessageStore({ path })).reason).toBe('CORRUPT');
   });
 
@@ -114,13 +126,21 @@ describe('store open checks', () => {
     for (const f of readdirSync(join(data, 'relay'))) chmodSync(join(data, 'relay', f), 0o644);
     const before = snapshot(join(data, 'relay'));
     const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', RELAY_MAIN, '--data', data, '--host', '127.0.0.1', '--port', '0'], {
-        cwd: ROOT,
-        uid: 65534,
-        gid: 65534,
-        env: { ...process.env, HOME: '/tmp', LATCHKEY_API_SECRET: Buffer.from(SECRET).toString('base64url') },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', RELAY_MAIN, '--data', data, '--host', '127.0.0.1', '--port', '0'],
+        {
+          cwd: ROOT,
+          uid: 65534,
+          gid: 65534,
+          env: {
+            ...process.env,
+            HOME: '/tmp',
+            LATCHKEY_API_SECRET: Buffer.from(SECRET).toString('base64url'),
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       child.once('exit', (code) => resolve({ code, stderr }));
@@ -137,12 +157,17 @@ describe('disk full (SQLITE_FULL)', () => {
   it('store: a full database fails the append with UNAVAILABLE/FULL, keeps every earlier message, and takes appends again once space returns', async () => {
     let db: Database.Database | undefined;
     const store = new SqliteMessageStore({ path, onOpen: (d) => (db = d) });
-    const first = await store.appendBatch(Array.from({ length: 50 }, () => fakeEnvelope('c1', 'a')));
+    const first = await store.appendBatch(
+      Array.from({ length: 50 }, () => fakeEnvelope('c1', 'a')),
+    );
     // No room to grow: every page that exists is the last one there will be.
     db!.pragma(`max_page_count = ${db!.pragma('page_count', { simple: true }) as number}`);
     let err: unknown;
     for (let i = 0; i < 100 && !err; i++) {
-      err = await store.appendBatch(Array.from({ length: 20 }, () => fakeEnvelope('c1', 'a'))).then(() => undefined, (e: unknown) => e);
+      err = await store.appendBatch(Array.from({ length: 20 }, () => fakeEnvelope('c1', 'a'))).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     }
     expect(err).toBeInstanceOf(StoreError);
     expect((err as StoreError).reason).toBe('FULL');
@@ -150,7 +175,9 @@ describe('disk full (SQLITE_FULL)', () => {
     const head = await store.head('c1');
     const page = await store.history('c1', 0, 10_000);
     expect(page.envelopes.map((e) => e.seq)).toEqual(Array.from({ length: head }, (_, i) => i + 1));
-    expect(page.envelopes.slice(0, 50).map((e) => e.msgId)).toEqual(first.map((r) => (r.ok ? r.envelope.msgId : '')));
+    expect(page.envelopes.slice(0, 50).map((e) => e.msgId)).toEqual(
+      first.map((r) => (r.ok ? r.envelope.msgId : '')),
+    );
     // Space returns.
     db!.pragma('max_page_count = 1073741823');
     const [again] = await store.appendBatch([fakeEnvelope('c1', 'a')]);
@@ -176,7 +203,9 @@ describe('disk full (SQLITE_FULL)', () => {
       // Large envelopes fill the last free pages quickly.
       let refused: ReturnType<typeof fakeEnvelope> | undefined;
       for (let i = 0; i < 200 && !refused; i++) {
-        const e = fakeEnvelope('c1', 'v1', { ciphertext: Buffer.alloc(8000, i).toString('base64url') });
+        const e = fakeEnvelope('c1', 'v1', {
+          ciphertext: Buffer.alloc(8000, i).toString('base64url'),
+        });
         sender.sendEnvelope(e);
         const f = await ackOrError(sender);
         if (f.type === 'error') {
@@ -193,7 +222,11 @@ describe('disk full (SQLITE_FULL)', () => {
       // Space returns: the client's retry of the refused send is acked with the next seq.
       db!.pragma('max_page_count = 1073741823');
       sender.sendEnvelope(refused!);
-      expect(await sender.next('ack')).toMatchObject({ msgId: refused!.msgId, seq: acked.length + 1, duplicate: false });
+      expect(await sender.next('ack')).toMatchObject({
+        msgId: refused!.msgId,
+        seq: acked.length + 1,
+        duplicate: false,
+      });
       sender.close();
       reader.close();
     } finally {

@@ -22,8 +22,15 @@ let http: string;
 let url: string;
 
 async function start(): Promise<void> {
-  hooks = new WebhookService({ outbox: { path: join(dir, 'webhooks.db'), retry: { baseMs: 50, maxDelayMs: 200 } }, delivery: { allowlist: ['127.0.0.1'] } });
-  relay = createRelay({ store: { path: join(dir, 'messages.db') }, apiSecret: SECRET, webhooks: hooks });
+  hooks = new WebhookService({
+    outbox: { path: join(dir, 'webhooks.db'), retry: { baseMs: 50, maxDelayMs: 200 } },
+    delivery: { allowlist: ['127.0.0.1'] },
+  });
+  relay = createRelay({
+    store: { path: join(dir, 'messages.db') },
+    apiSecret: SECRET,
+    webhooks: hooks,
+  });
   ({ url } = await relay.listen({ host: '127.0.0.1', port: 0 }));
   http = url.replace(/^ws/, 'http');
 }
@@ -33,10 +40,17 @@ async function stop(): Promise<void> {
 }
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the test reads answers loosely
 type Loose = any;
-async function admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: Loose }> {
+async function admin(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Loose }> {
   const res = await fetch(`${http}${path}`, {
     method,
-    headers: { authorization: ADMIN, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: ADMIN,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, json: await res.json() };
@@ -70,7 +84,10 @@ describe('relay webhooks', () => {
   it('emits lifecycle and message events, metadata only, verified by a real receiver', async () => {
     await start();
     const port = await freePort();
-    const added = await admin('POST', '/admin/v1/webhooks', { url: `http://127.0.0.1:${port}/hook`, description: 'crm' });
+    const added = await admin('POST', '/admin/v1/webhooks', {
+      url: `http://127.0.0.1:${port}/hook`,
+      description: 'crm',
+    });
     expect(added.status).toBe(201);
     expect(added.json.secret).toMatch(/^whsec_/);
     rx = await startReceiver({ SECRETS: added.json.secret, PORT: String(port) });
@@ -82,28 +99,61 @@ describe('relay webhooks', () => {
     const seq = (await v.next('ack')).seq;
     v.sendEnvelope(env); // a retry: duplicate, no second event
     await v.next('ack');
-    expect((await admin('POST', '/admin/v1/contacts/c1/kick', { participantId: 'a1' })).status).toBe(200);
+    expect(
+      (await admin('POST', '/admin/v1/contacts/c1/kick', { participantId: 'a1' })).status,
+    ).toBe(200);
     expect((await admin('POST', '/admin/v1/contacts/c1/close', {})).status).toBe(200);
-    expect((await admin('POST', '/admin/v1/contacts/c1/expiry', { expiresAt: Date.now() - 1 })).status).toBe(200);
+    expect(
+      (await admin('POST', '/admin/v1/contacts/c1/expiry', { expiresAt: Date.now() - 1 })).status,
+    ).toBe(200);
     v.ws.close();
     a.ws.close();
 
-    const want = ['contact.opened', 'participant.joined', 'participant.joined', 'message.stored', 'participant.kicked', 'contact.closed', 'contact.expired'];
-    const got = await until(() => (rx as Receiver).received(), (r) => r.length >= want.length);
+    const want = [
+      'contact.opened',
+      'participant.joined',
+      'participant.joined',
+      'message.stored',
+      'participant.kicked',
+      'contact.closed',
+      'contact.expired',
+    ];
+    const got = await until(
+      () => (rx as Receiver).received(),
+      (r) => r.length >= want.length,
+    );
     expect(got.map((g) => g.type)).toEqual(want);
     const msg = JSON.parse(got[3]?.body ?? '{}');
-    expect(msg.data).toEqual({ contactId: 'c1', seq, senderId: 'v1', size: 40, time: expect.any(Number) });
+    expect(msg.data).toEqual({
+      contactId: 'c1',
+      seq,
+      senderId: 'v1',
+      size: 40,
+      time: expect.any(Number),
+    });
     // Never ciphertext, nonce, signature or anything else of the envelope.
-    for (const g of got) for (const secret of [env.ciphertext, env.nonce, env.sig, env.msgId]) expect(g.body).not.toContain(secret);
+    for (const g of got)
+      for (const secret of [env.ciphertext, env.nonce, env.sig, env.msgId])
+        expect(g.body).not.toContain(secret);
 
     const list = await admin('GET', '/admin/v1/webhooks');
     expect(list.json.endpoints).toHaveLength(1);
     expect(list.json.endpoints[0].status).toMatchObject({ pending: 0, dead: 0, lastError: null });
     const id = list.json.endpoints[0].id as string;
-    expect((await admin('POST', `/admin/v1/webhooks/${id}/test`, {})).json).toEqual({ ok: true, status: 204, error: null });
-    expect((await admin('GET', `/admin/v1/webhooks/${id}/dead-letters`)).json).toEqual({ deadLetters: [] });
-    expect((await admin('POST', `/admin/v1/webhooks/${id}/replay`, {})).json).toEqual({ replayed: 0 });
-    const rotated = await admin('POST', `/admin/v1/webhooks/${id}/rotate-secret`, { overlapSeconds: 60 });
+    expect((await admin('POST', `/admin/v1/webhooks/${id}/test`, {})).json).toEqual({
+      ok: true,
+      status: 204,
+      error: null,
+    });
+    expect((await admin('GET', `/admin/v1/webhooks/${id}/dead-letters`)).json).toEqual({
+      deadLetters: [],
+    });
+    expect((await admin('POST', `/admin/v1/webhooks/${id}/replay`, {})).json).toEqual({
+      replayed: 0,
+    });
+    const rotated = await admin('POST', `/admin/v1/webhooks/${id}/rotate-secret`, {
+      overlapSeconds: 60,
+    });
     expect(rotated.json.endpoint.secrets).toBe(2);
     expect((await admin('POST', '/admin/v1/webhooks', { url: 'ftp://x' })).status).toBe(400);
     expect((await admin('DELETE', `/admin/v1/webhooks/${id}`)).status).toBe(200);
@@ -113,20 +163,32 @@ describe('relay webhooks', () => {
 
   it('an unreachable endpoint shows its error; dead letters can be listed and replayed', async () => {
     await start();
-    const added = await admin('POST', '/admin/v1/webhooks', { url: 'http://10.1.2.3/hook', events: ['contact.closed'] });
+    const added = await admin('POST', '/admin/v1/webhooks', {
+      url: 'http://10.1.2.3/hook',
+      events: ['contact.closed'],
+    });
     const id = added.json.endpoint.id as string;
     const v = await TestClient.as(url, 'c2', 'v1', 'visitor');
     await admin('POST', '/admin/v1/contacts/c2/close', {});
     v.ws.close();
-    const st = await until(() => admin('GET', `/admin/v1/webhooks/${id}`), (r) => r.json.endpoint.status.lastError !== null);
-    expect(st.json.endpoint.status.lastError).toMatchObject({ code: 'ADDRESS_REFUSED', message: expect.stringContaining('10.1.2.3') });
+    const st = await until(
+      () => admin('GET', `/admin/v1/webhooks/${id}`),
+      (r) => r.json.endpoint.status.lastError !== null,
+    );
+    expect(st.json.endpoint.status.lastError).toMatchObject({
+      code: 'ADDRESS_REFUSED',
+      message: expect.stringContaining('10.1.2.3'),
+    });
     expect(st.json.endpoint.events).toEqual(['contact.closed']);
   });
 
   it('receiver down, relay restarted: every message event arrives once, in order', async () => {
     await start();
     const port = await freePort();
-    const added = await admin('POST', '/admin/v1/webhooks', { url: `http://127.0.0.1:${port}/hook`, events: ['message.stored'] });
+    const added = await admin('POST', '/admin/v1/webhooks', {
+      url: `http://127.0.0.1:${port}/hook`,
+      events: ['message.stored'],
+    });
     const v = await TestClient.as(url, 'c3', 'v1', 'visitor');
     for (let i = 0; i < 5; i++) {
       v.sendEnvelope(fakeEnvelope('c3', 'v1'));
@@ -142,7 +204,10 @@ describe('relay webhooks', () => {
     }
     v2.ws.close();
     rx = await startReceiver({ SECRETS: added.json.secret, PORT: String(port) });
-    await until(() => (rx as Receiver).received(), (r) => r.length >= 8);
+    await until(
+      () => (rx as Receiver).received(),
+      (r) => r.length >= 8,
+    );
     await new Promise((r) => setTimeout(r, 300));
     const got = await rx.received();
     expect(got.map((g) => JSON.parse(g.body).data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);

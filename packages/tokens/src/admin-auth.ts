@@ -74,13 +74,17 @@ export interface AdminAuthOptions {
  * @throws RangeError when no key is given, a key id is malformed, a secret is under 32 bytes or
  *   an allowlist entry is not an IP or CIDR range.
  */
-export function createAdminAuthenticator(keys: readonly AdminKey[], opts: AdminAuthOptions = {}): AdminAuthenticator {
+export function createAdminAuthenticator(
+  keys: readonly AdminKey[],
+  opts: AdminAuthOptions = {},
+): AdminAuthenticator {
   if (keys.length === 0) throw new RangeError('at least one admin key is required');
   const allowed = parseIpAllowlist(opts.ipAllowlist ?? LOOPBACK_ALLOWLIST);
   const byId = new Map<string, Buffer>();
   for (const k of keys) {
     if (!KEY_ID.test(k.id)) throw new RangeError('admin key id must be 1-64 of [A-Za-z0-9_.-]');
-    if (!(k.secret instanceof Uint8Array) || k.secret.length < 32) throw new RangeError('admin key secret must be at least 32 bytes');
+    if (!(k.secret instanceof Uint8Array) || k.secret.length < 32)
+      throw new RangeError('admin key secret must be at least 32 bytes');
     byId.set(k.id, digest(k.secret));
   }
   const dummy = digest('latchkey.v1.admin-api.no-such-key');
@@ -89,14 +93,18 @@ export function createAdminAuthenticator(keys: readonly AdminKey[], opts: AdminA
       if (!ipAllowed(allowed, normaliseIp(clientAddress))) {
         throw new LatchkeyError('FORBIDDEN', 'admin API not allowed from this address');
       }
-      const m = header === undefined ? null : /^Bearer +([A-Za-z0-9_.-]{1,64}):([A-Za-z0-9_-]{1,1024}) *$/i.exec(header);
+      const m =
+        header === undefined
+          ? null
+          : /^Bearer +([A-Za-z0-9_.-]{1,64}):([A-Za-z0-9_-]{1,1024}) *$/i.exec(header);
       if (!m || m[1] === undefined || m[2] === undefined) {
         throw new LatchkeyError('AUTH_REQUIRED', 'an admin API key is required');
       }
       const expected = byId.get(m[1]);
       const presented = digest(Buffer.from(m[2], 'base64url'));
       const same = timingSafeEqual(presented, expected ?? dummy);
-      if (!same || expected === undefined) throw new LatchkeyError('AUTH_INVALID', 'invalid admin API key');
+      if (!same || expected === undefined)
+        throw new LatchkeyError('AUTH_INVALID', 'invalid admin API key');
       return m[1];
     },
   };

@@ -23,7 +23,8 @@ export function parseIpAllowlist(entries: readonly string[]): BlockList {
     const entry = raw.trim();
     const [addr, bits, extra] = entry.split('/');
     const family = addr ? isIP(addr) : 0;
-    if (!addr || family === 0 || extra !== undefined) throw new RangeError(`not an IP or CIDR range: ${entry}`);
+    if (!addr || family === 0 || extra !== undefined)
+      throw new RangeError(`not an IP or CIDR range: ${entry}`);
     const type = family === 6 ? 'ipv6' : 'ipv4';
     if (bits === undefined) {
       list.addAddress(addr, type);
@@ -44,4 +45,3 @@ export function ipAllowed(list: BlockList, ip: string): boolean {
   if (family === 0) return false;
   return list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
 }
-

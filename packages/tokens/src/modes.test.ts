@@ -44,33 +44,64 @@ interface Mode {
 }
 
 const modes: Mode[] = [
-  { name: 'HS256', key: secret, forger: new Uint8Array(32).fill(9), alg: 'HS256', verifier: createTokenVerifier({ hs256Secret: secret }) },
+  {
+    name: 'HS256',
+    key: secret,
+    forger: new Uint8Array(32).fill(9),
+    alg: 'HS256',
+    verifier: createTokenVerifier({ hs256Secret: secret }),
+  },
   {
     name: 'EdDSA',
     key: pair.privateKey,
     forger: otherPair.privateKey,
     alg: 'EdDSA',
-    verifier: createTokenVerifier({ ed25519PublicKey: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString() }),
+    verifier: createTokenVerifier({
+      ed25519PublicKey: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    }),
   },
 ];
 
-function raw(mode: Mode, claims: Record<string, unknown>, sign: TokenSigningKey = mode.key): Promise<string> {
+function raw(
+  mode: Mode,
+  claims: Record<string, unknown>,
+  sign: TokenSigningKey = mode.key,
+): Promise<string> {
   return new SignJWT(claims).setProtectedHeader({ alg: mode.alg }).sign(sign);
 }
 
 const good = (over: Record<string, unknown> = {}): Record<string, unknown> => {
   const t = now();
-  return { iss: 'latchkey', aud: [AUDIENCE_RELAY, AUDIENCE_KEYS], sub: 'p1', cid: 'c1', role: 'agent', iat: t, exp: t + 600, jti: 'abcdefghijkl', ...over };
+  return {
+    iss: 'latchkey',
+    aud: [AUDIENCE_RELAY, AUDIENCE_KEYS],
+    sub: 'p1',
+    cid: 'c1',
+    role: 'agent',
+    iat: t,
+    exp: t + 600,
+    jti: 'abcdefghijkl',
+    ...over,
+  };
 };
 
 describe.each(modes)('tokens ($name)', (mode) => {
-  const verify = (t: string, audience: typeof AUDIENCE_RELAY | typeof AUDIENCE_KEYS = AUDIENCE_RELAY) => mode.verifier.verify(t, { audience });
+  const verify = (
+    t: string,
+    audience: typeof AUDIENCE_RELAY | typeof AUDIENCE_KEYS = AUDIENCE_RELAY,
+  ) => mode.verifier.verify(t, { audience });
 
   it('round-trips for relay and key service', async () => {
     const t = await mintToken(mode.key, base);
-    expect(JSON.parse(Buffer.from(t.split('.')[0] ?? '', 'base64url').toString())).toMatchObject({ alg: mode.alg });
+    expect(JSON.parse(Buffer.from(t.split('.')[0] ?? '', 'base64url').toString())).toMatchObject({
+      alg: mode.alg,
+    });
     for (const audience of [AUDIENCE_RELAY, AUDIENCE_KEYS] as const) {
-      expect(await mode.verifier.verify(t, { audience })).toMatchObject({ contactId: 'c1', participantId: 'p1', role: 'agent' });
+      expect(await mode.verifier.verify(t, { audience })).toMatchObject({
+        contactId: 'c1',
+        participantId: 'p1',
+        role: 'agent',
+      });
     }
   });
 
@@ -83,27 +114,39 @@ describe.each(modes)('tokens ($name)', (mode) => {
   });
 
   it('refuses an expired token with AUTH_EXPIRED', async () => {
-    expect(await code(verify(await mintToken(mode.key, { ...base, now: now() - 3600 })))).toBe('AUTH_EXPIRED');
+    expect(await code(verify(await mintToken(mode.key, { ...base, now: now() - 3600 })))).toBe(
+      'AUTH_EXPIRED',
+    );
   });
 
   it('refuses a not-yet-valid token, then accepts it once valid', async () => {
     const t = await mintToken(mode.key, { ...base, notBefore: now() + 600 });
     expect(await code(verify(t))).toBe('AUTH_INVALID');
-    expect(await code(mode.verifier.verify(t, { audience: AUDIENCE_RELAY, now: now() + 601 }))).toBe('OK');
+    expect(
+      await code(mode.verifier.verify(t, { audience: AUDIENCE_RELAY, now: now() + 601 })),
+    ).toBe('OK');
     expect(await code(verify(await raw(mode, good({ nbf: now() + 3600 }))))).toBe('AUTH_INVALID');
   });
 
   it('refuses a wrong audience and a wrong issuer', async () => {
-    expect(await code(verify(await raw(mode, good({ aud: 'latchkey:other' }))))).toBe('AUTH_INVALID');
+    expect(await code(verify(await raw(mode, good({ aud: 'latchkey:other' }))))).toBe(
+      'AUTH_INVALID',
+    );
     expect(await code(verify(await raw(mode, good({ aud: AUDIENCE_KEYS }))))).toBe('AUTH_INVALID');
-    expect(await code(verify(await raw(mode, good({ aud: AUDIENCE_KEYS })), AUDIENCE_KEYS))).toBe('OK');
+    expect(await code(verify(await raw(mode, good({ aud: AUDIENCE_KEYS })), AUDIENCE_KEYS))).toBe(
+      'OK',
+    );
     expect(await code(verify(await raw(mode, good({ iss: 'someone' }))))).toBe('AUTH_INVALID');
   });
 
   it('refuses extra claims (personal data) and a lifetime above 24 h', async () => {
-    expect(await code(verify(await raw(mode, good({ email: 'a@example.com' }))))).toBe('AUTH_INVALID');
+    expect(await code(verify(await raw(mode, good({ email: 'a@example.com' }))))).toBe(
+      'AUTH_INVALID',
+    );
     expect(await code(verify(await raw(mode, good({ name: 'Ann' }))))).toBe('AUTH_INVALID');
-    expect(await code(verify(await raw(mode, good({ exp: now() + 25 * 3600 }))))).toBe('AUTH_INVALID');
+    expect(await code(verify(await raw(mode, good({ exp: now() + 25 * 3600 }))))).toBe(
+      'AUTH_INVALID',
+    );
     expect(await code(mintToken(mode.key, { ...base, ttlSeconds: 25 * 3600 }))).toBe('BAD_REQUEST');
   });
 
@@ -119,15 +162,30 @@ describe('token verifier configuration', () => {
     const edOnly = createTokenVerifier({ ed25519PublicKey: pair.publicKey });
     const hsOnly = createTokenVerifier({ hs256Secret: secret });
     expect(edOnly.algorithms).toEqual(['EdDSA']);
-    expect(await code(edOnly.verify(await mintToken(secret, base), { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
-    expect(await code(hsOnly.verify(await mintToken(pair.privateKey, base), { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
+    expect(
+      await code(edOnly.verify(await mintToken(secret, base), { audience: AUDIENCE_RELAY })),
+    ).toBe('AUTH_INVALID');
+    expect(
+      await code(
+        hsOnly.verify(await mintToken(pair.privateKey, base), { audience: AUDIENCE_RELAY }),
+      ),
+    ).toBe('AUTH_INVALID');
     // An HS256 token whose HMAC key is the public key's bytes: refused by an EdDSA verifier.
     const spki = pair.publicKey.export({ format: 'der', type: 'spki' });
-    const confused = await new SignJWT(good()).setProtectedHeader({ alg: 'HS256' }).sign(new Uint8Array(spki));
+    const confused = await new SignJWT(good())
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new Uint8Array(spki));
     expect(await code(edOnly.verify(confused, { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
-    const both = createTokenVerifier({ hs256Secret: secret, ed25519PublicKey: pair.publicKey.export({ format: 'jwk' }) as Record<string, unknown> });
-    expect(await code(both.verify(await mintToken(secret, base), { audience: AUDIENCE_RELAY }))).toBe('OK');
-    expect(await code(both.verify(await mintToken(pair.privateKey, base), { audience: AUDIENCE_RELAY }))).toBe('OK');
+    const both = createTokenVerifier({
+      hs256Secret: secret,
+      ed25519PublicKey: pair.publicKey.export({ format: 'jwk' }) as Record<string, unknown>,
+    });
+    expect(
+      await code(both.verify(await mintToken(secret, base), { audience: AUDIENCE_RELAY })),
+    ).toBe('OK');
+    expect(
+      await code(both.verify(await mintToken(pair.privateKey, base), { audience: AUDIENCE_RELAY })),
+    ).toBe('OK');
   });
 
   it('refuses to be built without a key or with a non-Ed25519 key', () => {
@@ -145,23 +203,41 @@ describe('admin API keys', () => {
   it('accepts the right key and refuses a wrong secret, an unknown id and no header', () => {
     expect(auth.check(adminAuthorization(key), '127.0.0.1')).toBe('default');
     const wrong = { id: key.id, secret: new Uint8Array(32).fill(1) };
-    expect(() => auth.check(adminAuthorization(wrong), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(adminAuthorization({ id: 'other', secret: key.secret }), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(adminAuthorization(key).slice(0, -3), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
-    expect(() => auth.check(undefined, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
-    expect(() => auth.check('Basic abc', '127.0.0.1')).toThrow(expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error);
+    expect(() => auth.check(adminAuthorization(wrong), '127.0.0.1')).toThrow(
+      expect.objectContaining({ code: 'AUTH_INVALID' }) as Error,
+    );
+    expect(() =>
+      auth.check(adminAuthorization({ id: 'other', secret: key.secret }), '127.0.0.1'),
+    ).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }) as Error);
+    expect(() => auth.check(adminAuthorization(key).slice(0, -3), '127.0.0.1')).toThrow(
+      expect.objectContaining({ code: 'AUTH_INVALID' }) as Error,
+    );
+    expect(() => auth.check(undefined, '127.0.0.1')).toThrow(
+      expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error,
+    );
+    expect(() => auth.check('Basic abc', '127.0.0.1')).toThrow(
+      expect.objectContaining({ code: 'AUTH_REQUIRED' }) as Error,
+    );
   });
 
   it('is reachable from loopback only by default, and from a configured allowlist', () => {
     expect(auth.check(adminAuthorization(key), '::ffff:127.0.0.1')).toBe('default');
     expect(auth.check(adminAuthorization(key), '::1')).toBe('default');
     // Even the right key is refused from elsewhere, before it is looked at.
-    expect(() => auth.check(adminAuthorization(key), '10.0.0.5')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
-    expect(() => auth.check(undefined, '10.0.0.5')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
+    expect(() => auth.check(adminAuthorization(key), '10.0.0.5')).toThrow(
+      expect.objectContaining({ code: 'FORBIDDEN' }) as Error,
+    );
+    expect(() => auth.check(undefined, '10.0.0.5')).toThrow(
+      expect.objectContaining({ code: 'FORBIDDEN' }) as Error,
+    );
     const office = createAdminAuthenticator([key], { ipAllowlist: ['10.0.0.0/24'] });
     expect(office.check(adminAuthorization(key), '10.0.0.5')).toBe('default');
-    expect(() => office.check(adminAuthorization(key), '127.0.0.1')).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }) as Error);
-    expect(() => createAdminAuthenticator([key], { ipAllowlist: ['not an ip'] })).toThrow(RangeError);
+    expect(() => office.check(adminAuthorization(key), '127.0.0.1')).toThrow(
+      expect.objectContaining({ code: 'FORBIDDEN' }) as Error,
+    );
+    expect(() => createAdminAuthenticator([key], { ipAllowlist: ['not an ip'] })).toThrow(
+      RangeError,
+    );
   });
 
   it('derives a key distinct from the API secret and parses id:secret', () => {

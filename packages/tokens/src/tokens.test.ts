@@ -32,8 +32,12 @@ describe('participant tokens', () => {
     expect(await code(verifyToken(other, t, { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
     const old = await mintToken(secret, { ...base, now: 1_000_000 });
     expect(await code(verifyToken(secret, old, { audience: AUDIENCE_RELAY }))).toBe('AUTH_EXPIRED');
-    expect(await code(verifyToken(secret, 'a.b.c', { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
-    expect(await code(verifyToken(secret, t.slice(0, -2) + 'AA', { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
+    expect(await code(verifyToken(secret, 'a.b.c', { audience: AUDIENCE_RELAY }))).toBe(
+      'AUTH_INVALID',
+    );
+    expect(
+      await code(verifyToken(secret, t.slice(0, -2) + 'AA', { audience: AUDIENCE_RELAY })),
+    ).toBe('AUTH_INVALID');
   });
 
   it('refuses extra claims such as personal data, and alg none', async () => {
@@ -47,15 +51,34 @@ describe('participant tokens', () => {
       .setExpirationTime(now + 60)
       .setJti('abcdefghijkl')
       .sign(secret);
-    expect(await code(verifyToken(secret, withEmail, { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
+    expect(await code(verifyToken(secret, withEmail, { audience: AUDIENCE_RELAY }))).toBe(
+      'AUTH_INVALID',
+    );
     const header = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
-    const body = Buffer.from(JSON.stringify({ iss: 'latchkey', aud: AUDIENCE_RELAY, sub: 'p1', cid: 'c1', role: 'agent', iat: now, exp: now + 60, jti: 'abcdefghijkl' })).toString('base64url');
-    expect(await code(verifyToken(secret, `${header}.${body}.`, { audience: AUDIENCE_RELAY }))).toBe('AUTH_INVALID');
+    const body = Buffer.from(
+      JSON.stringify({
+        iss: 'latchkey',
+        aud: AUDIENCE_RELAY,
+        sub: 'p1',
+        cid: 'c1',
+        role: 'agent',
+        iat: now,
+        exp: now + 60,
+        jti: 'abcdefghijkl',
+      }),
+    ).toString('base64url');
+    expect(
+      await code(verifyToken(secret, `${header}.${body}.`, { audience: AUDIENCE_RELAY })),
+    ).toBe('AUTH_INVALID');
   });
 
   it('refuses a lifetime above the maximum and bad ids at mint time', async () => {
-    expect(await code(mintToken(secret, { ...base, ttlSeconds: 10 * 24 * 3600 }))).toBe('BAD_REQUEST');
+    expect(await code(mintToken(secret, { ...base, ttlSeconds: 10 * 24 * 3600 }))).toBe(
+      'BAD_REQUEST',
+    );
     expect(await code(mintToken(secret, { ...base, contactId: 'has space' }))).toBe('BAD_REQUEST');
-    await expect(verifyToken(new Uint8Array(4), 'x', { audience: AUDIENCE_RELAY })).rejects.toThrow(RangeError);
+    await expect(verifyToken(new Uint8Array(4), 'x', { audience: AUDIENCE_RELAY })).rejects.toThrow(
+      RangeError,
+    );
   });
 });

@@ -129,13 +129,20 @@ export async function mintToken(key: TokenSigningKey, opts: MintOptions): Promis
     checkEd25519(key, 'private');
     alg = 'EdDSA';
   }
-  if (!Number.isInteger(opts.ttlSeconds) || opts.ttlSeconds < 1 || opts.ttlSeconds > MAX_TOKEN_TTL_SECONDS) {
+  if (
+    !Number.isInteger(opts.ttlSeconds) ||
+    opts.ttlSeconds < 1 ||
+    opts.ttlSeconds > MAX_TOKEN_TTL_SECONDS
+  ) {
     throw new LatchkeyError('BAD_REQUEST', `ttl must be 1..${MAX_TOKEN_TTL_SECONDS} seconds`);
   }
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
   const nbf = opts.notBefore;
   const exp = (nbf ?? iat) + opts.ttlSeconds;
-  if (nbf !== undefined && (!Number.isInteger(nbf) || nbf < iat || exp - iat > MAX_TOKEN_TTL_SECONDS)) {
+  if (
+    nbf !== undefined &&
+    (!Number.isInteger(nbf) || nbf < iat || exp - iat > MAX_TOKEN_TTL_SECONDS)
+  ) {
     throw new LatchkeyError(
       'BAD_REQUEST',
       'notBefore must be at least now, and notBefore + ttl at most now + the maximum lifetime',
@@ -153,7 +160,10 @@ export async function mintToken(key: TokenSigningKey, opts: MintOptions): Promis
     jti: randomId(),
   };
   const parsed = TokenClaims.safeParse(claims);
-  if (!parsed.success) throw new LatchkeyError('BAD_REQUEST', 'invalid token claims', { detail: parsed.error.message });
+  if (!parsed.success)
+    throw new LatchkeyError('BAD_REQUEST', 'invalid token claims', {
+      detail: parsed.error.message,
+    });
   const jwt = new SignJWT({ cid: claims.cid, role: claims.role })
     .setProtectedHeader({ alg, typ: 'JWT' })
     .setIssuer(claims.iss)
@@ -211,13 +221,19 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
   if (secret !== undefined) checkSecret(secret);
   let publicKey: KeyObject | undefined;
   if (opts.ed25519PublicKey !== undefined) {
-    publicKey = opts.ed25519PublicKey instanceof KeyObject ? opts.ed25519PublicKey : importTokenVerifyKey(opts.ed25519PublicKey);
+    publicKey =
+      opts.ed25519PublicKey instanceof KeyObject
+        ? opts.ed25519PublicKey
+        : importTokenVerifyKey(opts.ed25519PublicKey);
     checkEd25519(publicKey, 'public');
   }
   if (secret === undefined && publicKey === undefined) {
     throw new RangeError('a token verifier needs an HS256 secret or an Ed25519 public key');
   }
-  const algorithms: TokenAlgorithm[] = [...(secret ? (['HS256'] as const) : []), ...(publicKey ? (['EdDSA'] as const) : [])];
+  const algorithms: TokenAlgorithm[] = [
+    ...(secret ? (['HS256'] as const) : []),
+    ...(publicKey ? (['EdDSA'] as const) : []),
+  ];
   const defaultTolerance = checkTolerance(opts.clockToleranceSeconds);
   const keyFor = (header: JWTHeaderParameters): Uint8Array | KeyObject => {
     if (header.alg === 'HS256' && secret) return secret;
@@ -248,9 +264,12 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
         });
         payload = result.payload;
       } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) throw new LatchkeyError('AUTH_EXPIRED', 'token expired');
+        if (err instanceof joseErrors.JWTExpired)
+          throw new LatchkeyError('AUTH_EXPIRED', 'token expired');
         if (LatchkeyError.is(err)) throw err;
-        throw new LatchkeyError('AUTH_INVALID', 'invalid token', { detail: err instanceof Error ? err.message : String(err) });
+        throw new LatchkeyError('AUTH_INVALID', 'invalid token', {
+          detail: err instanceof Error ? err.message : String(err),
+        });
       }
       const claims = TokenClaims.safeParse(payload);
       if (!claims.success) {
@@ -270,7 +289,13 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
       ) {
         throw new LatchkeyError('AUTH_INVALID', 'token lifetime exceeds the maximum');
       }
-      return { contactId: c.cid, participantId: c.sub, role: c.role, tokenId: c.jti, expiresAt: c.exp * 1000 };
+      return {
+        contactId: c.cid,
+        participantId: c.sub,
+        role: c.role,
+        tokenId: c.jti,
+        expiresAt: c.exp * 1000,
+      };
     },
   };
 }
@@ -281,7 +306,11 @@ export function createTokenVerifier(opts: TokenVerifierOptions): TokenVerifier {
  * @throws LatchkeyError AUTH_EXPIRED when expired, AUTH_INVALID for anything else wrong.
  * @throws RangeError for a secret under 32 bytes.
  */
-export async function verifyToken(secret: Uint8Array, token: string, opts: VerifyOptions): Promise<Principal> {
+export async function verifyToken(
+  secret: Uint8Array,
+  token: string,
+  opts: VerifyOptions,
+): Promise<Principal> {
   checkSecret(secret);
   return createTokenVerifier({ hs256Secret: secret }).verify(token, opts);
 }

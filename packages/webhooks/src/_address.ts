@@ -42,7 +42,9 @@ for (const [a, p] of SPECIAL_V6) special.addSubnet(a, p, 'ipv6');
 
 /** The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::/96) address. */
 function embeddedV4(addr: string): string | undefined {
-  const m = /^(?:::ffff:|64:ff9b::)(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(addr);
+  const m = /^(?:::ffff:|64:ff9b::)(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(
+    addr,
+  );
   if (!m) return undefined;
   if (m[1]) return m[1];
   const hi = parseInt(m[2] ?? '0', 16);
@@ -86,7 +88,8 @@ export function addressAllowlist(entries: readonly string[]): (addr: string) => 
     if (bits === undefined) list.addAddress(ip, fam);
     else {
       const n = Number(bits);
-      if (!/^\d{1,3}$/.test(bits) || n > (f === 4 ? 32 : 128)) throw new TypeError(`bad prefix length: ${raw}`);
+      if (!/^\d{1,3}$/.test(bits) || n > (f === 4 ? 32 : 128))
+        throw new TypeError(`bad prefix length: ${raw}`);
       list.addSubnet(ip, n, fam);
     }
   }

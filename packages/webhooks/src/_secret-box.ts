@@ -12,9 +12,27 @@
  * wrong size, is refused). The relay keeps its own file and so does not depend on the key
  * service or its master key.
  */
-import { closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { aesGcmDecrypt, aesGcmEncrypt } from '@latchkey/crypto/aead';
-import { concatBytes, fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/crypto/codec';
+import {
+  concatBytes,
+  fromBase64Url,
+  toBase64Url,
+  utf8Decode,
+  utf8Encode,
+} from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 
@@ -34,7 +52,11 @@ export function isSealed(value: string): boolean {
 }
 
 /** Seals one endpoint secret under the outbox key. */
-export async function sealSecret(key: Uint8Array, endpointId: string, secret: string): Promise<string> {
+export async function sealSecret(
+  key: Uint8Array,
+  endpointId: string,
+  secret: string,
+): Promise<string> {
   const nonce = randomBytes(NONCE_BYTES);
   const ct = await aesGcmEncrypt(key, nonce, utf8Encode(secret), aad(endpointId));
   return PREFIX + toBase64Url(concatBytes(nonce, ct));
@@ -44,20 +66,34 @@ export async function sealSecret(key: Uint8Array, endpointId: string, secret: st
  * Opens a sealed endpoint secret.
  * @throws LatchkeyError UNAVAILABLE when it does not open (another key, another endpoint, edited).
  */
-export async function openSecret(key: Uint8Array, endpointId: string, sealed: string): Promise<string> {
+export async function openSecret(
+  key: Uint8Array,
+  endpointId: string,
+  sealed: string,
+): Promise<string> {
   try {
     if (!isSealed(sealed)) throw new TypeError('not sealed');
     const raw = fromBase64Url(sealed.slice(PREFIX.length));
-    const plain = await aesGcmDecrypt(key, raw.subarray(0, NONCE_BYTES), raw.subarray(NONCE_BYTES), aad(endpointId));
+    const plain = await aesGcmDecrypt(
+      key,
+      raw.subarray(0, NONCE_BYTES),
+      raw.subarray(NONCE_BYTES),
+      aad(endpointId),
+    );
     return utf8Decode(plain);
   } catch (err) {
-    throw new LatchkeyError('UNAVAILABLE', 'webhook secret cannot be opened (is this the outbox key it was sealed with?)', { cause: err });
+    throw new LatchkeyError(
+      'UNAVAILABLE',
+      'webhook secret cannot be opened (is this the outbox key it was sealed with?)',
+      { cause: err },
+    );
   }
 }
 
 /** Checks an owner-given outbox key. @throws RangeError when it is not 32 bytes. */
 export function checkOutboxKey(key: Uint8Array): Uint8Array {
-  if (!(key instanceof Uint8Array) || key.length !== OUTBOX_KEY_BYTES) throw new RangeError(`the outbox key must be ${OUTBOX_KEY_BYTES} bytes`);
+  if (!(key instanceof Uint8Array) || key.length !== OUTBOX_KEY_BYTES)
+    throw new RangeError(`the outbox key must be ${OUTBOX_KEY_BYTES} bytes`);
   return key;
 }
 
@@ -67,9 +103,14 @@ function readKeyFile(path: string): Uint8Array {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error(`outbox key file ${path} is not a regular file`);
     if (POSIX && (st.mode & 0o077) !== 0) {
-      throw new Error(`outbox key file ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others may read it; run chmod 600 on it`);
+      throw new Error(
+        `outbox key file ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others may read it; run chmod 600 on it`,
+      );
     }
-    if (st.size !== OUTBOX_KEY_BYTES) throw new Error(`outbox key file ${path} holds ${st.size} bytes, expected ${OUTBOX_KEY_BYTES}`);
+    if (st.size !== OUTBOX_KEY_BYTES)
+      throw new Error(
+        `outbox key file ${path} holds ${st.size} bytes, expected ${OUTBOX_KEY_BYTES}`,
+      );
     const out = new Uint8Array(OUTBOX_KEY_BYTES);
     let off = 0;
     while (off < out.length) {

@@ -19,7 +19,8 @@ import {
 } from '@latchkey/protocol';
 import type { WebhookService } from './service.ts';
 
-const ROUTE = /^\/admin\/v1\/webhooks(?:\/([^/]{1,64})(?:\/(test|dead-letters|replay|rotate-secret))?)?\/?$/;
+const ROUTE =
+  /^\/admin\/v1\/webhooks(?:\/([^/]{1,64})(?:\/(test|dead-letters|replay|rotate-secret))?)?\/?$/;
 
 export interface WebhookAdminRequest {
   method: string;
@@ -33,7 +34,10 @@ export interface WebhookAdminAnswer {
   body: unknown;
 }
 
-export type WebhookAdminLog = (e: { event: string; [k: string]: string | number | boolean | undefined }) => void;
+export type WebhookAdminLog = (e: {
+  event: string;
+  [k: string]: string | number | boolean | undefined;
+}) => void;
 
 /** Is the path under /admin/v1/webhooks? */
 export function isWebhookAdminPath(pathname: string): boolean {
@@ -47,15 +51,21 @@ function checkUrl(raw: string): void {
   } catch {
     throw new LatchkeyError('BAD_REQUEST', 'url is not a valid URL');
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new LatchkeyError('BAD_REQUEST', 'url must be https (or http on loopback)');
-  if (u.username || u.password) throw new LatchkeyError('BAD_REQUEST', 'url must not carry credentials');
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new LatchkeyError('BAD_REQUEST', 'url must be https (or http on loopback)');
+  if (u.username || u.password)
+    throw new LatchkeyError('BAD_REQUEST', 'url must not carry credentials');
 }
 
 /**
  * Serves one request under /admin/v1/webhooks; null when the path is elsewhere.
  * @throws LatchkeyError NOT_FOUND (route or endpoint), BAD_REQUEST (body), as the caller's error answer.
  */
-export async function handleWebhookAdmin(hooks: WebhookService, req: WebhookAdminRequest, log: WebhookAdminLog): Promise<WebhookAdminAnswer | null> {
+export async function handleWebhookAdmin(
+  hooks: WebhookService,
+  req: WebhookAdminRequest,
+  log: WebhookAdminLog,
+): Promise<WebhookAdminAnswer | null> {
   if (!isWebhookAdminPath(req.pathname)) return null;
   const m = ROUTE.exec(req.pathname);
   if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
@@ -64,7 +74,11 @@ export async function handleWebhookAdmin(hooks: WebhookService, req: WebhookAdmi
   const now = Date.now();
   const { outbox } = hooks;
   if (rawId === undefined) {
-    if (method === 'GET') return { status: 200, body: { endpoints: outbox.listEndpoints(now) } satisfies ListWebhooksResponse };
+    if (method === 'GET')
+      return {
+        status: 200,
+        body: { endpoints: outbox.listEndpoints(now) } satisfies ListWebhooksResponse,
+      };
     if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const body = parse(AddWebhookRequest, await req.body());
     checkUrl(body.url);
@@ -77,14 +91,18 @@ export async function handleWebhookAdmin(hooks: WebhookService, req: WebhookAdmi
   if (!existing) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
   switch (action) {
     case undefined:
-      if (method === 'GET') return { status: 200, body: { endpoint: existing } satisfies WebhookEndpointResponse };
+      if (method === 'GET')
+        return { status: 200, body: { endpoint: existing } satisfies WebhookEndpointResponse };
       if (method !== 'DELETE') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
       outbox.removeEndpoint(id);
       log({ event: 'webhook-removed', endpoint: id });
       return { status: 200, body: { endpoint: existing } satisfies WebhookEndpointResponse };
     case 'dead-letters':
       if (method !== 'GET') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
-      return { status: 200, body: { deadLetters: outbox.deadLetters(id) } satisfies DeadLettersResponse };
+      return {
+        status: 200,
+        body: { deadLetters: outbox.deadLetters(id) } satisfies DeadLettersResponse,
+      };
     case 'test':
     case 'replay':
     case 'rotate-secret':

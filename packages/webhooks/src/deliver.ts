@@ -16,7 +16,12 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import type { WebhookErrorCode } from '@latchkey/protocol';
-import { addressAllowlist, isLoopbackAddress, isSpecialAddress, normaliseAddress } from './_address.ts';
+import {
+  addressAllowlist,
+  isLoopbackAddress,
+  isSpecialAddress,
+  normaliseAddress,
+} from './_address.ts';
 
 export interface DeliveryOptions {
   /** IPs/CIDR ranges that may be reached although special (private, loopback, ...). */
@@ -31,9 +36,7 @@ export interface DeliveryOptions {
   resolve?: (host: string) => Promise<{ address: string; family: number }[]>;
 }
 
-export type DeliveryResult =
-  | { ok: true; status: number }
-  | DeliveryFailure;
+export type DeliveryResult = { ok: true; status: number } | DeliveryFailure;
 export interface DeliveryFailure {
   ok: false;
   status: number | null;
@@ -46,8 +49,14 @@ const TLS_ERRORS: Record<string, [WebhookErrorCode, string]> = {
   CERT_HAS_EXPIRED: ['TLS_EXPIRED', 'certificate has expired'],
   CERT_NOT_YET_VALID: ['TLS_NOT_YET_VALID', 'certificate is not yet valid'],
   DEPTH_ZERO_SELF_SIGNED_CERT: ['TLS_UNTRUSTED', 'self-signed certificate (untrusted chain)'],
-  SELF_SIGNED_CERT_IN_CHAIN: ['TLS_UNTRUSTED', 'self-signed certificate in chain (untrusted chain)'],
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: ['TLS_UNTRUSTED', 'unable to verify the certificate (untrusted chain)'],
+  SELF_SIGNED_CERT_IN_CHAIN: [
+    'TLS_UNTRUSTED',
+    'self-signed certificate in chain (untrusted chain)',
+  ],
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: [
+    'TLS_UNTRUSTED',
+    'unable to verify the certificate (untrusted chain)',
+  ],
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: ['TLS_UNTRUSTED', 'unknown issuer (untrusted chain)'],
   UNABLE_TO_GET_ISSUER_CERT: ['TLS_UNTRUSTED', 'unknown issuer (untrusted chain)'],
   CERT_UNTRUSTED: ['TLS_UNTRUSTED', 'certificate not trusted'],
@@ -55,7 +64,11 @@ const TLS_ERRORS: Record<string, [WebhookErrorCode, string]> = {
   CERT_SIGNATURE_FAILURE: ['TLS_UNTRUSTED', 'certificate signature failure'],
 };
 
-function fail(code: WebhookErrorCode, message: string, status: number | null = null): DeliveryFailure {
+function fail(
+  code: WebhookErrorCode,
+  message: string,
+  status: number | null = null,
+): DeliveryFailure {
   return { ok: false, status, code, message: message.slice(0, 300) };
 }
 
@@ -68,7 +81,8 @@ export function classifyError(err: unknown): DeliveryFailure {
     if (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || code.includes('CERT')) {
       return fail('TLS_FAILED', `TLS handshake failed (${code})`);
     }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return fail('DNS_FAILED', `host name did not resolve (${code})`);
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+      return fail('DNS_FAILED', `host name did not resolve (${code})`);
     return fail('CONNECT_FAILED', `connection failed (${code})`);
   }
   return fail('CONNECT_FAILED', err instanceof Error ? err.message : 'connection failed');
@@ -82,8 +96,10 @@ export async function resolveTarget(
   url: URL,
   opts: Pick<DeliveryOptions, 'allowlist' | 'resolve'> = {},
 ): Promise<{ ok: true; address: string; family: 4 | 6 } | DeliveryFailure> {
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return fail('BAD_URL', 'only http(s) URLs');
-  if (url.username || url.password) return fail('BAD_URL', 'credentials in the URL are not allowed');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    return fail('BAD_URL', 'only http(s) URLs');
+  if (url.username || url.password)
+    return fail('BAD_URL', 'credentials in the URL are not allowed');
   const allowed = addressAllowlist(opts.allowlist ?? []);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   let addrs: { address: string; family: number }[];
@@ -101,7 +117,10 @@ export async function resolveTarget(
   for (const a of addrs) {
     if (isSpecialAddress(a.address) && !allowed(a.address)) {
       const what = isLoopbackAddress(a.address) ? 'a loopback' : 'a private or special-purpose';
-      return fail('ADDRESS_REFUSED', `${host} resolves to ${normaliseAddress(a.address)}, ${what} address not on the allowlist`);
+      return fail(
+        'ADDRESS_REFUSED',
+        `${host} resolves to ${normaliseAddress(a.address)}, ${what} address not on the allowlist`,
+      );
     }
   }
   const first = addrs[0] as { address: string; family: number };
@@ -132,16 +151,29 @@ export async function deliver(
   const maxBytes = opts.maxResponseBytes ?? 64 * 1024;
   // Connect to the checked address whatever the host name resolves to now.
   const pinned: LookupFunction = (_host, o, cb) => {
-    if (o.all) (cb as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: target.address, family: target.family }]);
+    if (o.all)
+      (cb as (e: null, a: { address: string; family: number }[]) => void)(null, [
+        { address: target.address, family: target.family },
+      ]);
     else cb(null, target.address, target.family);
   };
   const isHttps = u.protocol === 'https:';
   const reqOpts = {
     method: 'POST',
-    headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'Latchkey-Webhooks/1' },
+    headers: {
+      ...headers,
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'user-agent': 'Latchkey-Webhooks/1',
+    },
     lookup: pinned,
     agent: false as const,
-    ...(isHttps ? { rejectUnauthorized: true, ...(opts.ca === undefined ? {} : { ca: withDefaultCas(opts.ca) }) } : {}),
+    ...(isHttps
+      ? {
+          rejectUnauthorized: true,
+          ...(opts.ca === undefined ? {} : { ca: withDefaultCas(opts.ca) }),
+        }
+      : {}),
   };
   return new Promise<DeliveryResult>((resolve) => {
     let done = false;
@@ -161,14 +193,18 @@ export async function deliver(
       });
       const end = (): void => {
         if (status >= 200 && status < 300) finish({ ok: true, status });
-        else if (status >= 300 && status < 400) finish(fail('REDIRECT', `redirect ${status} not followed`, status));
+        else if (status >= 300 && status < 400)
+          finish(fail('REDIRECT', `redirect ${status} not followed`, status));
         else finish(fail('HTTP_STATUS', `endpoint answered ${status}`, status));
       };
       res.on('end', end);
       res.on('error', end);
     };
     const req = (isHttps ? httpsRequest : httpRequest)(u, reqOpts, onResponse);
-    const timer = setTimeout(() => finish(fail('TIMEOUT', `no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(fail('TIMEOUT', `no answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     req.on('error', (err) => finish(classifyError(err)));
     req.end(body);
   });

@@ -21,7 +21,14 @@ export {
   type RetryPolicy,
   type DueDelivery,
 } from './outbox.ts';
-export { deliver, resolveTarget, classifyError, type DeliveryOptions, type DeliveryResult, type DeliveryFailure } from './deliver.ts';
+export {
+  deliver,
+  resolveTarget,
+  classifyError,
+  type DeliveryOptions,
+  type DeliveryResult,
+  type DeliveryFailure,
+} from './deliver.ts';
 export { isSpecialAddress, isLoopbackAddress, addressAllowlist } from './_address.ts';
 export {
   WebhookService,

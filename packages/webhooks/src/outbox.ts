@@ -24,7 +24,13 @@ import {
   type WebhookError,
   type WebhookEventType,
 } from '@latchkey/protocol';
-import { checkOutboxKey, isSealed, loadOrCreateOutboxKey, openSecret, sealSecret } from './_secret-box.ts';
+import {
+  checkOutboxKey,
+  isSealed,
+  loadOrCreateOutboxKey,
+  openSecret,
+  sealSecret,
+} from './_secret-box.ts';
 import { EVENT_DATA, type EventData } from './events.ts';
 import { generateSecret } from './signing.ts';
 
@@ -39,7 +45,11 @@ export interface RetryPolicy {
   /** Retries stop this long after the event was queued (default 24 h). */
   maxAgeMs: number;
 }
-export const DEFAULT_RETRY: RetryPolicy = { baseMs: 5_000, maxDelayMs: 3_600_000, maxAgeMs: 86_400_000 };
+export const DEFAULT_RETRY: RetryPolicy = {
+  baseMs: 5_000,
+  maxDelayMs: 3_600_000,
+  maxAgeMs: 86_400_000,
+};
 
 export interface OutboxOptions {
   /** SQLite file (created if missing); may be shared with other tables. */
@@ -159,10 +169,14 @@ export class WebhookOutbox {
 
   #migrate(): void {
     const db = this.#db;
-    db.exec('CREATE TABLE IF NOT EXISTS webhook_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)');
-    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as { version: number } | undefined;
+    db.exec(
+      'CREATE TABLE IF NOT EXISTS webhook_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)',
+    );
+    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as
+      { version: number } | undefined;
     const v = row?.version ?? 0;
-    if (v > OUTBOX_SCHEMA_VERSION) throw new Error(`webhook outbox schema ${v} is newer than ${OUTBOX_SCHEMA_VERSION}`);
+    if (v > OUTBOX_SCHEMA_VERSION)
+      throw new Error(`webhook outbox schema ${v} is newer than ${OUTBOX_SCHEMA_VERSION}`);
     // Schema 1 -> 2 changes no table, only how secrets are stored: #sealLegacy seals them.
     if (v >= 1) return;
     db.transaction(() => {
@@ -186,7 +200,9 @@ export class WebhookOutbox {
         ) WITHOUT ROWID;
         CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, endpoint_id, event_seq);
       `);
-      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(OUTBOX_SCHEMA_VERSION);
+      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(
+        OUTBOX_SCHEMA_VERSION,
+      );
     })();
   }
 
@@ -197,24 +213,37 @@ export class WebhookOutbox {
    */
   async #sealLegacy(): Promise<void> {
     const db = this.#db;
-    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as { version: number };
+    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as {
+      version: number;
+    };
     if (row.version >= 2) return;
-    const rows = db.prepare('SELECT id, secrets FROM webhook_endpoints').all() as { id: string; secrets: string }[];
+    const rows = db.prepare('SELECT id, secrets FROM webhook_endpoints').all() as {
+      id: string;
+      secrets: string;
+    }[];
     const updates: { id: string; before: string; after: string }[] = [];
     for (const r of rows) {
       const list = JSON.parse(r.secrets) as (LegacySecretRow | SecretRow)[];
       const sealed: SecretRow[] = [];
       for (const s of list) {
         if ('sealed' in s && isSealed(s.sealed)) sealed.push(s);
-        else sealed.push({ sealed: await sealSecret(this.#key, r.id, (s as LegacySecretRow).secret), expiresAt: s.expiresAt });
+        else
+          sealed.push({
+            sealed: await sealSecret(this.#key, r.id, (s as LegacySecretRow).secret),
+            expiresAt: s.expiresAt,
+          });
       }
       updates.push({ id: r.id, before: r.secrets, after: JSON.stringify(sealed) });
     }
     if (this.#closed) return;
     db.transaction(() => {
-      const upd = db.prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ? AND secrets = ?');
+      const upd = db.prepare(
+        'UPDATE webhook_endpoints SET secrets = ? WHERE id = ? AND secrets = ?',
+      );
       for (const u of updates) upd.run(u.after, u.id, u.before);
-      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(OUTBOX_SCHEMA_VERSION);
+      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(
+        OUTBOX_SCHEMA_VERSION,
+      );
     })();
     db.pragma('wal_checkpoint(TRUNCATE)');
   }
@@ -231,7 +260,11 @@ export class WebhookOutbox {
 
   /** Adds an endpoint; returns it with its secret (shown once; stored sealed). */
   async addEndpoint(
-    e: { url: string; events?: readonly WebhookEventType[] | undefined; description?: string | undefined },
+    e: {
+      url: string;
+      events?: readonly WebhookEventType[] | undefined;
+      description?: string | undefined;
+    },
     now: number,
   ): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
     await this.#ready;
@@ -239,8 +272,17 @@ export class WebhookOutbox {
     const secret = generateSecret();
     const secrets: SecretRow[] = [{ sealed: await this.#seal(id, secret), expiresAt: null }];
     this.#db
-      .prepare('INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(id, e.url, e.events ? JSON.stringify([...new Set(e.events)]) : null, e.description ?? null, now, JSON.stringify(secrets));
+      .prepare(
+        'INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        id,
+        e.url,
+        e.events ? JSON.stringify([...new Set(e.events)]) : null,
+        e.description ?? null,
+        now,
+        JSON.stringify(secrets),
+      );
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
@@ -249,7 +291,11 @@ export class WebhookOutbox {
    * signatures meanwhile), so receivers can switch without losing a call.
    * @throws LatchkeyError NOT_FOUND.
    */
-  async rotateSecret(id: string, now: number, overlapMs = 86_400_000): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
+  async rotateSecret(
+    id: string,
+    now: number,
+    overlapMs = 86_400_000,
+  ): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
     await this.#ready;
     this.#row(id);
     const secret = generateSecret();
@@ -257,10 +303,15 @@ export class WebhookOutbox {
     // Read again after the await: another rotation may have happened meanwhile.
     const row = this.#row(id);
     const old = signing(JSON.parse(row.secrets) as SecretRow[], now)
-      .map((s) => ({ sealed: s.sealed, expiresAt: Math.min(s.expiresAt ?? Infinity, now + overlapMs) }))
+      .map((s) => ({
+        sealed: s.sealed,
+        expiresAt: Math.min(s.expiresAt ?? Infinity, now + overlapMs),
+      }))
       .filter((s) => s.expiresAt > now);
     const next: SecretRow[] = [...old, { sealed, expiresAt: null }];
-    this.#db.prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ?').run(JSON.stringify(next), id);
+    this.#db
+      .prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ?')
+      .run(JSON.stringify(next), id);
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
@@ -270,12 +321,15 @@ export class WebhookOutbox {
   }
 
   endpoint(id: string, now: number): WebhookEndpointInfo | null {
-    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as EndpointRow | undefined;
+    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as
+      EndpointRow | undefined;
     return row ? this.#info(row, now) : null;
   }
 
   listEndpoints(now: number): WebhookEndpointInfo[] {
-    const rows = this.#db.prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id').all() as EndpointRow[];
+    const rows = this.#db
+      .prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id')
+      .all() as EndpointRow[];
     return rows.map((r) => this.#info(r, now));
   }
 
@@ -289,18 +343,23 @@ export class WebhookOutbox {
   }
 
   #signingCount(row: EndpointRow, now: number): number {
-    return (JSON.parse(row.secrets) as { expiresAt: number | null }[]).filter((s) => s.expiresAt === null || s.expiresAt > now).length;
+    return (JSON.parse(row.secrets) as { expiresAt: number | null }[]).filter(
+      (s) => s.expiresAt === null || s.expiresAt > now,
+    ).length;
   }
 
   #row(id: string): EndpointRow {
-    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as EndpointRow | undefined;
+    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as
+      EndpointRow | undefined;
     if (!row) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
     return row;
   }
 
   #info(r: EndpointRow, now: number): WebhookEndpointInfo {
     const counts = this.#db
-      .prepare('SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? GROUP BY state')
+      .prepare(
+        'SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? GROUP BY state',
+      )
       .all(r.id) as { state: string; n: number }[];
     const n = (s: string): number => counts.find((c) => c.state === s)?.n ?? 0;
     return {
@@ -330,9 +389,12 @@ export class WebhookOutbox {
    */
   emit<T extends WebhookEventType>(type: T, data: EventData<T>, now: number): string | null {
     const parsed = EVENT_DATA[type].parse(data) as EventData<T>;
-    const endpoints = (this.#db.prepare('SELECT id, events FROM webhook_endpoints').all() as { id: string; events: string | null }[]).filter(
-      (e) => e.events === null || (JSON.parse(e.events) as string[]).includes(type),
-    );
+    const endpoints = (
+      this.#db.prepare('SELECT id, events FROM webhook_endpoints').all() as {
+        id: string;
+        events: string | null;
+      }[]
+    ).filter((e) => e.events === null || (JSON.parse(e.events) as string[]).includes(type));
     if (endpoints.length === 0) return null;
     const id = randomId('evt_');
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: parsed });
@@ -355,7 +417,10 @@ export class WebhookOutbox {
    * the next one is due.
    * @throws LatchkeyError UNAVAILABLE when a secret does not open under the outbox key.
    */
-  async due(now: number, busy: ReadonlySet<string> = new Set()): Promise<{ due: DueDelivery[]; nextAt: number | null }> {
+  async due(
+    now: number,
+    busy: ReadonlySet<string> = new Set(),
+  ): Promise<{ due: DueDelivery[]; nextAt: number | null }> {
     await this.#ready;
     const heads = this.#db
       .prepare(
@@ -384,15 +449,17 @@ export class WebhookOutbox {
         continue;
       }
       due.push(
-        this.#open(h.endpoint_id, signing(JSON.parse(h.secrets) as SecretRow[], now)).then((secrets) => ({
-          endpointId: h.endpoint_id,
-          url: h.url,
-          secrets,
-          eventSeq: h.event_seq,
-          eventId: h.event_id,
-          payload: h.payload,
-          attempts: h.attempts,
-        })),
+        this.#open(h.endpoint_id, signing(JSON.parse(h.secrets) as SecretRow[], now)).then(
+          (secrets) => ({
+            endpointId: h.endpoint_id,
+            url: h.url,
+            secrets,
+            eventSeq: h.event_seq,
+            eventId: h.event_id,
+            payload: h.payload,
+            attempts: h.attempts,
+          }),
+        ),
       );
     }
     return { due: await Promise.all(due), nextAt };
@@ -402,9 +469,15 @@ export class WebhookOutbox {
   delivered(endpointId: string, eventSeq: number, now: number): void {
     this.#db.transaction(() => {
       this.#db
-        .prepare("UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?, last_error = NULL WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'")
+        .prepare(
+          "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?, last_error = NULL WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
+        )
         .run(now, endpointId, eventSeq);
-      this.#db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?').run(now, now, endpointId);
+      this.#db
+        .prepare(
+          'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
+        )
+        .run(now, now, endpointId);
     })();
   }
 
@@ -416,10 +489,14 @@ export class WebhookOutbox {
   failed(endpointId: string, eventSeq: number, error: WebhookError, now: number): boolean {
     return this.#db.transaction(() => {
       const d = this.#db
-        .prepare("SELECT attempts, first_at FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'")
+        .prepare(
+          "SELECT attempts, first_at FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
+        )
         .get(endpointId, eventSeq) as { attempts: number; first_at: number } | undefined;
       const err = JSON.stringify(error);
-      this.#db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?').run(now, err, endpointId);
+      this.#db
+        .prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?')
+        .run(now, err, endpointId);
       if (!d) return false;
       const attempts = d.attempts + 1;
       const { baseMs, maxDelayMs, maxAgeMs } = this.#retry;
@@ -429,16 +506,34 @@ export class WebhookOutbox {
       const next = now + delay;
       const dead = next > d.first_at + maxAgeMs;
       this.#db
-        .prepare('UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_error = ? WHERE endpoint_id = ? AND event_seq = ?')
-        .run(dead ? 'dead' : 'pending', attempts, dead ? now : next, now, err, endpointId, eventSeq);
+        .prepare(
+          'UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_error = ? WHERE endpoint_id = ? AND event_seq = ?',
+        )
+        .run(
+          dead ? 'dead' : 'pending',
+          attempts,
+          dead ? now : next,
+          now,
+          err,
+          endpointId,
+          eventSeq,
+        );
       return dead;
     })();
   }
 
   /** Records the outcome of a test call in the endpoint's status. */
   recordTest(endpointId: string, error: WebhookError | null, now: number): void {
-    if (error) this.#db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?').run(now, JSON.stringify(error), endpointId);
-    else this.#db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?').run(now, now, endpointId);
+    if (error)
+      this.#db
+        .prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?')
+        .run(now, JSON.stringify(error), endpointId);
+    else
+      this.#db
+        .prepare(
+          'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
+        )
+        .run(now, now, endpointId);
   }
 
   /** Dead letters of an endpoint, oldest event first. @throws LatchkeyError NOT_FOUND. */
@@ -450,7 +545,14 @@ export class WebhookOutbox {
            JOIN webhook_events e ON e.seq = d.event_seq
           WHERE d.endpoint_id = ? AND d.state = 'dead' ORDER BY d.event_seq LIMIT ?`,
       )
-      .all(endpointId, limit) as { id: string; type: string; created_at: number; attempts: number; updated_at: number; last_error: string | null }[];
+      .all(endpointId, limit) as {
+      id: string;
+      type: string;
+      created_at: number;
+      attempts: number;
+      updated_at: number;
+      last_error: string | null;
+    }[];
     return rows.map((r) => ({
       eventId: r.id,
       type: r.type,
@@ -471,8 +573,11 @@ export class WebhookOutbox {
     return this.#db.transaction(() => {
       const sql = `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, first_at = ?, next_at = ?, updated_at = ?
                     WHERE endpoint_id = ? AND state = 'dead'`;
-      if (eventIds === undefined) return this.#db.prepare(sql).run(now, now, now, endpointId).changes;
-      const stmt = this.#db.prepare(`${sql} AND event_seq = (SELECT seq FROM webhook_events WHERE id = ?)`);
+      if (eventIds === undefined)
+        return this.#db.prepare(sql).run(now, now, now, endpointId).changes;
+      const stmt = this.#db.prepare(
+        `${sql} AND event_seq = (SELECT seq FROM webhook_events WHERE id = ?)`,
+      );
       let n = 0;
       for (const id of eventIds) n += stmt.run(now, now, now, endpointId, id).changes;
       return n;
@@ -482,9 +587,13 @@ export class WebhookOutbox {
   /** Deletes delivered rows and events older than `before` that no endpoint still needs. */
   prune(before: number): number {
     return this.#db.transaction(() => {
-      this.#db.prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND updated_at < ?").run(before);
+      this.#db
+        .prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND updated_at < ?")
+        .run(before);
       return this.#db
-        .prepare('DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)')
+        .prepare(
+          'DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)',
+        )
         .run(before).changes;
     })();
   }

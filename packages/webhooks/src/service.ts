@@ -6,7 +6,13 @@
  * per-endpoint order. Clock and timers are injectable, so tests can drive retries.
  */
 import { randomBytes } from 'node:crypto';
-import { LatchkeyError, type WebhookEndpointInfo, type WebhookError, type WebhookEventType, type WebhookTestResponse } from '@latchkey/protocol';
+import {
+  LatchkeyError,
+  type WebhookEndpointInfo,
+  type WebhookError,
+  type WebhookEventType,
+  type WebhookTestResponse,
+} from '@latchkey/protocol';
 import { deliver, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
 import { TEST_EVENT_TYPE, type EventData } from './events.ts';
 import { WebhookOutbox, type DueDelivery, type OutboxOptions } from './outbox.ts';
@@ -60,7 +66,11 @@ export class WebhookService {
   readonly #concurrency: number;
   readonly #keepDeliveredMs: number;
   readonly #log: (e: WebhookLogEvent) => void;
-  readonly #send: (url: string, headers: Record<string, string>, body: string) => Promise<DeliveryResult>;
+  readonly #send: (
+    url: string,
+    headers: Record<string, string>,
+    body: string,
+  ) => Promise<DeliveryResult>;
   readonly #busy = new Map<string, Promise<void>>();
   #timer: unknown;
   #wakeQueued = false;
@@ -74,7 +84,8 @@ export class WebhookService {
   /** @throws LatchkeyError UNAVAILABLE when the outbox cannot be opened. */
   constructor(opts: WebhookServiceOptions) {
     this.#ownsOutbox = !(opts.outbox instanceof WebhookOutbox);
-    this.outbox = opts.outbox instanceof WebhookOutbox ? opts.outbox : new WebhookOutbox(opts.outbox);
+    this.outbox =
+      opts.outbox instanceof WebhookOutbox ? opts.outbox : new WebhookOutbox(opts.outbox);
     this.#now = opts.now ?? Date.now;
     this.#timers = opts.timers ?? defaultTimers;
     this.#concurrency = opts.concurrency ?? 8;
@@ -103,7 +114,11 @@ export class WebhookService {
       if (id !== null) this.wake();
       return id;
     } catch (err) {
-      this.#log({ event: 'webhook-emit-failed', type, detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      this.#log({
+        event: 'webhook-emit-failed',
+        type,
+        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+      });
       return null;
     }
   }
@@ -159,13 +174,17 @@ export class WebhookService {
         this.#start(d);
       }
     } catch (err) {
-      this.#log({ event: 'webhook-worker-failed', detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      this.#log({
+        event: 'webhook-worker-failed',
+        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+      });
       nextAt = now + 5_000;
     }
     if (!this.#running || this.#timer !== undefined) return;
     // Sleep until the next due delivery (bounded, so a changed clock is noticed); in-flight
     // calls wake the worker when they finish.
-    const sleep = nextAt === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, nextAt - now));
+    const sleep =
+      nextAt === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, nextAt - now));
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = undefined;
       this.#pump();
@@ -195,19 +214,43 @@ export class WebhookService {
     try {
       r = await this.#send(d.url, headers, d.payload);
     } catch (err) {
-      r = { ok: false, status: null, code: 'CONNECT_FAILED', message: err instanceof Error ? err.message : 'failed' };
+      r = {
+        ok: false,
+        status: null,
+        code: 'CONNECT_FAILED',
+        message: err instanceof Error ? err.message : 'failed',
+      };
     }
     const now = this.#now();
     try {
       if (r.ok) {
         this.outbox.delivered(d.endpointId, d.eventSeq, now);
-        this.#log({ event: 'webhook-delivered', endpoint: d.endpointId, eventId: d.eventId, status: r.status });
+        this.#log({
+          event: 'webhook-delivered',
+          endpoint: d.endpointId,
+          eventId: d.eventId,
+          status: r.status,
+        });
       } else {
-        const dead = this.outbox.failed(d.endpointId, d.eventSeq, { code: r.code, message: r.message, at: now }, now);
-        this.#log({ event: dead ? 'webhook-dead' : 'webhook-retry', endpoint: d.endpointId, eventId: d.eventId, code: r.code, attempt: d.attempts + 1 });
+        const dead = this.outbox.failed(
+          d.endpointId,
+          d.eventSeq,
+          { code: r.code, message: r.message, at: now },
+          now,
+        );
+        this.#log({
+          event: dead ? 'webhook-dead' : 'webhook-retry',
+          endpoint: d.endpointId,
+          eventId: d.eventId,
+          code: r.code,
+          attempt: d.attempts + 1,
+        });
       }
     } catch (err) {
-      this.#log({ event: 'webhook-record-failed', detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      this.#log({
+        event: 'webhook-record-failed',
+        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+      });
     }
   }
 
@@ -237,11 +280,23 @@ export class WebhookService {
     const info = this.outbox.endpoint(endpointId, now);
     if (!info) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
     const id = `evt_test_${randomBytes(12).toString('base64url')}`;
-    const body = JSON.stringify({ type: TEST_EVENT_TYPE, timestamp: new Date(now).toISOString(), data: { endpointId } });
-    const headers = signWebhook(await this.outbox.secrets(endpointId, now), id, Math.floor(now / 1000), body);
-    const r = await this.#send(info.url, headers, body).catch(
-      (err: unknown): DeliveryResult => ({ ok: false, status: null, code: 'CONNECT_FAILED', message: err instanceof Error ? err.message : 'failed' }),
+    const body = JSON.stringify({
+      type: TEST_EVENT_TYPE,
+      timestamp: new Date(now).toISOString(),
+      data: { endpointId },
+    });
+    const headers = signWebhook(
+      await this.outbox.secrets(endpointId, now),
+      id,
+      Math.floor(now / 1000),
+      body,
     );
+    const r = await this.#send(info.url, headers, body).catch((err: unknown): DeliveryResult => ({
+      ok: false,
+      status: null,
+      code: 'CONNECT_FAILED',
+      message: err instanceof Error ? err.message : 'failed',
+    }));
     const at = this.#now();
     const error: WebhookError | null = r.ok ? null : { code: r.code, message: r.message, at };
     this.outbox.recordTest(endpointId, error, at);

@@ -26,7 +26,12 @@ export function secretKey(secret: string): Buffer {
 }
 
 /** `v1,<base64>` for one secret. */
-export function signatureFor(secret: string, id: string, timestampSeconds: number, body: string | Uint8Array): string {
+export function signatureFor(
+  secret: string,
+  id: string,
+  timestampSeconds: number,
+  body: string | Uint8Array,
+): string {
   const mac = createHmac('sha256', secretKey(secret));
   mac.update(`${id}.${timestampSeconds}.`);
   mac.update(body);
@@ -41,7 +46,8 @@ export function signWebhook(
   body: string | Uint8Array,
 ): { 'webhook-id': string; 'webhook-timestamp': string; 'webhook-signature': string } {
   if (secrets.length === 0) throw new RangeError('at least one secret is needed');
-  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) throw new RangeError('bad timestamp');
+  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0)
+    throw new RangeError('bad timestamp');
   return {
     'webhook-id': id,
     'webhook-timestamp': String(timestampSeconds),

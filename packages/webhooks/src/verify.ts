@@ -11,7 +11,8 @@ import { signatureFor } from './signing.ts';
 export class WebhookVerificationError extends Error {
   override readonly name = 'WebhookVerificationError';
   constructor(
-    readonly reason: 'MISSING_HEADERS' | 'BAD_TIMESTAMP' | 'TOO_OLD' | 'TOO_NEW' | 'BAD_SIGNATURE' | 'REPLAYED',
+    readonly reason:
+      'MISSING_HEADERS' | 'BAD_TIMESTAMP' | 'TOO_OLD' | 'TOO_NEW' | 'BAD_SIGNATURE' | 'REPLAYED',
     message: string,
   ) {
     super(message);
@@ -52,7 +53,7 @@ export interface VerifyOptions {
 type HeaderBag = Record<string, string | string[] | undefined> | Headers;
 
 function header(h: HeaderBag, name: string): string | undefined {
-  const v = h instanceof Headers ? (h.get(name) ?? undefined) : h[name] ?? h[name.toLowerCase()];
+  const v = h instanceof Headers ? (h.get(name) ?? undefined) : (h[name] ?? h[name.toLowerCase()]);
   return Array.isArray(v) ? v[0] : v;
 }
 
@@ -62,20 +63,26 @@ function header(h: HeaderBag, name: string): string | undefined {
  * @throws WebhookVerificationError when a header is missing, the timestamp is outside the window,
  *   no signature matches, or the id was seen before.
  */
-export function createWebhookVerifier(secrets: string | readonly string[], opts: VerifyOptions = {}) {
+export function createWebhookVerifier(
+  secrets: string | readonly string[],
+  opts: VerifyOptions = {},
+) {
   const list = typeof secrets === 'string' ? [secrets] : [...secrets];
   if (list.length === 0) throw new RangeError('at least one secret is needed');
   const tolerance = opts.toleranceSeconds ?? 300;
   const now = opts.now ?? Date.now;
-  const guard = opts.replayGuard === false ? undefined : (opts.replayGuard ?? createReplayGuard(tolerance));
+  const guard =
+    opts.replayGuard === false ? undefined : (opts.replayGuard ?? createReplayGuard(tolerance));
 
   return {
     verify(body: string | Uint8Array, headers: HeaderBag): unknown {
       const id = header(headers, 'webhook-id');
       const ts = header(headers, 'webhook-timestamp');
       const sig = header(headers, 'webhook-signature');
-      if (!id || !ts || !sig) throw new WebhookVerificationError('MISSING_HEADERS', 'missing webhook headers');
-      if (!/^\d{1,12}$/.test(ts)) throw new WebhookVerificationError('BAD_TIMESTAMP', 'invalid timestamp');
+      if (!id || !ts || !sig)
+        throw new WebhookVerificationError('MISSING_HEADERS', 'missing webhook headers');
+      if (!/^\d{1,12}$/.test(ts))
+        throw new WebhookVerificationError('BAD_TIMESTAMP', 'invalid timestamp');
       const t = Number(ts);
       const nowS = Math.floor(now() / 1000);
       if (t < nowS - tolerance) throw new WebhookVerificationError('TOO_OLD', 'timestamp too old');
@@ -93,7 +100,8 @@ export function createWebhookVerifier(secrets: string | readonly string[], opts:
         }
       }
       if (!ok) throw new WebhookVerificationError('BAD_SIGNATURE', 'no matching signature');
-      if (guard && !guard.firstSeen(id, t, nowS)) throw new WebhookVerificationError('REPLAYED', 'webhook id seen before');
+      if (guard && !guard.firstSeen(id, t, nowS))
+        throw new WebhookVerificationError('REPLAYED', 'webhook id seen before');
       const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
       return JSON.parse(text) as unknown;
     },

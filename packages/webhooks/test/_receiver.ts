@@ -9,16 +9,27 @@ const root = join(here, '..', '..', '..');
 export interface Receiver {
   port: number;
   url: string;
-  received(): Promise<{ id: string; type: string; headers: Record<string, string>; body: string }[]>;
+  received(): Promise<
+    { id: string; type: string; headers: Record<string, string>; body: string }[]
+  >;
   stop(): Promise<void>;
 }
 
-export async function startReceiver(env: { SECRETS: string; PORT?: string; TLS_CERT?: string; TLS_KEY?: string }): Promise<Receiver> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'receiver.ts')], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+export async function startReceiver(env: {
+  SECRETS: string;
+  PORT?: string;
+  TLS_CERT?: string;
+  TLS_KEY?: string;
+}): Promise<Receiver> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(here, 'fixtures', 'receiver.ts')],
+    {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (c: Buffer) => {
@@ -34,7 +45,12 @@ export async function startReceiver(env: { SECRETS: string; PORT?: string; TLS_C
     url: `${scheme}://127.0.0.1:${port}/hook`,
     async received() {
       const r = await fetch(`http://127.0.0.1:${port}/received`);
-      return (await r.json()) as { id: string; type: string; headers: Record<string, string>; body: string }[];
+      return (await r.json()) as {
+        id: string;
+        type: string;
+        headers: Record<string, string>;
+        body: string;
+      }[];
     },
     stop: () =>
       new Promise<void>((resolve) => {

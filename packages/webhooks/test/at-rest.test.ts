@@ -4,12 +4,25 @@
  * database, its -wal/-shm and the key file are 0600, deliveries still sign with the real secret,
  * and an outbox written before (plaintext secrets, 0644) is sealed and tightened on open.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createWebhookVerifier, WebhookOutbox, WebhookService, type DeliveryResult } from '../src/index.ts';
+import {
+  createWebhookVerifier,
+  WebhookOutbox,
+  WebhookService,
+  type DeliveryResult,
+} from '../src/index.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -19,7 +32,9 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Every file of the database (main, -wal, -shm) that exists, as bytes. */
 function dbBytes(path: string): Buffer {
-  return Buffer.concat([path, `${path}-wal`, `${path}-shm`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+  return Buffer.concat(
+    [path, `${path}-wal`, `${path}-shm`].filter((p) => existsSync(p)).map((p) => readFileSync(p)),
+  );
 }
 
 /** The secret in the forms it could sit in a file: `whsec_...`, its base64 part, its raw bytes. */
@@ -38,19 +53,27 @@ function mode(path: string): number {
 }
 
 function expectPrivate(path: string): void {
-  for (const p of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(p)) expect(mode(p).toString(8), p).toBe('600');
+  for (const p of [path, `${path}-wal`, `${path}-shm`])
+    if (existsSync(p)) expect(mode(p).toString(8), p).toBe('600');
 }
 
 describe('webhook secrets at rest', () => {
   it('the database holds no secret, its files and key are 0600, and deliveries still verify', async () => {
     const path = join(dir, 'webhooks.db');
     const calls: { headers: Record<string, string>; body: string }[] = [];
-    const send = async (_url: string, headers: Record<string, string>, body: string): Promise<DeliveryResult> => {
+    const send = async (
+      _url: string,
+      headers: Record<string, string>,
+      body: string,
+    ): Promise<DeliveryResult> => {
       calls.push({ headers, body });
       return { ok: true, status: 204 };
     };
     const svc = new WebhookService({ outbox: { path }, autoStart: false, send });
-    const { endpoint, secret } = await svc.outbox.addEndpoint({ url: 'https://crm.example/hook' }, Date.now());
+    const { endpoint, secret } = await svc.outbox.addEndpoint(
+      { url: 'https://crm.example/hook' },
+      Date.now(),
+    );
     const { secret: rotated } = await svc.outbox.rotateSecret(endpoint.id, Date.now(), 60_000);
     svc.emit('contact.opened', { contactId: 'c1', time: 1 });
     await svc.runDue();
@@ -58,7 +81,9 @@ describe('webhook secrets at rest', () => {
     const call = calls[0]!;
     // Both secrets sign during the overlap; each alone verifies.
     for (const s of [secret, rotated]) {
-      expect(createWebhookVerifier(s).verify(call.body, call.headers)).toMatchObject({ type: 'contact.opened' });
+      expect(createWebhookVerifier(s).verify(call.body, call.headers)).toMatchObject({
+        type: 'contact.opened',
+      });
     }
     expect((await svc.test(endpoint.id)).ok).toBe(true);
     // While open (WAL and SHM present) and after closing.
@@ -105,8 +130,10 @@ describe('webhook secrets at rest', () => {
 
   it('an outbox written with plaintext secrets in a 0644 file is sealed and made 0600 on open', async () => {
     const path = join(dir, 'webhooks.db');
-    const secret = 'whsec_' + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64');
-    const oldSecret = 'whsec_' + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64');
+    const secret =
+      'whsec_' + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64');
+    const oldSecret =
+      'whsec_' + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64');
     const far = Date.now() + 3_600_000;
     // The version 1 layout, as the outbox wrote it before secrets were sealed.
     const db = new Database(path);
@@ -133,7 +160,9 @@ describe('webhook secrets at rest', () => {
       CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, endpoint_id, event_seq);
       INSERT INTO webhook_schema (name, version) VALUES ('outbox', 1);
     `);
-    db.prepare('INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, NULL, NULL, 1, ?)').run(
+    db.prepare(
+      'INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, NULL, NULL, 1, ?)',
+    ).run(
       'ep_legacy0000000000000000',
       'https://crm.example/hook',
       JSON.stringify([
@@ -141,16 +170,28 @@ describe('webhook secrets at rest', () => {
         { secret, expiresAt: null },
       ]),
     );
-    db.prepare("INSERT INTO webhook_events (id, type, payload, created_at) VALUES ('evt_legacy', 'contact.opened', ?, 1)").run(
-      JSON.stringify({ type: 'contact.opened', timestamp: new Date(1).toISOString(), data: { contactId: 'c1', time: 1 } }),
+    db.prepare(
+      "INSERT INTO webhook_events (id, type, payload, created_at) VALUES ('evt_legacy', 'contact.opened', ?, 1)",
+    ).run(
+      JSON.stringify({
+        type: 'contact.opened',
+        timestamp: new Date(1).toISOString(),
+        data: { contactId: 'c1', time: 1 },
+      }),
     );
-    db.prepare("INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at) VALUES ('ep_legacy0000000000000000', 1, 'pending', 0, 1, 1, 1)").run();
+    db.prepare(
+      "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at) VALUES ('ep_legacy0000000000000000', 1, 'pending', 0, 1, 1, 1)",
+    ).run();
     db.close();
     chmodSync(path, 0o644);
     expect(readFileSync(path).includes(Buffer.from(secret))).toBe(true);
 
     const calls: { headers: Record<string, string>; body: string }[] = [];
-    const send = async (_url: string, headers: Record<string, string>, body: string): Promise<DeliveryResult> => {
+    const send = async (
+      _url: string,
+      headers: Record<string, string>,
+      body: string,
+    ): Promise<DeliveryResult> => {
       calls.push({ headers, body });
       return { ok: true, status: 204 };
     };
@@ -158,8 +199,14 @@ describe('webhook secrets at rest', () => {
     expectPrivate(path);
     await svc.runDue();
     expect(calls).toHaveLength(1);
-    for (const s of [secret, oldSecret]) expect(createWebhookVerifier(s).verify(calls[0]!.body, calls[0]!.headers)).toMatchObject({ type: 'contact.opened' });
-    expect(await svc.outbox.secrets('ep_legacy0000000000000000', Date.now())).toEqual([oldSecret, secret]);
+    for (const s of [secret, oldSecret])
+      expect(createWebhookVerifier(s).verify(calls[0]!.body, calls[0]!.headers)).toMatchObject({
+        type: 'contact.opened',
+      });
+    expect(await svc.outbox.secrets('ep_legacy0000000000000000', Date.now())).toEqual([
+      oldSecret,
+      secret,
+    ]);
     expectNoSecret(path, secret);
     expectNoSecret(path, oldSecret);
     await svc.close();

@@ -53,10 +53,16 @@ describe('delivery to a real receiver', () => {
       const probe = await startReceiver({ SECRETS: 'whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
       const port = probe.port;
       await probe.stop();
-      const { endpoint, secret } = await svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
+      const { endpoint, secret } = await svc.outbox.addEndpoint(
+        { url: `http://127.0.0.1:${port}/hook` },
+        Date.now(),
+      );
       rx = await startReceiver({ SECRETS: secret, PORT: String(port) });
       for (const type of WEBHOOK_EVENT_TYPES) svc.emit(type, SAMPLE[type] as never);
-      const got = await until(() => (rx as Receiver).received(), (r) => r.length >= WEBHOOK_EVENT_TYPES.length);
+      const got = await until(
+        () => (rx as Receiver).received(),
+        (r) => r.length >= WEBHOOK_EVENT_TYPES.length,
+      );
       expect(got.map((g) => g.type)).toEqual([...WEBHOOK_EVENT_TYPES]);
       expect(new Set(got.map((g) => g.id)).size).toBe(WEBHOOK_EVENT_TYPES.length);
       const stored = got.find((g) => g.type === 'message.stored');
@@ -68,15 +74,26 @@ describe('delivery to a real receiver', () => {
 
       // Played again as captured: the signature is fine, but our helper refuses the seen id.
       const first = got[0] as (typeof got)[number];
-      const replay = await fetch(rx.url, { method: 'POST', headers: first.headers, body: first.body });
+      const replay = await fetch(rx.url, {
+        method: 'POST',
+        headers: first.headers,
+        body: first.body,
+      });
       expect(replay.status).toBe(409);
       expect(await replay.text()).toBe('latchkey: REPLAYED');
       // Re-timestamped to look fresh: the signature covers the timestamp, so both refuse it.
-      const retimed = { ...first.headers, 'webhook-timestamp': String(Number(first.headers['webhook-timestamp']) + 7) };
+      const retimed = {
+        ...first.headers,
+        'webhook-timestamp': String(Number(first.headers['webhook-timestamp']) + 7),
+      };
       const r2 = await fetch(rx.url, { method: 'POST', headers: retimed, body: first.body });
       expect(r2.status).toBe(400);
       // A forged body under a captured signature.
-      const r3 = await fetch(rx.url, { method: 'POST', headers: { ...first.headers, 'webhook-id': 'evt_forged0001' }, body: first.body });
+      const r3 = await fetch(rx.url, {
+        method: 'POST',
+        headers: { ...first.headers, 'webhook-id': 'evt_forged0001' },
+        body: first.body,
+      });
       expect(r3.status).toBe(400);
 
       // Secret rotation: the receiver still knows only the old secret; during the overlap every
@@ -84,14 +101,21 @@ describe('delivery to a real receiver', () => {
       const rotated = await svc.outbox.rotateSecret(endpoint.id, Date.now(), 60_000);
       expect(rotated.endpoint.secrets).toBe(2);
       svc.emit('contact.closed', { contactId: 'c2', time: 10 });
-      const after = await until(() => (rx as Receiver).received(), (r) => r.length > WEBHOOK_EVENT_TYPES.length);
+      const after = await until(
+        () => (rx as Receiver).received(),
+        (r) => r.length > WEBHOOK_EVENT_TYPES.length,
+      );
       const last = after[after.length - 1];
       expect(last?.type).toBe('contact.closed');
       expect((last?.headers['webhook-signature'] ?? '').split(' ')).toHaveLength(2);
 
       const test = await svc.test(endpoint.id);
       expect(test).toEqual({ ok: true, status: 204, error: null });
-      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({ pending: 0, dead: 0, lastError: null });
+      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({
+        pending: 0,
+        dead: 0,
+        lastError: null,
+      });
     } finally {
       await rx?.stop();
       await svc.close();
@@ -105,24 +129,48 @@ describe('delivery to a real receiver', () => {
     const port = probe.port;
     await probe.stop();
     let svc = new WebhookService({ outbox: { path, retry }, delivery: LOOPBACK });
-    const { endpoint, secret } = await svc.outbox.addEndpoint({ url: `http://127.0.0.1:${port}/hook` }, Date.now());
+    const { endpoint, secret } = await svc.outbox.addEndpoint(
+      { url: `http://127.0.0.1:${port}/hook` },
+      Date.now(),
+    );
     const ids: string[] = [];
-    for (let seq = 1; seq <= 6; seq++) ids.push(svc.emit('message.stored', { contactId: 'c9', seq, senderId: 'v', size: 10, time: seq }) ?? '');
-    await until(async () => svc.endpoint(endpoint.id)?.status, (s) => (s?.lastError?.code ?? '') === 'CONNECT_FAILED');
+    for (let seq = 1; seq <= 6; seq++)
+      ids.push(
+        svc.emit('message.stored', { contactId: 'c9', seq, senderId: 'v', size: 10, time: seq }) ??
+          '',
+      );
+    await until(
+      async () => svc.endpoint(endpoint.id)?.status,
+      (s) => (s?.lastError?.code ?? '') === 'CONNECT_FAILED',
+    );
     expect(svc.endpoint(endpoint.id)?.status.pending).toBe(6);
     // The relay restarts while the receiver is down.
     await svc.close();
     svc = new WebhookService({ outbox: { path, retry }, delivery: LOOPBACK });
-    for (let seq = 7; seq <= 8; seq++) ids.push(svc.emit('message.stored', { contactId: 'c9', seq, senderId: 'v', size: 10, time: seq }) ?? '');
+    for (let seq = 7; seq <= 8; seq++)
+      ids.push(
+        svc.emit('message.stored', { contactId: 'c9', seq, senderId: 'v', size: 10, time: seq }) ??
+          '',
+      );
     const rx = await startReceiver({ SECRETS: secret, PORT: String(port) });
     try {
-      const got = await until(() => rx.received(), (r) => r.length >= 8);
+      const got = await until(
+        () => rx.received(),
+        (r) => r.length >= 8,
+      );
       await new Promise((r) => setTimeout(r, 300)); // nothing more comes
       const final = await rx.received();
       expect(final.map((g) => g.id)).toEqual(ids);
-      expect(final.map((g) => (JSON.parse(g.body) as { data: { seq: number } }).data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(final.map((g) => (JSON.parse(g.body) as { data: { seq: number } }).data.seq)).toEqual([
+        1, 2, 3, 4, 5, 6, 7, 8,
+      ]);
       expect(got.length).toBe(8);
-      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({ pending: 0, delivered: 8, dead: 0, lastError: null });
+      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({
+        pending: 0,
+        delivered: 8,
+        dead: 0,
+        lastError: null,
+      });
     } finally {
       await rx.stop();
       await svc.close();
@@ -138,9 +186,19 @@ describe('safe delivery', () => {
     ca = readFileSync(pki.caFile, 'utf8');
   });
 
-  async function tlsCase(name: string, san: string, fromDays: number, toDays: number, trust = true) {
+  async function tlsCase(
+    name: string,
+    san: string,
+    fromDays: number,
+    toDays: number,
+    trust = true,
+  ) {
     const { certFile, keyFile } = pki.issue(name, { san, fromDays, toDays });
-    const rx = await startReceiver({ SECRETS: 'whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', TLS_CERT: certFile, TLS_KEY: keyFile });
+    const rx = await startReceiver({
+      SECRETS: 'whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      TLS_CERT: certFile,
+      TLS_KEY: keyFile,
+    });
     try {
       const svc = new WebhookService({
         outbox: new WebhookOutbox({ path: join(dir, `${name}.db`) }),
@@ -164,13 +222,25 @@ describe('safe delivery', () => {
   });
 
   it.each([
-    ['mismatch', 'DNS:other.example', -1, 1, true, 'TLS_NAME_MISMATCH', /does not match the host name/],
+    [
+      'mismatch',
+      'DNS:other.example',
+      -1,
+      1,
+      true,
+      'TLS_NAME_MISMATCH',
+      /does not match the host name/,
+    ],
     ['expired', 'IP:127.0.0.1', -3, -1, true, 'TLS_EXPIRED', /expired/],
     ['future', 'IP:127.0.0.1', 1, 3, true, 'TLS_NOT_YET_VALID', /not yet valid/],
     ['untrusted', 'IP:127.0.0.1', -1, 1, false, 'TLS_UNTRUSTED', /untrusted chain/],
   ] as const)('%s certificate: %s', async (name, san, from, to, trust, code, message) => {
     const { r, status } = await tlsCase(name, san, from, to, trust);
-    expect(r).toMatchObject({ ok: false, status: null, error: { code, message: expect.stringMatching(message) } });
+    expect(r).toMatchObject({
+      ok: false,
+      status: null,
+      error: { code, message: expect.stringMatching(message) },
+    });
     expect(status?.lastError).toMatchObject({ code, message: expect.stringMatching(message) });
   });
 
@@ -179,7 +249,11 @@ describe('safe delivery', () => {
     ['https://169.254.169.254/latest', 'ADDRESS_REFUSED', /169\.254\.169\.254, a private/],
     ['https://[::1]:9/hook', 'ADDRESS_REFUSED', /::1, a loopback/],
     ['http://[::ffff:127.0.0.1]:9/hook', 'ADDRESS_REFUSED', /127\.0\.0\.1, a loopback/],
-    ['http://localhost:9/hook', 'ADDRESS_REFUSED', /localhost resolves to (127\.0\.0\.1|::1), a loopback/],
+    [
+      'http://localhost:9/hook',
+      'ADDRESS_REFUSED',
+      /localhost resolves to (127\.0\.0\.1|::1), a loopback/,
+    ],
     ['http://203.0.113.9/hook', 'ADDRESS_REFUSED', /special-purpose/],
     ['http://8.8.8.8/hook', 'HTTPS_REQUIRED', /https is required/],
     ['ftp://example.com/', 'BAD_URL', /http/],
@@ -191,13 +265,19 @@ describe('safe delivery', () => {
 
   it('a name that resolves to loopback is refused unless allowlisted, and every answer counts (rebinding)', async () => {
     const svc = new WebhookService({ outbox: { path: join(dir, 'ssrf.db') }, autoStart: false });
-    const { endpoint } = await svc.outbox.addEndpoint({ url: 'http://localhost:9/hook' }, Date.now());
+    const { endpoint } = await svc.outbox.addEndpoint(
+      { url: 'http://localhost:9/hook' },
+      Date.now(),
+    );
     const r = await svc.test(endpoint.id);
     expect(r.error).toMatchObject({ code: 'ADDRESS_REFUSED' });
     expect(svc.endpoint(endpoint.id)?.status.lastError?.message).toMatch(/localhost resolves to/);
     await svc.close();
     const mixed = await deliver('https://hooks.example/x', {}, '{}', {
-      resolve: async () => [{ address: '93.184.216.34', family: 4 }, { address: '10.1.1.1', family: 4 }],
+      resolve: async () => [
+        { address: '93.184.216.34', family: 4 },
+        { address: '10.1.1.1', family: 4 },
+      ],
     });
     expect(mixed).toMatchObject({ ok: false, code: 'ADDRESS_REFUSED' });
   });
@@ -230,18 +310,30 @@ describe('safe delivery', () => {
     });
 
     it('does not follow redirects', async () => {
-      expect(await deliver(`${base}/redirect`, {}, '{}', LOOPBACK)).toMatchObject({ ok: false, status: 302, code: 'REDIRECT' });
+      expect(await deliver(`${base}/redirect`, {}, '{}', LOOPBACK)).toMatchObject({
+        ok: false,
+        status: 302,
+        code: 'REDIRECT',
+      });
     });
     it('bounds the time', async () => {
       const t0 = Date.now();
-      expect(await deliver(`${base}/slow`, {}, '{}', { ...LOOPBACK, timeoutMs: 200 })).toMatchObject({ ok: false, code: 'TIMEOUT' });
+      expect(
+        await deliver(`${base}/slow`, {}, '{}', { ...LOOPBACK, timeoutMs: 200 }),
+      ).toMatchObject({ ok: false, code: 'TIMEOUT' });
       expect(Date.now() - t0).toBeLessThan(2000);
     });
     it('bounds the response size (reads at most maxResponseBytes)', async () => {
-      expect(await deliver(`${base}/big`, {}, '{}', { ...LOOPBACK, maxResponseBytes: 1024 })).toEqual({ ok: true, status: 200 });
+      expect(
+        await deliver(`${base}/big`, {}, '{}', { ...LOOPBACK, maxResponseBytes: 1024 }),
+      ).toEqual({ ok: true, status: 200 });
     });
     it('names HTTP failures', async () => {
-      expect(await deliver(`${base}/err`, {}, '{}', LOOPBACK)).toMatchObject({ ok: false, status: 500, code: 'HTTP_STATUS' });
+      expect(await deliver(`${base}/err`, {}, '{}', LOOPBACK)).toMatchObject({
+        ok: false,
+        status: 500,
+        code: 'HTTP_STATUS',
+      });
     });
   });
 });

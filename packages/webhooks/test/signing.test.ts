@@ -1,6 +1,12 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { createWebhookVerifier, generateSecret, signWebhook, signatureFor, WebhookVerificationError } from '../src/index.ts';
+import {
+  createWebhookVerifier,
+  generateSecret,
+  signWebhook,
+  signatureFor,
+  WebhookVerificationError,
+} from '../src/index.ts';
 
 // The example of the Standard Webhooks specification and reference libraries
 // (github.com/standard-webhooks/standard-webhooks, spec/standard-webhooks.md and libraries' tests).
@@ -40,10 +46,20 @@ describe('signing (Standard Webhooks)', () => {
   it('the published verifier accepts what we sign, and we accept what it signs', () => {
     const secret = generateSecret();
     const now = Math.floor(Date.now() / 1000);
-    const body = JSON.stringify({ type: 'contact.opened', timestamp: new Date().toISOString(), data: { contactId: 'c1', time: 1 } });
-    expect(new Webhook(secret).verify(body, signWebhook([secret], 'evt_abcdefgh1', now, body))).toMatchObject({ type: 'contact.opened' });
+    const body = JSON.stringify({
+      type: 'contact.opened',
+      timestamp: new Date().toISOString(),
+      data: { contactId: 'c1', time: 1 },
+    });
+    expect(
+      new Webhook(secret).verify(body, signWebhook([secret], 'evt_abcdefgh1', now, body)),
+    ).toMatchObject({ type: 'contact.opened' });
     const theirs = new Webhook(secret).sign('evt_abcdefgh2', new Date(now * 1000), body);
-    const h = { 'webhook-id': 'evt_abcdefgh2', 'webhook-timestamp': String(now), 'webhook-signature': theirs };
+    const h = {
+      'webhook-id': 'evt_abcdefgh2',
+      'webhook-timestamp': String(now),
+      'webhook-signature': theirs,
+    };
     expect(createWebhookVerifier(secret).verify(body, h)).toMatchObject({ type: 'contact.opened' });
   });
 
@@ -57,7 +73,9 @@ describe('signing (Standard Webhooks)', () => {
     expect(new Webhook(oldS).verify('{}', h)).toEqual({});
     expect(new Webhook(newS).verify('{}', h)).toEqual({});
     expect(createWebhookVerifier(newS).verify('{}', h)).toEqual({});
-    expect(reason(() => createWebhookVerifier(generateSecret()).verify('{}', h))).toBe('BAD_SIGNATURE');
+    expect(reason(() => createWebhookVerifier(generateSecret()).verify('{}', h))).toBe(
+      'BAD_SIGNATURE',
+    );
   });
 
   it('refuses replays, re-timestamped, stale, future, tampered and unsigned requests', () => {
@@ -68,13 +86,27 @@ describe('signing (Standard Webhooks)', () => {
     const h = signWebhook([secret], 'evt_replay0001', t, '{"a":1}');
     expect(v.verify('{"a":1}', h)).toEqual({ a: 1 });
     expect(reason(() => v.verify('{"a":1}', h))).toBe('REPLAYED');
-    expect(reason(() => v.verify('{"a":1}', { ...h, 'webhook-id': 'evt_replay0002' }))).toBe('BAD_SIGNATURE');
-    expect(reason(() => v.verify('{"a":1}', { ...h, 'webhook-timestamp': String(t + 1) }))).toBe('BAD_SIGNATURE');
-    expect(reason(() => v.verify('{"a":2}', signWebhook([secret], 'x', t, '{"a":1}')))).toBe('BAD_SIGNATURE');
-    expect(reason(() => v.verify('{}', signWebhook([secret], 'evt_old', t - 301, '{}')))).toBe('TOO_OLD');
-    expect(reason(() => v.verify('{}', signWebhook([secret], 'evt_new', t + 301, '{}')))).toBe('TOO_NEW');
-    expect(reason(() => v.verify('{}', { 'webhook-id': 'a', 'webhook-timestamp': String(t) }))).toBe('MISSING_HEADERS');
-    expect(reason(() => v.verify('{}', { ...h, 'webhook-signature': 'v2,abc' }))).toBe('BAD_SIGNATURE');
+    expect(reason(() => v.verify('{"a":1}', { ...h, 'webhook-id': 'evt_replay0002' }))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(reason(() => v.verify('{"a":1}', { ...h, 'webhook-timestamp': String(t + 1) }))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(reason(() => v.verify('{"a":2}', signWebhook([secret], 'x', t, '{"a":1}')))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(reason(() => v.verify('{}', signWebhook([secret], 'evt_old', t - 301, '{}')))).toBe(
+      'TOO_OLD',
+    );
+    expect(reason(() => v.verify('{}', signWebhook([secret], 'evt_new', t + 301, '{}')))).toBe(
+      'TOO_NEW',
+    );
+    expect(
+      reason(() => v.verify('{}', { 'webhook-id': 'a', 'webhook-timestamp': String(t) })),
+    ).toBe('MISSING_HEADERS');
+    expect(reason(() => v.verify('{}', { ...h, 'webhook-signature': 'v2,abc' }))).toBe(
+      'BAD_SIGNATURE',
+    );
     // Six minutes later the same id is out of the window anyway.
     clock += 360_000;
     expect(reason(() => v.verify('{"a":1}', h))).toBe('TOO_OLD');

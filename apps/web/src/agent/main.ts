@@ -35,25 +35,44 @@ const POLL_MS = 2000;
  * Mounts the console. `headers` go with every backend request (the demo console sends the demo
  * backend's key this way).
  */
-export function mountConsole(container: HTMLElement, api: string, headers: Record<string, string> = {}): { close(): void } {
+export function mountConsole(
+  container: HTMLElement,
+  api: string,
+  headers: Record<string, string> = {},
+): { close(): void } {
   adoptStyles();
   const entries = new Map<string, Entry>();
   let selected: string | null = new URLSearchParams(location.search).get('contact');
-  const list = h('ul', { class: 'lk-contacts', 'data-testid': 'contact-list', 'aria-label': 'Open contacts' });
-  const emptyNote = h('p', { class: 'lk-note' }, 'No open contacts yet. Open the visitor demo to start one.');
+  const list = h('ul', {
+    class: 'lk-contacts',
+    'data-testid': 'contact-list',
+    'aria-label': 'Open contacts',
+  });
+  const emptyNote = h(
+    'p',
+    { class: 'lk-note' },
+    'No open contacts yet. Open the visitor demo to start one.',
+  );
   const announcer = h('p', { class: 'lk-sr', role: 'status', 'aria-live': 'polite' });
   const main = h('section', { class: 'lk-main', 'aria-label': 'Conversation' }, emptyNote);
   const root = h(
     'div',
     { class: 'lk-root lk-console' },
-    h('nav', { class: 'lk-sidebar', 'aria-label': 'Contacts' }, h('h1', { class: 'lk-title' }, 'Open contacts'), list),
+    h(
+      'nav',
+      { class: 'lk-sidebar', 'aria-label': 'Contacts' },
+      h('h1', { class: 'lk-title' }, 'Open contacts'),
+      list,
+    ),
     main,
     announcer,
   );
   container.replaceChildren(root);
 
   function renderPeople(e: Entry): void {
-    const items = [...e.conversation.participants].map(([id, role]) => h('li', { 'data-role': role }, `${id} · ${role}`));
+    const items = [...e.conversation.participants].map(([id, role]) =>
+      h('li', { 'data-role': role }, `${id} · ${role}`),
+    );
     e.people.replaceChildren(...items);
   }
 
@@ -66,7 +85,9 @@ export function mountConsole(container: HTMLElement, api: string, headers: Recor
 
   /** Newest activity first. */
   function sortList(): void {
-    const sorted = [...entries.values()].sort((a, b) => b.activity - a.activity || a.id.localeCompare(b.id));
+    const sorted = [...entries.values()].sort(
+      (a, b) => b.activity - a.activity || a.id.localeCompare(b.id),
+    );
     const focused = document.activeElement;
     sorted.forEach((e, i) => {
       if (list.children[i] !== e.item) list.insertBefore(e.item, list.children[i] ?? null);
@@ -92,7 +113,10 @@ export function mountConsole(container: HTMLElement, api: string, headers: Recor
   }
 
   async function closeContact(e: Entry): Promise<void> {
-    const res = await fetch(`${api}/contacts/${encodeURIComponent(e.id)}/close`, { method: 'POST', headers });
+    const res = await fetch(`${api}/contacts/${encodeURIComponent(e.id)}/close`, {
+      method: 'POST',
+      headers,
+    });
     if (!res.ok) {
       setText(announcer, `Could not close ${e.id}.`);
       return;
@@ -115,19 +139,32 @@ export function mountConsole(container: HTMLElement, api: string, headers: Recor
     const sub = h('span', { class: 'lk-contact-sub' }, 'no messages yet');
     const button = h(
       'button',
-      { type: 'button', class: 'lk-contact', 'data-testid': 'contact-item', 'data-contact-id': c.contactId, 'aria-current': 'false' },
+      {
+        type: 'button',
+        class: 'lk-contact',
+        'data-testid': 'contact-item',
+        'data-contact-id': c.contactId,
+        'aria-current': 'false',
+      },
       h('span', { class: 'lk-contact-id' }, c.contactId, sub),
       badge,
     );
     const item = h('li', {}, button);
     const people = h('ul', { class: 'lk-people', 'aria-label': 'Participants' });
-    const closeButton = h('button', { type: 'button', class: 'lk-btn lk-btn-quiet', 'data-testid': 'close-contact' }, 'Close contact');
+    const closeButton = h(
+      'button',
+      { type: 'button', class: 'lk-btn lk-btn-quiet', 'data-testid': 'close-contact' },
+      'Close contact',
+    );
     const conversation = new Conversation({
       title: `Contact ${c.contactId}`,
       getSession: () => requestSession(`${api}/agent-session`, { contactId: c.contactId }, headers),
       onActivity(a) {
         e.activity = Math.max(e.activity, a.sentAt ?? Date.now());
-        setText(e.sub, `last message ${new Date(e.activity).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`);
+        setText(
+          e.sub,
+          `last message ${new Date(e.activity).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`,
+        );
         if (a.own) {
           // A reply means the agent has read what came before.
           e.unread = 0;
@@ -148,7 +185,18 @@ export function mountConsole(container: HTMLElement, api: string, headers: Recor
       h('div', { class: 'lk-pane-bar' }, people, closeButton),
       conversation.root,
     );
-    const e: Entry = { id: c.contactId, conversation, item, button, badge, sub, pane, people, activity: c.createdAt, unread: 0 };
+    const e: Entry = {
+      id: c.contactId,
+      conversation,
+      item,
+      button,
+      badge,
+      sub,
+      pane,
+      people,
+      activity: c.createdAt,
+      unread: 0,
+    };
     for (const p of c.participants) conversation.participants.set(p.id, p.role);
     renderPeople(e);
     entries.set(c.contactId, e);
@@ -165,7 +213,9 @@ export function mountConsole(container: HTMLElement, api: string, headers: Recor
   /** Arrow keys move between contacts in the list. */
   list.addEventListener('keydown', (ev) => {
     if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
-    const buttons = Array.from(list.querySelectorAll<HTMLButtonElement>('[data-testid=contact-item]'));
+    const buttons = Array.from(
+      list.querySelectorAll<HTMLButtonElement>('[data-testid=contact-item]'),
+    );
     const i = buttons.indexOf(document.activeElement as HTMLButtonElement);
     const next = buttons[ev.key === 'ArrowDown' ? i + 1 : i - 1];
     if (next) {
@@ -213,6 +263,7 @@ if (current instanceof HTMLScriptElement) {
     const el = document.getElementById(current.dataset.container ?? 'latchkey-console');
     if (el) mountConsole(el, api, headers);
   };
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', run, { once: true });
+  if (document.readyState === 'loading')
+    document.addEventListener('DOMContentLoaded', run, { once: true });
   else run();
 }

@@ -36,7 +36,17 @@ export function bidiSafeText(text: string): (string | HTMLElement)[] {
     const ch = m[0];
     const code = `U+${ch.charCodeAt(0).toString(16).toUpperCase()}`;
     if (m.index > last) out.push(text.slice(last, m.index));
-    out.push(h('span', { class: 'lk-bidi-mark', dir: 'ltr', title: `${NAMES[ch] ?? 'directional control'} (${code}), not applied` }, `[${code}]`));
+    out.push(
+      h(
+        'span',
+        {
+          class: 'lk-bidi-mark',
+          dir: 'ltr',
+          title: `${NAMES[ch] ?? 'directional control'} (${code}), not applied`,
+        },
+        `[${code}]`,
+      ),
+    );
     last = m.index + ch.length;
   }
   if (last < text.length) out.push(text.slice(last));

@@ -44,7 +44,16 @@ export type StatusName = 'connecting' | 'connected' | 'reconnecting' | 'offline'
 /** What the conversation uses of a client: the @latchkey/client facade. */
 export type ConversationClient = Pick<
   LatchkeyClient,
-  'on' | 'connect' | 'close' | 'send' | 'fingerprint' | 'epoch' | 'state' | 'participantId' | 'role' | 'contactId'
+  | 'on'
+  | 'connect'
+  | 'close'
+  | 'send'
+  | 'fingerprint'
+  | 'epoch'
+  | 'state'
+  | 'participantId'
+  | 'role'
+  | 'contactId'
 >;
 
 export interface ConversationOptions {
@@ -100,7 +109,9 @@ const INTEGRITY_TEXT = {
 type IntegrityName = keyof typeof INTEGRITY_TEXT;
 
 function integrityName(code: unknown): IntegrityName | null {
-  return typeof code === 'string' && Object.hasOwn(INTEGRITY_TEXT, code) ? (code as IntegrityName) : null;
+  return typeof code === 'string' && Object.hasOwn(INTEGRITY_TEXT, code)
+    ? (code as IntegrityName)
+    : null;
 }
 
 /** A small padlock (SVG, no emoji font needed), hidden from screen readers. */
@@ -157,18 +168,43 @@ export class Conversation {
     this.#opts = opts;
     const inputId = uid('lk-input');
     const fpId = uid('lk-fp');
-    this.#status = h('span', { class: 'lk-status', role: 'status', 'data-testid': 'connection-status', 'data-status': 'connecting' }, STATUS_TEXT.connecting);
+    this.#status = h(
+      'span',
+      {
+        class: 'lk-status',
+        role: 'status',
+        'data-testid': 'connection-status',
+        'data-status': 'connecting',
+      },
+      STATUS_TEXT.connecting,
+    );
     this.#fpText = h('span', { class: 'lk-fp', id: fpId }, '…');
     this.#fingerprint = h(
       'p',
-      { class: 'lk-e2e', 'data-testid': 'e2e-fingerprint', 'data-fingerprint': '', title: 'Compare this key fingerprint with the other side: the same value means the same key.' },
+      {
+        class: 'lk-e2e',
+        'data-testid': 'e2e-fingerprint',
+        'data-fingerprint': '',
+        title:
+          'Compare this key fingerprint with the other side: the same value means the same key.',
+      },
       lockIcon(),
       h('strong', {}, 'End-to-end encrypted'),
       h('span', {}, '· key fingerprint'),
       this.#fpText,
     );
     this.#empty = h('li', { class: 'lk-empty' }, 'No messages yet.');
-    this.#list = h('ol', { class: 'lk-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: 0 }, this.#empty);
+    this.#list = h(
+      'ol',
+      {
+        class: 'lk-messages',
+        role: 'log',
+        'aria-live': 'polite',
+        'aria-label': 'Messages',
+        tabindex: 0,
+      },
+      this.#empty,
+    );
     this.#input = h('textarea', {
       class: 'lk-input',
       id: inputId,
@@ -178,7 +214,11 @@ export class Conversation {
       'aria-describedby': fpId,
       maxlength: 8000,
     });
-    this.#sendButton = h('button', { class: 'lk-btn', type: 'submit', 'data-testid': 'send' }, 'Send');
+    this.#sendButton = h(
+      'button',
+      { class: 'lk-btn', type: 'submit', 'data-testid': 'send' },
+      'Send',
+    );
     const form = h(
       'form',
       { class: 'lk-composer', 'aria-label': 'Send a message' },
@@ -200,7 +240,13 @@ export class Conversation {
     this.root = h(
       'section',
       { class: 'lk-conv', 'aria-label': opts.title },
-      h('header', { class: 'lk-head' }, h('h2', { class: 'lk-title' }, opts.title), this.#status, this.#fingerprint),
+      h(
+        'header',
+        { class: 'lk-head' },
+        h('h2', { class: 'lk-title' }, opts.title),
+        this.#status,
+        this.#fingerprint,
+      ),
       this.#list,
       form,
     );
@@ -266,14 +312,18 @@ export class Conversation {
           backoff: { minMs: 250, maxMs: 3000 },
           ...(this.#opts.outbox ? { outbox: this.#opts.outbox } : {}),
         };
-        const client = this.#opts.createClient ? this.#opts.createClient(clientOptions) : new LatchkeyClient(clientOptions);
+        const client = this.#opts.createClient
+          ? this.#opts.createClient(clientOptions)
+          : new LatchkeyClient(clientOptions);
         const closed = new Promise<void>((resolve) => {
           client.on('state', (s) => {
             if (this.#client === client || this.#client === null) this.#setClientState(s);
             // Back after a cut: what waited for a fresh statement goes out now, in order.
-            if (s === 'connected' && this.#client === client && this.#self !== null) this.#flushQueue();
+            if (s === 'connected' && this.#client === client && this.#self !== null)
+              this.#flushQueue();
             if (s === 'closed') {
-              this.#checkpoint = (client as Partial<Pick<LatchkeyClient, 'checkpoint'>>).checkpoint?.() ?? null;
+              this.#checkpoint =
+                (client as Partial<Pick<LatchkeyClient, 'checkpoint'>>).checkpoint?.() ?? null;
               resolve();
             }
           });
@@ -311,7 +361,8 @@ export class Conversation {
       if (this.#closed) return;
       this.#client = null;
       this.#setClientState('reconnecting');
-      if (LatchkeyError.is(fatal, 'AUTH_EXPIRED') || LatchkeyError.is(fatal, 'AUTH_INVALID')) renew = true;
+      if (LatchkeyError.is(fatal, 'AUTH_EXPIRED') || LatchkeyError.is(fatal, 'AUTH_INVALID'))
+        renew = true;
       await this.#sleep(delay);
       delay = Math.min(delay * 2, 10_000);
     }
@@ -340,7 +391,8 @@ export class Conversation {
     let status: StatusName;
     if (!this.#online) status = 'offline';
     else if (this.#clientState === 'connected') status = 'connected';
-    else if (this.#clientState === 'reconnecting' || this.#clientState === 'closed') status = 'reconnecting';
+    else if (this.#clientState === 'reconnecting' || this.#clientState === 'closed')
+      status = 'reconnecting';
     else status = 'connecting';
     if (this.#status.dataset.status === status) return;
     this.#status.dataset.status = status;
@@ -388,7 +440,13 @@ export class Conversation {
   }
 
   #send(text: string): void {
-    const el = this.#renderItem({ own: true, text, sender: this.#self?.id ?? 'you', role: this.#self?.role ?? null, sentAt: Date.now() });
+    const el = this.#renderItem({
+      own: true,
+      text,
+      sender: this.#self?.id ?? 'you',
+      role: this.#self?.role ?? null,
+      sentAt: Date.now(),
+    });
     this.#setState(el, 'sending');
     this.#list.append(el);
     this.#scroll(true);
@@ -396,7 +454,11 @@ export class Conversation {
     const client = this.#client;
     // Only a client that has been ready knows who it is and can seal; a fresh one still
     // connecting (or one that failed to) gets the message when it is ready.
-    if (!client || this.#self === null || (client.state !== 'connected' && client.state !== 'reconnecting')) {
+    if (
+      !client ||
+      this.#self === null ||
+      (client.state !== 'connected' && client.state !== 'reconnecting')
+    ) {
       this.#queued.push(entry);
       return;
     }
@@ -425,7 +487,11 @@ export class Conversation {
         this.#pending.delete(entry.msgId);
         // Not sealed because the client, cut off, has no fresh epoch statement (it never seals
         // under a stale one): it waits, still sending, for the next connection.
-        if (!this.#closed && LatchkeyError.is(err, 'KEY_UNAVAILABLE') && client.state !== 'connected') {
+        if (
+          !this.#closed &&
+          LatchkeyError.is(err, 'KEY_UNAVAILABLE') &&
+          client.state !== 'connected'
+        ) {
           this.#queued.push(entry);
           return;
         }
@@ -442,7 +508,16 @@ export class Conversation {
   #fail(entry: PendingSend): void {
     this.#failed.set(entry.msgId, entry);
     this.#setState(entry.el, 'failed');
-    const retry = h('button', { type: 'button', class: 'lk-retry', 'data-testid': 'retry', 'aria-label': 'Retry sending this message' }, 'Retry');
+    const retry = h(
+      'button',
+      {
+        type: 'button',
+        class: 'lk-retry',
+        'data-testid': 'retry',
+        'aria-label': 'Retry sending this message',
+      },
+      'Retry',
+    );
     retry.addEventListener('click', () => {
       if (this.#failed.get(entry.msgId) !== entry) return;
       this.#failed.delete(entry.msgId);
@@ -470,7 +545,13 @@ export class Conversation {
     const failed = this.#unfail(p.msgId);
     const el =
       failed?.el ??
-      this.#renderItem({ own: true, text: p.text, sender: this.#self?.id ?? 'you', role: this.#self?.role ?? null, sentAt: p.sentAt });
+      this.#renderItem({
+        own: true,
+        text: p.text,
+        sender: this.#self?.id ?? 'you',
+        role: this.#self?.role ?? null,
+        sentAt: p.sentAt,
+      });
     this.#setState(el, 'sending');
     if (!failed) {
       this.#list.append(el);
@@ -498,7 +579,8 @@ export class Conversation {
   #onMessage(m: ChatMessage): void {
     this.#lastSeq = Math.max(this.#lastSeq, m.seq);
     this.#addParticipant(m.senderId, m.senderRole);
-    if (typeof m.epoch === 'number' && m.epoch > this.#epoch && this.#client) this.#refreshFingerprint(this.#client);
+    if (typeof m.epoch === 'number' && m.epoch > this.#epoch && this.#client)
+      this.#refreshFingerprint(this.#client);
     if (this.#shown.has(m.seq)) return;
     if (m.own) {
       // The item this message was sent (or restored) as, if it is on screen.
@@ -510,7 +592,13 @@ export class Conversation {
         return;
       }
     }
-    const el = this.#renderItem({ own: m.own, text: m.text, sender: m.senderId, role: m.senderRole, sentAt: m.sentAt });
+    const el = this.#renderItem({
+      own: m.own,
+      text: m.text,
+      sender: m.senderId,
+      role: m.senderRole,
+      sentAt: m.sentAt,
+    });
     this.#settle(el, m.seq, m.sentAt);
     this.#scroll(m.own);
     this.#opts.onActivity?.({ seq: m.seq, sentAt: m.sentAt, own: m.own });
@@ -524,7 +612,13 @@ export class Conversation {
       this.#onSuspect(f, check);
       return;
     }
-    const el = this.#renderItem({ own: f.senderId === this.#self?.id, text: null, sender: f.senderId, role: null, sentAt: null });
+    const el = this.#renderItem({
+      own: f.senderId === this.#self?.id,
+      text: null,
+      sender: f.senderId,
+      role: null,
+      sentAt: null,
+    });
     el.dataset.seq = String(f.seq);
     el.dataset.state = 'undecryptable';
     this.#shown.set(f.seq, el);
@@ -540,7 +634,9 @@ export class Conversation {
    */
   #onSuspect(f: FailedMessage, check: IntegrityName | null): void {
     const own = f.senderId === this.#self?.id;
-    const [name, why] = check ? INTEGRITY_TEXT[check] : (['unknown', 'it failed a check of this client.'] as const);
+    const [name, why] = check
+      ? INTEGRITY_TEXT[check]
+      : (['unknown', 'it failed a check of this client.'] as const);
     const warningId = uid('lk-warn');
     const warning = h(
       'p',
@@ -548,7 +644,14 @@ export class Conversation {
       h('strong', {}, `⚠ This message failed an integrity check: ${name}`),
       ` — ${why}`,
     );
-    const el = this.#renderItem({ own, text: null, sender: f.senderId, role: this.participants.get(f.senderId) ?? null, sentAt: f.sentAt ?? null, body: [warning] });
+    const el = this.#renderItem({
+      own,
+      text: null,
+      sender: f.senderId,
+      role: this.participants.get(f.senderId) ?? null,
+      sentAt: f.sentAt ?? null,
+      body: [warning],
+    });
     if (typeof f.text === 'string' && check !== 'REPLAYED') {
       el.append(
         h(
@@ -564,9 +667,20 @@ export class Conversation {
     el.dataset.integrity = check ?? 'UNKNOWN';
     el.setAttribute('aria-describedby', warningId);
     if (check === 'MISSING') {
-      const n = typeof f.missing === 'number' && Number.isSafeInteger(f.missing) && f.missing > 0 ? f.missing : null;
-      const text = n === null ? 'Messages missing' : `${n} ${n === 1 ? 'message' : 'messages'} missing`;
-      this.#gaps.set(el, h('li', { class: 'lk-gap', 'data-testid': 'gap', role: 'note', 'data-missing': n ?? '' }, `${text} from ${f.senderId} before the next message`));
+      const n =
+        typeof f.missing === 'number' && Number.isSafeInteger(f.missing) && f.missing > 0
+          ? f.missing
+          : null;
+      const text =
+        n === null ? 'Messages missing' : `${n} ${n === 1 ? 'message' : 'messages'} missing`;
+      this.#gaps.set(
+        el,
+        h(
+          'li',
+          { class: 'lk-gap', 'data-testid': 'gap', role: 'note', 'data-missing': n ?? '' },
+          `${text} from ${f.senderId} before the next message`,
+        ),
+      );
     }
     this.#shown.set(f.seq, el);
     this.#place(el, f.seq);
@@ -576,21 +690,37 @@ export class Conversation {
 
   // --- drawing ---------------------------------------------------------------------------
 
-  #renderItem(m: { own: boolean; text: string | null; sender: string; role: Role | null; sentAt: number | null; body?: HTMLElement[] }): HTMLLIElement {
+  #renderItem(m: {
+    own: boolean;
+    text: string | null;
+    sender: string;
+    role: Role | null;
+    sentAt: number | null;
+    body?: HTMLElement[];
+  }): HTMLLIElement {
     const who = m.own ? 'You' : m.role ? `${m.sender} (${m.role})` : m.sender;
     const time = h('time', { class: 'lk-time' });
     // The sender is isolated like the text: whatever it holds stays inside its own box.
     const meta = h('div', { class: 'lk-meta' }, h('bdi', { class: 'lk-sender' }, who), time);
     if (m.own) meta.append(h('span', { class: 'lk-state' }));
-    const body =
-      m.body ??
-      [
-        m.text === null
-          ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
-          : h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)),
-      ];
-    const el = h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(m.own), 'data-sender': m.sender }, meta, ...body);
-    if (m.text === null && m.body === undefined) el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
+    const body = m.body ?? [
+      m.text === null
+        ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
+        : h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)),
+    ];
+    const el = h(
+      'li',
+      {
+        class: 'lk-msg',
+        'data-testid': 'message',
+        'data-own': String(m.own),
+        'data-sender': m.sender,
+      },
+      meta,
+      ...body,
+    );
+    if (m.text === null && m.body === undefined)
+      el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
     if (m.sentAt !== null) this.#setTime(el, m.sentAt);
     this.#empty.remove();
     return el;
@@ -619,7 +749,8 @@ export class Conversation {
   #place(el: HTMLLIElement, seq: number): void {
     let before: Element | null = null;
     for (const child of Array.from(this.#list.children)) {
-      if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message') continue;
+      if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message')
+        continue;
       const s = child.dataset.seq;
       if (s === undefined || Number(s) > seq) {
         before = this.#gaps.get(child) ?? child;
@@ -627,7 +758,8 @@ export class Conversation {
       }
     }
     if (before) this.#list.insertBefore(el, before);
-    else if (el.parentElement !== this.#list || el.nextElementSibling !== null) this.#list.append(el);
+    else if (el.parentElement !== this.#list || el.nextElementSibling !== null)
+      this.#list.append(el);
     const gap = this.#gaps.get(el);
     if (gap && el.previousElementSibling !== gap) this.#list.insertBefore(gap, el);
   }

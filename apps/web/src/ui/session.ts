@@ -37,7 +37,11 @@ export function demoHeaders(): Record<string, string> {
     key = fromUrl;
     params.delete(DEMO_KEY_PARAM);
     const rest = params.toString();
-    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+    history.replaceState(
+      history.state,
+      '',
+      `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`,
+    );
     try {
       sessionStorage.setItem(DEMO_KEY_STORAGE, key);
     } catch {
@@ -78,7 +82,11 @@ export function parseSession(value: unknown): SessionInfo {
 }
 
 /** POSTs `body` as JSON (with any extra `headers`) and parses a session from the answer. */
-export async function requestSession(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<SessionInfo> {
+export async function requestSession(
+  url: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<SessionInfo> {
   const res = await fetch(url, {
     method: 'POST',
     credentials: 'include',

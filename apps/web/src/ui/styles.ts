@@ -70,7 +70,11 @@ let adopted = false;
 export function adoptStyles(doc: Document = document): void {
   if (adopted) return;
   adopted = true;
-  if ('adoptedStyleSheets' in doc && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+  if (
+    'adoptedStyleSheets' in doc &&
+    typeof CSSStyleSheet === 'function' &&
+    'replaceSync' in CSSStyleSheet.prototype
+  ) {
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
     doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, sheet];

@@ -59,7 +59,11 @@ export function mount(container: HTMLElement, opts: WidgetOptions): MountedWidge
     const usable = stored !== null && (wanted === undefined || stored.contactId === wanted);
     if (usable && !renew && stored.expiresAt - RENEW_MARGIN_MS > Date.now()) return stored;
     const contactId = usable ? stored.contactId : wanted;
-    const session = await requestSession(opts.sessionUrl, contactId === undefined ? {} : { contactId }, opts.sessionHeaders);
+    const session = await requestSession(
+      opts.sessionUrl,
+      contactId === undefined ? {} : { contactId },
+      opts.sessionHeaders,
+    );
     try {
       sessionStorage.setItem(key, JSON.stringify(session));
     } catch {
@@ -69,12 +73,12 @@ export function mount(container: HTMLElement, opts: WidgetOptions): MountedWidge
   };
   // One database per site; records carry their contact and participant and are loaded by them.
   const outbox = new IndexedDbOutbox(OUTBOX_DB);
-  const conversation = new Conversation({ title: opts.title ?? 'Chat with us', getSession, outbox });
-  const root = h(
-    'div',
-    { class: 'lk-root lk-widget' },
-    conversation.root,
-  );
+  const conversation = new Conversation({
+    title: opts.title ?? 'Chat with us',
+    getSession,
+    outbox,
+  });
+  const root = h('div', { class: 'lk-root lk-widget' }, conversation.root);
   container.replaceChildren(root);
   conversation.start();
   return {
@@ -107,7 +111,8 @@ function autoMount(script: HTMLScriptElement): void {
     if (sessionHeaders) opts.sessionHeaders = sessionHeaders;
     mount(container, opts);
   };
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', run, { once: true });
+  if (document.readyState === 'loading')
+    document.addEventListener('DOMContentLoaded', run, { once: true });
   else run();
 }
 

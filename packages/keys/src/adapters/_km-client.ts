@@ -45,7 +45,10 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 function keyUnavailable(message: string, detail: string, cause?: unknown): LatchkeyError {
-  return new LatchkeyError('KEY_UNAVAILABLE', message, { detail, ...(cause === undefined ? {} : { cause }) });
+  return new LatchkeyError('KEY_UNAVAILABLE', message, {
+    detail,
+    ...(cause === undefined ? {} : { cause }),
+  });
 }
 
 /** An attempt that failed in a way worth retrying (outage, timeout, 5xx, garbage). */
@@ -78,7 +81,8 @@ export class KmClient {
   /** @throws TypeError for a URL that is not http(s); RangeError for a non-positive limit. */
   constructor(opts: KmClientOptions) {
     this.#base = new URL(opts.url);
-    if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:') throw new TypeError('key manager URL must be http(s)');
+    if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:')
+      throw new TypeError('key manager URL must be http(s)');
     this.#auth = opts.auth;
     this.#timeoutMs = opts.timeoutMs ?? 2000;
     this.#retries = opts.retries ?? 2;
@@ -88,12 +92,17 @@ export class KmClient {
     this.#cooldownMs = opts.breakerCooldownMs ?? 10_000;
     this.#now = opts.now ?? Date.now;
     this.#tls = opts.tls;
-    for (const [name, v] of Object.entries({ timeoutMs: this.#timeoutMs, threshold: this.#threshold })) {
+    for (const [name, v] of Object.entries({
+      timeoutMs: this.#timeoutMs,
+      threshold: this.#threshold,
+    })) {
       if (!(v > 0)) throw new RangeError(`${name} must be positive`);
     }
-    if (!Number.isInteger(this.#retries) || this.#retries < 0 || this.#retries > 10) throw new RangeError('retries must be 0-10');
+    if (!Number.isInteger(this.#retries) || this.#retries < 0 || this.#retries > 10)
+      throw new RangeError('retries must be 0-10');
     const agentOpts = { keepAlive: true, maxSockets: 64 };
-    this.#agent = this.#base.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    this.#agent =
+      this.#base.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
   }
 
   get breaker(): BreakerState {
@@ -107,10 +116,16 @@ export class KmClient {
    * @throws LatchkeyError KEY_UNAVAILABLE, NOT_FOUND, CONFLICT; AuthenticationError for
    *   DECRYPT_FAILED.
    */
-  async call<T extends z.ZodType>(method: 'GET' | 'POST' | 'DELETE', path: string, body: unknown, schema: T | null): Promise<z.infer<T>> {
+  async call<T extends z.ZodType>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body: unknown,
+    schema: T | null,
+  ): Promise<z.infer<T>> {
     if (this.#closed) throw keyUnavailable('key manager client is closed', 'closed');
     this.#admit();
-    const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), 'utf8');
+    const payload =
+      body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), 'utf8');
     let last: unknown;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {
@@ -148,7 +163,11 @@ export class KmClient {
     const state = this.breaker;
     if (state === 'open') throw keyUnavailable('external key manager unavailable', 'circuit open');
     if (state === 'half-open') {
-      if (this.#probing) throw keyUnavailable('external key manager unavailable', 'circuit half-open, probe in flight');
+      if (this.#probing)
+        throw keyUnavailable(
+          'external key manager unavailable',
+          'circuit half-open, probe in flight',
+        );
       this.#probing = true;
     }
   }
@@ -166,9 +185,13 @@ export class KmClient {
     }
   }
 
-  #interpret<T extends z.ZodType>(res: { status: number; text: string }, schema: T | null): z.infer<T> {
+  #interpret<T extends z.ZodType>(
+    res: { status: number; text: string },
+    schema: T | null,
+  ): z.infer<T> {
     let json: unknown;
-    if (res.status >= 500 || res.status === 429 || res.status === 408) throw new Transient(`HTTP ${res.status}`);
+    if (res.status >= 500 || res.status === 429 || res.status === 408)
+      throw new Transient(`HTTP ${res.status}`);
     if (res.status === 204 && schema === null) return undefined as z.infer<T>;
     try {
       json = res.text === '' ? undefined : JSON.parse(res.text);
@@ -185,28 +208,46 @@ export class KmClient {
     if (!err.success) throw new Transient(`HTTP ${res.status} with a malformed error body`);
     const { code, message } = err.data.error;
     if (code === 'NOT_FOUND' || code === 'CONFLICT') {
-      throw new LatchkeyError(code, code === 'NOT_FOUND' ? 'not found at the key manager' : 'conflict at the key manager', {
-        detail: message,
-      });
+      throw new LatchkeyError(
+        code,
+        code === 'NOT_FOUND' ? 'not found at the key manager' : 'conflict at the key manager',
+        {
+          detail: message,
+        },
+      );
     }
     if (code === 'DECRYPT_FAILED') throw new AuthenticationError();
     // FORBIDDEN (revoked, shredded, rate-limited), AUTH_* (our signature or clock), and the rest.
-    throw keyUnavailable('the external key manager refused the request', `HTTP ${res.status} ${code}: ${message}`);
+    throw keyUnavailable(
+      'the external key manager refused the request',
+      `HTTP ${res.status} ${code}: ${message}`,
+    );
   }
 
   async #headers(method: string, path: string, body: Buffer): Promise<Record<string, string>> {
     // Signed with the real clock: the server checks it against its own.
-    if (this.#auth.type === 'hmac') return signKmRequest({ method, path, body }, this.#auth, Date.now());
+    if (this.#auth.type === 'hmac')
+      return signKmRequest({ method, path, body }, this.#auth, Date.now());
     return { authorization: `Bearer ${await this.#auth.token()}` };
   }
 
-  async #attempt(method: string, path: string, body: Buffer): Promise<{ status: number; text: string }> {
+  async #attempt(
+    method: string,
+    path: string,
+    body: Buffer,
+  ): Promise<{ status: number; text: string }> {
     const fullPath = `${this.#base.pathname.replace(/\/$/, '')}${path}`;
     let headers: Record<string, string>;
     try {
       headers = await this.#headers(method, fullPath, body);
     } catch (err) {
-      throw new NotSent(keyUnavailable('cannot authenticate to the external key manager', err instanceof Error ? err.message : String(err), err));
+      throw new NotSent(
+        keyUnavailable(
+          'cannot authenticate to the external key manager',
+          err instanceof Error ? err.message : String(err),
+          err,
+        ),
+      );
     }
     const url = new URL(fullPath, this.#base);
     return new Promise((resolve, reject) => {
@@ -242,10 +283,17 @@ export class KmClient {
           });
         },
       );
-      const timer = setTimeout(() => req.destroy(new Transient(`timeout after ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      const timer = setTimeout(
+        () => req.destroy(new Transient(`timeout after ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
       req.on('error', (e) => {
         clearTimeout(timer);
-        reject(e instanceof Transient ? e : new Transient((e as NodeJS.ErrnoException).code ?? e.message));
+        reject(
+          e instanceof Transient
+            ? e
+            : new Transient((e as NodeJS.ErrnoException).code ?? e.message),
+        );
       });
       req.end(body);
     });

@@ -28,7 +28,12 @@ import {
 import type { ContentKey, KeyManager, KeyManagerHealth } from '../key-manager.ts';
 import type { KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { KmClient, type BreakerState, type KmClientOptions } from './_km-client.ts';
-import { checkContactId, checkEpoch, openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
+import {
+  checkContactId,
+  checkEpoch,
+  openWrappedKeyManager,
+  type WrappedKeyManager,
+} from './wrapped.ts';
 
 export type { KmAuth, KmClientOptions, BreakerState } from './_km-client.ts';
 
@@ -39,7 +44,10 @@ const CACHE_MAX = 10_000;
 class KeyCache {
   readonly #ttl: number;
   readonly #now: () => number;
-  readonly #map = new Map<string, { key: Uint8Array; tag: Uint8Array | undefined; until: number }>();
+  readonly #map = new Map<
+    string,
+    { key: Uint8Array; tag: Uint8Array | undefined; until: number }
+  >();
 
   constructor(ttlMs: number, now: () => number) {
     if (!Number.isFinite(ttlMs) || ttlMs < 0) throw new RangeError('cacheTtlMs must be >= 0');
@@ -50,7 +58,10 @@ class KeyCache {
   get(id: string, tag?: Uint8Array): Uint8Array | undefined {
     const hit = this.#map.get(id);
     if (hit === undefined) return undefined;
-    if (hit.until <= this.#now() || (tag !== undefined && (hit.tag === undefined || !constantTimeEqual(tag, hit.tag)))) {
+    if (
+      hit.until <= this.#now() ||
+      (tag !== undefined && (hit.tag === undefined || !constantTimeEqual(tag, hit.tag)))
+    ) {
       this.#drop(id);
       return undefined;
     }
@@ -64,7 +75,11 @@ class KeyCache {
       const oldest = this.#map.keys().next();
       if (oldest.done !== true) this.#drop(oldest.value);
     }
-    this.#map.set(id, { key: Uint8Array.from(key), tag: tag === undefined ? undefined : Uint8Array.from(tag), until: this.#now() + this.#ttl });
+    this.#map.set(id, {
+      key: Uint8Array.from(key),
+      tag: tag === undefined ? undefined : Uint8Array.from(tag),
+      until: this.#now() + this.#ttl,
+    });
   }
 
   dropContact(contactId: string): void {
@@ -105,7 +120,11 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
   const client = new KmClient(opts);
   const cache = new KeyCache(opts.cacheTtlMs ?? 0, opts.now ?? Date.now);
   const { keyId } = opts;
-  const ctx = (req: WrapRequest) => ({ contactId: req.contactId, epoch: req.epoch, reason: req.reason });
+  const ctx = (req: WrapRequest) => ({
+    contactId: req.contactId,
+    epoch: req.epoch,
+    reason: req.reason,
+  });
   const cacheId = (req: WrapRequest): string => `${req.contactId}/${req.epoch}`;
   const keyOf = (b64: string): Uint8Array => fromBase64Url(b64);
   const wrapper: HttpKeyWrapper = {
@@ -115,13 +134,23 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
       return client.breaker;
     },
     async wrap(key, req) {
-      const res = await client.call('POST', KM_PATHS.wrap(keyId), { ...ctx(req), key: toBase64Url(key) }, KmWrapResponse);
+      const res = await client.call(
+        'POST',
+        KM_PATHS.wrap(keyId),
+        { ...ctx(req), key: toBase64Url(key) },
+        KmWrapResponse,
+      );
       return fromBase64Url(res.wrapped);
     },
     async unwrap(wrapped, req) {
       const hit = cache.get(cacheId(req), wrapped);
       if (hit !== undefined) return hit;
-      const res = await client.call('POST', KM_PATHS.unwrap(keyId), { ...ctx(req), wrapped: toBase64Url(wrapped) }, KmUnwrapResponse);
+      const res = await client.call(
+        'POST',
+        KM_PATHS.unwrap(keyId),
+        { ...ctx(req), wrapped: toBase64Url(wrapped) },
+        KmUnwrapResponse,
+      );
       const key = keyOf(res.key);
       cache.set(cacheId(req), key, wrapped);
       return key;
@@ -129,9 +158,17 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
     async health(): Promise<KeyManagerHealth> {
       try {
         const h = await client.call('GET', KM_PATHS.health, undefined, KmHealthResponse);
-        return { status: h.status, backend: 'http', ...(h.detail === undefined ? {} : { detail: h.detail }) };
+        return {
+          status: h.status,
+          backend: 'http',
+          ...(h.detail === undefined ? {} : { detail: h.detail }),
+        };
       } catch (err) {
-        return { status: 'degraded', backend: 'http', detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err) };
+        return {
+          status: 'degraded',
+          backend: 'http',
+          detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err),
+        };
       }
     },
     metadata: () => client.call('GET', KM_PATHS.key(keyId), undefined, KmKeyMetadata),
@@ -155,9 +192,15 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
  * KEY_UNAVAILABLE until it is back).
  * @throws LatchkeyError KEY_UNAVAILABLE when the store cannot be opened.
  */
-export function openHttpKeyManager(opts: HttpWrapperOptions & { path: string; now?: () => number }): Promise<WrappedKeyManager> {
+export function openHttpKeyManager(
+  opts: HttpWrapperOptions & { path: string; now?: () => number },
+): Promise<WrappedKeyManager> {
   const { path, ...rest } = opts;
-  return openWrappedKeyManager({ path, wrapper: createHttpWrapper(rest), ...(opts.now === undefined ? {} : { now: opts.now }) });
+  return openWrappedKeyManager({
+    path,
+    wrapper: createHttpWrapper(rest),
+    ...(opts.now === undefined ? {} : { now: opts.now }),
+  });
 }
 
 export interface HttpKeyStoreOptions extends KmClientOptions {
@@ -190,9 +233,20 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
     if (closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'key manager is closed');
   };
   const fetchKey = async (contactId: string, epoch: number | 'current'): Promise<ContentKey> => {
-    const res = await client.call('GET', `${KM_PATHS.storeKey(contactId, epoch)}?reason=fetch`, undefined, KmStoreKey);
-    if (res.contactId !== contactId || (epoch !== 'current' && res.epoch !== epoch) || res.epoch > res.currentEpoch) {
-      throw new LatchkeyError('KEY_UNAVAILABLE', 'external key manager unavailable', { detail: 'answer for another key' });
+    const res = await client.call(
+      'GET',
+      `${KM_PATHS.storeKey(contactId, epoch)}?reason=fetch`,
+      undefined,
+      KmStoreKey,
+    );
+    if (
+      res.contactId !== contactId ||
+      (epoch !== 'current' && res.epoch !== epoch) ||
+      res.epoch > res.currentEpoch
+    ) {
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'external key manager unavailable', {
+        detail: 'answer for another key',
+      });
     }
     const key = fromBase64Url(res.key);
     cache.set(`${contactId}/${res.epoch}`, key);
@@ -210,7 +264,13 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
       if (epoch !== undefined) {
         const hit = cache.get(`${contactId}/${epoch}`);
         // Within the TTL the reported current epoch may lag a rotation made elsewhere.
-        if (hit !== undefined) return { contactId, epoch, currentEpoch: Math.max(epoch, currents.get(contactId) ?? epoch), key: hit };
+        if (hit !== undefined)
+          return {
+            contactId,
+            epoch,
+            currentEpoch: Math.max(epoch, currents.get(contactId) ?? epoch),
+            key: hit,
+          };
       }
       try {
         return await fetchKey(contactId, epoch ?? 'current');
@@ -220,7 +280,12 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
       // Unknown contact: create it (idempotent at the service), then read epoch 0 or current.
       let job = creating.get(contactId);
       if (job === undefined) {
-        job = client.call('POST', KM_PATHS.storeContact(contactId), { reason: 'create' }, KmStoreContact);
+        job = client.call(
+          'POST',
+          KM_PATHS.storeContact(contactId),
+          { reason: 'create' },
+          KmStoreContact,
+        );
         creating.set(contactId, job);
         void job.finally(() => creating.delete(contactId)).catch(() => undefined);
       }
@@ -230,14 +295,24 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
     async currentEpoch(contactId) {
       live();
       checkContactId(contactId);
-      const res = await client.call('GET', KM_PATHS.storeContact(contactId), undefined, KmStoreContact);
+      const res = await client.call(
+        'GET',
+        KM_PATHS.storeContact(contactId),
+        undefined,
+        KmStoreContact,
+      );
       currents.set(contactId, res.currentEpoch);
       return res.currentEpoch;
     },
     async rotate(contactId) {
       live();
       checkContactId(contactId);
-      const res = await client.call('POST', KM_PATHS.storeRotate(contactId), { reason: 'rotate' }, KmStoreContact);
+      const res = await client.call(
+        'POST',
+        KM_PATHS.storeRotate(contactId),
+        { reason: 'rotate' },
+        KmStoreContact,
+      );
       currents.set(contactId, res.currentEpoch);
       return res.currentEpoch;
     },
@@ -252,16 +327,29 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
       live();
       checkContactId(fromContactId);
       checkContactId(toContactId);
-      const res = await client.call('POST', KM_PATHS.storeCopy(fromContactId), { toContactId, reason: 'copy' }, KmStoreContact);
+      const res = await client.call(
+        'POST',
+        KM_PATHS.storeCopy(fromContactId),
+        { toContactId, reason: 'copy' },
+        KmStoreContact,
+      );
       return res.currentEpoch;
     },
     async health() {
       if (closed) return { status: 'degraded', backend: 'http-store', detail: 'closed' };
       try {
         const h = await client.call('GET', KM_PATHS.health, undefined, KmHealthResponse);
-        return { status: h.status, backend: 'http-store', ...(h.detail === undefined ? {} : { detail: h.detail }) };
+        return {
+          status: h.status,
+          backend: 'http-store',
+          ...(h.detail === undefined ? {} : { detail: h.detail }),
+        };
       } catch (err) {
-        return { status: 'degraded', backend: 'http-store', detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err) };
+        return {
+          status: 'degraded',
+          backend: 'http-store',
+          detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err),
+        };
       }
     },
     async close() {

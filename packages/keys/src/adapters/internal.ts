@@ -43,9 +43,14 @@ export function createInternalWrapper(masterKey: Uint8Array): KeyWrapper {
   return {
     backend: 'internal',
     checkAtOpen: true,
-    wrap: async (key, req) => wrapContentKey(live(), key, { contactId: req.contactId, epoch: req.epoch }),
-    unwrap: async (wrapped, req) => unwrapContentKey(live(), wrapped, { contactId: req.contactId, epoch: req.epoch }),
-    health: async () => (closed ? { status: 'degraded', backend: 'internal', detail: 'closed' } : { status: 'ok', backend: 'internal' }),
+    wrap: async (key, req) =>
+      wrapContentKey(live(), key, { contactId: req.contactId, epoch: req.epoch }),
+    unwrap: async (wrapped, req) =>
+      unwrapContentKey(live(), wrapped, { contactId: req.contactId, epoch: req.epoch }),
+    health: async () =>
+      closed
+        ? { status: 'degraded', backend: 'internal', detail: 'closed' }
+        : { status: 'ok', backend: 'internal' },
     close: async () => {
       closed = true;
       kek.fill(0);
@@ -60,7 +65,9 @@ export function createInternalWrapper(masterKey: Uint8Array): KeyWrapper {
  *   schema is newer than this build, or the file cannot be opened.
  * @throws RangeError when the master key is not 32 bytes.
  */
-export async function openInternalKeyManager(opts: InternalKeyManagerOptions): Promise<WrappedKeyManager> {
+export async function openInternalKeyManager(
+  opts: InternalKeyManagerOptions,
+): Promise<WrappedKeyManager> {
   checkMasterKey(opts.masterKey);
   return openWrappedKeyManager({
     path: opts.path,

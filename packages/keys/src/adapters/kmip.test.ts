@@ -14,7 +14,12 @@ import { keyManagerContract } from '../../test/contract.ts';
 import { codeOf, dbFiles, tempDir } from '../../test/_helpers.ts';
 import { freePort, pykmipMissing, startPykmip, type PykmipServer } from '../../test/kmip-server.ts';
 import { completeShreds } from '../shred-completion.ts';
-import { createKmipGenerations, createKmipWrapper, openKmipKeyManager, type KmipWrapperOptions } from './kmip.ts';
+import {
+  createKmipGenerations,
+  createKmipWrapper,
+  openKmipKeyManager,
+  type KmipWrapperOptions,
+} from './kmip.ts';
 
 const missing = pykmipMissing();
 
@@ -79,15 +84,23 @@ if (missing !== undefined) {
       expect(wrapped).toHaveLength(61);
       expect(await w.unwrap(wrapped, { contactId: 'c1', epoch: 3, reason: 'fetch' })).toEqual(ck);
       // Bound to contact and epoch by the server's GCM; a flipped bit fails too.
-      await expect(w.unwrap(wrapped, { contactId: 'c2', epoch: 3, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
-      await expect(w.unwrap(wrapped, { contactId: 'c1', epoch: 4, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+      await expect(
+        w.unwrap(wrapped, { contactId: 'c2', epoch: 3, reason: 'fetch' }),
+      ).rejects.toThrow(AuthenticationError);
+      await expect(
+        w.unwrap(wrapped, { contactId: 'c1', epoch: 4, reason: 'fetch' }),
+      ).rejects.toThrow(AuthenticationError);
       const bad = Uint8Array.from(wrapped);
       bad[20] = (bad[20] ?? 0) ^ 1;
-      await expect(w.unwrap(bad, { contactId: 'c1', epoch: 3, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+      await expect(w.unwrap(bad, { contactId: 'c1', epoch: 3, reason: 'fetch' })).rejects.toThrow(
+        AuthenticationError,
+      );
       expect(await w.health()).toEqual({ status: 'ok', backend: 'kmip' });
       await w.close();
       await w.close();
-      expect(await codeOf(w.wrap(ck, { contactId: 'c1', epoch: 0, reason: 'create' }))).toBe('KEY_UNAVAILABLE');
+      expect(await codeOf(w.wrap(ck, { contactId: 'c1', epoch: 0, reason: 'create' }))).toBe(
+        'KEY_UNAVAILABLE',
+      );
       expect((await w.health()).status).toBe('degraded');
       // The server never saw a Get (PyKMIP logs each operation by name).
       expect(server.log()).toMatch(/Processing operation: Encrypt/);
@@ -101,35 +114,56 @@ if (missing !== undefined) {
       expect(again.keyId).toBe(first.keyId);
       const ck = new Uint8Array(32).fill(9);
       const wrapped = await first.wrap(ck, { contactId: 'c1', epoch: 0, reason: 'create' });
-      expect(await again.unwrap(wrapped, { contactId: 'c1', epoch: 0, reason: 'fetch' })).toEqual(ck);
+      expect(await again.unwrap(wrapped, { contactId: 'c1', epoch: 0, reason: 'fetch' })).toEqual(
+        ck,
+      );
       await first.close();
       await again.close();
-      expect(await codeOf(createKmipWrapper({ ...conn(), keyName: 'absent' }))).toBe('KEY_UNAVAILABLE');
+      expect(await codeOf(createKmipWrapper({ ...conn(), keyName: 'absent' }))).toBe(
+        'KEY_UNAVAILABLE',
+      );
     });
 
     it('refuses a client certificate of another CA and a server it does not trust', async () => {
       const rogueCa = server.pki.otherCa('rogue-ca');
       const rogue = server.pki.issue('rogue-client', 'clientAuth', rogueCa);
-      expect(await codeOf(createKmipWrapper({ ...conn(), cert: rogue.cert, key: rogue.key, keyName: nextName(), createKey: true }))).toBe(
-        'KEY_UNAVAILABLE',
-      );
+      expect(
+        await codeOf(
+          createKmipWrapper({
+            ...conn(),
+            cert: rogue.cert,
+            key: rogue.key,
+            keyName: nextName(),
+            createKey: true,
+          }),
+        ),
+      ).toBe('KEY_UNAVAILABLE');
       const { readFileSync } = await import('node:fs');
       const otherCa = readFileSync(join(home.dir, `${rogueCa}.pem`), 'utf8');
-      const err = await createKmipWrapper({ ...conn(), ca: otherCa, keyName: nextName(), createKey: true }).catch((e: unknown) => e);
+      const err = await createKmipWrapper({
+        ...conn(),
+        ca: otherCa,
+        keyName: nextName(),
+        createKey: true,
+      }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'KEY_UNAVAILABLE' });
       expect(String((err as { detail?: string }).detail)).toMatch(/certificate/i);
     });
 
     it('reports an unreachable or silent server as KEY_UNAVAILABLE within the timeout', async () => {
       const closed = await freePort();
-      expect(await codeOf(createKmipWrapper({ ...conn(), port: closed, keyName: 'x' }))).toBe('KEY_UNAVAILABLE');
+      expect(await codeOf(createKmipWrapper({ ...conn(), port: closed, keyName: 'x' }))).toBe(
+        'KEY_UNAVAILABLE',
+      );
       // Reads the ClientHello and never answers.
       const silent = createTcpServer((s) => s.resume());
       await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
       const addr = silent.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
       const started = Date.now();
-      expect(await codeOf(createKmipWrapper({ ...conn(), port, timeoutMs: 300, keyName: 'x' }))).toBe('KEY_UNAVAILABLE');
+      expect(
+        await codeOf(createKmipWrapper({ ...conn(), port, timeoutMs: 300, keyName: 'x' })),
+      ).toBe('KEY_UNAVAILABLE');
       expect(Date.now() - started).toBeLessThan(5_000);
       await new Promise((r) => silent.close(r));
     });
@@ -143,10 +177,20 @@ if (missing !== undefined) {
         await km.getContentKey('c1');
         await km.getContentKey('c2');
         await km.close();
-        const other = await openKmipKeyManager({ ...conn(), keyName: nextName(), createKey: true, path }).catch((e: unknown) => e);
-        expect(other).toMatchObject({ code: 'KEY_UNAVAILABLE', message: 'the KMIP key does not match this key database' });
+        const other = await openKmipKeyManager({
+          ...conn(),
+          keyName: nextName(),
+          createKey: true,
+          path,
+        }).catch((e: unknown) => e);
+        expect(other).toMatchObject({
+          code: 'KEY_UNAVAILABLE',
+          message: 'the KMIP key does not match this key database',
+        });
         const raw = new Database(path);
-        raw.exec("UPDATE content_keys SET wrapped = (SELECT wrapped FROM content_keys WHERE contact_id = 'c1') WHERE contact_id = 'c2'");
+        raw.exec(
+          "UPDATE content_keys SET wrapped = (SELECT wrapped FROM content_keys WHERE contact_id = 'c1') WHERE contact_id = 'c2'",
+        );
         raw.close();
         const km2 = await openKmipKeyManager({ ...conn(), keyName: name, path });
         expect(await codeOf(km2.getContentKey('c2'))).toBe('KEY_UNAVAILABLE');
@@ -172,19 +216,31 @@ if (missing !== undefined) {
         const copy = join(dir, 'before.db');
         copyFileSync(path, copy);
         await km.destroy('doomed');
-        expect(await completeShreds(km, createKmipGenerations(opts))).toEqual({ retired: [1], rewrapped: 1, generation: 2 });
+        expect(await completeShreds(km, createKmipGenerations(opts))).toEqual({
+          retired: [1],
+          rewrapped: 1,
+          generation: 2,
+        });
         expect((await km.getContentKey('kept')).key).toEqual(kept);
         await km.close();
         // The old key is gone from the server (Locate finds nothing); the new one is Active.
-        expect(await codeOf(createKmipWrapper({ ...conn(), keyName: name }))).toBe('KEY_UNAVAILABLE');
+        expect(await codeOf(createKmipWrapper({ ...conn(), keyName: name }))).toBe(
+          'KEY_UNAVAILABLE',
+        );
         const next = await createKmipWrapper({ ...conn(), keyName: `${name}.g2` });
         expect(await next.keyAttributes()).toMatchObject({ state: 'Active', sensitive: true });
         const old = new Database(copy, { readonly: true });
-        const rows = old.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+        const rows = old
+          .prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>(
+            'SELECT contact_id, epoch, wrapped FROM content_keys',
+          )
+          .all();
         old.close();
         expect(rows).toHaveLength(2);
         for (const r of rows) {
-          await expect(next.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' })).rejects.toThrow(AuthenticationError);
+          await expect(
+            next.unwrap(r.wrapped, { contactId: r.contact_id, epoch: r.epoch, reason: 'fetch' }),
+          ).rejects.toThrow(AuthenticationError);
         }
         await next.close();
         const again = await openKmipKeyManager({ ...conn(), keyName: name, path });

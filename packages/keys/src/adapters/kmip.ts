@@ -21,7 +21,12 @@ import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { KeyManagerHealth } from '../key-manager.ts';
 import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts';
-import { KmipClient, KmipResultError, type KmipAttribute, type KmipClientOptions } from '../kmip/client.ts';
+import {
+  KmipClient,
+  KmipResultError,
+  type KmipAttribute,
+  type KmipClientOptions,
+} from '../kmip/client.ts';
 import { RESULT_REASON, STATE_NAMES, USAGE_MASK } from '../kmip/tags.ts';
 import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
 
@@ -79,12 +84,17 @@ function aad(req: WrapRequest): Uint8Array {
 function kmipError(message: string, err: unknown): LatchkeyError {
   if (err instanceof KmipResultError) return err;
   if (LatchkeyError.is(err)) return err;
-  return new LatchkeyError('KEY_UNAVAILABLE', message, { cause: err, detail: err instanceof Error ? err.message : String(err) });
+  return new LatchkeyError('KEY_UNAVAILABLE', message, {
+    cause: err,
+    detail: err instanceof Error ? err.message : String(err),
+  });
 }
 
 function attributeNumber(attrs: KmipAttribute[], name: string): number | undefined {
   const v = attrs.find((a) => a.name === name)?.value;
-  return v !== undefined && (v.type === 'Enumeration' || v.type === 'Integer') ? v.value : undefined;
+  return v !== undefined && (v.type === 'Enumeration' || v.type === 'Integer')
+    ? v.value
+    : undefined;
 }
 
 function attributeBoolean(attrs: KmipAttribute[], name: string): boolean | undefined {
@@ -104,12 +114,20 @@ async function keyState(client: KmipClient, id: string): Promise<number | undefi
  *   not Active.
  */
 export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipKeyWrapper> {
-  const { keyName = 'latchkey-kek', createKey = false, extractableAttribute = true, ...clientOpts } = opts;
+  const {
+    keyName = 'latchkey-kek',
+    createKey = false,
+    extractableAttribute = true,
+    ...clientOpts
+  } = opts;
   const client = new KmipClient(clientOpts);
   let keyId: string;
   try {
     const found = await client.locate(keyName);
-    if (found.length > 1) throw new LatchkeyError('KEY_UNAVAILABLE', 'more than one KMIP key has this name', { detail: keyName });
+    if (found.length > 1)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'more than one KMIP key has this name', {
+        detail: keyName,
+      });
     if (found[0] !== undefined) {
       keyId = found[0];
     } else if (createKey) {
@@ -153,7 +171,11 @@ export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipK
       if (contentKey.length !== KEY_BYTES) throw new RangeError('content key must be 32 bytes');
       const iv = randomBytes(IV_BYTES);
       try {
-        const { ciphertext, tag } = await client.encryptGcm(keyId, contentKey, { iv, aad: aad(req), tagLength: TAG_BYTES });
+        const { ciphertext, tag } = await client.encryptGcm(keyId, contentKey, {
+          iv,
+          aad: aad(req),
+          tagLength: TAG_BYTES,
+        });
         return concatBytes(new Uint8Array([FORMAT]), iv, ciphertext, tag);
       } catch (err) {
         throw kmipError('the KMIP server could not wrap the key', err);
@@ -161,7 +183,8 @@ export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipK
     },
     async unwrap(wrapped, req) {
       live();
-      if (wrapped.length !== WRAPPED_BYTES || wrapped[0] !== FORMAT) throw new AuthenticationError();
+      if (wrapped.length !== WRAPPED_BYTES || wrapped[0] !== FORMAT)
+        throw new AuthenticationError();
       const iv = wrapped.slice(1, 1 + IV_BYTES);
       const ciphertext = wrapped.slice(1 + IV_BYTES, 1 + IV_BYTES + KEY_BYTES);
       const tag = wrapped.slice(1 + IV_BYTES + KEY_BYTES);
@@ -172,7 +195,11 @@ export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipK
         // A tag mismatch is a Cryptographic Failure in KMIP 1.4; PyKMIP reports it as General
         // Failure. Both mean the data did not authenticate under this key and context; every
         // other reason (not found, permission, state) and every transport error is the backend.
-        if (err instanceof KmipResultError && (err.reason === RESULT_REASON.CryptographicFailure || err.reason === RESULT_REASON.GeneralFailure)) {
+        if (
+          err instanceof KmipResultError &&
+          (err.reason === RESULT_REASON.CryptographicFailure ||
+            err.reason === RESULT_REASON.GeneralFailure)
+        ) {
           throw new AuthenticationError();
         }
         throw kmipError('the KMIP server could not unwrap the key', err);
@@ -188,9 +215,17 @@ export async function createKmipWrapper(opts: KmipWrapperOptions): Promise<KmipK
       try {
         const state = await keyState(client, keyId);
         if (state === STATE_ACTIVE) return { status: 'ok', backend: 'kmip' };
-        return { status: 'degraded', backend: 'kmip', detail: `KEK state ${state === undefined ? 'unknown' : (STATE_NAMES[state] ?? String(state))}` };
+        return {
+          status: 'degraded',
+          backend: 'kmip',
+          detail: `KEK state ${state === undefined ? 'unknown' : (STATE_NAMES[state] ?? String(state))}`,
+        };
       } catch (err) {
-        return { status: 'degraded', backend: 'kmip', detail: err instanceof Error ? err.message : String(err) };
+        return {
+          status: 'degraded',
+          backend: 'kmip',
+          detail: err instanceof Error ? err.message : String(err),
+        };
       }
     },
     async keyAttributes() {
@@ -244,7 +279,11 @@ export function createKmipGenerations(opts: KmipWrapperOptions): KekGenerations 
     wrapper: async (generation, { create }) => {
       const name = kmipGenerationName(keyName, generation);
       try {
-        const w = await createKmipWrapper({ ...rest, keyName: name, createKey: create || (generation <= 1 && opts.createKey === true) });
+        const w = await createKmipWrapper({
+          ...rest,
+          keyName: name,
+          createKey: create || (generation <= 1 && opts.createKey === true),
+        });
         opened.set(generation, name);
         return w;
       } catch (err) {
@@ -255,7 +294,8 @@ export function createKmipGenerations(opts: KmipWrapperOptions): KekGenerations 
         return w;
       }
     },
-    destroy: (generation) => destroyKmipKey(rest, opened.get(generation) ?? kmipGenerationName(keyName, generation)),
+    destroy: (generation) =>
+      destroyKmipKey(rest, opened.get(generation) ?? kmipGenerationName(keyName, generation)),
   };
 }
 
@@ -288,7 +328,9 @@ export async function destroyKmipKey(opts: KmipClientOptions, name: string): Pro
  * @throws LatchkeyError KEY_UNAVAILABLE as createKmipWrapper, or when the store was made with
  *   another KEK.
  */
-export async function openKmipKeyManager(opts: KmipWrapperOptions & { path: string; now?: () => number }): Promise<WrappedKeyManager> {
+export async function openKmipKeyManager(
+  opts: KmipWrapperOptions & { path: string; now?: () => number },
+): Promise<WrappedKeyManager> {
   const { path, now, ...rest } = opts;
   return openWrappedKeyManager({
     path,

@@ -17,7 +17,8 @@ import { PG_KEYS_SCHEMA_VERSION, openPgWrappedKeyManager } from './pg-wrapped.ts
 
 const master = new Uint8Array(32).fill(3);
 const hex = (k: Uint8Array): string => Buffer.from(k).toString('hex');
-const open = (url: string, m = master) => openPgWrappedKeyManager({ url, wrapper: createInternalWrapper(m) });
+const open = (url: string, m = master) =>
+  openPgWrappedKeyManager({ url, wrapper: createInternalWrapper(m) });
 
 async function sql<R extends pg.QueryResultRow>(url: string, text: string): Promise<R[]> {
   const c = new pg.Client({ connectionString: url });
@@ -34,7 +35,8 @@ async function dumpTables(url: string, file: string): Promise<void> {
   const parts: Buffer[] = [];
   for (const t of ['keys_meta', 'keys_contacts', 'keys_content_keys', 'keys_schema_version']) {
     for (const row of await sql<Record<string, unknown>>(url, `SELECT * FROM ${t}`)) {
-      for (const v of Object.values(row)) parts.push(Buffer.isBuffer(v) ? v : Buffer.from(String(v)));
+      for (const v of Object.values(row))
+        parts.push(Buffer.isBuffer(v) ? v : Buffer.from(String(v)));
     }
   }
   writeFileSync(file, Buffer.concat(parts));
@@ -64,20 +66,38 @@ if (server) {
       const url = await server.newDatabase();
       const [a, b] = await Promise.all([open(url), open(url)]);
       const ids = Array.from({ length: 20 }, (_, i) => `race${i}`);
-      const got = await Promise.all(ids.flatMap((id) => [a.getContentKey(id), b.getContentKey(id), a.getContentKey(id), b.getContentKey(id)]));
+      const got = await Promise.all(
+        ids.flatMap((id) => [
+          a.getContentKey(id),
+          b.getContentKey(id),
+          a.getContentKey(id),
+          b.getContentKey(id),
+        ]),
+      );
       for (const id of ids) {
         const keys = new Set(got.filter((k) => k.contactId === id).map((k) => hex(k.key)));
         expect(keys.size).toBe(1);
         expect(got.filter((k) => k.contactId === id).every((k) => k.epoch === 0)).toBe(true);
       }
-      const rows = await sql<{ contact_id: string; n: number }>(url, 'SELECT contact_id, count(*)::int AS n FROM keys_content_keys GROUP BY contact_id');
+      const rows = await sql<{ contact_id: string; n: number }>(
+        url,
+        'SELECT contact_id, count(*)::int AS n FROM keys_content_keys GROUP BY contact_id',
+      );
       expect(rows).toHaveLength(20);
       expect(rows.every((r) => r.n === 1)).toBe(true);
       // Stored bytes are wrapped: they unwrap under the KEK, bound to their contact and epoch.
       const kek = deriveKek(master);
-      for (const r of await sql<{ contact_id: string; epoch: number; wrapped: Buffer }>(url, 'SELECT contact_id, epoch, wrapped FROM keys_content_keys')) {
-        const key = await unwrapContentKey(kek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch });
-        expect(hex(key)).toBe(hex(got.find((k) => k.contactId === r.contact_id)?.key ?? new Uint8Array()));
+      for (const r of await sql<{ contact_id: string; epoch: number; wrapped: Buffer }>(
+        url,
+        'SELECT contact_id, epoch, wrapped FROM keys_content_keys',
+      )) {
+        const key = await unwrapContentKey(kek, r.wrapped, {
+          contactId: r.contact_id,
+          epoch: r.epoch,
+        });
+        expect(hex(key)).toBe(
+          hex(got.find((k) => k.contactId === r.contact_id)?.key ?? new Uint8Array()),
+        );
         expect(r.wrapped.includes(Buffer.from(key))).toBe(false);
       }
       await Promise.all([a.close(), b.close()]);
@@ -90,7 +110,10 @@ if (server) {
       await km.close();
       const files = await server.dataFiles(url);
       if (files.length === 0) return; // not our server (LATCHKEY_TEST_PG_URL): only the table dump is scanned
-      const [row] = await sql<{ wrapped: Buffer }>(url, "SELECT wrapped FROM keys_content_keys WHERE contact_id = 'probe'");
+      const [row] = await sql<{ wrapped: Buffer }>(
+        url,
+        "SELECT wrapped FROM keys_content_keys WHERE contact_id = 'probe'",
+      );
       expect(bytesContain(files, row?.wrapped ?? new Uint8Array(1))).toBeDefined();
     });
 
@@ -102,14 +125,18 @@ if (server) {
       await a.destroy('hot');
       await Promise.all(rotations);
       expect(await codeOf(b.getContentKey('hot'))).toBe('NOT_FOUND');
-      expect(await sql(url, "SELECT 1 FROM keys_content_keys WHERE contact_id = 'hot'")).toEqual([]);
+      expect(await sql(url, "SELECT 1 FROM keys_content_keys WHERE contact_id = 'hot'")).toEqual(
+        [],
+      );
       await Promise.all([a.close(), b.close()]);
     });
 
     it('migrates once at open, refuses a newer schema, a messages database and a wrong master key', async () => {
       const url = await server.newDatabase();
       const many = await Promise.all([1, 2, 3].map(() => open(url)));
-      expect(await sql(url, 'SELECT version FROM keys_schema_version')).toEqual([{ version: PG_KEYS_SCHEMA_VERSION }]);
+      expect(await sql(url, 'SELECT version FROM keys_schema_version')).toEqual([
+        { version: PG_KEYS_SCHEMA_VERSION },
+      ]);
       expect(await codeOf(open(url, new Uint8Array(32).fill(9)))).toBe('KEY_UNAVAILABLE');
       await sql(url, 'UPDATE keys_schema_version SET version = 99');
       expect(await codeOf(open(url))).toBe('KEY_UNAVAILABLE');
@@ -121,7 +148,10 @@ if (server) {
         () => null,
         (e: unknown) => e,
       );
-      expect(err).toMatchObject({ code: 'KEY_UNAVAILABLE', message: 'the key store must not share the messages database' });
+      expect(err).toMatchObject({
+        code: 'KEY_UNAVAILABLE',
+        message: 'the key store must not share the messages database',
+      });
       expect(await sql(relayDb, "SELECT to_regclass('keys_contacts') AS t")).toEqual([{ t: null }]);
     });
 
@@ -134,11 +164,19 @@ if (server) {
         await km.rotate(`c${i}`);
         before.set(`c${i}/1`, hex((await km.getContentKey(`c${i}`)).key));
       }
-      const oldBlobs = new Set((await sql<{ wrapped: Buffer }>(url, 'SELECT wrapped FROM keys_content_keys')).map((r) => hex(r.wrapped)));
+      const oldBlobs = new Set(
+        (await sql<{ wrapped: Buffer }>(url, 'SELECT wrapped FROM keys_content_keys')).map((r) =>
+          hex(r.wrapped),
+        ),
+      );
       const newMaster = new Uint8Array(32).fill(4);
-      const reads = Promise.all(Array.from({ length: 20 }, (_, i) => km.getContentKey(`c${i % 5}`, i % 2)));
+      const reads = Promise.all(
+        Array.from({ length: 20 }, (_, i) => km.getContentKey(`c${i % 5}`, i % 2)),
+      );
       const writes = Promise.all([km.getContentKey('fresh'), km.rotate('c0')]);
-      expect((await km.rewrap(createInternalWrapper(newMaster))).rewrapped).toBeGreaterThanOrEqual(10);
+      expect((await km.rewrap(createInternalWrapper(newMaster))).rewrapped).toBeGreaterThanOrEqual(
+        10,
+      );
       for (const k of await reads) expect(hex(k.key)).toBe(before.get(`${k.contactId}/${k.epoch}`));
       await writes;
       for (const [id, k] of before) {
@@ -147,7 +185,8 @@ if (server) {
       }
       const fresh = await km.getContentKey('fresh');
       await km.close();
-      for (const r of await sql<{ wrapped: Buffer }>(url, 'SELECT wrapped FROM keys_content_keys')) expect(oldBlobs.has(hex(r.wrapped))).toBe(false);
+      for (const r of await sql<{ wrapped: Buffer }>(url, 'SELECT wrapped FROM keys_content_keys'))
+        expect(oldBlobs.has(hex(r.wrapped))).toBe(false);
       expect(await codeOf(open(url))).toBe('KEY_UNAVAILABLE');
       const again = await open(url, newMaster);
       expect((await again.getContentKey('fresh')).key).toEqual(fresh.key);

@@ -84,7 +84,9 @@ const RETRY_CODES = new Set(['40001', '40P01']);
 /** BIGINT columns come back as numbers: every value stored (ms times) is a safe integer. */
 const TYPES = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === 20
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 export interface PgWrappedKeyManagerOptions {
@@ -109,7 +111,11 @@ export interface PgWrappedKeyManagerOptions {
  */
 function unavailable(message: string, err: unknown): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  if (err instanceof AuthenticationError) return new LatchkeyError('KEY_UNAVAILABLE', message, { cause: err, detail: 'authentication failed' });
+  if (err instanceof AuthenticationError)
+    return new LatchkeyError('KEY_UNAVAILABLE', message, {
+      cause: err,
+      detail: 'authentication failed',
+    });
   const e = err as { code?: unknown; constraint?: unknown; name?: unknown } | undefined;
   const detail =
     err instanceof pg.DatabaseError
@@ -120,7 +126,8 @@ function unavailable(message: string, err: unknown): LatchkeyError {
   return new LatchkeyError('KEY_UNAVAILABLE', message, { cause: err, detail });
 }
 
-const destroyed = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
+const destroyed = (): LatchkeyError =>
+  new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
 const unknownContact = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'unknown contact');
 const unknownEpoch = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'unknown epoch');
 
@@ -129,15 +136,24 @@ async function migrate(pool: pg.Pool): Promise<void> {
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
-      const shared = await client.query<{ t: string | null }>("SELECT to_regclass('messages')::text AS t");
+      const shared = await client.query<{ t: string | null }>(
+        "SELECT to_regclass('messages')::text AS t",
+      );
       if ((shared.rows[0]?.t ?? null) !== null) {
-        throw new LatchkeyError('KEY_UNAVAILABLE', 'the key store must not share the messages database', {
-          detail: 'found the relay table "messages"; give the key store a database of its own',
-        });
+        throw new LatchkeyError(
+          'KEY_UNAVAILABLE',
+          'the key store must not share the messages database',
+          {
+            detail: 'found the relay table "messages"; give the key store a database of its own',
+          },
+        );
       }
-      await client.query('CREATE TABLE IF NOT EXISTS keys_schema_version (version INTEGER NOT NULL)');
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS keys_schema_version (version INTEGER NOT NULL)',
+      );
       const r = await client.query<{ version: number }>('SELECT version FROM keys_schema_version');
-      if (r.rows.length === 0) await client.query('INSERT INTO keys_schema_version (version) VALUES (0)');
+      if (r.rows.length === 0)
+        await client.query('INSERT INTO keys_schema_version (version) VALUES (0)');
       const version = r.rows[0]?.version ?? 0;
       if (version > MIGRATIONS.length) {
         throw new LatchkeyError('KEY_UNAVAILABLE', 'key database was written by a newer version', {
@@ -213,7 +229,9 @@ class Gate {
  * @throws LatchkeyError KEY_UNAVAILABLE when the database is unreachable, holds the relay's
  *   messages, has a newer schema, or the KEK does not match the store.
  */
-export async function openPgWrappedKeyManager(opts: PgWrappedKeyManagerOptions): Promise<WrappedKeyManager> {
+export async function openPgWrappedKeyManager(
+  opts: PgWrappedKeyManagerOptions,
+): Promise<WrappedKeyManager> {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.maxConnections ?? 5,
@@ -226,12 +244,18 @@ export async function openPgWrappedKeyManager(opts: PgWrappedKeyManagerOptions):
   try {
     await migrate(pool);
     if (isGenerations(opts.wrapper)) {
-      const r = await pool.query<{ generation: number }>("SELECT generation FROM keys_kek_generations WHERE state = 'current'");
+      const r = await pool.query<{ generation: number }>(
+        "SELECT generation FROM keys_kek_generations WHERE state = 'current'",
+      );
       wrapper = await opts.wrapper.wrapper(r.rows[0]?.generation ?? 1, { create: false });
     }
     if (wrapper === undefined) throw new Error('no wrapper');
     if (wrapper.checkAtOpen) {
-      await checkKek(pool, wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database');
+      await checkKek(
+        pool,
+        wrapper,
+        opts.mismatchMessage ?? 'the key-encryption key does not match this key database',
+      );
     }
   } catch (err) {
     await pool.end().catch(() => undefined);
@@ -245,8 +269,13 @@ async function checkKek(pool: pg.Pool, wrapper: KeyWrapper, mismatch: string): P
   const ctx = { ...CHECK_CTX, reason: 'create' as WrapReason };
   const probe = randomBytes(32);
   const fresh = await wrapper.wrap(probe, ctx).finally(() => probe.fill(0));
-  await pool.query("INSERT INTO keys_meta (name, value) VALUES ('kek_check', $1) ON CONFLICT (name) DO NOTHING", [Buffer.from(fresh)]);
-  const row = await pool.query<{ value: Buffer }>("SELECT value FROM keys_meta WHERE name = 'kek_check'");
+  await pool.query(
+    "INSERT INTO keys_meta (name, value) VALUES ('kek_check', $1) ON CONFLICT (name) DO NOTHING",
+    [Buffer.from(fresh)],
+  );
+  const row = await pool.query<{ value: Buffer }>(
+    "SELECT value FROM keys_meta WHERE name = 'kek_check'",
+  );
   const value = row.rows[0]?.value;
   if (value === undefined) throw new Error('kek_check missing');
   try {
@@ -327,7 +356,13 @@ class PgWrappedStore implements WrappedKeyManager {
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         const code = (err as { code?: unknown }).code;
-        if (!LatchkeyError.is(err) && typeof code === 'string' && RETRY_CODES.has(code) && attempt < 4) continue;
+        if (
+          !LatchkeyError.is(err) &&
+          typeof code === 'string' &&
+          RETRY_CODES.has(code) &&
+          attempt < 4
+        )
+          continue;
         throw unavailable('key store unavailable', err);
       } finally {
         client.release();
@@ -376,12 +411,19 @@ class PgWrappedStore implements WrappedKeyManager {
     return { contactId, epoch: want, currentEpoch: row.current_epoch, key };
   }
 
-  async #fresh(contactId: string, epoch: number, reason: WrapReason): Promise<{ wrapped: Uint8Array; generation: number }> {
+  async #fresh(
+    contactId: string,
+    epoch: number,
+    reason: WrapReason,
+  ): Promise<{ wrapped: Uint8Array; generation: number }> {
     while (this.#rewrapping !== null) await this.#rewrapping.catch(() => undefined);
     const generation = this.#generation;
     const wrapper = this.#wrapper;
     try {
-      return { wrapped: await wrapFreshContentKey(wrapper, { contactId, epoch, reason }), generation };
+      return {
+        wrapped: await wrapFreshContentKey(wrapper, { contactId, epoch, reason }),
+        generation,
+      };
     } catch (err) {
       throw unavailable('key could not be wrapped', err);
     }
@@ -407,11 +449,10 @@ class PgWrappedStore implements WrappedKeyManager {
               [contactId, now],
             );
             if (won.rowCount === 1) {
-              await q.query('INSERT INTO keys_content_keys (contact_id, epoch, wrapped, created_at) VALUES ($1, 0, $2, $3)', [
-                contactId,
-                Buffer.from(wrapped),
-                now,
-              ]);
+              await q.query(
+                'INSERT INTO keys_content_keys (contact_id, epoch, wrapped, created_at) VALUES ($1, 0, $2, $3)',
+                [contactId, Buffer.from(wrapped), now],
+              );
             }
             return true;
           }),
@@ -461,13 +502,14 @@ class PgWrappedStore implements WrappedKeyManager {
           // Another process rotated while we wrapped (our key is bound to a taken epoch), or the
           // wrapper was replaced: retry.
           if (now.current_epoch !== current || generation !== this.#generation) return false;
-          await q.query('INSERT INTO keys_content_keys (contact_id, epoch, wrapped, created_at) VALUES ($1, $2, $3, $4)', [
-            contactId,
+          await q.query(
+            'INSERT INTO keys_content_keys (contact_id, epoch, wrapped, created_at) VALUES ($1, $2, $3, $4)',
+            [contactId, next, Buffer.from(wrapped), this.#now()],
+          );
+          await q.query('UPDATE keys_contacts SET current_epoch = $1 WHERE contact_id = $2', [
             next,
-            Buffer.from(wrapped),
-            this.#now(),
+            contactId,
           ]);
-          await q.query('UPDATE keys_contacts SET current_epoch = $1 WHERE contact_id = $2', [next, contactId]);
           return true;
         }),
       );
@@ -488,18 +530,24 @@ class PgWrappedStore implements WrappedKeyManager {
          ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(keys_contacts.destroyed_at, excluded.destroyed_at)`,
         [contactId, now],
       );
-      const gone = await q.query('DELETE FROM keys_content_keys WHERE contact_id = $1', [contactId]);
+      const gone = await q.query('DELETE FROM keys_content_keys WHERE contact_id = $1', [
+        contactId,
+      ]);
       // Keys removed: dead tuples, the WAL and backups still hold them, wrapped under the
       // current KEK, until that generation is retired (completing the shred).
       if ((gone.rowCount ?? 0) > 0) {
-        await q.query("UPDATE keys_kek_generations SET tainted_at = coalesce(tainted_at, $1) WHERE state = 'current'", [now]);
+        await q.query(
+          "UPDATE keys_kek_generations SET tainted_at = coalesce(tainted_at, $1) WHERE state = 'current'",
+          [now],
+        );
       }
     });
   }
 
   async rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
     this.#open();
-    if (this.#rewrapping !== null) throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
+    if (this.#rewrapping !== null)
+      throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
     const job = this.#rewrap(next);
     this.#rewrapping = job;
     try {
@@ -524,7 +572,8 @@ class PgWrappedStore implements WrappedKeyManager {
         probe.fill(0);
       }
     }
-    const all = 'SELECT contact_id, epoch, wrapped FROM keys_content_keys ORDER BY contact_id, epoch';
+    const all =
+      'SELECT contact_id, epoch, wrapped FROM keys_content_keys ORDER BY contact_id, epoch';
     for (let round = 0; round < REWRAP_ROUNDS; round++) {
       for (const r of await this.#query<KeyRow>(all, [])) {
         if (done.has(id(r))) continue;
@@ -553,11 +602,10 @@ class PgWrappedStore implements WrappedKeyManager {
           for (const r of now) {
             const w = done.get(id(r));
             if (w !== undefined) {
-              await q.query('UPDATE keys_content_keys SET wrapped = $1 WHERE contact_id = $2 AND epoch = $3', [
-                Buffer.from(w),
-                r.contact_id,
-                r.epoch,
-              ]);
+              await q.query(
+                'UPDATE keys_content_keys SET wrapped = $1 WHERE contact_id = $2 AND epoch = $3',
+                [Buffer.from(w), r.contact_id, r.epoch],
+              );
             }
           }
           if (newCheck !== undefined) {
@@ -570,10 +618,10 @@ class PgWrappedStore implements WrappedKeyManager {
           }
           // The old generation is retired (its KEK still to be destroyed), a new one current.
           const at = this.#now();
-          await q.query("UPDATE keys_kek_generations SET state = 'retiring', retired_at = $1, rewrapped = $2 WHERE state = 'current'", [
-            at,
-            now.length,
-          ]);
+          await q.query(
+            "UPDATE keys_kek_generations SET state = 'retiring', retired_at = $1, rewrapped = $2 WHERE state = 'current'",
+            [at, now.length],
+          );
           await q.query(
             "INSERT INTO keys_kek_generations (generation, state, created_at) SELECT max(generation) + 1, 'current', $1 FROM keys_kek_generations",
             [at],
@@ -597,12 +645,17 @@ class PgWrappedStore implements WrappedKeyManager {
 
   async keyGeneration(): Promise<KeyGenerationState> {
     this.#open();
-    const rows = await this.#query<{ generation: number; state: string; tainted_at: number | null }>(
+    const rows = await this.#query<{
+      generation: number;
+      state: string;
+      tainted_at: number | null;
+    }>(
       "SELECT generation, state, tainted_at FROM keys_kek_generations WHERE state <> 'destroyed' ORDER BY generation",
       [],
     );
     const current = rows.find((r) => r.state === 'current');
-    if (current === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
+    if (current === undefined)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
     return {
       generation: current.generation,
       taintedSince: current.tainted_at,
@@ -612,7 +665,10 @@ class PgWrappedStore implements WrappedKeyManager {
 
   async markDestroyed(generation: number): Promise<void> {
     this.#open();
-    await this.#query("UPDATE keys_kek_generations SET state = 'destroyed' WHERE generation = $1 AND state = 'retiring'", [generation]);
+    await this.#query(
+      "UPDATE keys_kek_generations SET state = 'destroyed' WHERE generation = $1 AND state = 'retiring'",
+      [generation],
+    );
   }
 
   async health(): Promise<KeyManagerHealth> {
@@ -621,7 +677,11 @@ class PgWrappedStore implements WrappedKeyManager {
     try {
       await this.#pool.query('SELECT 1');
     } catch (err) {
-      return { status: 'degraded', backend, detail: unavailable('key store unavailable', err).detail ?? 'unreachable' };
+      return {
+        status: 'degraded',
+        backend,
+        detail: unavailable('key store unavailable', err).detail ?? 'unreachable',
+      };
     }
     return this.#wrapper.health();
   }

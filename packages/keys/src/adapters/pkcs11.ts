@@ -124,7 +124,10 @@ function aad(req: WrapRequest): Buffer {
 
 function hsmError(message: string, err: unknown): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  return new LatchkeyError('KEY_UNAVAILABLE', message, { cause: err, detail: err instanceof Error ? err.message : String(err) });
+  return new LatchkeyError('KEY_UNAVAILABLE', message, {
+    cause: err,
+    detail: err instanceof Error ? err.message : String(err),
+  });
 }
 
 /**
@@ -144,14 +147,20 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
   let session: Buffer | undefined;
   let key: Buffer;
   try {
-    const slot = mod.C_GetSlotList(true).find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
-    if (slot === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', { detail: opts.tokenLabel });
+    const slot = mod
+      .C_GetSlotList(true)
+      .find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
+    if (slot === undefined)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', {
+        detail: opts.tokenLabel,
+      });
     session = mod.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
     try {
       mod.C_Login(session, p11.CKU_USER, opts.pin);
     } catch (err) {
       // Login state is per application and token: another wrapper of this process logged in.
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN)) throw err;
+      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN))
+        throw err;
     }
     const s = session;
     mod.C_FindObjectsInit(s, [
@@ -161,7 +170,10 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
     ]);
     const found = mod.C_FindObjects(s, 2);
     mod.C_FindObjectsFinal(s);
-    if (found.length > 1) throw new LatchkeyError('KEY_UNAVAILABLE', 'more than one PKCS#11 key has this label', { detail: keyLabel });
+    if (found.length > 1)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'more than one PKCS#11 key has this label', {
+        detail: keyLabel,
+      });
     if (found[0] !== undefined) {
       key = found[0];
     } else if (opts.createKey === true) {
@@ -200,7 +212,13 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
     if (closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 wrapper is closed');
   };
   const mechanism = (iv: Buffer, req: WrapRequest): Pkcs11Js.Mechanism => {
-    const parameter: Pkcs11Js.AesGCM = { type: p11.CK_PARAMS_AES_GCM, iv, aad: aad(req), ivBits: IV_BYTES * 8, tagBits: TAG_BYTES * 8 };
+    const parameter: Pkcs11Js.AesGCM = {
+      type: p11.CK_PARAMS_AES_GCM,
+      iv,
+      aad: aad(req),
+      ivBits: IV_BYTES * 8,
+      tagBits: TAG_BYTES * 8,
+    };
     return { mechanism: p11.CKM_AES_GCM, parameter };
   };
   const bool = (v: Buffer | undefined): boolean => v !== undefined && v.length > 0 && v[0] !== 0;
@@ -216,7 +234,8 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
       try {
         mod.C_EncryptInit(s, mechanism(iv, req), key);
         const out = mod.C_Encrypt(s, data, Buffer.alloc(KEY_BYTES + TAG_BYTES));
-        if (out.length !== KEY_BYTES + TAG_BYTES) throw new Error(`unexpected GCM output of ${out.length} bytes`);
+        if (out.length !== KEY_BYTES + TAG_BYTES)
+          throw new Error(`unexpected GCM output of ${out.length} bytes`);
         return concatBytes(new Uint8Array([FORMAT]), iv, out);
       } catch (err) {
         throw hsmError('the HSM could not wrap the key', err);
@@ -226,7 +245,8 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
     },
     async unwrap(wrapped, req) {
       live();
-      if (wrapped.length !== WRAPPED_BYTES || wrapped[0] !== FORMAT) throw new AuthenticationError();
+      if (wrapped.length !== WRAPPED_BYTES || wrapped[0] !== FORMAT)
+        throw new AuthenticationError();
       const iv = Buffer.from(wrapped.subarray(1, 1 + IV_BYTES));
       const body = Buffer.from(wrapped.subarray(1 + IV_BYTES));
       try {
@@ -243,7 +263,12 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
         // Either way, if the session is still healthy it was the data, not the device.
         const dataError =
           err instanceof p11.Pkcs11Error &&
-          [p11.CKR_ENCRYPTED_DATA_INVALID, p11.CKR_ENCRYPTED_DATA_LEN_RANGE, p11.CKR_FUNCTION_FAILED, p11.CKR_GENERAL_ERROR].includes(err.code);
+          [
+            p11.CKR_ENCRYPTED_DATA_INVALID,
+            p11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+            p11.CKR_FUNCTION_FAILED,
+            p11.CKR_GENERAL_ERROR,
+          ].includes(err.code);
         let healthy: boolean;
         try {
           mod.C_GetSessionInfo(s);
@@ -268,7 +293,11 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
         mod.C_GetSessionInfo(s);
         return { status: 'ok', backend: 'pkcs11' };
       } catch (err) {
-        return { status: 'degraded', backend: 'pkcs11', detail: err instanceof Error ? err.message : String(err) };
+        return {
+          status: 'degraded',
+          backend: 'pkcs11',
+          detail: err instanceof Error ? err.message : String(err),
+        };
       }
     },
     keyAttributes() {
@@ -331,7 +360,11 @@ export function createPkcs11Generations(opts: Pkcs11WrapperOptions): KekGenerati
     wrapper: async (generation, { create }) => {
       const label = pkcs11GenerationLabel(base, generation);
       try {
-        const w = createPkcs11Wrapper({ ...opts, keyLabel: label, createKey: create || (generation <= 1 && opts.createKey === true) });
+        const w = createPkcs11Wrapper({
+          ...opts,
+          keyLabel: label,
+          createKey: create || (generation <= 1 && opts.createKey === true),
+        });
         opened.set(generation, label);
         return w;
       } catch (err) {
@@ -342,7 +375,8 @@ export function createPkcs11Generations(opts: Pkcs11WrapperOptions): KekGenerati
         return w;
       }
     },
-    destroy: async (generation) => destroyPkcs11Key(opts, opened.get(generation) ?? pkcs11GenerationLabel(base, generation)),
+    destroy: async (generation) =>
+      destroyPkcs11Key(opts, opened.get(generation) ?? pkcs11GenerationLabel(base, generation)),
   };
 }
 
@@ -360,13 +394,19 @@ export function destroyPkcs11Key(opts: Pkcs11WrapperOptions, label: string): voi
   const { p11, mod } = m;
   let session: Buffer | undefined;
   try {
-    const slot = mod.C_GetSlotList(true).find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
-    if (slot === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', { detail: opts.tokenLabel });
+    const slot = mod
+      .C_GetSlotList(true)
+      .find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
+    if (slot === undefined)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', {
+        detail: opts.tokenLabel,
+      });
     session = mod.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
     try {
       mod.C_Login(session, p11.CKU_USER, opts.pin);
     } catch (err) {
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN)) throw err;
+      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN))
+        throw err;
     }
     mod.C_FindObjectsInit(session, [
       { type: p11.CKA_CLASS, value: p11.CKO_SECRET_KEY },
@@ -396,7 +436,9 @@ export function destroyPkcs11Key(opts: Pkcs11WrapperOptions, label: string): voi
  * @throws LatchkeyError KEY_UNAVAILABLE as createPkcs11Wrapper, or when the store was made with
  *   another KEK.
  */
-export function openPkcs11KeyManager(opts: Pkcs11WrapperOptions & { path: string; now?: () => number }): Promise<WrappedKeyManager> {
+export function openPkcs11KeyManager(
+  opts: Pkcs11WrapperOptions & { path: string; now?: () => number },
+): Promise<WrappedKeyManager> {
   const { path, now, ...rest } = opts;
   return openWrappedKeyManager({
     path,

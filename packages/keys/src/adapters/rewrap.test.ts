@@ -3,7 +3,11 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deriveKek, unwrapContentKey } from '@latchkey/crypto/wrap';
 import { codeOf, tempDir } from '../../test/_helpers.ts';
-import { createInternalWrapper, openInternalKeyManager, rewrapInternalKeyStore } from './internal.ts';
+import {
+  createInternalWrapper,
+  openInternalKeyManager,
+  rewrapInternalKeyStore,
+} from './internal.ts';
 
 const oldMaster = new Uint8Array(32).fill(1);
 const newMaster = new Uint8Array(32).fill(2);
@@ -21,7 +25,11 @@ afterEach(() => cleanup());
 
 function storedBlobs(): { contact_id: string; epoch: number; wrapped: Uint8Array }[] {
   const raw = new Database(path, { readonly: true });
-  const rows = raw.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>('SELECT contact_id, epoch, wrapped FROM content_keys').all();
+  const rows = raw
+    .prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>(
+      'SELECT contact_id, epoch, wrapped FROM content_keys',
+    )
+    .all();
   raw.close();
   return rows;
 }
@@ -42,7 +50,9 @@ describe('master-key rotation (rewrap)', () => {
     const oldBlobs = storedBlobs();
 
     // Readers and writers keep going while the rewrap runs.
-    const reads = Promise.all(Array.from({ length: 30 }, (_, i) => km.getContentKey(`c${i % 9}`, i % 3)));
+    const reads = Promise.all(
+      Array.from({ length: 30 }, (_, i) => km.getContentKey(`c${i % 9}`, i % 3)),
+    );
     const writes = Promise.all([km.getContentKey('fresh'), km.rotate('c0')]);
     const { rewrapped } = await km.rewrap(createInternalWrapper(newMaster));
     for (const k of await reads) expect(hex(k.key)).toBe(before.get(`${k.contactId}/${k.epoch}`));
@@ -64,11 +74,17 @@ describe('master-key rotation (rewrap)', () => {
     const oldSet = new Set(oldBlobs.map((r) => hex(r.wrapped)));
     for (const r of now) {
       expect(oldSet.has(hex(r.wrapped))).toBe(false);
-      await expect(unwrapContentKey(oldKek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch })).rejects.toThrow();
-      (await unwrapContentKey(newKek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch })).fill(0);
+      await expect(
+        unwrapContentKey(oldKek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch }),
+      ).rejects.toThrow();
+      (await unwrapContentKey(newKek, r.wrapped, { contactId: r.contact_id, epoch: r.epoch })).fill(
+        0,
+      );
     }
 
-    expect(await codeOf(openInternalKeyManager({ path, masterKey: oldMaster }))).toBe('KEY_UNAVAILABLE');
+    expect(await codeOf(openInternalKeyManager({ path, masterKey: oldMaster }))).toBe(
+      'KEY_UNAVAILABLE',
+    );
     const again = await openInternalKeyManager({ path, masterKey: newMaster });
     for (const [id, k] of before) {
       const [c, e] = id.split('/');
@@ -85,9 +101,13 @@ describe('master-key rotation (rewrap)', () => {
     const a = await km.getContentKey('c1');
     await km.close();
     const wrong = new Uint8Array(32).fill(9);
-    expect(await codeOf(rewrapInternalKeyStore({ path, masterKey: wrong, newMasterKey: newMaster }))).toBe('KEY_UNAVAILABLE');
+    expect(
+      await codeOf(rewrapInternalKeyStore({ path, masterKey: wrong, newMasterKey: newMaster })),
+    ).toBe('KEY_UNAVAILABLE');
     const blobs = storedBlobs().map((r) => hex(r.wrapped));
-    expect(await rewrapInternalKeyStore({ path, masterKey: oldMaster, newMasterKey: newMaster })).toEqual({ rewrapped: 1 });
+    expect(
+      await rewrapInternalKeyStore({ path, masterKey: oldMaster, newMasterKey: newMaster }),
+    ).toEqual({ rewrapped: 1 });
     expect(storedBlobs().map((r) => hex(r.wrapped))).not.toEqual(blobs);
     const again = await openInternalKeyManager({ path, masterKey: newMaster });
     expect((await again.getContentKey('c1')).key).toEqual(a.key);

@@ -170,7 +170,8 @@ function guard<T>(fn: () => T): T {
 }
 
 export function checkContactId(contactId: string): void {
-  if (!Id.safeParse(contactId).success) throw new LatchkeyError('BAD_REQUEST', 'invalid contact id');
+  if (!Id.safeParse(contactId).success)
+    throw new LatchkeyError('BAD_REQUEST', 'invalid contact id');
 }
 
 export function checkEpoch(epoch: number | undefined): void {
@@ -179,7 +180,8 @@ export function checkEpoch(epoch: number | undefined): void {
   }
 }
 
-const destroyed = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
+const destroyed = (): LatchkeyError =>
+  new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
 const unknownContact = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'unknown contact');
 const unknownEpoch = (): LatchkeyError => new LatchkeyError('NOT_FOUND', 'unknown epoch');
 
@@ -235,14 +237,21 @@ export function openKeyDatabase(path: string): Database.Database {
  * Verifies (creating on first use) the key-check value of `wrapper` in `db`.
  * @throws LatchkeyError KEY_UNAVAILABLE with `mismatch` when the KEK is not the store's.
  */
-async function checkKek(db: Database.Database, wrapper: KeyWrapper, mismatch: string, path: string): Promise<void> {
+async function checkKek(
+  db: Database.Database,
+  wrapper: KeyWrapper,
+  mismatch: string,
+  path: string,
+): Promise<void> {
   const ctx = { ...CHECK_CTX, reason: 'create' as WrapReason };
   try {
     const probe = randomBytes(32);
     const fresh = await wrapper.wrap(probe, ctx);
     probe.fill(0);
     db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('kek_check', ?)").run(fresh);
-    const row = db.prepare<[], { value: Uint8Array }>("SELECT value FROM meta WHERE name = 'kek_check'").get();
+    const row = db
+      .prepare<[], { value: Uint8Array }>("SELECT value FROM meta WHERE name = 'kek_check'")
+      .get();
     if (row === undefined) throw new Error('kek_check missing');
     (await wrapper.unwrap(row.value, { ...ctx, reason: 'fetch' })).fill(0);
   } catch (err) {
@@ -260,7 +269,9 @@ async function checkKek(db: Database.Database, wrapper: KeyWrapper, mismatch: st
  * @throws LatchkeyError KEY_UNAVAILABLE when the KEK does not match the store, the schema is
  *   newer than this build, or the file cannot be opened.
  */
-export async function openWrappedKeyManager(opts: WrappedKeyManagerOptions): Promise<WrappedKeyManager> {
+export async function openWrappedKeyManager(
+  opts: WrappedKeyManagerOptions,
+): Promise<WrappedKeyManager> {
   let db: Database.Database;
   try {
     db = openKeyDatabase(opts.path);
@@ -271,7 +282,13 @@ export async function openWrappedKeyManager(opts: WrappedKeyManagerOptions): Pro
   let wrapper: KeyWrapper;
   if (isGenerations(opts.wrapper)) {
     try {
-      const g = guard(() => db.prepare<[], { generation: number }>("SELECT generation FROM kek_generations WHERE state = 'current'").get());
+      const g = guard(() =>
+        db
+          .prepare<[], { generation: number }>(
+            "SELECT generation FROM kek_generations WHERE state = 'current'",
+          )
+          .get(),
+      );
       wrapper = await opts.wrapper.wrapper(g?.generation ?? 1, { create: false });
     } catch (err) {
       db.close();
@@ -282,7 +299,12 @@ export async function openWrappedKeyManager(opts: WrappedKeyManagerOptions): Pro
   }
   if (wrapper.checkAtOpen) {
     try {
-      await checkKek(db, wrapper, opts.mismatchMessage ?? 'the key-encryption key does not match this key database', opts.path);
+      await checkKek(
+        db,
+        wrapper,
+        opts.mismatchMessage ?? 'the key-encryption key does not match this key database',
+        opts.path,
+      );
     } catch (err) {
       db.close();
       await wrapper.close();
@@ -311,11 +333,15 @@ class WrappedStore implements WrappedKeyManager {
     this.#wrapper = wrapper;
     this.#now = now;
     this.#sql = {
-      contact: db.prepare<[string], ContactRow>('SELECT current_epoch, destroyed_at FROM contacts WHERE contact_id = ?'),
+      contact: db.prepare<[string], ContactRow>(
+        'SELECT current_epoch, destroyed_at FROM contacts WHERE contact_id = ?',
+      ),
       key: db.prepare<[string, number], { wrapped: Uint8Array }>(
         'SELECT wrapped FROM content_keys WHERE contact_id = ? AND epoch = ?',
       ),
-      allKeys: db.prepare<[], KeyRow>('SELECT contact_id, epoch, wrapped FROM content_keys ORDER BY contact_id, epoch'),
+      allKeys: db.prepare<[], KeyRow>(
+        'SELECT contact_id, epoch, wrapped FROM content_keys ORDER BY contact_id, epoch',
+      ),
       insertContact: db.prepare<[string, number]>(
         'INSERT OR IGNORE INTO contacts (contact_id, current_epoch, created_at) VALUES (?, 0, ?)',
       ),
@@ -325,24 +351,32 @@ class WrappedStore implements WrappedKeyManager {
       updateKey: db.prepare<[Uint8Array, string, number]>(
         'UPDATE content_keys SET wrapped = ? WHERE contact_id = ? AND epoch = ?',
       ),
-      setEpoch: db.prepare<[number, string]>('UPDATE contacts SET current_epoch = ? WHERE contact_id = ?'),
+      setEpoch: db.prepare<[number, string]>(
+        'UPDATE contacts SET current_epoch = ? WHERE contact_id = ?',
+      ),
       deleteKeys: db.prepare<[string]>('DELETE FROM content_keys WHERE contact_id = ?'),
       tombstone: db.prepare<[string, number, number]>(
         `INSERT INTO contacts (contact_id, current_epoch, created_at, destroyed_at) VALUES (?, 0, ?, ?)
          ON CONFLICT (contact_id) DO UPDATE SET destroyed_at = coalesce(destroyed_at, excluded.destroyed_at)`,
       ),
-      setCheck: db.prepare<[Uint8Array]>("INSERT OR REPLACE INTO meta (name, value) VALUES ('kek_check', ?)"),
+      setCheck: db.prepare<[Uint8Array]>(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('kek_check', ?)",
+      ),
       generations: db.prepare<[], { generation: number; state: string; tainted_at: number | null }>(
         "SELECT generation, state, tainted_at FROM kek_generations WHERE state <> 'destroyed' ORDER BY generation",
       ),
-      taint: db.prepare<[number]>("UPDATE kek_generations SET tainted_at = coalesce(tainted_at, ?) WHERE state = 'current'"),
+      taint: db.prepare<[number]>(
+        "UPDATE kek_generations SET tainted_at = coalesce(tainted_at, ?) WHERE state = 'current'",
+      ),
       retire: db.prepare<[number, number]>(
         "UPDATE kek_generations SET state = 'retiring', retired_at = ?, rewrapped = ? WHERE state = 'current'",
       ),
       newGeneration: db.prepare<[number]>(
         "INSERT INTO kek_generations (generation, state, created_at) SELECT max(generation) + 1, 'current', ? FROM kek_generations",
       ),
-      destroyedGeneration: db.prepare<[number]>("UPDATE kek_generations SET state = 'destroyed' WHERE generation = ? AND state = 'retiring'"),
+      destroyedGeneration: db.prepare<[number]>(
+        "UPDATE kek_generations SET state = 'destroyed' WHERE generation = ? AND state = 'retiring'",
+      ),
       deleteCheck: db.prepare("DELETE FROM meta WHERE name = 'kek_check'"),
       ping: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM meta'),
     };
@@ -399,12 +433,19 @@ class WrappedStore implements WrappedKeyManager {
   }
 
   /** A fresh content key wrapped by the current wrapper, and that wrapper's generation. */
-  async #fresh(contactId: string, epoch: number, reason: WrapReason): Promise<{ wrapped: Uint8Array; generation: number }> {
+  async #fresh(
+    contactId: string,
+    epoch: number,
+    reason: WrapReason,
+  ): Promise<{ wrapped: Uint8Array; generation: number }> {
     while (this.#rewrapping !== null) await this.#rewrapping.catch(() => undefined);
     const generation = this.#generation;
     const wrapper = this.#wrapper;
     try {
-      return { wrapped: await wrapFreshContentKey(wrapper, { contactId, epoch, reason }), generation };
+      return {
+        wrapped: await wrapFreshContentKey(wrapper, { contactId, epoch, reason }),
+        generation,
+      };
     } catch (err) {
       throw unavailable('key could not be wrapped', err);
     }
@@ -471,7 +512,8 @@ class WrappedStore implements WrappedKeyManager {
             if (now.destroyed_at !== null) throw destroyed();
             // Someone else rotated while we wrapped (our key is bound to a taken epoch), or
             // the wrapper was replaced: retry.
-            if (now.current_epoch !== c.current_epoch || generation !== this.#generation) return false;
+            if (now.current_epoch !== c.current_epoch || generation !== this.#generation)
+              return false;
             this.#sql.insertKey.run(contactId, next, wrapped, this.#now());
             this.#sql.setEpoch.run(next, contactId);
             return true;
@@ -504,7 +546,8 @@ class WrappedStore implements WrappedKeyManager {
 
   async rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
     this.#open();
-    if (this.#rewrapping !== null) throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
+    if (this.#rewrapping !== null)
+      throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
     const job = this.#rewrap(next);
     this.#rewrapping = job;
     try {
@@ -589,7 +632,8 @@ class WrappedStore implements WrappedKeyManager {
     this.#open();
     const rows = guard(() => this.#sql.generations.all());
     const current = rows.find((r) => r.state === 'current');
-    if (current === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
+    if (current === undefined)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'key database has no current key generation');
     return {
       generation: current.generation,
       taintedSince: current.tainted_at,
@@ -608,7 +652,11 @@ class WrappedStore implements WrappedKeyManager {
     try {
       this.#sql.ping.get();
     } catch (err) {
-      return { status: 'degraded', backend, detail: err instanceof Error ? err.message : String(err) };
+      return {
+        status: 'degraded',
+        backend,
+        detail: err instanceof Error ? err.message : String(err),
+      };
     }
     return this.#wrapper.health();
   }

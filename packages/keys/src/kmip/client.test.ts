@@ -22,11 +22,19 @@ try {
 
 type Reply = (request: TtlvItem, socket: TLSSocket) => void;
 
-function response(batchId: Uint8Array | undefined, op: number, status: number, extra: TtlvItem[] = []): Uint8Array {
+function response(
+  batchId: Uint8Array | undefined,
+  op: number,
+  status: number,
+  extra: TtlvItem[] = [],
+): Uint8Array {
   return encodeTtlv(
     ttlv.structure(TAG.ResponseMessage, [
       ttlv.structure(TAG.ResponseHeader, [
-        ttlv.structure(TAG.ProtocolVersion, [ttlv.integer(TAG.ProtocolVersionMajor, 1), ttlv.integer(TAG.ProtocolVersionMinor, 4)]),
+        ttlv.structure(TAG.ProtocolVersion, [
+          ttlv.integer(TAG.ProtocolVersionMajor, 1),
+          ttlv.integer(TAG.ProtocolVersionMinor, 4),
+        ]),
         ttlv.dateTime(TAG.TimeStamp, 0x4f9a54e5n),
         ttlv.integer(TAG.BatchCount, 1),
       ]),
@@ -40,7 +48,8 @@ function response(batchId: Uint8Array | undefined, op: number, status: number, e
   );
 }
 
-const batchIdOf = (req: TtlvItem): Uint8Array => child(child(req, TAG.BatchItem, 'Structure'), TAG.UniqueBatchItemId, 'ByteString').value;
+const batchIdOf = (req: TtlvItem): Uint8Array =>
+  child(child(req, TAG.BatchItem, 'Structure'), TAG.UniqueBatchItemId, 'ByteString').value;
 
 describe.skipIf(!hasOpenssl)('KMIP client against a hostile server', () => {
   const home = tempDir('latchkey-kmip-client-');
@@ -54,19 +63,22 @@ describe.skipIf(!hasOpenssl)('KMIP client against a hostile server', () => {
     const s = pki.issue('fake-server', 'serverAuth');
     const c = pki.issue('fake-client', 'clientAuth');
     client = { ca: pki.ca, cert: c.cert, key: c.key };
-    server = createServer({ cert: s.cert, key: s.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true }, (sock) => {
-      let buf = Buffer.alloc(0);
-      sock.on('error', () => undefined);
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        if (buf.length < 8) return;
-        const total = 8 + buf.readUInt32BE(4);
-        if (buf.length < total) return;
-        const req = decodeTtlv(new Uint8Array(buf.subarray(0, total)));
-        buf = buf.subarray(total);
-        reply(req, sock);
-      });
-    });
+    server = createServer(
+      { cert: s.cert, key: s.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true },
+      (sock) => {
+        let buf = Buffer.alloc(0);
+        sock.on('error', () => undefined);
+        sock.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          if (buf.length < 8) return;
+          const total = 8 + buf.readUInt32BE(4);
+          if (buf.length < total) return;
+          const req = decodeTtlv(new Uint8Array(buf.subarray(0, total)));
+          buf = buf.subarray(total);
+          reply(req, sock);
+        });
+      },
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const addr = server.address();
     port = typeof addr === 'object' && addr !== null ? addr.port : 0;
@@ -76,7 +88,8 @@ describe.skipIf(!hasOpenssl)('KMIP client against a hostile server', () => {
     home.cleanup();
   });
 
-  const kmip = (): KmipClient => new KmipClient({ host: '127.0.0.1', port, ...client, timeoutMs: 500, maxResponseBytes: 4096 });
+  const kmip = (): KmipClient =>
+    new KmipClient({ host: '127.0.0.1', port, ...client, timeoutMs: 500, maxResponseBytes: 4096 });
   const failure = async (p: Promise<unknown>): Promise<LatchkeyError> => {
     const err = await p.then(
       () => undefined,
@@ -87,20 +100,39 @@ describe.skipIf(!hasOpenssl)('KMIP client against a hostile server', () => {
   };
 
   it('works when the server plays by the rules', async () => {
-    reply = (req, sock) => sock.write(response(batchIdOf(req), 8, 0, [ttlv.structure(TAG.ResponsePayload, [ttlv.text(TAG.UniqueIdentifier, 'k1')])]));
+    reply = (req, sock) =>
+      sock.write(
+        response(batchIdOf(req), 8, 0, [
+          ttlv.structure(TAG.ResponsePayload, [ttlv.text(TAG.UniqueIdentifier, 'k1')]),
+        ]),
+      );
     const c = kmip();
     expect(await c.locate('kek')).toEqual(['k1']);
-    expect(await Promise.all([c.locate('a'), c.locate('b'), c.locate('c')])).toEqual([['k1'], ['k1'], ['k1']]);
+    expect(await Promise.all([c.locate('a'), c.locate('b'), c.locate('c')])).toEqual([
+      ['k1'],
+      ['k1'],
+      ['k1'],
+    ]);
     c.close();
   });
 
   it('maps a failed operation to KmipResultError with the reason', async () => {
     reply = (req, sock) =>
-      sock.write(response(batchIdOf(req), 8, 1, [ttlv.enumeration(TAG.ResultReason, 0x0c), ttlv.text(TAG.ResultMessage, 'no')]));
+      sock.write(
+        response(batchIdOf(req), 8, 1, [
+          ttlv.enumeration(TAG.ResultReason, 0x0c),
+          ttlv.text(TAG.ResultMessage, 'no'),
+        ]),
+      );
     const c = kmip();
     const err = await failure(c.locate('kek'));
     expect(err).toBeInstanceOf(KmipResultError);
-    expect(err).toMatchObject({ reason: 0x0c, status: 1, message: 'KMIP Locate failed: Permission Denied', detail: 'no' });
+    expect(err).toMatchObject({
+      reason: 0x0c,
+      status: 1,
+      message: 'KMIP Locate failed: Permission Denied',
+      detail: 'no',
+    });
     c.close();
   });
 

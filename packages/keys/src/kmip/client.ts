@@ -69,8 +69,13 @@ export class KmipResultError extends LatchkeyError {
     readonly reason: number | undefined,
     resultMessage: string | undefined,
   ) {
-    const why = reason === undefined ? `status ${status}` : (RESULT_REASON_NAMES[reason] ?? `reason 0x${reason.toString(16)}`);
-    super('KEY_UNAVAILABLE', `KMIP ${operation} failed: ${why}`, { ...(resultMessage === undefined ? {} : { detail: resultMessage }) });
+    const why =
+      reason === undefined
+        ? `status ${status}`
+        : (RESULT_REASON_NAMES[reason] ?? `reason 0x${reason.toString(16)}`);
+    super('KEY_UNAVAILABLE', `KMIP ${operation} failed: ${why}`, {
+      ...(resultMessage === undefined ? {} : { detail: resultMessage }),
+    });
   }
 }
 
@@ -108,10 +113,13 @@ const unavailable = (message: string, err?: unknown): LatchkeyError =>
   LatchkeyError.is(err)
     ? err
     : new LatchkeyError('KEY_UNAVAILABLE', message, {
-        ...(err === undefined ? {} : { cause: err, detail: err instanceof Error ? err.message : String(err) }),
+        ...(err === undefined
+          ? {}
+          : { cause: err, detail: err instanceof Error ? err.message : String(err) }),
       });
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** One TLS connection and the single request in flight on it. */
 class Connection {
@@ -140,7 +148,11 @@ class Connection {
         key: Buffer.from(opts.key),
         // Node checks the certificate against `servername ?? host` (an IP against IP SANs);
         // SNI itself is only sent for names.
-        ...(opts.servername !== undefined ? { servername: opts.servername } : isIP(opts.host) ? {} : { servername: opts.host }),
+        ...(opts.servername !== undefined
+          ? { servername: opts.servername }
+          : isIP(opts.host)
+            ? {}
+            : { servername: opts.host }),
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
       });
@@ -208,7 +220,10 @@ class Connection {
   exchange(request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     if (!this.alive) return Promise.reject(this.failure ?? new Error('connection closed'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new Error(`no KMIP response within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => this.fail(new Error(`no KMIP response within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiting = {
         resolve: (b) => {
           clearTimeout(timer);
@@ -315,7 +330,8 @@ export class KmipClient {
       const header = child(msg, TAG.ResponseHeader, 'Structure');
       const count = child(header, TAG.BatchCount, 'Integer').value;
       const items = childrenOf(msg, TAG.BatchItem, 'Structure');
-      if (count !== 1 || items.length !== 1) throw new TtlvError('UNEXPECTED', `expected one batch item, got ${items.length}`);
+      if (count !== 1 || items.length !== 1)
+        throw new TtlvError('UNEXPECTED', `expected one batch item, got ${items.length}`);
       const item = items[0]!;
       const status = child(item, TAG.ResultStatus, 'Enumeration').value;
       if (status !== RESULT_STATUS.Success) {
@@ -324,10 +340,21 @@ export class KmipClient {
         throw new KmipResultError(operation, status, reason, message);
       }
       const echoed = optionalChild(item, TAG.UniqueBatchItemId, 'ByteString')?.value;
-      if (echoed === undefined || !sameBytes(echoed, id)) throw new TtlvError('UNEXPECTED', 'response does not answer this request (Unique Batch Item ID)');
+      if (echoed === undefined || !sameBytes(echoed, id))
+        throw new TtlvError(
+          'UNEXPECTED',
+          'response does not answer this request (Unique Batch Item ID)',
+        );
       const op = optionalChild(item, TAG.Operation, 'Enumeration')?.value;
-      if (op !== OPERATION[operation]) throw new TtlvError('UNEXPECTED', `response is for operation ${String(op)}, not ${operation}`);
-      return optionalChild(item, TAG.ResponsePayload, 'Structure') ?? ttlv.structure(TAG.ResponsePayload, []);
+      if (op !== OPERATION[operation])
+        throw new TtlvError(
+          'UNEXPECTED',
+          `response is for operation ${String(op)}, not ${operation}`,
+        );
+      return (
+        optionalChild(item, TAG.ResponsePayload, 'Structure') ??
+        ttlv.structure(TAG.ResponsePayload, [])
+      );
     } catch (err) {
       if (err instanceof KmipResultError) throw err;
       // The stream may be out of step with what we think: start over on a new connection.
@@ -358,10 +385,17 @@ export class KmipClient {
       attr('Cryptographic Algorithm', ttlv.enumeration(v, CRYPTOGRAPHIC_ALGORITHM.AES)),
       attr('Cryptographic Length', ttlv.integer(v, 256)),
       attr('Cryptographic Usage Mask', ttlv.integer(v, o.usageMask)),
-      attr('Name', ttlv.structure(v, [ttlv.text(TAG.NameValue, o.name), ttlv.enumeration(TAG.NameType, NAME_TYPE.UninterpretedTextString)])),
+      attr(
+        'Name',
+        ttlv.structure(v, [
+          ttlv.text(TAG.NameValue, o.name),
+          ttlv.enumeration(TAG.NameType, NAME_TYPE.UninterpretedTextString),
+        ]),
+      ),
     ];
     if (o.sensitive !== undefined) attrs.push(attr('Sensitive', ttlv.boolean(v, o.sensitive)));
-    if (o.extractable !== undefined) attrs.push(attr('Extractable', ttlv.boolean(v, o.extractable)));
+    if (o.extractable !== undefined)
+      attrs.push(attr('Extractable', ttlv.boolean(v, o.extractable)));
     const res = await this.call('Create', [
       ttlv.enumeration(TAG.ObjectType, OBJECT_TYPE.SymmetricKey),
       ttlv.structure(TAG.TemplateAttribute, attrs),
@@ -376,7 +410,10 @@ export class KmipClient {
 
   /** Get Attributes: the named attributes of an object (all, when `names` is empty). @throws as call(). */
   async getAttributes(id: string, names: string[] = []): Promise<KmipAttribute[]> {
-    const res = await this.call('GetAttributes', [ttlv.text(TAG.UniqueIdentifier, id), ...names.map((n) => ttlv.text(TAG.AttributeName, n))]);
+    const res = await this.call('GetAttributes', [
+      ttlv.text(TAG.UniqueIdentifier, id),
+      ...names.map((n) => ttlv.text(TAG.AttributeName, n)),
+    ]);
     try {
       return childrenOf(res, TAG.Attribute, 'Structure').map((a) => {
         const value = a.value.find((x) => x.tag === TAG.AttributeValue);
@@ -394,12 +431,16 @@ export class KmipClient {
 
   /** Locate: the identifiers of the symmetric keys with this Name. @throws as call(). */
   async locate(name: string): Promise<string[]> {
-    const attr = (n: string, value: TtlvItem): TtlvItem => ttlv.structure(TAG.Attribute, [ttlv.text(TAG.AttributeName, n), value]);
+    const attr = (n: string, value: TtlvItem): TtlvItem =>
+      ttlv.structure(TAG.Attribute, [ttlv.text(TAG.AttributeName, n), value]);
     const res = await this.call('Locate', [
       attr('Object Type', ttlv.enumeration(TAG.AttributeValue, OBJECT_TYPE.SymmetricKey)),
       attr(
         'Name',
-        ttlv.structure(TAG.AttributeValue, [ttlv.text(TAG.NameValue, name), ttlv.enumeration(TAG.NameType, NAME_TYPE.UninterpretedTextString)]),
+        ttlv.structure(TAG.AttributeValue, [
+          ttlv.text(TAG.NameValue, name),
+          ttlv.enumeration(TAG.NameType, NAME_TYPE.UninterpretedTextString),
+        ]),
       ),
     ]);
     try {
@@ -421,7 +462,11 @@ export class KmipClient {
    * Encrypt (KMIP 1.2+) with AES-GCM under key `id`, inside the server.
    * @throws as call(); KEY_UNAVAILABLE when the server's answer lacks the ciphertext or tag.
    */
-  async encryptGcm(id: string, data: Uint8Array, o: GcmEncryptOptions): Promise<{ ciphertext: Uint8Array; tag: Uint8Array }> {
+  async encryptGcm(
+    id: string,
+    data: Uint8Array,
+    o: GcmEncryptOptions,
+  ): Promise<{ ciphertext: Uint8Array; tag: Uint8Array }> {
     const res = await this.call('Encrypt', [
       ttlv.text(TAG.UniqueIdentifier, id),
       KmipClient.gcmParameters(o.tagLength),
@@ -433,9 +478,12 @@ export class KmipClient {
       const ciphertext = child(res, TAG.Data, 'ByteString').value;
       const tag = child(res, TAG.AuthenticatedEncryptionTag, 'ByteString').value;
       const iv = optionalChild(res, TAG.IvCounterNonce, 'ByteString')?.value;
-      if (iv !== undefined && !sameBytes(iv, o.iv)) throw new TtlvError('UNEXPECTED', 'server used another IV');
-      if (tag.length !== o.tagLength) throw new TtlvError('UNEXPECTED', `tag of ${tag.length} bytes`);
-      if (ciphertext.length !== data.length) throw new TtlvError('UNEXPECTED', 'ciphertext length differs from the data');
+      if (iv !== undefined && !sameBytes(iv, o.iv))
+        throw new TtlvError('UNEXPECTED', 'server used another IV');
+      if (tag.length !== o.tagLength)
+        throw new TtlvError('UNEXPECTED', `tag of ${tag.length} bytes`);
+      if (ciphertext.length !== data.length)
+        throw new TtlvError('UNEXPECTED', 'ciphertext length differs from the data');
       return { ciphertext, tag };
     } catch (err) {
       throw unavailable('malformed KMIP response', err);
@@ -443,7 +491,11 @@ export class KmipClient {
   }
 
   /** Decrypt (KMIP 1.2+) with AES-GCM under key `id`, inside the server. @throws as call(). */
-  async decryptGcm(id: string, ciphertext: Uint8Array, o: { iv: Uint8Array; aad: Uint8Array; tag: Uint8Array }): Promise<Uint8Array> {
+  async decryptGcm(
+    id: string,
+    ciphertext: Uint8Array,
+    o: { iv: Uint8Array; aad: Uint8Array; tag: Uint8Array },
+  ): Promise<Uint8Array> {
     const res = await this.call('Decrypt', [
       ttlv.text(TAG.UniqueIdentifier, id),
       KmipClient.gcmParameters(o.tag.length),
@@ -463,7 +515,9 @@ export class KmipClient {
   async revoke(id: string): Promise<void> {
     await this.call('Revoke', [
       ttlv.text(TAG.UniqueIdentifier, id),
-      ttlv.structure(TAG.RevocationReason, [ttlv.enumeration(TAG.RevocationReasonCode, REVOCATION_REASON_CODE.CessationOfOperation)]),
+      ttlv.structure(TAG.RevocationReason, [
+        ttlv.enumeration(TAG.RevocationReasonCode, REVOCATION_REASON_CODE.CessationOfOperation),
+      ]),
     ]);
   }
 

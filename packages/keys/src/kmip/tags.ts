@@ -87,7 +87,12 @@ export const STATE_NAMES: Readonly<Record<number, string>> = {
 };
 
 /** Result Status (§9.1.3.2.28). */
-export const RESULT_STATUS = { Success: 0, OperationFailed: 1, OperationPending: 2, OperationUndone: 3 } as const;
+export const RESULT_STATUS = {
+  Success: 0,
+  OperationFailed: 1,
+  OperationPending: 2,
+  OperationUndone: 3,
+} as const;
 
 /** Result Reason (§9.1.3.2.29): the names a failed operation is reported with. */
 export const RESULT_REASON_NAMES: Readonly<Record<number, string>> = {

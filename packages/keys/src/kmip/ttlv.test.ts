@@ -7,13 +7,25 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TAG } from './tags.ts';
-import { child, childrenOf, decodeTtlv, encodeTtlv, ttlv, ttlvFrameLength, TtlvError, type TtlvItem, type TtlvType } from './ttlv.ts';
+import {
+  child,
+  childrenOf,
+  decodeTtlv,
+  encodeTtlv,
+  ttlv,
+  ttlvFrameLength,
+  TtlvError,
+  type TtlvItem,
+  type TtlvType,
+} from './ttlv.ts';
 
 interface Vectors {
   primitives: { name: string; type: TtlvType; value: string | null; encoding: string }[];
   messages: { name: string; encoding: string }[];
 }
-const vectors = JSON.parse(readFileSync(new URL('../../test/vectors/kmip-ttlv.json', import.meta.url), 'utf8')) as Vectors;
+const vectors = JSON.parse(
+  readFileSync(new URL('../../test/vectors/kmip-ttlv.json', import.meta.url), 'utf8'),
+) as Vectors;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 
@@ -73,7 +85,9 @@ describe('TTLV: KMIP 1.4 §9.1.2 encoding examples', () => {
     });
   }
   it('spells out the Integer 8 example', () => {
-    expect(hex(encodeTtlv(ttlv.integer(0x420020, 8)))).toBe('420020' + '02' + '00000004' + '0000000800000000');
+    expect(hex(encodeTtlv(ttlv.integer(0x420020, 8)))).toBe(
+      '420020' + '02' + '00000004' + '0000000800000000',
+    );
   });
 });
 
@@ -90,11 +104,19 @@ describe('TTLV: KMIP test case messages', () => {
   it('reads the fields of the Create request and response (test case 3.1.1)', () => {
     const req = decodeTtlv(unhex(vectors.messages[0]!.encoding));
     expect(req.tag).toBe(TAG.RequestMessage);
-    const version = child(child(req, TAG.RequestHeader, 'Structure'), TAG.ProtocolVersion, 'Structure');
+    const version = child(
+      child(req, TAG.RequestHeader, 'Structure'),
+      TAG.ProtocolVersion,
+      'Structure',
+    );
     expect(child(version, TAG.ProtocolVersionMajor, 'Integer').value).toBe(1);
     const item = child(req, TAG.BatchItem, 'Structure');
     expect(child(item, TAG.Operation, 'Enumeration').value).toBe(1);
-    const attrs = childrenOf(child(child(item, TAG.RequestPayload, 'Structure'), TAG.TemplateAttribute, 'Structure'), TAG.Attribute, 'Structure');
+    const attrs = childrenOf(
+      child(child(item, TAG.RequestPayload, 'Structure'), TAG.TemplateAttribute, 'Structure'),
+      TAG.Attribute,
+      'Structure',
+    );
     expect(attrs.map((a) => child(a, TAG.AttributeName, 'TextString').value)).toEqual([
       'Cryptographic Algorithm',
       'Cryptographic Length',
@@ -103,12 +125,15 @@ describe('TTLV: KMIP test case messages', () => {
     expect(attrs.map((a) => a.value[1]?.value)).toEqual([3, 128, 12]);
 
     const res = decodeTtlv(unhex(vectors.messages[1]!.encoding));
-    expect(child(child(res, TAG.ResponseHeader, 'Structure'), TAG.TimeStamp, 'DateTime').value).toBe(0x4f9a54e5n);
+    expect(
+      child(child(res, TAG.ResponseHeader, 'Structure'), TAG.TimeStamp, 'DateTime').value,
+    ).toBe(0x4f9a54e5n);
     const rItem = child(res, TAG.BatchItem, 'Structure');
     expect(child(rItem, TAG.ResultStatus, 'Enumeration').value).toBe(0);
-    expect(child(child(rItem, TAG.ResponsePayload, 'Structure'), TAG.UniqueIdentifier, 'TextString').value).toBe(
-      'fb4b5b9c-6188-4c63-8142-fe9c328129fc',
-    );
+    expect(
+      child(child(rItem, TAG.ResponsePayload, 'Structure'), TAG.UniqueIdentifier, 'TextString')
+        .value,
+    ).toBe('fb4b5b9c-6188-4c63-8142-fe9c328129fc');
   });
 
   it('reads the error response (Operation Failed, Invalid Message)', () => {
@@ -116,7 +141,9 @@ describe('TTLV: KMIP test case messages', () => {
     const item = child(res, TAG.BatchItem, 'Structure');
     expect(child(item, TAG.ResultStatus, 'Enumeration').value).toBe(1);
     expect(child(item, TAG.ResultReason, 'Enumeration').value).toBe(4);
-    expect(child(item, TAG.ResultMessage, 'TextString').value).toBe('Default response. No operations supported.');
+    expect(child(item, TAG.ResultMessage, 'TextString').value).toBe(
+      'Default response. No operations supported.',
+    );
   });
 });
 
@@ -132,11 +159,15 @@ describe('TTLV: hostile input', () => {
   it('refuses lengths that lie, in the outer structure and in a child', () => {
     expect(codeOf(() => decodeTtlv(withLength(create, 0, 0xffffffff)))).toBe('TRUNCATED');
     // A structure that claims less than its children take cuts the last child short.
-    expect(codeOf(() => decodeTtlv(withLength(create, 0, create.length - 8 - 8)))).toBe('TRUNCATED');
+    expect(codeOf(() => decodeTtlv(withLength(create, 0, create.length - 8 - 8)))).toBe(
+      'TRUNCATED',
+    );
     const longer = new Uint8Array(create.length + 8);
     longer.set(create);
     expect(codeOf(() => decodeTtlv(longer))).toBe('TRAILING_BYTES');
-    expect(codeOf(() => decodeTtlv(withLength(create, 0, create.length - 8 - 3)))).toBe('BAD_LENGTH');
+    expect(codeOf(() => decodeTtlv(withLength(create, 0, create.length - 8 - 3)))).toBe(
+      'BAD_LENGTH',
+    );
     // The Protocol Version Major integer sits at byte 24 and must be 4 bytes long.
     expect(codeOf(() => decodeTtlv(withLength(create, 24, 8)))).toBe('BAD_LENGTH');
   });
@@ -157,10 +188,19 @@ describe('TTLV: hostile input', () => {
     const deepBytes = encodeTtlv(deep);
     expect(codeOf(() => decodeTtlv(deepBytes))).toBe('TOO_DEEP');
     expect(codeOf(() => decodeTtlv(deepBytes, { maxDepth: 64 }))).toBe('OK');
-    const wide = encodeTtlv(ttlv.structure(0x420001, Array.from({ length: 200 }, () => ttlv.boolean(0x420002, true))));
+    const wide = encodeTtlv(
+      ttlv.structure(
+        0x420001,
+        Array.from({ length: 200 }, () => ttlv.boolean(0x420002, true)),
+      ),
+    );
     expect(codeOf(() => decodeTtlv(wide, { maxItems: 100 }))).toBe('TOO_MANY_ITEMS');
     expect(codeOf(() => decodeTtlv(wide, { maxBytes: 1000 }))).toBe('TOO_LARGE');
-    expect(codeOf(() => ttlvFrameLength(withLength(create, 0, 0x7fffffff), TAG.ResponseMessage, 1 << 20))).toBe('TOO_LARGE');
+    expect(
+      codeOf(() =>
+        ttlvFrameLength(withLength(create, 0, 0x7fffffff), TAG.ResponseMessage, 1 << 20),
+      ),
+    ).toBe('TOO_LARGE');
     expect(codeOf(() => ttlvFrameLength(create, TAG.RequestMessage, 1 << 20))).toBe('BAD_TAG');
     expect(ttlvFrameLength(create.subarray(0, 7), TAG.ResponseMessage, 1 << 20)).toBeUndefined();
   });
@@ -168,9 +208,18 @@ describe('TTLV: hostile input', () => {
   it('never throws anything but TtlvError on random or mutated bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
-        expect(['OK', 'TRUNCATED', 'TRAILING_BYTES', 'BAD_TAG', 'BAD_TYPE', 'BAD_LENGTH', 'BAD_PADDING', 'BAD_VALUE', 'TOO_DEEP', 'TOO_MANY_ITEMS']).toContain(
-          codeOf(() => decodeTtlv(b)),
-        );
+        expect([
+          'OK',
+          'TRUNCATED',
+          'TRAILING_BYTES',
+          'BAD_TAG',
+          'BAD_TYPE',
+          'BAD_LENGTH',
+          'BAD_PADDING',
+          'BAD_VALUE',
+          'TOO_DEEP',
+          'TOO_MANY_ITEMS',
+        ]).toContain(codeOf(() => decodeTtlv(b)));
       }),
     );
     fc.assert(
@@ -186,9 +235,15 @@ describe('TTLV: hostile input', () => {
 describe('TTLV: round trip', () => {
   const tag = fc.integer({ min: 0x420000, max: 0x42ffff });
   const primitive: fc.Arbitrary<TtlvItem> = fc.oneof(
-    fc.tuple(tag, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })).map(([t, v]) => ttlv.integer(t, v)),
-    fc.tuple(tag, fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })).map(([t, v]) => ttlv.longInteger(t, v)),
-    fc.tuple(tag, fc.bigInt({ min: -(2n ** 300n), max: 2n ** 300n })).map(([t, v]) => ttlv.bigInteger(t, v)),
+    fc
+      .tuple(tag, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }))
+      .map(([t, v]) => ttlv.integer(t, v)),
+    fc
+      .tuple(tag, fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }))
+      .map(([t, v]) => ttlv.longInteger(t, v)),
+    fc
+      .tuple(tag, fc.bigInt({ min: -(2n ** 300n), max: 2n ** 300n }))
+      .map(([t, v]) => ttlv.bigInteger(t, v)),
     fc.tuple(tag, fc.nat(0xffffffff)).map(([t, v]) => ttlv.enumeration(t, v)),
     fc.tuple(tag, fc.boolean()).map(([t, v]) => ttlv.boolean(t, v)),
     fc.tuple(tag, fc.string({ unit: 'grapheme' })).map(([t, v]) => ttlv.text(t, v)),

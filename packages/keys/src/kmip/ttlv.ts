@@ -78,10 +78,16 @@ export interface TtlvLimits {
   maxItems?: number;
 }
 
-export const TTLV_DEFAULT_LIMITS: Required<TtlvLimits> = { maxBytes: 1 << 20, maxDepth: 16, maxItems: 10_000 };
+export const TTLV_DEFAULT_LIMITS: Required<TtlvLimits> = {
+  maxBytes: 1 << 20,
+  maxDepth: 16,
+  maxItems: 10_000,
+};
 
 const HEADER = 8;
-const CODE_TO_TYPE = new Map<number, TtlvType>(Object.entries(TTLV_TYPES).map(([k, v]) => [v, k as TtlvType]));
+const CODE_TO_TYPE = new Map<number, TtlvType>(
+  Object.entries(TTLV_TYPES).map(([k, v]) => [v, k as TtlvType]),
+);
 const FIXED_LENGTH: Partial<Record<TtlvType, number>> = {
   Integer: 4,
   LongInteger: 8,
@@ -135,7 +141,8 @@ function valueBytes(item: TtlvItem): Uint8Array {
     }
     case 'LongInteger':
     case 'DateTime': {
-      if (item.value < -(2n ** 63n) || item.value >= 2n ** 63n) throw new RangeError(`TTLV ${item.type} must fit in 64 bits`);
+      if (item.value < -(2n ** 63n) || item.value >= 2n ** 63n)
+        throw new RangeError(`TTLV ${item.type} must fit in 64 bits`);
       const b = new Uint8Array(8);
       new DataView(b.buffer).setBigInt64(0, item.value);
       return b;
@@ -196,20 +203,24 @@ interface Cursor {
 
 /** Decodes the item at `at`, which must end by `end`; returns it and the offset after it. */
 function decodeAt(c: Cursor, at: number, end: number, depth: number): [TtlvItem, number] {
-  if (++c.items > c.limits.maxItems) throw new TtlvError('TOO_MANY_ITEMS', `more than ${c.limits.maxItems} items`, at);
+  if (++c.items > c.limits.maxItems)
+    throw new TtlvError('TOO_MANY_ITEMS', `more than ${c.limits.maxItems} items`, at);
   if (end - at < HEADER) throw new TtlvError('TRUNCATED', 'item header cut short', at);
   const tag = (c.bytes[at]! << 16) | (c.bytes[at + 1]! << 8) | c.bytes[at + 2]!;
   if (!isKmipTag(tag)) throw new TtlvError('BAD_TAG', `not a KMIP tag: 0x${tag.toString(16)}`, at);
   const type = CODE_TO_TYPE.get(c.bytes[at + 3]!);
-  if (type === undefined) throw new TtlvError('BAD_TYPE', `unknown item type 0x${c.bytes[at + 3]!.toString(16)}`, at + 3);
+  if (type === undefined)
+    throw new TtlvError('BAD_TYPE', `unknown item type 0x${c.bytes[at + 3]!.toString(16)}`, at + 3);
   const length = c.view.getUint32(at + 4);
   const start = at + HEADER;
   // Compare before adding so that a hostile 4 GiB length cannot overflow anything.
-  if (length > end - start) throw new TtlvError('TRUNCATED', `length ${length} runs past the end`, at + 4);
+  if (length > end - start)
+    throw new TtlvError('TRUNCATED', `length ${length} runs past the end`, at + 4);
   const next = start + padded(length);
   if (next > end) throw new TtlvError('TRUNCATED', 'padding runs past the end', at + 4);
   const fixed = FIXED_LENGTH[type];
-  if (fixed !== undefined && length !== fixed) throw new TtlvError('BAD_LENGTH', `${type} must be ${fixed} bytes, not ${length}`, at + 4);
+  if (fixed !== undefined && length !== fixed)
+    throw new TtlvError('BAD_LENGTH', `${type} must be ${fixed} bytes, not ${length}`, at + 4);
   for (let i = start + length; i < next; i++) {
     if (c.bytes[i] !== 0) throw new TtlvError('BAD_PADDING', 'non-zero padding', i);
   }
@@ -217,8 +228,10 @@ function decodeAt(c: Cursor, at: number, end: number, depth: number): [TtlvItem,
   let item: TtlvItem;
   switch (type) {
     case 'Structure': {
-      if (depth >= c.limits.maxDepth) throw new TtlvError('TOO_DEEP', `structures nested deeper than ${c.limits.maxDepth}`, at);
-      if (length % 8 !== 0) throw new TtlvError('BAD_LENGTH', 'structure length is not a multiple of 8', at + 4);
+      if (depth >= c.limits.maxDepth)
+        throw new TtlvError('TOO_DEEP', `structures nested deeper than ${c.limits.maxDepth}`, at);
+      if (length % 8 !== 0)
+        throw new TtlvError('BAD_LENGTH', 'structure length is not a multiple of 8', at + 4);
       const children: TtlvItem[] = [];
       let p = start;
       while (p < start + length) {
@@ -241,7 +254,12 @@ function decodeAt(c: Cursor, at: number, end: number, depth: number): [TtlvItem,
       item = { tag, type, value: v.getBigInt64(start) };
       break;
     case 'BigInteger': {
-      if (length === 0 || length % 8 !== 0) throw new TtlvError('BAD_LENGTH', 'Big Integer length must be a positive multiple of 8', at + 4);
+      if (length === 0 || length % 8 !== 0)
+        throw new TtlvError(
+          'BAD_LENGTH',
+          'Big Integer length must be a positive multiple of 8',
+          at + 4,
+        );
       let x = 0n;
       for (let i = start; i < start + length; i++) x = (x << 8n) | BigInt(c.bytes[i]!);
       item = { tag, type, value: BigInt.asIntN(length * 8, x) };
@@ -277,10 +295,17 @@ function decodeAt(c: Cursor, at: number, end: number, depth: number): [TtlvItem,
  */
 export function decodeTtlv(bytes: Uint8Array, limits: TtlvLimits = {}): TtlvItem {
   const l = { ...TTLV_DEFAULT_LIMITS, ...limits };
-  if (bytes.length > l.maxBytes) throw new TtlvError('TOO_LARGE', `${bytes.length} bytes exceed the limit of ${l.maxBytes}`);
-  const c: Cursor = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), items: 0, limits: l };
+  if (bytes.length > l.maxBytes)
+    throw new TtlvError('TOO_LARGE', `${bytes.length} bytes exceed the limit of ${l.maxBytes}`);
+  const c: Cursor = {
+    bytes,
+    view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    items: 0,
+    limits: l,
+  };
   const [item, end] = decodeAt(c, 0, bytes.length, 0);
-  if (end !== bytes.length) throw new TtlvError('TRAILING_BYTES', `${bytes.length - end} bytes after the item`, end);
+  if (end !== bytes.length)
+    throw new TtlvError('TRAILING_BYTES', `${bytes.length - end} bytes after the item`, end);
   return item;
 }
 
@@ -290,13 +315,28 @@ export function decodeTtlv(bytes: Uint8Array, limits: TtlvLimits = {}): TtlvItem
  * @throws TtlvError TOO_LARGE when the item would exceed `maxBytes`, BAD_TAG/BAD_TYPE for a
  *   header that is not `expectTag` as a Structure.
  */
-export function ttlvFrameLength(bytes: Uint8Array, expectTag: number, maxBytes: number): number | undefined {
+export function ttlvFrameLength(
+  bytes: Uint8Array,
+  expectTag: number,
+  maxBytes: number,
+): number | undefined {
   if (bytes.length < HEADER) return undefined;
   const tag = (bytes[0]! << 16) | (bytes[1]! << 8) | bytes[2]!;
-  if (tag !== expectTag) throw new TtlvError('BAD_TAG', `expected tag 0x${expectTag.toString(16)}, got 0x${tag.toString(16)}`, 0);
-  if (bytes[3] !== TTLV_TYPES.Structure) throw new TtlvError('BAD_TYPE', 'message is not a structure', 3);
+  if (tag !== expectTag)
+    throw new TtlvError(
+      'BAD_TAG',
+      `expected tag 0x${expectTag.toString(16)}, got 0x${tag.toString(16)}`,
+      0,
+    );
+  if (bytes[3] !== TTLV_TYPES.Structure)
+    throw new TtlvError('BAD_TYPE', 'message is not a structure', 3);
   const length = new DataView(bytes.buffer, bytes.byteOffset, HEADER).getUint32(4);
-  if (length > maxBytes - HEADER) throw new TtlvError('TOO_LARGE', `message of ${length} bytes exceeds the limit of ${maxBytes}`, 4);
+  if (length > maxBytes - HEADER)
+    throw new TtlvError(
+      'TOO_LARGE',
+      `message of ${length} bytes exceeds the limit of ${maxBytes}`,
+      4,
+    );
   return HEADER + length;
 }
 
@@ -306,11 +346,27 @@ export function ttlvFrameLength(bytes: Uint8Array, expectTag: number, maxBytes: 
 type Of<T extends TtlvType> = Extract<TtlvItem, { type: T }>;
 
 export const ttlv = {
-  structure: (tag: number, value: TtlvItem[]): Of<'Structure'> => ({ tag, type: 'Structure', value }),
+  structure: (tag: number, value: TtlvItem[]): Of<'Structure'> => ({
+    tag,
+    type: 'Structure',
+    value,
+  }),
   integer: (tag: number, value: number): Of<'Integer'> => ({ tag, type: 'Integer', value }),
-  longInteger: (tag: number, value: bigint): Of<'LongInteger'> => ({ tag, type: 'LongInteger', value }),
-  bigInteger: (tag: number, value: bigint): Of<'BigInteger'> => ({ tag, type: 'BigInteger', value }),
-  enumeration: (tag: number, value: number): Of<'Enumeration'> => ({ tag, type: 'Enumeration', value }),
+  longInteger: (tag: number, value: bigint): Of<'LongInteger'> => ({
+    tag,
+    type: 'LongInteger',
+    value,
+  }),
+  bigInteger: (tag: number, value: bigint): Of<'BigInteger'> => ({
+    tag,
+    type: 'BigInteger',
+    value,
+  }),
+  enumeration: (tag: number, value: number): Of<'Enumeration'> => ({
+    tag,
+    type: 'Enumeration',
+    value,
+  }),
   boolean: (tag: number, value: boolean): Of<'Boolean'> => ({ tag, type: 'Boolean', value }),
   text: (tag: number, value: string): Of<'TextString'> => ({ tag, type: 'TextString', value }),
   bytes: (tag: number, value: Uint8Array): Of<'ByteString'> => ({ tag, type: 'ByteString', value }),
@@ -322,20 +378,27 @@ const hexTag = (tag: number): string => `0x${tag.toString(16).padStart(6, '0')}`
 
 /** Every child of `parent` with `tag`, which must all be of `type`. */
 export function childrenOf<T extends TtlvType>(parent: TtlvItem, tag: number, type: T): Of<T>[] {
-  if (parent.type !== 'Structure') throw new TtlvError('UNEXPECTED', `${hexTag(parent.tag)} is not a structure`);
+  if (parent.type !== 'Structure')
+    throw new TtlvError('UNEXPECTED', `${hexTag(parent.tag)} is not a structure`);
   const out: Of<T>[] = [];
   for (const c of parent.value) {
     if (c.tag !== tag) continue;
-    if (c.type !== type) throw new TtlvError('UNEXPECTED', `${hexTag(tag)} is a ${c.type}, expected ${type}`);
+    if (c.type !== type)
+      throw new TtlvError('UNEXPECTED', `${hexTag(tag)} is a ${c.type}, expected ${type}`);
     out.push(c as Of<T>);
   }
   return out;
 }
 
 /** The one child of `parent` with `tag`, or undefined. @throws TtlvError when repeated or mistyped. */
-export function optionalChild<T extends TtlvType>(parent: TtlvItem, tag: number, type: T): Of<T> | undefined {
+export function optionalChild<T extends TtlvType>(
+  parent: TtlvItem,
+  tag: number,
+  type: T,
+): Of<T> | undefined {
   const found = childrenOf(parent, tag, type);
-  if (found.length > 1) throw new TtlvError('UNEXPECTED', `${hexTag(tag)} appears ${found.length} times`);
+  if (found.length > 1)
+    throw new TtlvError('UNEXPECTED', `${hexTag(tag)} appears ${found.length} times`);
   return found[0];
 }
 
