@@ -378,18 +378,29 @@ export class LatchkeyClient {
   async #seal(id: Identity, msgId: string, plaintext: Uint8Array): Promise<SealedEnvelope> {
     const keys = this.#keys;
     if (!keys) throw new LatchkeyError('UNAVAILABLE', 'not connected');
-    await keys.ensureFresh();
-    const epoch = keys.epoch;
+    // What this member vouches for: everything it has received so far, checked (the join replay
+    // arrives before `joined`, so it is all queued by now) — and never a newer epoch than the one
+    // it seals under, or receivers would rightly call it stale: then it asks again.
+    let epoch: number;
+    let seen: { seenSeq: number; seenHash: Uint8Array };
+    for (let attempt = 0; ; attempt++) {
+      await this.#inbox.settled();
+      await keys.ensureFresh();
+      epoch = keys.epoch;
+      seen = this.#inbox.seen();
+      if (keys.maxEpochSeen <= epoch) break;
+      if (attempt >= 2)
+        throw new LatchkeyError(
+          'KEY_UNAVAILABLE',
+          'the key service does not state the newest epoch seen',
+        );
+    }
     const key = keys.ring.key(epoch);
     const cert = keys.cert;
     if (!key || !cert || keys.certBody?.epoch !== epoch)
       throw new LatchkeyError('KEY_UNAVAILABLE', 'no content key for the current epoch');
-    // What this member vouches for: everything it has received so far, checked (the join replay
-    // arrives before `joined`, so it is all queued by now).
-    await this.#inbox.settled();
     const ctr = this.#ctr + 1;
     const prev = this.#chain;
-    const seen = this.#inbox.seen();
     const header = {
       v: ENVELOPE_VERSION,
       alg: ENVELOPE_ALG,

@@ -90,6 +90,10 @@ export class KeySession {
   get certBody(): CertificateBody | null {
     return this.#certBody;
   }
+  /** The highest epoch of any verified envelope seen so far. */
+  get maxEpochSeen(): number {
+    return this.#maxEpochSeen;
+  }
   /** The session's signing key (never leaves this client). */
   get signingSecretKey(): Uint8Array {
     return this.#signing.secretKey;
