@@ -144,15 +144,14 @@ export async function openKeyService(
     key: await readFile(opts.tls.keyFile),
   };
   const paths = keyServicePaths(opts.dataDir);
-  if (opts.keyStoreUrl !== undefined) {
-    // The SQLite key store creates `keys/` 0700; with the keys on PostgreSQL the access table,
-    // access log and signing key still live there.
-    if (
-      (await mkdir(paths.dir, { recursive: true, mode: 0o700 })) !== undefined &&
-      process.platform !== 'win32'
-    ) {
-      await chmod(paths.dir, 0o700);
-    }
+  // The SQLite key store creates `keys/` 0700, but with the keys on PostgreSQL or at the
+  // enterprise (the http store model) nothing else would: the access table, access log and
+  // signing key still live there. A new data directory must work with every key manager.
+  if (
+    (await mkdir(paths.dir, { recursive: true, mode: 0o700 })) !== undefined &&
+    process.platform !== 'win32'
+  ) {
+    await chmod(paths.dir, 0o700);
   }
   const choice = opts.keyManager ?? { kind: 'internal' };
   // A copy the online master-key rotation and shred completion need (the caller may zero its own).
