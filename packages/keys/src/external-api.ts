@@ -5,6 +5,13 @@
  * content keys itself (key-store model). The HTTP adapter and the reference key manager
  * (apps/kms-example) both parse with these schemas. No message content ever crosses this API.
  *
+ * Requests are strict objects (the reference key manager refuses unknown fields in what it is
+ * sent). Answers are forward compatible: `z.object`, which ignores (strips) unknown fields, so a
+ * key manager may add fields without breaking older key services, while every field Latchkey
+ * uses is validated strictly; a failed check is a malformed answer (docs/key-management.md
+ * "Answers: unknown fields"). Error answers likewise accept any `code` string (unknown codes
+ * are handled by HTTP status).
+ *
  * These belong in @latchkey/protocol (DESIGN.md: wire formats live there); they sit here until
  * they can be moved.
  */
@@ -50,7 +57,7 @@ export const WrappedB64 = b64url(16, 1366);
 // ---- health and metadata ------------------------------------------------------------------
 
 /** GET /v1/health */
-export const KmHealthResponse = z.strictObject({
+export const KmHealthResponse = z.object({
   status: z.enum(['ok', 'degraded']),
   /** Free text for operators, no secrets. */
   detail: z.string().max(200).optional(),
@@ -58,7 +65,7 @@ export const KmHealthResponse = z.strictObject({
 export type KmHealthResponse = z.infer<typeof KmHealthResponse>;
 
 /** GET /v1/keys/{keyId} */
-export const KmKeyMetadata = z.strictObject({
+export const KmKeyMetadata = z.object({
   keyId: KeyId,
   algorithm: z.string().min(1).max(64),
   /** The version new wraps use. */
@@ -79,7 +86,7 @@ export const KmWrapRequest = z.strictObject({ ...WrapCtx, key: ContentKeyB64 });
 export type KmWrapRequest = z.infer<typeof KmWrapRequest>;
 
 /** Answer of wrap, generate and rewrap: the wrapped form and the KEK version that made it. */
-export const KmWrapResponse = z.strictObject({
+export const KmWrapResponse = z.object({
   wrapped: WrappedB64,
   keyVersion: z.number().int().min(1),
 });
@@ -89,14 +96,14 @@ export type KmWrapResponse = z.infer<typeof KmWrapResponse>;
 export const KmUnwrapRequest = z.strictObject({ ...WrapCtx, wrapped: WrappedB64 });
 export type KmUnwrapRequest = z.infer<typeof KmUnwrapRequest>;
 
-export const KmUnwrapResponse = z.strictObject({ key: ContentKeyB64 });
+export const KmUnwrapResponse = z.object({ key: ContentKeyB64 });
 export type KmUnwrapResponse = z.infer<typeof KmUnwrapResponse>;
 
 /** POST /v1/keys/{keyId}/generate (data-key style: a fresh key and its wrapped form). */
 export const KmGenerateRequest = z.strictObject(WrapCtx);
 export type KmGenerateRequest = z.infer<typeof KmGenerateRequest>;
 
-export const KmGenerateResponse = z.strictObject({
+export const KmGenerateResponse = z.object({
   key: ContentKeyB64,
   wrapped: WrappedB64,
   keyVersion: z.number().int().min(1),
@@ -110,7 +117,7 @@ export const KmStoreRequest = z.strictObject({ reason: KeyReason });
 export type KmStoreRequest = z.infer<typeof KmStoreRequest>;
 
 /** Answer of create, rotate, copy and GET /v1/store/contacts/{contactId}. */
-export const KmStoreContact = z.strictObject({ contactId: Id, currentEpoch: Epoch });
+export const KmStoreContact = z.object({ contactId: Id, currentEpoch: Epoch });
 export type KmStoreContact = z.infer<typeof KmStoreContact>;
 
 /** POST /v1/store/contacts/{contactId}/copy: every epoch to a new contact (a transfer). */
@@ -118,7 +125,7 @@ export const KmCopyRequest = z.strictObject({ toContactId: Id, reason: KeyReason
 export type KmCopyRequest = z.infer<typeof KmCopyRequest>;
 
 /** GET /v1/store/contacts/{contactId}/keys/{epoch}?reason=fetch */
-export const KmStoreKey = z.strictObject({
+export const KmStoreKey = z.object({
   contactId: Id,
   epoch: Epoch,
   currentEpoch: Epoch,
@@ -134,7 +141,10 @@ export type KmStoreKey = z.infer<typeof KmStoreKey>;
  * DECRYPT_FAILED (the wrapped key does not authenticate under this KEK and context),
  * AUTH_INVALID / AUTH_EXPIRED (request signature), CONFLICT, BAD_REQUEST.
  */
-export const KmErrorResponse = z.strictObject({
-  error: z.strictObject({ code: z.enum(ERROR_CODE_LIST), message: z.string().max(200) }),
+export const KmErrorResponse = z.object({
+  error: z.object({
+    code: z.union([z.enum(ERROR_CODE_LIST), z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/)]),
+    message: z.string().max(200),
+  }),
 });
 export type KmErrorResponse = z.infer<typeof KmErrorResponse>;

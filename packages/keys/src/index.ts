@@ -33,6 +33,8 @@ export {
   type HttpKeyStoreManager,
   type KmAuth,
   type KmClientOptions,
+  type KmFailure,
+  type KmFailureKind,
   type BreakerState,
 } from './adapters/http.ts';
 export {

@@ -22,6 +22,11 @@ export interface KeyManagerHealth {
   status: 'ok' | 'degraded';
   backend: string;
   detail?: string;
+  /**
+   * The backend's most recent failure (an external key manager's: when, HTTP status, error
+   * code, reason), shown by `/healthz`; never a secret, key or contact id.
+   */
+  lastError?: { at: number; status?: number; code?: string; reason: string };
 }
 
 export interface KeyManager {

@@ -3,9 +3,15 @@
  * shared by the wrap-model and key-store-model adapters: signed requests (HMAC-SHA256 or a
  * bearer token), optional mutual TLS, a timeout per attempt, bounded retries with exponential
  * backoff and full jitter, and a circuit breaker. Whatever goes wrong with the service (down,
- * slow, 5xx, garbage, refused) surfaces as LatchkeyError KEY_UNAVAILABLE whose `detail` (local
- * logs only) says why; NOT_FOUND and CONFLICT pass through; DECRYPT_FAILED becomes
- * AuthenticationError so the store can tell a wrong key from an outage.
+ * slow, 5xx, garbage, refused) surfaces as LatchkeyError KEY_UNAVAILABLE whose message names the
+ * kind of failure (unavailable, malformed answer, our signature refused (401), access refused
+ * (403)) and whose `detail` (local logs only) says why; NOT_FOUND and CONFLICT pass through;
+ * DECRYPT_FAILED becomes AuthenticationError so the store can tell a wrong key from an outage.
+ *
+ * Answers are parsed forward compatibly: unknown fields are ignored, known ones validated
+ * strictly (external-api.ts). Every failure is kept as `lastError` (for `/healthz`) and given to
+ * `onFailure` (for the log): the operation, HTTP status, error code and reason, never a secret,
+ * key or body.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -38,6 +44,58 @@ export interface KmClientOptions {
   /** TLS: trusted CA, and a client certificate and key for mutual TLS (PEM). */
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   now?: () => number;
+  /** Told of every failed attempt and refusal (not of NOT_FOUND or CONFLICT), for the log. */
+  onFailure?: (failure: KmFailure) => void;
+}
+
+/**
+ * One failure of the key manager: what was asked, how it answered, and why that failed. Holds
+ * no secret, key, body or contact id (the path is a template).
+ */
+export interface KmFailure {
+  /** Unix ms. */
+  at: number;
+  /** Method and path template, e.g. `POST /v1/keys/{keyId}/unwrap`. */
+  op: string;
+  /** HTTP status when the service answered at all. */
+  status?: number;
+  /** The error code of its answer, when it sent one. */
+  code?: string;
+  /** Our words: `unavailable`, `malformed`, `signature refused`, `access refused`, ... */
+  kind: KmFailureKind;
+  /** One line for operators: the status, code, the service's own message, what to check. */
+  reason: string;
+  /** Whether the call will be retried. */
+  retrying: boolean;
+}
+
+export type KmFailureKind =
+  | 'unavailable'
+  | 'malformed'
+  | 'signature-refused'
+  | 'clock-refused'
+  | 'access-refused'
+  | 'refused'
+  | 'decrypt-failed';
+
+/** The user-facing message of each kind (distinct, so 401 and 403 read differently). */
+const KIND_MESSAGE: Record<KmFailureKind, string> = {
+  unavailable: 'external key manager unavailable',
+  malformed: 'malformed answer from the external key manager',
+  'signature-refused': 'the external key manager refused our signature (401)',
+  'clock-refused': 'the external key manager refused our timestamp (401): check the clocks',
+  'access-refused': 'the external key manager refused access by its policy (403)',
+  refused: 'the external key manager refused the request',
+  'decrypt-failed': 'the wrapped key does not authenticate at the external key manager',
+};
+
+/** `GET /v1/store/contacts/c-123/keys/4?reason=fetch` → `GET /v1/store/contacts/{contactId}/keys/{epoch}`. */
+export function kmOperation(method: string, path: string): string {
+  const template = (path.split('?')[0] ?? '')
+    .replace(/\/v1\/store\/contacts\/[^/]+/, '/v1/store/contacts/{contactId}')
+    .replace(/\/keys\/(?:\d+|current)$/, '/keys/{epoch}')
+    .replace(/^(.*\/v1\/keys\/)[^/]+/, '$1{keyId}');
+  return `${method} ${template}`;
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -52,7 +110,25 @@ function keyUnavailable(message: string, detail: string, cause?: unknown): Latch
 }
 
 /** An attempt that failed in a way worth retrying (outage, timeout, 5xx, garbage). */
-class Transient extends Error {}
+class Transient extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly kind: KmFailureKind = 'unavailable',
+  ) {
+    super(message);
+  }
+}
+
+/** A refusal (4xx) that is not retried; carries what the failure record needs. */
+class Refusal extends LatchkeyError {
+  constructor(
+    readonly failure: Omit<KmFailure, 'at' | 'op' | 'retrying'>,
+    message: string,
+  ) {
+    super('KEY_UNAVAILABLE', message, { detail: failure.reason });
+  }
+}
 
 /** The request could not even be made (no token): says nothing about the service. */
 class NotSent extends Error {
@@ -73,6 +149,8 @@ export class KmClient {
   readonly #now: () => number;
   readonly #agent: http.Agent;
   readonly #tls: KmClientOptions['tls'];
+  readonly #onFailure: ((f: KmFailure) => void) | undefined;
+  #lastError: KmFailure | undefined;
   #failures = 0;
   #openUntil = 0;
   #probing = false;
@@ -92,6 +170,7 @@ export class KmClient {
     this.#cooldownMs = opts.breakerCooldownMs ?? 10_000;
     this.#now = opts.now ?? Date.now;
     this.#tls = opts.tls;
+    this.#onFailure = opts.onFailure;
     for (const [name, v] of Object.entries({
       timeoutMs: this.#timeoutMs,
       threshold: this.#threshold,
@@ -103,6 +182,20 @@ export class KmClient {
     const agentOpts = { keepAlive: true, maxSockets: 64 };
     this.#agent =
       this.#base.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+  }
+
+  /** The most recent failure (kept after a recovery; `at` says when), for `/healthz`. */
+  get lastError(): KmFailure | undefined {
+    return this.#lastError;
+  }
+
+  #record(failure: KmFailure): void {
+    this.#lastError = failure;
+    try {
+      this.#onFailure?.(failure);
+    } catch {
+      // A broken log must not turn into a key-manager failure.
+    }
   }
 
   get breaker(): BreakerState {
@@ -123,6 +216,7 @@ export class KmClient {
     schema: T | null,
   ): Promise<z.infer<T>> {
     if (this.#closed) throw keyUnavailable('key manager client is closed', 'closed');
+    const op = kmOperation(method, path);
     this.#admit();
     const payload =
       body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), 'utf8');
@@ -148,15 +242,43 @@ export class KmClient {
         if (!(err instanceof Transient)) {
           // The service answered: it is up, whatever it said.
           this.#succeeded();
+          if (err instanceof Refusal) {
+            this.#record({ ...err.failure, at: this.#now(), op, retrying: false });
+            throw new LatchkeyError('KEY_UNAVAILABLE', err.message, {
+              detail: `${op}: ${err.failure.reason}`,
+            });
+          }
+          if (err instanceof AuthenticationError) {
+            this.#record({
+              at: this.#now(),
+              op,
+              status: 422,
+              code: 'DECRYPT_FAILED',
+              kind: 'decrypt-failed',
+              reason: 'HTTP 422 DECRYPT_FAILED: the wrapped key does not authenticate',
+              retrying: false,
+            });
+          }
           throw err;
         }
         last = err;
         this.#failed();
+        const retrying =
+          attempt < this.#retries && !this.#closed && (this.breaker as BreakerState) !== 'open';
+        this.#record({
+          at: this.#now(),
+          op,
+          ...(err.status === undefined ? {} : { status: err.status }),
+          kind: err.kind,
+          reason: err.message,
+          retrying,
+        });
       }
     }
     this.#probing = false;
     const why = last instanceof Error ? last.message : 'unknown failure';
-    throw keyUnavailable('external key manager unavailable', `${method} ${path}: ${why}`, last);
+    const kind = last instanceof Transient ? last.kind : 'unavailable';
+    throw keyUnavailable(KIND_MESSAGE[kind], `${op}: ${why}`, last);
   }
 
   #admit(): void {
@@ -190,37 +312,74 @@ export class KmClient {
     schema: T | null,
   ): z.infer<T> {
     let json: unknown;
-    if (res.status >= 500 || res.status === 429 || res.status === 408)
-      throw new Transient(`HTTP ${res.status}`);
-    if (res.status === 204 && schema === null) return undefined as z.infer<T>;
+    const { status } = res;
+    if (status >= 500 || status === 429 || status === 408)
+      throw new Transient(`HTTP ${status}`, status);
+    if (status === 204 && schema === null) return undefined as z.infer<T>;
+    let notJson = false;
     try {
       json = res.text === '' ? undefined : JSON.parse(res.text);
     } catch {
-      throw new Transient(`HTTP ${res.status} with a body that is not JSON`);
+      notJson = true;
     }
-    if (res.status >= 200 && res.status < 300) {
+    if (status >= 200 && status < 300) {
+      if (notJson)
+        throw new Transient(`HTTP ${status} with a body that is not JSON`, status, 'malformed');
       if (schema === null) return undefined as z.infer<T>;
       const parsed = schema.safeParse(json);
-      if (!parsed.success) throw new Transient(`HTTP ${res.status} with a malformed body`);
+      if (!parsed.success) {
+        // Field names only: the values may be keys.
+        const fields = [
+          ...new Set(parsed.error.issues.map((i) => i.path.join('.') || '(the answer)')),
+        ];
+        throw new Transient(
+          `HTTP ${status} with a malformed body (invalid fields: ${fields.join(', ')})`,
+          status,
+          'malformed',
+        );
+      }
       return parsed.data;
     }
-    const err = KmErrorResponse.safeParse(json);
-    if (!err.success) throw new Transient(`HTTP ${res.status} with a malformed error body`);
-    const { code, message } = err.data.error;
+    const err = notJson ? undefined : KmErrorResponse.safeParse(json);
+    const code = err?.success === true ? err.data.error.code : undefined;
+    const said = err?.success === true ? ` (the key manager says: ${err.data.error.message})` : '';
+    const head = `HTTP ${status}${code === undefined ? '' : ` ${code}`}`;
+    // 401 and 403 are told apart by status even behind a proxy that replaces the body.
+    if (status === 401 || code === 'AUTH_INVALID' || code === 'AUTH_REQUIRED') {
+      const kind = code === 'AUTH_EXPIRED' ? 'clock-refused' : 'signature-refused';
+      const why =
+        kind === 'clock-refused'
+          ? 'our request timestamp was refused: check the clocks of both hosts'
+          : 'our request signature was refused: check the client id and the shared secret';
+      throw new Refusal(
+        { status, ...(code === undefined ? {} : { code }), kind, reason: `${head}: ${why}${said}` },
+        KIND_MESSAGE[kind],
+      );
+    }
+    if (status === 403 || code === 'FORBIDDEN') {
+      throw new Refusal(
+        {
+          status,
+          ...(code === undefined ? {} : { code }),
+          kind: 'access-refused',
+          reason: `${head}: access refused by the key manager's policy (revoked, shredded, rate-limited or not granted to this client)${said}`,
+        },
+        KIND_MESSAGE['access-refused'],
+      );
+    }
+    if (code === undefined)
+      throw new Transient(`${head} with a malformed error answer`, status, 'malformed');
     if (code === 'NOT_FOUND' || code === 'CONFLICT') {
       throw new LatchkeyError(
         code,
         code === 'NOT_FOUND' ? 'not found at the key manager' : 'conflict at the key manager',
-        {
-          detail: message,
-        },
+        { detail: err?.success === true ? err.data.error.message : '' },
       );
     }
     if (code === 'DECRYPT_FAILED') throw new AuthenticationError();
-    // FORBIDDEN (revoked, shredded, rate-limited), AUTH_* (our signature or clock), and the rest.
-    throw keyUnavailable(
-      'the external key manager refused the request',
-      `HTTP ${res.status} ${code}: ${message}`,
+    throw new Refusal(
+      { status, code, kind: 'refused', reason: `${head}: the request was refused${said}` },
+      `${KIND_MESSAGE.refused} (${status} ${code})`,
     );
   }
 

@@ -35,7 +35,42 @@ import {
   type WrappedKeyManager,
 } from './wrapped.ts';
 
-export type { KmAuth, KmClientOptions, BreakerState } from './_km-client.ts';
+export type {
+  KmAuth,
+  KmClientOptions,
+  BreakerState,
+  KmFailure,
+  KmFailureKind,
+} from './_km-client.ts';
+
+/** The client's last failure in the shape of KeyManagerHealth (no operation name, no flags). */
+function lastErrorOf(client: KmClient): KeyManagerHealth['lastError'] | undefined {
+  const f = client.lastError;
+  if (f === undefined) return undefined;
+  return {
+    at: f.at,
+    ...(f.status === undefined ? {} : { status: f.status }),
+    ...(f.code === undefined ? {} : { code: f.code }),
+    reason: `${f.op}: ${f.reason}`,
+  };
+}
+
+/** GET /v1/health through `client`, as KeyManagerHealth with the last error. */
+async function healthOf(client: KmClient, backend: string): Promise<KeyManagerHealth> {
+  let out: KeyManagerHealth;
+  try {
+    const h = await client.call('GET', KM_PATHS.health, undefined, KmHealthResponse);
+    out = { status: h.status, backend, ...(h.detail === undefined ? {} : { detail: h.detail }) };
+  } catch (err) {
+    out = {
+      status: 'degraded',
+      backend,
+      detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err),
+    };
+  }
+  const lastError = lastErrorOf(client);
+  return lastError === undefined ? out : { ...out, lastError };
+}
 
 /** Most unwrapped keys held in the cache at once (oldest evicted first). */
 const CACHE_MAX = 10_000;
@@ -155,22 +190,7 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
       cache.set(cacheId(req), key, wrapped);
       return key;
     },
-    async health(): Promise<KeyManagerHealth> {
-      try {
-        const h = await client.call('GET', KM_PATHS.health, undefined, KmHealthResponse);
-        return {
-          status: h.status,
-          backend: 'http',
-          ...(h.detail === undefined ? {} : { detail: h.detail }),
-        };
-      } catch (err) {
-        return {
-          status: 'degraded',
-          backend: 'http',
-          detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err),
-        };
-      }
-    },
+    health: () => healthOf(client, 'http'),
     metadata: () => client.call('GET', KM_PATHS.key(keyId), undefined, KmKeyMetadata),
     async close() {
       cache.clear();
@@ -244,8 +264,8 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
       (epoch !== 'current' && res.epoch !== epoch) ||
       res.epoch > res.currentEpoch
     ) {
-      throw new LatchkeyError('KEY_UNAVAILABLE', 'external key manager unavailable', {
-        detail: 'answer for another key',
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'malformed answer from the external key manager', {
+        detail: 'answer for another contact or epoch',
       });
     }
     const key = fromBase64Url(res.key);
@@ -337,20 +357,7 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
     },
     async health() {
       if (closed) return { status: 'degraded', backend: 'http-store', detail: 'closed' };
-      try {
-        const h = await client.call('GET', KM_PATHS.health, undefined, KmHealthResponse);
-        return {
-          status: h.status,
-          backend: 'http-store',
-          ...(h.detail === undefined ? {} : { detail: h.detail }),
-        };
-      } catch (err) {
-        return {
-          status: 'degraded',
-          backend: 'http-store',
-          detail: LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err),
-        };
-      }
+      return healthOf(client, 'http-store');
     },
     async close() {
       if (closed) return;
