@@ -6,6 +6,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LatchkeyError } from '@latchkey/protocol';
 import { close, contacts, invite, kick, transfer } from './admin.ts';
 import { KEY_START_OPTIONS, keysAudit, keysRewrap, shred } from './keys.ts';
+import { kms } from './kms-check.ts';
 import { backup, restore } from './backup.ts';
 import { read, send, start, token } from './commands.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
@@ -155,6 +156,8 @@ async function run(argv: string[]): Promise<number> {
         );
       throw new UsageError('keys takes audit or rewrap');
     }
+    case 'kms':
+      return kms(rest, out);
     case 'shred':
       return shred(
         parse({

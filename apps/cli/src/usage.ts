@@ -48,6 +48,10 @@ commands:
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]
          re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated)
+  kms check [--kms-url URL] [--kms-model wrap|store] [--kms-key-id ID] [--kms-client-id ID]
+         [--kms-secret-file FILE]
+         conformance checks of an external key manager (secret LATCHKEY_KMS_SECRET or the file);
+         prints "ok NAME" or "FAIL NAME detail" per check, then "N passed, N failed" (exit 1: any failed)
   backup   --out DIR2 [--data DIR] [--keys-out DIR3 [--include-secrets]]
          online, consistent copy (while start runs) with a manifest (SHA-256): the messages into
          DIR2 (never a key), the key service's databases (and secrets) into DIR3
