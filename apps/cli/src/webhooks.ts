@@ -1,8 +1,10 @@
 /**
- * `latchkey webhooks add|list|remove|test|replay|dead-letters` (README "Command line", API in
- * docs/webhooks.md): the /admin/v1/webhooks routes of the relay (default) or, with
- * `--service keys`, of the key service (its own outbox: key.rotated, contact.shredded), with the
- * admin key and endpoints of the other admin commands.
+ * `latchkey webhooks add|list|remove|test|replay|retry|rotate-secret|dead-letters` (README
+ * "Command line", API in docs/webhooks.md): the /admin/v1/webhooks routes of the relay (default)
+ * or, with `--service keys`, of the key service (its own outbox: key.rotated, contact.shredded),
+ * with the admin key and endpoints of the other admin commands. `add` of a URL the service would
+ * refuse to call now (a loopback or private address not on its `--webhook-allowlist`) succeeds
+ * and prints a `warning:` line on stderr.
  */
 import {
   AddWebhookRequest,
@@ -11,6 +13,7 @@ import {
   LatchkeyError,
   ListWebhooksResponse,
   ReplayWebhookResponse,
+  RetryWebhookResponse,
   WEBHOOK_PATHS,
   WebhookEndpointId,
   WebhookEndpointResponse,
@@ -18,6 +21,7 @@ import {
   WebhookSecretResponse,
   WebhookTestResponse,
   type WebhookEndpointInfo,
+  type WebhookUrlWarning,
 } from '@latchkey/protocol';
 import { target, type AdminFlags } from './admin.ts';
 import { EXIT, UsageError } from './usage.ts';
@@ -101,10 +105,24 @@ export function formatEndpoint(e: WebhookEndpointInfo): string {
   return `${e.id} ${e.url} events=${e.events?.join(',') ?? 'all'} pending=${s.pending} dead=${s.dead} delivered=${s.delivered} last-error=${err}`;
 }
 
+/** The stderr line of `add` when the service would refuse to call the URL now. */
+export function formatWarning(w: WebhookUrlWarning): string {
+  const why =
+    w.code === 'ADDRESS_REFUSED'
+      ? 'calls are refused until the service is started with it in --webhook-allowlist'
+      : 'calls to it fail as things stand';
+  return `warning: ${w.code} ${w.message}; ${why}`;
+}
+
+const stderr: Out = (line) => {
+  process.stderr.write(`${line}\n`);
+};
+
 export async function webhooks(
   sub: string | undefined,
   flags: WebhookFlags,
   out: Out,
+  warn: Out = stderr,
 ): Promise<number> {
   serviceOf(flags.service);
   switch (sub ?? '') {
@@ -123,8 +141,28 @@ export async function webhooks(
         ...(flags.description === undefined ? {} : { description: flags.description }),
       });
       const r = await call(flags, 'POST', WEBHOOK_PATHS.endpoints, WebhookSecretResponse, body);
+      if (r.warning) warn(formatWarning(r.warning));
       out(`added ${r.endpoint.id} ${r.endpoint.url}`);
       out(`secret: ${r.secret}`);
+      return EXIT.ok;
+    }
+    case 'rotate-secret': {
+      const id = endpointId(flags.id);
+      const r = await call(
+        flags,
+        'POST',
+        WEBHOOK_PATHS.rotateSecret(id),
+        WebhookSecretResponse,
+        {},
+      );
+      out(`rotated ${r.endpoint.id}`);
+      out(`secret: ${r.secret}`);
+      return EXIT.ok;
+    }
+    case 'retry': {
+      const id = endpointId(flags.id);
+      const r = await call(flags, 'POST', WEBHOOK_PATHS.retry(id), RetryWebhookResponse, {});
+      out(`retried pending=${r.pending} dead=${r.dead}`);
       return EXIT.ok;
     }
     case 'list': {
@@ -172,12 +210,14 @@ export async function webhooks(
         out(
           flags.json
             ? JSON.stringify(d)
-            : `${d.eventId} ${d.type} ${new Date(d.createdAt).toISOString()} attempts=${d.attempts} last-error=${d.lastError ? `${d.lastError.code} ${d.lastError.message}` : 'none'}`,
+            : `${d.eventId} ${d.type} sequence=${d.sequence} ${new Date(d.createdAt).toISOString()} attempts=${d.attempts} last-error=${d.lastError ? `${d.lastError.code} ${d.lastError.message}` : 'none'}`,
         );
       }
       return EXIT.ok;
     }
     default:
-      throw new UsageError('webhooks takes add, list, remove, test, replay or dead-letters');
+      throw new UsageError(
+        'webhooks takes add, list, remove, test, replay, retry, rotate-secret or dead-letters',
+      );
   }
 }

@@ -2,10 +2,11 @@
  * `/admin/v1/webhooks` on the key service's admin API (docs/webhooks.md "Admin API"): the same
  * routes as the relay's, served by @latchkey/webhooks `handleWebhookAdmin` over fastify, for the
  * key service's own outbox (`keys/webhooks.db`: `key.rotated`, `contact.shredded`).
- * Authenticated by the admin API key before any body is read.
+ * Authenticated by the admin API key before any body is read. Endpoints subscribe only to the
+ * events the key service emits (KEY_SERVICE_WEBHOOK_EVENTS).
  */
 import type { FastifyInstance } from 'fastify';
-import { WEBHOOK_PATHS } from '@latchkey/protocol';
+import { KEY_SERVICE_WEBHOOK_EVENTS, WEBHOOK_PATHS } from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import { handleWebhookAdmin, type WebhookAdminLog, type WebhookService } from '@latchkey/webhooks';
 
@@ -36,6 +37,7 @@ export function registerWebhookRoutes(
           opts.webhooks,
           { method: req.method, pathname, body: async () => req.body ?? {} },
           log,
+          { name: 'key service', emits: KEY_SERVICE_WEBHOOK_EVENTS },
         );
         // Only paths under /admin/v1/webhooks reach this handler.
         if (answer === null) return reply.callNotFound();

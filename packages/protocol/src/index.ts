@@ -93,6 +93,8 @@ export { parseJson, parseRequest } from './parse.ts';
 export { isLoopbackHost, assertSecureListener, InsecureListenerError } from './transport.ts';
 export {
   WEBHOOK_EVENT_TYPES,
+  RELAY_WEBHOOK_EVENTS,
+  KEY_SERVICE_WEBHOOK_EVENTS,
   WEBHOOK_PATHS,
   WebhookEventType,
   WebhookEndpointId,
@@ -111,4 +113,6 @@ export {
   DeadLettersResponse,
   ReplayWebhookRequest,
   ReplayWebhookResponse,
+  RetryWebhookResponse,
+  WebhookUrlWarning,
 } from './webhooks.ts';

@@ -22,6 +22,22 @@ export const WEBHOOK_EVENT_TYPES = [
 export const WebhookEventType = z.enum(WEBHOOK_EVENT_TYPES);
 export type WebhookEventType = z.infer<typeof WebhookEventType>;
 
+/** The events the relay emits (docs/webhooks.md "Events"); an endpoint may subscribe to these. */
+export const RELAY_WEBHOOK_EVENTS = [
+  'contact.opened',
+  'participant.joined',
+  'message.stored',
+  'participant.kicked',
+  'participant.left',
+  'contact.closed',
+  'contact.expired',
+] as const satisfies readonly WebhookEventType[];
+/** The events the key service emits; an endpoint of its outbox may subscribe to these. */
+export const KEY_SERVICE_WEBHOOK_EVENTS = [
+  'key.rotated',
+  'contact.shredded',
+] as const satisfies readonly WebhookEventType[];
+
 /** Endpoint ids: `ep_` and 16-32 base64url characters. */
 export const WebhookEndpointId = z.string().regex(/^ep_[A-Za-z0-9_-]{8,40}$/, 'not an endpoint id');
 /** Event ids (the `webhook-id` header): `evt_` and base64url characters. */
@@ -34,6 +50,7 @@ export const WEBHOOK_PATHS = {
   deadLetters: (id: string) => `${ADMIN_PREFIX}/webhooks/${encodeURIComponent(id)}/dead-letters`,
   replay: (id: string) => `${ADMIN_PREFIX}/webhooks/${encodeURIComponent(id)}/replay`,
   rotateSecret: (id: string) => `${ADMIN_PREFIX}/webhooks/${encodeURIComponent(id)}/rotate-secret`,
+  retry: (id: string) => `${ADMIN_PREFIX}/webhooks/${encodeURIComponent(id)}/retry`,
 } as const;
 
 /** Why a delivery failed; shown in the endpoint's status. */
@@ -95,10 +112,25 @@ export const AddWebhookRequest = z.strictObject({
 });
 export type AddWebhookRequest = z.infer<typeof AddWebhookRequest>;
 
-/** Answer of add and rotate-secret: the secret is shown once (`whsec_` + base64). */
+/**
+ * Why the service cannot deliver to an endpoint's URL as things stand (a loopback or private
+ * address not on its webhook allowlist, http off loopback, a name that does not resolve). Added
+ * anyway: the allowlist or DNS may change before the first event.
+ */
+export const WebhookUrlWarning = z.strictObject({
+  code: WebhookErrorCode,
+  message: z.string().max(300),
+});
+export type WebhookUrlWarning = z.infer<typeof WebhookUrlWarning>;
+
+/**
+ * Answer of add and rotate-secret: the secret is shown once (`whsec_` + base64); `warning` (add
+ * only) when deliveries to the URL would be refused now.
+ */
 export const WebhookSecretResponse = z.strictObject({
   endpoint: WebhookEndpointInfo,
   secret: z.string(),
+  warning: WebhookUrlWarning.optional(),
 });
 export type WebhookSecretResponse = z.infer<typeof WebhookSecretResponse>;
 
@@ -129,6 +161,8 @@ export type WebhookTestResponse = z.infer<typeof WebhookTestResponse>;
 
 export const DeadLetter = z.strictObject({
   eventId: WebhookEventId,
+  /** The event's per-endpoint sequence number (the `sequence` of its body). */
+  sequence: z.number().int().min(1),
   type: z.string(),
   createdAt: TimeMs,
   attempts: z.number().int().min(0),
@@ -148,3 +182,13 @@ export type ReplayWebhookRequest = z.infer<typeof ReplayWebhookRequest>;
 
 export const ReplayWebhookResponse = z.strictObject({ replayed: z.number().int().min(0) });
 export type ReplayWebhookResponse = z.infer<typeof ReplayWebhookResponse>;
+
+/**
+ * POST .../retry: every pending delivery of the endpoint is due now (its backoff skipped) and
+ * every dead letter goes back in the queue; counts of each.
+ */
+export const RetryWebhookResponse = z.strictObject({
+  pending: z.number().int().min(0),
+  dead: z.number().int().min(0),
+});
+export type RetryWebhookResponse = z.infer<typeof RetryWebhookResponse>;

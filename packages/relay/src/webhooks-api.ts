@@ -1,9 +1,10 @@
 /**
  * `/admin/v1/webhooks` on the relay's admin API (docs/webhooks.md): the routes of
  * @latchkey/webhooks `handleWebhookAdmin` over node:http. Called by admin-api.ts after the API
- * key was checked.
+ * key was checked. Endpoints subscribe only to events the relay emits (RELAY_WEBHOOK_EVENTS).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RELAY_WEBHOOK_EVENTS } from '@latchkey/protocol';
 import { handleWebhookAdmin, type WebhookAdminLog, type WebhookService } from '@latchkey/webhooks';
 import { readJson, send } from './admin-api.ts';
 
@@ -19,6 +20,7 @@ export async function webhookRoute(
     hooks,
     { method: req.method ?? 'GET', pathname: url.pathname, body: () => readJson(req) },
     log,
+    { name: 'relay', emits: RELAY_WEBHOOK_EVENTS },
   );
   if (answer === null) return false;
   send(res, answer.status, answer.body);

@@ -1,6 +1,8 @@
 /**
  * The `/admin/v1/webhooks` routes (docs/webhooks.md "Admin API"), independent of the HTTP
- * framework: add, list with status, get, remove, test, dead-letter list, replay, rotate-secret.
+ * framework: add, list with status, get, remove, test, dead-letter list, replay, retry,
+ * rotate-secret. `add` refuses a subscription to an event the service never emits, and answers
+ * with a `warning` when deliveries to the URL would be refused now (not on the allowlist).
  * The relay (node:http) and the key service (fastify) both serve them through this function,
  * after they checked the admin key; bodies are the zod schemas of @latchkey/protocol `webhooks.ts`.
  */
@@ -14,13 +16,15 @@ import {
   type DeadLettersResponse,
   type ListWebhooksResponse,
   type ReplayWebhookResponse,
+  type RetryWebhookResponse,
   type WebhookEndpointResponse,
+  type WebhookEventType,
   type WebhookSecretResponse,
 } from '@latchkey/protocol';
 import type { WebhookService } from './service.ts';
 
 const ROUTE =
-  /^\/admin\/v1\/webhooks(?:\/([^/]{1,64})(?:\/(test|dead-letters|replay|rotate-secret))?)?\/?$/;
+  /^\/admin\/v1\/webhooks(?:\/([^/]{1,64})(?:\/(test|dead-letters|replay|retry|rotate-secret))?)?\/?$/;
 
 export interface WebhookAdminRequest {
   method: string;
@@ -32,6 +36,12 @@ export interface WebhookAdminRequest {
 export interface WebhookAdminAnswer {
   status: number;
   body: unknown;
+}
+
+/** Which service serves the routes: its name (in messages) and every event it emits. */
+export interface WebhookAdminService {
+  name: string;
+  emits: readonly WebhookEventType[];
 }
 
 export type WebhookAdminLog = (e: {
@@ -58,13 +68,16 @@ function checkUrl(raw: string): void {
 }
 
 /**
- * Serves one request under /admin/v1/webhooks; null when the path is elsewhere.
- * @throws LatchkeyError NOT_FOUND (route or endpoint), BAD_REQUEST (body), as the caller's error answer.
+ * Serves one request under /admin/v1/webhooks; null when the path is elsewhere. Without
+ * `service`, an endpoint may subscribe to any event type.
+ * @throws LatchkeyError NOT_FOUND (route or endpoint), BAD_REQUEST (body, or a subscription to
+ *   an event the service never emits), as the caller's error answer.
  */
 export async function handleWebhookAdmin(
   hooks: WebhookService,
   req: WebhookAdminRequest,
   log: WebhookAdminLog,
+  service?: WebhookAdminService,
 ): Promise<WebhookAdminAnswer | null> {
   if (!isWebhookAdminPath(req.pathname)) return null;
   const m = ROUTE.exec(req.pathname);
@@ -82,9 +95,25 @@ export async function handleWebhookAdmin(
     if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const body = parse(AddWebhookRequest, await req.body());
     checkUrl(body.url);
+    if (service) {
+      const never = (body.events ?? []).filter((e) => !service.emits.includes(e));
+      if (never.length > 0)
+        throw new LatchkeyError(
+          'BAD_REQUEST',
+          `the ${service.name} never emits ${never.join(', ')} (it emits ${service.emits.join(', ')})`,
+        );
+    }
+    const warning = await hooks.checkUrl(body.url);
     const added = await outbox.addEndpoint(body, now);
-    log({ event: 'webhook-added', endpoint: added.endpoint.id });
-    return { status: 201, body: added satisfies WebhookSecretResponse };
+    log({
+      event: 'webhook-added',
+      endpoint: added.endpoint.id,
+      ...(warning ? { warning: warning.code } : {}),
+    });
+    return {
+      status: 201,
+      body: { ...added, ...(warning ? { warning } : {}) } satisfies WebhookSecretResponse,
+    };
   }
   const id = parse(WebhookEndpointId, rawId);
   const existing = outbox.endpoint(id, now);
@@ -105,12 +134,13 @@ export async function handleWebhookAdmin(
       };
     case 'test':
     case 'replay':
+    case 'retry':
     case 'rotate-secret':
       break;
   }
   if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
   const body = await req.body();
-  switch (action as 'test' | 'replay' | 'rotate-secret') {
+  switch (action as 'test' | 'replay' | 'retry' | 'rotate-secret') {
     case 'test':
       return { status: 200, body: await hooks.test(id) };
     case 'replay': {
@@ -119,6 +149,11 @@ export async function handleWebhookAdmin(
       log({ event: 'webhook-replay', endpoint: id, replayed });
       hooks.wake();
       return { status: 200, body: { replayed } satisfies ReplayWebhookResponse };
+    }
+    case 'retry': {
+      const r = hooks.retry(id);
+      log({ event: 'webhook-retry-now', endpoint: id, pending: r.pending, dead: r.dead });
+      return { status: 200, body: r satisfies RetryWebhookResponse };
     }
     case 'rotate-secret': {
       const { overlapSeconds } = parse(RotateWebhookSecretRequest, body);

@@ -1,7 +1,8 @@
 /**
  * Webhook event payloads (docs/webhooks.md). The body of each call is
- * `{"type","timestamp","data"}` as Standard Webhooks suggests; `data` carries ids, counts and
- * times only. Every schema is strict, so no field outside this list (a ciphertext, a text, a
+ * `{"type","timestamp","sequence","data"}` as Standard Webhooks suggests, plus `sequence`: the
+ * event's number for this endpoint (1, 2, 3, ... with no gap; docs/webhooks.md "Order and
+ * gaps"), inside the signed body. `data` carries ids, counts and times only. Every schema is strict, so no field outside this list (a ciphertext, a text, a
  * name) can ever be emitted.
  */
 import { z } from 'zod';
@@ -36,12 +37,20 @@ export type EventData<T extends WebhookEventType> = z.infer<(typeof EVENT_DATA)[
 export const WebhookPayload = z.discriminatedUnion(
   'type',
   WebhookEventType.options.map((type) =>
-    z.strictObject({ type: z.literal(type), timestamp: z.iso.datetime(), data: EVENT_DATA[type] }),
+    z.strictObject({
+      type: z.literal(type),
+      timestamp: z.iso.datetime(),
+      sequence: z.number().int().min(1),
+      data: EVENT_DATA[type],
+    }),
   ) as unknown as [z.ZodObject, ...z.ZodObject[]],
 );
 export type WebhookPayload = {
-  [T in WebhookEventType]: { type: T; timestamp: string; data: EventData<T> };
+  [T in WebhookEventType]: { type: T; timestamp: string; sequence: number; data: EventData<T> };
 }[WebhookEventType];
 
-/** Test calls (admin "test") carry this type; they never enter the queue. */
+/**
+ * Test calls (admin "test") carry this type, `data: {endpointId}` and no `sequence`: they never
+ * enter the queue, so they take no number.
+ */
 export const TEST_EVENT_TYPE = 'webhook.test' as const;

@@ -42,4 +42,5 @@ export {
   type WebhookAdminRequest,
   type WebhookAdminAnswer,
   type WebhookAdminLog,
+  type WebhookAdminService,
 } from './admin-routes.ts';

@@ -5,7 +5,11 @@
  * they can share a database file with other tables without touching its `user_version`.
  *
  * Ordering: an endpoint's deliveries go out by event sequence; only the lowest pending one (the
- * head) is ever due, so event N+1 waits until N was delivered or dead-lettered. Retries back off
+ * head) is ever due, so event N+1 waits until N was delivered or dead-lettered. Each delivery
+ * carries its endpoint's sequence number (schema 3), taken from the endpoint's counter in the
+ * transaction that queues the event: 1, 2, 3, ... per endpoint, never reused (the counter
+ * survives pruning and restarts), and sent as `sequence` in the signed body, the same on every
+ * retry and replay. Retries back off
  * exponentially with jitter until a day (maxAgeMs) after the event was queued; then the delivery
  * is dead-lettered, the queue moves on, and an admin can inspect and replay it.
  *
@@ -34,8 +38,8 @@ import {
 import { EVENT_DATA, type EventData } from './events.ts';
 import { generateSecret } from './signing.ts';
 
-/** 1: plaintext secrets; 2: sealed secrets. */
-export const OUTBOX_SCHEMA_VERSION = 2;
+/** 1: plaintext secrets; 2: sealed secrets; 3: per-endpoint sequence numbers. */
+export const OUTBOX_SCHEMA_VERSION = 3;
 
 export interface RetryPolicy {
   /** First retry delay in ms (default 5 s); doubles per attempt. */
@@ -73,6 +77,9 @@ export interface DueDelivery {
   secrets: string[];
   eventSeq: number;
   eventId: string;
+  /** The event's number for this endpoint (`sequence` in the body). */
+  sequence: number;
+  /** The body to sign and send, `sequence` included. */
   payload: string;
   attempts: number;
 }
@@ -115,6 +122,12 @@ interface EndpointRow {
   last_attempt_at: number | null;
   last_success_at: number | null;
   last_error: string | null;
+}
+
+/** The body of one call: the stored event with the endpoint's sequence number in it. */
+function bodyWithSequence(payload: string, sequence: number): string {
+  const p = JSON.parse(payload) as { type: string; timestamp: string; data: unknown };
+  return JSON.stringify({ type: p.type, timestamp: p.timestamp, sequence, data: p.data });
 }
 
 function randomId(prefix: string): string {
@@ -177,14 +190,19 @@ export class WebhookOutbox {
     const v = row?.version ?? 0;
     if (v > OUTBOX_SCHEMA_VERSION)
       throw new Error(`webhook outbox schema ${v} is newer than ${OUTBOX_SCHEMA_VERSION}`);
-    // Schema 1 -> 2 changes no table, only how secrets are stored: #sealLegacy seals them.
-    if (v >= 1) return;
+    // Schema 1 -> 2 changes no table, only how secrets are stored: #sealLegacy seals them (and
+    // sets the version, so a schema 1 file stays 1 here until its secrets are sealed).
+    if (v >= 1) {
+      this.#addSequences(v);
+      return;
+    }
     db.transaction(() => {
       db.exec(`
         CREATE TABLE webhook_endpoints (
           id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT, description TEXT,
           created_at INTEGER NOT NULL, secrets TEXT NOT NULL,
-          last_attempt_at INTEGER, last_success_at INTEGER, last_error TEXT
+          last_attempt_at INTEGER, last_success_at INTEGER, last_error TEXT,
+          next_seq INTEGER NOT NULL DEFAULT 1
         );
         CREATE TABLE webhook_events (
           seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
@@ -195,7 +213,7 @@ export class WebhookOutbox {
           event_seq INTEGER NOT NULL REFERENCES webhook_events(seq),
           state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
           attempts INTEGER NOT NULL DEFAULT 0, first_at INTEGER NOT NULL, next_at INTEGER NOT NULL,
-          updated_at INTEGER NOT NULL, last_error TEXT,
+          updated_at INTEGER NOT NULL, last_error TEXT, endpoint_seq INTEGER,
           PRIMARY KEY (endpoint_id, event_seq)
         ) WITHOUT ROWID;
         CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, endpoint_id, event_seq);
@@ -203,6 +221,37 @@ export class WebhookOutbox {
       db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(
         OUTBOX_SCHEMA_VERSION,
       );
+    })();
+  }
+
+  /**
+   * Schema 1 or 2 -> 3: adds the endpoints' counters and numbers the deliveries already queued in
+   * event order (1, 2, ... per endpoint), in one transaction; the columns are checked first, so
+   * a file left between steps is finished on the next open.
+   */
+  #addSequences(v: number): void {
+    const db = this.#db;
+    const has = (table: string, col: string): boolean =>
+      (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some(
+        (c) => c.name === col,
+      );
+    db.transaction(() => {
+      if (!has('webhook_endpoints', 'next_seq'))
+        db.exec('ALTER TABLE webhook_endpoints ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1');
+      if (!has('webhook_deliveries', 'endpoint_seq')) {
+        db.exec('ALTER TABLE webhook_deliveries ADD COLUMN endpoint_seq INTEGER');
+        db.exec(`UPDATE webhook_deliveries SET endpoint_seq = (
+                   SELECT COUNT(*) FROM webhook_deliveries d
+                    WHERE d.endpoint_id = webhook_deliveries.endpoint_id
+                      AND d.event_seq <= webhook_deliveries.event_seq)`);
+        db.exec(`UPDATE webhook_endpoints SET next_seq = 1 + COALESCE(
+                   (SELECT MAX(endpoint_seq) FROM webhook_deliveries d WHERE d.endpoint_id = webhook_endpoints.id), 0)`);
+      }
+      // A schema 1 file gets its version from #sealLegacy once its secrets are sealed.
+      if (v >= 2)
+        db.prepare(
+          "INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)",
+        ).run(OUTBOX_SCHEMA_VERSION);
     })();
   }
 
@@ -389,25 +438,33 @@ export class WebhookOutbox {
    */
   emit<T extends WebhookEventType>(type: T, data: EventData<T>, now: number): string | null {
     const parsed = EVENT_DATA[type].parse(data) as EventData<T>;
-    const endpoints = (
-      this.#db.prepare('SELECT id, events FROM webhook_endpoints').all() as {
-        id: string;
-        events: string | null;
-      }[]
-    ).filter((e) => e.events === null || (JSON.parse(e.events) as string[]).includes(type));
-    if (endpoints.length === 0) return null;
     const id = randomId('evt_');
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: parsed });
-    this.#db.transaction(() => {
+    return this.#db.transaction(() => {
+      const endpoints = (
+        this.#db.prepare('SELECT id, events FROM webhook_endpoints').all() as {
+          id: string;
+          events: string | null;
+        }[]
+      ).filter((e) => e.events === null || (JSON.parse(e.events) as string[]).includes(type));
+      if (endpoints.length === 0) return null;
       const seq = this.#db
         .prepare('INSERT INTO webhook_events (id, type, payload, created_at) VALUES (?, ?, ?, ?)')
         .run(id, type, payload, now).lastInsertRowid;
-      const ins = this.#db.prepare(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+      // The endpoint's next number, taken in the same transaction as the delivery row: a crash
+      // loses both or neither, so numbers have no hole.
+      const take = this.#db.prepare(
+        'UPDATE webhook_endpoints SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS n',
       );
-      for (const e of endpoints) ins.run(e.id, seq, now, now, now);
+      const ins = this.#db.prepare(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at, endpoint_seq) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)",
+      );
+      for (const e of endpoints) {
+        const { n } = take.get(e.id) as { n: number };
+        ins.run(e.id, seq, now, now, now, n);
+      }
+      return id;
     })();
-    return id;
   }
 
   // ---- deliveries --------------------------------------------------------------------------
@@ -424,7 +481,7 @@ export class WebhookOutbox {
     await this.#ready;
     const heads = this.#db
       .prepare(
-        `SELECT d.endpoint_id, d.event_seq, d.attempts, d.next_at, e.id AS event_id, e.payload, p.url, p.secrets
+        `SELECT d.endpoint_id, d.event_seq, d.endpoint_seq, d.attempts, d.next_at, e.id AS event_id, e.payload, p.url, p.secrets
            FROM (SELECT endpoint_id, MIN(event_seq) AS event_seq FROM webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id) h
            JOIN webhook_deliveries d ON d.endpoint_id = h.endpoint_id AND d.event_seq = h.event_seq
            JOIN webhook_events e ON e.seq = d.event_seq
@@ -433,6 +490,7 @@ export class WebhookOutbox {
       .all() as {
       endpoint_id: string;
       event_seq: number;
+      endpoint_seq: number;
       attempts: number;
       next_at: number;
       event_id: string;
@@ -456,7 +514,8 @@ export class WebhookOutbox {
             secrets,
             eventSeq: h.event_seq,
             eventId: h.event_id,
-            payload: h.payload,
+            sequence: h.endpoint_seq,
+            payload: bodyWithSequence(h.payload, h.endpoint_seq),
             attempts: h.attempts,
           }),
         ),
@@ -541,7 +600,7 @@ export class WebhookOutbox {
     this.#row(endpointId);
     const rows = this.#db
       .prepare(
-        `SELECT e.id, e.type, e.created_at, d.attempts, d.updated_at, d.last_error FROM webhook_deliveries d
+        `SELECT e.id, e.type, e.created_at, d.endpoint_seq, d.attempts, d.updated_at, d.last_error FROM webhook_deliveries d
            JOIN webhook_events e ON e.seq = d.event_seq
           WHERE d.endpoint_id = ? AND d.state = 'dead' ORDER BY d.event_seq LIMIT ?`,
       )
@@ -549,12 +608,14 @@ export class WebhookOutbox {
       id: string;
       type: string;
       created_at: number;
+      endpoint_seq: number;
       attempts: number;
       updated_at: number;
       last_error: string | null;
     }[];
     return rows.map((r) => ({
       eventId: r.id,
+      sequence: r.endpoint_seq,
       type: r.type,
       createdAt: r.created_at,
       attempts: r.attempts,
@@ -581,6 +642,24 @@ export class WebhookOutbox {
       let n = 0;
       for (const id of eventIds) n += stmt.run(now, now, now, endpointId, id).changes;
       return n;
+    })();
+  }
+
+  /**
+   * `retry`: every pending delivery of the endpoint is due now (the backoff skipped, attempts and
+   * retry window kept) and every dead letter goes back in the queue as `replay` does. Order is
+   * kept: they go out by sequence number. Returns how many of each.
+   * @throws LatchkeyError NOT_FOUND for an unknown endpoint.
+   */
+  retry(endpointId: string, now: number): { pending: number; dead: number } {
+    this.#row(endpointId);
+    return this.#db.transaction(() => {
+      const pending = this.#db
+        .prepare(
+          "UPDATE webhook_deliveries SET next_at = ?, updated_at = ? WHERE endpoint_id = ? AND state = 'pending'",
+        )
+        .run(now, now, endpointId).changes;
+      return { pending, dead: this.replay(endpointId, now) };
     })();
   }
 

@@ -12,8 +12,9 @@ import {
   type WebhookError,
   type WebhookEventType,
   type WebhookTestResponse,
+  type WebhookUrlWarning,
 } from '@latchkey/protocol';
-import { deliver, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
+import { deliver, resolveTarget, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
 import { TEST_EVENT_TYPE, type EventData } from './events.ts';
 import { WebhookOutbox, type DueDelivery, type OutboxOptions } from './outbox.ts';
 import { signWebhook } from './signing.ts';
@@ -48,6 +49,8 @@ export interface WebhookServiceOptions {
 }
 
 const MAX_SLEEP_MS = 60_000;
+/** How long `checkUrl` waits for DNS. */
+const CHECK_URL_TIMEOUT_MS = 5_000;
 
 const defaultTimers: Timers = {
   setTimeout: (fn, ms) => {
@@ -71,6 +74,7 @@ export class WebhookService {
     headers: Record<string, string>,
     body: string,
   ) => Promise<DeliveryResult>;
+  readonly #delivery: DeliveryOptions;
   readonly #busy = new Map<string, Promise<void>>();
   #timer: unknown;
   #wakeQueued = false;
@@ -99,6 +103,7 @@ export class WebhookService {
       }
     };
     const delivery = opts.delivery ?? {};
+    this.#delivery = delivery;
     this.#send = opts.send ?? ((url, headers, body) => deliver(url, headers, body, delivery));
     if (opts.autoStart ?? true) this.start();
   }
@@ -301,6 +306,48 @@ export class WebhookService {
     const error: WebhookError | null = r.ok ? null : { code: r.code, message: r.message, at };
     this.outbox.recordTest(endpointId, error, at);
     return { ok: r.ok, status: r.status, error };
+  }
+
+  /**
+   * Would a call to `url` be refused as things stand (the checks of `deliver` before it
+   * connects: special addresses against the allowlist, https off loopback, DNS)? Null when it
+   * would go out; never throws. `add` answers with it so a refused URL is seen at once.
+   */
+  async checkUrl(url: string): Promise<WebhookUrlWarning | null> {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return { code: 'BAD_URL', message: 'not a valid URL' };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    // A resolver that hangs must not hold the admin call: the answer then is "did not resolve".
+    const timeout = new Promise<WebhookUrlWarning>((resolve) => {
+      timer = setTimeout(
+        () => resolve({ code: 'DNS_FAILED', message: `${u.hostname} did not resolve in time` }),
+        CHECK_URL_TIMEOUT_MS,
+      );
+      timer.unref();
+    });
+    const r = await Promise.race([
+      resolveTarget(u, this.#delivery).catch((err: unknown): WebhookUrlWarning => ({
+        code: 'DNS_FAILED',
+        message: (err instanceof Error ? err.message : 'lookup failed').slice(0, 300),
+      })),
+      timeout,
+    ]).finally(() => clearTimeout(timer));
+    if ('ok' in r && r.ok) return null;
+    return { code: r.code, message: r.message };
+  }
+
+  /**
+   * Sends the endpoint's pending deliveries now and its dead letters again (outbox `retry`).
+   * @throws LatchkeyError NOT_FOUND.
+   */
+  retry(endpointId: string): { pending: number; dead: number } {
+    const r = this.outbox.retry(endpointId, this.#now());
+    this.wake();
+    return r;
   }
 
   /** The endpoint's info, for answers after a change. */

@@ -69,6 +69,7 @@ describe('delivery to a real receiver', () => {
       expect(JSON.parse(stored?.body ?? '')).toEqual({
         type: 'message.stored',
         timestamp: expect.any(String),
+        sequence: WEBHOOK_EVENT_TYPES.indexOf('message.stored') + 1,
         data: { contactId: 'c1', seq: 1, senderId: 'v1', size: 412, time: 8 },
       });
 

@@ -174,6 +174,7 @@ describe('outbox', () => {
     expect(JSON.parse((due[0] as { payload: string }).payload)).toEqual({
       type: 'participant.joined',
       timestamp: new Date(5).toISOString(),
+      sequence: 1,
       data: { contactId: 'c', participantId: 'p', role: 'agent', time: 5 },
     });
     o.close();
