@@ -199,6 +199,8 @@ describe('webhook secrets at rest', () => {
     expectPrivate(path);
     await svc.runDue();
     expect(calls).toHaveLength(1);
+    // Queued before sequence numbers existed: numbered on open, in event order.
+    expect(JSON.parse(calls[0]!.body)).toMatchObject({ type: 'contact.opened', sequence: 1 });
     for (const s of [secret, oldSecret])
       expect(createWebhookVerifier(s).verify(calls[0]!.body, calls[0]!.headers)).toMatchObject({
         type: 'contact.opened',
