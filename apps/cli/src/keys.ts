@@ -112,12 +112,32 @@ export function parseDurationMs(text: string, flag: string): number {
   return Number(m[1]) * unit;
 }
 
+/**
+ * A shared secret from the environment variable `name`, else from `file`.
+ * @throws UsageError when neither is set, the file cannot be read, or the secret is too short
+ *   or not base64url/hex (a setting to fix, exit 2).
+ */
 function secretFrom(env: Env, name: string, file: string | undefined, what: string): Uint8Array {
   const text = env[name];
-  if (text !== undefined && text.trim() !== '')
-    return decodeSecretText(text, name, { minBytes: 32 });
-  if (file !== undefined)
-    return decodeSecretText(readFileSync(file, 'utf8'), file, { minBytes: 32 });
+  const decode = (value: string, from: string): Uint8Array => {
+    try {
+      return decodeSecretText(value, from, { minBytes: 32 });
+    } catch (err) {
+      throw new UsageError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  if (text !== undefined && text.trim() !== '') return decode(text, name);
+  if (file !== undefined) {
+    let content: string;
+    try {
+      content = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(
+        `${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    return decode(content, file);
+  }
   throw new UsageError(`${what}: set ${name} or pass the file flag`);
 }
 

@@ -14,6 +14,12 @@
  *
  * The HSM and KMIP choices open the store's current KEK generation (`kekGenerationsOf`), which
  * completing a shred replaces by a new key object (docs/key-management.md "Completing a shred").
+ *
+ * For `http`, every failure of the enterprise's key manager goes to `onFailure` (one log line
+ * with its status and reason, `formatKmFailure`), and `checkKeyManagerAtStart` is the start-up
+ * self-check: a key manager that refuses our signature (401) or our client (403) stops the
+ * start with a message naming the cause; one that is down does not (the wrap model opens while
+ * it is down) but is reported (docs/key-management.md "Diagnostics").
  */
 import {
   createHttpWrapper,
@@ -30,7 +36,9 @@ import {
   type KeyManager,
   type KeyWrapper,
   type KmClientOptions,
+  type KmFailure,
 } from '@latchkey/keys';
+import { LatchkeyError } from '@latchkey/protocol';
 
 export type KeyManagerChoice =
   | { kind: 'internal' }
@@ -86,6 +94,57 @@ export type KeyManagerChoice =
       timeoutMs?: number;
     };
 
+/** What the key service is told about its key manager at run time. */
+export interface KeyManagerHooks {
+  /** Each failure of an external key manager (http): for the log. */
+  onFailure?: (failure: KmFailure) => void;
+}
+
+/** One log line of a key-manager failure: operation, status, code, reason; never a secret. */
+export function formatKmFailure(f: KmFailure): string {
+  return `key manager: ${f.op} failed: ${f.reason}${f.retrying ? ' (retrying)' : ''}`;
+}
+
+/**
+ * The start-up self-check of an external key manager (http): one signed `GET /v1/health`.
+ * @throws LatchkeyError KEY_UNAVAILABLE naming the cause when the key manager refuses our
+ *   signature or timestamp (401) or our client (403). A key manager that is down or answers
+ *   garbage only gives a warning through `warn`: the key service starts and its calls fail with
+ *   KEY_UNAVAILABLE until it is back.
+ */
+export async function checkKeyManagerAtStart(
+  keyManager: KeyManager,
+  choice: KeyManagerChoice,
+  warn: (line: string) => void,
+): Promise<void> {
+  if (choice.kind !== 'http') return;
+  const since = Date.now();
+  const h = await keyManager.health();
+  if (h.status === 'ok') return;
+  const last = h.lastError !== undefined && h.lastError.at >= since ? h.lastError : undefined;
+  const where = `the external key manager at ${choice.url}`;
+  const client = choice.clientId ?? 'latchkey';
+  if (last?.status === 401) {
+    const fix =
+      last.code === 'AUTH_EXPIRED'
+        ? 'check that the clocks of this host and the key manager agree (within 5 minutes)'
+        : `check the client id (--kms-client-id, LATCHKEY_KMS_CLIENT_ID; now ${client}) and the shared secret (LATCHKEY_KMS_SECRET or --kms-secret-file) registered there`;
+    throw new LatchkeyError(
+      'KEY_UNAVAILABLE',
+      `${where} refused our signature at start (${last.reason}); ${fix}`,
+    );
+  }
+  if (last?.status === 403) {
+    throw new LatchkeyError(
+      'KEY_UNAVAILABLE',
+      `${where} refused access to client ${client} at start (${last.reason}); grant this client access there`,
+    );
+  }
+  warn(
+    `key manager: ${where} is not usable at start (${last?.reason ?? h.detail ?? h.status}); starting anyway, key requests fail with KEY_UNAVAILABLE until it answers`,
+  );
+}
+
 /** Schemes a key store URL may use. */
 const KEY_STORE_SCHEMES = ['postgres:', 'postgresql:'];
 
@@ -101,13 +160,14 @@ export async function openChosenKeyManager(
   dbPath: string,
   masterKey: Uint8Array,
   keyStoreUrl?: string,
+  hooks: KeyManagerHooks = {},
 ): Promise<KeyManager> {
-  if (keyStoreUrl !== undefined) return openOnPostgres(choice, masterKey, keyStoreUrl);
+  if (keyStoreUrl !== undefined) return openOnPostgres(choice, masterKey, keyStoreUrl, hooks);
   switch (choice.kind) {
     case 'internal':
       return openInternalKeyManager({ path: dbPath, masterKey });
     case 'http': {
-      const opts = httpOptions(choice);
+      const opts = httpOptions(choice, hooks);
       if (choice.model === 'store') return openHttpKeyStoreManager(opts);
       return openHttpKeyManager({ ...opts, keyId: choice.keyId ?? 'latchkey-kek', path: dbPath });
     }
@@ -122,6 +182,7 @@ async function openOnPostgres(
   choice: KeyManagerChoice,
   masterKey: Uint8Array,
   url: string,
+  hooks: KeyManagerHooks,
 ): Promise<KeyManager> {
   let scheme: string;
   try {
@@ -144,7 +205,7 @@ async function openOnPostgres(
           'a key store URL needs the wrap model (the store model keeps no keys here)',
         );
       wrapper = createHttpWrapper({
-        ...httpOptions(choice),
+        ...httpOptions(choice, hooks),
         keyId: choice.keyId ?? 'latchkey-kek',
       });
       mismatchMessage = 'the key-encryption key does not match this key database';
@@ -179,8 +240,10 @@ export function kekGenerationsOf(choice: KeyManagerChoice): KekGenerations | und
 
 function httpOptions(
   choice: Extract<KeyManagerChoice, { kind: 'http' }>,
+  hooks: KeyManagerHooks,
 ): KmClientOptions & { cacheTtlMs?: number } {
   return {
+    ...(hooks.onFailure === undefined ? {} : { onFailure: hooks.onFailure }),
     url: choice.url,
     auth: { type: 'hmac', clientId: choice.clientId ?? 'latchkey', secret: choice.secret },
     ...(choice.timeoutMs === undefined ? {} : { timeoutMs: choice.timeoutMs }),

@@ -20,6 +20,8 @@ import { deriveAdminKey } from '@latchkey/tokens';
 import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
 import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
 import {
+  checkKeyManagerAtStart,
+  formatKmFailure,
   kekGenerationsOf,
   openChosenKeyManager,
   type KeyManagerChoice,
@@ -97,6 +99,12 @@ export interface OpenKeyServiceOptions {
   /** Lines of the scheduled shred completion (default: standard output). */
   log?: (line: string) => void;
   /**
+   * Lines about an external key manager (default: standard error): each failure with its
+   * status and reason (`key manager: OP failed: HTTP 401 AUTH_INVALID: ...`), and the start-up
+   * self-check's warning when it is down. Never a secret or key.
+   */
+  keyManagerLog?: (line: string) => void;
+  /**
    * Signed webhooks (docs/webhooks.md): a durable outbox in `<dataDir>/keys/webhooks.db` for
    * `key.rotated` and `contact.shredded`, managed under /admin/v1/webhooks. Absent: none.
    * `allowlist`: IPs/CIDR ranges endpoints may reach although private or loopback.
@@ -158,7 +166,11 @@ export async function openKeyService(
   const master = { key: Uint8Array.from(opts.masterKey) };
   const masterFile =
     opts.masterKeyFile ?? masterKeyFileOf(join(opts.dataDir, 'master.key'), master.key);
-  const open = (k: Uint8Array) => openChosenKeyManager(choice, paths.db, k, opts.keyStoreUrl);
+  const kmLog = opts.keyManagerLog ?? ((line) => void process.stderr.write(`${line}\n`));
+  const open = (k: Uint8Array) =>
+    openChosenKeyManager(choice, paths.db, k, opts.keyStoreUrl, {
+      onFailure: (f) => kmLog(formatKmFailure(f)),
+    });
   let keyManager;
   try {
     // The internal store may be under master.key.new: a rotation that stopped half-way.
@@ -181,6 +193,8 @@ export async function openKeyService(
   let webhooks: WebhookService | undefined;
   let stopCompleter: (() => void) | undefined;
   try {
+    // Refused signature or client: stop here, naming the cause; down: a warning only.
+    await checkKeyManagerAtStart(keyManager, choice, kmLog);
     // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
     access = new SqliteAccessStore({
       path: paths.access,

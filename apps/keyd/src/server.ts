@@ -296,9 +296,27 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
       .send(),
   );
 
+  // docs/key-management.md "Diagnostics": the backend and its last failure (when, HTTP status,
+  // code, reason; never a secret or contact id), so an operator sees why keys are unavailable.
   app.get(KEYS_PATHS.health, async (_req, reply) => {
-    const h = await keyManager.health().catch(() => ({ status: 'degraded' as const }));
-    return reply.code(h.status === 'ok' ? 200 : 503).send({ status: h.status });
+    const h = await keyManager
+      .health()
+      .catch(() => ({ status: 'degraded' as const, backend: 'unknown', lastError: undefined }));
+    const last = h.lastError;
+    return reply.code(h.status === 'ok' ? 200 : 503).send({
+      status: h.status,
+      backend: h.backend,
+      ...(last === undefined
+        ? {}
+        : {
+            lastError: {
+              at: new Date(last.at).toISOString(),
+              ...(last.status === undefined ? {} : { status: last.status }),
+              ...(last.code === undefined ? {} : { code: last.code }),
+              reason: last.reason,
+            },
+          }),
+    });
   });
 
   app.get(KEYS_PATHS.serviceKey, async () => {

@@ -125,7 +125,7 @@ describe('main.ts', () => {
     });
     try {
       const health = await fetch(`${url}/healthz`);
-      expect(await health.json()).toEqual({ status: 'ok' });
+      expect(await health.json()).toEqual({ status: 'ok', backend: 'internal' });
       const apiSecret = new Uint8Array(readFileSync(join(dir, 'api-secret')));
       const token = await mintToken(apiSecret, {
         contactId: 'c1',
