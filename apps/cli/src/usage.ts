@@ -19,6 +19,15 @@ commands:
          [--rotate-after 1d] [--rotate-after-messages N] [--shred-complete-every 1h]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
+         --key-manager http (flag, environment, default):
+           --kms-url URL           LATCHKEY_KMS_URL          required, http(s)://...
+           --kms-model wrap|store  LATCHKEY_KMS_MODEL        default wrap
+           --kms-key-id ID         LATCHKEY_KMS_KEY_ID       default latchkey-kek
+           --kms-client-id ID      LATCHKEY_KMS_CLIENT_ID    default latchkey
+           --kms-secret-file FILE  LATCHKEY_KMS_SECRET_FILE  required unless LATCHKEY_KMS_SECRET
+                                   holds the secret (at least 32 bytes, base64url or hex)
+           --kms-timeout 2s        LATCHKEY_KMS_TIMEOUT      default 2s per attempt
+           --kms-cache-ttl 0       LATCHKEY_KMS_CACHE_TTL    default 0 (no cache)
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
          print a participant token signed with the dev API secret
   send   --token T [--relay URL --keys URL] [--data DIR] TEXT
