@@ -33,7 +33,7 @@ export interface AccessStoreOptions {
   contactTtlMs?: number;
 }
 
-export const ACCESS_SCHEMA_VERSION = 1;
+export const ACCESS_SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE contacts (
@@ -53,7 +53,64 @@ const MIGRATIONS: readonly string[] = [
      left_at        INTEGER,
      PRIMARY KEY (contact_id, participant_id)
    ) STRICT, WITHOUT ROWID;`,
+  // v2: the key rotation a kick or transfer owes, written in the membership change's own
+  // transaction and kept (state 'done', with the epoch) once rotated, so a re-run reports it.
+  // One row per contact: a rotation after the latest removal covers every earlier one; `seq`
+  // grows with each removal so a rotation begun before it does not settle it.
+  `CREATE TABLE owed_rotations (
+     contact_id     TEXT PRIMARY KEY REFERENCES contacts (contact_id),
+     action         TEXT NOT NULL CHECK (action IN ('kick', 'transfer')),
+     participant_id TEXT NOT NULL,
+     seq            INTEGER NOT NULL,
+     since          INTEGER NOT NULL,
+     state          TEXT NOT NULL CHECK (state IN ('owed', 'done')),
+     epoch          INTEGER,
+     attempts       INTEGER NOT NULL DEFAULT 0,
+     last_error     TEXT
+   ) STRICT, WITHOUT ROWID;
+   CREATE INDEX owed_rotations_state ON owed_rotations (state);`,
 ];
+
+/** The key rotation an admin action owes a contact (access table `owed_rotations`). */
+export interface OwedRotation {
+  contactId: string;
+  action: 'kick' | 'transfer';
+  /** The participant removed (the leaver of a transfer). */
+  participantId: string;
+  /** Grows with each removal; settle with the value read before rotating. */
+  seq: number;
+  /** When the removal was recorded (ms). */
+  since: number;
+  /** `owed`: not rotated yet; `done`: rotated to `epoch` (null: the contact had no key yet). */
+  state: 'owed' | 'done';
+  epoch: number | null;
+  attempts: number;
+  lastError: string | null;
+}
+
+interface OwedRow {
+  contact_id: string;
+  action: 'kick' | 'transfer';
+  participant_id: string;
+  seq: number;
+  since: number;
+  state: 'owed' | 'done';
+  epoch: number | null;
+  attempts: number;
+  last_error: string | null;
+}
+
+const owedOf = (r: OwedRow): OwedRotation => ({
+  contactId: r.contact_id,
+  action: r.action,
+  participantId: r.participant_id,
+  seq: r.seq,
+  since: r.since,
+  state: r.state,
+  epoch: r.epoch,
+  attempts: r.attempts,
+  lastError: r.last_error,
+});
 
 interface ContactRow {
   contact_id: string;
@@ -201,13 +258,25 @@ export class SqliteAccessStore {
     });
   }
 
-  /** Marks a participant kicked (recording unknown contacts and participants). @throws LatchkeyError CONTACT_EXPIRED. */
-  kick(contactId: string, participantId: string, now: number): ContactInfo {
+  /**
+   * Marks a participant kicked (recording unknown contacts and participants). With `owe`, a
+   * participant who was not kicked yet also leaves an owed key rotation in the same transaction
+   * (see `owedRotation`), so the rotation survives a crash or a key manager outage.
+   * @throws LatchkeyError CONTACT_EXPIRED.
+   */
+  kick(
+    contactId: string,
+    participantId: string,
+    now: number,
+    opts: { oweRotation?: boolean } = {},
+  ): ContactInfo {
     return this.#tx('kick', () => {
       this.#ensure(contactId, now);
       const p = this.#participant(contactId, participantId);
       if (!p) this.#insert(contactId, participantId, null, 'kicked', now);
       else if (p.state !== 'kicked') this.#setState(contactId, participantId, 'kicked', now);
+      if (p?.state !== 'kicked' && opts.oweRotation === true)
+        this.#owe(contactId, 'kick', participantId, now);
       return this.#info(contactId, now);
     });
   }
@@ -220,8 +289,18 @@ export class SqliteAccessStore {
     });
   }
 
-  /** `from` (an agent) leaves, `to` joins as an agent. @throws LatchkeyError FORBIDDEN, CONTACT_EXPIRED. */
-  transfer(contactId: string, from: string, to: string, now: number): ContactInfo {
+  /**
+   * `from` (an agent) leaves, `to` joins as an agent. With `oweRotation`, a leaver who was still
+   * active (or unknown) leaves an owed key rotation in the same transaction.
+   * @throws LatchkeyError FORBIDDEN, CONTACT_EXPIRED.
+   */
+  transfer(
+    contactId: string,
+    from: string,
+    to: string,
+    now: number,
+    opts: { oweRotation?: boolean } = {},
+  ): ContactInfo {
     return this.#tx('transfer', () => {
       this.#ensure(contactId, now);
       const leaving = this.#participant(contactId, from);
@@ -231,7 +310,58 @@ export class SqliteAccessStore {
       if (!leaving) this.#insert(contactId, from, 'agent', 'left', now);
       else if (leaving.state === 'active') this.#setState(contactId, from, 'left', now);
       this.#enter(contactId, to, 'agent', now, Number.MAX_SAFE_INTEGER);
+      if ((!leaving || leaving.state === 'active') && opts.oweRotation === true)
+        this.#owe(contactId, 'transfer', from, now);
       return this.#info(contactId, now);
+    });
+  }
+
+  /** The rotation last owed by a kick or transfer of the contact (owed or done), if any. */
+  owedRotation(contactId: string): OwedRotation | undefined {
+    return this.#tx('owed', () => {
+      const r = this.#db
+        .prepare<[string], OwedRow>('SELECT * FROM owed_rotations WHERE contact_id = ?')
+        .get(contactId);
+      return r && owedOf(r);
+    });
+  }
+
+  /** Every rotation still owed, oldest first (for the retry sweep). */
+  owedRotations(): OwedRotation[] {
+    return this.#tx('owed', () =>
+      this.#db
+        .prepare<[], OwedRow>(
+          "SELECT * FROM owed_rotations WHERE state = 'owed' ORDER BY since, contact_id",
+        )
+        .all()
+        .map(owedOf),
+    );
+  }
+
+  /**
+   * Records an owed rotation as done (`epoch` null: the contact had no key to rotate), unless a
+   * later removal (another `seq`) owes a new one. Returns whether it settled the row.
+   */
+  rotationDone(contactId: string, seq: number, epoch: number | null): boolean {
+    return this.#tx(
+      'owed',
+      () =>
+        this.#db
+          .prepare(
+            "UPDATE owed_rotations SET state = 'done', epoch = ?, last_error = NULL WHERE contact_id = ? AND seq = ? AND state = 'owed'",
+          )
+          .run(epoch, contactId, seq).changes === 1,
+    );
+  }
+
+  /** Counts a failed attempt at an owed rotation (the error's code and message, no secrets). */
+  rotationFailed(contactId: string, seq: number, error: string): void {
+    this.#tx('owed', () => {
+      this.#db
+        .prepare(
+          "UPDATE owed_rotations SET attempts = attempts + 1, last_error = ? WHERE contact_id = ? AND seq = ? AND state = 'owed'",
+        )
+        .run(error.slice(0, 200), contactId, seq);
     });
   }
 
@@ -255,6 +385,19 @@ export class SqliteAccessStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#db.close();
+  }
+
+  /** Owes the contact a key rotation (inside the membership change's transaction). */
+  #owe(contactId: string, action: 'kick' | 'transfer', participantId: string, now: number): void {
+    this.#db
+      .prepare(
+        `INSERT INTO owed_rotations (contact_id, action, participant_id, seq, since, state, epoch, attempts, last_error)
+         VALUES (?, ?, ?, 1, ?, 'owed', NULL, 0, NULL)
+         ON CONFLICT (contact_id) DO UPDATE SET action = excluded.action,
+           participant_id = excluded.participant_id, seq = seq + 1, since = excluded.since,
+           state = 'owed', epoch = NULL, attempts = 0, last_error = NULL`,
+      )
+      .run(contactId, action, participantId, now);
   }
 
   #tx<T>(what: string, fn: () => T): T {
