@@ -5,6 +5,12 @@
  * relay even hears of it; kick and transfer also rotate the contact's content key, so whatever
  * is sent afterwards is sealed under an epoch the departed never received.
  *
+ * Never half-applied: the rotation a kick or transfer owes is recorded in the same transaction
+ * as the membership change. When the key manager cannot rotate now, the answer says
+ * `rotationPending: true` (the removal stands, keys are refused) and the key service's sweep
+ * completes the rotation once the key manager is back; a repeated kick or transfer retries at
+ * once, or, when done, answers the epoch it rotated to without rotating again.
+ *
  * Authenticated by the API key (`Authorization: Bearer <key id>:<secret>`, constant-time
  * comparison in @latchkey/tokens) before any body is read.
  */
@@ -27,7 +33,7 @@ import {
   type ShredResponse,
 } from '@latchkey/protocol';
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
-import type { KeyPolicy } from './key-policy.ts';
+import { settleOwed, type KeyPolicy, type Settled } from './key-policy.ts';
 
 export interface AdminRoutesOptions {
   access: SqliteAccessStore;
@@ -56,7 +62,6 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
 
   /** Rotates the contact's key so the departed miss what follows; a contact without keys yet has nothing to rotate. */
   async function rotate(id: string): Promise<number | undefined> {
-    if (opts.policy) return opts.policy.rotate(id);
     try {
       return await keyManager.rotate(id);
     } catch (err) {
@@ -64,6 +69,10 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       throw err;
     }
   }
+
+  /** Performs (or reports) the rotation the action owes; pending when the key manager fails. */
+  const settle = (id: string): Promise<Settled> =>
+    opts.policy ? opts.policy.settle(id) : settleOwed(access, id, rotate);
 
   void app.register(
     async (admin) => {
@@ -106,6 +115,19 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       };
       const reply = (contact: ContactInfo, rotatedEpoch?: number): ContactResponse =>
         rotatedEpoch === undefined ? { contact } : { contact, rotatedEpoch };
+      /** The answer of a removal: rotated (`rotatedEpoch`), nothing to rotate, or pending. */
+      const removed = async (
+        id: string,
+        contact: ContactInfo,
+      ): Promise<ContactResponse & { rotationPending?: true }> => {
+        const r = await settle(id);
+        if (!r.pending) return reply(contact, r.epoch);
+        admin.log.warn(
+          { contactId: id, code: r.error.code, detail: r.error.detail },
+          'key rotation owed by an admin action is pending',
+        );
+        return { contact, rotationPending: true };
+      };
 
       post('close', (id, body) => {
         parseRequest(CloseContactRequest, body);
@@ -117,8 +139,8 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       });
       post('kick', async (id, body) => {
         const { participantId } = parseRequest(KickRequest, body);
-        const info = access.kick(id, participantId, Date.now());
-        return reply(info, await rotate(id));
+        const info = access.kick(id, participantId, Date.now(), { oweRotation: true });
+        return removed(id, info);
       });
       post('invite', (id, body) => {
         const { participantId, role } = parseRequest(InviteRequest, body);
@@ -126,8 +148,8 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       });
       post('transfer', async (id, body) => {
         const { from, to } = parseRequest(TransferRequest, body);
-        const info = access.transfer(id, from, to, Date.now());
-        return reply(info, await rotate(id));
+        const info = access.transfer(id, from, to, Date.now(), { oweRotation: true });
+        return removed(id, info);
       });
       registerShred(admin, opts);
     },

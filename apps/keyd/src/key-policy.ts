@@ -10,6 +10,11 @@
  * Rotations of one contact are serialised in this process, so two members asking at once
  * rotate once. Run one key service per key database (as the internal adapter requires anyway).
  *
+ * The rotation a kick or transfer owes is recorded in the access table with the membership change
+ * (`SqliteAccessStore.owedRotation`); `settle` performs it and marks it done, and the sweep
+ * (`startKeySweep`, at start-up and every few seconds) retries it until the key manager answers,
+ * so an admin action is never left half-applied (docs/admin-api.md "Flow").
+ *
  * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
  * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given.
  */
@@ -40,6 +45,43 @@ export interface KeyPolicyOptions {
   /** Signed webhooks: `key.rotated` and `contact.shredded` are queued here (never throws). */
   webhooks?: Pick<WebhookService, 'emit'>;
   now?: () => number;
+}
+
+/** The state of the rotation an admin action owes: done (to `epoch`, if the contact had a key) or pending. */
+export type Settled =
+  { pending: false; epoch: number | undefined } | { pending: true; error: LatchkeyError };
+
+/**
+ * The owed rotation of a contact, done now when still owed (see `KeyPolicy.settle`); `rotate`
+ * answers the new epoch, or undefined when the contact has no key yet.
+ */
+export async function settleOwed(
+  access: SqliteAccessStore,
+  contactId: string,
+  rotate: (contactId: string) => Promise<number | undefined>,
+): Promise<Settled> {
+  const owed = access.owedRotation(contactId);
+  if (owed === undefined) return { pending: false, epoch: undefined };
+  if (owed.state === 'done') return { pending: false, epoch: owed.epoch ?? undefined };
+  let epoch: number | undefined;
+  try {
+    epoch = await rotate(contactId);
+  } catch (err) {
+    const e = asKeyError(err);
+    try {
+      access.rotationFailed(contactId, owed.seq, `${e.code}: ${e.message}`);
+    } catch {
+      // Still owed either way.
+    }
+    return { pending: true, error: e };
+  }
+  try {
+    // A removal recorded meanwhile owes a rotation of its own (another seq): it stays owed.
+    access.rotationDone(contactId, owed.seq, epoch ?? null);
+  } catch {
+    // Rotated; the record says owed still, so the sweep rotates once more (harmless).
+  }
+  return { pending: false, epoch };
 }
 
 export interface HandOut {
@@ -123,6 +165,20 @@ export class KeyPolicy {
    */
   rotate(contactId: string): Promise<number | undefined> {
     return this.#serial(contactId, () => this.#rotateNow(contactId));
+  }
+
+  /**
+   * Performs the rotation a kick or transfer owes the contact (recorded in the access table with
+   * the membership change) and marks it done. Idempotent: when it is done already, answers the
+   * epoch it rotated to; nothing recorded, nothing to do. On failure the rotation stays owed
+   * (the attempt is counted) for the sweep or the next call.
+   */
+  settle(contactId: string): Promise<Settled> {
+    const access = this.#access;
+    if (!access) return this.rotate(contactId).then((epoch) => ({ pending: false, epoch }));
+    return this.#serial(contactId, () =>
+      settleOwed(access, contactId, (id) => this.#rotateNow(id)),
+    );
   }
 
   async #rotateNow(contactId: string): Promise<number | undefined> {
@@ -289,12 +345,58 @@ export class KeyPolicy {
   }
 }
 
+/** How often rotations owed by kicks and transfers are retried while the key manager is down. */
+export const OWED_ROTATION_RETRY_MS = 5_000;
+
 /**
  * Key retention: every `everyMs`, contacts past their expiry in the membership table are
  * shredded (keys destroyed). A failed destroy (key manager down) is retried on the next round.
- * Returns a stop function; `sweep()` runs one round now.
+ * Rotations owed by kicks and transfers are completed at once (start-up: a crash between the
+ * membership change and the rotation) and then every `retryEveryMs` while any is owed.
+ * Returns a stop function; `sweep()` runs one round now, `settleOwed()` one retry round
+ * (the contacts whose rotation it completed).
  */
 export function startKeySweep(opts: {
+  access: SqliteAccessStore;
+  policy: KeyPolicy;
+  everyMs: number;
+  retryEveryMs?: number;
+  onError?: (contactId: string, err: LatchkeyError) => void;
+}): { stop(): void; sweep(): Promise<string[]>; settleOwed(): Promise<string[]> } {
+  let settling: Promise<string[]> | undefined;
+  const settleAll = (): Promise<string[]> =>
+    (settling ??= (async () => {
+      const done: string[] = [];
+      let owed;
+      try {
+        owed = opts.access.owedRotations();
+      } catch {
+        return done; // Access table unavailable: next round.
+      }
+      for (const o of owed) {
+        const r = await opts.policy.settle(o.contactId);
+        if (r.pending) opts.onError?.(o.contactId, r.error);
+        else done.push(o.contactId);
+      }
+      return done;
+    })().finally(() => {
+      settling = undefined;
+    }));
+  void settleAll();
+  const retry = setInterval(() => void settleAll(), opts.retryEveryMs ?? OWED_ROTATION_RETRY_MS);
+  retry.unref();
+  const expiry = startExpirySweep(opts);
+  return {
+    stop: () => {
+      clearInterval(retry);
+      expiry.stop();
+    },
+    sweep: expiry.sweep,
+    settleOwed: settleAll,
+  };
+}
+
+function startExpirySweep(opts: {
   access: SqliteAccessStore;
   policy: KeyPolicy;
   everyMs: number;
