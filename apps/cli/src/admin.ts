@@ -2,7 +2,9 @@
  * The admin subcommands of `latchkey` (README "Command line"; API in docs/admin-api.md):
  * contacts, close, kick, transfer, invite. Each moderation action goes to the key service
  * first (who may read is decided there), then to the relay; when one side fails the command
- * says which, and what was already applied, and exits 1.
+ * says which, and what was already applied, and exits 1. A kick or transfer whose key rotation
+ * the key service could not do yet (key manager down) is applied on both sides with the
+ * rotation pending in the key service's own record: it says `(pending: ...)` and exits 4.
  *
  * Credentials: LATCHKEY_ADMIN_KEY (`<id>:<base64url secret>`), else the dev key derived from the
  * API secret (LATCHKEY_API_SECRET or `<data>/api-secret`). Endpoints as for send/read.
@@ -37,6 +39,11 @@ interface Target {
 }
 
 const TIMEOUT_MS = 15_000;
+
+/** Exit code of a kick or transfer applied on both sides whose key rotation is still pending. */
+export const EXIT_PENDING = 4;
+
+const PENDING = '(pending: key rotation waits for the key manager)';
 
 export async function target(flags: AdminFlags): Promise<Target> {
   const dir = dataDir(flags.data);
@@ -85,7 +92,10 @@ export async function call(
   } catch (err) {
     if (err instanceof Error && err.name === 'TimeoutError')
       throw new LatchkeyError('TIMEOUT', 'no answer');
-    throw new LatchkeyError('UNAVAILABLE', 'cannot connect');
+    // Refused: the request never left. Anything else (reset, closed): it may have been served.
+    const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+    if (cause?.code === 'ECONNREFUSED') throw new LatchkeyError('UNAVAILABLE', 'cannot connect');
+    throw new LatchkeyError('UNAVAILABLE', 'connection lost', { cause: err });
   }
   const json = (await res.json().catch(() => undefined)) as unknown;
   if (!res.ok) {
@@ -94,6 +104,20 @@ export async function call(
     throw new LatchkeyError(res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `HTTP ${res.status}`);
   }
   return json;
+}
+
+/**
+ * What a failed key service call applied: an error answer or a refused connection, nothing
+ * (each change is one transaction there); a lost connection or no answer, not known.
+ */
+function keyServiceFailed(err: unknown): LatchkeyError {
+  const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+  const unknown =
+    e.code === 'TIMEOUT' || (e.code === 'UNAVAILABLE' && e.message === 'connection lost');
+  return new LatchkeyError(
+    e.code,
+    `key service: ${e.message} ${unknown ? '(not known whether applied; run the command again)' : '(nothing applied)'}`,
+  );
 }
 
 /**
@@ -110,8 +134,7 @@ export async function moderateOrder<T>(
   try {
     keys = schema.parse(await call(t.keys, path, t.authorization, body));
   } catch (err) {
-    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
-    throw new LatchkeyError(e.code, `key service: ${e.message} (nothing applied)`);
+    throw keyServiceFailed(err);
   }
   try {
     return { keys, relay: schema.parse(await call(t.relay, path, t.authorization, body)) };
@@ -124,32 +147,56 @@ export async function moderateOrder<T>(
   }
 }
 
-/** Applies an action on the key service, then on the relay, naming the side that failed. */
+/** The key service's answer: a ContactResponse, and `rotationPending: true` when the rotation waits. */
+interface KeysAnswer extends ContactResponse {
+  rotationPending: boolean;
+}
+
+function keysAnswer(json: unknown): KeysAnswer {
+  if (typeof json !== 'object' || json === null)
+    return { ...ContactResponse.parse(json), rotationPending: false };
+  const { rotationPending, ...rest } = json as Record<string, unknown>;
+  return { ...ContactResponse.parse(rest), rotationPending: rotationPending === true };
+}
+
+/**
+ * Applies an action on the key service, then on the relay, naming the side that failed and
+ * what was applied. Both are idempotent: running the command again completes it.
+ */
 async function moderate(
   t: Target,
   path: string,
   body: unknown,
-): Promise<{ keys: ContactResponse; relay: ContactResponse }> {
-  let keys: ContactResponse;
+): Promise<{ keys: KeysAnswer; relay: ContactResponse }> {
+  let keys: KeysAnswer;
   try {
-    keys = ContactResponse.parse(await call(t.keys, path, t.authorization, body));
+    keys = keysAnswer(await call(t.keys, path, t.authorization, body));
   } catch (err) {
-    const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
-    throw new LatchkeyError(e.code, `key service: ${e.message} (nothing applied)`);
+    throw keyServiceFailed(err);
   }
   try {
     return { keys, relay: ContactResponse.parse(await call(t.relay, path, t.authorization, body)) };
   } catch (err) {
     const e = LatchkeyError.is(err) ? err : new LatchkeyError('INTERNAL', 'unexpected answer');
+    const state = keys.rotationPending
+      ? ', key rotation pending'
+      : keys.rotatedEpoch === undefined
+        ? ''
+        : `, key rotated to epoch ${keys.rotatedEpoch}`;
     throw new LatchkeyError(
       e.code,
-      `relay: ${e.message} (already applied on the key service; run the command again)`,
+      `relay: ${e.message} (already applied on the key service${state}; run the command again)`,
     );
   }
 }
 
-const rotated = (r: ContactResponse): string =>
-  r.rotatedEpoch === undefined ? '' : ` (key rotated to epoch ${r.rotatedEpoch})`;
+/** The suffix of a kick or transfer line: rotated, pending, or nothing to rotate. */
+const rotated = (r: KeysAnswer): string =>
+  r.rotationPending
+    ? ` ${PENDING}`
+    : r.rotatedEpoch === undefined
+      ? ''
+      : ` (key rotated to epoch ${r.rotatedEpoch})`;
 
 function formatContact(c: ContactInfo): string {
   const people = c.participants
@@ -207,7 +254,7 @@ export async function kick(flags: KickFlags, out: Out): Promise<number> {
   const participantId = id(flags.participant, '--participant');
   const r = await moderate(await target(flags), ADMIN_PATHS.kick(contactId), { participantId });
   out(`kicked ${participantId} from ${contactId}${rotated(r.keys)}`);
-  return EXIT.ok;
+  return r.keys.rotationPending ? EXIT_PENDING : EXIT.ok;
 }
 
 export interface TransferFlags extends ContactFlags {
@@ -223,7 +270,7 @@ export async function transfer(flags: TransferFlags, out: Out): Promise<number> 
   if (from === to) throw new UsageError('--from and --to must differ');
   const r = await moderate(await target(flags), ADMIN_PATHS.transfer(contactId), { from, to });
   out(`transferred ${contactId} from ${from} to ${to}${rotated(r.keys)}`);
-  return EXIT.ok;
+  return r.keys.rotationPending ? EXIT_PENDING : EXIT.ok;
 }
 
 export interface InviteFlags extends KickFlags {
