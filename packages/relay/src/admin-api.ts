@@ -6,7 +6,9 @@
  * the zod schemas of @latchkey/protocol `admin.ts`; errors are `{ error: { code, message } }`.
  *
  * Moderation reaches the key service first (the admin client does that), then this API, which
- * updates the contact store and ends the connections of whoever was removed.
+ * updates the contact store and ends the connections of whoever was removed. Every action is
+ * idempotent, so re-running one the relay missed completes it: a repeated kick or transfer ends
+ * connections and sends `rekey` again, but emits no second webhook event.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -114,6 +116,10 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
+/** When the participant left or was kicked (null: active or unknown). */
+const departedAt = (info: ContactInfo, participantId: string): number | null =>
+  info.participants.find((p) => p.participantId === participantId)?.leftAt ?? null;
+
 export function createAdminApi(opts: AdminApiOptions): AdminApi {
   const auth = createAdminAuthenticator(
     opts.keys,
@@ -180,10 +186,13 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
       }
       case 'kick': {
         const { participantId } = parse(KickRequest, body);
-        info = await contacts.kick(contactId, participantId, now());
+        const at = now();
+        info = await contacts.kick(contactId, participantId, at);
         const closed = opts.onKick(contactId, participantId);
         opts.log({ event: 'admin-kick', keyId, contactId, participantId, closed });
-        opts.webhooks?.emit('participant.kicked', { contactId, participantId, time: now() });
+        // A repeated kick (completing one the relay missed, or a re-run) is no new event.
+        if (departedAt(info, participantId) === at)
+          opts.webhooks?.emit('participant.kicked', { contactId, participantId, time: at });
         break;
       }
       case 'invite': {
@@ -199,7 +208,8 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
         info = await contacts.transfer(contactId, from, to, at);
         const closed = opts.onKick(contactId, from);
         opts.log({ event: 'admin-transfer', keyId, contactId, from, to, closed });
-        opts.webhooks?.emit('participant.left', { contactId, participantId: from, time: at });
+        if (departedAt(info, from) === at)
+          opts.webhooks?.emit('participant.left', { contactId, participantId: from, time: at });
         emitAdmission(opts.webhooks, info, to, at);
         break;
       }
