@@ -47,12 +47,23 @@ let server: ChildProcess;
 let receiver: Server;
 let hookBase: string;
 const calls: Call[] = [];
+/** Paths the receiver answers with 503 while listed, and how many calls it refused there. */
+const failing = new Set<string>();
+const attempts: Record<string, number> = {};
+const failedAt: Record<string, number> = {};
 
 beforeAll(async () => {
   receiver = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const path = req.url ?? '';
+      if (failing.has(path)) {
+        attempts[path] = (attempts[path] ?? 0) + 1;
+        failedAt[path] = Date.now();
+        res.writeHead(503).end();
+        return;
+      }
       calls.push({
         path: req.url ?? '',
         headers: {
@@ -107,13 +118,27 @@ async function until(what: string, predicate: () => boolean): Promise<void> {
 }
 
 /** The calls to `path` that verify with `secret`, as their event types. */
-function verified(path: string, secret: string): { type: string; data: Record<string, unknown> }[] {
+function verified(
+  path: string,
+  secret: string,
+): { type: string; sequence?: number; data: Record<string, unknown> }[] {
   const verifier = createWebhookVerifier(secret, { replayGuard: false });
   return calls
     .filter((c) => c.path === path)
-    .map(
-      (c) => verifier.verify(c.body, c.headers) as { type: string; data: Record<string, unknown> },
-    );
+    .flatMap((c) => {
+      try {
+        return [
+          verifier.verify(c.body, c.headers) as {
+            type: string;
+            sequence?: number;
+            data: Record<string, unknown>;
+          },
+        ];
+      } catch {
+        // Signed with another secret (before or after a rotation).
+        return [];
+      }
+    });
 }
 
 async function token(contact: string, participant: string, role = 'visitor'): Promise<string> {
@@ -246,6 +271,110 @@ describe('latchkey webhooks', () => {
       expect(gone.stderr).toMatch(/^error: NOT_FOUND /);
     }, 180_000);
   }
+
+  it('add warns at once on stderr about a private URL not on --webhook-allowlist, and adds it', async () => {
+    // 127.0.0.1 is on the allowlist, 10.9.8.7 and ::1 are not.
+    for (const [url, service] of [
+      ['http://10.9.8.7/hook', []],
+      ['http://[::1]:9/hook', ['--service', 'keys']],
+    ] as const) {
+      const r = await latchkey(['webhooks', 'add', '--data', dir, ...service, '--url', url]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(
+        /^warning: ADDRESS_REFUSED \S+ resolves to \S+, a (loopback|private or special-purpose) address not on the allowlist; calls are refused until the service is started with it in --webhook-allowlist\n$/,
+      );
+      const m = /^added (ep_\S+) (\S+)\nsecret: whsec_\S+\n$/.exec(r.stdout);
+      expect(m?.[2]).toBe(url);
+      expect(
+        (await latchkey(['webhooks', 'remove', '--data', dir, ...service, '--id', m![1]!])).code,
+      ).toBe(0);
+    }
+    const fine = await latchkey(['webhooks', 'add', '--data', dir, '--url', `${hookBase}/fine`]);
+    expect(fine).toMatchObject({ code: 0, stderr: '' });
+    const id = /^added (ep_\S+)/.exec(fine.stdout)![1]!;
+    expect((await latchkey(['webhooks', 'remove', '--data', dir, '--id', id])).code).toBe(0);
+  }, 120_000);
+
+  it('add refuses events the service never emits', async () => {
+    for (const [service, events, name] of [
+      [['--service', 'keys'], 'message.stored', 'key service'],
+      [[], 'key.rotated', 'relay'],
+    ] as const) {
+      const r = await latchkey([
+        'webhooks',
+        'add',
+        '--data',
+        dir,
+        ...service,
+        '--url',
+        `${hookBase}/never`,
+        '--events',
+        events,
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(`^error: BAD_REQUEST ${name}: the ${name} never emits ${events} \\(it emits `),
+      );
+    }
+  }, 60_000);
+
+  it('numbers events per endpoint (signed `sequence`); rotate-secret prints the new secret once; retry sends pending now', async () => {
+    const ep = await add([], '/seq', 'message.stored');
+    const contact = 'wh-seq';
+    const v = await token(contact, 'visitor-1');
+    for (const text of ['one', 'two'])
+      expect((await latchkey(['send', '--data', dir, '--token', v, text])).code).toBe(0);
+    await until('two message.stored', () => verified('/seq', ep.secret).length === 2);
+    expect(verified('/seq', ep.secret).map((e) => [e.data.seq, e.sequence])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+
+    const rot = await latchkey(['webhooks', 'rotate-secret', '--data', dir, '--id', ep.id]);
+    expect(rot.code, rot.stderr).toBe(0);
+    const m = /^rotated (ep_\S+)\nsecret: (whsec_\S+)\n$/.exec(rot.stdout);
+    expect(m?.[1]).toBe(ep.id);
+    const fresh = m![2]!;
+    expect(fresh).not.toBe(ep.secret);
+    const test = await latchkey(['webhooks', 'test', '--data', dir, '--id', ep.id]);
+    expect(test.code, test.stderr).toBe(0);
+    // The test call verifies with the new secret (and, during the overlap, the old one).
+    expect(verified('/seq', fresh).map((e) => e.type)).toContain('webhook.test');
+    expect(verified('/seq', ep.secret).map((e) => e.type)).toContain('webhook.test');
+
+    // The receiver fails three times: after the third failure the message waits 10 to 20 s...
+    failing.add('/seq');
+    expect((await latchkey(['send', '--data', dir, '--token', v, 'three'])).code).toBe(0);
+    await until('three failed attempts', () => attempts['/seq'] === 3);
+    failing.delete('/seq');
+    const lastFailure = failedAt['/seq']!;
+    const retry = await latchkey(['webhooks', 'retry', '--data', dir, '--id', ep.id]);
+    expect(retry).toMatchObject({ code: 0, stdout: 'retried pending=1 dead=0\n' });
+    // ...and `retry` sends it now, with its number.
+    await until('the third message', () =>
+      verified('/seq', fresh).some((e) => e.type === 'message.stored' && e.data.seq === 3),
+    );
+    expect(Date.now() - lastFailure).toBeLessThan(10_000);
+    // The old secret still signs during the overlap: every call verifies with it.
+    expect(
+      verified('/seq', ep.secret)
+        .filter((e) => e.type === 'message.stored')
+        .map((e) => e.sequence),
+    ).toEqual([1, 2, 3]);
+
+    const gone = await latchkey([
+      'webhooks',
+      'retry',
+      '--data',
+      dir,
+      '--id',
+      'ep_nosuchendpoint00',
+    ]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/^error: NOT_FOUND /);
+    const usage = await latchkey(['webhooks', 'rotate-secret', '--data', dir]);
+    expect(usage.code).toBe(2);
+  }, 180_000);
 
   it('keeps the two outboxes apart and refuses an unknown --service', async () => {
     const ep = await add(['--service', 'keys'], '/apart', 'key.rotated');
