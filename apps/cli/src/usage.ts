@@ -50,9 +50,12 @@ commands:
          retire the key generation shredded keys were wrapped under (old key backups open no more)
   webhooks add --url URL [--events TYPE,...] [--description TEXT] | list [--json] | remove --id EP
          | test --id EP | replay --id EP [--event EVT,...] | dead-letters --id EP [--json]
+         | rotate-secret --id EP | retry --id EP
          [--service relay|keys]
          signed webhooks of the relay, or with --service keys of the key service
-         (docs/webhooks.md); add prints the secret once
+         (docs/webhooks.md); add and rotate-secret print the secret once; add warns on
+         stderr when the URL is a private or loopback address off --webhook-allowlist;
+         retry sends pending deliveries now and dead letters again
   keys audit  [--data DIR] [--json] [--head SEQ:HASH]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]
