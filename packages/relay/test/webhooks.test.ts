@@ -21,7 +21,7 @@ let rx: Receiver | undefined;
 let http: string;
 let url: string;
 
-async function start(): Promise<void> {
+async function start(expirySweepMs?: number): Promise<void> {
   hooks = new WebhookService({
     outbox: { path: join(dir, 'webhooks.db'), retry: { baseMs: 50, maxDelayMs: 200 } },
     delivery: { allowlist: ['127.0.0.1'] },
@@ -30,6 +30,7 @@ async function start(): Promise<void> {
     store: { path: join(dir, 'messages.db') },
     apiSecret: SECRET,
     webhooks: hooks,
+    ...(expirySweepMs === undefined ? {} : { expirySweepMs }),
   });
   ({ url } = await relay.listen({ host: '127.0.0.1', port: 0 }));
   http = url.replace(/^ws/, 'http');
@@ -81,6 +82,55 @@ afterEach(async () => {
 });
 
 describe('relay webhooks', () => {
+  it('numbers events per endpoint, emits contact.expired after a shred, refuses events it never emits', async () => {
+    await start(100);
+    const refused = await admin('POST', '/admin/v1/webhooks', {
+      url: 'http://127.0.0.1:9/hook',
+      events: ['key.rotated'],
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringContaining('the relay never emits key.rotated'),
+    });
+    const port = await freePort();
+    const added = await admin('POST', '/admin/v1/webhooks', {
+      url: `http://127.0.0.1:${port}/hook`,
+      events: ['contact.opened', 'message.stored', 'contact.expired'],
+    });
+    expect(added.status).toBe(201);
+    expect(added.json.warning).toBeUndefined();
+    rx = await startReceiver({ SECRETS: added.json.secret, PORT: String(port) });
+    // Not on the allowlist: added, with the reason calls to it would be refused.
+    const off = await admin('POST', '/admin/v1/webhooks', {
+      url: 'http://10.20.30.40/hook',
+      events: ['contact.closed'],
+    });
+    expect(off.status).toBe(201);
+    expect(off.json.warning).toMatchObject({ code: 'ADDRESS_REFUSED' });
+
+    const v = await TestClient.as(url, 'c2', 'v1', 'visitor');
+    v.sendEnvelope(fakeEnvelope('c2', 'v1'));
+    await v.next('ack');
+    const shred = await admin('POST', '/admin/v1/contacts/c2/shred', {});
+    expect(shred.status).toBe(200);
+    v.ws.close();
+    const got = await until(
+      () => (rx as Receiver).received(),
+      (r) => r.length >= 3,
+    );
+    expect(
+      got.map((g) => {
+        const b = JSON.parse(g.body) as { type: string; sequence: number };
+        return [b.type, b.sequence];
+      }),
+    ).toEqual([
+      ['contact.opened', 1],
+      ['message.stored', 2],
+      ['contact.expired', 3],
+    ]);
+  });
+
   it('emits lifecycle and message events, metadata only, verified by a real receiver', async () => {
     await start();
     const port = await freePort();
