@@ -10,6 +10,8 @@
  * It creates contacts named `kms-check-<random>` at the key manager (the store model destroys
  * them at the end); point it at a test instance or accept those entries in the audit.
  */
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { parseArgs } from 'node:util';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
@@ -121,26 +123,50 @@ class Raw {
     );
   }
 
+  /** Over node:http(s) with the same TLS options as the adapters' client (mutual TLS too). */
   async send(r: RawRequest): Promise<RawAnswer> {
     const headers = this.headersFor(r);
-    const res = await fetch(new URL(this.full(r.path), this.#base), {
-      method: r.method,
-      headers: {
-        ...headers,
-        accept: 'application/json',
-        ...(r.body === undefined ? {} : { 'content-type': 'application/json' }),
+    const url = new URL(this.full(r.path), this.#base);
+    const body = Buffer.from(r.body ?? '', 'utf8');
+    const { status, text } = await new Promise<{ status: number; text: string }>(
+      (resolve, reject) => {
+        const req = (url.protocol === 'https:' ? https : http).request(
+          url,
+          {
+            method: r.method,
+            headers: {
+              ...headers,
+              accept: 'application/json',
+              ...(r.body === undefined ? {} : { 'content-type': 'application/json' }),
+              'content-length': String(body.length),
+            },
+            timeout: this.#s.timeoutMs ?? 2000,
+            ...(this.#s.tls ?? {}),
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                text: Buffer.concat(chunks).toString('utf8'),
+              }),
+            );
+            res.on('error', reject);
+          },
+        );
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end(body);
       },
-      ...(r.body === undefined ? {} : { body: r.body }),
-      signal: AbortSignal.timeout(this.#s.timeoutMs ?? 2000),
-    });
-    const text = await res.text();
+    );
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
       json = { notJson: text.slice(0, 80) };
     }
-    return { status: res.status, json, headers };
+    return { status, json, headers };
   }
 
   /** Sends and expects an error answer with `status` and one of `codes` in the documented shape. */
