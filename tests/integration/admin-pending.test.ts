@@ -259,6 +259,11 @@ describe('admin actions are applied on both sides or completed from a durable re
     expect(r.stderr).not.toContain('nothing applied');
     expect(r.stderr).toContain('run the command again');
     expect(await stateOn(relayHttp(), 'c3', 'v')).toBe('active');
+    // While it is down the request never leaves: nothing applied, and the CLI says so.
+    const refused = await kick('c3', 'v');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/key service: cannot connect \(nothing applied\)/);
+    expect(await stateOn(relayHttp(), 'c3', 'v')).toBe('active');
     proxy.mode = 'pass';
     await startKeyd();
     await until(() => epochs('c3').includes(1), 20_000, 'the rotation at start-up');
