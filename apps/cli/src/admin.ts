@@ -147,16 +147,14 @@ export async function moderateOrder<T>(
   }
 }
 
-/** The key service's answer: a ContactResponse, and `rotationPending: true` when the rotation waits. */
-interface KeysAnswer extends ContactResponse {
+/** The key service's answer: a ContactResponse, `rotationPending` true when the rotation waits. */
+interface KeysAnswer extends Omit<ContactResponse, 'rotationPending'> {
   rotationPending: boolean;
 }
 
 function keysAnswer(json: unknown): KeysAnswer {
-  if (typeof json !== 'object' || json === null)
-    return { ...ContactResponse.parse(json), rotationPending: false };
-  const { rotationPending, ...rest } = json as Record<string, unknown>;
-  return { ...ContactResponse.parse(rest), rotationPending: rotationPending === true };
+  const parsed = ContactResponse.parse(json);
+  return { ...parsed, rotationPending: parsed.rotationPending === true };
 }
 
 /**

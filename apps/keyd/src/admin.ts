@@ -116,10 +116,7 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       const reply = (contact: ContactInfo, rotatedEpoch?: number): ContactResponse =>
         rotatedEpoch === undefined ? { contact } : { contact, rotatedEpoch };
       /** The answer of a removal: rotated (`rotatedEpoch`), nothing to rotate, or pending. */
-      const removed = async (
-        id: string,
-        contact: ContactInfo,
-      ): Promise<ContactResponse & { rotationPending?: true }> => {
+      const removed = async (id: string, contact: ContactInfo): Promise<ContactResponse> => {
         const r = await settle(id);
         if (!r.pending) return reply(contact, r.epoch);
         admin.log.warn(

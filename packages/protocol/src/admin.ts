@@ -74,6 +74,11 @@ export type TransferRequest = z.infer<typeof TransferRequest>;
 export const ContactResponse = z.strictObject({
   contact: ContactInfo,
   rotatedEpoch: z.number().int().min(0).optional(),
+  /**
+   * Key service, kick and transfer: the removal is recorded but the key rotation it owes waits
+   * for the key manager (retried until done; docs/admin-api.md "Never half-applied").
+   */
+  rotationPending: z.literal(true).optional(),
 });
 export type ContactResponse = z.infer<typeof ContactResponse>;
 
