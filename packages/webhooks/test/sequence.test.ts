@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   KEY_SERVICE_WEBHOOK_EVENTS,
@@ -17,6 +18,7 @@ import {
   WebhookSecretResponse,
 } from '@latchkey/protocol';
 import {
+  WebhookOutbox,
   WebhookPayload,
   WebhookService,
   createWebhookVerifier,
@@ -86,7 +88,7 @@ function received(path: string, secret: string): WebhookPayload[] {
   const verifier = createWebhookVerifier(secret, { replayGuard: false });
   return calls
     .filter((c) => c.path === path)
-    .map((c) => WebhookPayload.parse(verifier.verify(c.body, c.headers)));
+    .map((c) => WebhookPayload.parse(verifier.verify(c.body, c.headers)) as WebhookPayload);
 }
 
 const opened = (n: number) => ({ contactId: `c${n}`, time: n });
@@ -171,6 +173,41 @@ describe('sequence numbers', () => {
       ['c1', 1],
       ['c3', 3],
       ['c2', 2],
+    ]);
+    await svc.close();
+  });
+});
+
+describe('schema 2 outbox', () => {
+  it('numbers the deliveries already queued on open, and goes on from there', async () => {
+    const path = join(dir, 'v2.db');
+    const key = new Uint8Array(32).fill(3);
+    const o = new WebhookOutbox({ path, secretKey: key });
+    const a = await o.addEndpoint({ url: `${base}/v2a` }, 1);
+    const b = await o.addEndpoint({ url: `${base}/v2b`, events: ['contact.closed'] }, 1);
+    o.emit('contact.opened', opened(1), 2);
+    o.emit('contact.closed', opened(2), 3);
+    o.emit('contact.opened', opened(3), 4);
+    o.close();
+    // Back to the schema 2 layout: no counters, no numbers.
+    const db = new Database(path);
+    db.exec(`ALTER TABLE webhook_deliveries DROP COLUMN endpoint_seq;
+             ALTER TABLE webhook_endpoints DROP COLUMN next_seq;
+             UPDATE webhook_schema SET version = 2 WHERE name = 'outbox';`);
+    db.close();
+
+    const svc = new WebhookService({ outbox: { path, secretKey: key }, delivery: LOOPBACK });
+    svc.emit('contact.closed', opened(4));
+    await until('6 calls', () => calls.length === 6);
+    expect(received('/v2a', a.secret).map((e) => [e.data.contactId, e.sequence])).toEqual([
+      ['c1', 1],
+      ['c2', 2],
+      ['c3', 3],
+      ['c4', 4],
+    ]);
+    expect(received('/v2b', b.secret).map((e) => [e.data.contactId, e.sequence])).toEqual([
+      ['c2', 1],
+      ['c4', 2],
     ]);
     await svc.close();
   });
