@@ -78,4 +78,29 @@ describe('KeyRing', () => {
     ring.expire();
     expect(ring.isFresh(T0, 10_000)).toBe(false);
   });
+
+  it('rotationOwed: a removal after the current epoch began means the key service still owes a rotation', async () => {
+    const owed = new KeyRing(service.publicKey, 'c1');
+    // a2 removed at T0+4000 while epoch 1 began at T0+5000: rotated after the removal.
+    await owed.adopt(statement(), T0 + 6000);
+    expect(owed.rotationOwed()).toBe(false);
+    await owed.adopt(
+      statement({ removed: [{ participantId: 'a2', at: T0 + 5500 }], issuedAt: T0 + 7000 }),
+      T0 + 7000,
+    );
+    expect(owed.rotationOwed()).toBe(true);
+    await owed.adopt(
+      statement({
+        epoch: 2,
+        epochs: [
+          { epoch: 1, since: T0 + 5000 },
+          { epoch: 2, since: T0 + 9000 },
+        ],
+        removed: [{ participantId: 'a2', at: T0 + 5500 }],
+        issuedAt: T0 + 9500,
+      }),
+      T0 + 9500,
+    );
+    expect(owed.rotationOwed()).toBe(false);
+  });
 });

@@ -131,6 +131,19 @@ export class KeyRing implements StatementView {
     return at;
   }
 
+  /**
+   * Whether the statement shows a removal after its current epoch began: the key service owes a
+   * rotation (its key manager may be down). Nobody may seal then: the removed member still holds
+   * the current key.
+   */
+  rotationOwed(): boolean {
+    const st = this.#statement;
+    if (!st) return false;
+    const since = st.epochs.find((e) => e.epoch === st.epoch)?.since;
+    if (since === undefined) return false;
+    return st.removed.some((r) => r.at > since);
+  }
+
   setKey(epoch: number, key: Uint8Array): void {
     this.#keys.set(epoch, key);
   }

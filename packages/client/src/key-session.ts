@@ -22,6 +22,9 @@ import { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
 import { KeyRing } from './key-ring.ts';
 import { fetchContactKey, fetchEpochStatement, type FetchLike } from './key-service.ts';
 
+/** A rotation owed by a removal is normally done within milliseconds: ask again this often. */
+const OWED_ATTEMPTS = 5;
+const OWED_WAIT_MS = 200;
 /** Key-service errors after which fetching the current key again may succeed. */
 const RETRYABLE_KEY: ReadonlySet<ErrorCode> = new Set([
   'KEY_UNAVAILABLE',
@@ -130,14 +133,22 @@ export class KeySession {
       this.#certBody?.epoch === ring.epoch &&
       ring.epoch >= this.#maxEpochSeen;
     const fresh = (): boolean => ring.isFresh(this.#o.now(), this.#o.maxAgeMs) && current();
-    if (fresh()) return;
+    if (fresh() && !ring.rotationOwed()) return;
     if (this.#refreshing) await this.#refreshing;
-    if (fresh()) return;
-    const res = await fetchEpochStatement(this.#o.fetch, this.#o.keysUrl, this.#o.token);
-    await ring.adopt(res.statement, this.#o.now());
-    if (!current()) await this.fetchCurrent();
-    this.#announceEpoch();
-    if (!fresh()) throw new LatchkeyError('KEY_UNAVAILABLE', 'no current epoch statement');
+    if (fresh() && !ring.rotationOwed()) return;
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetchEpochStatement(this.#o.fetch, this.#o.keysUrl, this.#o.token);
+      await ring.adopt(res.statement, this.#o.now());
+      if (!current()) await this.fetchCurrent();
+      this.#announceEpoch();
+      if (!fresh()) throw new LatchkeyError('KEY_UNAVAILABLE', 'no current epoch statement');
+      // A removal whose rotation is still owed: the removed member holds the current key.
+      if (!ring.rotationOwed()) return;
+      if (attempt >= OWED_ATTEMPTS) {
+        throw new LatchkeyError('KEY_UNAVAILABLE', 'a removal awaits its key rotation');
+      }
+      await new Promise((r) => setTimeout(r, OWED_WAIT_MS));
+    }
   }
 
   /**
