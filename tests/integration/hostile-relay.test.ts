@@ -7,27 +7,18 @@
  * right state, never as normal text.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fromBase64Url, toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
-import { openEnvelope, sealEnvelope } from '@latchkey/crypto/envelope';
-import { randomBytes } from '@latchkey/crypto/random';
-import { generateSigningKeyPair } from '@latchkey/crypto/sign';
-import { ZERO_HASH, chainStep } from '@latchkey/crypto/transcript';
+import { fromBase64Url } from '@latchkey/crypto/codec';
+import { openEnvelope } from '@latchkey/crypto/envelope';
 import {
-  KeyReceiver,
   cryptoHeader,
-  fetchContactKey,
   type ChatMessage,
   type FailedMessage,
   type LatchkeyClient,
 } from '@latchkey/client';
-import {
-  ADMIN_PATHS,
-  LatchkeyError,
-  type SealedEnvelope,
-  type SenderCertificate,
-} from '@latchkey/protocol';
+import { ADMIN_PATHS, LatchkeyError, type SealedEnvelope } from '@latchkey/protocol';
 import { adminAuthorization, deriveAdminKey } from '@latchkey/tokens';
 import { startStack, until, type Stack } from './harness.ts';
+import { forge, insider } from './insider.ts';
 import { act, startMitmRelay, type Envelope, type MitmRelay } from './mitm-relay.ts';
 
 let stack: Stack;
@@ -103,80 +94,6 @@ async function kick(contact: string, participantId: string): Promise<void> {
     const body = await res.text();
     if (!res.ok) throw new Error(`kick at ${base}: ${res.status} ${body}`);
   }
-}
-
-/**
- * A participant as an attacker holds it: its content key of the current epoch, its own session
- * signing key and the certificate the key service gave it, outside any client.
- */
-interface Insider {
-  key: Uint8Array;
-  epoch: number;
-  signing: { secretKey: Uint8Array; publicKey: Uint8Array };
-  cert: SenderCertificate;
-  contactId: string;
-  participantId: string;
-  ctr: number;
-  chain: Uint8Array;
-}
-
-async function insider(contact: string, participantId: string, ttlSeconds = 600): Promise<Insider> {
-  const signing = generateSigningKeyPair();
-  const receiver = new KeyReceiver('x25519', participantId);
-  const res = await fetchContactKey(
-    fetch,
-    stack.keysUrl,
-    await stack.token(contact, participantId, 'agent', ttlSeconds),
-    {
-      signingKey: toBase64Url(signing.publicKey),
-      delivery: receiver.request()!,
-    },
-  );
-  if (!res.certificate) throw new Error('no certificate');
-  return {
-    key: receiver.open(res),
-    epoch: res.epoch,
-    signing,
-    cert: res.certificate,
-    contactId: contact,
-    participantId,
-    ctr: 0,
-    chain: ZERO_HASH,
-  };
-}
-
-/** Seals a message as `who` would, outside any client (what a colluding relay can then inject). */
-async function forge(who: Insider, text: string, sentAt: number): Promise<SealedEnvelope> {
-  who.ctr += 1;
-  const header = {
-    v: 2 as const,
-    alg: 'latchkey.v1.aes256gcm' as const,
-    contactId: who.contactId,
-    epoch: who.epoch,
-    senderId: who.participantId,
-    msgId: toBase64Url(randomBytes(16)),
-    sentAt,
-    ctr: who.ctr,
-  };
-  const plaintext = utf8Encode(JSON.stringify({ type: 'text', text }));
-  const prev = who.chain;
-  const sealed = await sealEnvelope({
-    key: who.key,
-    header: { ...header, prev, seenSeq: 0, seenHash: ZERO_HASH },
-    plaintext,
-    signingKey: who.signing.secretKey,
-  });
-  who.chain = chainStep(prev, who.ctr, header.msgId, plaintext);
-  return {
-    ...header,
-    prev: toBase64Url(prev),
-    seenSeq: 0,
-    seenHash: toBase64Url(ZERO_HASH),
-    nonce: toBase64Url(sealed.nonce),
-    ciphertext: toBase64Url(sealed.ciphertext),
-    sig: toBase64Url(sealed.sig),
-    cert: who.cert,
-  };
 }
 
 /** Whether `key` opens the stored envelope (signature and AES-GCM). */
@@ -327,7 +244,7 @@ describe('a removed member reads nothing sent after its removal', () => {
       now,
     });
     const a1 = await agent('c-kick', 'a1', { now });
-    const gone = await insider('c-kick', 'a2');
+    const gone = await insider(stack, 'c-kick', 'a2');
     const vSeen = watch(v);
     mitm.suppressAll('rekey');
     await a1.send('before');
@@ -349,7 +266,7 @@ describe('a removed member reads nothing sent after its removal', () => {
 
   it('when a member was offline during the kick and comes back', async () => {
     const a1 = await agent('c-off', 'a1');
-    const gone = await insider('c-off', 'a2');
+    const gone = await insider(stack, 'c-off', 'a2');
     const conn = await mitm.waitForConnection((c) => c.participantId === 'a1');
     mitm.acceptConnections(false);
     conn.kill();
@@ -375,8 +292,8 @@ describe('a removed member reads nothing sent after its removal', () => {
     });
     v.close();
     const vSeen = watch(v2);
-    const gone = await insider('c-forge', 'a2');
-    const gone2 = await insider('c-forge', 'a2'); // a second session it kept
+    const gone = await insider(stack, 'c-forge', 'a2');
+    const gone2 = await insider(stack, 'c-forge', 'a2'); // a second session it kept
     await v2.send('hello');
     await kick('c-forge', 'a2');
     await until(() => v2.epoch === 1, 5000, 'visitor learns the rotation');
@@ -410,7 +327,7 @@ describe('epochs come from the key service, not the relay', () => {
       relayUrl: mitm.url,
       now,
     });
-    const leaver = await insider('c-transfer', 'a1');
+    const leaver = await insider(stack, 'c-transfer', 'a1');
     mitm.suppressAll('rekey');
     const authorization = adminAuthorization(deriveAdminKey(stack.secret));
     for (const base of [stack.keysUrl, stack.relayUrl.replace(/^ws/, 'http')]) {
@@ -440,7 +357,7 @@ describe('epochs come from the key service, not the relay', () => {
       now: () => Date.now() + skew,
     });
     const seen = watch(v);
-    const stale = await insider('c-stale', 'a1'); // a member whose client never moves on
+    const stale = await insider(stack, 'c-stale', 'a1'); // a member whose client never moves on
     await kick('c-stale', 'a2');
     await until(() => v.epoch === 1, 5000, 'visitor learns the rotation');
     skew = 60_000;
@@ -463,7 +380,7 @@ describe('signatures have freshness', () => {
       now: () => Date.now() + skew,
     });
     const seen = watch(v);
-    const short = await insider('c-clock', 'a1', 2); // certificate valid for 2 s
+    const short = await insider(stack, 'c-clock', 'a1', 2); // certificate valid for 2 s
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
     skew = 120_000; // the receiver's clock: two minutes later
     conn.sendToClient({
@@ -478,7 +395,7 @@ describe('signatures have freshness', () => {
   it('a sentAt in the receiver future is CLOCK', async () => {
     const v = await visitor('c-future', [], true);
     const seen = watch(v);
-    const a = await insider('c-future', 'a1');
+    const a = await insider(stack, 'c-future', 'a1');
     const conn = await mitm.waitForConnection((c) => c.participantId === 'v1' && c.open);
     conn.sendToClient({
       v: 1,
