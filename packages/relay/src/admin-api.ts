@@ -17,7 +17,6 @@ import {
   ERROR_CODES,
   InviteRequest,
   KickRequest,
-  LIMITS,
   LatchkeyError,
   ListContactsQuery,
   SetExpiryRequest,
@@ -35,6 +34,7 @@ import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import type { ContactPolicy, ContactStore } from './contacts.ts';
 import type { WebhookService } from '@latchkey/webhooks';
 import { emitAdmission } from './webhook-events.ts';
+import { readJson, send } from './http-json.ts';
 import { webhookRoute } from './webhooks-api.ts';
 
 export interface AdminApiOptions {
@@ -65,23 +65,6 @@ const ROUTE =
 
 const SHRED_ROUTE = /^\/admin\/v1\/contacts\/([A-Za-z0-9_-]{1,64})\/shred\/?$/;
 
-export function send(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(text)),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    ...headers,
-  });
-  res.end(text);
-}
-
 function sendError(res: ServerResponse, err: LatchkeyError): void {
   const status = ERROR_CODES[err.code].http;
   const body: ErrorResponse = { error: { code: err.code, message: err.message.slice(0, 200) } };
@@ -91,29 +74,6 @@ function sendError(res: ServerResponse, err: LatchkeyError): void {
     body,
     status === 401 ? { 'www-authenticate': 'Bearer realm="latchkey-admin"' } : {},
   );
-}
-
-/** Reads a JSON body of at most LIMITS.maxHttpBodyBytes; an empty body is `{}`. */
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const type = req.headers['content-type'];
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > LIMITS.maxHttpBodyBytes)
-      throw new LatchkeyError('TOO_LARGE', 'request body too large');
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') return {};
-  if (type === undefined || !/^application\/json\b/i.test(type)) {
-    throw new LatchkeyError('BAD_REQUEST', 'content type must be application/json');
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new LatchkeyError('BAD_REQUEST', 'request body is not valid JSON');
-  }
 }
 
 /** When the participant left or was kicked (null: active or unknown). */

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RELAY_WEBHOOK_EVENTS } from '@latchkey/protocol';
 import { handleWebhookAdmin, type WebhookAdminLog, type WebhookService } from '@latchkey/webhooks';
-import { readJson, send } from './admin-api.ts';
+import { readJson, send } from './http-json.ts';
 
 /** Serves the request when it is under /admin/v1/webhooks (returns true). */
 export async function webhookRoute(
