@@ -2,19 +2,11 @@
  * @latchkey/client: the client SDK for browsers and Node. Connect with a participant token,
  * send sealed messages, receive opened ones in order, read history, resume after reconnects.
  */
-export {
-  LatchkeyClient,
-  type ClientOptions,
-  type ChatMessage,
-  type FailedMessage,
-  type HistoryEntry,
-  type SendOptions,
-  type SendResult,
-  type ConnectionState,
-  type WebSocketLike,
-  type WebSocketConstructor,
-  type PendingMessage,
-} from './client.ts';
+export { LatchkeyClient } from './client.ts';
+export type { ClientOptions, SendOptions, PendingMessage } from './options.ts';
+export type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
+export type { SendResult } from './send-queue.ts';
+export type { ConnectionState, WebSocketLike, WebSocketConstructor } from './connection.ts';
 export { MemoryOutbox, type OutboxStore } from './outbox.ts';
 export { IndexedDbOutbox } from './indexeddb-outbox.ts';
 export { verifyCertificate, CERT_CONTEXT, type VerifiedSender } from './certificate.ts';

@@ -1,0 +1,104 @@
+/**
+ * What a `LatchkeyClient` is given and what it emits (docs/protocol.md, README "Client SDK"):
+ * the client's options and the platform it falls back on, the options of one send, and the
+ * events with their payloads.
+ */
+import type { LatchkeyError } from '@latchkey/protocol';
+import type { ConnectionState, WebSocketConstructor } from './connection.ts';
+import type { KeyDeliveryMode } from './key-delivery.ts';
+import type { FetchLike } from './key-service.ts';
+import type { OutboxStore } from './outbox.ts';
+import type { TranscriptCheckpoint } from './transcript.ts';
+import type { ChatMessage, FailedMessage } from './types.ts';
+
+export interface ClientOptions {
+  relayUrl: string;
+  keysUrl: string;
+  token: string;
+  /** WebSocket implementation; defaults to globalThis.WebSocket (pass `ws` in Node 20). */
+  WebSocket?: WebSocketConstructor;
+  fetch?: FetchLike;
+  /** Pinned Ed25519 key of the key service (32 bytes or base64url). Fetched when absent. */
+  serviceKey?: Uint8Array | string;
+  /** Resume point: messages with seq > since are emitted. Default 0 (the whole history). */
+  since?: number;
+  /**
+   * The transcript checkpoint at `since` (from `checkpoint()` of an earlier client), so that the
+   * transcript checks go on across the resume; without it, what the senders had seen before
+   * `since` cannot be checked.
+   */
+  checkpoint?: TranscriptCheckpoint | null;
+  /** Subscribe to live delivery (default true). False: only history reads and sends. */
+  live?: boolean;
+  /** Reconnect after a lost connection (default true). */
+  reconnect?: boolean;
+  backoff?: { minMs: number; maxMs: number };
+  /** Clock in ms (tests). */
+  now?: () => number;
+  /**
+   * How content keys travel from the key service: sealed with HPKE to a per-session key
+   * (`x25519`, the default, or the post-quantum hybrid `xwing`), or `plain` (TLS only).
+   */
+  keyDelivery?: KeyDeliveryMode;
+  /**
+   * Ask the key service to rotate once this many messages (counted by seq) were sent under the
+   * current epoch. Default: what the key service says (`rotateAfterMessages`), else never.
+   */
+  rotateAfterMessages?: number;
+  /**
+   * Where sealed, unacknowledged envelopes wait (default: in memory). With a persistent store
+   * (`IndexedDbOutbox` in browsers) `connect` sends what an earlier session left, once, in
+   * order, before anything new, and emits each as a `pending` event first.
+   */
+  outbox?: OutboxStore;
+  /**
+   * Longest age (ms, by this client's clock) of the epoch statement a message may be sealed
+   * under; an older one is fetched again first. Default FRESHNESS.maxAgeMs (10 s); at most that.
+   */
+  statementMaxAgeMs?: number;
+}
+
+/** An own message restored from the outbox store: sealed earlier, not yet acknowledged. */
+export interface PendingMessage {
+  msgId: string;
+  sentAt: number;
+  text: string;
+}
+
+/** Options of one `send`. */
+export interface SendOptions {
+  /**
+   * The message id to seal under (16-64 of `[A-Za-z0-9_-]`), so that a UI can tie the send to
+   * its `pending`, `message` and outbox records before the ack. Default: 16 random bytes.
+   */
+  msgId?: string;
+}
+
+/**
+ * The fetch and WebSocket a client uses: the given ones, else the global ones.
+ * @throws TypeError when there is none
+ */
+export function platformOf(opts: ClientOptions): {
+  fetch: FetchLike;
+  WebSocket: WebSocketConstructor;
+} {
+  const f = opts.fetch ?? (globalThis.fetch as FetchLike | undefined);
+  const W = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (!f) throw new TypeError('no fetch implementation: pass options.fetch');
+  if (!W)
+    throw new TypeError(
+      'no WebSocket implementation: pass options.WebSocket (e.g. the ws package)',
+    );
+  return { fetch: f, WebSocket: W };
+}
+
+/** The events of a client and what each carries. */
+export interface ClientEvents extends Record<string, unknown> {
+  message: ChatMessage;
+  failed: FailedMessage;
+  state: ConnectionState;
+  error: LatchkeyError;
+  pending: PendingMessage;
+  /** The client adopted a new current epoch (from a signed statement): the badge follows it. */
+  epoch: { epoch: number; fingerprint: string };
+}
