@@ -1,13 +1,16 @@
 /**
- * The key access log: one record per content key handed out or refused (contact, epoch,
- * participant, time, outcome), append-only and tamper-evident. Each record carries
+ * The key access log: one record per content key handed out or refused, and per contact whose
+ * keys were destroyed (contact, epoch, participant, time, outcome), append-only and
+ * tamper-evident. Each record carries
  * `hash = H(prev_hash || record)` with H = SHA-256, or HMAC-SHA256 under a log key when one is
  * given (then a forger also needs that key); the first record chains from 32 zero bytes. A
  * changed, removed, inserted or reordered record breaks the chain at that point; cutting off the
  * tail is caught by comparing with a head noted elsewhere (`head()`, `verify({ head })`).
  *
  * Stored in the key database (table `key_access_log`, created here, outside the key store's
- * schema versions), with triggers that abort UPDATE and DELETE. Holds no key material.
+ * schema versions), with triggers that abort UPDATE and DELETE. Holds no key material. The
+ * streams that forward it (docs/siem.md) keep their cursors in the same file (table
+ * `key_access_log_cursors`), so a restored backup rewinds log and cursors together.
  */
 import Database from 'better-sqlite3';
 import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
@@ -16,8 +19,13 @@ import { hmacSha256, sha256 } from '@latchkey/crypto/mac';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
 import { preparePrivateFile } from './adapters/wrapped.ts';
 
-export type AccessOutcome = 'granted' | 'denied' | 'unavailable';
-const OUTCOMES: ReadonlySet<string> = new Set<AccessOutcome>(['granted', 'denied', 'unavailable']);
+/**
+ * `granted`, `denied`, `unavailable` (the key manager failed) for a key request; `destroyed` when
+ * a contact's keys were shredded (then `participantId` names who: `admin` or `retention`).
+ */
+export type AccessOutcome = 'granted' | 'denied' | 'unavailable' | 'destroyed';
+export const ACCESS_OUTCOMES = ['granted', 'denied', 'unavailable', 'destroyed'] as const;
+const OUTCOMES: ReadonlySet<string> = new Set<string>(ACCESS_OUTCOMES);
 
 export interface AccessRecord {
   contactId: string;
@@ -34,6 +42,14 @@ export interface StoredAccessRecord extends AccessRecord {
   /** Hex of this record's chain hash. */
   hash: string;
 }
+
+/** A stored record with the hash it chains from (the previous record's, zeros for seq 1). */
+export interface ChainedAccessRecord extends StoredAccessRecord {
+  prevHash: string;
+}
+
+/** How the chain is hashed: HMAC-SHA256 under the log key, or plain SHA-256 without one. */
+export type AccessChainAlgorithm = 'hmac-sha256' | 'sha256';
 
 /** The newest record's position and hash, to note outside the database. */
 export interface AccessLogHead {
@@ -61,12 +77,18 @@ CREATE TABLE IF NOT EXISTS key_access_log (
   outcome        TEXT NOT NULL,
   hash           BLOB NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS key_access_log_cursors (
+  name TEXT PRIMARY KEY,
+  seq  INTEGER NOT NULL
+) STRICT;
 CREATE TRIGGER IF NOT EXISTS key_access_log_no_update BEFORE UPDATE ON key_access_log
   BEGIN SELECT RAISE(ABORT, 'key_access_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS key_access_log_no_delete BEFORE DELETE ON key_access_log
   BEGIN SELECT RAISE(ABORT, 'key_access_log is append-only'); END;`;
 
 const GENESIS: Uint8Array = new Uint8Array(32);
+/** Hex of the hash the first record chains from: 32 zero bytes. */
+export const ACCESS_LOG_GENESIS = '0'.repeat(64);
 
 interface Row {
   seq: number;
@@ -80,15 +102,34 @@ interface Row {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-/** Canonical bytes of a record: length-prefixed fields, so no two records encode alike. */
-function encode(seq: number, r: AccessRecord): Uint8Array {
+/**
+ * Canonical bytes of a record: `latchkey.v1.access-log\n` and the JSON array
+ * `[seq,contactId,epoch,participantId,time,outcome]` (no spaces; ids are [A-Za-z0-9_-], numbers
+ * integers), so no two records encode alike.
+ */
+export function encodeAccessRecord(seq: number, r: AccessRecord): Uint8Array {
   const json = JSON.stringify([seq, r.contactId, r.epoch, r.participantId, r.time, r.outcome]);
   return utf8Encode(`latchkey.v1.access-log\n${json}`);
+}
+
+/**
+ * A record's chain hash: `H(prevHash || encodeAccessRecord(seq, record))`, H = HMAC-SHA256 under
+ * `key` when given, else SHA-256 (docs/siem.md "Verifying the chain").
+ */
+export function accessRecordHash(
+  prevHash: Uint8Array,
+  seq: number,
+  r: AccessRecord,
+  key?: Uint8Array,
+): Uint8Array {
+  const data = concatBytes(prevHash, encodeAccessRecord(seq, r));
+  return key === undefined ? sha256(data) : hmacSha256(key, data);
 }
 
 export class KeyAccessLog {
   readonly #db: Database.Database;
   readonly #key: Uint8Array | undefined;
+  readonly #listeners = new Set<(r: StoredAccessRecord) => void>();
   #closed = false;
 
   /**
@@ -119,8 +160,22 @@ export class KeyAccessLog {
   }
 
   #hash(prev: Uint8Array, seq: number, r: AccessRecord): Uint8Array {
-    const data = concatBytes(prev, encode(seq, r));
-    return this.#key === undefined ? sha256(data) : hmacSha256(this.#key, data);
+    return accessRecordHash(prev, seq, r, this.#key);
+  }
+
+  /** How this log's chain is hashed. */
+  get algorithm(): AccessChainAlgorithm {
+    return this.#key === undefined ? 'sha256' : 'hmac-sha256';
+  }
+
+  /**
+   * Calls `fn` after each record this instance appends (after its commit; a throwing listener is
+   * ignored). Records appended by another process are not seen: poll `listChained` for those.
+   * @returns a function that removes the listener.
+   */
+  onAppend(fn: (r: StoredAccessRecord) => void): () => void {
+    this.#listeners.add(fn);
+    return () => void this.#listeners.delete(fn);
   }
 
   #live(): void {
@@ -152,8 +207,9 @@ export class KeyAccessLog {
       time: r.time,
       outcome: r.outcome,
     };
+    let stored: StoredAccessRecord;
     try {
-      return this.#db
+      stored = this.#db
         .transaction(() => {
           const last = this.#db
             .prepare<[], { seq: number; hash: Uint8Array }>(
@@ -184,6 +240,14 @@ export class KeyAccessLog {
         detail: err instanceof Error ? err.message : String(err),
       });
     }
+    for (const fn of this.#listeners) {
+      try {
+        fn(stored);
+      } catch {
+        // A listener (a stream's wake-up) never fails an append.
+      }
+    }
+    return stored;
   }
 
   /** Records after `afterSeq` (default 0), oldest first, optionally of one contact. */
@@ -211,6 +275,58 @@ export class KeyAccessLog {
       outcome: row.outcome as AccessOutcome,
       hash: hex(row.hash),
     }));
+  }
+
+  /**
+   * Records after `afterSeq`, oldest first, each with the hash it chains from (`prevHash`), at
+   * most `limit` (default 500, at most 10,000): what a stream forwards.
+   */
+  listChained(afterSeq: number, limit = 500): ChainedAccessRecord[] {
+    this.#live();
+    const n = Math.min(Math.max(limit, 1), 10_000);
+    // The hash the first one chains from: the stored record before it (genesis for seq 1).
+    const prevRow = this.#db
+      .prepare<[number], { hash: Uint8Array }>(
+        'SELECT hash FROM key_access_log WHERE seq <= ? ORDER BY seq DESC LIMIT 1',
+      )
+      .get(afterSeq);
+    let prev = prevRow === undefined ? ACCESS_LOG_GENESIS : hex(prevRow.hash);
+    const out: ChainedAccessRecord[] = [];
+    for (const r of this.list({ afterSeq: Math.max(afterSeq, 0), limit: n })) {
+      out.push({ ...r, prevHash: prev });
+      prev = r.hash;
+    }
+    return out;
+  }
+
+  /** The position a named stream has forwarded up to (0 when it never ran). */
+  cursor(name: string): number {
+    this.#live();
+    const row = this.#db
+      .prepare<[string], { seq: number }>('SELECT seq FROM key_access_log_cursors WHERE name = ?')
+      .get(name);
+    return row?.seq ?? 0;
+  }
+
+  /**
+   * Stores a named stream's position (durably, before it returns).
+   * @throws LatchkeyError KEY_UNAVAILABLE when the database fails.
+   */
+  setCursor(name: string, seq: number): void {
+    this.#live();
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError('cursor must be a seq');
+    try {
+      this.#db
+        .prepare(
+          'INSERT INTO key_access_log_cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq',
+        )
+        .run(name, seq);
+    } catch (err) {
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'key access log unavailable', {
+        cause: err,
+        detail: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 
   /** The newest record's seq and hash (seq 0 and the zero hash when empty). */
@@ -269,6 +385,7 @@ export class KeyAccessLog {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#listeners.clear();
     this.#db.close();
     this.#key?.fill(0);
   }

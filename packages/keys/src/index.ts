@@ -70,13 +70,38 @@ export {
 } from './kmip/ttlv.ts';
 export {
   KeyAccessLog,
+  ACCESS_LOG_GENESIS,
+  ACCESS_OUTCOMES,
+  accessRecordHash,
+  encodeAccessRecord,
   type AccessRecord,
   type AccessOutcome,
   type StoredAccessRecord,
+  type ChainedAccessRecord,
+  type AccessChainAlgorithm,
   type AccessLogHead,
   type AccessLogVerdict,
   type KeyAccessLogOptions,
 } from './access-log.ts';
+export {
+  ACCESS_SD_ID,
+  ACCESS_APP_NAME,
+  accessEventType,
+  accessEventData,
+  accessRecordFromWebhook,
+  escapeSdValue,
+  formatAccessSyslog,
+  frameOctetCounted,
+  parseAccessSyslog,
+  splitOctetCounted,
+  syslogHostname,
+  verifyAccessStream,
+  type AccessEventType,
+  type AccessEventData,
+  type AccessStreamVerdict,
+  type ReceivedAccessRecord,
+  type VerifyAccessStreamOptions,
+} from './access-stream.ts';
 export * from './external-api.ts';
 export {
   signKmRequest,

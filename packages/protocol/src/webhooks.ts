@@ -18,6 +18,9 @@ export const WEBHOOK_EVENT_TYPES = [
   'participant.kicked',
   'message.stored',
   'key.rotated',
+  'key.accessed',
+  'key.denied',
+  'key.destroyed',
 ] as const;
 export const WebhookEventType = z.enum(WEBHOOK_EVENT_TYPES);
 export type WebhookEventType = z.infer<typeof WebhookEventType>;
@@ -32,10 +35,17 @@ export const RELAY_WEBHOOK_EVENTS = [
   'contact.closed',
   'contact.expired',
 ] as const satisfies readonly WebhookEventType[];
-/** The events the key service emits; an endpoint of its outbox may subscribe to these. */
+/**
+ * The events the key service emits; an endpoint of its outbox may subscribe to these.
+ * `key.accessed`, `key.denied` and `key.destroyed` stream the key access log, one event per
+ * record with its chain position (docs/siem.md).
+ */
 export const KEY_SERVICE_WEBHOOK_EVENTS = [
   'key.rotated',
   'contact.shredded',
+  'key.accessed',
+  'key.denied',
+  'key.destroyed',
 ] as const satisfies readonly WebhookEventType[];
 
 /** Endpoint ids: `ep_` and 16-32 base64url characters. */

@@ -9,6 +9,27 @@ import { z } from 'zod';
 import { Epoch, Id, Role, Seq, TimeMs, WebhookEventType } from '@latchkey/protocol';
 
 const contact = { contactId: Id, time: TimeMs };
+/** Hex of a SHA-256 / HMAC-SHA256 value. */
+const Hash = z.string().regex(/^[0-9a-f]{64}$/);
+/**
+ * One record of the key access log with its chain position (docs/siem.md "Verifying the
+ * chain"): `hash = H(prevHash || encoding)`, H per `alg`. For `key.destroyed`, `participantId`
+ * names who destroyed (`admin` or `retention`) and `epoch` the newest epoch destroyed.
+ */
+const accessRecord = <O extends readonly [string, ...string[]]>(outcomes: O) =>
+  z.strictObject({
+    contactId: Id,
+    epoch: Epoch,
+    participantId: Id,
+    time: TimeMs,
+    outcome: z.enum(outcomes),
+    chain: z.strictObject({
+      seq: z.number().int().min(1),
+      hash: Hash,
+      prevHash: Hash,
+      alg: z.enum(['hmac-sha256', 'sha256']),
+    }),
+  });
 const participant = { contactId: Id, participantId: Id, time: TimeMs };
 
 export const EVENT_DATA = {
@@ -29,6 +50,9 @@ export const EVENT_DATA = {
     time: TimeMs,
   }),
   'key.rotated': z.strictObject({ contactId: Id, epoch: Epoch, time: TimeMs }),
+  'key.accessed': accessRecord(['granted'] as const),
+  'key.denied': accessRecord(['denied', 'unavailable'] as const),
+  'key.destroyed': accessRecord(['destroyed'] as const),
 } as const satisfies Record<WebhookEventType, z.ZodType>;
 
 export type EventData<T extends WebhookEventType> = z.infer<(typeof EVENT_DATA)[T]>;

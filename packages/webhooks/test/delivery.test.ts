@@ -41,6 +41,18 @@ const SAMPLE: { [T in (typeof WEBHOOK_EVENT_TYPES)[number]]: EventData<T> } = {
   'participant.kicked': { contactId: 'c1', participantId: 'v1', time: 7 },
   'message.stored': { contactId: 'c1', seq: 1, senderId: 'v1', size: 412, time: 8 },
   'key.rotated': { contactId: 'c1', epoch: 1, time: 9 },
+  'key.accessed': {
+    ...{ contactId: 'c1', epoch: 1, participantId: 'v1', time: 10, outcome: 'granted' },
+    chain: { seq: 1, hash: 'a'.repeat(64), prevHash: '0'.repeat(64), alg: 'hmac-sha256' },
+  },
+  'key.denied': {
+    ...{ contactId: 'c1', epoch: 0, participantId: 'v2', time: 11, outcome: 'denied' },
+    chain: { seq: 2, hash: 'b'.repeat(64), prevHash: 'a'.repeat(64), alg: 'hmac-sha256' },
+  },
+  'key.destroyed': {
+    ...{ contactId: 'c1', epoch: 1, participantId: 'admin', time: 12, outcome: 'destroyed' },
+    chain: { seq: 3, hash: 'c'.repeat(64), prevHash: 'b'.repeat(64), alg: 'hmac-sha256' },
+  },
 };
 
 describe('delivery to a real receiver', () => {
