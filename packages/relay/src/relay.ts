@@ -32,8 +32,6 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   AUDIENCE_RELAY,
   ClientFrame,
-  DEFAULT_CONTACT_TTL_MS,
-  DEFAULT_MAX_PARTICIPANTS,
   ERROR_CODES,
   LIMITS,
   LatchkeyError,
@@ -52,133 +50,34 @@ import {
   type ServerFrame,
   type StoredEnvelope,
 } from '@latchkey/protocol';
-import {
-  TOKEN_CLOCK_SKEW_SECONDS,
-  createTokenVerifier,
-  deriveAdminKey,
-  type AdminKey,
-  type TokenVerifierOptions,
-} from '@latchkey/tokens';
 import { createAdminApi, type AdminApi } from './admin-api.ts';
 import {
-  KEEP_CIPHERTEXT,
-  isContactStore,
-  type ContactPolicy,
-  type ContactStore,
-  type RetentionHook,
-} from './contacts.ts';
-import { Admission, clientIp, refuseUpgrade, type AdmissionOptions } from './admission.ts';
+  CLOCK_TOLERANCE_SECONDS,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  resolveOptions,
+  type RelayOptions,
+  type TlsOptions,
+} from './options.ts';
+
+export {
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  type RelayLogEvent,
+  type RelayOptions,
+  type TlsOptions,
+} from './options.ts';
+import { type ContactStore } from './contacts.ts';
+import { Admission, clientIp, refuseUpgrade } from './admission.ts';
 import { GroupCommit } from './group-commit.ts';
-import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
-import { resolveQuota, type Quota } from './quota.ts';
-import { SqliteMessageStore, type MessageStore } from './store.ts';
+import { TokenBucket } from './limiter.ts';
+import { type MessageStore } from './store.ts';
 import {
   InProcessFanout,
   newRelayId,
   type EnvelopeEvent,
-  type Fanout,
   type FanoutSubscription,
 } from './fanout.ts';
 import { RelayMetrics, createOpsEndpoints } from './metrics.ts';
-import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
-import type { WebhookService } from '@latchkey/webhooks';
 import { emitAdmission, emitMessageStored } from './webhook-events.ts';
-
-/** A structured log event. Carries codes, counts and opaque ids only. */
-export interface RelayLogEvent {
-  event: string;
-  [field: string]: string | number | boolean | undefined;
-}
-
-export interface RelayOptions {
-  /** A store instance (the caller keeps ownership) or a SQLite file path (the relay owns it). */
-  store: MessageStore | { path: string; synchronous?: 'NORMAL' | 'FULL' };
-  /**
-   * HS256 secret that participant tokens are signed with (at least 32 bytes), the dev default.
-   * Give `tokenPublicKey` instead (or as well) for EdDSA tokens.
-   */
-  apiSecret?: Uint8Array;
-  /** Ed25519 public key (KeyObject, SPKI PEM or JWK) that verifies EdDSA participant tokens. */
-  tokenPublicKey?: TokenVerifierOptions['ed25519PublicKey'];
-  /**
-   * Contact lifecycle and membership (default: `store` when it implements ContactStore, as the
-   * SQLite store does).
-   */
-  contacts?: ContactStore;
-  /** Active participants per contact (default 10). */
-  maxParticipants?: number;
-  /** Lifetime of a new contact in ms (default 30 days). */
-  contactTtlMs?: number;
-  /** How often expired contacts are swept (ms, default 60 s). */
-  expirySweepMs?: number;
-  /**
-   * What happens to an expired contact's data (default: its ciphertext is deleted through
-   * `shredder`; pass KEEP_CIPHERTEXT to keep it).
-   */
-  retention?: RetentionHook;
-  /**
-   * Deletes a contact's stored ciphertext (admin shred, default retention). Default: over the
-   * SQLite file when `store` is a path; none for a store instance (then shred answers
-   * NOT_FOUND and retention keeps the ciphertext unless `retention` says otherwise).
-   */
-  shredder?: CiphertextShredder;
-  /**
-   * API keys of the admin API (`/admin/v1`). Default: the key derived from `apiSecret`
-   * (deriveAdminKey); with neither, the admin API answers 404.
-   */
-  adminKeys?: AdminKey[];
-  /** IPs/CIDR ranges allowed to reach the admin API (default: loopback only). */
-  adminIpAllowlist?: readonly string[];
-  /** Largest incoming frame in bytes (default LIMITS.maxFrameBytes). */
-  maxFrameBytes?: number;
-  /** Time a new connection has to authenticate (default LIMITS.authTimeoutSeconds * 1000). */
-  authTimeoutMs?: number;
-  /** Per-connection frame rate limit (default 100/s, burst 200). */
-  rateLimit?: RateLimitOptions;
-  /**
-   * Stored messages and bytes per contact and per participant (quota.ts; each field defaults
-   * to DEFAULT_QUOTA's). Enforced by the store, whichever it is, atomically with the append.
-   */
-  quota?: Partial<Quota>;
-  /**
-   * Bytes of incoming frames per second one participant may send, over all its connections to
-   * this relay (default 128 KiB/s, burst 1 MiB; the burst is raised to maxFrameBytes when
-   * lower). Counted before a frame is parsed, so a flooding participant costs little CPU.
-   */
-  participantByteRate?: RateLimitOptions;
-  /** Receives structured events; never tokens, ciphertext or envelope content. */
-  log?: (event: RelayLogEvent) => void;
-  /** Interval of ws-level pings; a socket silent for two intervals is terminated. Default 30 s. */
-  heartbeatMs?: number;
-  /** Protocol errors a connection may make before it is closed with 1008. Default 10. */
-  maxProtocolErrors?: number;
-  /** Origin and IP allowlists, connections and frame rate per client IP (admission.ts). */
-  admission?: AdmissionOptions;
-  /**
-   * Fan-out between relays (fanout.ts; the caller keeps ownership). Default: in-process, for a
-   * single relay. Several relays over one store need a shared one (RedisFanout).
-   */
-  fanout?: Fanout;
-  /** IPs/CIDR ranges allowed to read `/metrics` (default: loopback only). */
-  metricsIpAllowlist?: readonly string[];
-  /** Signed webhooks (docs/webhooks.md; the caller keeps ownership): events and /admin/v1/webhooks. */
-  webhooks?: WebhookService;
-  /**
-   * Open connections in all on the server `listen` starts (default 10,000); its HTTP requests
-   * (before an upgrade) get 10 s for their headers and 20 s in all, so half-sent requests do not
-   * hold file descriptors.
-   */
-  maxConnections?: number;
-}
-
-/** Default of RelayOptions.maxConnections. */
-export const DEFAULT_RELAY_MAX_CONNECTIONS = 10_000;
-
-/** TLS material for `listen` (PEM). */
-export interface TlsOptions {
-  cert: string | Buffer;
-  key: string | Buffer;
-}
 
 /** A running relay. */
 export interface Relay {
@@ -249,12 +148,6 @@ interface ParticipantBytes {
   conns: number;
 }
 
-/** Default per-participant inbound byte rate: ample for people typing, tight for a flood. */
-const DEFAULT_PARTICIPANT_BYTE_RATE: RateLimitOptions = {
-  perSecond: 128 * 1024,
-  burst: 1024 * 1024,
-};
-
 /** Frames a connection may pipeline behind its auth frame before it is cut off. */
 const MAX_EARLY_FRAMES = 32;
 /** Rate-limited frames within RATE_WINDOW_MS that close a connection. */
@@ -264,8 +157,6 @@ const RATE_WINDOW_MS = 10_000;
 const RATE_ABUSE_COOLDOWN_MS = 10_000;
 /** Outgoing bytes a slow reader may leave queued before it is dropped (it can resume). */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
-/** Seconds of clock skew verifyToken allows; the expiry timer allows the same. */
-const CLOCK_TOLERANCE_SECONDS = TOKEN_CLOCK_SKEW_SECONDS;
 /** Close clients that have not finished the closing handshake by then. */
 const CLOSE_GRACE_MS = 2_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -282,10 +173,6 @@ const MESSAGES: Partial<Record<ErrorCode, string>> = {
   QUOTA_EXCEEDED: 'storage quota of this contact or participant used up',
   CONFLICT: 'msgId already used for another message',
 };
-
-function isStore(s: RelayOptions['store']): s is MessageStore {
-  return typeof (s as Partial<MessageStore>).appendBatch === 'function';
-}
 
 function rawText(data: RawData): string {
   if (Buffer.isBuffer(data)) return data.toString('utf8');
@@ -328,84 +215,30 @@ function parseClientFrame(text: string): ClientFrame {
  * @throws LatchkeyError UNAVAILABLE when `store.path` cannot be opened.
  */
 export function createRelay(opts: RelayOptions): Relay {
-  if (
-    opts.apiSecret !== undefined &&
-    (!(opts.apiSecret instanceof Uint8Array) || opts.apiSecret.length < 32)
-  ) {
-    throw new RangeError('apiSecret must be at least 32 bytes');
-  }
-  const verifier = createTokenVerifier({
-    ...(opts.apiSecret === undefined ? {} : { hs256Secret: opts.apiSecret }),
-    ...(opts.tokenPublicKey === undefined ? {} : { ed25519PublicKey: opts.tokenPublicKey }),
-    clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
-  });
-  const policy: ContactPolicy = {
-    maxParticipants: opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS,
-    contactTtlMs: opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS,
-  };
-  const expirySweepMs = opts.expirySweepMs ?? 60_000;
-  for (const [name, n] of Object.entries({ ...policy, expirySweepMs })) {
-    if (!Number.isSafeInteger(n) || n <= 0)
-      throw new RangeError(`${name} must be a positive integer`);
-  }
-  const shredder =
-    opts.shredder ?? (isStore(opts.store) ? undefined : sqliteShredder(opts.store.path));
-  const retention = opts.retention ?? (shredder ? deleteCiphertext(shredder) : KEEP_CIPHERTEXT);
-  const maxFrameBytes = opts.maxFrameBytes ?? LIMITS.maxFrameBytes;
-  const authTimeoutMs = opts.authTimeoutMs ?? LIMITS.authTimeoutSeconds * 1000;
-  const heartbeatMs = opts.heartbeatMs ?? 30_000;
-  const maxProtocolErrors = opts.maxProtocolErrors ?? 10;
-  const rateLimit = opts.rateLimit ?? DEFAULT_RATE_LIMIT;
-  for (const [name, n] of Object.entries({ maxFrameBytes, authTimeoutMs, heartbeatMs })) {
-    if (!Number.isSafeInteger(n) || n <= 0)
-      throw new RangeError(`${name} must be a positive integer`);
-  }
-  if (!Number.isSafeInteger(maxProtocolErrors) || maxProtocolErrors < 0) {
-    throw new RangeError('maxProtocolErrors must be a non-negative integer');
-  }
-  new TokenBucket(rateLimit); // validates the options early
-  const quota = resolveQuota(opts.quota);
-  const byteRateOpt = opts.participantByteRate ?? DEFAULT_PARTICIPANT_BYTE_RATE;
-  const byteRate: RateLimitOptions = {
-    ...byteRateOpt,
-    burst: Math.max(byteRateOpt.burst, maxFrameBytes),
-  };
-  new TokenBucket(byteRate);
+  const {
+    verifier,
+    policy,
+    expirySweepMs,
+    shredder,
+    retention,
+    maxFrameBytes,
+    authTimeoutMs,
+    heartbeatMs,
+    maxProtocolErrors,
+    rateLimit,
+    quota,
+    byteRate,
+    store,
+    ownsStore,
+    contacts,
+    adminKeys,
+    maxHistoryBytes,
+    log,
+  } = resolveOptions(opts);
   /** Participants closed for rate abuse, until when their new connections are refused. */
   const coolingDown = new Map<string, number>();
   /** Byte buckets of the participants connected here, by contact and participant id. */
   const participantBytes = new Map<string, ParticipantBytes>();
-  const ownsStore = !isStore(opts.store);
-  const store: MessageStore = isStore(opts.store)
-    ? opts.store
-    : new SqliteMessageStore({
-        path: opts.store.path,
-        contactTtlMs: policy.contactTtlMs,
-        ...(opts.store.synchronous === undefined ? {} : { synchronous: opts.store.synchronous }),
-      });
-  const contacts: ContactStore =
-    opts.contacts ??
-    (isContactStore(store)
-      ? store
-      : (() => {
-          if (ownsStore) void store.close();
-          throw new RangeError(
-            'a ContactStore is required: pass `contacts`, or a store that implements it',
-          );
-        })());
-  const adminKeys =
-    opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
-  /** History replies stop growing past this many bytes (`more` tells the client to page on). */
-  const maxHistoryBytes = maxFrameBytes * 16;
-
-  const log = (event: RelayLogEvent): void => {
-    if (!opts.log) return;
-    try {
-      opts.log(event);
-    } catch {
-      // a failing logger must never take the relay down
-    }
-  };
 
   const admission = new Admission(opts.admission);
   const fanout = opts.fanout ?? new InProcessFanout();
