@@ -35,6 +35,7 @@ import {
 } from '@latchkey/protocol';
 import { call, moderateOrder, target, type AdminFlags } from './admin.ts';
 import { dataDir, endpoints } from './config.ts';
+import { SYSLOG_START_OPTIONS, syslogSettings, type SyslogStartFlags } from './syslog-settings.ts';
 import { EXIT, UsageError } from './usage.ts';
 
 type Out = (line: string) => void;
@@ -71,6 +72,7 @@ export const KEY_START_OPTIONS = {
   'rotate-after-messages': str,
   'shred-complete-every': str,
 } as const;
+  ...SYSLOG_START_OPTIONS,
 
 export interface KeyStartFlags {
   'key-manager'?: string | undefined;
@@ -184,6 +186,7 @@ export function keyServiceSettings(
   shredCompleteEveryMs?: number;
 } {
   const kind = flags['key-manager'] ?? env.LATCHKEY_KEY_MANAGER ?? 'internal';
+  syslog?: { url: string; ca: string; servername?: string };
   let keyManager: KeyManagerChoice;
   switch (kind) {
     case 'internal':
@@ -301,6 +304,7 @@ export interface AuditFlags {
 }
 
 /**
+    ...syslogSettings(flags, env),
  * `latchkey keys audit`: prints every record of the key access log and verifies the chain.
  * Exit 1 with `error: TAMPERED ...` when a record was changed, removed, inserted or reordered.
  */

@@ -17,6 +17,7 @@ commands:
          --pkcs11-key-label L --pkcs11-pin-file FILE] [--kmip-host H --kmip-port N --kmip-ca FILE
          --kmip-client-cert FILE --kmip-client-key FILE --kmip-key-name NAME --kmip-create-key]
          [--rotate-after 1d] [--rotate-after-messages N] [--shred-complete-every 1h]
+         [--syslog-url tls://HOST:PORT --syslog-ca FILE [--syslog-servername NAME]]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
          --key-manager http (flag, environment, default):
@@ -29,6 +30,12 @@ commands:
            --kms-timeout 2s        LATCHKEY_KMS_TIMEOUT      default 2s per attempt
            --kms-cache-ttl 0       LATCHKEY_KMS_CACHE_TTL    default 0 (no cache)
   token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
+           --kms-generate          LATCHKEY_KMS_GENERATE=1   default off: new keys from the key
+                                   manager's generate (wrap model) instead of made here
+         key access log to a SIEM (docs/siem.md), besides the webhooks key.accessed/denied/destroyed:
+           --syslog-url tls://H:P  LATCHKEY_SYSLOG_URL       RFC 5424 over TLS (RFC 5425); tcp:// refused
+           --syslog-ca FILE        LATCHKEY_SYSLOG_CA        required with a URL: the collector's CA (PEM)
+           --syslog-servername N   LATCHKEY_SYSLOG_SERVERNAME  default the URL's host
          print a participant token signed with the dev API secret
   send   --token T [--relay URL --keys URL] [--data DIR] TEXT
          send one message; prints the assigned seq after the relay's ack

@@ -9,6 +9,13 @@ export { rotateMasterKeyOffline } from './master-key-rotation.ts';
 export { completeShredsOffline, SHRED_COMPLETE_EVERY_MS } from './shred-completion.ts';
 export { KeyPolicy, startKeySweep, type KeyPolicyOptions } from './key-policy.ts';
 export {
+  AccessLogTailer,
+  webhookAccessSink,
+  type AccessSink,
+  type SinkProgress,
+} from './access-stream.ts';
+export { SyslogAccessSink, parseSyslogUrl, type SyslogSinkOptions } from './access-syslog.ts';
+export {
   openChosenKeyManager,
   kekGenerationsOf,
   type KeyManagerChoice,

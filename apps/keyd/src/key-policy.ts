@@ -16,7 +16,9 @@
  * so an admin action is never left half-applied (docs/admin-api.md "Flow").
  *
  * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
- * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given.
+ * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given. That
+ * first shred is also a `destroyed` record in the access log (participant `admin` or
+ * `retention`, the newest epoch known), which the access streams forward (docs/siem.md).
  */
 import type {
   ContentKey,
@@ -271,7 +273,7 @@ export class KeyPolicy {
   record(
     p: { contactId: string; participantId: string },
     epoch: number,
-    outcome: 'granted' | 'denied' | 'unavailable',
+    outcome: 'granted' | 'denied' | 'unavailable' | 'destroyed',
   ): void {
     this.#log?.append({
       contactId: p.contactId,
@@ -286,7 +288,7 @@ export class KeyPolicy {
   #tryRecord(
     p: { contactId: string; participantId: string },
     epoch: number,
-    outcome: 'denied' | 'unavailable',
+    outcome: 'denied' | 'unavailable' | 'destroyed',
   ): void {
     try {
       this.record(p, epoch, outcome);
@@ -303,18 +305,29 @@ export class KeyPolicy {
   /**
    * Crypto-shredding: destroys every epoch in the key manager (tombstoned, never re-created),
    * forgets the epoch dates and marks the contact expired, so it is refused from then on.
-   * Idempotent: `contact.shredded` is emitted when the contact still had keys or was live in the
-   * membership table, so a repeated shred (or the sweep after an admin shred) emits nothing.
+   * Idempotent: `contact.shredded` is emitted, and a `destroyed` record appended to the access
+   * log (participant `by`), when the contact still had keys or was live in the membership
+   * table, so a repeated shred (or the sweep after an admin shred) emits and records nothing.
    * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails (nothing is marked then).
    */
-  shred(contactId: string): Promise<void> {
+  shred(contactId: string, by: 'admin' | 'retention' = 'admin'): Promise<void> {
     return this.#serial(contactId, async () => {
-      const first = this.#hooks !== undefined && (await this.#wasLive(contactId));
+      const first =
+        (this.#hooks !== undefined || this.#log !== undefined) && (await this.#wasLive(contactId));
+      // The newest epoch known (dated by the epoch clock), before the shred forgets them.
+      let epoch = 0;
+      try {
+        for (const e of this.#clock?.epochs(contactId) ?? []) epoch = Math.max(epoch, e.epoch);
+      } catch {
+        // Unknown: 0.
+      }
       await this.#km.destroy(contactId).catch((err: unknown) => {
         throw asKeyError(err);
       });
       this.#clock?.forget(contactId);
       const now = this.#now();
+      // Destroyed either way; a log that cannot be written does not undo it.
+      if (first) this.#tryRecord({ contactId, participantId: by }, epoch, 'destroyed');
       if (first) this.#hooks?.emit('contact.shredded', { contactId, time: now });
       try {
         this.#access?.setExpiry(contactId, now, now);
@@ -414,7 +427,7 @@ function startExpirySweep(opts: {
       }
       for (const id of [...retry]) {
         try {
-          await opts.policy.shred(id);
+          await opts.policy.shred(id, 'retention');
           retry.delete(id);
           done.push(id);
         } catch (err) {

@@ -8,7 +8,10 @@
  *   keys/service-signing.key    0600, the certificate-signing key, wrapped by the master key
  *   keys/access.db              0600, membership and deny table, epoch dates
  *   keys/access-log.key         0600, HMAC key of the key access log (table in keys.db)
- *   keys/webhooks.db            webhook outbox (`key.rotated`, `contact.shredded`), when configured
+ *   keys/webhooks.db            webhook outbox (`key.rotated`, `contact.shredded`, and the access
+ *                               log as `key.accessed`, `key.denied`, `key.destroyed`), when configured
+ * The access log also streams to a syslog collector over TLS when `syslog` is given
+ * (access-stream.ts, access-syslog.ts; cursors in keys.db, docs/siem.md).
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`). When the master key
  * is the one in `<dataDir>/master.key`, completing a shred replaces that file (shred-completion.ts).
@@ -26,6 +29,8 @@ import {
   openChosenKeyManager,
   type KeyManagerChoice,
 } from './key-manager-choice.ts';
+import { AccessLogTailer, webhookAccessSink } from './access-stream.ts';
+import { SyslogAccessSink } from './access-syslog.ts';
 import { KeyPolicy, startKeySweep } from './key-policy.ts';
 import {
   internalGenerations,
@@ -110,6 +115,25 @@ export interface OpenKeyServiceOptions {
    * `allowlist`: IPs/CIDR ranges endpoints may reach although private or loopback.
    */
   webhooks?: { allowlist?: readonly string[]; log?: (e: WebhookLogEvent) => void };
+  /**
+   * The key access log as RFC 5424 syslog over TLS (RFC 5425) to a collector (docs/siem.md):
+   * `url` `tls://host:port`, `ca` the PEM its certificate must chain to (the only CA trusted),
+   * `servername` the name it must carry (default the URL's host), `hostname` the messages'
+   * HOSTNAME (default this machine's), `settleMs` how long a written record waits on a live
+   * connection before it counts as delivered (default 2 s).
+   */
+  syslog?: {
+    url: string;
+    ca: string | Buffer;
+    servername?: string;
+    hostname?: string;
+    settleMs?: number;
+  };
+  /**
+   * The access streams (webhooks when `webhooks` is given, syslog when `syslog` is): their slow
+   * poll (ms, default 5 s) and where their state lines go (default: standard error).
+   */
+  accessStreams?: { pollMs?: number; log?: (line: string) => void };
 }
 
 /** Paths of the key service's files under a data directory. */
@@ -140,9 +164,13 @@ export function keyServicePaths(dataDir: string): {
  * @throws LatchkeyError KEY_UNAVAILABLE when the master key does not match the stored keys or a
  *   file is unusable; RangeError for malformed options; the listen error when the port is taken.
  */
-export async function openKeyService(
-  opts: OpenKeyServiceOptions,
-): Promise<KeyService & { sweepExpired(): Promise<string[]> }> {
+export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
+  KeyService & {
+    sweepExpired(): Promise<string[]>;
+    /** The access log's streams by name (`webhooks`, `syslog`), each with its cursor. */
+    accessStreams: ReadonlyMap<string, AccessLogTailer>;
+  }
+> {
   assertSecureListener('key service', opts.host, {
     tls: opts.tls !== undefined,
     insecure: opts.insecure === true,
@@ -192,6 +220,7 @@ export async function openKeyService(
   let clock: EpochClock | undefined;
   let webhooks: WebhookService | undefined;
   let stopCompleter: (() => void) | undefined;
+  const streams = new Map<string, AccessLogTailer>();
   try {
     // Refused signature or client: stop here, naming the cause; down: a warning only.
     await checkKeyManagerAtStart(keyManager, choice, kmLog);
@@ -227,6 +256,38 @@ export async function openKeyService(
         : { rotateAfterMessages: opts.rotateAfterMessages }),
       ...(opts.minRotateAgeMs === undefined ? {} : { minRotateAgeMs: opts.minRotateAgeMs }),
     });
+    // The access log to the webhook outbox and the syslog collector, each from its own cursor.
+    const streamLog =
+      opts.accessStreams?.log ?? ((line) => void process.stderr.write(`keyd: ${line}\n`));
+    const chained = accessLog;
+    const tail = (sink: ConstructorParameters<typeof AccessLogTailer>[0]['sink']): void => {
+      streams.set(
+        sink.name,
+        new AccessLogTailer({
+          log: chained,
+          sink,
+          report: streamLog,
+          ...(opts.accessStreams?.pollMs === undefined
+            ? {}
+            : { pollMs: opts.accessStreams.pollMs }),
+        }),
+      );
+    };
+    if (webhooks) tail(webhookAccessSink(webhooks, accessLog.algorithm));
+    if (opts.syslog) {
+      const sl = opts.syslog;
+      tail(
+        new SyslogAccessSink({
+          url: sl.url,
+          ca: sl.ca,
+          alg: accessLog.algorithm,
+          report: streamLog,
+          ...(sl.servername === undefined ? {} : { servername: sl.servername }),
+          ...(sl.hostname === undefined ? {} : { hostname: sl.hostname }),
+          ...(sl.settleMs === undefined ? {} : { settleMs: sl.settleMs }),
+        }),
+      );
+    }
     const completer = startShredCompleter({
       keyManager,
       generations: (supplied) =>
@@ -302,6 +363,7 @@ export async function openKeyService(
     return {
       ...service,
       sweepExpired: sweeper.sweep,
+      accessStreams: streams,
       close: () =>
         (closing ??= (async () => {
           sweeper.stop();
@@ -309,6 +371,7 @@ export async function openKeyService(
           try {
             await service.close();
           } finally {
+            for (const t of streams.values()) await t.close();
             await hooks?.close();
             await keyManager.close();
             accessStore.close();
@@ -321,6 +384,7 @@ export async function openKeyService(
     };
   } catch (err) {
     stopCompleter?.();
+    for (const t of streams.values()) await t.close();
     signingKey?.fill(0);
     master.key.fill(0);
     access?.close();
