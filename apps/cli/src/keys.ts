@@ -71,10 +71,10 @@ export const KEY_START_OPTIONS = {
   'rotate-after': str,
   'rotate-after-messages': str,
   'shred-complete-every': str,
-} as const;
   ...SYSLOG_START_OPTIONS,
+} as const;
 
-export interface KeyStartFlags {
+export interface KeyStartFlags extends SyslogStartFlags {
   'key-manager'?: string | undefined;
   'kms-url'?: string | undefined;
   'kms-model'?: string | undefined;
@@ -184,9 +184,9 @@ export function keyServiceSettings(
   rotateAfterMs?: number;
   rotateAfterMessages?: number;
   shredCompleteEveryMs?: number;
+  syslog?: { url: string; ca: string; servername?: string };
 } {
   const kind = flags['key-manager'] ?? env.LATCHKEY_KEY_MANAGER ?? 'internal';
-  syslog?: { url: string; ca: string; servername?: string };
   let keyManager: KeyManagerChoice;
   switch (kind) {
     case 'internal':
@@ -292,6 +292,7 @@ export function keyServiceSettings(
     ...(completeEvery === undefined
       ? {}
       : { shredCompleteEveryMs: parseDurationMs(completeEvery, '--shred-complete-every') }),
+    ...syslogSettings(flags, env),
   };
 }
 
@@ -304,7 +305,6 @@ export interface AuditFlags {
 }
 
 /**
-    ...syslogSettings(flags, env),
  * `latchkey keys audit`: prints every record of the key access log and verifies the chain.
  * Exit 1 with `error: TAMPERED ...` when a record was changed, removed, inserted or reordered.
  */

@@ -29,13 +29,11 @@ commands:
                                    holds the secret (at least 32 bytes, base64url or hex)
            --kms-timeout 2s        LATCHKEY_KMS_TIMEOUT      default 2s per attempt
            --kms-cache-ttl 0       LATCHKEY_KMS_CACHE_TTL    default 0 (no cache)
-  token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
-           --kms-generate          LATCHKEY_KMS_GENERATE=1   default off: new keys from the key
-                                   manager's generate (wrap model) instead of made here
          key access log to a SIEM (docs/siem.md), besides the webhooks key.accessed/denied/destroyed:
            --syslog-url tls://H:P  LATCHKEY_SYSLOG_URL       RFC 5424 over TLS (RFC 5425); tcp:// refused
            --syslog-ca FILE        LATCHKEY_SYSLOG_CA        required with a URL: the collector's CA (PEM)
            --syslog-servername N   LATCHKEY_SYSLOG_SERVERNAME  default the URL's host
+  token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
          print a participant token signed with the dev API secret
   send   --token T [--relay URL --keys URL] [--data DIR] TEXT
          send one message; prints the assigned seq after the relay's ack
