@@ -1,0 +1,251 @@
+/**
+ * The key access log as signed webhooks (docs/siem.md): a real key service with its outbox, a
+ * receiver on loopback that verifies every call with the published `standardwebhooks` package,
+ * participants that get keys, are refused and whose contact is shredded; the receiver checks the
+ * chain with `verifyAccessStream` and the log key. Across a restart of the key service, records
+ * written while it was down (by another process) arrive, and a cursor left behind (a crash
+ * between queueing and storing it) only sends records twice, which the verifier accepts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Webhook } from 'standardwebhooks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KeyReceiver } from '@latchkey/client';
+import {
+  KeyAccessLog,
+  accessRecordFromWebhook,
+  loadOrCreateSecret,
+  verifyAccessStream,
+  type ReceivedAccessRecord,
+} from '@latchkey/keys';
+import { openKeyService, keyServicePaths } from '@latchkey/keyd';
+import { ADMIN_PATHS, WEBHOOK_PATHS, WebhookSecretResponse } from '@latchkey/protocol';
+import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
+import { until } from './harness.ts';
+
+const secret = crypto.getRandomValues(new Uint8Array(32));
+const masterKey = crypto.getRandomValues(new Uint8Array(32));
+const ADMIN = adminAuthorization(deriveAdminKey(secret));
+
+interface Call {
+  id: string;
+  type: string;
+  sequence: number;
+  data: unknown;
+}
+
+/** Accepts only calls `standardwebhooks` verifies with the endpoint's secret. */
+async function startReceiver(): Promise<{
+  url: string;
+  calls: Call[];
+  rejected: () => number;
+  setSecret(s: string): void;
+  close(): Promise<void>;
+}> {
+  const calls: Call[] = [];
+  let rejected = 0;
+  let verifier: Webhook | undefined;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const headers = {
+        'webhook-id': String(req.headers['webhook-id'] ?? ''),
+        'webhook-timestamp': String(req.headers['webhook-timestamp'] ?? ''),
+        'webhook-signature': String(req.headers['webhook-signature'] ?? ''),
+      };
+      try {
+        if (!verifier) throw new Error('no secret yet');
+        const e = verifier.verify(body, headers) as Omit<Call, 'id'>;
+        calls.push({ id: headers['webhook-id'], ...e });
+        res.writeHead(204).end();
+      } catch {
+        rejected++;
+        res.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/siem`,
+    calls,
+    rejected: () => rejected,
+    setSecret: (s) => {
+      verifier = new Webhook(s);
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+async function open(dir: string) {
+  const streamLines: string[] = [];
+  const svc = await openKeyService({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+    apiSecret: secret,
+    masterKey,
+    keySweepMs: 3_600_000,
+    webhooks: { allowlist: ['127.0.0.1'] },
+    accessStreams: { log: (l) => streamLines.push(l) },
+  });
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${svc.url}${path}`, {
+      method,
+      headers: {
+        authorization: ADMIN,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as unknown };
+  };
+  const key = async (contactId: string, participantId: string, body: object = {}) => {
+    const token = await mintToken(secret, {
+      contactId,
+      participantId,
+      role: participantId.startsWith('agent') ? 'agent' : 'visitor',
+      ttlSeconds: 600,
+    });
+    const res = await fetch(`${svc.url}/v1/contact-key`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        ...body,
+        delivery: new KeyReceiver('x25519', participantId).request(),
+      }),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  };
+  return { svc, call, key, streamLines };
+}
+
+/** The log's head and key, read from the files of a stopped key service. */
+function logFiles(dir: string): { key: Uint8Array; log: KeyAccessLog } {
+  const paths = keyServicePaths(dir);
+  const key = loadOrCreateSecret(paths.accessLogKey, 32).secret;
+  return { key, log: new KeyAccessLog({ path: paths.db, key }) };
+}
+
+describe('key access log as webhooks', () => {
+  it('granted, denied and destroyed records arrive signed and chain; a restart loses nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'latchkey-access-hooks-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const receiver = await startReceiver();
+    cleanup.push(() => receiver.close());
+
+    let s = await open(dir);
+    let closed = false;
+    cleanup.push(async () => {
+      if (!closed) await s.svc.close();
+    });
+    // Before any endpoint: these records are not queued for anyone (and not sent later).
+    expect(await s.key('ah-0', 'visitor-0')).toBe(200);
+    await until(() => s.svc.accessStreams.get('webhooks')?.cursor === 1, 10_000, 'cursor at 1');
+    const added = await s.call('POST', WEBHOOK_PATHS.endpoints, {
+      url: receiver.url,
+      events: ['key.accessed', 'key.denied', 'key.destroyed'],
+    });
+    expect(added.status).toBe(201);
+    receiver.setSecret(WebhookSecretResponse.parse(added.body).secret);
+
+    expect(await s.key('ah-1', 'visitor-1')).toBe(200); // 2 granted
+    expect(await s.key('ah-1', 'agent-1')).toBe(200); // 3 granted
+    expect(await s.key('ah-1', 'visitor-1', { epoch: 7 })).toBe(404); // 4 denied (no such epoch)
+    expect(
+      (await s.call('POST', ADMIN_PATHS.kick('ah-1'), { participantId: 'visitor-1' })).status,
+    ).toBe(200);
+    expect(await s.key('ah-1', 'visitor-1')).toBe(403); // 5 denied (kicked)
+    expect((await s.call('POST', ADMIN_PATHS.shred('ah-1'), {})).status).toBe(200); // 6 destroyed
+    await until(() => receiver.calls.length >= 5, 20_000, 'five access events');
+    expect(receiver.calls.map((c) => [c.type, (c.data as { outcome: string }).outcome])).toEqual([
+      ['key.accessed', 'granted'],
+      ['key.accessed', 'granted'],
+      ['key.denied', 'denied'],
+      ['key.denied', 'denied'],
+      ['key.destroyed', 'destroyed'],
+    ]);
+    expect(receiver.calls[4]?.data).toMatchObject({
+      contactId: 'ah-1',
+      participantId: 'admin',
+      epoch: 1,
+    });
+
+    await s.svc.close();
+    closed = true;
+    // While it is down: another process appends (the CLI, a second service on the same file),
+    // and the cursor is left two records behind, as after a crash between queueing and storing.
+    const files = logFiles(dir);
+    for (const p of ['visitor-7', 'visitor-8'])
+      files.log.append({
+        contactId: 'ah-2',
+        epoch: 0,
+        participantId: p,
+        time: Date.now(),
+        outcome: 'denied',
+      });
+    expect(files.log.cursor('webhooks')).toBe(6);
+    files.log.setCursor('webhooks', 4);
+    files.log.close();
+
+    s = await open(dir);
+    closed = false;
+    expect(await s.key('ah-3', 'visitor-3')).toBe(200); // 9 granted
+    await until(
+      () => receiver.calls.some((c) => (c.data as { chain: { seq: number } }).chain.seq === 9),
+      20_000,
+      'record 9',
+    );
+    await s.svc.close();
+    closed = true;
+
+    // The receiver's view: records 2..9 (1 was before the endpoint), 5 and 6 twice.
+    const records = receiver.calls.map((c) => accessRecordFromWebhook(c)) as ReceivedAccessRecord[];
+    expect(records.every((r) => r !== undefined)).toBe(true);
+    expect(records.map((r) => r.seq)).toEqual([2, 3, 4, 5, 6, 5, 6, 7, 8, 9]);
+    const head = logFiles(dir);
+    const want = head.log.head();
+    head.log.close();
+    // With the log key every hash is recomputed; the endpoint started after record 1.
+    expect(verifyAccessStream(records, { key: head.key, after: null, head: want })).toEqual({
+      ok: true,
+      count: 8,
+      duplicates: 2,
+      head: want,
+      recomputed: true,
+    });
+    // Without the key: the links.
+    expect(verifyAccessStream(records, { after: null })).toMatchObject({
+      ok: true,
+      recomputed: false,
+    });
+    // The endpoint's own sequence has no gap, and every call was signed.
+    expect(receiver.calls.map((c) => c.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(receiver.rejected()).toBe(0);
+
+    // Adversarial: a record dropped or changed on the way (or in the outbox) is caught.
+    const dropped = records.filter((r) => r.seq !== 7);
+    expect(verifyAccessStream(dropped, { key: head.key, after: null })).toEqual({
+      ok: false,
+      seq: 7,
+      reason: 'record 7 missing',
+    });
+    const changed = records.map((r) => (r.seq === 4 ? { ...r, outcome: 'granted' as const } : r));
+    expect(verifyAccessStream(changed, { key: head.key, after: null })).toMatchObject({
+      ok: false,
+      seq: 4,
+    });
+    expect(s.streamLines).toEqual([]);
+  });
+});
