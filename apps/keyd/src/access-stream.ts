@@ -142,8 +142,9 @@ export class AccessLogTailer {
     this.#load();
     for (;;) {
       if (this.#closed) return;
-      const records = this.#log.listChained(this.#taken, this.#batch);
-      const p = await this.#sink.deliver(records, this.#taken);
+      const before = this.#taken;
+      const records = this.#log.listChained(before, this.#batch);
+      const p = await this.#sink.deliver(records, before);
       if (p.assured > this.#cursor) {
         this.#log.setCursor(this.#sink.name, p.assured);
         this.#cursor = p.assured;
@@ -158,6 +159,8 @@ export class AccessLogTailer {
         this.#report(`access stream ${this.#sink.name}: delivering again`);
         this.#lastError = undefined;
       }
+      // The sink lost records it had taken (a dropped connection): offer them again now.
+      if (this.#taken < before) continue;
       const last = records.at(-1)?.seq ?? this.#taken;
       // Caught up, or the sink took less than offered (it wakes the tailer when it can take more).
       if (records.length < this.#batch || this.#taken < last) return;
