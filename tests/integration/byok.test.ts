@@ -542,3 +542,62 @@ describe('key access log and master-key rotation through the CLI', () => {
     }
   });
 });
+
+describe('an external key manager through the CLI (docs/key-management.md "Which calls each action makes")', () => {
+  it('`keys rewrap` re-wraps in place at the key manager; `shred` sends it destroy with its reason', async () => {
+    const kmsDir = await mkdtemp(join(tmpdir(), 'latchkey-kms-'));
+    const hmac = crypto.getRandomValues(new Uint8Array(32));
+    const kms = await startKmsChild(kmsDir, hmac);
+    const s = await startByokStack({ kind: 'http', url: kms.url, secret: hmac, keyId: 'k1' });
+    const audit = (): { operation: string; contact_id: string | null; reason: string | null }[] => {
+      const db = new Database(join(kmsDir, 'kms.db'), { readonly: true });
+      try {
+        return db
+          .prepare<[], { operation: string; contact_id: string | null; reason: string | null }>(
+            'SELECT operation, contact_id, reason FROM audit ORDER BY rowid',
+          )
+          .all();
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      const C = 'kms-cli-1';
+      const v = await s.client(await s.token(C, 'visitor-1', 'visitor'));
+      await v.send('kept across the rewrap');
+      const env = { LATCHKEY_API_SECRET: toBase64Url(s.secret) };
+      const cli = ['--data', s.dir, '--keys', s.keysUrl, '--relay', s.relayUrl];
+      const r = await latchkey(['keys', 'rewrap', ...cli], env);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe(
+        'rewrapped 1 content keys (online, in place at the key manager)',
+      );
+      await until(
+        () => audit().some((a) => a.operation === 'rewrap'),
+        10_000,
+        'the key manager logged the rewrap',
+      );
+      expect(audit().filter((a) => a.operation === 'rewrap')).toEqual([
+        { operation: 'rewrap', contact_id: C, reason: 'rewrap' },
+      ]);
+      const b = await s.client(await s.token(C, 'agent-1', 'agent'));
+      expect((await b.history()).map((e) => (e.ok ? e.text : e.code))).toEqual([
+        'kept across the rewrap',
+      ]);
+      const sh = await latchkey(['shred', '--contact', C, ...cli], env);
+      expect(sh.stderr).toBe('');
+      await until(
+        () => audit().some((a) => a.operation === 'destroy'),
+        10_000,
+        'the key manager heard of the shred',
+      );
+      expect(audit().filter((a) => a.operation === 'destroy')).toEqual([
+        { operation: 'destroy', contact_id: C, reason: 'destroy' },
+      ]);
+    } finally {
+      await s.close();
+      await kms.stop();
+      await rm(kmsDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -212,6 +212,64 @@ describe('start-up self-check', () => {
     expect(run.stderr).toMatch(/key manager.*HTTP 503/);
   });
 
+  /** A key manager that is up and describes its key with `meta` (404 when undefined). */
+  const describing = (meta: Record<string, unknown> | undefined) =>
+    fakeKms((req) => {
+      if (req.url === '/v1/health') return { status: 200, body: { status: 'ok' } };
+      if (req.url === '/v1/keys/kek-a' && meta !== undefined)
+        return {
+          status: 200,
+          body: {
+            keyId: 'kek-a',
+            algorithm: 'AES-256-GCM',
+            primaryVersion: 1,
+            createdAt: 0,
+            ...meta,
+          },
+        };
+      return kmError(404, 'NOT_FOUND', 'no such key');
+    });
+  const startOn = async (url: string, extra: string[] = []) =>
+    latchkeyStart(
+      [
+        '--data',
+        await tempDir('latchkey-selfcheck-kek-'),
+        '--key-manager',
+        'http',
+        '--kms-url',
+        url,
+        '--kms-key-id',
+        'kek-a',
+        ...extra,
+      ],
+      { LATCHKEY_KMS_SECRET: toBase64Url(crypto.getRandomValues(new Uint8Array(32))) },
+    );
+
+  it('a key manager without our key (metadata 404) stops start with exit 1 naming it', async () => {
+    const km = await describing(undefined);
+    const run = await startOn(km.url);
+    expect(run.outcome, run.stdout).toBe(1);
+    expect(run.stderr).toMatch(/^error: KEY_UNAVAILABLE .* has no key kek-a .*--kms-key-id/m);
+    expect(km.seen).toEqual(['GET /v1/health', 'GET /v1/keys/kek-a']);
+  });
+
+  it('a disabled key, or one without generate under --kms-generate, stops start (exit 1)', async () => {
+    const disabled = await describing({ state: 'disabled', operations: ['wrap', 'unwrap'] });
+    const a = await startOn(disabled.url);
+    expect(a.outcome, a.stdout).toBe(1);
+    expect(a.stderr).toMatch(/key kek-a is disabled/);
+    const plain = await describing({
+      state: 'enabled',
+      operations: ['wrap', 'unwrap', 'future-op'],
+    });
+    const b = await startOn(plain.url, ['--kms-generate']);
+    expect(b.outcome, b.stdout).toBe(1);
+    expect(b.stderr).toMatch(/key kek-a does not offer generate.*--kms-generate/);
+    // Without --kms-generate the same key is fine (an unknown operation name is ignored).
+    const c = await startOn(plain.url);
+    expect(c.outcome, c.stderr).toBe('ready');
+  });
+
   it('a too-short secret is a usage error (exit 2)', async () => {
     const dir = await tempDir('latchkey-short-');
     const run = await latchkeyStart(
@@ -246,7 +304,21 @@ describe('401 and 403 read differently, in errors, logs and /healthz', () => {
 
   it('the key service logs each failure with status and reason, and /healthz shows backend and last error', async () => {
     const secret = crypto.getRandomValues(new Uint8Array(32));
-    const kms = await fakeKms(() => ({ status: 200, body: { status: 'ok' } }));
+    const kms = await fakeKms((req) =>
+      req.url === '/v1/keys/latchkey-kek'
+        ? {
+            status: 200,
+            body: {
+              keyId: 'latchkey-kek',
+              algorithm: 'AES-256-GCM',
+              primaryVersion: 1,
+              state: 'enabled',
+              operations: ['wrap', 'unwrap'],
+              createdAt: 0,
+            },
+          }
+        : { status: 200, body: { status: 'ok' } },
+    );
     const dir = await tempDir('latchkey-healthz-');
     const lines: string[] = [];
     const keys = await openKeyService({
@@ -351,6 +423,7 @@ describe('flags are documented', () => {
     ['--kms-secret-file', 'LATCHKEY_KMS_SECRET_FILE'],
     ['--kms-timeout', 'LATCHKEY_KMS_TIMEOUT'],
     ['--kms-cache-ttl', 'LATCHKEY_KMS_CACHE_TTL'],
+    ['--kms-generate', 'LATCHKEY_KMS_GENERATE'],
   ];
   const optionsIn = (text: string): string[] =>
     [...new Set([...text.matchAll(/'(kms-[a-z-]+)'/g)].map((m) => `--${m[1]}`))].sort();

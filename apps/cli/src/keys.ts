@@ -53,6 +53,7 @@ export const KEY_START_OPTIONS = {
   'kms-secret-file': str,
   'kms-timeout': str,
   'kms-cache-ttl': str,
+  'kms-generate': { type: 'boolean' },
   'pkcs11-module': str,
   'pkcs11-token': str,
   'pkcs11-key-label': str,
@@ -83,6 +84,7 @@ export interface KeyStartFlags extends SyslogStartFlags {
   'kms-secret-file'?: string | undefined;
   'kms-timeout'?: string | undefined;
   'kms-cache-ttl'?: string | undefined;
+  'kms-generate'?: boolean | undefined;
   'pkcs11-module'?: string | undefined;
   'pkcs11-token'?: string | undefined;
   'pkcs11-key-label'?: string | undefined;
@@ -201,6 +203,13 @@ export function keyServiceSettings(
       const model = flags['kms-model'] ?? env.LATCHKEY_KMS_MODEL ?? 'wrap';
       if (model !== 'wrap' && model !== 'store')
         throw new UsageError('--kms-model must be wrap or store');
+      if (
+        model === 'store' &&
+        (flags['kms-generate'] === true || env.LATCHKEY_KMS_GENERATE === '1')
+      )
+        throw new UsageError(
+          '--kms-generate needs the wrap model (the store model makes its own keys)',
+        );
       const timeout = flags['kms-timeout'] ?? env.LATCHKEY_KMS_TIMEOUT;
       const cache = flags['kms-cache-ttl'] ?? env.LATCHKEY_KMS_CACHE_TTL;
       keyManager = {
@@ -217,6 +226,9 @@ export function keyServiceSettings(
         ),
         ...(timeout === undefined ? {} : { timeoutMs: parseDurationMs(timeout, '--kms-timeout') }),
         ...(cache === undefined ? {} : { cacheTtlMs: parseDurationMs(cache, '--kms-cache-ttl') }),
+        ...(flags['kms-generate'] === true || env.LATCHKEY_KMS_GENERATE === '1'
+          ? { generate: true }
+          : {}),
       };
       break;
     }
@@ -375,7 +387,9 @@ export interface RewrapFlags {
  * signing key) under a new master key. The new key is LATCHKEY_NEW_MASTER_KEY, or generated into
  * `DIR/master.key.new` and moved over `DIR/master.key` once done (the old file stays until
  * then). Online through the running key service when it answers, else (or with --offline) on
- * the files. Messages are not touched.
+ * the files. Messages are not touched. With an external key manager (`/healthz` backend
+ * `http`), the running key service re-wraps every key in place under the newest version of the
+ * enterprise's KEK (the key manager's `rewrap`), after the enterprise rotated it.
  */
 export async function keysRewrap(
   flags: RewrapFlags,
@@ -383,6 +397,32 @@ export async function keysRewrap(
   env: Env = process.env,
 ): Promise<number> {
   const dir = dataDir(flags.data);
+  let online: { keys: string; authorization: string; backend: string } | undefined;
+  if (flags.offline !== true) {
+    try {
+      await endpoints({ relay: flags.relay, keys: flags.keys }, dir);
+      const t = await target(flags as AdminFlags);
+      const health = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
+        async (r) => ((await r.json()) as { backend?: unknown }).backend,
+        () => null,
+      );
+      if (health !== null)
+        online = {
+          keys: t.keys,
+          authorization: t.authorization,
+          backend: typeof health === 'string' ? health : 'internal',
+        };
+    } catch {
+      // no running key service known: offline
+    }
+  }
+  if (online?.backend === 'http') {
+    const res = RewrapResponse.parse(
+      await call(online.keys, ADMIN_PATHS.rewrap, online.authorization, {}),
+    );
+    out(`rewrapped ${res.rewrapped} content keys (online, in place at the key manager)`);
+    return EXIT.ok;
+  }
   const paths = keyServicePaths(dir);
   const masterFile = join(dir, 'master.key');
   const nextFile = `${masterFile}.new`;
@@ -403,20 +443,6 @@ export async function keysRewrap(
   }
   let mode = 'offline';
   let rewrapped: number;
-  let online: { keys: string; authorization: string } | undefined;
-  if (flags.offline !== true) {
-    try {
-      await endpoints({ relay: flags.relay, keys: flags.keys }, dir);
-      const t = await target(flags as AdminFlags);
-      const ok = await fetch(`${t.keys}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
-        () => true,
-        () => false,
-      );
-      if (ok) online = { keys: t.keys, authorization: t.authorization };
-    } catch {
-      // no running key service known: offline
-    }
-  }
   if (online) {
     const res = RewrapResponse.parse(
       await call(online.keys, ADMIN_PATHS.rewrap, online.authorization, {

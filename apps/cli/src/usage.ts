@@ -26,9 +26,12 @@ commands:
            --kms-key-id ID         LATCHKEY_KMS_KEY_ID       default latchkey-kek
            --kms-client-id ID      LATCHKEY_KMS_CLIENT_ID    default latchkey
            --kms-secret-file FILE  LATCHKEY_KMS_SECRET_FILE  required unless LATCHKEY_KMS_SECRET
-                                   holds the secret (at least 32 bytes, base64url or hex)
+                                   holds the secret (at least 32 bytes: hex, base64url, or
+                                   prefixed hex:/base64url:)
            --kms-timeout 2s        LATCHKEY_KMS_TIMEOUT      default 2s per attempt
            --kms-cache-ttl 0       LATCHKEY_KMS_CACHE_TTL    default 0 (no cache)
+           --kms-generate          LATCHKEY_KMS_GENERATE=1   default off: new keys from the key
+                                   manager's generate (wrap model) instead of made here
          key access log to a SIEM (docs/siem.md), besides the webhooks key.accessed/denied/destroyed:
            --syslog-url tls://H:P  LATCHKEY_SYSLOG_URL       RFC 5424 over TLS (RFC 5425); tcp:// refused
            --syslog-ca FILE        LATCHKEY_SYSLOG_CA        required with a URL: the collector's CA (PEM)
@@ -64,7 +67,8 @@ commands:
   keys audit  [--data DIR] [--json] [--head SEQ:HASH]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys rewrap [--data DIR] [--keys URL] [--offline]
-         re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated)
+         re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated);
+         with --key-manager http: in place at the key manager under its KEK's newest version
   kms check [--kms-url URL] [--kms-model wrap|store] [--kms-key-id ID] [--kms-client-id ID]
          [--kms-secret-file FILE]
          conformance checks of an external key manager (secret LATCHKEY_KMS_SECRET or the file);

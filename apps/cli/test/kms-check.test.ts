@@ -152,7 +152,22 @@ describe('latchkey kms check', () => {
       'store.get:fetch:200',
     ]);
     expect(ops).toContain('store.rotate:rotate:200');
-    expect(ops).toContain('store.copy:copy:200');
+    expect(ops).toContain('store.destroy:destroy:204');
+    expect(ops.some((o) => o.startsWith('store.copy'))).toBe(false);
+  });
+
+  it('the wrap model checks destroy: 204, then the contact is refused (403)', async () => {
+    const before = kms.audit().length;
+    const r = await check(kms.url, 'wrap');
+    expect(r.lines).toContain('ok destroy');
+    const after = kms.audit().slice(before);
+    const d = after.find((a) => a.operation === 'destroy');
+    expect(d).toMatchObject({ reason: 'destroy', status: 204 });
+    expect(
+      after.some(
+        (a) => a.operation === 'unwrap' && a.contactId === d?.contactId && a.status === 403,
+      ),
+    ).toBe(true);
   });
 
   for (const model of ['wrap', 'store'] as const) {

@@ -34,8 +34,10 @@ import {
   openPkcs11KeyManager,
   type KekGenerations,
   type KeyManager,
+  type HttpKeyWrapper,
   type KeyWrapper,
   type KmClientOptions,
+  type WrappedKeyManager,
   type KmFailure,
 } from '@latchkey/keys';
 import { LatchkeyError } from '@latchkey/protocol';
@@ -59,6 +61,11 @@ export type KeyManagerChoice =
       breakerCooldownMs?: number;
       /** Cache of unwrapped keys in ms (default 0: none). */
       cacheTtlMs?: number;
+      /**
+       * Wrap model: new content keys come from the key manager's `generate` (made in its HSM,
+       * data-key style) instead of being generated here and sent to `wrap`. Default false.
+       */
+      generate?: boolean;
       tls?: KmClientOptions['tls'];
     }
   | {
@@ -120,7 +127,10 @@ export async function checkKeyManagerAtStart(
   if (choice.kind !== 'http') return;
   const since = Date.now();
   const h = await keyManager.health();
-  if (h.status === 'ok') return;
+  if (h.status === 'ok') {
+    if (choice.model !== 'store') await checkKekAtStart(keyManager, choice, warn);
+    return;
+  }
   const last = h.lastError !== undefined && h.lastError.at >= since ? h.lastError : undefined;
   const where = `the external key manager at ${choice.url}`;
   const client = choice.clientId ?? 'latchkey';
@@ -143,6 +153,46 @@ export async function checkKeyManagerAtStart(
   warn(
     `key manager: ${where} is not usable at start (${last?.reason ?? h.detail ?? h.status}); starting anyway, key requests fail with KEY_UNAVAILABLE until it answers`,
   );
+}
+
+/**
+ * The wrap model's KEK at start: `GET /v1/keys/{keyId}` must name an enabled key offering wrap
+ * and unwrap (and generate with `--kms-generate`).
+ * @throws LatchkeyError KEY_UNAVAILABLE naming what is wrong.
+ */
+async function checkKekAtStart(
+  keyManager: KeyManager,
+  choice: Extract<KeyManagerChoice, { kind: 'http' }>,
+  warn: (line: string) => void,
+): Promise<void> {
+  const wrapper = (keyManager as Partial<WrappedKeyManager>).currentWrapper as
+    Partial<HttpKeyWrapper> | undefined;
+  if (wrapper?.metadata === undefined) return;
+  const keyId = choice.keyId ?? 'latchkey-kek';
+  const where = `the external key manager at ${choice.url}`;
+  let m;
+  try {
+    m = await wrapper.metadata();
+  } catch (err) {
+    if (LatchkeyError.is(err, 'NOT_FOUND'))
+      throw new LatchkeyError(
+        'KEY_UNAVAILABLE',
+        `${where} has no key ${keyId} (GET /v1/keys/${keyId}: 404); create it there or set --kms-key-id (LATCHKEY_KMS_KEY_ID)`,
+      );
+    warn(
+      `key manager: ${where} did not describe key ${keyId} at start (${LatchkeyError.is(err) ? (err.detail ?? err.message) : String(err)}); starting anyway`,
+    );
+    return;
+  }
+  const want = ['wrap', 'unwrap', ...(choice.generate === true ? ['generate'] : [])];
+  const missing = want.filter((op) => !m.operations.includes(op));
+  if (m.state !== 'enabled' || missing.length > 0) {
+    const what = m.state !== 'enabled' ? `is ${m.state}` : `does not offer ${missing.join(', ')}`;
+    throw new LatchkeyError(
+      'KEY_UNAVAILABLE',
+      `${where}: key ${keyId} ${what} (GET /v1/keys/${keyId})${missing.includes('generate') ? '; drop --kms-generate or enable generate there' : ''}`,
+    );
+  }
 }
 
 /** Schemes a key store URL may use. */
@@ -169,7 +219,12 @@ export async function openChosenKeyManager(
     case 'http': {
       const opts = httpOptions(choice, hooks);
       if (choice.model === 'store') return openHttpKeyStoreManager(opts);
-      return openHttpKeyManager({ ...opts, keyId: choice.keyId ?? 'latchkey-kek', path: dbPath });
+      return openHttpKeyManager({
+        ...opts,
+        keyId: choice.keyId ?? 'latchkey-kek',
+        path: dbPath,
+        ...(choice.generate === true ? { useGenerate: true } : {}),
+      });
     }
     case 'pkcs11':
       return openPkcs11KeyManager({ ...pkcs11Options(choice), path: dbPath });
@@ -207,6 +262,7 @@ async function openOnPostgres(
       wrapper = createHttpWrapper({
         ...httpOptions(choice, hooks),
         keyId: choice.keyId ?? 'latchkey-kek',
+        ...(choice.generate === true ? { useGenerate: true } : {}),
       });
       mismatchMessage = 'the key-encryption key does not match this key database';
       break;

@@ -38,7 +38,7 @@ import {
 import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import { rewrapServiceSigningKey } from './signing-key.ts';
 
-function isInternal(km: KeyManager): km is WrappedKeyManager {
+function isWrapped(km: KeyManager): km is WrappedKeyManager {
   return typeof (km as Partial<WrappedKeyManager>).rewrap === 'function';
 }
 
@@ -107,7 +107,22 @@ export function registerRewrapRoute(
     async (req): Promise<RewrapResponse> => {
       const body = parseRequest(RewrapRequest, req.body ?? {});
       const km = opts.keyManager;
-      if (!opts.internal || !isInternal(km))
+      if (body.newMasterKey === undefined) {
+        // In place at the external key manager, after the enterprise rotated its KEK.
+        if (opts.internal || !isWrapped(km) || km.currentWrapper.rewrap === undefined)
+          throw new LatchkeyError(
+            'BAD_REQUEST',
+            'a rewrap without newMasterKey needs an external key manager that re-wraps (--key-manager http, wrap model)',
+          );
+        if (running) throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
+        running = true;
+        try {
+          return await km.rewrap(km.currentWrapper);
+        } finally {
+          running = false;
+        }
+      }
+      if (!opts.internal || !isWrapped(km))
         throw new LatchkeyError('NOT_FOUND', 'master-key rotation needs the internal key manager');
       if (running) throw new LatchkeyError('CONFLICT', 'a rewrap is already running');
       running = true;

@@ -18,7 +18,7 @@ import { ERROR_CODES, Epoch, Id, LatchkeyError, type ErrorCode } from '@latchkey
 import type { z } from 'zod';
 import {
   KeyId,
-  KmCopyRequest,
+  KmDestroyRequest,
   KmGenerateRequest,
   KmStoreRequest,
   KmUnwrapRequest,
@@ -239,8 +239,10 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     reply.header('cache-control', 'no-store');
   });
 
-  const refuseRevoked = (contactId: string): void => {
+  const refuseRevoked = (contactId: string, keyId?: string): void => {
     if (store.isRevoked(contactId)) fail('FORBIDDEN', 'refused by policy');
+    if (keyId !== undefined && store.isDestroyed(keyId, contactId))
+      fail('FORBIDDEN', 'contact destroyed');
   };
 
   app.get('/v1/health', async (req): Promise<KmHealthResponse> => {
@@ -257,7 +259,7 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
       algorithm: 'AES-256-GCM',
       primaryVersion: store.primaryVersion(keyId),
       state: 'enabled',
-      operations: ['wrap', 'unwrap', 'generate', 'rewrap'],
+      operations: ['wrap', 'unwrap', 'generate', 'rewrap', 'destroy'],
       createdAt: store.createdAt(keyId),
     };
   });
@@ -266,7 +268,7 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     const keyId = param(req, 'keyId', KeyId);
     const b = parse(KmWrapRequest, req.body);
     note(req, { operation: 'wrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId);
+    refuseRevoked(b.contactId, keyId);
     const key = fromBase64Url(b.key);
     const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
     key.fill(0);
@@ -277,7 +279,7 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     const keyId = param(req, 'keyId', KeyId);
     const b = parse(KmUnwrapRequest, req.body);
     note(req, { operation: 'unwrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId);
+    refuseRevoked(b.contactId, keyId);
     const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
     const out = toBase64Url(key);
     key.fill(0);
@@ -288,7 +290,7 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     const keyId = param(req, 'keyId', KeyId);
     const b = parse(KmGenerateRequest, req.body);
     note(req, { operation: 'generate', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId);
+    refuseRevoked(b.contactId, keyId);
     const key = generateContentKey();
     const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
     const out = toBase64Url(key);
@@ -300,11 +302,21 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     const keyId = param(req, 'keyId', KeyId);
     const b = parse(KmUnwrapRequest, req.body);
     note(req, { operation: 'rewrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId);
+    refuseRevoked(b.contactId, keyId);
     const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
     const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
     key.fill(0);
     return { wrapped: toBase64Url(wrapped), keyVersion };
+  });
+
+  // A shred in the wrap model: refuse the contact under this key from now on, so that a copy of
+  // Latchkey's wrapped keys never unwraps again.
+  app.post('/v1/keys/:keyId/destroy', async (req, reply) => {
+    const keyId = param(req, 'keyId', KeyId);
+    const b = parse(KmDestroyRequest, req.body);
+    note(req, { operation: 'destroy', contactId: b.contactId, reason: b.reason });
+    store.destroy(keyId, b.contactId);
+    return reply.code(204).send();
   });
 
   // ---- key-store model: the KEK of these keys is the key id `store`.
@@ -332,17 +344,6 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     return { contactId, currentEpoch: await store.storeRotate(STORE_KEY, contactId) };
   });
 
-  app.post('/v1/store/contacts/:contactId/copy', async (req): Promise<KmStoreContact> => {
-    const contactId = param(req, 'contactId', Id);
-    const b = parse(KmCopyRequest, req.body);
-    note(req, { operation: 'store.copy', contactId, reason: b.reason });
-    refuseRevoked(contactId);
-    return {
-      contactId: b.toContactId,
-      currentEpoch: await store.storeCopy(STORE_KEY, contactId, b.toContactId),
-    };
-  });
-
   app.get('/v1/store/contacts/:contactId/keys/:epoch', async (req): Promise<KmStoreKey> => {
     const contactId = param(req, 'contactId', Id);
     const raw = (req.params as Record<string, string>).epoch;
@@ -366,7 +367,9 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
 
   app.delete('/v1/store/contacts/:contactId', async (req, reply) => {
     const contactId = param(req, 'contactId', Id);
-    note(req, { operation: 'store.destroy', contactId, reason: 'destroy' });
+    const reason = (req.query as Record<string, unknown>).reason;
+    if (reason !== 'destroy') fail('BAD_REQUEST', 'reason must be destroy');
+    note(req, { operation: 'store.destroy', contactId, reason });
     store.storeDestroy(contactId);
     return reply.code(204).send();
   });

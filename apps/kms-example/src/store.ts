@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS revoked (
   contact_id TEXT PRIMARY KEY,
   revoked_at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS destroyed (
+  key_id       TEXT NOT NULL,
+  contact_id   TEXT NOT NULL,
+  destroyed_at INTEGER NOT NULL,
+  PRIMARY KEY (key_id, contact_id)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nonces (
   nonce      TEXT PRIMARY KEY,
   expires_at INTEGER NOT NULL
@@ -210,6 +216,25 @@ export class KmsStore {
     );
   }
 
+  /** Was the contact shredded under this key (a destroy notice)? Refused for ever then. */
+  isDestroyed(keyId: string, contactId: string): boolean {
+    return (
+      this.db
+        .prepare<[string, string], { n: number }>(
+          'SELECT 1 AS n FROM destroyed WHERE key_id = ? AND contact_id = ?',
+        )
+        .get(keyId, contactId) !== undefined
+    );
+  }
+
+  destroy(keyId: string, contactId: string): void {
+    this.db
+      .prepare(
+        'INSERT OR IGNORE INTO destroyed (key_id, contact_id, destroyed_at) VALUES (?, ?, ?)',
+      )
+      .run(keyId, contactId, this.#now());
+  }
+
   revoke(contactId: string): void {
     this.db
       .prepare('INSERT OR IGNORE INTO revoked (contact_id, revoked_at) VALUES (?, ?)')
@@ -320,45 +345,6 @@ export class KmsStore {
     })();
     const { key } = await this.unwrap(keyId, wrapped, { contactId, epoch: e });
     return { epoch: e, currentEpoch: current, key };
-  }
-
-  /** Copies every epoch to a new contact, each re-wrapped for its new context. */
-  async storeCopy(keyId: string, from: string, to: string): Promise<number> {
-    const rows = this.db.transaction(() => {
-      this.#live(from);
-      return this.db
-        .prepare<[string], { epoch: number; wrapped: Uint8Array }>(
-          'SELECT epoch, wrapped FROM store_keys WHERE contact_id = ? ORDER BY epoch',
-        )
-        .all(from);
-    })();
-    if (this.#storeContact(to) !== undefined)
-      throw new LatchkeyError('CONFLICT', 'target contact exists');
-    const copies: { epoch: number; wrapped: Uint8Array }[] = [];
-    for (const r of rows) {
-      const { key } = await this.unwrap(keyId, r.wrapped, { contactId: from, epoch: r.epoch });
-      copies.push({
-        epoch: r.epoch,
-        wrapped: (await this.wrap(keyId, key, { contactId: to, epoch: r.epoch })).wrapped,
-      });
-      key.fill(0);
-    }
-    const current = copies.at(-1)?.epoch ?? 0;
-    this.db
-      .transaction(() => {
-        const ins = this.db
-          .prepare(
-            'INSERT OR IGNORE INTO store_contacts (contact_id, current_epoch, created_at) VALUES (?, ?, ?)',
-          )
-          .run(to, current, this.#now());
-        if (ins.changes !== 1) throw new LatchkeyError('CONFLICT', 'target contact exists');
-        for (const c of copies)
-          this.db
-            .prepare('INSERT INTO store_keys (contact_id, epoch, wrapped) VALUES (?, ?, ?)')
-            .run(to, c.epoch, c.wrapped);
-      })
-      .immediate();
-    return current;
   }
 
   /** Crypto-shredding: deletes every key of the contact and leaves a tombstone. Idempotent. */

@@ -2,7 +2,15 @@
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
-export type FaultMode = 'pass' | 'slow' | 'garbage' | 'bad-json' | 'error500' | 'reset';
+export type FaultMode =
+  | 'pass'
+  | 'slow'
+  | 'garbage'
+  | 'bad-json'
+  | 'error500'
+  | 'reset'
+  /** Every route answers 404 NOT_FOUND (a key manager without it). */
+  | 'not-found';
 
 export interface FaultProxy {
   url: string;
@@ -51,6 +59,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         return void res.end('boom');
       case 'reset':
         return void req.socket.destroy();
+      case 'not-found':
+        res.writeHead(404, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no route' } }));
     }
   });
   server.on('connection', (s) => {

@@ -38,14 +38,17 @@ afterAll(async () => {
   shared.cleanup();
 });
 
+/** A key of its own per test: a shred in one test makes the key manager refuse that contact. */
+let kekSerial = 0;
 keyManagerContract('http (wrap model, reference KMS in a child process)', async () => {
   sharedKms ??= startChild(0, join(shared.dir, 'kms'), []);
+  const keyId = `latchkey-kek-${++kekSerial}`;
   const { url } = await sharedKms;
   const { dir: d, cleanup: c } = tempDir();
   const path = join(d, 'keys.db');
   return {
     backend: 'http',
-    open: () => openHttpKeyManager({ ...clientOptions(url), keyId: 'latchkey-kek', path }),
+    open: () => openHttpKeyManager({ ...clientOptions(url), keyId, path }),
     files: () => [...dbFiles(path), ...dbFiles(join(shared.dir, 'kms', 'kms.db'))],
     teardown: async () => c(),
   };

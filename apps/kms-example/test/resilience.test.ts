@@ -182,19 +182,18 @@ describe('HTTP adapter resilience', () => {
     expect(refused).toHaveLength(1);
   });
 
-  it('key-store model: down, garbage and recovery, and copy for a transferred contact', async () => {
+  it('key-store model: destroy with its reason, down, garbage and recovery', async () => {
     const km = openHttpKeyStoreManager(clientOptions(proxy.url, { breakerThreshold: 100 }));
     closers.push(() => km.close());
-    const a0 = await km.getContentKey('a');
-    await km.rotate('a');
-    const a1 = await km.getContentKey('a');
-    expect(await km.copy('a', 'b')).toBe(1);
-    expect((await km.getContentKey('b', 0)).key).toEqual(a0.key);
-    expect((await km.getContentKey('b')).key).toEqual(a1.key);
-    expect(await codeOf(km.copy('a', 'b'))).toBe('CONFLICT');
-    expect(await codeOf(km.copy('nobody', 'c'))).toBe('NOT_FOUND');
+    await km.getContentKey('a');
+    await km.getContentKey('b');
+    await km.rotate('b');
     await km.destroy('a');
-    expect(await codeOf(km.copy('a', 'd'))).toBe('NOT_FOUND');
+    expect(await codeOf(km.getContentKey('a'))).toBe('NOT_FOUND');
+    const destroyed = env.kms
+      .audit()
+      .filter((x) => x.contactId === 'a' && x.operation === 'store.destroy');
+    expect(destroyed.map((x) => x.reason)).toEqual(['destroy']);
     proxy.mode = 'garbage';
     expect(await codeOf(km.getContentKey('b'))).toBe('KEY_UNAVAILABLE');
     await proxy.down();

@@ -51,3 +51,35 @@ it('re-wraps every key under another KEK of the key manager; the old KEK opens n
   expect(audit.filter((a) => a.reason === 'rewrap' && a.operation === 'unwrap')).toHaveLength(8);
   expect(audit.filter((a) => a.reason === 'rewrap' && a.operation === 'wrap')).toHaveLength(8);
 });
+
+it('re-wraps in place after the enterprise rotated its KEK: the keys never leave the key manager', async () => {
+  const path = join(env.dir, 'keys.db');
+  const km = await openHttpKeyManager({ ...clientOptions(env.kms.url), keyId: 'kek', path });
+  const keys = new Map<string, Uint8Array>();
+  for (let i = 0; i < 3; i++) {
+    keys.set(`c${i}/0`, (await km.getContentKey(`c${i}`)).key);
+    await km.rotate(`c${i}`);
+    keys.set(`c${i}/1`, (await km.getContentKey(`c${i}`)).key);
+  }
+  const versions = (): number[] => {
+    const raw = new Database(path, { readonly: true });
+    const rows = raw.prepare<[], { wrapped: Uint8Array }>('SELECT wrapped FROM content_keys').all();
+    raw.close();
+    // The reference's wrapped form: 0x01 || u32 KEK version || AES-GCM.
+    return rows.map((r) => Buffer.from(r.wrapped).readUInt32BE(1));
+  };
+  expect(new Set(versions())).toEqual(new Set([1]));
+  env.kms.rotateKey('kek');
+  const before = env.kms.audit().length;
+  expect(await km.rewrap(km.currentWrapper)).toEqual({ rewrapped: 6 });
+  expect(new Set(versions())).toEqual(new Set([2]));
+  for (const [id, k] of keys) {
+    const [c, e] = id.split('/');
+    expect((await km.getContentKey(c ?? '', Number(e))).key).toEqual(k);
+  }
+  const during = env.kms.audit().slice(before, before + 6);
+  expect(during.map((a) => [a.operation, a.reason])).toEqual(
+    Array.from({ length: 6 }, () => ['rewrap', 'rewrap']),
+  );
+  await km.close();
+});

@@ -29,9 +29,9 @@ export const KM_PATHS = {
   unwrap: (keyId: string) => `/v1/keys/${encodeURIComponent(keyId)}/unwrap`,
   generate: (keyId: string) => `/v1/keys/${encodeURIComponent(keyId)}/generate`,
   rewrap: (keyId: string) => `/v1/keys/${encodeURIComponent(keyId)}/rewrap`,
+  destroy: (keyId: string) => `/v1/keys/${encodeURIComponent(keyId)}/destroy`,
   storeContact: (contactId: string) => `/v1/store/contacts/${contactId}`,
   storeRotate: (contactId: string) => `/v1/store/contacts/${contactId}/rotate`,
-  storeCopy: (contactId: string) => `/v1/store/contacts/${contactId}/copy`,
   storeKey: (contactId: string, epoch: number | 'current') =>
     `/v1/store/contacts/${contactId}/keys/${epoch}`,
 } as const;
@@ -44,9 +44,10 @@ export const KeyId = z
 /**
  * Why Latchkey asks, so the enterprise can log, rate-limit or refuse per purpose:
  * `create` a contact's first key, `rotate` to a new epoch, `fetch` for a participant,
- * `rewrap` under a new KEK, `copy` for a transferred contact, `destroy` (crypto-shredding).
+ * `rewrap` under the KEK's newest version, `destroy` (crypto-shredding). docs/key-management.md
+ * "Which calls each action makes" lists them per Latchkey action.
  */
-export const KeyReason = z.enum(['create', 'rotate', 'fetch', 'rewrap', 'copy', 'destroy']);
+export const KeyReason = z.enum(['create', 'rotate', 'fetch', 'rewrap', 'destroy']);
 export type KeyReason = z.infer<typeof KeyReason>;
 
 /** A 32-byte AES-256 content key, base64url. */
@@ -71,7 +72,11 @@ export const KmKeyMetadata = z.object({
   /** The version new wraps use. */
   primaryVersion: z.number().int().min(1),
   state: z.enum(['enabled', 'disabled']),
-  operations: z.array(z.enum(['wrap', 'unwrap', 'generate', 'rewrap'])).max(8),
+  /**
+   * What the key offers: `wrap`, `unwrap` (required), `generate`, `rewrap`, `destroy` (optional);
+   * other names are ignored (forward compatible).
+   */
+  operations: z.array(z.string().min(1).max(32)).max(16),
   createdAt: z.number().int().min(0),
 });
 export type KmKeyMetadata = z.infer<typeof KmKeyMetadata>;
@@ -99,6 +104,13 @@ export type KmUnwrapRequest = z.infer<typeof KmUnwrapRequest>;
 export const KmUnwrapResponse = z.object({ key: ContentKeyB64 });
 export type KmUnwrapResponse = z.infer<typeof KmUnwrapResponse>;
 
+/**
+ * POST /v1/keys/{keyId}/destroy: a contact was crypto-shredded; every later wrap, unwrap,
+ * generate or rewrap for it should be refused (403) for ever. Answer 204.
+ */
+export const KmDestroyRequest = z.strictObject({ contactId: Id, reason: z.literal('destroy') });
+export type KmDestroyRequest = z.infer<typeof KmDestroyRequest>;
+
 /** POST /v1/keys/{keyId}/generate (data-key style: a fresh key and its wrapped form). */
 export const KmGenerateRequest = z.strictObject(WrapCtx);
 export type KmGenerateRequest = z.infer<typeof KmGenerateRequest>;
@@ -112,17 +124,13 @@ export type KmGenerateResponse = z.infer<typeof KmGenerateResponse>;
 
 // ---- key-store model ----------------------------------------------------------------------
 
-/** POST /v1/store/contacts/{contactId} (create, idempotent), .../rotate, DELETE (destroy). */
+/** POST /v1/store/contacts/{contactId} (create, idempotent) and .../rotate. */
 export const KmStoreRequest = z.strictObject({ reason: KeyReason });
 export type KmStoreRequest = z.infer<typeof KmStoreRequest>;
 
-/** Answer of create, rotate, copy and GET /v1/store/contacts/{contactId}. */
+/** Answer of create, rotate and GET /v1/store/contacts/{contactId}. */
 export const KmStoreContact = z.object({ contactId: Id, currentEpoch: Epoch });
 export type KmStoreContact = z.infer<typeof KmStoreContact>;
-
-/** POST /v1/store/contacts/{contactId}/copy: every epoch to a new contact (a transfer). */
-export const KmCopyRequest = z.strictObject({ toContactId: Id, reason: KeyReason });
-export type KmCopyRequest = z.infer<typeof KmCopyRequest>;
 
 /** GET /v1/store/contacts/{contactId}/keys/{epoch}?reason=fetch */
 export const KmStoreKey = z.object({

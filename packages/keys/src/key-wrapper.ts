@@ -7,7 +7,7 @@
 import type { KeyManagerHealth } from './key-manager.ts';
 
 /** Why a key is wrapped or unwrapped; passed on to external key managers for their audit. */
-export type WrapReason = 'create' | 'rotate' | 'fetch' | 'rewrap' | 'copy' | 'destroy';
+export type WrapReason = 'create' | 'rotate' | 'fetch' | 'rewrap' | 'destroy';
 
 /** What a wrapped key is bound to (additional authenticated data), and why it is asked for. */
 export interface WrapRequest {
@@ -44,6 +44,23 @@ export interface KeyWrapper {
    * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails or refuses.
    */
   generate?(req: WrapRequest): Promise<{ key: Uint8Array; wrapped: Uint8Array }>;
+
+  /**
+   * Optional: re-wraps `wrapped` under the KEK's newest version inside the backend, the content
+   * key never leaving it (an external key manager's `rewrap`). Used by `keys rewrap` when the
+   * KEK is the enterprise's and it has rotated it.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails or refuses; AuthenticationError
+   *   as unwrap.
+   */
+  rewrap?(wrapped: Uint8Array, req: WrapRequest): Promise<Uint8Array>;
+
+  /**
+   * Optional: tells the backend that the contact was crypto-shredded, so that it refuses every
+   * later request for it (an external key manager's `destroy`, reason `destroy`). The wrapped
+   * key store calls it after its tombstone is committed and retries it until it succeeds.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the backend fails.
+   */
+  destroyContact?(contactId: string): Promise<void>;
 
   /** Never throws. */
   health(): Promise<KeyManagerHealth>;

@@ -46,7 +46,9 @@ function errno(err: unknown): string | undefined {
 /**
  * Decodes secret text from the environment: exactly `2 * n` hex characters, or base64url
  * (without padding) of `n` bytes. With `exactBytes` the length must match; otherwise at least
- * `minBytes` (default 32) are required. Hex is tried first. The value never appears in errors.
+ * `minBytes` (default 32) are required. Hex is tried first; the prefixes `hex:` and
+ * `base64url:` say which one it is and so take away any doubt (a base64url text that happens to
+ * be made only of hex digits). The value never appears in errors.
  * @throws LatchkeyError KEY_UNAVAILABLE naming `name` when the text is neither form or has the
  *   wrong length.
  */
@@ -55,14 +57,28 @@ export function decodeSecretText(
   name: string,
   opts: { exactBytes?: number; minBytes?: number } = {},
 ): Uint8Array {
-  const t = text.trim();
+  let t = text.trim();
+  let only: 'hex' | 'base64url' | undefined;
+  for (const p of ['hex', 'base64url'] as const) {
+    if (t.startsWith(`${p}:`)) {
+      only = p;
+      t = t.slice(p.length + 1);
+      break;
+    }
+  }
   const min = opts.exactBytes ?? opts.minBytes ?? 32;
   const fits = (n: number): boolean => (opts.exactBytes === undefined ? n >= min : n === min);
   const want =
     opts.exactBytes === undefined
       ? `at least ${min} bytes as base64url or hex`
       : `${min} bytes as base64url (${Math.ceil((min * 4) / 3)} characters) or ${min * 2} hex characters`;
-  if (/^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 && fits(t.length / 2)) {
+  if (only === 'hex') {
+    if (!/^[0-9a-fA-F]*$/.test(t) || t.length % 2 !== 0)
+      fail(`${name} must be ${want}; it is not hex`);
+    if (!fits(t.length / 2)) fail(`${name} must be ${want}; it decodes to ${t.length / 2} bytes`);
+    return Uint8Array.from(Buffer.from(t, 'hex'));
+  }
+  if (only === undefined && /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 && fits(t.length / 2)) {
     return Uint8Array.from(Buffer.from(t, 'hex'));
   }
   let bytes: Uint8Array;

@@ -170,7 +170,7 @@ describe('completing a shred', () => {
     await km.close();
     // Back to schema 1, as an older build left it.
     const raw = new Database(path);
-    raw.exec('DROP TABLE kek_generations');
+    raw.exec('DROP TABLE kek_generations; DROP TABLE destroy_notices');
     raw.pragma('user_version = 1');
     raw.close();
     const again = await openWrappedKeyManager({ path, wrapper: gens });

@@ -101,6 +101,10 @@ describe('signing test vectors in the docs', () => {
       it('has one secret in both encodings, and the documented sizes', () => {
         expect(secret).toHaveLength(32);
         expect(decodeSecretText(field(v, 'secret (base64url)'), 'b64')).toEqual(secret);
+        expect(decodeSecretText(`hex:${field(v, 'secret (hex)')}`, 'h')).toEqual(secret);
+        expect(decodeSecretText(`base64url:${field(v, 'secret (base64url)')}`, 'b64')).toEqual(
+          secret,
+        );
         expect(field(v, 'x-latchkey-nonce')).toMatch(/^[A-Za-z0-9_-]{22}$/);
         expect(fromBase64Url(field(v, 'x-latchkey-nonce'))).toEqual(
           hex(field(v, 'nonce bytes (hex)')),
@@ -256,5 +260,29 @@ describe('signing test vectors in the docs', () => {
       await km.close();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe('shared secret encodings (docs/key-management.md "Signing test vectors")', () => {
+  // 64 characters of hex digits are valid base64url too: unprefixed they read as hex (32
+  // bytes), with the base64url: prefix as base64url (48 bytes).
+  const ambiguous = 'a'.repeat(64);
+  it('reads unprefixed hex-looking text as hex, and the prefix decides otherwise', () => {
+    expect(decodeSecretText(ambiguous, 's')).toEqual(new Uint8Array(32).fill(0xaa));
+    expect(decodeSecretText(`base64url:${ambiguous}`, 's')).toEqual(fromBase64Url(ambiguous));
+    expect(decodeSecretText(`base64url:${ambiguous}`, 's')).toHaveLength(48);
+  });
+  it('refuses a prefixed text of the other encoding, without echoing it', () => {
+    let message = '';
+    try {
+      decodeSecretText(`hex:${'Zz'.repeat(32)}`, 'LATCHKEY_KMS_SECRET');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/LATCHKEY_KMS_SECRET must be .* not hex/);
+    expect(message).not.toContain('Zz');
+    expect(() => decodeSecretText(`hex:${'ab'.repeat(16)}00`.slice(0, 20), 's')).toThrow(
+      /decodes to 8 bytes/,
+    );
   });
 });

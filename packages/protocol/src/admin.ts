@@ -97,8 +97,12 @@ export const ShredResponse = z.strictObject({
 });
 export type ShredResponse = z.infer<typeof ShredResponse>;
 
-/** POST /admin/v1/keys/rewrap (key service): re-wrap every content key under a new master key. */
-export const RewrapRequest = z.strictObject({ newMasterKey: b64urlBytes(32) });
+/**
+ * POST /admin/v1/keys/rewrap (key service): re-wrap every content key under a new master key
+ * (internal key manager), or, without `newMasterKey`, in place under the newest version of the
+ * external key manager's KEK (its `rewrap`; the content keys never leave it).
+ */
+export const RewrapRequest = z.strictObject({ newMasterKey: b64urlBytes(32).optional() });
 export type RewrapRequest = z.infer<typeof RewrapRequest>;
 
 export const RewrapResponse = z.strictObject({ rewrapped: z.number().int().min(0) });

@@ -190,6 +190,24 @@ export function createHttpWrapper(opts: HttpWrapperOptions): HttpKeyWrapper {
       cache.set(cacheId(req), key, wrapped);
       return key;
     },
+    async rewrap(wrapped, req) {
+      const res = await client.call(
+        'POST',
+        KM_PATHS.rewrap(keyId),
+        { ...ctx(req), wrapped: toBase64Url(wrapped) },
+        KmWrapResponse,
+      );
+      return fromBase64Url(res.wrapped);
+    },
+    async destroyContact(contactId) {
+      cache.dropContact(contactId);
+      try {
+        await client.call('POST', KM_PATHS.destroy(keyId), { contactId, reason: 'destroy' }, null);
+      } catch (err) {
+        // 404 NOT_FOUND: a key manager without destroy (docs: "may omit"); nothing to tell.
+        if (!LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+      }
+    },
     health: () => healthOf(client, 'http'),
     metadata: () => client.call('GET', KM_PATHS.key(keyId), undefined, KmKeyMetadata),
     async close() {
@@ -228,15 +246,8 @@ export interface HttpKeyStoreOptions extends KmClientOptions {
   cacheTtlMs?: number;
 }
 
-/** The key-store model: the KeyManager plus copying a contact's keys for a transfer. */
+/** The key-store model: the KeyManager with its client's circuit state for monitoring. */
 export interface HttpKeyStoreManager extends KeyManager {
-  /**
-   * Copies every epoch of `fromContactId` to the new contact `toContactId` (a transferred
-   * contact keeps reading its history under its new id).
-   * @throws LatchkeyError NOT_FOUND (source unknown or destroyed), CONFLICT (target exists),
-   *   KEY_UNAVAILABLE.
-   */
-  copy(fromContactId: string, toContactId: string): Promise<number>;
   readonly breaker: BreakerState;
 }
 
@@ -341,19 +352,12 @@ export function openHttpKeyStoreManager(opts: HttpKeyStoreOptions): HttpKeyStore
       checkContactId(contactId);
       cache.dropContact(contactId);
       currents.delete(contactId);
-      await client.call('DELETE', KM_PATHS.storeContact(contactId), undefined, null);
-    },
-    async copy(fromContactId, toContactId) {
-      live();
-      checkContactId(fromContactId);
-      checkContactId(toContactId);
-      const res = await client.call(
-        'POST',
-        KM_PATHS.storeCopy(fromContactId),
-        { toContactId, reason: 'copy' },
-        KmStoreContact,
+      await client.call(
+        'DELETE',
+        `${KM_PATHS.storeContact(contactId)}?reason=destroy`,
+        undefined,
+        null,
       );
-      return res.currentEpoch;
     },
     async health() {
       if (closed) return { status: 'degraded', backend: 'http-store', detail: 'closed' };

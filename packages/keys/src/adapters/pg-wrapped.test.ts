@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deriveKek, unwrapContentKey } from '@latchkey/crypto/wrap';
+import { LatchkeyError } from '@latchkey/protocol';
 import { keyManagerContract } from '../../test/contract.ts';
 import { bytesContain, codeOf, tempDir } from '../../test/_helpers.ts';
 import { testPostgres } from '../../test/_postgres.ts';
@@ -192,6 +193,36 @@ if (server) {
       expect((await again.getContentKey('fresh')).key).toEqual(fresh.key);
       expect(hex((await again.getContentKey('c3', 1)).key)).toBe(before.get('c3/1'));
       await again.close();
+    });
+
+    it('owes a destroy notice durably until the wrapper takes it, once per contact', async () => {
+      const url = await server.newDatabase();
+      const told: string[] = [];
+      let down = true;
+      /** A wrapper whose backend takes destroy notices, down at first. */
+      const telling = () => {
+        const w = createInternalWrapper(master);
+        w.destroyContact = async (contactId) => {
+          if (down) throw new LatchkeyError('KEY_UNAVAILABLE', 'down');
+          told.push(contactId);
+        };
+        return openPgWrappedKeyManager({ url, wrapper: w });
+      };
+      const a = await telling();
+      await a.getContentKey('d1');
+      await a.destroy('d1');
+      await a.destroy('d1');
+      await a.flushDestroyNotices();
+      expect(await a.owedDestroyNotices()).toEqual(['d1']);
+      await a.close();
+      down = false;
+      const b = await telling();
+      await b.flushDestroyNotices();
+      expect(await b.owedDestroyNotices()).toEqual([]);
+      await b.destroy('d1');
+      await b.flushDestroyNotices();
+      expect(told).toEqual(['d1']);
+      await b.close();
     });
   });
 }

@@ -25,6 +25,7 @@ import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { ContentKey, KeyManagerHealth } from '../key-manager.ts';
 import type { KekGenerations, KeyWrapper, WrapReason } from '../key-wrapper.ts';
+import { DestroyNotices } from './destroy-notices.ts';
 import {
   checkContactId,
   checkEpoch,
@@ -35,7 +36,7 @@ import {
 } from './wrapped.ts';
 
 /** Schema version this code writes (`keys_schema_version`). */
-export const PG_KEYS_SCHEMA_VERSION = 2;
+export const PG_KEYS_SCHEMA_VERSION = 3;
 
 /** Table names carry a `keys_` prefix so that they can never be mistaken for the relay's. */
 const MIGRATIONS: readonly string[] = [
@@ -70,6 +71,11 @@ const MIGRATIONS: readonly string[] = [
    INSERT INTO keys_kek_generations (generation, state, created_at, tainted_at)
      VALUES (1, 'current', (extract(epoch FROM now()) * 1000)::bigint,
              (SELECT min(destroyed_at) FROM keys_contacts WHERE destroyed_at IS NOT NULL));`,
+  // 2 -> 3: destroy notices owed to an external key manager (destroy-notices.ts).
+  `CREATE TABLE keys_destroy_notices (
+     contact_id TEXT PRIMARY KEY,
+     owed_since BIGINT NOT NULL
+   );`,
 ];
 
 /** Advisory lock of the key store's migrations ("lkkeys" in ASCII), distinct from the relay's. */
@@ -310,11 +316,48 @@ class PgWrappedStore implements WrappedKeyManager {
   readonly #inflight = new Set<Promise<unknown>>();
   #rewrapping: Promise<unknown> | null = null;
   readonly #gate = new Gate();
+  readonly #notices: DestroyNotices;
 
   constructor(pool: pg.Pool, wrapper: KeyWrapper, now: () => number) {
     this.#pool = pool;
     this.#wrapper = wrapper;
     this.#now = now;
+    this.#notices = new DestroyNotices(
+      async (contactId) => {
+        await this.#wrapper.destroyContact?.(contactId);
+      },
+      {
+        owed: (limit) => this.#owed(limit),
+        settled: async (contactId) => {
+          await this.#query('DELETE FROM keys_destroy_notices WHERE contact_id = $1', [contactId]);
+        },
+      },
+    );
+    // Notices a previous run (or another key service sharing the store) could not send.
+    this.#notices.kick();
+  }
+
+  get currentWrapper(): KeyWrapper {
+    return this.#wrapper;
+  }
+
+  async #owed(limit: number): Promise<string[]> {
+    const rows = await this.#query<{ contact_id: string }>(
+      'SELECT contact_id FROM keys_destroy_notices ORDER BY owed_since, contact_id LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => r.contact_id);
+  }
+
+  async owedDestroyNotices(): Promise<string[]> {
+    this.#open();
+    return this.#owed(10_000);
+  }
+
+  async flushDestroyNotices(): Promise<void> {
+    this.#open();
+    this.#notices.kick();
+    await this.#notices.idle();
   }
 
   #open(): void {
@@ -523,6 +566,17 @@ class PgWrappedStore implements WrappedKeyManager {
     checkContactId(contactId);
     await this.#tx(async (q) => {
       const now = this.#now();
+      // The first tombstone owes the external key manager its notice; the row lock taken by
+      // the tombstone below makes "first" exact between concurrent destroys.
+      await q.query('SELECT 1 FROM keys_contacts WHERE contact_id = $1 FOR UPDATE', [contactId]);
+      if (this.#wrapper.destroyContact !== undefined) {
+        await q.query(
+          `INSERT INTO keys_destroy_notices (contact_id, owed_since) SELECT $1::text, $2::bigint
+           WHERE NOT EXISTS (SELECT 1 FROM keys_contacts WHERE contact_id = $1 AND destroyed_at IS NOT NULL)
+           ON CONFLICT (contact_id) DO NOTHING`,
+          [contactId, now],
+        );
+      }
       // Tombstone first: it takes the contact row lock, so a rotation either committed before
       // (and its key is deleted below) or sees the tombstone.
       await q.query(
@@ -542,6 +596,7 @@ class PgWrappedStore implements WrappedKeyManager {
         );
       }
     });
+    this.#notices.kick();
   }
 
   async rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
@@ -559,6 +614,13 @@ class PgWrappedStore implements WrappedKeyManager {
 
   async #rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
     const old = this.#wrapper;
+    // The same wrapper again: re-wrapped in place by the backend (see wrapped.ts).
+    const inPlace = next === old ? old.rewrap?.bind(old) : undefined;
+    if (next === old && inPlace === undefined)
+      throw new LatchkeyError(
+        'BAD_REQUEST',
+        `the ${old.backend} key manager cannot re-wrap in place`,
+      );
     const id = (r: KeyRow): string => `${r.contact_id}/${r.epoch}/${r.wrapped.toString('hex')}`;
     const done = new Map<string, Uint8Array>();
     let newCheck: Uint8Array | undefined;
@@ -578,6 +640,14 @@ class PgWrappedStore implements WrappedKeyManager {
       for (const r of await this.#query<KeyRow>(all, [])) {
         if (done.has(id(r))) continue;
         const ctx = { contactId: r.contact_id, epoch: r.epoch, reason: 'rewrap' as const };
+        if (inPlace !== undefined) {
+          try {
+            done.set(id(r), await inPlace(r.wrapped, ctx));
+          } catch (err) {
+            throw unavailable('stored key could not be re-wrapped', err);
+          }
+          continue;
+        }
         let key: Uint8Array;
         try {
           key = await old.unwrap(r.wrapped, ctx);
@@ -617,6 +687,7 @@ class PgWrappedStore implements WrappedKeyManager {
             await q.query("DELETE FROM keys_meta WHERE name = 'kek_check'");
           }
           // The old generation is retired (its KEK still to be destroyed), a new one current.
+          if (next === old) return now.length;
           const at = this.#now();
           await q.query(
             "UPDATE keys_kek_generations SET state = 'retiring', retired_at = $1, rewrapped = $2 WHERE state = 'current'",
@@ -636,7 +707,7 @@ class PgWrappedStore implements WrappedKeyManager {
         return n;
       });
       if (count >= 0) {
-        void Promise.allSettled([...this.#inflight]).then(() => old.close());
+        if (next !== old) void Promise.allSettled([...this.#inflight]).then(() => old.close());
         return { rewrapped: count };
       }
     }
@@ -691,6 +762,7 @@ class PgWrappedStore implements WrappedKeyManager {
     this.#closed = true;
     await Promise.allSettled([...this.#creating.values(), ...this.#inflight]);
     if (this.#rewrapping !== null) await this.#rewrapping.catch(() => undefined);
+    await this.#notices.close();
     await this.#pool.end().catch(() => undefined);
     await this.#wrapper.close();
   }

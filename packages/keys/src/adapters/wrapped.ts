@@ -22,9 +22,10 @@ import { generateContentKey } from '@latchkey/crypto/wrap';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
 import type { ContentKey, KeyManager, KeyManagerHealth } from '../key-manager.ts';
 import type { KekGenerations, KeyWrapper, WrapReason, WrapRequest } from '../key-wrapper.ts';
+import { DestroyNotices } from './destroy-notices.ts';
 
 /** Schema version stored in `PRAGMA user_version`; each step below migrates from the previous. */
-export const INTERNAL_SCHEMA_VERSION = 2;
+export const INTERNAL_SCHEMA_VERSION = 3;
 
 const MIGRATIONS: readonly string[] = [
   // 0 -> 1
@@ -58,6 +59,11 @@ const MIGRATIONS: readonly string[] = [
    INSERT INTO kek_generations (generation, state, created_at, tainted_at)
      VALUES (1, 'current', CAST(strftime('%s', 'now') AS INTEGER) * 1000,
              (SELECT min(destroyed_at) FROM contacts WHERE destroyed_at IS NOT NULL));`,
+  // 2 -> 3: destroy notices owed to an external key manager (destroy-notices.ts).
+  `CREATE TABLE destroy_notices (
+     contact_id TEXT PRIMARY KEY,
+     owed_since INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /**
@@ -91,17 +97,33 @@ export interface WrappedKeyManager extends KeyManager {
    * wait or retry, no message is touched. From then on the manager uses `next` (and owns it);
    * the previous wrapper is closed once the calls that began with it have finished. Other
    * processes using the same file must be restarted with the new KEK.
+   * With `next` the manager's own wrapper (`currentWrapper`), every key is re-wrapped in place
+   * by the backend under its KEK's newest version (`KeyWrapper.rewrap`: an external key
+   * manager after the enterprise rotated its KEK); the key generation stays.
    * @returns how many content keys were re-wrapped.
    * @throws LatchkeyError KEY_UNAVAILABLE when a key cannot be unwrapped or wrapped (nothing
-   *   is changed then), CONFLICT when other writers kept adding keys.
+   *   is changed then), CONFLICT when other writers kept adding keys, BAD_REQUEST for an
+   *   in-place rewrap the backend cannot do.
    */
   rewrap(next: KeyWrapper): Promise<{ rewrapped: number }>;
+
+  /** The wrapper in use (for an in-place rewrap). */
+  readonly currentWrapper: KeyWrapper;
 
   /** The store's KEK generation: current, tainted by a shred since when, retired but not yet destroyed. */
   keyGeneration(): Promise<KeyGenerationState>;
 
   /** Records that the KEK of a retired generation was destroyed. Idempotent. */
   markDestroyed(generation: number): Promise<void>;
+
+  /**
+   * Contacts whose destroy notice the external key manager has not yet taken (oldest first);
+   * empty for wrappers that take none. Sent again in the background until it succeeds.
+   */
+  owedDestroyNotices(): Promise<string[]>;
+
+  /** Sends owed destroy notices now and resolves when that round is over (tests, diagnostics). */
+  flushDestroyNotices(): Promise<void>;
 }
 
 export interface KeyGenerationState {
@@ -326,6 +348,7 @@ class WrappedStore implements WrappedKeyManager {
   /** Calls in flight, so a replaced wrapper is closed only after they finish. */
   readonly #inflight = new Set<Promise<unknown>>();
   #rewrapping: Promise<unknown> | null = null;
+  readonly #notices: DestroyNotices;
   readonly #sql;
 
   constructor(db: Database.Database, wrapper: KeyWrapper, now: () => number) {
@@ -379,11 +402,37 @@ class WrappedStore implements WrappedKeyManager {
       ),
       deleteCheck: db.prepare("DELETE FROM meta WHERE name = 'kek_check'"),
       ping: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM meta'),
+      oweNotice: db.prepare<[{ contactId: string; now: number }]>(
+        `INSERT OR IGNORE INTO destroy_notices (contact_id, owed_since) SELECT @contactId, @now
+         WHERE NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = @contactId AND destroyed_at IS NOT NULL)`,
+      ),
+      owedNotices: db.prepare<[number], { contact_id: string }>(
+        'SELECT contact_id FROM destroy_notices ORDER BY owed_since, contact_id LIMIT ?',
+      ),
+      settleNotice: db.prepare<[string]>('DELETE FROM destroy_notices WHERE contact_id = ?'),
     };
+    this.#notices = new DestroyNotices(
+      async (contactId) => {
+        await this.#wrapper.destroyContact?.(contactId);
+      },
+      {
+        owed: async (limit) =>
+          guard(() => this.#sql.owedNotices.all(limit).map((r) => r.contact_id)),
+        settled: async (contactId) => {
+          guard(() => this.#sql.settleNotice.run(contactId));
+        },
+      },
+    );
+    // Notices a previous run could not send.
+    this.#notices.kick();
   }
 
   #open(): void {
     if (this.#closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'key manager is closed');
+  }
+
+  get currentWrapper(): KeyWrapper {
+    return this.#wrapper;
   }
 
   /** Tracks a call so that a replaced wrapper outlives it. */
@@ -535,6 +584,10 @@ class WrappedStore implements WrappedKeyManager {
           // Keys removed: a copy of the file taken before still holds them, wrapped under the
           // current KEK, until that generation is retired (completing the shred).
           if (this.#sql.deleteKeys.run(contactId).changes > 0) this.#sql.taint.run(now);
+          // The first tombstone owes the external key manager its notice (before the upsert,
+          // which would hide that it is the first).
+          if (this.#wrapper.destroyContact !== undefined)
+            this.#sql.oweNotice.run({ contactId, now });
           this.#sql.tombstone.run(contactId, now, now);
         })
         .immediate();
@@ -542,6 +595,18 @@ class WrappedStore implements WrappedKeyManager {
       // no frame still carries the old wrapped keys. A busy reader only delays this.
       this.#db.pragma('wal_checkpoint(TRUNCATE)');
     });
+    this.#notices.kick();
+  }
+
+  async owedDestroyNotices(): Promise<string[]> {
+    this.#open();
+    return guard(() => this.#sql.owedNotices.all(10_000).map((r) => r.contact_id));
+  }
+
+  async flushDestroyNotices(): Promise<void> {
+    this.#open();
+    this.#notices.kick();
+    await this.#notices.idle();
   }
 
   async rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
@@ -559,6 +624,14 @@ class WrappedStore implements WrappedKeyManager {
 
   async #rewrap(next: KeyWrapper): Promise<{ rewrapped: number }> {
     const old = this.#wrapper;
+    // The same wrapper again: the backend re-wraps under its KEK's newest version itself (an
+    // external key manager's rewrap), the key never leaving it; the generation stays.
+    const inPlace = next === old ? old.rewrap?.bind(old) : undefined;
+    if (next === old && inPlace === undefined)
+      throw new LatchkeyError(
+        'BAD_REQUEST',
+        `the ${old.backend} key manager cannot re-wrap in place`,
+      );
     const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
     /** `contact/epoch/old wrapped` -> new wrapped, filled in rounds until nothing is missing. */
     const done = new Map<string, Uint8Array>();
@@ -579,6 +652,14 @@ class WrappedStore implements WrappedKeyManager {
       for (const r of rows) {
         if (done.has(id(r))) continue;
         const ctx = { contactId: r.contact_id, epoch: r.epoch, reason: 'rewrap' as const };
+        if (inPlace !== undefined) {
+          try {
+            done.set(id(r), await inPlace(r.wrapped, ctx));
+          } catch (err) {
+            throw unavailable('stored key could not be re-wrapped', err);
+          }
+          continue;
+        }
         let key: Uint8Array;
         try {
           key = await old.unwrap(r.wrapped, ctx);
@@ -608,9 +689,11 @@ class WrappedStore implements WrappedKeyManager {
             if (newCheck !== undefined) this.#sql.setCheck.run(newCheck);
             else this.#sql.deleteCheck.run();
             // The old generation is retired (its KEK still to be destroyed), a new one current.
-            const at = this.#now();
-            this.#sql.retire.run(at, now.length);
-            this.#sql.newGeneration.run(at);
+            if (next !== old) {
+              const at = this.#now();
+              this.#sql.retire.run(at, now.length);
+              this.#sql.newGeneration.run(at);
+            }
             return now.length;
           })
           .immediate(),
@@ -621,7 +704,7 @@ class WrappedStore implements WrappedKeyManager {
         this.#wrapper = next;
         this.#generation++;
         guard(() => this.#db.pragma('wal_checkpoint(TRUNCATE)'));
-        void Promise.allSettled([...this.#inflight]).then(() => old.close());
+        if (next !== old) void Promise.allSettled([...this.#inflight]).then(() => old.close());
         return { rewrapped: count };
       }
     }
@@ -666,6 +749,7 @@ class WrappedStore implements WrappedKeyManager {
     this.#closed = true;
     await Promise.allSettled([...this.#creating.values(), ...this.#inflight]);
     if (this.#rewrapping !== null) await this.#rewrapping.catch(() => undefined);
+    await this.#notices.close();
     this.#db.close();
     await this.#wrapper.close();
   }
