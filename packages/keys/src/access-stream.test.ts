@@ -208,3 +208,42 @@ describe('syslog and webhook forms', () => {
     ).toBeUndefined();
   });
 });
+
+describe('docs/siem.md test vectors', () => {
+  it('the published chain hashes and syslog line', () => {
+    const key = new Uint8Array(32).fill(7);
+    const r1 = { seq: 1, contactId: 'c-81', epoch: 0, participantId: 'visitor-1' };
+    const r2 = { seq: 2, contactId: 'c-81', epoch: 0, participantId: 'visitor-2' };
+    const records = [
+      { ...r1, time: 1777885923120, outcome: 'granted' as const },
+      { ...r2, time: 1777885923500, outcome: 'denied' as const },
+    ];
+    const hmac = [
+      '22fd26dfb4a7c6bf2b6a77270a7c1fa25dffd589f3d1ba7ef1624b4596957fca',
+      '4929c139880a7a6d636b5691718d0442a5e03c3982a18e752d3d352fe49b1eb8',
+    ];
+    const sha = [
+      '7888c9388bc4ce86ccfb2e97975c9d499c38b452ae4aae47069790be3cbe05ce',
+      'a95273420eb0ea91f261c1e888328df4c4f9af0eca20bceae1a021aa29cefbdc',
+    ];
+    const chain = (hashes: string[]) =>
+      records.map((r, i) => ({
+        ...r,
+        hash: hashes[i] ?? '',
+        prevHash: hashes[i - 1] ?? ACCESS_LOG_GENESIS,
+      }));
+    expect(verifyAccessStream(chain(hmac), { key })).toMatchObject({ ok: true, recomputed: true });
+    expect(
+      verifyAccessStream(chain(sha).map((r) => ({ ...r, alg: 'sha256' as const }))),
+    ).toMatchObject({ ok: true, recomputed: true });
+    const line = formatAccessSyslog(chain(hmac)[1] as ChainedAccessRecord, {
+      hostname: 'keys.example.com',
+      procId: 4242,
+      alg: 'hmac-sha256',
+    });
+    expect(line).toBe(
+      '<85>1 2026-05-04T09:12:03.500Z keys.example.com latchkey-keyd 4242 key.denied [latchkey@32473 seq="2" contact="c-81" epoch="0" participant="visitor-2" outcome="denied" time="1777885923500" hash="4929c139880a7a6d636b5691718d0442a5e03c3982a18e752d3d352fe49b1eb8" prev="22fd26dfb4a7c6bf2b6a77270a7c1fa25dffd589f3d1ba7ef1624b4596957fca" alg="hmac-sha256"] key denied to visitor-2 for c-81 epoch 0',
+    );
+    expect(frameOctetCounted(line).subarray(0, 4).toString()).toBe('392 ');
+  });
+});
