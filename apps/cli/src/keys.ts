@@ -36,6 +36,7 @@ import {
 import { call, moderateOrder, target, type AdminFlags } from './admin.ts';
 import { dataDir, endpoints } from './config.ts';
 import { SYSLOG_START_OPTIONS, syslogSettings, type SyslogStartFlags } from './syslog-settings.ts';
+import { verifyStreamFile, type VerifyStreamFlags } from './verify-stream.ts';
 import { EXIT, UsageError } from './usage.ts';
 
 type Out = (line: string) => void;
@@ -310,7 +311,7 @@ export function keyServiceSettings(
 
 // ---- keys audit ------------------------------------------------------------------------------
 
-export interface AuditFlags {
+export interface AuditFlags extends VerifyStreamFlags {
   data?: string | undefined;
   json?: boolean | undefined;
   head?: string | undefined;
@@ -321,6 +322,8 @@ export interface AuditFlags {
  * Exit 1 with `error: TAMPERED ...` when a record was changed, removed, inserted or reordered.
  */
 export async function keysAudit(flags: AuditFlags, out: Out, err: Out): Promise<number> {
+  // A stream a SIEM received, rather than the log itself (docs/siem.md).
+  if (flags['verify-stream'] !== undefined) return verifyStreamFile(flags, out, err);
   const paths = keyServicePaths(dataDir(flags.data));
   let head: AccessLogHead | undefined;
   if (flags.head !== undefined) {

@@ -145,7 +145,14 @@ async function run(argv: string[]): Promise<number> {
       };
       if (sub === 'audit')
         return keysAudit(
-          parseSub({ data: str, json: { type: 'boolean' }, head: str }).values,
+          parseSub({
+            data: str,
+            json: { type: 'boolean' },
+            head: str,
+            'verify-stream': str,
+            'log-key': str,
+            after: str,
+          }).values,
           out,
           (l) => process.stderr.write(`${l}\n`),
         );
