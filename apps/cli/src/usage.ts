@@ -66,6 +66,8 @@ commands:
          retry sends pending deliveries now and dead letters again
   keys audit  [--data DIR] [--json] [--head SEQ:HASH]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
+  keys audit  --verify-stream FILE [--log-key FILE] [--after SEQ:HASH|first] [--head SEQ:HASH]
+         verify the access records a SIEM received (syslog lines, webhook bodies; docs/siem.md)
   keys rewrap [--data DIR] [--keys URL] [--offline]
          re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated);
          with --key-manager http: in place at the key manager under its KEK's newest version
