@@ -1,0 +1,173 @@
+/**
+ * PostgreSQL, the way every Latchkey store uses it (`pg`): a pool whose BIGINT columns read as
+ * numbers, transactions retried on serialisation failure and deadlock with a broken connection
+ * discarded rather than returned to the pool, and migrations under an advisory lock so that
+ * services starting together migrate once. Only this entry imports `pg`.
+ */
+import pg from 'pg';
+import { SchemaTooNewError, type StoreErrorCode } from './errors.ts';
+
+export type PgPool = pg.Pool;
+export type PgClient = pg.PoolClient;
+
+/** SQLSTATEs worth retrying the whole transaction for: serialisation failure, deadlock. */
+const RETRY_CODES = new Set(['40001', '40P01']);
+/** Attempts of one transaction before its serialisation failure reaches the caller. */
+export const TRANSACTION_ATTEMPTS = 4;
+
+/** BIGINT columns come back as numbers: every value we store (ms times, seqs) is a safe integer. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface OpenPoolOptions {
+  /** `postgres://user:pass@host:port/db`. */
+  url: string;
+  /** Connections in the pool. */
+  max: number;
+  /** How long getting a connection may take (ms, default 10 s). */
+  connectionTimeoutMs?: number;
+}
+
+/** A pool whose idle clients' network errors do not crash the process (the next query reports). */
+export function openPool(opts: OpenPoolOptions): PgPool {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 10_000,
+    types: TYPES,
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** True for a `pg` error reported by the server (it has a SQLSTATE). */
+export function isPgDatabaseError(err: unknown): err is pg.DatabaseError {
+  return err instanceof pg.DatabaseError;
+}
+
+/**
+ * Runs `fn` in one transaction on a pooled connection. A serialisation failure or deadlock
+ * (40001, 40P01) reruns it whole, up to `attempts` times in all (default 4); a connection whose
+ * ROLLBACK failed is discarded, not returned to the pool.
+ * @throws whatever `fn`, the connection or the commit threw, as is (each store words its own
+ *   failure).
+ */
+export async function transaction<T>(
+  pool: PgPool,
+  fn: (q: PgClient) => Promise<T>,
+  opts: { attempts?: number } = {},
+): Promise<T> {
+  const attempts = opts.attempts ?? TRANSACTION_ATTEMPTS;
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect();
+    let broken = false;
+    // A connection lost while checked out emits 'error' on its client: without a listener that
+    // would crash the process. The failed query reports it; the client is discarded.
+    const lost = (): void => {
+      broken = true;
+    };
+    client.on('error', lost);
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      if (isPgDatabaseError(err) && RETRY_CODES.has(err.code ?? '') && attempt < attempts) continue;
+      throw err;
+    } finally {
+      client.off('error', lost);
+      client.release(broken);
+    }
+  }
+}
+
+/** One schema step: SQL to run, or a function for what SQL alone cannot do. */
+export type PgStep = string | ((q: PgClient) => Promise<void>);
+
+export interface MigratePostgresOptions {
+  /** Advisory lock key, one per schema (distinct between stores sharing a server). */
+  lock: number;
+  /** Table holding the one row with the version (created when missing); an identifier. */
+  versionTable: string;
+  /** Step `i` migrates version `i` to `i + 1`. */
+  steps: readonly PgStep[];
+  /** Names the database for the operator in a SchemaTooNewError. */
+  what: string;
+  /** Wire code of the SchemaTooNewError (default `UNAVAILABLE`). */
+  code?: StoreErrorCode;
+  /** Runs under the lock before anything is created (e.g. refusing someone else's database). */
+  check?: (q: PgClient) => Promise<void>;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Brings the schema up to `steps.length` under an advisory lock, one transaction per step, so
+ * that services starting together migrate once (the others wait and find it done).
+ * @returns the version found and the version now.
+ * @throws SchemaTooNewError when the database's version is newer than `steps.length` (nothing
+ *   is changed); a failing step's or the connection's error as is (that step is rolled back).
+ */
+export async function migratePostgres(
+  pool: PgPool,
+  opts: MigratePostgresOptions,
+): Promise<{ from: number; to: number }> {
+  if (!IDENT.test(opts.versionTable)) throw new TypeError('versionTable must be an identifier');
+  const table = opts.versionTable;
+  const known = opts.steps.length;
+  const client = await pool.connect();
+  let broken = false;
+  const lost = (): void => {
+    broken = true;
+  };
+  client.on('error', lost);
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [opts.lock]);
+    try {
+      await opts.check?.(client);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${table} (version INTEGER NOT NULL)`);
+      const r = await client.query<{ version: number }>(`SELECT version FROM ${table}`);
+      if (r.rows.length === 0) await client.query(`INSERT INTO ${table} (version) VALUES (0)`);
+      const from = SchemaTooNewError.check(
+        opts.what,
+        r.rows[0]?.version ?? 0,
+        known,
+        opts.code === undefined ? {} : { code: opts.code },
+      );
+      for (let v = from; v < known; v++) {
+        const step = opts.steps[v];
+        await client.query('BEGIN');
+        try {
+          if (typeof step === 'string') await client.query(step);
+          else await step?.(client);
+          await client.query(`UPDATE ${table} SET version = $1`, [v + 1]);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => {
+            broken = true;
+          });
+          throw err;
+        }
+      }
+      return { from, to: known };
+    } finally {
+      if (!broken) {
+        await client.query('SELECT pg_advisory_unlock($1)', [opts.lock]).catch(() => {
+          broken = true;
+        });
+      }
+    }
+  } finally {
+    // A session still holding the lock must not go back to the pool: ending it releases the lock.
+    client.off('error', lost);
+    client.release(broken);
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * SQLite, the way every Latchkey store opens and migrates it (better-sqlite3): WAL, a chosen
+ * `synchronous` level, foreign keys, a busy timeout so that processes sharing a file wait for
+ * each other's write lock, and optionally `secure_delete` (deleted content zeroed, for stores
+ * that shred) and a private file (0600 in a 0700 directory, before SQLite creates it, so the
+ * -wal and -shm files inherit the mode). Schema versions live in `PRAGMA user_version`, or, for
+ * a store sharing a file with others, in a row of a version table of its own.
+ */
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { SchemaTooNewError, type StoreErrorCode } from './errors.ts';
+
+export type SqliteDatabase = Database.Database;
+
+export interface OpenSqliteOptions {
+  /**
+   * `NORMAL` (default): a commit survives a process crash, the last ones before a power loss may
+   * be lost. `FULL`: an fsync per commit, so it also survives a power loss.
+   */
+  synchronous?: 'NORMAL' | 'FULL';
+  /** `PRAGMA foreign_keys` (default true). */
+  foreignKeys?: boolean;
+  /** `PRAGMA secure_delete`: deleted content is zeroed, not left in free pages (default false). */
+  secureDelete?: boolean;
+  /** Create the file 0600 (its directory 0700 when created here), tightening a looser file. */
+  private?: boolean;
+  /** How long a write waits for another connection's lock (ms, default 5000). */
+  busyTimeoutMs?: number;
+}
+
+/** True for paths that name no file on disk (`:memory:`, `file:` URIs). */
+function inMemory(path: string): boolean {
+  return path === ':memory:' || path === '' || path.startsWith('file:');
+}
+
+/**
+ * Creates `path` 0600 before SQLite does (its -wal and -shm files inherit that mode), and its
+ * directory 0700 when missing; a file left looser by an older version is tightened.
+ */
+export function preparePrivateFile(path: string): void {
+  const dir = dirname(path);
+  const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (first !== undefined && process.platform !== 'win32') chmodSync(dir, 0o700);
+  closeSync(openSync(path, 'a', 0o600));
+  if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+}
+
+/**
+ * Opens (creating) the SQLite file at `path` with our pragmas. Nothing is migrated here.
+ * @throws the driver's or the file system's error as is (each store words its own failure).
+ */
+export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDatabase {
+  if (opts.private === true && !inMemory(path)) preparePrivateFile(path);
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
+    db.pragma(`foreign_keys = ${opts.foreignKeys === false ? 'OFF' : 'ON'}`);
+    if (opts.secureDelete === true) db.pragma('secure_delete = ON');
+    const busy = opts.busyTimeoutMs ?? 5000;
+    if (!Number.isSafeInteger(busy) || busy < 0) throw new RangeError('busyTimeoutMs');
+    db.pragma(`busy_timeout = ${busy}`);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** One schema step: SQL to run, or a function for what SQL alone cannot do. */
+export type SqliteStep = string | ((db: SqliteDatabase) => void);
+
+export interface MigrateSqliteOptions {
+  /** Wire code of the SchemaTooNewError (default `UNAVAILABLE`). */
+  code?: StoreErrorCode;
+  /**
+   * Keep the version in row `name` of table `table` (created when missing) instead of
+   * `PRAGMA user_version`: for a store that shares a file with another one.
+   */
+  versionRow?: { table: string; name: string };
+}
+
+/**
+ * Brings the schema up to `steps.length`: step `i` migrates version `i` to `i + 1`. Each step runs
+ * in its own IMMEDIATE transaction that re-reads the version first, so processes opening one file
+ * together migrate it once.
+ * @returns the version found and the version now.
+ * @throws SchemaTooNewError when the file's version is newer than `steps.length` (nothing is
+ *   changed); a failing step's error as is (that step is rolled back).
+ */
+export function migrateSqlite(
+  db: SqliteDatabase,
+  steps: readonly SqliteStep[],
+  what: string,
+  opts: MigrateSqliteOptions = {},
+): { from: number; to: number } {
+  const version = sqliteVersion(db, opts.versionRow);
+  const known = steps.length;
+  const check = (v: number): number => SchemaTooNewError.check(what, v, known, optsCode(opts));
+  const from = check(version.read());
+  for (;;) {
+    const done = db
+      .transaction(() => {
+        const v = check(version.read());
+        if (v >= known) return true;
+        const step = steps[v];
+        if (typeof step === 'string') db.exec(step);
+        else step?.(db);
+        version.write(v + 1);
+        return false;
+      })
+      .immediate();
+    if (done) return { from, to: known };
+  }
+}
+
+/** The schema version of `db` (user_version, or the named row), without migrating. */
+export function readSqliteVersion(
+  db: SqliteDatabase,
+  versionRow?: { table: string; name: string },
+): number {
+  return sqliteVersion(db, versionRow).read();
+}
+
+function optsCode(opts: MigrateSqliteOptions): { code?: StoreErrorCode } {
+  return opts.code === undefined ? {} : { code: opts.code };
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function sqliteVersion(
+  db: SqliteDatabase,
+  row: { table: string; name: string } | undefined,
+): { read(): number; write(v: number): void } {
+  if (row === undefined) {
+    return {
+      read: () => db.pragma('user_version', { simple: true }) as number,
+      write: (v) => void db.pragma(`user_version = ${v}`),
+    };
+  }
+  if (!IDENT.test(row.table)) throw new TypeError('version table must be an identifier');
+  db.exec(
+    `CREATE TABLE IF NOT EXISTS ${row.table} (name TEXT PRIMARY KEY, version INTEGER NOT NULL)`,
+  );
+  const get = db.prepare<[string], { version: number }>(
+    `SELECT version FROM ${row.table} WHERE name = ?`,
+  );
+  const put = db.prepare<[string, number]>(
+    `INSERT INTO ${row.table} (name, version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version`,
+  );
+  return {
+    read: () => get.get(row.name)?.version ?? 0,
+    write: (v) => void put.run(row.name, v),
+  };
+}
