@@ -53,7 +53,11 @@ export interface AccessTailerOptions {
   sink: AccessSink;
   /** Slow poll (ms, default 5 s): appends by another process, retries after a failure. */
   pollMs?: number;
-  /** Records per read (default 500): what the tailer holds in memory at once. */
+  /**
+   * Records per read (default 500): what the tailer holds in memory at once, and what a sink
+   * handles in one go before the event loop gets a turn (the webhook outbox syncs each event to
+   * disk: give it fewer).
+   */
   batch?: number;
   /** Problems worth a line (never a key or secret). */
   report?: (line: string) => void;
@@ -160,10 +164,15 @@ export class AccessLogTailer {
         this.#lastError = undefined;
       }
       // The sink lost records it had taken (a dropped connection): offer them again now.
-      if (this.#taken < before) continue;
+      if (this.#taken < before) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
       const last = records.at(-1)?.seq ?? this.#taken;
       // Caught up, or the sink took less than offered (it wakes the tailer when it can take more).
       if (records.length < this.#batch || this.#taken < last) return;
+      // A backlog: let key hand-outs run between batches.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 

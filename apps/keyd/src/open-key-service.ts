@@ -260,12 +260,16 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     const streamLog =
       opts.accessStreams?.log ?? ((line) => void process.stderr.write(`keyd: ${line}\n`));
     const chained = accessLog;
-    const tail = (sink: ConstructorParameters<typeof AccessLogTailer>[0]['sink']): void => {
+    const tail = (
+      sink: ConstructorParameters<typeof AccessLogTailer>[0]['sink'],
+      batch: number,
+    ): void => {
       streams.set(
         sink.name,
         new AccessLogTailer({
           log: chained,
           sink,
+          batch,
           report: streamLog,
           ...(opts.accessStreams?.pollMs === undefined
             ? {}
@@ -273,7 +277,9 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
         }),
       );
     };
-    if (webhooks) tail(webhookAccessSink(webhooks, accessLog.algorithm));
+    // Each webhook event is one synced outbox transaction: a backlog goes 32 at a time, so key
+    // hand-outs are never held up for long behind it.
+    if (webhooks) tail(webhookAccessSink(webhooks, accessLog.algorithm), 32);
     if (opts.syslog) {
       const sl = opts.syslog;
       tail(
@@ -286,6 +292,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
           ...(sl.hostname === undefined ? {} : { hostname: sl.hostname }),
           ...(sl.settleMs === undefined ? {} : { settleMs: sl.settleMs }),
         }),
+        500,
       );
     }
     const completer = startShredCompleter({
