@@ -57,4 +57,25 @@ describe('parseConfig', () => {
     expect(message).toContain('LATCHKEY_KEYS_LOG_LEVEL');
     expect(() => parseConfig(['--nope'], {})).toThrow(ConfigError);
   });
+
+  it('takes a syslog collector over TLS only, with its CA', () => {
+    expect(
+      parseConfig(['--syslog-url', 'tls://siem.example:6514'], {
+        LATCHKEY_SYSLOG_CA: '/etc/siem-ca.pem',
+        LATCHKEY_SYSLOG_SERVERNAME: 'siem.example',
+      }),
+    ).toMatchObject({
+      syslog: {
+        url: 'tls://siem.example:6514',
+        caFile: '/etc/siem-ca.pem',
+        servername: 'siem.example',
+      },
+    });
+    expect(() =>
+      parseConfig(['--syslog-url', 'tcp://siem.example:514', '--syslog-ca', 'x'], {}),
+    ).toThrow(/plaintext/);
+    expect(() => parseConfig([], { LATCHKEY_SYSLOG_URL: 'tls://siem.example:6514' })).toThrow(
+      /needs --syslog-ca/,
+    );
+  });
 });

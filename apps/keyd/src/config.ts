@@ -8,6 +8,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseSyslogUrl } from './access-syslog.ts';
 import { LIMIT_ENV, limitsFromEnv } from './limits.ts';
 
 export const DEFAULT_DATA_DIR = './.latchkey';
@@ -24,6 +25,11 @@ export interface KeydConfig {
   /** undefined: any origin (development default). */
   allowedOrigins?: string[];
   logLevel: LogLevel;
+  /**
+   * The key access log as RFC 5424 syslog over TLS (docs/siem.md): `url` tls://host:port,
+   * `caFile` the PEM file of the collector's CA, `servername` the name its certificate carries.
+   */
+  syslog?: { url: string; caFile: string; servername?: string };
 }
 
 /** A configuration problem; its message lists every issue found. */
@@ -32,10 +38,12 @@ export class ConfigError extends Error {
 }
 
 export const USAGE = `usage: keyd [--data-dir DIR] [--host HOST] [--port N] [--allowed-origin ORIGIN]...
+  [--syslog-url tls://HOST:PORT --syslog-ca FILE [--syslog-servername NAME]]
 environment: LATCHKEY_DATA_DIR (default ${DEFAULT_DATA_DIR}), LATCHKEY_KEYS_HOST (default ${DEFAULT_KEYS_HOST}),
   LATCHKEY_KEYS_PORT (default ${DEFAULT_KEYS_PORT}), LATCHKEY_KEYS_ALLOWED_ORIGINS (comma-separated; default any),
   LATCHKEY_KEYS_LOG_LEVEL (${LOG_LEVELS.join('|')}; default warn),
   LATCHKEY_API_SECRET (else <data>/api-secret), LATCHKEY_MASTER_KEY (else <data>/master.key),
+  LATCHKEY_SYSLOG_URL, LATCHKEY_SYSLOG_CA, LATCHKEY_SYSLOG_SERVERNAME (docs/siem.md),
   limits (docs/operations.md): ${Object.values(LIMIT_ENV).join(', ')}`;
 
 function checkOrigin(o: string): boolean {
@@ -65,6 +73,9 @@ export function parseConfig(
         host: { type: 'string' },
         port: { type: 'string' },
         'allowed-origin': { type: 'string', multiple: true },
+        'syslog-url': { type: 'string' },
+        'syslog-ca': { type: 'string' },
+        'syslog-servername': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -116,6 +127,28 @@ export function parseConfig(
   if (logLevel === undefined)
     issues.push(`LATCHKEY_KEYS_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
+  // The access log to a syslog collector: TLS only, with the CA to check it against.
+  let syslog: KeydConfig['syslog'];
+  const syslogUrl = nonEmpty(flags['syslog-url']) ?? nonEmpty(env.LATCHKEY_SYSLOG_URL);
+  if (syslogUrl !== undefined) {
+    try {
+      parseSyslogUrl(syslogUrl);
+    } catch (e) {
+      issues.push(`--syslog-url: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const caFile = nonEmpty(flags['syslog-ca']) ?? nonEmpty(env.LATCHKEY_SYSLOG_CA);
+    const servername =
+      nonEmpty(flags['syslog-servername']) ?? nonEmpty(env.LATCHKEY_SYSLOG_SERVERNAME);
+    if (caFile === undefined)
+      issues.push('--syslog-url needs --syslog-ca FILE (or LATCHKEY_SYSLOG_CA)');
+    else
+      syslog = {
+        url: syslogUrl,
+        caFile: resolve(caFile),
+        ...(servername === undefined ? {} : { servername }),
+      };
+  }
+
   try {
     limitsFromEnv(env);
   } catch (e) {
@@ -129,5 +162,6 @@ export function parseConfig(
     port,
     logLevel,
     ...(allowedOrigins === undefined ? {} : { allowedOrigins }),
+    ...(syslog === undefined ? {} : { syslog }),
   };
 }

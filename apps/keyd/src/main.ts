@@ -4,6 +4,7 @@
  * `<data>/api-secret`) and the master key (LATCHKEY_MASTER_KEY or `<data>/master.key`), starts
  * the service, prints `keys: <url>` and stops cleanly on SIGTERM or SIGINT.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { decodeSecretText, loadOrCreateSecretFile, resolveMasterKey } from '@latchkey/keys';
@@ -55,6 +56,17 @@ export async function main(
       masterKey: master.key,
       logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
       ...(config.allowedOrigins === undefined ? {} : { allowedOrigins: config.allowedOrigins }),
+      ...(config.syslog === undefined
+        ? {}
+        : {
+            syslog: {
+              url: config.syslog.url,
+              ca: await readFile(config.syslog.caFile, 'utf8'),
+              ...(config.syslog.servername === undefined
+                ? {}
+                : { servername: config.syslog.servername }),
+            },
+          }),
     });
     master.key.fill(0);
   } catch (e) {
