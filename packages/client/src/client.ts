@@ -21,11 +21,11 @@ import { Connection, type ConnectionState } from './connection.ts';
 import { Emitter } from './events.ts';
 import { readHistory } from './history.ts';
 import { Inbox } from './inbox.ts';
-import { fetchServiceKey, type FetchLike } from './key-service.ts';
+import { fetchServiceKey } from './key-service.ts';
 import { KeySession, type Identity } from './key-session.ts';
 import { openStored, type Opened } from './open.ts';
-import { platformOf, type ClientEvents, type ClientOptions, type SendOptions } from './options.ts';
-import { MemoryOutbox, type OutboxStore } from './outbox.ts';
+import { withDefaults, type ResolvedOptions } from './options.ts';
+import type { ClientEvents, ClientOptions, SendOptions } from './options.ts';
 import { restoreOutbox } from './outbox-restore.ts';
 import { SendQueue, type SendResult } from './send-queue.ts';
 import { Sender, checkSend, ownOpened } from './sender.ts';
@@ -37,41 +37,34 @@ export class LatchkeyClient {
   readonly relayUrl: string;
   readonly keysUrl: string;
   #opts: ClientOptions;
-  #fetch: FetchLike;
-  #now: () => number;
+  /** The options with their defaults. */
+  #o: ResolvedOptions;
 
   #conn: Connection;
   #events = new Emitter<ClientEvents>(['message', 'failed', 'error', 'pending', 'epoch']);
 
   /** Who this client is: from its token, confirmed by its certificate; never from the relay. */
   #identity: Identity | null;
-  #serviceKey: Uint8Array | null = null;
+  #serviceKey: Uint8Array | null;
   /** Session key, certificate, content keys and epoch statements (null until connect). */
   #keys: KeySession | null = null;
 
   #inbox: Inbox;
   #sender: Sender;
   #queue: SendQueue;
-  #outboxStore: OutboxStore;
 
   constructor(opts: ClientOptions) {
     this.relayUrl = opts.relayUrl;
     this.keysUrl = opts.keysUrl;
     this.#opts = opts;
-    const { fetch, WebSocket } = platformOf(opts);
-    this.#fetch = fetch;
-    this.#now = opts.now ?? Date.now;
-    this.#outboxStore = opts.outbox ?? new MemoryOutbox();
-    if (opts.serviceKey !== undefined) {
-      this.#serviceKey =
-        typeof opts.serviceKey === 'string' ? fromBase64Url(opts.serviceKey) : opts.serviceKey;
-    }
+    this.#o = withDefaults(opts);
+    this.#serviceKey = this.#o.serviceKey;
     this.#identity = tokenClaims(opts.token);
     this.#conn = new Connection(
       {
         relayUrl: opts.relayUrl,
         token: opts.token,
-        WebSocket,
+        WebSocket: this.#o.WebSocket,
         identity: this.#identity,
         live: opts.live !== false,
         reconnect: opts.reconnect !== false,
@@ -94,7 +87,7 @@ export class LatchkeyClient {
       },
     );
     this.#queue = new SendQueue({
-      store: this.#outboxStore,
+      store: this.#o.outbox,
       transmit: (frame) => this.#conn.transmit(frame),
       ready: () => this.#conn.state === 'connected',
       stored: (entry, seq) => {
@@ -105,7 +98,7 @@ export class LatchkeyClient {
     this.#inbox = new Inbox(
       {
         selfId: this.#identity?.participantId ?? '',
-        now: () => this.#now(),
+        now: () => this.#o.now(),
         statement: () => this.#keys?.ring ?? null,
         open: (env) => this.#open(env),
         page: async (since) =>
@@ -122,7 +115,7 @@ export class LatchkeyClient {
       keys: () => this.#keys,
       settled: () => this.#inbox.settled(),
       seen: () => this.#inbox.seen(),
-      now: () => this.#now(),
+      now: () => this.#o.now(),
     });
   }
 
@@ -193,17 +186,17 @@ export class LatchkeyClient {
       if (!id) throw new LatchkeyError('AUTH_INVALID', 'invalid token');
       if (!this.#serviceKey) {
         this.#serviceKey = fromBase64Url(
-          (await fetchServiceKey(this.#fetch, this.keysUrl)).publicKey,
+          (await fetchServiceKey(this.#o.fetch, this.keysUrl)).publicKey,
         );
       }
       this.#keys ??= new KeySession({
-        fetch: this.#fetch,
+        fetch: this.#o.fetch,
         keysUrl: this.keysUrl,
         token: this.#opts.token,
         identity: id,
         serviceKey: this.#serviceKey,
         keyDelivery: this.#opts.keyDelivery ?? 'x25519',
-        now: () => this.#now(),
+        now: () => this.#o.now(),
         maxAgeMs: Math.min(this.#opts.statementMaxAgeMs ?? FRESHNESS.maxAgeMs, FRESHNESS.maxAgeMs),
         rotateAfterMessages: this.#opts.rotateAfterMessages,
         onEpoch: (e) => this.#events.emit('epoch', e),
@@ -212,7 +205,7 @@ export class LatchkeyClient {
       await this.#keys.fetchCurrent();
       await restoreOutbox(
         {
-          store: this.#outboxStore,
+          store: this.#o.outbox,
           queue: this.#queue,
           open: (env) => this.#open(env),
           pending: (m) => this.#events.emit('pending', m),
@@ -259,7 +252,7 @@ export class LatchkeyClient {
         request: (args) => this.#conn.request(args),
         open: (env) => this.#open(env),
         statement: () => this.#keys?.ring ?? null,
-        now: () => this.#now(),
+        now: () => this.#o.now(),
         selfId: this.#identity?.participantId ?? '',
         checkpointAt: (s) => (s === this.#opts.since ? this.#opts.checkpoint : null),
       },

@@ -1,13 +1,14 @@
 /**
  * What a `LatchkeyClient` is given and what it emits (docs/protocol.md, README "Client SDK"):
- * the client's options and the platform it falls back on, the options of one send, and the
- * events with their payloads.
+ * the client's options and their defaults, the options of one send, and the events with their
+ * payloads.
  */
+import { fromBase64Url } from '@latchkey/crypto/codec';
 import type { LatchkeyError } from '@latchkey/protocol';
 import type { ConnectionState, WebSocketConstructor } from './connection.ts';
 import type { KeyDeliveryMode } from './key-delivery.ts';
 import type { FetchLike } from './key-service.ts';
-import type { OutboxStore } from './outbox.ts';
+import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
 import type { ChatMessage, FailedMessage } from './types.ts';
 
@@ -74,14 +75,22 @@ export interface SendOptions {
   msgId?: string;
 }
 
-/**
- * The fetch and WebSocket a client uses: the given ones, else the global ones.
- * @throws TypeError when there is none
- */
-export function platformOf(opts: ClientOptions): {
+/** What a client takes from its options: each given one, else its default. */
+export interface ResolvedOptions {
   fetch: FetchLike;
   WebSocket: WebSocketConstructor;
-} {
+  now: () => number;
+  outbox: OutboxStore;
+  /** The pinned key-service key as bytes; null: fetched at connect. */
+  serviceKey: Uint8Array | null;
+}
+
+/**
+ * The options with their defaults: the global fetch and WebSocket, `Date.now`, an in-memory
+ * outbox.
+ * @throws TypeError when there is no fetch or WebSocket; on a malformed base64url `serviceKey`
+ */
+export function withDefaults(opts: ClientOptions): ResolvedOptions {
   const f = opts.fetch ?? (globalThis.fetch as FetchLike | undefined);
   const W = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (!f) throw new TypeError('no fetch implementation: pass options.fetch');
@@ -89,7 +98,15 @@ export function platformOf(opts: ClientOptions): {
     throw new TypeError(
       'no WebSocket implementation: pass options.WebSocket (e.g. the ws package)',
     );
-  return { fetch: f, WebSocket: W };
+  const outbox = opts.outbox ?? new MemoryOutbox();
+  const key = opts.serviceKey;
+  return {
+    fetch: f,
+    WebSocket: W,
+    now: opts.now ?? Date.now,
+    outbox,
+    serviceKey: key === undefined ? null : typeof key === 'string' ? fromBase64Url(key) : key,
+  };
 }
 
 /** The events of a client and what each carries. */
