@@ -248,4 +248,31 @@ describe('key access log as webhooks', () => {
     });
     expect(s.streamLines).toEqual([]);
   });
+
+  it('the retention sweep destroying an expired contact is a key.destroyed by retention', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'latchkey-access-hooks-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const receiver = await startReceiver();
+    cleanup.push(() => receiver.close());
+    const s = await open(dir);
+    cleanup.push(() => s.svc.close());
+    const added = await s.call('POST', WEBHOOK_PATHS.endpoints, {
+      url: receiver.url,
+      events: ['key.destroyed'],
+    });
+    receiver.setSecret(WebhookSecretResponse.parse(added.body).secret);
+    expect(await s.key('ar-1', 'visitor-1')).toBe(200);
+    const expiresAt = Date.now() + 50;
+    expect((await s.call('POST', ADMIN_PATHS.expiry('ar-1'), { expiresAt })).status).toBe(200);
+    await until(() => Date.now() > expiresAt, 5_000, 'the expiry');
+    expect(await s.svc.sweepExpired()).toEqual(['ar-1']);
+    await until(() => receiver.calls.length === 1, 20_000, 'key.destroyed');
+    expect(receiver.calls[0]).toMatchObject({
+      type: 'key.destroyed',
+      data: { contactId: 'ar-1', participantId: 'retention', outcome: 'destroyed', epoch: 0 },
+    });
+    // Subscribed to one event only: its record checks on its own with the key, not as a chain.
+    const r = accessRecordFromWebhook(receiver.calls[0]);
+    expect(r?.seq).toBe(2);
+  });
 });
