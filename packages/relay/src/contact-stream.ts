@@ -31,14 +31,14 @@ export interface StreamPeer {
   sendText(text: string): void;
 }
 
-export interface ContactStreamsOptions {
+export interface ContactStreamsOptions<P extends StreamPeer = StreamPeer> {
   store: Pick<MessageStore, 'history'>;
   fanout: Pick<Fanout, 'subscribe'>;
   /** This relay's id: its own connections' sends come back through the fan-out. */
   relayId: string;
   metrics: Pick<RelayMetrics, 'gapRepairs' | 'fanoutLag'>;
   /** A gap repair failed: the peer is told and closed (it resumes from its cursor elsewhere). */
-  onRepairFailed: (peer: StreamPeer, err: unknown) => void;
+  onRepairFailed: (peer: P, err: unknown) => void;
   now?: () => number;
 }
 
@@ -47,7 +47,7 @@ function deliverFrame(envelope: StoredEnvelope): string {
 }
 
 /** One connection's place in its contact's stream. */
-class Member {
+class Member<P extends StreamPeer> {
   /** While joining (or repairing a gap), live envelopes wait in `buffer`. */
   state: 'joining' | 'joined' = 'joining';
   buffer: StoredEnvelope[] = [];
@@ -55,7 +55,7 @@ class Member {
   readonly own = new Set<number>();
 
   constructor(
-    readonly peer: StreamPeer,
+    readonly peer: P,
     readonly contactId: string,
     /** Highest seq this connection has been given (or sent itself). */
     public lastSeq: number,
@@ -75,22 +75,22 @@ class Member {
 }
 
 /** The streams of every contact with connections joined here. */
-export class ContactStreams {
-  readonly #opts: ContactStreamsOptions;
+export class ContactStreams<P extends StreamPeer = StreamPeer> {
+  readonly #opts: ContactStreamsOptions<P>;
   readonly #now: () => number;
-  readonly #members = new Map<StreamPeer, Member>();
+  readonly #members = new Map<P, Member<P>>();
   /** Joined (or joining) members per contact. */
-  readonly #byContact = new Map<string, Set<Member>>();
+  readonly #byContact = new Map<string, Set<Member<P>>>();
   /** Fan-out subscriptions of the contacts that have members here. */
   readonly #subs = new Map<string, FanoutSubscription>();
 
-  constructor(opts: ContactStreamsOptions) {
+  constructor(opts: ContactStreamsOptions<P>) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
   }
 
   /** True from a join until the peer leaves (or its join failed). */
-  has(peer: StreamPeer): boolean {
+  has(peer: P): boolean {
     return this.#members.has(peer);
   }
 
@@ -100,7 +100,7 @@ export class ContactStreams {
    * `joined`. A peer that closes meanwhile gets nothing more.
    * @throws LatchkeyError UNAVAILABLE when the fan-out or the store fails; the peer has left.
    */
-  async join(peer: StreamPeer, contactId: string, since: number): Promise<void> {
+  async join(peer: P, contactId: string, since: number): Promise<void> {
     const m = new Member(peer, contactId, since);
     this.#members.set(peer, m);
     let set = this.#byContact.get(contactId);
@@ -130,13 +130,13 @@ export class ContactStreams {
   }
 
   /** The peer leaves its contact's stream (closed, kicked); the last one ends the subscription. */
-  leave(peer: StreamPeer): void {
+  leave(peer: P): void {
     const m = this.#members.get(peer);
     if (m) this.#remove(m);
   }
 
   /** The peer's own send was stored as `seq`: it is acked, never delivered back to it. */
-  sent(peer: StreamPeer, seq: number): void {
+  sent(peer: P, seq: number): void {
     const m = this.#members.get(peer);
     if (!m) return;
     m.own.add(seq);
@@ -148,7 +148,7 @@ export class ContactStreams {
     for (const set of this.#byContact.values()) for (const m of set) this.#catchUp(m);
   }
 
-  #remove(m: Member): void {
+  #remove(m: Member<P>): void {
     if (this.#members.get(m.peer) !== m) return;
     this.#members.delete(m.peer);
     const set = this.#byContact.get(m.contactId);
@@ -196,7 +196,7 @@ export class ContactStreams {
    * gap means a smaller seq is still in flight (and already committed), so the store is read
    * again. Nothing is missed, nothing sent twice, the order is the seq order. Returns the head.
    */
-  async #replay(m: Member): Promise<number> {
+  async #replay(m: Member<P>): Promise<number> {
     let head = 0;
     for (;;) {
       for (;;) {
@@ -227,7 +227,7 @@ export class ContactStreams {
   }
 
   /** Fills a joined member's gap from the store (see #replay). */
-  #catchUp(m: Member): void {
+  #catchUp(m: Member<P>): void {
     if (m.state !== 'joined' || !m.peer.ready) return;
     m.state = 'joining';
     this.#opts.metrics.gapRepairs++;
