@@ -4,13 +4,17 @@
  * participants that get keys, are refused and whose contact is shredded; the receiver checks the
  * chain with `verifyAccessStream` and the log key. Across a restart of the key service, records
  * written while it was down (by another process) arrive, and a cursor left behind (a crash
- * between queueing and storing it) only sends records twice, which the verifier accepts.
+ * between queueing and storing it) only sends records twice, which the verifier accepts. And a
+ * key service killed (SIGKILL) in the middle of a burst of key requests loses no record.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KeyReceiver } from '@latchkey/client';
@@ -138,6 +142,66 @@ function logFiles(dir: string): { key: Uint8Array; log: KeyAccessLog } {
   return { key, log: new KeyAccessLog({ path: paths.db, key }) };
 }
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
+
+/** The key service as a child process (_keyd-access-main.ts) over `dir`. */
+async function startChild(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'tests', 'integration', '_keyd-access-main.ts')],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        LATCHKEY_TEST_DATA: dir,
+        LATCHKEY_TEST_SECRET: b64(secret),
+        LATCHKEY_TEST_MASTER: b64(masterKey),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('key service did not start')), 30_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('keys: ')) {
+        clearTimeout(timer);
+        resolve(line.slice('keys: '.length));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`key service exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  await gone;
+}
+
+/** One key request to the key service at `url` (undefined when the connection failed). */
+async function fetchKey(url: string, contactId: string, participantId: string) {
+  const token = await mintToken(secret, {
+    contactId,
+    participantId,
+    role: 'visitor',
+    ttlSeconds: 600,
+  });
+  try {
+    const res = await fetch(`${url}/v1/contact-key`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ delivery: new KeyReceiver('x25519', participantId).request() }),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return undefined;
+  }
+}
+
 describe('key access log as webhooks', () => {
   it('granted, denied and destroyed records arrive signed and chain; a restart loses nothing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'latchkey-access-hooks-'));
@@ -248,6 +312,51 @@ describe('key access log as webhooks', () => {
     });
     expect(s.streamLines).toEqual([]);
   });
+
+  it('a key service killed mid-stream loses no record', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'latchkey-access-crash-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const receiver = await startReceiver();
+    cleanup.push(() => receiver.close());
+    let run = await startChild(dir);
+    cleanup.push(() => stopChild(run.child, 'SIGKILL'));
+    const added = await fetch(`${run.url}${WEBHOOK_PATHS.endpoints}`, {
+      method: 'POST',
+      headers: { authorization: ADMIN, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: receiver.url, events: ['key.accessed', 'key.denied'] }),
+    });
+    expect(added.status).toBe(201);
+    receiver.setSecret(WebhookSecretResponse.parse(await added.json()).secret);
+
+    // A burst of key requests (a new contact each, so they are granted), killed in the middle.
+    const url = run.url;
+    const burst = Promise.all(
+      Array.from({ length: 40 }, (_, i) => fetchKey(url, `kc-${i}`, 'visitor-1')),
+    );
+    await until(() => receiver.calls.length >= 3, 30_000, 'the stream flowing');
+    await stopChild(run.child, 'SIGKILL');
+    const statuses = await burst;
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
+
+    run = await startChild(dir);
+    for (let i = 0; i < 3; i++) expect(await fetchKey(run.url, `kd-${i}`, 'visitor-1')).toBe(200);
+    // The log as the key service wrote it (read beside the running service).
+    const paths = keyServicePaths(dir);
+    const key = loadOrCreateSecret(paths.accessLogKey, 32).secret;
+    const log = new KeyAccessLog({ path: paths.db, key });
+    const head = log.head();
+    log.close();
+    const seqs = () => new Set(receiver.calls.map((c) => accessRecordFromWebhook(c)?.seq ?? 0));
+    await until(() => seqs().has(head.seq), 60_000, `record ${head.seq}`);
+    await stopChild(run.child, 'SIGTERM');
+    const records = receiver.calls.map((c) => accessRecordFromWebhook(c)) as ReceivedAccessRecord[];
+    expect(verifyAccessStream(records, { key, head })).toMatchObject({
+      ok: true,
+      count: head.seq,
+      recomputed: true,
+    });
+    expect(receiver.rejected()).toBe(0);
+  }, 120_000);
 
   it('the retention sweep destroying an expired contact is a key.destroyed by retention', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'latchkey-access-hooks-'));
