@@ -1,7 +1,7 @@
 /**
  * Which webhook events the relay emits, and when (docs/webhooks.md): small helpers so that each
- * place in relay.ts and admin-api.ts stays a one-line call. Events carry ids, counts and times
- * only; `emit` queues durably in the outbox and never throws.
+ * place in handlers.ts, moderation.ts and admin-api.ts stays a one-line call. Events carry ids,
+ * counts and times only; `emit` queues durably in the outbox and never throws.
  */
 import type { ContactInfo, StoredEnvelope } from '@latchkey/protocol';
 import type { WebhookService } from '@latchkey/webhooks';
