@@ -9,8 +9,6 @@ import {
   createRelay,
   type Quota,
   WebhookService,
-  PgMessageStore,
-  RedisFanout,
   type Fanout,
   type MessageStore,
   StoreError,
@@ -107,16 +105,21 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     );
   }
   const log = opts.log;
-  // Scale-out backends (docs/operations.md): opened here, closed after the relay.
-  const store: MessageStore | undefined =
-    opts.storeUrl === undefined ? undefined : await PgMessageStore.open({ url: opts.storeUrl });
-  const fanout: Fanout | undefined =
-    opts.fanoutUrl === undefined
-      ? undefined
-      : new RedisFanout({
-          url: opts.fanoutUrl,
-          ...(log === undefined ? {} : { log: (e: object) => log(e) }),
-        });
+  // Scale-out backends (docs/operations.md): opened here, closed after the relay. Loaded only
+  // when chosen, so a relay on SQLite alone never loads pg or ioredis.
+  let store: MessageStore | undefined;
+  if (opts.storeUrl !== undefined) {
+    const { PgMessageStore } = await import('@latchkey/relay/postgres');
+    store = await PgMessageStore.open({ url: opts.storeUrl });
+  }
+  let fanout: Fanout | undefined;
+  if (opts.fanoutUrl !== undefined) {
+    const { RedisFanout } = await import('@latchkey/relay/redis');
+    fanout = new RedisFanout({
+      url: opts.fanoutUrl,
+      ...(log === undefined ? {} : { log: (e: object) => log(e) }),
+    });
+  }
   // Signed webhooks: a durable outbox of this relay in `<dataDir>/relay/webhooks.db` (docs/webhooks.md).
   const webhooks = new WebhookService({
     outbox: { path: join(dir, 'webhooks.db') },

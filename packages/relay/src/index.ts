@@ -1,6 +1,9 @@
 /**
  * @latchkey/relay: the relay library — authenticates participants, orders, stores and fans out
  * sealed envelopes over WebSocket (frames in @latchkey/protocol). Holds no key, opens nothing.
+ * Backends for several relays load only when chosen, from their own entries:
+ * `@latchkey/relay/postgres` (PgMessageStore, pg) and `@latchkey/relay/redis` (RedisFanout,
+ * ioredis).
  */
 export {
   createRelay,
@@ -23,6 +26,7 @@ export {
   SqliteMessageStore,
   STORE_SCHEMA_VERSION,
   StoreError,
+  SchemaTooNewError,
   type StoreFailure,
   type MessageStore,
   type AppendResult,
@@ -40,10 +44,8 @@ export {
 export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
 export { sqliteShredder, deleteCiphertext, type CiphertextShredder } from './shred.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
-export { PgMessageStore, PG_SCHEMA_VERSION, type PgStoreOptions } from './pg-store.ts';
 export {
   InProcessFanout,
-  RedisFanout,
   newRelayId,
   type Fanout,
   type FanoutEvent,
@@ -53,7 +55,6 @@ export {
   type RekeyEvent,
   type ControlEvent,
   type ResyncEvent,
-  type RedisFanoutOptions,
 } from './fanout.ts';
 export { RelayMetrics, createOpsEndpoints, type OpsEndpointsOptions } from './metrics.ts';
 export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from './limiter.ts';

@@ -1,7 +1,8 @@
 /**
- * @latchkey/storage: what every Latchkey store shares, written once. This entry holds only the
- * errors; the drivers load from their own entries when a backend is chosen:
- * `@latchkey/storage/sqlite` (better-sqlite3) and `@latchkey/storage/postgres` (pg).
+ * @latchkey/storage: what every Latchkey store shares, written once. This entry loads no
+ * database driver: errors, the contact-membership flows and the `Sql` they speak. The drivers
+ * load from their own entries when a backend is chosen: `@latchkey/storage/sqlite`
+ * (better-sqlite3) and `@latchkey/storage/postgres` (pg).
  */
 export {
   SchemaTooNewError,
@@ -10,3 +11,14 @@ export {
   type StoreErrorOptions,
   type StoreFailure,
 } from './errors.ts';
+export { runAsync, runSync, wait, type Awaitable, type Flow } from './flow.ts';
+export { exec, forUpdate, row, rows, type Sql, type SqlValue } from './sql.ts';
+export {
+  FlowContactStore,
+  Membership,
+  isContactStore,
+  type ContactPolicy,
+  type ContactStore,
+  type ContactTables,
+  type ListContactsOptions,
+} from './contacts.ts';

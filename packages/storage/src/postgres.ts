@@ -6,6 +6,8 @@
  */
 import pg from 'pg';
 import { SchemaTooNewError, type StoreErrorCode } from './errors.ts';
+import { runAsync, type Flow } from './flow.ts';
+import type { Sql, SqlValue } from './sql.ts';
 
 export type PgPool = pg.Pool;
 export type PgClient = pg.PoolClient;
@@ -170,4 +172,36 @@ export async function migratePostgres(
     client.off('error', lost);
     client.release(broken);
   }
+}
+
+const NUMBERED = new Map<string, string>();
+
+/** `?` placeholders as `$1, $2, ...` (our SQL has no `?` in literals). */
+function numbered(text: string): string {
+  let out = NUMBERED.get(text);
+  if (out === undefined) {
+    let n = 0;
+    out = text.replace(/\?/g, () => `$${++n}`);
+    if (NUMBERED.size < 1000) NUMBERED.set(text, out);
+  }
+  return out;
+}
+
+/** The `Sql` of a pooled connection inside a transaction. */
+export function pgSql(q: PgClient): Sql {
+  return {
+    dialect: 'postgres',
+    all: async <R>(text: string, args: readonly SqlValue[]) =>
+      (await q.query(numbered(text), [...args])).rows as R[],
+    run: async (text: string, args: readonly SqlValue[]) =>
+      (await q.query(numbered(text), [...args])).rowCount ?? 0,
+  };
+}
+
+/**
+ * Runs a flow (flow.ts) in one `transaction` (retried on serialisation failure and deadlock).
+ * @throws whatever the flow, the connection or the commit threw, as is.
+ */
+export function runPostgres<T>(pool: PgPool, flow: (sql: Sql) => Flow<T>): Promise<T> {
+  return transaction(pool, (q) => runAsync(flow(pgSql(q))));
 }

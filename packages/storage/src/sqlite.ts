@@ -10,6 +10,8 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SchemaTooNewError, type StoreErrorCode } from './errors.ts';
+import { runSync, type Flow } from './flow.ts';
+import type { Sql, SqlValue } from './sql.ts';
 
 export type SqliteDatabase = Database.Database;
 
@@ -27,6 +29,13 @@ export interface OpenSqliteOptions {
   private?: boolean;
   /** How long a write waits for another connection's lock (ms, default 5000). */
   busyTimeoutMs?: number;
+  /** Refuse to create the file (default false). */
+  fileMustExist?: boolean;
+  /**
+   * A read-only connection to an existing file: nothing is written, no pragma but the busy
+   * timeout is set (for checks before a store decides to open a file at all).
+   */
+  readonly?: boolean;
 }
 
 /** True for paths that name no file on disk (`:memory:`, `file:` URIs). */
@@ -51,16 +60,22 @@ export function preparePrivateFile(path: string): void {
  * @throws the driver's or the file system's error as is (each store words its own failure).
  */
 export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDatabase {
+  const busy = opts.busyTimeoutMs ?? 5000;
+  if (!Number.isSafeInteger(busy) || busy < 0) throw new RangeError('busyTimeoutMs');
+  if (opts.readonly === true) {
+    const ro = new Database(path, { readonly: true, fileMustExist: true });
+    ro.pragma(`busy_timeout = ${busy}`);
+    return ro;
+  }
   if (opts.private === true && !inMemory(path)) preparePrivateFile(path);
-  const db = new Database(path);
+  const db = new Database(path, { fileMustExist: opts.fileMustExist === true });
   try {
+    // First, so that the pragmas below wait for another process's lock too.
+    db.pragma(`busy_timeout = ${busy}`);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
     db.pragma(`foreign_keys = ${opts.foreignKeys === false ? 'OFF' : 'ON'}`);
     if (opts.secureDelete === true) db.pragma('secure_delete = ON');
-    const busy = opts.busyTimeoutMs ?? 5000;
-    if (!Number.isSafeInteger(busy) || busy < 0) throw new RangeError('busyTimeoutMs');
-    db.pragma(`busy_timeout = ${busy}`);
     return db;
   } catch (err) {
     db.close();
@@ -153,4 +168,40 @@ function sqliteVersion(
     read: () => get.get(row.name)?.version ?? 0,
     write: (v) => void put.run(row.name, v),
   };
+}
+
+const SQL = new WeakMap<SqliteDatabase, Sql>();
+
+/** The `Sql` of a connection (statements prepared once per text and kept). */
+export function sqliteSql(db: SqliteDatabase): Sql {
+  let sql = SQL.get(db);
+  if (sql) return sql;
+  const cache = new Map<string, Database.Statement<SqlValue[]>>();
+  const stmt = (text: string): Database.Statement<SqlValue[]> => {
+    let s = cache.get(text);
+    if (!s) cache.set(text, (s = db.prepare<SqlValue[]>(text)));
+    return s;
+  };
+  sql = {
+    dialect: 'sqlite',
+    all: <R>(text: string, args: readonly SqlValue[]) => stmt(text).all(...args) as R[],
+    run: (text: string, args: readonly SqlValue[]) => stmt(text).run(...args).changes,
+  };
+  SQL.set(db, sql);
+  return sql;
+}
+
+/**
+ * Runs a flow (flow.ts) in one transaction of `db`: IMMEDIATE (the write lock taken at once, so
+ * a read-then-write cannot be overtaken) unless `write` is false.
+ * @throws whatever the flow throws; the transaction is rolled back.
+ */
+export function runSqlite<T>(db: SqliteDatabase, flow: (sql: Sql) => Flow<T>, write = true): T {
+  const tx = db.transaction(() => runSync(flow(sqliteSql(db))));
+  return write ? tx.immediate() : tx();
+}
+
+/** True for an error SQLite reported (it has a `SQLITE_...` code). */
+export function isSqliteError(err: unknown): err is Error & { code: string } {
+  return err instanceof Database.SqliteError;
 }
