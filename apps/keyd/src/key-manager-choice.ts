@@ -30,7 +30,7 @@ import {
   openHttpKeyStoreManager,
   openInternalKeyManager,
   openKmipKeyManager,
-  openPgWrappedKeyManager,
+  openKeyManager,
   openPkcs11KeyManager,
   type KekGenerations,
   type KeyManager,
@@ -275,7 +275,7 @@ async function openOnPostgres(
       mismatchMessage = 'the KMIP key does not match this key database';
       break;
   }
-  return openPgWrappedKeyManager({ url, wrapper, mismatchMessage });
+  return openKeyManager({ store: { url }, wrapper, mismatchMessage });
 }
 
 /**

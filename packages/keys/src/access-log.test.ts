@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { codeOf, tempDir } from '../test/_helpers.ts';
 import { KeyAccessLog } from './access-log.ts';
-import { openInternalKeyManager } from './adapters/internal.ts';
+import { openInternalKeyManager } from './wrappers/internal.ts';
 
 let dir: string;
 let cleanup: () => void;

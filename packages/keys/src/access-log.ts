@@ -17,7 +17,7 @@ import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { hmacSha256, sha256 } from '@latchkey/crypto/mac';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
-import { preparePrivateFile } from './adapters/wrapped.ts';
+import { preparePrivateFile } from './secret-file.ts';
 
 /**
  * `granted`, `denied`, `unavailable` (the key manager failed) for a key request; `destroyed` when

@@ -10,7 +10,7 @@
  */
 import Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
-import { preparePrivateFile } from './adapters/wrapped.ts';
+import { preparePrivateFile } from './secret-file.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS epoch_times (

@@ -1,6 +1,9 @@
 /**
- * @latchkey/keys: the KeyManager contract (DESIGN.md "Key hierarchy") and its adapters, plus
- * loading of the master key and other secret files.
+ * @latchkey/keys: the KeyManager contract (DESIGN.md "Key hierarchy"): the wrapped key store
+ * (stores/: its logic once, on SQLite or PostgreSQL) opened with a KEK holder (wrappers/:
+ * internal, the enterprise's key manager over HTTP, PKCS#11, KMIP) by `openKeyManager`, the
+ * key-store model of an external key manager, plus loading of the master key and other secret
+ * files, the key access log and membership table.
  */
 export type { ContentKey, KeyManager, KeyManagerHealth } from './key-manager.ts';
 export type { KeyWrapper, KekGenerations, WrapRequest, WrapReason } from './key-wrapper.ts';
@@ -11,18 +14,19 @@ export {
   rewrapInternalKeyStore,
   INTERNAL_SCHEMA_VERSION,
   type InternalKeyManagerOptions,
-} from './adapters/internal.ts';
+} from './wrappers/internal.ts';
 export {
-  openWrappedKeyManager,
+  openKeyManager,
+  type KeyStoreLocation,
+  type OpenKeyManagerOptions,
+} from './open-key-manager.ts';
+export {
+  isGenerations,
   type KeyGenerationState,
+  type KeyStoreOptions,
   type WrappedKeyManager,
-  type WrappedKeyManagerOptions,
-} from './adapters/wrapped.ts';
-export {
-  openPgWrappedKeyManager,
-  PG_KEYS_SCHEMA_VERSION,
-  type PgWrappedKeyManagerOptions,
-} from './adapters/pg-wrapped.ts';
+} from './stores/key-store.ts';
+export { openWrappedKeyManager, type WrappedKeyManagerOptions } from './stores/sqlite.ts';
 export {
   openHttpKeyManager,
   openHttpKeyStoreManager,
@@ -36,7 +40,7 @@ export {
   type KmFailure,
   type KmFailureKind,
   type BreakerState,
-} from './adapters/http.ts';
+} from './wrappers/http.ts';
 export {
   openPkcs11KeyManager,
   createPkcs11Wrapper,
@@ -44,7 +48,7 @@ export {
   type Pkcs11WrapperOptions,
   type Pkcs11KeyWrapper,
   type Pkcs11KeyAttributes,
-} from './adapters/pkcs11.ts';
+} from './wrappers/pkcs11.ts';
 export {
   openKmipKeyManager,
   createKmipWrapper,
@@ -52,7 +56,7 @@ export {
   type KmipWrapperOptions,
   type KmipKeyWrapper,
   type KmipKeyAttributes,
-} from './adapters/kmip.ts';
+} from './wrappers/kmip.ts';
 export {
   KmipClient,
   KmipResultError,
@@ -130,6 +134,7 @@ export {
   loadOrCreateSecret,
   createPrivateFile,
   readPrivateFile,
+  preparePrivateFile,
   decodeSecretText,
   type SecretFile,
 } from './secret-file.ts';

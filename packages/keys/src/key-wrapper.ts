@@ -1,6 +1,6 @@
 /**
  * The KeyWrapper contract: what wraps and unwraps content keys under a key-encryption key for
- * the wrapped key store (adapters/wrapped.ts). The store keeps contacts, epochs, tombstones and
+ * the wrapped key store (stores/key-store.ts). The store keeps contacts, epochs, tombstones and
  * the wrapped bytes; the wrapper holds the KEK: derived from the master key (internal), in the
  * enterprise's key manager (http), or in an HSM (pkcs11). DESIGN.md "Key hierarchy".
  */

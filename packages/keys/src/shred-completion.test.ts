@@ -10,8 +10,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deriveKek, unwrapContentKey } from '@latchkey/crypto/wrap';
 import { codeOf, tempDir } from '../test/_helpers.ts';
-import { createInternalWrapper } from './adapters/internal.ts';
-import { openWrappedKeyManager } from './adapters/wrapped.ts';
+import { openWrappedKeyManager } from './stores/sqlite.ts';
+import { createInternalWrapper } from './wrappers/internal.ts';
 import type { KekGenerations } from './key-wrapper.ts';
 import { completeShreds, formatShredCompletion } from './shred-completion.ts';
 

@@ -11,7 +11,7 @@
  * behind by an interrupted run is reused, not duplicated.
  */
 import type { KekGenerations } from './key-wrapper.ts';
-import type { WrappedKeyManager } from './adapters/wrapped.ts';
+import type { WrappedKeyManager } from './stores/key-store.ts';
 
 export interface ShredCompletion {
   /** Generations whose KEK this run destroyed (empty: nothing was pending). */

@@ -7,7 +7,7 @@ import {
   createInternalWrapper,
   openInternalKeyManager,
   rewrapInternalKeyStore,
-} from './internal.ts';
+} from '../wrappers/internal.ts';
 
 const oldMaster = new Uint8Array(32).fill(1);
 const newMaster = new Uint8Array(32).fill(2);

@@ -2,7 +2,7 @@
  * The external key manager over HTTPS (docs/key-manager-api.yaml), in its two models:
  *
  * - wrap model (`openHttpKeyManager`, `createHttpWrapper`): Latchkey keeps the wrapped key store
- *   (wrapped.ts) and asks the enterprise's service to wrap and unwrap each content key under its
+ *   (stores/key-store.ts) and asks the enterprise's service to wrap and unwrap each content key under its
  *   KEK, bound to contact id and epoch. Every unwrap is a request the enterprise can log,
  *   rate-limit or refuse; refusing is how it revokes or shreds.
  * - key-store model (`openHttpKeyStoreManager`): the enterprise generates and keeps the content
@@ -28,12 +28,9 @@ import {
 import type { ContentKey, KeyManager, KeyManagerHealth } from '../key-manager.ts';
 import type { KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { KmClient, type BreakerState, type KmClientOptions } from './_km-client.ts';
-import {
-  checkContactId,
-  checkEpoch,
-  openWrappedKeyManager,
-  type WrappedKeyManager,
-} from './wrapped.ts';
+import { openKeyManager } from '../open-key-manager.ts';
+import type { WrappedKeyManager } from '../stores/key-store.ts';
+import { checkContactId, checkEpoch } from '../stores/key-table.ts';
 
 export type {
   KmAuth,
@@ -234,8 +231,8 @@ export function openHttpKeyManager(
   opts: HttpWrapperOptions & { path: string; now?: () => number },
 ): Promise<WrappedKeyManager> {
   const { path, ...rest } = opts;
-  return openWrappedKeyManager({
-    path,
+  return openKeyManager({
+    store: { path },
     wrapper: createHttpWrapper(rest),
     ...(opts.now === undefined ? {} : { now: opts.now }),
   });

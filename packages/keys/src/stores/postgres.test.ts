@@ -13,8 +13,8 @@ import { LatchkeyError } from '@latchkey/protocol';
 import { keyManagerContract } from '../../test/contract.ts';
 import { bytesContain, codeOf, tempDir } from '../../test/_helpers.ts';
 import { testPostgres } from '../../test/_postgres.ts';
-import { createInternalWrapper } from './internal.ts';
-import { PG_KEYS_SCHEMA_VERSION, openPgWrappedKeyManager } from './pg-wrapped.ts';
+import { createInternalWrapper } from '../wrappers/internal.ts';
+import { PG_KEYS_SCHEMA_VERSION, openPgWrappedKeyManager } from './postgres.ts';
 
 const master = new Uint8Array(32).fill(3);
 const hex = (k: Uint8Array): string => Buffer.from(k).toString('hex');

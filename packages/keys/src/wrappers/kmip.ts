@@ -6,7 +6,7 @@
  * and decrypted by the server (KMIP 1.2+ Encrypt/Decrypt) with AES-GCM, a 96-bit IV chosen
  * here, a 128-bit tag, and the contact id and epoch as additional authenticated data, so a
  * wrapped key moved to another contact or epoch fails to unwrap (docs/key-management.md "KMIP").
- * The wrapped keys themselves live in the local wrapped key store (adapters/wrapped.ts).
+ * The wrapped keys themselves live in the local wrapped key store (stores/key-store.ts).
  *
  * Wrapped form: `0x01 || IV (12) || ciphertext (32) || tag (16)`, 61 bytes.
  * AAD: `'latchkey.v1.kmip-wrap' || u32(len) || UTF-8(contactId) || u32(epoch)` (big-endian).
@@ -28,7 +28,8 @@ import {
   type KmipClientOptions,
 } from '../kmip/client.ts';
 import { RESULT_REASON, STATE_NAMES, USAGE_MASK } from '../kmip/tags.ts';
-import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
+import { openKeyManager } from '../open-key-manager.ts';
+import type { WrappedKeyManager } from '../stores/key-store.ts';
 
 const FORMAT = 0x01;
 const IV_BYTES = 12;
@@ -332,8 +333,8 @@ export async function openKmipKeyManager(
   opts: KmipWrapperOptions & { path: string; now?: () => number },
 ): Promise<WrappedKeyManager> {
   const { path, now, ...rest } = opts;
-  return openWrappedKeyManager({
-    path,
+  return openKeyManager({
+    store: { path },
     wrapper: createKmipGenerations(rest),
     mismatchMessage: 'the KMIP key does not match this key database',
     ...(now === undefined ? {} : { now }),

@@ -4,7 +4,7 @@
  * external key manager is told (`KeyWrapper.destroyContact`, `POST /v1/keys/{keyId}/destroy`
  * with reason `destroy`), so that it refuses the contact for ever, even to someone holding a
  * copy of the wrapped keys. The notice is owed durably: the store records it in the tombstone's
- * own transaction (wrapped.ts, pg-wrapped.ts) and this class sends it, at once and then again
+ * own transaction (stores/sqlite.ts, stores/postgres.ts) and this class sends it, at once and then again
  * with a growing delay until the key manager takes it, also after a restart. A shred never waits
  * for it nor fails because of it: the keys are gone from the store either way.
  */

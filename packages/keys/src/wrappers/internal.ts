@@ -1,5 +1,5 @@
 /**
- * The internal key manager: the wrapped key store (wrapped.ts) with a KEK derived from the
+ * The internal key manager: the wrapped key store (stores/key-store.ts) with a KEK derived from the
  * master key (DESIGN.md "Key hierarchy"; wrapping per @latchkey/crypto/wrap, AES-256-GCM bound
  * to contact id and epoch). A key-check value makes a wrong master key fail at open. Master-key
  * rotation re-wraps every content key under a KEK derived from the new master key.
@@ -7,9 +7,10 @@
 import { deriveKek, unwrapContentKey, wrapContentKey } from '@latchkey/crypto/wrap';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { KeyWrapper } from '../key-wrapper.ts';
-import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
+import { openKeyManager } from '../open-key-manager.ts';
+import type { WrappedKeyManager } from '../stores/key-store.ts';
 
-export { INTERNAL_SCHEMA_VERSION } from './wrapped.ts';
+export { INTERNAL_SCHEMA_VERSION } from '../stores/sqlite.ts';
 
 export interface InternalKeyManagerOptions {
   /** The SQLite file, e.g. `<dataDir>/keys/keys.db`. Missing directories are created 0700. */
@@ -69,8 +70,8 @@ export async function openInternalKeyManager(
   opts: InternalKeyManagerOptions,
 ): Promise<WrappedKeyManager> {
   checkMasterKey(opts.masterKey);
-  return openWrappedKeyManager({
-    path: opts.path,
+  return openKeyManager({
+    store: { path: opts.path },
     wrapper: createInternalWrapper(opts.masterKey),
     mismatchMessage: MISMATCH,
     ...(opts.now === undefined ? {} : { now: opts.now }),

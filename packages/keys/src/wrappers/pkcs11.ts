@@ -24,7 +24,8 @@ import { randomBytes } from '@latchkey/crypto/random';
 import { LatchkeyError } from '@latchkey/protocol';
 import type { KeyManagerHealth } from '../key-manager.ts';
 import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts';
-import { openWrappedKeyManager, type WrappedKeyManager } from './wrapped.ts';
+import { openKeyManager } from '../open-key-manager.ts';
+import type { WrappedKeyManager } from '../stores/key-store.ts';
 
 type P11 = typeof Pkcs11Js;
 
@@ -440,8 +441,8 @@ export function openPkcs11KeyManager(
   opts: Pkcs11WrapperOptions & { path: string; now?: () => number },
 ): Promise<WrappedKeyManager> {
   const { path, now, ...rest } = opts;
-  return openWrappedKeyManager({
-    path,
+  return openKeyManager({
+    store: { path },
     wrapper: createPkcs11Generations(rest),
     mismatchMessage: 'the HSM key does not match this key database',
     ...(now === undefined ? {} : { now }),
