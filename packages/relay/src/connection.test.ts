@@ -2,15 +2,12 @@
  * Connection over a fake socket: rate limits (frames, the participant's bytes, the cut-off of
  * sustained abuse), liveness, protocol-error count, slow readers, timers and early frames.
  */
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ERROR_CODES,
   WS_CLOSE_GOING_AWAY,
   WS_CLOSE_POLICY,
-  type ErrorFrame,
   type Principal,
-  type ServerFrame,
 } from '@latchkey/protocol';
 import {
   Connection,
@@ -20,50 +17,8 @@ import {
   type ConnectionOptions,
 } from './connection.ts';
 import { ParticipantLimits, RATE_ABUSE_COOLDOWN_MS } from './participant-limits.ts';
+import { FakeSocket } from '../test/_fake-socket.ts';
 import { CLOCK_TOLERANCE_SECONDS, type RelayLogEvent } from './options.ts';
-
-/** ws's WebSocket as far as a Connection sees it, recording what the relay does to it. */
-class FakeSocket extends EventEmitter {
-  readyState = 1;
-  bufferedAmount = 0;
-  readonly sent: string[] = [];
-  readonly closes: { code: number; reason: string }[] = [];
-  pings = 0;
-  terminated = false;
-
-  send(data: string): void {
-    this.sent.push(data);
-  }
-  close(code: number, reason: string): void {
-    this.closes.push({ code, reason });
-    this.readyState = 2;
-  }
-  ping(): void {
-    this.pings++;
-  }
-  terminate(): void {
-    this.terminated = true;
-    this.finish(1006);
-  }
-  /** The socket closed (the peer answered the close, or it went away). */
-  finish(code: number): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.emit('close', code);
-  }
-  /** A frame from the peer. */
-  peer(text: string, isBinary = false): void {
-    this.emit('message', Buffer.from(text), isBinary);
-  }
-  frames(): ServerFrame[] {
-    return this.sent.map((t) => JSON.parse(t) as ServerFrame);
-  }
-  errors(): string[] {
-    return this.frames()
-      .filter((f): f is ErrorFrame => f.type === 'error')
-      .map((f) => f.code);
-  }
-}
 
 const principal: Principal = {
   contactId: 'c1',

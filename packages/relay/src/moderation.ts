@@ -27,10 +27,10 @@ export interface ModerationOptions {
   fanout: Pick<Fanout, 'publish' | 'subscribeControl'>;
   relayId: string;
   metrics: Pick<RelayMetrics, 'fanoutPublishFailures'>;
-  contacts: ContactStore;
+  contacts: Pick<ContactStore, 'expireDue' | 'setExpiry'>;
   retention: RetentionHook;
   shredder: CiphertextShredder | undefined;
-  webhooks: WebhookService | undefined;
+  webhooks: Pick<WebhookService, 'emit'> | undefined;
   /** How often expired contacts are swept (ms). */
   expirySweepMs: number;
   log: (event: RelayLogEvent) => void;
