@@ -19,13 +19,12 @@
  * `synchronous_commit = on`) before `appendBatch` returns.
  */
 import {
-  DEFAULT_CONTACT_TTL_MS,
   LatchkeyError,
   type ContactState,
   type ParticipantState,
   type SealedEnvelope,
 } from '@latchkey/protocol';
-import { FlowContactStore, type Flow, type Sql } from '@latchkey/storage';
+import type { Flow, Sql } from '@latchkey/storage';
 import {
   isPgDatabaseError,
   migratePostgres,
@@ -35,9 +34,10 @@ import {
   type PgClient,
   type PgPool,
 } from '@latchkey/storage/postgres';
+import { StoreBase, contactTtl } from './_store-base.ts';
 import { planAppend, type AppendPlan, type AppendView } from './append-plan.ts';
 import { toStored } from './envelope-json.ts';
-import type { AppendResult, HistoryPage, MessageStore, StoreStats } from './message-store.ts';
+import type { AppendResult, HistoryPage, MessageStore } from './message-store.ts';
 import { MIGRATION_LOCK, MIGRATIONS } from './pg-schema.ts';
 import type { Quota, Usage } from './quota.ts';
 
@@ -82,18 +82,12 @@ interface ContactRow {
 }
 
 /** The PostgreSQL (`pg`) message and contact store. Open it with `PgMessageStore.open`. */
-export class PgMessageStore extends FlowContactStore implements MessageStore {
+export class PgMessageStore extends StoreBase implements MessageStore {
   readonly #pool: PgPool;
-  readonly #now: () => number;
-  readonly #contactTtlMs: number;
-  readonly #stats: StoreStats = { transactions: 0, appended: 0 };
-  #closed = false;
 
-  private constructor(pool: PgPool, opts: PgStoreOptions, ttl: number) {
-    super({ contactTtlMs: ttl, newContact: { head_seq: 0 } });
+  private constructor(pool: PgPool, opts: PgStoreOptions) {
+    super(opts);
     this.#pool = pool;
-    this.#now = opts.now ?? Date.now;
-    this.#contactTtlMs = ttl;
   }
 
   /**
@@ -102,9 +96,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
    * @throws LatchkeyError UNAVAILABLE when the database is unreachable or has a newer schema.
    */
   static async open(opts: PgStoreOptions): Promise<PgMessageStore> {
-    const ttl = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    if (!Number.isSafeInteger(ttl) || ttl <= 0)
-      throw new RangeError('contactTtlMs must be a positive integer');
+    contactTtl(opts.contactTtlMs);
     const pool = openPool({ url: opts.url, max: opts.maxConnections ?? 10 });
     try {
       await migratePostgres(pool, {
@@ -117,16 +109,12 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
       await pool.end().catch(() => undefined);
       throw unavailable(err, 'open');
     }
-    return new PgMessageStore(pool, opts, ttl);
-  }
-
-  get stats(): StoreStats {
-    return { ...this.#stats };
+    return new PgMessageStore(pool, opts);
   }
 
   /** True when the database answers a trivial query (readiness). */
   async ping(): Promise<boolean> {
-    if (this.#closed) return false;
+    if (this.closed) return false;
     try {
       await this.#pool.query('SELECT 1');
       return true;
@@ -137,7 +125,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
 
   /** @throws LatchkeyError UNAVAILABLE when the transaction fails; nothing is stored then. */
   async appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]> {
-    this.#open();
+    this.assertOpen();
     if (envelopes.length === 0) return [];
     let plan: AppendPlan;
     try {
@@ -145,8 +133,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
     } catch (err) {
       throw unavailable(err, 'append');
     }
-    this.#stats.transactions++;
-    this.#stats.appended += plan.messages.length;
+    this.committed(plan.messages.length);
     return plan.results;
   }
 
@@ -156,14 +143,14 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
     envelopes: readonly SealedEnvelope[],
     quota: Quota | undefined,
   ): Promise<AppendPlan> {
-    const now = this.#now();
+    const now = this.now();
     const ids = [...new Set(envelopes.map((e) => e.contactId))].sort();
     // Create missing contacts, then lock every contact row of the batch in id order.
     await q.query(
       `INSERT INTO contacts (contact_id, head_seq, created_at, state, expires_at)
        SELECT c, 0, $2, 'open', $3 FROM unnest($1::text[]) AS c ORDER BY c
        ON CONFLICT (contact_id) DO NOTHING`,
-      [ids, now, now + this.#contactTtlMs],
+      [ids, now, now + this.contactTtlMs],
     );
     const locked = await q.query<ContactRow>(
       `SELECT contact_id, head_seq, stored_messages, stored_bytes, state, expires_at
@@ -225,7 +212,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
 
   /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
   async head(contactId: string): Promise<number> {
-    this.#open();
+    this.assertOpen();
     try {
       const r = await this.#pool.query<{ head_seq: number }>(
         'SELECT head_seq FROM contacts WHERE contact_id = $1',
@@ -239,7 +226,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
 
   /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
   async history(contactId: string, since: number, limit: number): Promise<HistoryPage> {
-    this.#open();
+    this.assertOpen();
     if (!Number.isSafeInteger(since) || since < 0)
       throw new RangeError('since must be a seq cursor');
     if (!Number.isSafeInteger(limit) || limit < 1)
@@ -279,7 +266,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
    * failure. LatchkeyErrors thrown by the flow (refusals) roll back and pass through.
    */
   protected override async runFlow<T>(what: string, flow: (sql: Sql) => Flow<T>): Promise<T> {
-    this.#open();
+    this.assertOpen();
     try {
       return await runPostgres(this.#pool, flow);
     } catch (err) {
@@ -288,13 +275,7 @@ export class PgMessageStore extends FlowContactStore implements MessageStore {
   }
 
   close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    this.#closed = true;
-    return this.#pool.end();
-  }
-
-  #open(): void {
-    if (this.#closed) throw new LatchkeyError('UNAVAILABLE', 'message store closed');
+    return this.markClosed() ? this.#pool.end() : Promise.resolve();
   }
 }
 

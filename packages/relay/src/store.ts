@@ -14,18 +14,13 @@
  * The store never interprets the ciphertext: it keeps the envelope as JSON text and reads out
  * only the routing metadata (contact, sender, msgId, epoch, sentAt).
  */
-import {
-  DEFAULT_CONTACT_TTL_MS,
-  LatchkeyError,
-  type ContactState,
-  type ParticipantState,
-  type SealedEnvelope,
-} from '@latchkey/protocol';
-import { FlowContactStore, type Flow, type Sql } from '@latchkey/storage';
+import type { ContactState, ParticipantState, SealedEnvelope } from '@latchkey/protocol';
+import type { Flow, Sql } from '@latchkey/storage';
 import { runSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
+import { StoreBase } from './_store-base.ts';
 import { planAppend, type AppendPlan, type AppendView } from './append-plan.ts';
 import { toStored } from './envelope-json.ts';
-import type { AppendResult, HistoryPage, MessageStore, StoreStats } from './message-store.ts';
+import type { AppendResult, HistoryPage, MessageStore } from './message-store.ts';
 import type { Quota, Usage } from './quota.ts';
 import { openMessageDb, unavailable } from './sqlite-open.ts';
 
@@ -71,18 +66,14 @@ interface ContactRow {
  * The SQLite (better-sqlite3) message and contact store. Synchronous underneath; the async
  * interface is the one every backend meets.
  */
-export class SqliteMessageStore extends FlowContactStore implements MessageStore {
+export class SqliteMessageStore extends StoreBase implements MessageStore {
   readonly #db: SqliteDatabase;
-  readonly #now: () => number;
-  readonly #contactTtlMs: number;
-  readonly #stats: StoreStats = { transactions: 0, appended: 0 };
   readonly #appendTx: (
     envelopes: readonly SealedEnvelope[],
     quota: Quota | undefined,
   ) => AppendPlan;
   readonly #head: (contactId: string) => number;
   readonly #range: (contactId: string, since: number, limit: number) => HistoryRow[];
-  #closed = false;
 
   /**
    * Opens (creating or migrating) the database at `opts.path`.
@@ -90,20 +81,14 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
    *   opened or has a newer schema; RangeError on a bad option.
    */
   constructor(opts: SqliteStoreOptions) {
-    const ttl = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    if (!Number.isSafeInteger(ttl) || ttl <= 0) {
-      throw new RangeError('contactTtlMs must be a positive integer');
-    }
-    super({ contactTtlMs: ttl, newContact: { head_seq: 0 } });
-    this.#now = opts.now ?? Date.now;
-    this.#contactTtlMs = ttl;
+    super(opts);
     const db = (this.#db = openMessageDb(opts));
     const view = sqliteView(db);
     const write = sqliteWriter(db);
     this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota?: Quota) => {
-      const now = this.#now();
+      const now = this.now();
       const plan = planAppend(envelopes, view, now, quota);
-      write(plan, now, this.#contactTtlMs);
+      write(plan, now, this.contactTtlMs);
       return plan;
     });
     const head = db.prepare<[string], { head_seq: number }>(
@@ -118,7 +103,7 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
 
   /** Durability settings in effect on this connection (for start-up checks and tests). */
   get durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
-    this.#open();
+    this.assertOpen();
     const level = this.#db.pragma('synchronous', { simple: true }) as number;
     return {
       journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
@@ -126,18 +111,13 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
     };
   }
 
-  get stats(): StoreStats {
-    return { ...this.#stats };
-  }
-
   /** @throws LatchkeyError UNAVAILABLE when the transaction fails; nothing is stored then. */
   appendBatch(envelopes: readonly SealedEnvelope[], quota?: Quota): Promise<AppendResult[]> {
     try {
-      this.#open();
+      this.assertOpen();
       if (envelopes.length === 0) return Promise.resolve([]);
       const plan = this.#appendTx(envelopes, quota);
-      this.#stats.transactions++;
-      this.#stats.appended += plan.messages.length;
+      this.committed(plan.messages.length);
       return Promise.resolve(plan.results);
     } catch (err) {
       return Promise.reject(unavailable(err, 'append'));
@@ -147,7 +127,7 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
   /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
   head(contactId: string): Promise<number> {
     try {
-      this.#open();
+      this.assertOpen();
       return Promise.resolve(this.#head(contactId));
     } catch (err) {
       return Promise.reject(unavailable(err, 'head'));
@@ -157,7 +137,7 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
   /** @throws LatchkeyError UNAVAILABLE when the store is closed or unreadable. */
   history(contactId: string, since: number, limit: number): Promise<HistoryPage> {
     try {
-      this.#open();
+      this.assertOpen();
       if (!Number.isSafeInteger(since) || since < 0)
         throw new RangeError('since must be a seq cursor');
       if (!Number.isSafeInteger(limit) || limit < 1)
@@ -185,7 +165,7 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
     write: boolean,
   ): Promise<T> {
     try {
-      this.#open();
+      this.assertOpen();
       return Promise.resolve(runSqlite(this.#db, flow, write));
     } catch (err) {
       return Promise.reject(unavailable(err, what));
@@ -193,15 +173,8 @@ export class SqliteMessageStore extends FlowContactStore implements MessageStore
   }
 
   close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      this.#db.close();
-    }
+    if (this.markClosed()) this.#db.close();
     return Promise.resolve();
-  }
-
-  #open(): void {
-    if (this.#closed) throw new LatchkeyError('UNAVAILABLE', 'message store closed');
   }
 }
 

@@ -15,10 +15,9 @@ export { runAsync, runSync, wait, type Awaitable, type Flow } from './flow.ts';
 export { exec, forUpdate, row, rows, type Sql, type SqlValue } from './sql.ts';
 export {
   FlowContactStore,
-  Membership,
   isContactStore,
   type ContactPolicy,
   type ContactStore,
-  type ContactTables,
   type ListContactsOptions,
-} from './contacts.ts';
+} from './contact-store.ts';
+export { Membership, type ContactTables } from './membership.ts';

@@ -52,6 +52,47 @@ export function isPgDatabaseError(err: unknown): err is pg.DatabaseError {
 }
 
 /**
+ * Runs `fn` on a connection of the pool, then returns it to the pool, or ends it when `fn`
+ * called `discard` or the connection failed meanwhile.
+ */
+async function withClient<T>(
+  pool: PgPool,
+  fn: (client: PgClient, discard: () => void) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  const discard = (): void => {
+    broken = true;
+  };
+  // A connection lost while checked out emits 'error' on its client: without a listener that
+  // would crash the process. The failed query reports it; the client is discarded.
+  client.on('error', discard);
+  try {
+    return await fn(client, discard);
+  } finally {
+    client.off('error', discard);
+    client.release(broken);
+  }
+}
+
+/** BEGIN, `fn`, COMMIT; ROLLBACK when anything throws (a failed ROLLBACK discards the client). */
+async function inTransaction<T>(
+  client: PgClient,
+  discard: () => void,
+  fn: (q: PgClient) => Promise<T>,
+): Promise<T> {
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(discard);
+    throw err;
+  }
+}
+
+/**
  * Runs `fn` in one transaction on a pooled connection. A serialisation failure or deadlock
  * (40001, 40P01) reruns it whole, up to `attempts` times in all (default 4); a connection whose
  * ROLLBACK failed is discarded, not returned to the pool.
@@ -65,28 +106,11 @@ export async function transaction<T>(
 ): Promise<T> {
   const attempts = opts.attempts ?? TRANSACTION_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
-    const client = await pool.connect();
-    let broken = false;
-    // A connection lost while checked out emits 'error' on its client: without a listener that
-    // would crash the process. The failed query reports it; the client is discarded.
-    const lost = (): void => {
-      broken = true;
-    };
-    client.on('error', lost);
     try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
+      return await withClient(pool, (client, discard) => inTransaction(client, discard, fn));
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
       if (isPgDatabaseError(err) && RETRY_CODES.has(err.code ?? '') && attempt < attempts) continue;
       throw err;
-    } finally {
-      client.off('error', lost);
-      client.release(broken);
     }
   }
 }
@@ -125,13 +149,8 @@ export async function migratePostgres(
   if (!IDENT.test(opts.versionTable)) throw new TypeError('versionTable must be an identifier');
   const table = opts.versionTable;
   const known = opts.steps.length;
-  const client = await pool.connect();
-  let broken = false;
-  const lost = (): void => {
-    broken = true;
-  };
-  client.on('error', lost);
-  try {
+  // A session still holding the lock is never pooled: ending it releases the lock.
+  return withClient(pool, async (client, discard) => {
     await client.query('SELECT pg_advisory_lock($1)', [opts.lock]);
     try {
       await opts.check?.(client);
@@ -146,32 +165,17 @@ export async function migratePostgres(
       );
       for (let v = from; v < known; v++) {
         const step = opts.steps[v];
-        await client.query('BEGIN');
-        try {
-          if (typeof step === 'string') await client.query(step);
-          else await step?.(client);
-          await client.query(`UPDATE ${table} SET version = $1`, [v + 1]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => {
-            broken = true;
-          });
-          throw err;
-        }
+        await inTransaction(client, discard, async (q) => {
+          if (typeof step === 'string') await q.query(step);
+          else await step?.(q);
+          await q.query(`UPDATE ${table} SET version = $1`, [v + 1]);
+        });
       }
       return { from, to: known };
     } finally {
-      if (!broken) {
-        await client.query('SELECT pg_advisory_unlock($1)', [opts.lock]).catch(() => {
-          broken = true;
-        });
-      }
+      await client.query('SELECT pg_advisory_unlock($1)', [opts.lock]).catch(discard);
     }
-  } finally {
-    // A session still holding the lock must not go back to the pool: ending it releases the lock.
-    client.off('error', lost);
-    client.release(broken);
-  }
+  });
 }
 
 const NUMBERED = new Map<string, string>();
