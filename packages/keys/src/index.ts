@@ -106,7 +106,28 @@ export {
   type ReceivedAccessRecord,
   type VerifyAccessStreamOptions,
 } from './access-stream.ts';
-export * from './external-api.ts';
+/** The External Key Manager API's wire schemas, defined in @latchkey/protocol. */
+export {
+  ContentKeyB64,
+  KM_API_VERSION,
+  KM_PATHS,
+  KeyId,
+  KeyReason,
+  KmDestroyRequest,
+  KmErrorResponse,
+  KmGenerateRequest,
+  KmGenerateResponse,
+  KmHealthResponse,
+  KmKeyMetadata,
+  KmStoreContact,
+  KmStoreKey,
+  KmStoreRequest,
+  KmUnwrapRequest,
+  KmUnwrapResponse,
+  KmWrapRequest,
+  KmWrapResponse,
+  WrappedB64,
+} from '@latchkey/protocol';
 export {
   signKmRequest,
   createKmRequestVerifier,

@@ -116,3 +116,4 @@ export {
   RetryWebhookResponse,
   WebhookUrlWarning,
 } from './webhooks.ts';
+export * from './key-manager-api.ts';

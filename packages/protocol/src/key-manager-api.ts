@@ -12,11 +12,11 @@
  * "Answers: unknown fields"). Error answers likewise accept any `code` string (unknown codes
  * are handled by HTTP status).
  *
- * These belong in @latchkey/protocol (DESIGN.md: wire formats live there); they sit here until
- * they can be moved.
+ * Defined here, with every other wire format (DESIGN.md); @latchkey/keys re-exports them.
  */
 import { z } from 'zod';
-import { ERROR_CODE_LIST, Epoch, Id, b64url, b64urlBytes } from '@latchkey/protocol';
+import { ERROR_CODE_LIST } from './codes.ts';
+import { Epoch, Id, b64url, b64urlBytes } from './primitives.ts';
 
 /** Version prefix of every path; a breaking change gets a new prefix. */
 export const KM_API_VERSION = 'v1';

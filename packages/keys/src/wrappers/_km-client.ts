@@ -9,7 +9,7 @@
  * DECRYPT_FAILED becomes AuthenticationError so the store can tell a wrong key from an outage.
  *
  * Answers are parsed forward compatibly: unknown fields are ignored, known ones validated
- * strictly (external-api.ts). Every failure is kept as `lastError` (for `/healthz`) and given to
+ * strictly (@latchkey/protocol key-manager-api.ts). Every failure is kept as `lastError` (for `/healthz`) and given to
  * `onFailure` (for the log): the operation, HTTP status, error code and reason, never a secret,
  * key or body.
  */
@@ -19,7 +19,7 @@ import type { z } from 'zod';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { LatchkeyError } from '@latchkey/protocol';
 import { signKmRequest } from '../external-auth.ts';
-import { KmErrorResponse } from '../external-api.ts';
+import { KmErrorResponse } from '@latchkey/protocol';
 
 export type KmAuth =
   | { type: 'hmac'; clientId: string; secret: Uint8Array }

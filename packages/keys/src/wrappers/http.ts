@@ -24,7 +24,7 @@ import {
   KmStoreKey,
   KmUnwrapResponse,
   KmWrapResponse,
-} from '../external-api.ts';
+} from '@latchkey/protocol';
 import type { ContentKey, KeyManager, KeyManagerHealth } from '../key-manager.ts';
 import type { KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { KmClient, type BreakerState, type KmClientOptions } from './_km-client.ts';
