@@ -9,8 +9,8 @@
  * Its own short-lived SQLite connection on the store's file, so the store needs no new method;
  * the contact row and its membership stay (an expired contact stays refused).
  */
-import Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
+import { openSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
 import type { RetentionHook } from './contacts.ts';
 
 export interface CiphertextShredder {
@@ -25,11 +25,9 @@ export interface CiphertextShredder {
 export function sqliteShredder(path: string): CiphertextShredder {
   return {
     deleteContact(contactId) {
-      let db: Database.Database | undefined;
+      let db: SqliteDatabase | undefined;
       try {
-        db = new Database(path, { fileMustExist: true });
-        db.pragma('busy_timeout = 5000');
-        db.pragma('secure_delete = ON');
+        db = openSqlite(path, { fileMustExist: true, synchronous: 'FULL', secureDelete: true });
         const conn = db;
         const n = conn
           .transaction(

@@ -119,4 +119,28 @@ describe('migrateSqlite', () => {
     ).toThrow(TypeError);
     db.close();
   });
+
+  it('a step may create the latest schema at once, or stop where the store finishes it', () => {
+    const db = openSqlite(join(dir, 'j.db'));
+    let sealed = false;
+    const steps: SqliteStep[] = [
+      (d) => {
+        d.exec('CREATE TABLE t (x INTEGER, y INTEGER)');
+        return 3;
+      },
+      // 1 -> 2 needs asynchronous work: stops here while it is not done
+      () => (sealed ? 2 : 1),
+      'ALTER TABLE t ADD COLUMN y INTEGER',
+    ];
+    expect(migrateSqlite(db, steps, 'x')).toEqual({ from: 0, to: 3 });
+    db.pragma('user_version = 1');
+    expect(migrateSqlite(db, steps, 'x')).toEqual({ from: 1, to: 1 });
+    sealed = true;
+    db.exec('ALTER TABLE t DROP COLUMN y');
+    expect(migrateSqlite(db, steps, 'x')).toEqual({ from: 1, to: 3 });
+    expect(() =>
+      migrateSqlite(db, [() => 7], 'x', { versionRow: { table: 'v', name: 'n' } }),
+    ).toThrow(RangeError);
+    db.close();
+  });
 });

@@ -83,8 +83,13 @@ export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDa
   }
 }
 
-/** One schema step: SQL to run, or a function for what SQL alone cannot do. */
-export type SqliteStep = string | ((db: SqliteDatabase) => void);
+/**
+ * One schema step: SQL to run, or a function for what SQL alone cannot do. A function may return
+ * the version it reached: more than one step further (it created the latest schema at once), or
+ * the version it started from when the rest of the step cannot be done synchronously (migration
+ * stops there; the store finishes it and sets the version itself).
+ */
+export type SqliteStep = string | ((db: SqliteDatabase) => number | void);
 
 export interface MigrateSqliteOptions {
   /** Wire code of the SchemaTooNewError (default `UNAVAILABLE`). */
@@ -100,7 +105,8 @@ export interface MigrateSqliteOptions {
  * Brings the schema up to `steps.length`: step `i` migrates version `i` to `i + 1`. Each step runs
  * in its own IMMEDIATE transaction that re-reads the version first, so processes opening one file
  * together migrate it once.
- * @returns the version found and the version now.
+ * @returns the version found and the version now (less than `steps.length` only when a step
+ *   stopped, see SqliteStep).
  * @throws SchemaTooNewError when the file's version is newer than `steps.length` (nothing is
  *   changed); a failing step's error as is (that step is rolled back).
  */
@@ -118,15 +124,19 @@ export function migrateSqlite(
     const done = db
       .transaction(() => {
         const v = check(version.read());
-        if (v >= known) return true;
+        if (v >= known) return known;
         const step = steps[v];
+        let next = v + 1;
         if (typeof step === 'string') db.exec(step);
-        else step?.(db);
-        version.write(v + 1);
-        return false;
+        else next = step?.(db) ?? next;
+        if (!Number.isSafeInteger(next) || next < v || next > known)
+          throw new RangeError(`schema step ${v} reached version ${next}`);
+        if (next === v) return v;
+        version.write(next);
+        return next >= known ? known : undefined;
       })
       .immediate();
-    if (done) return { from, to: known };
+    if (done !== undefined) return { from, to: done };
   }
 }
 

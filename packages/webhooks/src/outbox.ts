@@ -19,8 +19,7 @@
  * its plaintext checkpointed out of the WAL and overwritten in the file.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { chmodSync, existsSync } from 'node:fs';
 import {
   LatchkeyError,
   type DeadLetter,
@@ -28,6 +27,13 @@ import {
   type WebhookError,
   type WebhookEventType,
 } from '@latchkey/protocol';
+import { SchemaTooNewError } from '@latchkey/storage';
+import {
+  migrateSqlite,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteStep,
+} from '@latchkey/storage/sqlite';
 import {
   checkOutboxKey,
   isSealed,
@@ -124,80 +130,37 @@ interface EndpointRow {
   last_error: string | null;
 }
 
-/** The body of one call: the stored event with the endpoint's sequence number in it. */
-function bodyWithSequence(payload: string, sequence: number): string {
-  const p = JSON.parse(payload) as { type: string; timestamp: string; data: unknown };
-  return JSON.stringify({ type: p.type, timestamp: p.timestamp, sequence, data: p.data });
-}
+/** Where the outbox keeps its schema version: a row of its own, the file may be shared. */
+const VERSION = { table: 'webhook_schema', name: 'outbox' };
 
-function randomId(prefix: string): string {
-  return prefix + randomBytes(16).toString('base64url');
-}
-
-export class WebhookOutbox {
-  readonly #db: Database.Database;
-  readonly #retry: RetryPolicy;
-  readonly #random: () => number;
-  readonly #key: Uint8Array;
-  /** Sealing of schema 1's plaintext secrets; every secret read or write waits for it. */
-  readonly #ready: Promise<void>;
-  #closed = false;
-
-  /**
-   * @throws LatchkeyError UNAVAILABLE when the file or the key file cannot be opened, the key file
-   *   is readable by others, or the file has a newer schema.
-   * @throws RangeError when `secretKey` is not 32 bytes.
-   */
-  constructor(opts: OutboxOptions) {
-    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
-    this.#random = opts.random ?? Math.random;
-    if (opts.secretKey !== undefined) checkOutboxKey(opts.secretKey);
-    const onDisk = opts.path !== ':memory:' && !opts.path.startsWith('file:');
-    try {
-      this.#key = opts.secretKey ?? loadOrCreateOutboxKey(opts.keyFile ?? `${opts.path}.key`);
-      if (onDisk) {
-        // Created owner-only, and tightened when an older version left it 0644.
-        if (!existsSync(opts.path)) closeSync(openSync(opts.path, 'a', 0o600));
-        tighten(opts.path);
-      }
-      this.#db = new Database(opts.path);
-      this.#db.pragma('journal_mode = WAL');
-      this.#db.pragma('synchronous = FULL');
-      this.#db.pragma('foreign_keys = ON');
-      this.#db.pragma('busy_timeout = 5000');
-      // Deleted and rewritten content is zeroed, not left in free space.
-      this.#db.pragma('secure_delete = ON');
-      if (onDisk) tighten(opts.path);
-      this.#migrate();
-    } catch (err) {
-      throw new LatchkeyError('UNAVAILABLE', 'webhook outbox cannot be opened', {
-        cause: err,
-        detail: err instanceof Error ? err.message : String(err),
-      });
-    }
-    this.#ready = this.#sealLegacy();
-    // Reported by the first secret read or write; not an unhandled rejection meanwhile.
-    this.#ready.catch(() => undefined);
-  }
-
-  #migrate(): void {
-    const db = this.#db;
-    db.exec(
-      'CREATE TABLE IF NOT EXISTS webhook_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)',
+/**
+ * Schema 1 or 2 -> 3: adds the endpoints' counters and numbers the deliveries already queued in
+ * event order (1, 2, ... per endpoint); the columns are checked first, so a file left between
+ * steps is finished on the next open.
+ */
+function addSequences(db: SqliteDatabase): void {
+  const has = (table: string, col: string): boolean =>
+    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some(
+      (c) => c.name === col,
     );
-    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as
-      { version: number } | undefined;
-    const v = row?.version ?? 0;
-    if (v > OUTBOX_SCHEMA_VERSION)
-      throw new Error(`webhook outbox schema ${v} is newer than ${OUTBOX_SCHEMA_VERSION}`);
-    // Schema 1 -> 2 changes no table, only how secrets are stored: #sealLegacy seals them (and
-    // sets the version, so a schema 1 file stays 1 here until its secrets are sealed).
-    if (v >= 1) {
-      this.#addSequences(v);
-      return;
-    }
-    db.transaction(() => {
-      db.exec(`
+  if (!has('webhook_endpoints', 'next_seq'))
+    db.exec('ALTER TABLE webhook_endpoints ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1');
+  if (!has('webhook_deliveries', 'endpoint_seq')) {
+    db.exec('ALTER TABLE webhook_deliveries ADD COLUMN endpoint_seq INTEGER');
+    db.exec(`UPDATE webhook_deliveries SET endpoint_seq = (
+               SELECT COUNT(*) FROM webhook_deliveries d
+                WHERE d.endpoint_id = webhook_deliveries.endpoint_id
+                  AND d.event_seq <= webhook_deliveries.event_seq)`);
+    db.exec(`UPDATE webhook_endpoints SET next_seq = 1 + COALESCE(
+               (SELECT MAX(endpoint_seq) FROM webhook_deliveries d WHERE d.endpoint_id = webhook_endpoints.id), 0)`);
+  }
+}
+
+/** Step `i` migrates schema `i` (@latchkey/storage `migrateSqlite`). */
+const OUTBOX_STEPS: readonly SqliteStep[] = [
+  // 0 -> 3: a new outbox gets the latest tables at once.
+  (db) => {
+    db.exec(`
         CREATE TABLE webhook_endpoints (
           id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT, description TEXT,
           created_at INTEGER NOT NULL, secrets TEXT NOT NULL,
@@ -217,42 +180,66 @@ export class WebhookOutbox {
           PRIMARY KEY (endpoint_id, event_seq)
         ) WITHOUT ROWID;
         CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, endpoint_id, event_seq);
-      `);
-      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(
-        OUTBOX_SCHEMA_VERSION,
-      );
-    })();
-  }
+`);
+    return OUTBOX_SCHEMA_VERSION;
+  },
+  // 1 -> 2 changes no table, only how secrets are stored, and needs the outbox key
+  // (asynchronous): #sealLegacy seals them and then writes version 3. Meanwhile the tables are
+  // brought up to date, and the file stays at 1 until its secrets are sealed.
+  (db) => {
+    addSequences(db);
+    return 1;
+  },
+  // 2 -> 3
+  (db) => void addSequences(db),
+];
+
+/** The body of one call: the stored event with the endpoint's sequence number in it. */
+function bodyWithSequence(payload: string, sequence: number): string {
+  const p = JSON.parse(payload) as { type: string; timestamp: string; data: unknown };
+  return JSON.stringify({ type: p.type, timestamp: p.timestamp, sequence, data: p.data });
+}
+
+function randomId(prefix: string): string {
+  return prefix + randomBytes(16).toString('base64url');
+}
+
+export class WebhookOutbox {
+  readonly #db: SqliteDatabase;
+  readonly #retry: RetryPolicy;
+  readonly #random: () => number;
+  readonly #key: Uint8Array;
+  /** Sealing of schema 1's plaintext secrets; every secret read or write waits for it. */
+  readonly #ready: Promise<void>;
+  #closed = false;
 
   /**
-   * Schema 1 or 2 -> 3: adds the endpoints' counters and numbers the deliveries already queued in
-   * event order (1, 2, ... per endpoint), in one transaction; the columns are checked first, so
-   * a file left between steps is finished on the next open.
+   * @throws LatchkeyError UNAVAILABLE when the file or the key file cannot be opened, the key file
+   *   is readable by others, or the file has a newer schema.
+   * @throws RangeError when `secretKey` is not 32 bytes.
    */
-  #addSequences(v: number): void {
-    const db = this.#db;
-    const has = (table: string, col: string): boolean =>
-      (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some(
-        (c) => c.name === col,
-      );
-    db.transaction(() => {
-      if (!has('webhook_endpoints', 'next_seq'))
-        db.exec('ALTER TABLE webhook_endpoints ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1');
-      if (!has('webhook_deliveries', 'endpoint_seq')) {
-        db.exec('ALTER TABLE webhook_deliveries ADD COLUMN endpoint_seq INTEGER');
-        db.exec(`UPDATE webhook_deliveries SET endpoint_seq = (
-                   SELECT COUNT(*) FROM webhook_deliveries d
-                    WHERE d.endpoint_id = webhook_deliveries.endpoint_id
-                      AND d.event_seq <= webhook_deliveries.event_seq)`);
-        db.exec(`UPDATE webhook_endpoints SET next_seq = 1 + COALESCE(
-                   (SELECT MAX(endpoint_seq) FROM webhook_deliveries d WHERE d.endpoint_id = webhook_endpoints.id), 0)`);
-      }
-      // A schema 1 file gets its version from #sealLegacy once its secrets are sealed.
-      if (v >= 2)
-        db.prepare(
-          "INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)",
-        ).run(OUTBOX_SCHEMA_VERSION);
-    })();
+  constructor(opts: OutboxOptions) {
+    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.#random = opts.random ?? Math.random;
+    if (opts.secretKey !== undefined) checkOutboxKey(opts.secretKey);
+    const onDisk = opts.path !== ':memory:' && !opts.path.startsWith('file:');
+    try {
+      this.#key = opts.secretKey ?? loadOrCreateOutboxKey(opts.keyFile ?? `${opts.path}.key`);
+      // Created owner-only, and tightened when an older version left it 0644; deleted and
+      // rewritten content is zeroed, not left in free space.
+      this.#db = openSqlite(opts.path, { private: true, synchronous: 'FULL', secureDelete: true });
+      if (onDisk) tighten(opts.path);
+      migrateSqlite(this.#db, OUTBOX_STEPS, `webhook outbox ${opts.path}`, { versionRow: VERSION });
+    } catch (err) {
+      if (err instanceof SchemaTooNewError) throw err;
+      throw new LatchkeyError('UNAVAILABLE', 'webhook outbox cannot be opened', {
+        cause: err,
+        detail: err instanceof Error ? err.message : String(err),
+      });
+    }
+    this.#ready = this.#sealLegacy();
+    // Reported by the first secret read or write; not an unhandled rejection meanwhile.
+    this.#ready.catch(() => undefined);
   }
 
   /**
