@@ -23,6 +23,7 @@ import {
   type AccessChainAlgorithm,
   type ChainedAccessRecord,
 } from '@latchkey/keys';
+import { backoffDelay } from '@latchkey/protocol';
 import type { AccessSink, SinkProgress } from './access-stream.ts';
 
 export interface SyslogTarget {
@@ -176,15 +177,12 @@ export class SyslogAccessSink implements AccessSink {
       `${wasConnected ? 'connection lost' : 'cannot connect'}: ${why} (records after ${this.#assured} go again)`,
     );
     const { min, max } = this.#opts.backoffMs ?? { min: 500, max: 30_000 };
-    const delay = Math.min(max, min * 2 ** Math.min(this.#attempt, 16));
+    const delay = backoffDelay(this.#attempt, { baseMs: min, maxMs: max, jitter: 'equal' });
     this.#attempt++;
-    this.#retry = setTimeout(
-      () => {
-        this.#retry = undefined;
-        this.#connect();
-      },
-      delay / 2 + Math.random() * (delay / 2),
-    );
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#connect();
+    }, delay);
     this.#retry.unref();
   }
 

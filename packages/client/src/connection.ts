@@ -13,6 +13,7 @@ import {
   LatchkeyError,
   PROTOCOL_VERSION,
   ServerFrame,
+  backoffDelay,
   parseJson,
   type AckFrame,
   type ClientFrame,
@@ -243,8 +244,7 @@ export class Connection {
     this.setState('reconnecting');
     this.#h.reconnecting();
     const { minMs, maxMs } = this.#o.backoff;
-    const base = Math.min(maxMs, minMs * 2 ** this.#attempt);
-    const delay = base / 2 + Math.random() * (base / 2);
+    const delay = backoffDelay(this.#attempt, { baseMs: minMs, maxMs, jitter: 'equal' });
     this.#attempt++;
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = null;

@@ -9,6 +9,7 @@
 import type { LatchkeyError } from '@latchkey/protocol';
 import {
   PROTOCOL_VERSION,
+  backoffDelay,
   type AckFrame,
   type ClientFrame,
   type ErrorCode,
@@ -169,7 +170,7 @@ export class SendQueue {
   /** Retries unanswered sends after a growing pause (reset by the next ack). */
   #retryLater(): void {
     if (this.#retryTimer) return;
-    const delay = Math.min(5000, 250 * 2 ** this.#backoff);
+    const delay = backoffDelay(this.#backoff, { baseMs: 250, maxMs: 5000 });
     this.#backoff = Math.min(this.#backoff + 1, 5);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;

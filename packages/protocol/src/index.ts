@@ -117,3 +117,4 @@ export {
   WebhookUrlWarning,
 } from './webhooks.ts';
 export * from './key-manager-api.ts';
+export { backoffDelay, type BackoffOptions } from './backoff.ts';

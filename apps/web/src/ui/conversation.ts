@@ -36,7 +36,7 @@ import {
   type OutboxStore,
   type TranscriptCheckpoint,
 } from '@latchkey/client';
-import { LatchkeyError, SENDING_ROLES, type Role } from '@latchkey/protocol';
+import { LatchkeyError, SENDING_ROLES, backoffDelay, type Role } from '@latchkey/protocol';
 import { Composer } from './composer.ts';
 import { ConversationHeader, type StatusName } from './conversation-header.ts';
 import { h } from './dom.ts';
@@ -160,7 +160,7 @@ export class Conversation {
 
   async #run(): Promise<void> {
     let renew = false;
-    let delay = 500;
+    let attempt = 0;
     while (!this.#closed) {
       let fatal: unknown = null;
       try {
@@ -209,7 +209,7 @@ export class Conversation {
           client.close();
           return;
         }
-        delay = 500;
+        attempt = 0;
         this.#self = { id: client.participantId, role: client.role };
         this.#addParticipant(client.participantId, client.role);
         this.#refreshFingerprint(client);
@@ -227,8 +227,7 @@ export class Conversation {
       this.#setClientState('reconnecting');
       if (LatchkeyError.is(fatal, 'AUTH_EXPIRED') || LatchkeyError.is(fatal, 'AUTH_INVALID'))
         renew = true;
-      await this.#sleep(delay);
-      delay = Math.min(delay * 2, 10_000);
+      await this.#sleep(backoffDelay(attempt++, { baseMs: 500, maxMs: 10_000 }));
     }
   }
 

@@ -9,6 +9,8 @@
  * for it nor fails because of it: the keys are gone from the store either way.
  */
 
+import { backoffDelay } from '@latchkey/protocol';
+
 /** What a store keeps of owed notices. */
 export interface DestroyNoticeLedger {
   /** Contacts whose notice is owed, oldest first (at most `limit`). */
@@ -27,7 +29,8 @@ export class DestroyNotices {
   readonly #send: (contactId: string) => Promise<void>;
   readonly #ledger: DestroyNoticeLedger;
   readonly #retryMs: number;
-  #delay: number;
+  /** Failed rounds in a row. */
+  #failures = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
   #again = false;
@@ -41,7 +44,6 @@ export class DestroyNotices {
     this.#send = send;
     this.#ledger = ledger;
     this.#retryMs = opts.retryMs ?? DESTROY_NOTICE_RETRY_MS;
-    this.#delay = this.#retryMs;
   }
 
   /** Sends every owed notice now (in the background); never throws. */
@@ -87,11 +89,11 @@ export class DestroyNotices {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (failed) {
-      this.#timer = setTimeout(() => this.kick(), this.#delay);
+      const delay = backoffDelay(this.#failures++, { baseMs: this.#retryMs, maxMs: MAX_RETRY_MS });
+      this.#timer = setTimeout(() => this.kick(), delay);
       this.#timer.unref();
-      this.#delay = Math.min(MAX_RETRY_MS, this.#delay * 2);
     } else {
-      this.#delay = this.#retryMs;
+      this.#failures = 0;
       if (owed.length === ROUND) this.#again = true;
     }
   }

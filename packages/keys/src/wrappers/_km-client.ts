@@ -17,7 +17,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { z } from 'zod';
 import { AuthenticationError } from '@latchkey/crypto/aead';
-import { LatchkeyError } from '@latchkey/protocol';
+import { LatchkeyError, backoffDelay } from '@latchkey/protocol';
 import { signKmRequest } from '../external-auth.ts';
 import { KmErrorResponse } from '@latchkey/protocol';
 
@@ -223,8 +223,12 @@ export class KmClient {
     let last: unknown;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {
-        const cap = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** (attempt - 1));
-        await new Promise((r) => setTimeout(r, Math.random() * cap));
+        const wait = backoffDelay(attempt - 1, {
+          baseMs: this.#backoffMs,
+          maxMs: this.#maxBackoffMs,
+          jitter: 'full',
+        });
+        await new Promise((r) => setTimeout(r, wait));
         if (this.#closed) break;
         // Another call may have opened the circuit meanwhile: stop hammering.
         if (this.breaker === 'open') break;
