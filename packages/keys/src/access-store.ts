@@ -8,21 +8,34 @@
  *
  * SQLite file of its own (`keys/access.db`, 0600), apart from the wrapped keys, so that an
  * external key manager or HSM gets the same access control. Schema versions by user_version.
+ * The membership logic is @latchkey/storage `Membership`, the same as the relay's contact
+ * stores run; this table adds the key rotations that removals owe. Its methods are synchronous
+ * (better-sqlite3) for the key service's callers.
  */
-import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import {
   DEFAULT_CONTACT_TTL_MS,
   DEFAULT_MAX_PARTICIPANTS,
   LatchkeyError,
-  decideAdmission,
-  effectiveState,
   type ContactInfo,
-  type ContactState,
-  type ParticipantInfo,
-  type ParticipantState,
   type Role,
 } from '@latchkey/protocol';
+import {
+  Membership,
+  exec,
+  row,
+  rows,
+  type ContactPolicy,
+  type Flow,
+  type ListContactsOptions,
+  type Sql,
+} from '@latchkey/storage';
+import {
+  isSqliteError,
+  migrateSqlite,
+  openSqlite,
+  runSqlite,
+  type SqliteDatabase,
+} from '@latchkey/storage/sqlite';
 
 export interface AccessStoreOptions {
   /** Database file (created 0600), or ':memory:' for tests. */
@@ -112,46 +125,35 @@ const owedOf = (r: OwedRow): OwedRotation => ({
   lastError: r.last_error,
 });
 
-interface ContactRow {
-  contact_id: string;
-  state: ContactState;
-  created_at: number;
-  closed_at: number | null;
-  expires_at: number;
-}
-
-interface ParticipantRow {
-  participant_id: string;
-  role: Role | null;
-  state: ParticipantState;
-  joined_at: number;
-  left_at: number | null;
-}
-
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
-  const detail =
-    err instanceof Database.SqliteError
-      ? `${err.code}: ${err.message}`
-      : err instanceof Error
-        ? err.name
-        : typeof err;
+  const detail = isSqliteError(err)
+    ? `${err.code}: ${err.message}`
+    : err instanceof Error
+      ? err.name
+      : typeof err;
   return new LatchkeyError('KEY_UNAVAILABLE', 'access table unavailable', {
     cause: err,
     detail: `${what}: ${detail}`,
   });
 }
 
+const OWE = `INSERT INTO owed_rotations (contact_id, action, participant_id, seq, since, state, epoch, attempts, last_error)
+  VALUES (?, ?, ?, 1, ?, 'owed', NULL, 0, NULL)
+  ON CONFLICT (contact_id) DO UPDATE SET action = excluded.action,
+    participant_id = excluded.participant_id, seq = seq + 1, since = excluded.since,
+    state = 'owed', epoch = NULL, attempts = 0, last_error = NULL`;
+
 /** The key service's membership and deny table. Every method is one transaction. */
 export class SqliteAccessStore {
-  readonly #db: Database.Database;
+  readonly #db: SqliteDatabase;
   readonly maxParticipants: number;
   readonly contactTtlMs: number;
   #closed = false;
 
   /**
    * @throws RangeError on a non-positive limit; LatchkeyError KEY_UNAVAILABLE when the file
-   *   cannot be opened or has a newer schema.
+   *   cannot be opened or has a newer schema (SchemaTooNewError).
    */
   constructor(opts: AccessStoreOptions) {
     this.maxParticipants = opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS;
@@ -163,28 +165,10 @@ export class SqliteAccessStore {
       if (!Number.isSafeInteger(n) || n <= 0)
         throw new RangeError(`${name} must be a positive integer`);
     }
-    let db: Database.Database | undefined;
+    let db: SqliteDatabase | undefined;
     try {
-      if (opts.path !== ':memory:' && process.platform !== 'win32') {
-        closeSync(openSync(opts.path, 'a', 0o600));
-        if ((statSync(opts.path).mode & 0o077) !== 0) chmodSync(opts.path, 0o600);
-      }
-      db = new Database(opts.path);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma('foreign_keys = ON');
-      db.pragma('busy_timeout = 5000');
-      const version = db.pragma('user_version', { simple: true }) as number;
-      if (version > MIGRATIONS.length)
-        throw new Error(`access schema ${version} is newer than this key service`);
-      for (let v = version; v < MIGRATIONS.length; v++) {
-        const sql = MIGRATIONS[v] ?? '';
-        const d = db;
-        d.transaction(() => {
-          d.exec(sql);
-          d.pragma(`user_version = ${v + 1}`);
-        }).immediate();
-      }
+      db = openSqlite(opts.path, { private: true, synchronous: 'FULL' });
+      migrateSqlite(db, MIGRATIONS, `access table ${opts.path}`, { code: 'KEY_UNAVAILABLE' });
     } catch (err) {
       db?.close();
       throw unavailable(err, 'open');
@@ -192,69 +176,41 @@ export class SqliteAccessStore {
     this.#db = db;
   }
 
+  get #policy(): ContactPolicy {
+    return { maxParticipants: this.maxParticipants, contactTtlMs: this.contactTtlMs };
+  }
+
   /**
    * Admits a token holder (creating contact and participant on first use).
    * @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN (kicked, left, other role), CONTACT_FULL.
    */
   admit(p: { contactId: string; participantId: string; role: Role }, now: number): ContactInfo {
-    return this.#tx('admit', () => {
-      this.#enter(p.contactId, p.participantId, p.role, now, this.maxParticipants);
-      return this.#info(p.contactId, now);
-    });
-  }
-
-  contact(contactId: string, now: number): ContactInfo | null {
-    return this.#tx('contact', () =>
-      this.#contact(contactId) ? this.#info(contactId, now) : null,
+    return this.#members('admit', (m) =>
+      m.admit(p.contactId, p.participantId, p.role, now, this.#policy),
     );
   }
 
-  listContacts(
-    opts: { state?: ContactState; after?: string; limit: number },
-    now: number,
-  ): ContactInfo[] {
-    return this.#tx('list', () => {
-      const where: string[] = [];
-      const args: (string | number)[] = [];
-      if (opts.after !== undefined) {
-        where.push('contact_id > ?');
-        args.push(opts.after);
-      }
-      if (opts.state === 'expired') {
-        where.push("(state = 'expired' OR expires_at <= ?)");
-        args.push(now);
-      } else if (opts.state !== undefined) {
-        where.push('state = ? AND expires_at > ?');
-        args.push(opts.state, now);
-      }
-      const sql = `SELECT contact_id FROM contacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY contact_id LIMIT ?`;
-      return this.#db
-        .prepare<(string | number)[], { contact_id: string }>(sql)
-        .all(...args, opts.limit)
-        .map((r) => this.#info(r.contact_id, now));
-    });
+  contact(contactId: string, now: number): ContactInfo | null {
+    return this.#members('contact', (m) => m.contact(contactId, now));
+  }
+
+  listContacts(opts: ListContactsOptions, now: number): ContactInfo[] {
+    return this.#members('list', (m) => m.list(opts, now));
   }
 
   /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
   closeContact(contactId: string, now: number): ContactInfo {
-    return this.#tx('close', () => {
-      const c = this.#live(contactId, now);
-      if (c.state === 'open')
-        this.#db
-          .prepare("UPDATE contacts SET state = 'closed', closed_at = ? WHERE contact_id = ?")
-          .run(now, contactId);
-      return this.#info(contactId, now);
+    return this.#members('close', function* (m) {
+      yield* m.close(contactId, now);
+      return yield* m.info(contactId, now);
     });
   }
 
   /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
   setExpiry(contactId: string, expiresAt: number, now: number): ContactInfo {
-    return this.#tx('expiry', () => {
-      this.#live(contactId, now);
-      this.#db
-        .prepare('UPDATE contacts SET expires_at = ? WHERE contact_id = ?')
-        .run(expiresAt, contactId);
-      return this.#info(contactId, now);
+    return this.#members('expiry', function* (m) {
+      yield* m.setExpiry(contactId, expiresAt, now);
+      return yield* m.info(contactId, now);
     });
   }
 
@@ -270,23 +226,19 @@ export class SqliteAccessStore {
     now: number,
     opts: { oweRotation?: boolean } = {},
   ): ContactInfo {
-    return this.#tx('kick', () => {
-      this.#ensure(contactId, now);
-      const p = this.#participant(contactId, participantId);
-      if (!p) this.#insert(contactId, participantId, null, 'kicked', now);
-      else if (p.state !== 'kicked') this.#setState(contactId, participantId, 'kicked', now);
-      if (p?.state !== 'kicked' && opts.oweRotation === true)
-        this.#owe(contactId, 'kick', participantId, now);
-      return this.#info(contactId, now);
+    return this.#members('kick', function* (m, sql) {
+      const removed = yield* m.kick(contactId, participantId, now);
+      if (removed && opts.oweRotation === true)
+        yield* exec(sql, OWE, [contactId, 'kick', participantId, now]);
+      return yield* m.info(contactId, now);
     });
   }
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL. */
   invite(contactId: string, participantId: string, role: Role, now: number): ContactInfo {
-    return this.#tx('invite', () => {
-      this.#enter(contactId, participantId, role, now, this.maxParticipants);
-      return this.#info(contactId, now);
-    });
+    return this.#members('invite', (m) =>
+      m.admit(contactId, participantId, role, now, this.#policy),
+    );
   }
 
   /**
@@ -301,41 +253,34 @@ export class SqliteAccessStore {
     now: number,
     opts: { oweRotation?: boolean } = {},
   ): ContactInfo {
-    return this.#tx('transfer', () => {
-      this.#ensure(contactId, now);
-      const leaving = this.#participant(contactId, from);
-      if (leaving && leaving.role !== null && leaving.role !== 'agent') {
-        throw new LatchkeyError('FORBIDDEN', 'only an agent hands a contact over');
-      }
-      if (!leaving) this.#insert(contactId, from, 'agent', 'left', now);
-      else if (leaving.state === 'active') this.#setState(contactId, from, 'left', now);
-      this.#enter(contactId, to, 'agent', now, Number.MAX_SAFE_INTEGER);
-      if ((!leaving || leaving.state === 'active') && opts.oweRotation === true)
-        this.#owe(contactId, 'transfer', from, now);
-      return this.#info(contactId, now);
+    return this.#members('transfer', function* (m, sql) {
+      const removed = yield* m.transfer(contactId, from, to, now);
+      if (removed && opts.oweRotation === true)
+        yield* exec(sql, OWE, [contactId, 'transfer', from, now]);
+      return yield* m.info(contactId, now);
     });
   }
 
   /** The rotation last owed by a kick or transfer of the contact (owed or done), if any. */
   owedRotation(contactId: string): OwedRotation | undefined {
-    return this.#tx('owed', () => {
-      const r = this.#db
-        .prepare<[string], OwedRow>('SELECT * FROM owed_rotations WHERE contact_id = ?')
-        .get(contactId);
+    return this.#tx('owed', function* (sql) {
+      const r = yield* row<OwedRow>(sql, 'SELECT * FROM owed_rotations WHERE contact_id = ?', [
+        contactId,
+      ]);
       return r && owedOf(r);
     });
   }
 
   /** Every rotation still owed, oldest first (for the retry sweep). */
   owedRotations(): OwedRotation[] {
-    return this.#tx('owed', () =>
-      this.#db
-        .prepare<[], OwedRow>(
-          "SELECT * FROM owed_rotations WHERE state = 'owed' ORDER BY since, contact_id",
-        )
-        .all()
-        .map(owedOf),
-    );
+    return this.#tx('owed', function* (sql) {
+      const rs = yield* rows<OwedRow>(
+        sql,
+        "SELECT * FROM owed_rotations WHERE state = 'owed' ORDER BY since, contact_id",
+        [],
+      );
+      return rs.map(owedOf);
+    });
   }
 
   /**
@@ -343,42 +288,30 @@ export class SqliteAccessStore {
    * later removal (another `seq`) owes a new one. Returns whether it settled the row.
    */
   rotationDone(contactId: string, seq: number, epoch: number | null): boolean {
-    return this.#tx(
-      'owed',
-      () =>
-        this.#db
-          .prepare(
-            "UPDATE owed_rotations SET state = 'done', epoch = ?, last_error = NULL WHERE contact_id = ? AND seq = ? AND state = 'owed'",
-          )
-          .run(epoch, contactId, seq).changes === 1,
-    );
+    return this.#tx('owed', function* (sql) {
+      const n = yield* exec(
+        sql,
+        "UPDATE owed_rotations SET state = 'done', epoch = ?, last_error = NULL WHERE contact_id = ? AND seq = ? AND state = 'owed'",
+        [epoch, contactId, seq],
+      );
+      return n === 1;
+    });
   }
 
   /** Counts a failed attempt at an owed rotation (the error's code and message, no secrets). */
   rotationFailed(contactId: string, seq: number, error: string): void {
-    this.#tx('owed', () => {
-      this.#db
-        .prepare(
-          "UPDATE owed_rotations SET attempts = attempts + 1, last_error = ? WHERE contact_id = ? AND seq = ? AND state = 'owed'",
-        )
-        .run(error.slice(0, 200), contactId, seq);
+    this.#tx('owed', function* (sql) {
+      yield* exec(
+        sql,
+        "UPDATE owed_rotations SET attempts = attempts + 1, last_error = ? WHERE contact_id = ? AND seq = ? AND state = 'owed'",
+        [error.slice(0, 200), contactId, seq],
+      );
     });
   }
 
   /** Marks contacts past their expiry as expired and returns their ids (for key retention). */
   expireDue(now: number): string[] {
-    return this.#tx('expire', () => {
-      const rows = this.#db
-        .prepare<[number], { contact_id: string }>(
-          "SELECT contact_id FROM contacts WHERE state != 'expired' AND expires_at <= ?",
-        )
-        .all(now);
-      for (const r of rows)
-        this.#db
-          .prepare("UPDATE contacts SET state = 'expired' WHERE contact_id = ?")
-          .run(r.contact_id);
-      return rows.map((r) => r.contact_id);
-    });
+    return this.#members('expire', (m) => m.expireDue(now));
   }
 
   close(): void {
@@ -387,137 +320,18 @@ export class SqliteAccessStore {
     this.#db.close();
   }
 
-  /** Owes the contact a key rotation (inside the membership change's transaction). */
-  #owe(contactId: string, action: 'kick' | 'transfer', participantId: string, now: number): void {
-    this.#db
-      .prepare(
-        `INSERT INTO owed_rotations (contact_id, action, participant_id, seq, since, state, epoch, attempts, last_error)
-         VALUES (?, ?, ?, 1, ?, 'owed', NULL, 0, NULL)
-         ON CONFLICT (contact_id) DO UPDATE SET action = excluded.action,
-           participant_id = excluded.participant_id, seq = seq + 1, since = excluded.since,
-           state = 'owed', epoch = NULL, attempts = 0, last_error = NULL`,
-      )
-      .run(contactId, action, participantId, now);
-  }
-
-  #tx<T>(what: string, fn: () => T): T {
+  /** Runs a flow in one IMMEDIATE transaction; storage failures become KEY_UNAVAILABLE. */
+  #tx<T>(what: string, flow: (sql: Sql) => Flow<T>): T {
     if (this.#closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'access table closed');
     try {
-      return this.#db.transaction(fn).immediate();
+      return runSqlite(this.#db, flow);
     } catch (err) {
       throw unavailable(err, what);
     }
   }
 
-  #contact(contactId: string): ContactRow | undefined {
-    return this.#db
-      .prepare<[string], ContactRow>(
-        'SELECT contact_id, state, created_at, closed_at, expires_at FROM contacts WHERE contact_id = ?',
-      )
-      .get(contactId);
-  }
-
-  #participant(contactId: string, participantId: string): ParticipantRow | undefined {
-    return this.#db
-      .prepare<[string, string], ParticipantRow>(
-        'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? AND participant_id = ?',
-      )
-      .get(contactId, participantId);
-  }
-
-  #live(contactId: string, now: number): ContactRow {
-    const c = this.#contact(contactId);
-    if (!c) throw new LatchkeyError('NOT_FOUND', 'no such contact');
-    if (effectiveState({ state: c.state, expiresAt: c.expires_at }, now) === 'expired') {
-      throw new LatchkeyError('CONTACT_EXPIRED', 'contact expired');
-    }
-    return c;
-  }
-
-  #ensure(contactId: string, now: number): void {
-    if (!this.#contact(contactId)) this.#newContact(contactId, now);
-    else this.#live(contactId, now);
-  }
-
-  #newContact(contactId: string, now: number): void {
-    this.#db
-      .prepare(
-        "INSERT INTO contacts (contact_id, state, created_at, closed_at, expires_at) VALUES (?, 'open', ?, NULL, ?)",
-      )
-      .run(contactId, now, now + this.contactTtlMs);
-  }
-
-  #insert(
-    contactId: string,
-    participantId: string,
-    role: Role | null,
-    state: ParticipantState,
-    now: number,
-  ): void {
-    this.#db
-      .prepare(
-        'INSERT INTO participants (contact_id, participant_id, role, state, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(contactId, participantId, role, state, now, state === 'active' ? null : now);
-  }
-
-  #setState(contactId: string, participantId: string, state: 'left' | 'kicked', now: number): void {
-    this.#db
-      .prepare(
-        'UPDATE participants SET state = ?, left_at = ? WHERE contact_id = ? AND participant_id = ?',
-      )
-      .run(state, now, contactId, participantId);
-  }
-
-  #enter(
-    contactId: string,
-    participantId: string,
-    role: Role,
-    now: number,
-    maxParticipants: number,
-  ): void {
-    const c = this.#contact(contactId);
-    const p = this.#participant(contactId, participantId);
-    const active = this.#db
-      .prepare<[string], { n: number }>(
-        "SELECT count(*) AS n FROM participants WHERE contact_id = ? AND state = 'active'",
-      )
-      .get(contactId);
-    const decision = decideAdmission({
-      contact: c ? { state: c.state, expiresAt: c.expires_at } : null,
-      participant: p ? { role: p.role, state: p.state } : null,
-      activeCount: active?.n ?? 0,
-      role,
-      now,
-      maxParticipants,
-    });
-    if (!decision.ok) throw new LatchkeyError(decision.code, decision.message);
-    if (decision.createContact) this.#newContact(contactId, now);
-    if (decision.createParticipant) this.#insert(contactId, participantId, role, 'active', now);
-  }
-
-  #info(contactId: string, now: number): ContactInfo {
-    const c = this.#contact(contactId);
-    if (!c) throw new LatchkeyError('NOT_FOUND', 'no such contact');
-    const participants: ParticipantInfo[] = this.#db
-      .prepare<[string], ParticipantRow>(
-        'SELECT participant_id, role, state, joined_at, left_at FROM participants WHERE contact_id = ? ORDER BY joined_at, participant_id',
-      )
-      .all(contactId)
-      .map((r) => ({
-        participantId: r.participant_id,
-        role: r.role,
-        state: r.state,
-        joinedAt: r.joined_at,
-        leftAt: r.left_at,
-      }));
-    return {
-      contactId: c.contact_id,
-      state: effectiveState({ state: c.state, expiresAt: c.expires_at }, now),
-      createdAt: c.created_at,
-      closedAt: c.closed_at,
-      expiresAt: c.expires_at,
-      participants,
-    };
+  #members<T>(what: string, flow: (m: Membership, sql: Sql) => Flow<T>): T {
+    const tables = { contactTtlMs: this.contactTtlMs };
+    return this.#tx(what, (sql) => flow(new Membership(sql, tables), sql));
   }
 }
