@@ -118,3 +118,4 @@ export {
 } from './webhooks.ts';
 export * from './key-manager-api.ts';
 export { backoffDelay, type BackoffOptions } from './backoff.ts';
+export { findTlsFailure, tlsFailureKind, type TlsFailureKind } from './tls-errors.ts';

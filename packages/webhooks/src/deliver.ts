@@ -15,7 +15,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import type { WebhookErrorCode } from '@latchkey/protocol';
+import { tlsFailureKind, type TlsFailureKind, type WebhookErrorCode } from '@latchkey/protocol';
 import {
   addressAllowlist,
   isLoopbackAddress,
@@ -44,24 +44,15 @@ export interface DeliveryFailure {
   message: string;
 }
 
-const TLS_ERRORS: Record<string, [WebhookErrorCode, string]> = {
-  ERR_TLS_CERT_ALTNAME_INVALID: ['TLS_NAME_MISMATCH', 'certificate does not match the host name'],
-  CERT_HAS_EXPIRED: ['TLS_EXPIRED', 'certificate has expired'],
-  CERT_NOT_YET_VALID: ['TLS_NOT_YET_VALID', 'certificate is not yet valid'],
-  DEPTH_ZERO_SELF_SIGNED_CERT: ['TLS_UNTRUSTED', 'self-signed certificate (untrusted chain)'],
-  SELF_SIGNED_CERT_IN_CHAIN: [
-    'TLS_UNTRUSTED',
-    'self-signed certificate in chain (untrusted chain)',
-  ],
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: [
-    'TLS_UNTRUSTED',
-    'unable to verify the certificate (untrusted chain)',
-  ],
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: ['TLS_UNTRUSTED', 'unknown issuer (untrusted chain)'],
-  UNABLE_TO_GET_ISSUER_CERT: ['TLS_UNTRUSTED', 'unknown issuer (untrusted chain)'],
-  CERT_UNTRUSTED: ['TLS_UNTRUSTED', 'certificate not trusted'],
-  CERT_REVOKED: ['TLS_UNTRUSTED', 'certificate revoked'],
-  CERT_SIGNATURE_FAILURE: ['TLS_UNTRUSTED', 'certificate signature failure'],
+/** Webhook error code and words per kind of TLS failure (@latchkey/protocol's one map). */
+const TLS_ERRORS: Readonly<Record<TlsFailureKind, [WebhookErrorCode, string]>> = {
+  NAME_MISMATCH: ['TLS_NAME_MISMATCH', 'certificate does not match the host name'],
+  EXPIRED: ['TLS_EXPIRED', 'certificate has expired'],
+  NOT_YET_VALID: ['TLS_NOT_YET_VALID', 'certificate is not yet valid'],
+  UNTRUSTED: ['TLS_UNTRUSTED', 'certificate not trusted (untrusted chain)'],
+  REVOKED: ['TLS_UNTRUSTED', 'certificate revoked'],
+  NOT_TLS: ['TLS_FAILED', 'the server did not answer with TLS'],
+  HANDSHAKE: ['TLS_FAILED', 'TLS handshake failed'],
 };
 
 function fail(
@@ -76,10 +67,10 @@ function fail(
 export function classifyError(err: unknown): DeliveryFailure {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {
-    const tls = TLS_ERRORS[code];
-    if (tls) return fail(tls[0], `${tls[1]} (${code})`);
-    if (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || code.includes('CERT')) {
-      return fail('TLS_FAILED', `TLS handshake failed (${code})`);
+    const kind = tlsFailureKind(code);
+    if (kind !== undefined) {
+      const [c, words] = TLS_ERRORS[kind];
+      return fail(c, `${words} (${code})`);
     }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
       return fail('DNS_FAILED', `host name did not resolve (${code})`);
