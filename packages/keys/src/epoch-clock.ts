@@ -5,22 +5,31 @@
  * creation times (the key-store model keeps keys at the enterprise), so the service notes them:
  * an epoch is dated by its rotation, or, when it was created elsewhere, by its first hand-out.
  *
- * A table of its own (`epoch_times`) in a SQLite file next to the membership table. Holds ids,
- * epochs and times only, never key material. `forget` drops a shredded contact's rows.
+ * A table of its own (`epoch_times`) in a SQLite file next to the membership table, versioned
+ * by its own row of `keys_schema` (the file's user_version is the membership table's). Holds
+ * ids, epochs and times only, never key material. `forget` drops a shredded contact's rows.
  */
-import Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
-import { preparePrivateFile } from './secret-file.ts';
+import {
+  migrateSqlite,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteStep,
+} from '@latchkey/storage/sqlite';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS epoch_times (
-  contact_id TEXT NOT NULL,
-  epoch      INTEGER NOT NULL,
-  since      INTEGER NOT NULL,
-  PRIMARY KEY (contact_id, epoch)
-) STRICT, WITHOUT ROWID;`;
+/** Step `i` migrates version `i` to `i + 1` (@latchkey/storage `migrateSqlite`). */
+const MIGRATIONS: readonly SqliteStep[] = [
+  // IF NOT EXISTS: files written before the table was versioned already have it.
+  `CREATE TABLE IF NOT EXISTS epoch_times (
+     contact_id TEXT NOT NULL,
+     epoch      INTEGER NOT NULL,
+     since      INTEGER NOT NULL,
+     PRIMARY KEY (contact_id, epoch)
+   ) STRICT, WITHOUT ROWID;`,
+];
 
 function unavailable(err: unknown): LatchkeyError {
+  if (LatchkeyError.is(err)) return err;
   return new LatchkeyError('KEY_UNAVAILABLE', 'epoch clock unavailable', {
     cause: err,
     detail: err instanceof Error ? err.message : String(err),
@@ -28,7 +37,7 @@ function unavailable(err: unknown): LatchkeyError {
 }
 
 export class EpochClock {
-  readonly #db: Database.Database;
+  readonly #db: SqliteDatabase;
   #closed = false;
 
   /**
@@ -36,15 +45,13 @@ export class EpochClock {
    * @throws LatchkeyError KEY_UNAVAILABLE when the file cannot be opened.
    */
   constructor(opts: { path: string }) {
-    let db: Database.Database | undefined;
+    let db: SqliteDatabase | undefined;
     try {
-      if (opts.path !== ':memory:') preparePrivateFile(opts.path);
-      db = new Database(opts.path);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('secure_delete = ON');
-      db.pragma('busy_timeout = 5000');
-      db.exec(SCHEMA);
+      db = openSqlite(opts.path, { private: true, synchronous: 'NORMAL', secureDelete: true });
+      migrateSqlite(db, MIGRATIONS, `epoch clock ${opts.path}`, {
+        code: 'KEY_UNAVAILABLE',
+        versionRow: { table: 'keys_schema', name: 'epoch_clock' },
+      });
     } catch (err) {
       db?.close();
       throw unavailable(err);
