@@ -101,21 +101,24 @@ function readKeyFile(path: string): Uint8Array {
   const fd = openSync(path, constants.O_RDONLY | (POSIX ? constants.O_NOFOLLOW : 0));
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error(`outbox key file ${path} is not a regular file`);
+    if (!st.isFile())
+      throw new LatchkeyError('UNAVAILABLE', `outbox key file ${path} is not a regular file`);
     if (POSIX && (st.mode & 0o077) !== 0) {
-      throw new Error(
+      throw new LatchkeyError(
+        'UNAVAILABLE',
         `outbox key file ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others may read it; run chmod 600 on it`,
       );
     }
     if (st.size !== OUTBOX_KEY_BYTES)
-      throw new Error(
+      throw new LatchkeyError(
+        'UNAVAILABLE',
         `outbox key file ${path} holds ${st.size} bytes, expected ${OUTBOX_KEY_BYTES}`,
       );
     const out = new Uint8Array(OUTBOX_KEY_BYTES);
     let off = 0;
     while (off < out.length) {
       const n = readSync(fd, out, off, out.length - off, off);
-      if (n === 0) throw new Error(`outbox key file ${path} is short`);
+      if (n === 0) throw new LatchkeyError('UNAVAILABLE', `outbox key file ${path} is short`);
       off += n;
     }
     return out;
@@ -150,7 +153,8 @@ function createKeyFile(path: string, key: Uint8Array): boolean {
 /**
  * Reads the outbox key file, or creates it (0600, fresh random bytes) when missing. Safe when
  * several processes start at once: one creates it, all read the same bytes.
- * @throws Error when an existing file is readable by group or others, has the wrong size, or
+ * @throws LatchkeyError UNAVAILABLE when an existing file is readable by group or others, has the
+ *   wrong size, or is not a regular file; the file system's error when it
  *   cannot be read or created.
  */
 export function loadOrCreateOutboxKey(path: string): Uint8Array {

@@ -310,7 +310,7 @@ export class KmipClient {
         conn = await Connection.open(this.opts, this.timeoutMs, this.maxBytes);
         if (this.closed) {
           conn.close();
-          throw new Error('client closed');
+          throw new LatchkeyError('KEY_UNAVAILABLE', 'KMIP client closed');
         }
         this.conn = conn;
       }

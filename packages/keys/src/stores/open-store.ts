@@ -30,7 +30,7 @@ export async function openKeyStore(
       const current = (await table.generations()).find((g) => g.state === 'current');
       wrapper = await opts.wrapper.wrapper(current?.generation ?? 1, { create: false });
     }
-    if (wrapper === undefined) throw new Error('no wrapper');
+    if (wrapper === undefined) throw new LatchkeyError('KEY_UNAVAILABLE', 'no key-encryption key');
     if (wrapper.checkAtOpen) {
       await checkKek(
         table,

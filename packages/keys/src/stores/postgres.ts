@@ -183,7 +183,8 @@ async function migrate(pool: pg.Pool): Promise<void> {
       }
       for (let v = version; v < MIGRATIONS.length; v++) {
         const sql = MIGRATIONS[v];
-        if (sql === undefined) throw new Error(`no migration from version ${v}`);
+        if (sql === undefined)
+          throw new LatchkeyError('KEY_UNAVAILABLE', `no migration from version ${v}`);
         await client.query('BEGIN');
         try {
           await client.query(sql);
@@ -427,7 +428,8 @@ class PgKeyTable implements KeyTable {
     const [row] = await this.#query<{ value: Buffer }>(
       "SELECT value FROM keys_meta WHERE name = 'kek_check'",
     );
-    if (row === undefined) throw new Error('kek_check missing');
+    if (row === undefined)
+      throw new LatchkeyError('KEY_UNAVAILABLE', 'key database lost its key-check value');
     return row.value;
   }
 

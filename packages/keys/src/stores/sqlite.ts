@@ -106,7 +106,8 @@ function migrate(db: Database.Database): void {
     let v = db.pragma('user_version', { simple: true }) as number;
     for (; v < INTERNAL_SCHEMA_VERSION; v++) {
       const step = MIGRATIONS[v];
-      if (step === undefined) throw new Error(`no migration from version ${v}`);
+      if (step === undefined)
+        throw new LatchkeyError('KEY_UNAVAILABLE', `no migration from version ${v}`);
       db.exec(step);
       db.pragma(`user_version = ${v + 1}`);
     }
@@ -342,7 +343,8 @@ class SqliteKeyTable implements KeyTable {
     return guard(() => {
       this.#sql.addCheck.run(fresh);
       const row = this.#sql.check.get();
-      if (row === undefined) throw new Error('kek_check missing');
+      if (row === undefined)
+        throw new LatchkeyError('KEY_UNAVAILABLE', 'key database lost its key-check value');
       return row.value;
     });
   }

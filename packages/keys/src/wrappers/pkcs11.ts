@@ -236,7 +236,10 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
         mod.C_EncryptInit(s, mechanism(iv, req), key);
         const out = mod.C_Encrypt(s, data, Buffer.alloc(KEY_BYTES + TAG_BYTES));
         if (out.length !== KEY_BYTES + TAG_BYTES)
-          throw new Error(`unexpected GCM output of ${out.length} bytes`);
+          throw new LatchkeyError(
+            'KEY_UNAVAILABLE',
+            `unexpected GCM output of ${out.length} bytes`,
+          );
         return concatBytes(new Uint8Array([FORMAT]), iv, out);
       } catch (err) {
         throw hsmError('the HSM could not wrap the key', err);
