@@ -17,7 +17,6 @@ import {
   unlinkSync,
   writeSync,
   chmodSync,
-  statSync,
   constants,
 } from 'node:fs';
 import { dirname } from 'node:path';
@@ -215,14 +214,5 @@ export function loadOrCreateSecretFile(path: string, bytes = 32): Uint8Array {
   return loadOrCreateSecret(path, bytes).secret;
 }
 
-/**
- * Creates `path` 0600 (its directory 0700 when new) before SQLite opens it, so that its -wal
- * and -shm files inherit that mode; a file group or others may read is tightened to 0600.
- */
-export function preparePrivateFile(path: string): void {
-  const dir = dirname(path);
-  const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (first !== undefined && process.platform !== 'win32') chmodSync(dir, 0o700);
-  closeSync(openSync(path, 'a', 0o600));
-  if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-}
+/** Creates a file 0600 (its directory 0700 when new) before a database is opened on it. */
+export { preparePrivateFile } from '@latchkey/storage';

@@ -11,6 +11,7 @@ export {
   type StoreErrorOptions,
   type StoreFailure,
 } from './errors.ts';
+export { preparePrivateFile } from './private-file.ts';
 export { runAsync, runSync, wait, type Awaitable, type Flow } from './flow.ts';
 export { exec, forUpdate, row, rows, type Sql, type SqlValue } from './sql.ts';
 export {

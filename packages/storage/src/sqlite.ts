@@ -6,12 +6,13 @@
  * -wal and -shm files inherit the mode). Schema versions live in `PRAGMA user_version`, or, for
  * a store sharing a file with others, in a row of a version table of its own.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SchemaTooNewError, type StoreErrorCode } from './errors.ts';
 import { runSync, type Flow } from './flow.ts';
+import { preparePrivateFile } from './private-file.ts';
 import type { Sql, SqlValue } from './sql.ts';
+
+export { preparePrivateFile } from './private-file.ts';
 
 export type SqliteDatabase = Database.Database;
 
@@ -41,18 +42,6 @@ export interface OpenSqliteOptions {
 /** True for paths that name no file on disk (`:memory:`, `file:` URIs). */
 function inMemory(path: string): boolean {
   return path === ':memory:' || path === '' || path.startsWith('file:');
-}
-
-/**
- * Creates `path` 0600 before SQLite does (its -wal and -shm files inherit that mode), and its
- * directory 0700 when missing; a file left looser by an older version is tightened.
- */
-export function preparePrivateFile(path: string): void {
-  const dir = dirname(path);
-  const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (first !== undefined && process.platform !== 'win32') chmodSync(dir, 0o700);
-  closeSync(openSync(path, 'a', 0o600));
-  if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
 }
 
 /**
