@@ -8,7 +8,7 @@ import { LIMITS, LatchkeyError, type ServerFrame, type StoredEnvelope } from '@l
 import { fakeEnvelope } from '../test/_helpers.ts';
 import { ContactStreams, type StreamPeer } from './contact-stream.ts';
 import type { EnvelopeEvent, FanoutSubscription } from './fanout.ts';
-import type { HistoryPage } from './store.ts';
+import type { HistoryPage } from './message-store.ts';
 import { RelayMetrics } from './metrics.ts';
 
 const RELAY = 'relay-here';

@@ -19,7 +19,7 @@ import {
 } from '@latchkey/protocol';
 import type { EnvelopeEvent, Fanout, FanoutSubscription } from './fanout.ts';
 import type { RelayMetrics } from './metrics.ts';
-import type { MessageStore } from './store.ts';
+import type { MessageStore } from './message-store.ts';
 
 /** What the stream needs of a connection. */
 export interface StreamPeer {

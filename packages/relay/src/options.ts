@@ -26,7 +26,8 @@ import type { Fanout } from './fanout.ts';
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { resolveQuota, type Quota } from './quota.ts';
 import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
-import { SqliteMessageStore, type MessageStore } from './store.ts';
+import type { MessageStore } from './message-store.ts';
+import { SqliteMessageStore } from './store.ts';
 
 /** A structured log event. Carries codes, counts and opaque ids only. */
 export interface RelayLogEvent {

@@ -44,7 +44,7 @@ import {
 } from './options.ts';
 import { ParticipantLimits } from './participant-limits.ts';
 import { createOwnServer, listenOn, upgradeHandler } from './server.ts';
-import type { MessageStore } from './store.ts';
+import type { MessageStore } from './message-store.ts';
 import { timedStore } from './timed-store.ts';
 
 export {

@@ -4,7 +4,7 @@
  */
 import type { RelayMetrics } from './metrics.ts';
 import type { Quota } from './quota.ts';
-import type { MessageStore } from './store.ts';
+import type { MessageStore } from './message-store.ts';
 
 export function timedStore(
   store: MessageStore,
