@@ -9,7 +9,9 @@
  * - handlers.ts: what each client frame does (auth, join, send, history, ping);
  * - contact-stream.ts: per-contact replay, live delivery in seq order and gap repair;
  * - moderation.ts: kick, rekey, shred, the expiry sweep, and the same from other relays;
- * - admin-api.ts, metrics.ts: the admin API and the ops endpoints on HTTP.
+ * - server.ts: the upgrade handler (admission) and the HTTP(S) server `listen` starts;
+ * - admin-api.ts, metrics.ts: the admin API and the ops endpoints on HTTP;
+ * - group-commit.ts over timed-store.ts: sends acked once durable, commits metered.
  *
  * Origin/IP allowlists and per-IP limits (admission.ts) are checked before the handshake;
  * storage quotas (quota.ts) by the store in the append's own transaction. Peers only ever see
