@@ -31,8 +31,8 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
+import { openSqlite } from '@latchkey/storage/sqlite';
 import { dataDir } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
 
@@ -117,7 +117,7 @@ function overlaps(a: string, b: string): boolean {
 async function snapshot(from: string, to: string, rel: string): Promise<ManifestFile> {
   const dest = join(to, rel);
   await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-  const db = new Database(join(from, rel), { readonly: true, fileMustExist: true });
+  const db = openSqlite(join(from, rel), { readonly: true });
   try {
     // After a first step, copy the rest in one step: a write by the running relay between
     // steps restarts the copy, so few steps finish even under a steady stream of sends.
@@ -297,7 +297,7 @@ export async function restore(flags: RestoreFlags, out: Out): Promise<number> {
       await copyFile(join(from, f.path), `${dest}.tmp`);
       await chmod(`${dest}.tmp`, 0o600);
       if (f.kind === 'sqlite') {
-        const check = new Database(`${dest}.tmp`, { readonly: true, fileMustExist: true });
+        const check = openSqlite(`${dest}.tmp`, { readonly: true });
         const ok = (check.pragma('quick_check', { simple: true }) as string) === 'ok';
         check.close();
         if (!ok)

@@ -57,6 +57,16 @@ describe('openSqlite', () => {
       expect(existsSync(':memory:')).toBe(false);
     },
   );
+  it('readonly: an existing file only, nothing written; fileMustExist refuses to create', () => {
+    const path = join(dir, 'ro.db');
+    expect(() => openSqlite(path, { readonly: true })).toThrow();
+    expect(() => openSqlite(path, { fileMustExist: true })).toThrow();
+    expect(existsSync(path)).toBe(false);
+    openSqlite(path).close();
+    const ro = openSqlite(path, { readonly: true });
+    expect(() => ro.exec('CREATE TABLE x (y)')).toThrow(/readonly/);
+    ro.close();
+  });
 });
 
 describe('migrateSqlite', () => {

@@ -51,16 +51,16 @@ function inMemory(path: string): boolean {
 export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDatabase {
   const busy = opts.busyTimeoutMs ?? 5000;
   if (!Number.isSafeInteger(busy) || busy < 0) throw new RangeError('busyTimeoutMs');
-  if (opts.readonly === true) {
-    const ro = new Database(path, { readonly: true, fileMustExist: true });
-    ro.pragma(`busy_timeout = ${busy}`);
-    return ro;
-  }
-  if (opts.private === true && !inMemory(path)) preparePrivateFile(path);
-  const db = new Database(path, { fileMustExist: opts.fileMustExist === true });
+  const readonly = opts.readonly === true;
+  if (opts.private === true && !readonly && !inMemory(path)) preparePrivateFile(path);
+  const db = new Database(path, {
+    readonly,
+    fileMustExist: readonly || opts.fileMustExist === true,
+  });
   try {
     // First, so that the pragmas below wait for another process's lock too.
     db.pragma(`busy_timeout = ${busy}`);
+    if (readonly) return db;
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
     db.pragma(`foreign_keys = ${opts.foreignKeys === false ? 'OFF' : 'ON'}`);
