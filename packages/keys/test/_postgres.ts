@@ -2,7 +2,7 @@
  * A PostgreSQL server for the key store tests: LATCHKEY_TEST_PG_URL when set (`.ci/run` exports
  * it), else a throwaway server on loopback when the Debian binaries are installed. When neither
  * is possible the tests skip with the reason printed, except under CI=true where that fails.
- * (The relay's test/_services.ts does the same and also needs Redis; the keys need only this.)
+ * (packages/relay/test/_services.ts does the same and also needs Redis; the keys need only this.)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';

@@ -21,8 +21,18 @@
  */
 import pg from 'pg';
 import { AuthenticationError } from '@latchkey/crypto/aead';
+import {
+  migratePostgres,
+  openPool,
+  transaction,
+  type PgClient,
+  type PgPool,
+} from '@latchkey/storage/postgres';
 import { LatchkeyError } from '@latchkey/protocol';
 import { openKeyStore } from './open-store.ts';
+import { MIGRATIONS, PG_KEYS_SCHEMA_VERSION } from './postgres-schema.ts';
+
+export { PG_KEYS_SCHEMA_VERSION };
 import {
   isGenerations,
   type KeyStoreOptions,
@@ -40,62 +50,8 @@ import {
   type RewrapCommit,
 } from './key-table.ts';
 
-/** Schema version this code writes (`keys_schema_version`). */
-export const PG_KEYS_SCHEMA_VERSION = 3;
-
-/** Table names carry a `keys_` prefix so that they can never be mistaken for the relay's. */
-const MIGRATIONS: readonly string[] = [
-  // 0 -> 1
-  `CREATE TABLE keys_meta (
-     name  TEXT PRIMARY KEY,
-     value BYTEA NOT NULL
-   );
-   CREATE TABLE keys_contacts (
-     contact_id    TEXT PRIMARY KEY,
-     current_epoch INTEGER NOT NULL CHECK (current_epoch >= 0),
-     created_at    BIGINT NOT NULL,
-     destroyed_at  BIGINT
-   );
-   CREATE TABLE keys_content_keys (
-     contact_id TEXT NOT NULL REFERENCES keys_contacts (contact_id),
-     epoch      INTEGER NOT NULL CHECK (epoch >= 0),
-     wrapped    BYTEA NOT NULL,
-     created_at BIGINT NOT NULL,
-     PRIMARY KEY (contact_id, epoch)
-   );`,
-  // 1 -> 2: key generations. A store that already holds tombstones had shreds under its one KEK.
-  `CREATE TABLE keys_kek_generations (
-     generation INTEGER PRIMARY KEY,
-     state      TEXT NOT NULL CHECK (state IN ('current', 'retiring', 'destroyed')),
-     created_at BIGINT NOT NULL,
-     tainted_at BIGINT,
-     retired_at BIGINT,
-     rewrapped  INTEGER
-   );
-   CREATE UNIQUE INDEX keys_kek_generations_one_current ON keys_kek_generations (state) WHERE state = 'current';
-   INSERT INTO keys_kek_generations (generation, state, created_at, tainted_at)
-     VALUES (1, 'current', (extract(epoch FROM now()) * 1000)::bigint,
-             (SELECT min(destroyed_at) FROM keys_contacts WHERE destroyed_at IS NOT NULL));`,
-  // 2 -> 3: destroy notices owed to an external key manager (destroy-notices.ts).
-  `CREATE TABLE keys_destroy_notices (
-     contact_id TEXT PRIMARY KEY,
-     owed_since BIGINT NOT NULL
-   );`,
-];
-
 /** Advisory lock of the key store's migrations ("lkkeys" in ASCII), distinct from the relay's. */
 const MIGRATION_LOCK = 0x6c6b6b657973;
-/** SQLSTATEs worth retrying a transaction for: serialisation failure, deadlock. */
-const RETRY_CODES = new Set(['40001', '40P01']);
-
-/** BIGINT columns come back as numbers: every value stored (ms times) is a safe integer. */
-const TYPES = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20
-      ? (v: string) => Number(v)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
-
 export interface PgWrappedKeyManagerOptions extends KeyStoreOptions {
   /** `postgres://user@host:port/keys`: a database (and role) of its own, not the messages one. */
   url: string;
@@ -134,14 +90,7 @@ function unavailable(message: string, err: unknown): LatchkeyError {
 export async function openPgWrappedKeyManager(
   opts: PgWrappedKeyManagerOptions,
 ): Promise<WrappedKeyManager> {
-  const pool = new pg.Pool({
-    connectionString: opts.url,
-    max: opts.maxConnections ?? 5,
-    connectionTimeoutMillis: 10_000,
-    types: TYPES,
-  });
-  // An idle client's network error must not crash the process; the next query reports it.
-  pool.on('error', () => undefined);
+  const pool = openPool({ url: opts.url, max: opts.maxConnections ?? 5 });
   try {
     await migrate(pool);
   } catch (err) {
@@ -152,12 +101,16 @@ export async function openPgWrappedKeyManager(
   return openKeyStore(new PgKeyTable(pool), { ...opts, where: 'the PostgreSQL key store' });
 }
 
-async function migrate(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    try {
-      const shared = await client.query<{ t: string | null }>(
+/** Brings the schema up to date under the key store's advisory lock, refusing a relay database. */
+async function migrate(pool: PgPool): Promise<void> {
+  await migratePostgres(pool, {
+    lock: MIGRATION_LOCK,
+    versionTable: 'keys_schema_version',
+    steps: MIGRATIONS,
+    what: 'the PostgreSQL key store',
+    code: 'KEY_UNAVAILABLE',
+    check: async (q) => {
+      const shared = await q.query<{ t: string | null }>(
         "SELECT to_regclass('messages')::text AS t",
       );
       if ((shared.rows[0]?.t ?? null) !== null) {
@@ -169,38 +122,8 @@ async function migrate(pool: pg.Pool): Promise<void> {
           },
         );
       }
-      await client.query(
-        'CREATE TABLE IF NOT EXISTS keys_schema_version (version INTEGER NOT NULL)',
-      );
-      const r = await client.query<{ version: number }>('SELECT version FROM keys_schema_version');
-      if (r.rows.length === 0)
-        await client.query('INSERT INTO keys_schema_version (version) VALUES (0)');
-      const version = r.rows[0]?.version ?? 0;
-      if (version > MIGRATIONS.length) {
-        throw new LatchkeyError('KEY_UNAVAILABLE', 'key database was written by a newer version', {
-          detail: `keys_schema_version ${version}, this build knows ${MIGRATIONS.length}`,
-        });
-      }
-      for (let v = version; v < MIGRATIONS.length; v++) {
-        const sql = MIGRATIONS[v];
-        if (sql === undefined)
-          throw new LatchkeyError('KEY_UNAVAILABLE', `no migration from version ${v}`);
-        await client.query('BEGIN');
-        try {
-          await client.query(sql);
-          await client.query('UPDATE keys_schema_version SET version = $1', [v + 1]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK');
-          throw err;
-        }
-      }
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
-    }
-  } finally {
-    client.release();
-  }
+    },
+  });
 }
 
 interface ContactSql {
@@ -223,9 +146,9 @@ const keyRowOf = (r: { contact_id: string; epoch: number; wrapped: Buffer }): Ke
 });
 
 class PgKeyTable implements KeyTable {
-  readonly #pool: pg.Pool;
+  readonly #pool: PgPool;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: PgPool) {
     this.#pool = pool;
   }
 
@@ -238,34 +161,12 @@ class PgKeyTable implements KeyTable {
     }
   }
 
-  /** A transaction, retried on deadlock or serialisation failure. */
-  async #tx<T>(fn: (q: pg.PoolClient) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.#pool.connect();
-      } catch (err) {
-        throw unavailable('key store unavailable', err);
-      }
-      try {
-        await client.query('BEGIN');
-        const out = await fn(client);
-        await client.query('COMMIT');
-        return out;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        const code = (err as { code?: unknown }).code;
-        if (
-          !LatchkeyError.is(err) &&
-          typeof code === 'string' &&
-          RETRY_CODES.has(code) &&
-          attempt < 4
-        )
-          continue;
-        throw unavailable('key store unavailable', err);
-      } finally {
-        client.release();
-      }
+  /** A transaction, retried on deadlock or serialisation failure (@latchkey/storage). */
+  async #tx<T>(fn: (q: PgClient) => Promise<T>): Promise<T> {
+    try {
+      return await transaction(this.#pool, fn);
+    } catch (err) {
+      throw unavailable('key store unavailable', err);
     }
   }
 

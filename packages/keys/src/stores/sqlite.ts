@@ -5,9 +5,9 @@
  * checkpoint on destroy and rewrap so shredded or superseded wrapped keys do not linger in free
  * pages or the log. The store's logic is key-store.ts.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
-import { preparePrivateFile } from '../secret-file.ts';
+import { migrateSqlite, openSqlite } from '@latchkey/storage/sqlite';
 import { openKeyStore } from './open-store.ts';
 import {
   isGenerations,
@@ -94,38 +94,12 @@ export async function openWrappedKeyManager(
   return openKeyStore(new SqliteKeyTable(db), { ...opts, where: opts.path });
 }
 
-function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true });
-  if (typeof version !== 'number' || version > INTERNAL_SCHEMA_VERSION) {
-    throw new LatchkeyError('KEY_UNAVAILABLE', 'key database was written by a newer version', {
-      detail: `user_version ${String(version)}, this build knows ${INTERNAL_SCHEMA_VERSION}`,
-    });
-  }
-  db.transaction(() => {
-    // Re-read inside the write transaction: another process may have migrated meanwhile.
-    let v = db.pragma('user_version', { simple: true }) as number;
-    for (; v < INTERNAL_SCHEMA_VERSION; v++) {
-      const step = MIGRATIONS[v];
-      if (step === undefined)
-        throw new LatchkeyError('KEY_UNAVAILABLE', `no migration from version ${v}`);
-      db.exec(step);
-      db.pragma(`user_version = ${v + 1}`);
-    }
-  }).immediate();
-}
-
 /** Opens the key database file with the store's pragmas and schema. */
 export function openKeyDatabase(path: string): Database.Database {
   let db: Database.Database | undefined;
   try {
-    preparePrivateFile(path);
-    db = new Database(path);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('secure_delete = ON');
-    db.pragma('busy_timeout = 5000');
-    migrate(db);
+    db = openSqlite(path, { synchronous: 'FULL', secureDelete: true, private: true });
+    migrateSqlite(db, MIGRATIONS, `key database ${path}`, { code: 'KEY_UNAVAILABLE' });
     return db;
   } catch (err) {
     db?.close();
