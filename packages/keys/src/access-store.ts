@@ -22,6 +22,7 @@ import {
 import {
   Membership,
   exec,
+  participantsTable,
   row,
   rows,
   type ContactPolicy,
@@ -57,15 +58,7 @@ const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL
    ) STRICT, WITHOUT ROWID;
    CREATE INDEX contacts_expiry ON contacts (state, expires_at);
-   CREATE TABLE participants (
-     contact_id     TEXT NOT NULL REFERENCES contacts (contact_id),
-     participant_id TEXT NOT NULL,
-     role           TEXT CHECK (role IN ('visitor', 'agent', 'supervisor')),
-     state          TEXT NOT NULL CHECK (state IN ('active', 'left', 'kicked')),
-     joined_at      INTEGER NOT NULL,
-     left_at        INTEGER,
-     PRIMARY KEY (contact_id, participant_id)
-   ) STRICT, WITHOUT ROWID;`,
+   ${participantsTable('sqlite')}`,
   // v2: the key rotation a kick or transfer owes, written in the membership change's own
   // transaction and kept (state 'done', with the epoch) once rotated, so a re-run reports it.
   // One row per contact: a rotation after the latest removal covers every earlier one; `seq`

@@ -2,6 +2,7 @@
  * The PostgreSQL message store's schema (pg-store.ts), versioned in table `schema_version`. A
  * step is never edited once released: a change is a new step.
  */
+import { participantsTable } from '@latchkey/storage';
 
 /** Schema version this code writes. */
 export const PG_SCHEMA_VERSION = 2;
@@ -29,15 +30,7 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (contact_id, seq),
      UNIQUE (contact_id, msg_id)
    );
-   CREATE TABLE participants (
-     contact_id     TEXT NOT NULL REFERENCES contacts (contact_id),
-     participant_id TEXT NOT NULL,
-     role           TEXT CHECK (role IN ('visitor', 'agent', 'supervisor')),
-     state          TEXT NOT NULL CHECK (state IN ('active', 'left', 'kicked')),
-     joined_at      BIGINT NOT NULL,
-     left_at        BIGINT,
-     PRIMARY KEY (contact_id, participant_id)
-   );`,
+   ${participantsTable('postgres')}`,
   // v2: what each contact and each sender in it has stored, for the quotas (quota.ts). Read
   // and written under the contact's row lock, like head_seq, so every relay sees one count.
   `ALTER TABLE contacts ADD COLUMN stored_messages BIGINT NOT NULL DEFAULT 0,

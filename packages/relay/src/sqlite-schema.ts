@@ -3,6 +3,7 @@
  * edited once released: a change is a new step.
  */
 import { DEFAULT_CONTACT_TTL_MS } from '@latchkey/protocol';
+import { participantsTable } from '@latchkey/storage';
 
 /** Schema version this code writes; migrations below bring older files up to it. */
 export const STORE_SCHEMA_VERSION = 4;
@@ -33,15 +34,7 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE contacts ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
    UPDATE contacts SET expires_at = created_at + ${DEFAULT_CONTACT_TTL_MS};
    CREATE INDEX contacts_expiry ON contacts (state, expires_at);
-   CREATE TABLE participants (
-     contact_id     TEXT NOT NULL REFERENCES contacts (contact_id),
-     participant_id TEXT NOT NULL,
-     role           TEXT CHECK (role IN ('visitor', 'agent', 'supervisor')),
-     state          TEXT NOT NULL CHECK (state IN ('active', 'left', 'kicked')),
-     joined_at      INTEGER NOT NULL,
-     left_at        INTEGER,
-     PRIMARY KEY (contact_id, participant_id)
-   ) STRICT, WITHOUT ROWID;`,
+   ${participantsTable('sqlite')}`,
   // v3: messages in an ordinary rowid table with two unique indexes. Rows of 1-6 KB in a
   // WITHOUT ROWID table live inside the primary-key B-tree, which SQLite advises against for
   // large rows; appending cost ~5x more per message (docs/benchmarks.md "Known bottlenecks").

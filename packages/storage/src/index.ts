@@ -21,4 +21,4 @@ export {
   type ContactStore,
   type ListContactsOptions,
 } from './contact-store.ts';
-export { Membership, type ContactTables } from './membership.ts';
+export { Membership, participantsTable, type ContactTables } from './membership.ts';

@@ -37,6 +37,24 @@ export interface ListContactsOptions {
   limit: number;
 }
 
+/**
+ * The participants table as membership keeps it, for a store's own migration: the same text in
+ * every store (SQLite adds STRICT, WITHOUT ROWID; PostgreSQL times are BIGINT). Released steps
+ * use it, so it never changes: a new column is a new step of each store.
+ */
+export function participantsTable(dialect: 'sqlite' | 'postgres'): string {
+  const time = dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  return `CREATE TABLE participants (
+     contact_id     TEXT NOT NULL REFERENCES contacts (contact_id),
+     participant_id TEXT NOT NULL,
+     role           TEXT CHECK (role IN ('visitor', 'agent', 'supervisor')),
+     state          TEXT NOT NULL CHECK (state IN ('active', 'left', 'kicked')),
+     joined_at      ${time} NOT NULL,
+     left_at        ${time},
+     PRIMARY KEY (contact_id, participant_id)
+   )${dialect === 'sqlite' ? ' STRICT, WITHOUT ROWID' : ''};`;
+}
+
 interface ContactRow {
   contact_id: string;
   state: ContactState;
