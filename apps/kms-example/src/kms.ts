@@ -4,6 +4,9 @@
  * the tests. Every request must carry a valid HMAC-SHA256 signature (timestamp window, nonce
  * never seen) and is audited (who, what, which contact and epoch, why, outcome; never a key).
  * Refusing an unwrap (`revoke`) is how the enterprise revokes or shreds a contact.
+ *
+ * This file is the server: transports, signature check, audit and error shape; the routes are
+ * in wrap-routes.ts and store-routes.ts.
  */
 import Fastify, {
   type FastifyError,
@@ -12,28 +15,16 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { AuthenticationError } from '@latchkey/crypto/aead';
-import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
-import { generateContentKey } from '@latchkey/crypto/wrap';
-import { ERROR_CODES, Epoch, Id, LatchkeyError, type ErrorCode } from '@latchkey/protocol';
-import type { z } from 'zod';
+import { ERROR_CODES, LatchkeyError, type ErrorCode } from '@latchkey/protocol';
 import {
-  KeyId,
-  KmDestroyRequest,
-  KmGenerateRequest,
-  KmStoreRequest,
-  KmUnwrapRequest,
-  KmWrapRequest,
+  createKmRequestVerifier,
   type KmErrorResponse,
-  type KmGenerateResponse,
   type KmHealthResponse,
-  type KmKeyMetadata,
-  type KmStoreContact,
-  type KmStoreKey,
-  type KmUnwrapResponse,
-  type KmWrapResponse,
 } from '@latchkey/keys';
-import { createKmRequestVerifier } from '@latchkey/keys';
+import { fail, type Pending, type RouteContext } from './_request.ts';
+import { storeRoutes } from './store-routes.ts';
 import { KmsStore, type AuditEntry } from './store.ts';
+import { wrapRoutes } from './wrap-routes.ts';
 
 export interface KmsOptions {
   /** The key manager's SQLite file. */
@@ -72,38 +63,7 @@ export interface Kms {
   close(): Promise<void>;
 }
 
-interface Pending {
-  clientId: string | null;
-  operation: string;
-  contactId: string | null;
-  epoch: number | null;
-  reason: string | null;
-}
-
 const MESSAGE_MAX = 200;
-
-function fail(code: ErrorCode, message: string): never {
-  throw new LatchkeyError(code, message);
-}
-
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  let json: unknown;
-  try {
-    json =
-      body instanceof Buffer && body.length > 0 ? JSON.parse(body.toString('utf8')) : undefined;
-  } catch {
-    fail('BAD_REQUEST', 'body is not JSON');
-  }
-  const r = schema.safeParse(json);
-  if (!r.success) fail('BAD_REQUEST', 'malformed request body');
-  return r.data;
-}
-
-function param(req: FastifyRequest, name: string, schema: z.ZodType<string>): string {
-  const v = (req.params as Record<string, unknown>)[name];
-  if (!schema.safeParse(v).success) fail('BAD_REQUEST', `invalid ${name}`);
-  return v as string;
-}
 
 /**
  * Starts the key manager and resolves once it listens.
@@ -251,128 +211,9 @@ export async function startKms(opts: KmsOptions): Promise<Kms> {
     return { status: 'ok' };
   });
 
-  app.get('/v1/keys/:keyId', async (req): Promise<KmKeyMetadata> => {
-    const keyId = param(req, 'keyId', KeyId);
-    note(req, { operation: 'metadata' });
-    return {
-      keyId,
-      algorithm: 'AES-256-GCM',
-      primaryVersion: store.primaryVersion(keyId),
-      state: 'enabled',
-      operations: ['wrap', 'unwrap', 'generate', 'rewrap', 'destroy'],
-      createdAt: store.createdAt(keyId),
-    };
-  });
-
-  app.post('/v1/keys/:keyId/wrap', async (req): Promise<KmWrapResponse> => {
-    const keyId = param(req, 'keyId', KeyId);
-    const b = parse(KmWrapRequest, req.body);
-    note(req, { operation: 'wrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId, keyId);
-    const key = fromBase64Url(b.key);
-    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
-    key.fill(0);
-    return { wrapped: toBase64Url(wrapped), keyVersion };
-  });
-
-  app.post('/v1/keys/:keyId/unwrap', async (req): Promise<KmUnwrapResponse> => {
-    const keyId = param(req, 'keyId', KeyId);
-    const b = parse(KmUnwrapRequest, req.body);
-    note(req, { operation: 'unwrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId, keyId);
-    const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
-    const out = toBase64Url(key);
-    key.fill(0);
-    return { key: out };
-  });
-
-  app.post('/v1/keys/:keyId/generate', async (req): Promise<KmGenerateResponse> => {
-    const keyId = param(req, 'keyId', KeyId);
-    const b = parse(KmGenerateRequest, req.body);
-    note(req, { operation: 'generate', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId, keyId);
-    const key = generateContentKey();
-    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
-    const out = toBase64Url(key);
-    key.fill(0);
-    return { key: out, wrapped: toBase64Url(wrapped), keyVersion };
-  });
-
-  app.post('/v1/keys/:keyId/rewrap', async (req): Promise<KmWrapResponse> => {
-    const keyId = param(req, 'keyId', KeyId);
-    const b = parse(KmUnwrapRequest, req.body);
-    note(req, { operation: 'rewrap', contactId: b.contactId, epoch: b.epoch, reason: b.reason });
-    refuseRevoked(b.contactId, keyId);
-    const { key } = await store.unwrap(keyId, fromBase64Url(b.wrapped), b);
-    const { wrapped, keyVersion } = await store.wrap(keyId, key, b);
-    key.fill(0);
-    return { wrapped: toBase64Url(wrapped), keyVersion };
-  });
-
-  // A shred in the wrap model: refuse the contact under this key from now on, so that a copy of
-  // Latchkey's wrapped keys never unwraps again.
-  app.post('/v1/keys/:keyId/destroy', async (req, reply) => {
-    const keyId = param(req, 'keyId', KeyId);
-    const b = parse(KmDestroyRequest, req.body);
-    note(req, { operation: 'destroy', contactId: b.contactId, reason: b.reason });
-    store.destroy(keyId, b.contactId);
-    return reply.code(204).send();
-  });
-
-  // ---- key-store model: the KEK of these keys is the key id `store`.
-  const STORE_KEY = 'store';
-
-  app.post('/v1/store/contacts/:contactId', async (req): Promise<KmStoreContact> => {
-    const contactId = param(req, 'contactId', Id);
-    const b = parse(KmStoreRequest, req.body);
-    note(req, { operation: 'store.create', contactId, reason: b.reason });
-    refuseRevoked(contactId);
-    return { contactId, currentEpoch: await store.storeCreate(STORE_KEY, contactId) };
-  });
-
-  app.get('/v1/store/contacts/:contactId', async (req): Promise<KmStoreContact> => {
-    const contactId = param(req, 'contactId', Id);
-    note(req, { operation: 'store.metadata', contactId });
-    return { contactId, currentEpoch: store.storeCurrent(contactId) };
-  });
-
-  app.post('/v1/store/contacts/:contactId/rotate', async (req): Promise<KmStoreContact> => {
-    const contactId = param(req, 'contactId', Id);
-    const b = parse(KmStoreRequest, req.body);
-    note(req, { operation: 'store.rotate', contactId, reason: b.reason });
-    refuseRevoked(contactId);
-    return { contactId, currentEpoch: await store.storeRotate(STORE_KEY, contactId) };
-  });
-
-  app.get('/v1/store/contacts/:contactId/keys/:epoch', async (req): Promise<KmStoreKey> => {
-    const contactId = param(req, 'contactId', Id);
-    const raw = (req.params as Record<string, string>).epoch;
-    const epoch = raw === 'current' ? 'current' : /^\d{1,10}$/.test(raw ?? '') ? Number(raw) : -1;
-    if (epoch !== 'current' && !Epoch.safeParse(epoch).success)
-      fail('BAD_REQUEST', 'invalid epoch');
-    const reason = (req.query as Record<string, unknown>).reason;
-    note(req, {
-      operation: 'store.get',
-      contactId,
-      epoch: epoch === 'current' ? null : epoch,
-      reason: typeof reason === 'string' ? reason.slice(0, 32) : null,
-    });
-    refuseRevoked(contactId);
-    const got = await store.storeGet(STORE_KEY, contactId, epoch);
-    note(req, { epoch: got.epoch });
-    const key = toBase64Url(got.key);
-    got.key.fill(0);
-    return { contactId, epoch: got.epoch, currentEpoch: got.currentEpoch, key };
-  });
-
-  app.delete('/v1/store/contacts/:contactId', async (req, reply) => {
-    const contactId = param(req, 'contactId', Id);
-    const reason = (req.query as Record<string, unknown>).reason;
-    if (reason !== 'destroy') fail('BAD_REQUEST', 'reason must be destroy');
-    note(req, { operation: 'store.destroy', contactId, reason });
-    store.storeDestroy(contactId);
-    return reply.code(204).send();
-  });
+  const ctx: RouteContext = { store, note, refuseRevoked };
+  wrapRoutes(app, ctx);
+  storeRoutes(app, ctx);
 
   const host = opts.host ?? '127.0.0.1';
   try {

@@ -1,16 +1,15 @@
 /**
- * The reference key manager's own SQLite file: versions of its key-encryption key, the content
- * keys of the key-store model (wrapped under its KEK, never in the clear), tombstones,
- * revocations, the nonces of recent requests (replay refusal) and the audit of every request.
+ * The reference key manager's keys, over its SQLite file (db.ts): versions of its
+ * key-encryption key, the content keys of the key-store model (wrapped under its KEK, never in
+ * the clear), tombstones, revocations, the nonces of recent requests (replay refusal), and the
+ * request audit (audit-log.ts).
  *
  * KEK versions are derived from one root secret: `HKDF(root, 'latchkey.v1.kek' 0 keyId/vN)`
  * (@latchkey/crypto/wrap deriveKek with a purpose). A wrapped key is
  * `0x01 || u32 version || AES-256-GCM wrap (60 bytes)` bound to contact id and epoch, so rewrap
  * knows which version made it. A real deployment keeps the root in its HSM or secret store.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { concatBytes } from '@latchkey/crypto/codec';
 import {
@@ -20,83 +19,12 @@ import {
   wrapContentKey,
 } from '@latchkey/crypto/wrap';
 import { LatchkeyError } from '@latchkey/protocol';
+import { readAudit, recordAudit, type AuditEntry } from './audit-log.ts';
+import { openKmsDb } from './db.ts';
+
+export type { AuditEntry } from './audit-log.ts';
 
 const FORMAT = 0x01;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS key_versions (
-  key_id     TEXT NOT NULL,
-  version    INTEGER NOT NULL,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version)
-) STRICT;
-CREATE TABLE IF NOT EXISTS store_contacts (
-  contact_id    TEXT PRIMARY KEY,
-  current_epoch INTEGER NOT NULL,
-  created_at    INTEGER NOT NULL,
-  destroyed_at  INTEGER
-) STRICT;
-CREATE TABLE IF NOT EXISTS store_keys (
-  contact_id TEXT NOT NULL REFERENCES store_contacts (contact_id),
-  epoch      INTEGER NOT NULL,
-  wrapped    BLOB NOT NULL,
-  PRIMARY KEY (contact_id, epoch)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS revoked (
-  contact_id TEXT PRIMARY KEY,
-  revoked_at INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS destroyed (
-  key_id       TEXT NOT NULL,
-  contact_id   TEXT NOT NULL,
-  destroyed_at INTEGER NOT NULL,
-  PRIMARY KEY (key_id, contact_id)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nonces (
-  nonce      TEXT PRIMARY KEY,
-  expires_at INTEGER NOT NULL
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit (
-  id         INTEGER PRIMARY KEY,
-  time       INTEGER NOT NULL,
-  client_id  TEXT,
-  method     TEXT NOT NULL,
-  path       TEXT NOT NULL,
-  operation  TEXT NOT NULL,
-  contact_id TEXT,
-  epoch      INTEGER,
-  reason     TEXT,
-  status     INTEGER NOT NULL,
-  outcome    TEXT NOT NULL
-) STRICT;`;
-
-export interface AuditEntry {
-  id: number;
-  time: number;
-  clientId: string | null;
-  method: string;
-  path: string;
-  operation: string;
-  contactId: string | null;
-  epoch: number | null;
-  reason: string | null;
-  status: number;
-  outcome: string;
-}
-
-interface AuditRow {
-  id: number;
-  time: number;
-  client_id: string | null;
-  method: string;
-  path: string;
-  operation: string;
-  contact_id: string | null;
-  epoch: number | null;
-  reason: string | null;
-  status: number;
-  outcome: string;
-}
 
 const u32 = (n: number): Uint8Array => {
   const b = new Uint8Array(4);
@@ -112,17 +40,7 @@ export class KmsStore {
 
   constructor(path: string, root: Uint8Array, now: () => number) {
     if (root.length !== 32) throw new RangeError('root key must be 32 bytes');
-    const dir = dirname(path);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    closeSync(openSync(path, 'a', 0o600));
-    if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('secure_delete = ON');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
+    this.db = openKmsDb(path);
     this.#root = Uint8Array.from(root);
     this.#now = now;
   }
@@ -367,41 +285,11 @@ export class KmsStore {
   // ---- audit ----------------------------------------------------------------------------
 
   audit(e: Omit<AuditEntry, 'id'>): void {
-    this.db
-      .prepare(
-        'INSERT INTO audit (time, client_id, method, path, operation, contact_id, epoch, reason, status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        e.time,
-        e.clientId,
-        e.method,
-        e.path,
-        e.operation,
-        e.contactId,
-        e.epoch,
-        e.reason,
-        e.status,
-        e.outcome,
-      );
+    recordAudit(this.db, e);
   }
 
   auditLog(): AuditEntry[] {
-    return this.db
-      .prepare<[], AuditRow>('SELECT * FROM audit ORDER BY id')
-      .all()
-      .map((r) => ({
-        id: r.id,
-        time: r.time,
-        clientId: r.client_id,
-        method: r.method,
-        path: r.path,
-        operation: r.operation,
-        contactId: r.contact_id,
-        epoch: r.epoch,
-        reason: r.reason,
-        status: r.status,
-        outcome: r.outcome,
-      }));
+    return readAudit(this.db);
   }
 
   close(): void {
