@@ -16,8 +16,6 @@
  * generation G a new object labelled `keyLabel.gG`, generated in the token the same way; a
  * retired generation's object is destroyed with C_DestroyObject.
  */
-import { createRequire } from 'node:module';
-import type * as Pkcs11Js from 'pkcs11js';
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { randomBytes } from '@latchkey/crypto/random';
@@ -26,8 +24,8 @@ import type { KeyManagerHealth } from '../key-manager.ts';
 import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts';
 import { openKeyManager } from '../open-key-manager.ts';
 import type { WrappedKeyManager } from '../stores/key-store.ts';
-
-type P11 = typeof Pkcs11Js;
+import type * as Pkcs11Js from 'pkcs11js';
+import { acquire, hsmError, openUserSession, release, type Module } from './pkcs11-module.ts';
 
 const FORMAT = 0x01;
 const IV_BYTES = 12;
@@ -67,53 +65,6 @@ export interface Pkcs11KeyWrapper extends KeyWrapper {
   keyAttributes(): Pkcs11KeyAttributes;
 }
 
-interface Module {
-  p11: P11;
-  mod: Pkcs11Js.PKCS11;
-  refs: number;
-}
-
-/** One loaded and initialised module per library path, shared by every wrapper of the process. */
-const modules = new Map<string, Module>();
-
-function loadBinding(): P11 {
-  const require = createRequire(import.meta.url);
-  return require('pkcs11js') as P11;
-}
-
-function acquire(library: string): Module {
-  let m = modules.get(library);
-  if (m === undefined) {
-    const p11 = loadBinding();
-    const mod = new p11.PKCS11();
-    mod.load(library);
-    try {
-      mod.C_Initialize();
-    } catch (err) {
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-        mod.close();
-        throw err;
-      }
-    }
-    m = { p11, mod, refs: 0 };
-    modules.set(library, m);
-  }
-  m.refs++;
-  return m;
-}
-
-function release(library: string): void {
-  const m = modules.get(library);
-  if (m === undefined) return;
-  if (--m.refs > 0) return;
-  modules.delete(library);
-  try {
-    m.mod.C_Finalize();
-  } finally {
-    m.mod.close();
-  }
-}
-
 function aad(req: WrapRequest): Buffer {
   const id = utf8Encode(req.contactId);
   const len = new Uint8Array(4);
@@ -121,14 +72,6 @@ function aad(req: WrapRequest): Buffer {
   const epoch = new Uint8Array(4);
   new DataView(epoch.buffer).setUint32(0, req.epoch);
   return Buffer.from(concatBytes(utf8Encode(AAD_DOMAIN), len, id, epoch));
-}
-
-function hsmError(message: string, err: unknown): LatchkeyError {
-  if (LatchkeyError.is(err)) return err;
-  return new LatchkeyError('KEY_UNAVAILABLE', message, {
-    cause: err,
-    detail: err instanceof Error ? err.message : String(err),
-  });
 }
 
 /**
@@ -148,21 +91,7 @@ export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrappe
   let session: Buffer | undefined;
   let key: Buffer;
   try {
-    const slot = mod
-      .C_GetSlotList(true)
-      .find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
-    if (slot === undefined)
-      throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', {
-        detail: opts.tokenLabel,
-      });
-    session = mod.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
-    try {
-      mod.C_Login(session, p11.CKU_USER, opts.pin);
-    } catch (err) {
-      // Login state is per application and token: another wrapper of this process logged in.
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN))
-        throw err;
-    }
+    session = openUserSession(m, opts);
     const s = session;
     mod.C_FindObjectsInit(s, [
       { type: p11.CKA_CLASS, value: p11.CKO_SECRET_KEY },
@@ -398,20 +327,7 @@ export function destroyPkcs11Key(opts: Pkcs11WrapperOptions, label: string): voi
   const { p11, mod } = m;
   let session: Buffer | undefined;
   try {
-    const slot = mod
-      .C_GetSlotList(true)
-      .find((s) => mod.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
-    if (slot === undefined)
-      throw new LatchkeyError('KEY_UNAVAILABLE', 'PKCS#11 token not found', {
-        detail: opts.tokenLabel,
-      });
-    session = mod.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
-    try {
-      mod.C_Login(session, p11.CKU_USER, opts.pin);
-    } catch (err) {
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_USER_ALREADY_LOGGED_IN))
-        throw err;
-    }
+    session = openUserSession(m, opts);
     mod.C_FindObjectsInit(session, [
       { type: p11.CKA_CLASS, value: p11.CKO_SECRET_KEY },
       { type: p11.CKA_KEY_TYPE, value: p11.CKK_AES },
