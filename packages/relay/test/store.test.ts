@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
 import { fakeEnvelope } from '../test/_helpers.ts';
-import { STORE_SCHEMA_VERSION, SqliteMessageStore } from './store.ts';
+import { STORE_SCHEMA_VERSION, SqliteMessageStore } from '../src/store.ts';
 
 let dir: string;
 let path: string;

@@ -5,8 +5,14 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
-import { SchemaTooNewError } from './errors.ts';
-import { migratePostgres, openPool, transaction, type PgPool, type PgStep } from './postgres.ts';
+import { SchemaTooNewError } from '../src/errors.ts';
+import {
+  migratePostgres,
+  openPool,
+  transaction,
+  type PgPool,
+  type PgStep,
+} from '../src/postgres.ts';
 
 const given = process.env.LATCHKEY_TEST_PG_URL;
 if (!given) {

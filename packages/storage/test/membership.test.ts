@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LatchkeyError, type ContactInfo } from '@latchkey/protocol';
-import type { Flow } from './flow.ts';
-import { Membership } from './membership.ts';
-import { openPool, runPostgres, type PgPool } from './postgres.ts';
-import type { Sql } from './sql.ts';
-import { openSqlite, runSqlite, type SqliteDatabase } from './sqlite.ts';
+import type { Flow } from '../src/flow.ts';
+import { Membership } from '../src/membership.ts';
+import { openPool, runPostgres, type PgPool } from '../src/postgres.ts';
+import type { Sql } from '../src/sql.ts';
+import { openSqlite, runSqlite, type SqliteDatabase } from '../src/sqlite.ts';
 
 const TABLES = `
   CREATE TABLE contacts (

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError } from '@latchkey/protocol';
-import { SchemaTooNewError, StoreError } from './errors.ts';
-import { migrateSqlite, openSqlite, readSqliteVersion, type SqliteStep } from './sqlite.ts';
+import { SchemaTooNewError, StoreError } from '../src/errors.ts';
+import { migrateSqlite, openSqlite, readSqliteVersion, type SqliteStep } from '../src/sqlite.ts';
 
 let dir: string;
 beforeEach(async () => {

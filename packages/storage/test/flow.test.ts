@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runAsync, runSync, wait, type Flow } from './flow.ts';
+import { runAsync, runSync, wait, type Flow } from '../src/flow.ts';
 
 function* add(a: number | Promise<number>, b: number | Promise<number>): Flow<number> {
   return (yield* wait(a)) + (yield* wait(b));
