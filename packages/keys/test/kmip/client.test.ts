@@ -11,7 +11,8 @@ import { tempDir } from '../_helpers.ts';
 import { makeKmipPki } from '../kmip-server.ts';
 import { KmipClient, KmipResultError } from '../../src/kmip/client.ts';
 import { TAG } from '../../src/kmip/tags.ts';
-import { child, decodeTtlv, encodeTtlv, ttlv, type TtlvItem } from '../../src/kmip/ttlv.ts';
+import { decodeTtlv, encodeTtlv, type TtlvItem } from '../../src/kmip/ttlv.ts';
+import { child, ttlv } from '../../src/kmip/ttlv-items.ts';
 
 let hasOpenssl = true;
 try {

@@ -8,16 +8,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TAG } from '../../src/kmip/tags.ts';
 import {
-  child,
-  childrenOf,
   decodeTtlv,
   encodeTtlv,
-  ttlv,
   ttlvFrameLength,
   TtlvError,
   type TtlvItem,
   type TtlvType,
 } from '../../src/kmip/ttlv.ts';
+import { child, childrenOf, ttlv } from '../../src/kmip/ttlv-items.ts';
 
 interface Vectors {
   primitives: { name: string; type: TtlvType; value: string | null; encoding: string }[];
