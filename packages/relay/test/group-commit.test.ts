@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LatchkeyError, type SealedEnvelope } from '@latchkey/protocol';
 import { fakeEnvelope } from '../test/_helpers.ts';
-import { GroupCommit } from './group-commit.ts';
-import { SqliteMessageStore, type AppendResult, type MessageStore } from './store.ts';
+import { GroupCommit } from '../src/group-commit.ts';
+import { SqliteMessageStore, type AppendResult, type MessageStore } from '../src/store.ts';
 
 let dir: string;
 let store: SqliteMessageStore;
