@@ -2,7 +2,7 @@
  * A hand-written SVG bar chart of a full run: delivered messages/s (200 B) per system and the
  * wire p99 latency at the fixed offered rate, each bar the median with a min–max whisker.
  */
-import type { LoadResult } from './main.ts';
+import type { LoadResult } from './load-result.ts';
 
 const LABEL: Record<string, string> = {
   latchkey: 'Latchkey',

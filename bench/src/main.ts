@@ -14,6 +14,7 @@ import { renderChart } from './chart.ts';
 import { cryptoBench, signBench, type CryptoResult, type SignResult } from './crypto-bench.ts';
 import { Child, type ProcStats } from './ipc.ts';
 import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
+import type { LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
 
 const quick = process.argv.includes('--quick');
@@ -61,24 +62,9 @@ function progress(msg: string): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface ServerUsage {
-  /** Relay CPU during the measurement window, in % of one core. */
-  cpuPercent: number;
-  rssBytes: number;
-}
-
 function usage(a: ProcStats, b: ProcStats): ServerUsage {
   const cpu = b.cpuUser + b.cpuSystem - (a.cpuUser + a.cpuSystem);
   return { cpuPercent: Math.round((cpu / 1000 / (b.at - a.at)) * 1000) / 10, rssBytes: b.rss };
-}
-
-export interface LoadResult {
-  system: SystemKind;
-  size: number;
-  repeat: number;
-  connections: number;
-  throughput: RunResult & ServerUsage;
-  latency: RunResult & ServerUsage;
 }
 
 async function startServer(kind: SystemKind): Promise<{ server: Child; url: string }> {
