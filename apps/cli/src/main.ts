@@ -5,10 +5,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LatchkeyError } from '@latchkey/protocol';
 import { close, contacts, invite, kick, transfer } from './admin.ts';
-import { KEY_START_OPTIONS, keysAudit, keysRewrap, shred } from './keys.ts';
+import { KEY_START_OPTIONS } from './key-settings.ts';
+import { keysAudit } from './keys-audit.ts';
+import { keysRewrap } from './keys-rewrap.ts';
+import { shred } from './shred.ts';
 import { kms } from './kms-check.ts';
 import { backup, restore } from './backup.ts';
-import { read, send, start, token } from './commands.ts';
+import { read, send, token } from './commands.ts';
+import { start } from './start.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
 import { webhooks } from './webhooks.ts';
 

@@ -1,6 +1,6 @@
-/** `latchkey start`'s key manager settings from flags and environment (src/keys.ts). */
+/** `latchkey start`'s key manager settings from flags and environment (src/key-settings.ts). */
 import { describe, expect, it } from 'vitest';
-import { keyServiceSettings } from '../src/keys.ts';
+import { keyServiceSettings } from '../src/key-settings.ts';
 import { UsageError } from '../src/usage.ts';
 
 const SECRET = { LATCHKEY_KMS_SECRET: 'ab'.repeat(32) };

@@ -5,11 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LIMITS, LatchkeyError, type ServerFrame, type StoredEnvelope } from '@latchkey/protocol';
-import { fakeEnvelope } from '../test/_helpers.ts';
-import { ContactStreams, type StreamPeer } from './contact-stream.ts';
-import type { EnvelopeEvent, FanoutSubscription } from './fanout.ts';
-import type { HistoryPage } from './message-store.ts';
-import { RelayMetrics } from './metrics.ts';
+import { fakeEnvelope } from './_helpers.ts';
+import { ContactStreams, type StreamPeer } from '../src/contact-stream.ts';
+import type { EnvelopeEvent, FanoutSubscription } from '../src/fanout.ts';
+import type { HistoryPage } from '../src/message-store.ts';
+import { RelayMetrics } from '../src/metrics.ts';
 
 const RELAY = 'relay-here';
 

@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ERROR_CODES, LatchkeyError, type Principal } from '@latchkey/protocol';
-import { FakeSocket } from '../test/_fake-socket.ts';
-import { Connection } from './connection.ts';
-import type { ControlEvent, FanoutEvent, FanoutSubscription } from './fanout.ts';
-import { Moderation, type ModerationOptions } from './moderation.ts';
-import { ParticipantLimits } from './participant-limits.ts';
+import { FakeSocket } from './_fake-socket.ts';
+import { Connection } from '../src/connection.ts';
+import type { ControlEvent, FanoutEvent, FanoutSubscription } from '../src/fanout.ts';
+import { Moderation, type ModerationOptions } from '../src/moderation.ts';
+import { ParticipantLimits } from '../src/participant-limits.ts';
 
 const RELAY = 'relay-here';
 

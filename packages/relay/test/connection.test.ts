@@ -15,10 +15,10 @@ import {
   MAX_EARLY_FRAMES,
   MAX_RATE_DROPS,
   type ConnectionOptions,
-} from './connection.ts';
-import { ParticipantLimits, RATE_ABUSE_COOLDOWN_MS } from './participant-limits.ts';
-import { FakeSocket } from '../test/_fake-socket.ts';
-import { CLOCK_TOLERANCE_SECONDS, type RelayLogEvent } from './options.ts';
+} from '../src/connection.ts';
+import { ParticipantLimits, RATE_ABUSE_COOLDOWN_MS } from '../src/participant-limits.ts';
+import { FakeSocket } from './_fake-socket.ts';
+import { CLOCK_TOLERANCE_SECONDS, type RelayLogEvent } from '../src/options.ts';
 
 const principal: Principal = {
   contactId: 'c1',

@@ -1,0 +1,249 @@
+/**
+ * `latchkey start`: relay, key service and web app in this process until SIGTERM/SIGINT. Reads
+ * the transport, origin, allowlist and backend flags here and the key-service flags through
+ * key-settings.ts; output lines are part of the contract documented in README.
+ */
+import { mkdir } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { openKeyService } from '@latchkey/keyd';
+import { resolveMasterKey } from '@latchkey/keys';
+import { assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
+import {
+  checkOpenFiles,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+  OPEN_FILES_RESERVE,
+  startRelay,
+} from '@latchkey/relay-app';
+import { parseIpAllowlist } from '@latchkey/tokens';
+import { DEFAULT_PORT, apiSecret, dataDir, writeEndpoints } from './config.ts';
+import { keyServiceSettings, type KeyStartFlags } from './key-settings.ts';
+import { EXIT, UsageError } from './usage.ts';
+
+type Out = (line: string) => void;
+
+export interface StartFlags extends KeyStartFlags {
+  data?: string | undefined;
+  port?: string | undefined;
+  host?: string | undefined;
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  insecure?: boolean | undefined;
+  'allowed-origins'?: string | undefined;
+  'admin-allowlist'?: string | undefined;
+  durability?: string | undefined;
+  'relay-allowlist'?: string | undefined;
+  /** IPs/CIDR ranges webhook endpoints may reach although private or loopback (docs/webhooks.md). */
+  'webhook-allowlist'?: string | undefined;
+  /** postgres://... message store for the relay (default SQLite under --data). */
+  store?: string | undefined;
+  /** redis://... fan-out between relays (default in-process). */
+  fanout?: string | undefined;
+  /** postgres://... wrapped content keys, in a database of their own (default keys/keys.db). */
+  'keys-store'?: string | undefined;
+}
+
+/** A comma-separated flag as a list; undefined when absent. */
+function list(text: string | undefined): string[] | undefined {
+  return text
+    ?.split(',')
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
+}
+
+/** `--durability normal|full` (default normal; docs/guarantees.md). */
+function durabilityFlag(text: string | undefined): 'normal' | 'full' {
+  if (text === undefined || text === 'normal') return 'normal';
+  if (text === 'full') return 'full';
+  throw new UsageError('--durability must be normal or full');
+}
+
+/** A free TCP port on `host` (probed; used to know the web origin before it listens). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Browser origins allowed by default: the web app's own, under both loopback names. */
+function defaultOrigins(scheme: string, host: string, port: number): string[] {
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const origins = [`${scheme}://${hostPart}:${port}`];
+  if (isLoopbackHost(host))
+    origins.push(`${scheme}://localhost:${port}`, `${scheme}://127.0.0.1:${port}`);
+  return [...new Set(origins)];
+}
+
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_PORT;
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65534)
+    throw new UsageError('--port must be 0..65534');
+  return Number(text);
+}
+
+/** A backend URL flag with one of `schemes`; the error never echoes it (it may hold a password). */
+function backendFlag(text: string, name: string, schemes: readonly string[]): string {
+  let ok: boolean;
+  try {
+    const u = new URL(text);
+    ok = schemes.includes(u.protocol) && u.hostname !== '';
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new UsageError(`${name} must be a ${schemes[0] ?? ''}//... URL`);
+  return text;
+}
+
+/** Whether two postgres:// URLs name the same database on the same server. */
+function sameDatabase(a: string, b: string): boolean {
+  const [x, y] = [new URL(a), new URL(b)];
+  return (
+    x.hostname === y.hostname &&
+    (x.port || '5432') === (y.port || '5432') &&
+    x.pathname === y.pathname
+  );
+}
+
+/** `latchkey start`: relay and key service in this process until SIGTERM/SIGINT. */
+export async function start(flags: StartFlags, out: Out): Promise<number> {
+  const dir = dataDir(flags.data);
+  const port = parsePort(flags.port);
+  const host = flags.host ?? '127.0.0.1';
+  if ((flags['tls-cert'] === undefined) !== (flags['tls-key'] === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  const tls =
+    flags['tls-cert'] && flags['tls-key']
+      ? { certFile: flags['tls-cert'], keyFile: flags['tls-key'] }
+      : undefined;
+  const transport = { ...(tls ? { tls } : {}), insecure: flags.insecure === true };
+  // Fail before touching anything when a plain listener would face the network.
+  try {
+    assertSecureListener('latchkey', host, {
+      tls: tls !== undefined,
+      insecure: transport.insecure,
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const webPort = port === 0 ? await freePort(host) : port + 2;
+  const allowedOrigins =
+    list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
+  const adminAllowlist = list(flags['admin-allowlist']);
+  const relayAllowlist = list(flags['relay-allowlist']);
+  const webhookAllowlist = list(flags['webhook-allowlist']);
+  try {
+    for (const l of [adminAllowlist, relayAllowlist, webhookAllowlist]) if (l) parseIpAllowlist(l);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const admin = adminAllowlist ? { adminIpAllowlist: adminAllowlist } : {};
+  const backends = {
+    ...(flags.store === undefined
+      ? {}
+      : { storeUrl: backendFlag(flags.store, '--store', ['postgres:', 'postgresql:']) }),
+    ...(flags.fanout === undefined
+      ? {}
+      : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
+    durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
+  };
+  const keyStoreUrl =
+    flags['keys-store'] === undefined
+      ? undefined
+      : backendFlag(flags['keys-store'], '--keys-store', ['postgres:', 'postgresql:']);
+  if (
+    keyStoreUrl !== undefined &&
+    backends.storeUrl !== undefined &&
+    sameDatabase(keyStoreUrl, backends.storeUrl)
+  ) {
+    throw new UsageError('--keys-store must be a database of its own, not the --store one');
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Relay, key service and web app share this process's file descriptors (docs/operations.md).
+  const nofile = checkOpenFiles(
+    DEFAULT_RELAY_MAX_CONNECTIONS + 2 * 4096 + OPEN_FILES_RESERVE,
+    'latchkey',
+  );
+  if (nofile !== null) process.stderr.write(`${nofile}\n`);
+  const secret = await apiSecret(dir);
+  const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
+  out(
+    master.source === 'env'
+      ? 'master-key: from LATCHKEY_MASTER_KEY'
+      : `master-key: ${master.path ?? ''}${master.created ? ' (generated, mode 0600)' : ''}`,
+  );
+  const keys = await openKeyService({
+    dataDir: dir,
+    host,
+    port: port === 0 ? 0 : port + 1,
+    apiSecret: secret,
+    masterKey: master.key,
+    ...keyServiceSettings(flags),
+    ...(keyStoreUrl === undefined ? {} : { keyStoreUrl }),
+    allowedOrigins,
+    ...admin,
+    ...transport,
+    // Its own webhook outbox (keys/webhooks.db): key.rotated, contact.shredded.
+    webhooks: webhookAllowlist ? { allowlist: webhookAllowlist } : {},
+  });
+  let relay: Awaited<ReturnType<typeof startRelay>>;
+  try {
+    relay = await startRelay({
+      dataDir: dir,
+      host,
+      port,
+      apiSecret: secret,
+      admission: { allowedOrigins, ...(relayAllowlist ? { ipAllowlist: relayAllowlist } : {}) },
+      ...admin,
+      ...transport,
+      ...backends,
+      ...(webhookAllowlist ? { webhookAllowlist } : {}),
+    });
+  } catch (err) {
+    await keys.close();
+    throw err;
+  }
+  let web;
+  try {
+    // The web server (widget, console, demo backend) builds its bundles first when stale.
+    // Loaded here only, so that token/send/read start fast.
+    const { startWeb } = await import('@latchkey/web');
+    web = await startWeb({
+      host,
+      port: webPort,
+      apiSecret: secret,
+      ...transport,
+      relayUrl: relay.url,
+      keysUrl: keys.url,
+      serviceKey: keys.servicePublicKey,
+    });
+  } catch (err) {
+    await Promise.allSettled([relay.close(), keys.close()]);
+    throw err;
+  }
+  await writeEndpoints(dir, { relay: relay.url, keys: keys.url, web: web.url });
+  out(`data: ${dir}`);
+  out(`relay: ${relay.url}`);
+  out(`keys: ${keys.url}`);
+  out(`web: ${web.url}`);
+  out(`visitor: ${web.visitorUrl}`);
+  out(`agent: ${web.agentUrl}`);
+  out('ready');
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      void Promise.allSettled([web.close(), relay.close(), keys.close()]).then(() => resolve());
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  out('stopped');
+  return EXIT.ok;
+}
