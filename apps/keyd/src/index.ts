@@ -3,11 +3,13 @@
  * `latchkey` CLI and tests; `main.ts` is the stand-alone process.
  */
 export { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
-export { openKeyService, keyServicePaths, type OpenKeyServiceOptions } from './open-key-service.ts';
+export { openKeyService, type OpenKeyServiceOptions } from './open-key-service.ts';
+export { keyServicePaths } from './paths.ts';
 export { CERT_CONTEXT, issueCertificate } from './certificate.ts';
 export { rotateMasterKeyOffline } from './master-key-rotation.ts';
 export { completeShredsOffline, SHRED_COMPLETE_EVERY_MS } from './shred-completion.ts';
-export { KeyPolicy, startKeySweep, type KeyPolicyOptions } from './key-policy.ts';
+export { KeyPolicy, type KeyPolicyOptions } from './key-policy.ts';
+export { startKeySweep } from './key-sweep.ts';
 export {
   AccessLogTailer,
   webhookAccessSink,

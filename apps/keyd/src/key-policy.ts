@@ -12,7 +12,7 @@
  *
  * The rotation a kick or transfer owes is recorded in the access table with the membership change
  * (`SqliteAccessStore.owedRotation`); `settle` performs it and marks it done, and the sweep
- * (`startKeySweep`, at start-up and every few seconds) retries it until the key manager answers,
+ * (`startKeySweep` in key-sweep.ts, at start-up and every few seconds) retries it until the key manager answers,
  * so an admin action is never left half-applied (docs/admin-api.md "Flow").
  *
  * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
@@ -356,89 +356,4 @@ export class KeyPolicy {
       return !LatchkeyError.is(err, 'NOT_FOUND');
     }
   }
-}
-
-/** How often rotations owed by kicks and transfers are retried while the key manager is down. */
-export const OWED_ROTATION_RETRY_MS = 5_000;
-
-/**
- * Key retention: every `everyMs`, contacts past their expiry in the membership table are
- * shredded (keys destroyed). A failed destroy (key manager down) is retried on the next round.
- * Rotations owed by kicks and transfers are completed at once (start-up: a crash between the
- * membership change and the rotation) and then every `retryEveryMs` while any is owed.
- * Returns a stop function; `sweep()` runs one round now, `settleOwed()` one retry round
- * (the contacts whose rotation it completed).
- */
-export function startKeySweep(opts: {
-  access: SqliteAccessStore;
-  policy: KeyPolicy;
-  everyMs: number;
-  retryEveryMs?: number;
-  onError?: (contactId: string, err: LatchkeyError) => void;
-}): { stop(): void; sweep(): Promise<string[]>; settleOwed(): Promise<string[]> } {
-  let settling: Promise<string[]> | undefined;
-  const settleAll = (): Promise<string[]> =>
-    (settling ??= (async () => {
-      const done: string[] = [];
-      let owed;
-      try {
-        owed = opts.access.owedRotations();
-      } catch {
-        return done; // Access table unavailable: next round.
-      }
-      for (const o of owed) {
-        const r = await opts.policy.settle(o.contactId);
-        if (r.pending) opts.onError?.(o.contactId, r.error);
-        else done.push(o.contactId);
-      }
-      return done;
-    })().finally(() => {
-      settling = undefined;
-    }));
-  void settleAll();
-  const retry = setInterval(() => void settleAll(), opts.retryEveryMs ?? OWED_ROTATION_RETRY_MS);
-  retry.unref();
-  const expiry = startExpirySweep(opts);
-  return {
-    stop: () => {
-      clearInterval(retry);
-      expiry.stop();
-    },
-    sweep: expiry.sweep,
-    settleOwed: settleAll,
-  };
-}
-
-function startExpirySweep(opts: {
-  access: SqliteAccessStore;
-  policy: KeyPolicy;
-  everyMs: number;
-  onError?: (contactId: string, err: LatchkeyError) => void;
-}): { stop(): void; sweep(): Promise<string[]> } {
-  const retry = new Set<string>();
-  let running: Promise<string[]> | undefined;
-  const sweep = (): Promise<string[]> =>
-    (running ??= (async () => {
-      const done: string[] = [];
-      try {
-        for (const id of opts.access.expireDue(Date.now())) retry.add(id);
-      } catch {
-        // Membership table unavailable: try again next round.
-      }
-      for (const id of [...retry]) {
-        try {
-          await opts.policy.shred(id, 'retention');
-          retry.delete(id);
-          done.push(id);
-        } catch (err) {
-          opts.onError?.(id, asKeyError(err));
-        }
-      }
-      return done;
-    })().finally(() => {
-      running = undefined;
-    }));
-  const timer = setInterval(() => void sweep(), opts.everyMs);
-  timer.unref();
-  return { stop: () => clearInterval(timer), sweep };
 }

@@ -1,15 +1,8 @@
 /**
  * The embedded key service: the internal key manager plus the HTTP service, over one data
- * directory (DESIGN.md "Key hierarchy": keys in a database of their own, apart from messages).
- *
- * Layout under `dataDir`:
- *   keys/                       0700
- *   keys/keys.db (-wal, -shm)   0600, wrapped content keys (internal adapter)
- *   keys/service-signing.key    0600, the certificate-signing key, wrapped by the master key
- *   keys/access.db              0600, membership and deny table, epoch dates
- *   keys/access-log.key         0600, HMAC key of the key access log (table in keys.db)
- *   keys/webhooks.db            webhook outbox (`key.rotated`, `contact.shredded`, and the access
- *                               log as `key.accessed`, `key.denied`, `key.destroyed`), when configured
+ * directory (DESIGN.md "Key hierarchy": keys in a database of their own, apart from messages),
+ * laid out as paths.ts describes: keys, signing key, access table, access-log key, webhook
+ * outbox.
  * The access log also streams to a syslog collector over TLS when `syslog` is given
  * (access-stream.ts, access-syslog.ts; cursors in keys.db, docs/siem.md).
  * The master key and API secret are the caller's (see resolveMasterKey, loadOrCreateSecretFile;
@@ -31,7 +24,8 @@ import {
 } from './key-manager-choice.ts';
 import { AccessLogTailer, webhookAccessSink } from './access-stream.ts';
 import { SyslogAccessSink } from './access-syslog.ts';
-import { KeyPolicy, startKeySweep } from './key-policy.ts';
+import { KeyPolicy } from './key-policy.ts';
+import { startKeySweep } from './key-sweep.ts';
 import {
   internalGenerations,
   masterKeyFileOf,
@@ -45,6 +39,7 @@ import {
 } from './shred-completion.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
 import { loadOrCreateServiceSigningKey } from './signing-key.ts';
+import { keyServicePaths } from './paths.ts';
 import { registerWebhookRoutes } from './webhooks-routes.ts';
 
 export interface OpenKeyServiceOptions {
@@ -134,27 +129,6 @@ export interface OpenKeyServiceOptions {
    * poll (ms, default 5 s) and where their state lines go (default: standard error).
    */
   accessStreams?: { pollMs?: number; log?: (line: string) => void };
-}
-
-/** Paths of the key service's files under a data directory. */
-export function keyServicePaths(dataDir: string): {
-  dir: string;
-  db: string;
-  signingKey: string;
-  access: string;
-  accessLogKey: string;
-  webhooks: string;
-} {
-  const dir = join(dataDir, 'keys');
-  return {
-    dir,
-    db: join(dir, 'keys.db'),
-    signingKey: join(dir, 'service-signing.key'),
-    access: join(dir, 'access.db'),
-    // The access log's HMAC key: a file of its own, so a master-key rewrap keeps the chain valid.
-    accessLogKey: join(dir, 'access-log.key'),
-    webhooks: join(dir, 'webhooks.db'),
-  };
 }
 
 /**

@@ -4,6 +4,9 @@
  * only that contact, to a holder of a valid participant token, and certifies the caller's
  * session signing key. Every error is `{ error: { code, message } }` with the HTTP status of
  * ERROR_CODES. Tokens, keys and bodies are never logged; every response is `no-store`.
+ *
+ * This file is the server (transports, body parsing, CORS, health and service key); the member
+ * routes are in member-routes.ts, the admin API in admin.ts, the wire errors in http-errors.ts.
  */
 import Fastify, {
   type FastifyError,
@@ -11,21 +14,15 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
-import { isValidSigningPublicKey, signingPublicKey } from '@latchkey/crypto/sign';
+import { toBase64Url } from '@latchkey/crypto/codec';
+import { signingPublicKey } from '@latchkey/crypto/sign';
 import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
 import {
-  AUDIENCE_KEYS,
-  ContactKeyRequest,
   ERROR_CODES,
   KEYS_PATHS,
   LIMITS,
   LatchkeyError,
   MAX_TOKEN_TTL_SECONDS,
-  type ContactKeyResponse,
-  type EpochStatement,
-  type EpochStatementResponse,
-  type ErrorResponse,
   type Principal,
   type ServiceKeyResponse,
 } from '@latchkey/protocol';
@@ -36,11 +33,11 @@ import {
   type TokenVerifierOptions,
 } from '@latchkey/tokens';
 import { registerAdminRoutes } from './admin.ts';
+import { frameworkError, sendError } from './http-errors.ts';
 import { KeyPolicy } from './key-policy.ts';
-import { issueCertificate } from './certificate.ts';
-import { issueStatement } from './epoch-statement.ts';
-import { sealKey } from './key-delivery.ts';
 import { registerLimits, type KeyServiceLimits } from './limits.ts';
+import { loggerOptions } from './logger.ts';
+import { registerMemberRoutes } from './member-routes.ts';
 
 export interface KeyServiceOptions {
   host: string;
@@ -108,93 +105,6 @@ export interface KeyService {
   servicePublicKey: string;
   /** Stops accepting requests and waits for those in flight. Does not close the key manager. */
   close(): Promise<void>;
-}
-
-const MESSAGE_MAX = 200;
-
-/** Fastify's own errors, by code, as the wire error they stand for. */
-function frameworkError(err: unknown): LatchkeyError {
-  const code = typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined;
-  const status =
-    typeof err === 'object' && err !== null && 'statusCode' in err ? err.statusCode : undefined;
-  switch (code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new LatchkeyError(
-        'TOO_LARGE',
-        `request body exceeds ${LIMITS.maxHttpBodyBytes} bytes`,
-      );
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new LatchkeyError('BAD_REQUEST', 'content type must be application/json');
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new LatchkeyError('BAD_REQUEST', 'content length does not match the body');
-    case 'FST_ERR_BAD_URL':
-      return new LatchkeyError('BAD_REQUEST', 'malformed URL');
-    default:
-      break;
-  }
-  if (status === 413) return new LatchkeyError('TOO_LARGE', 'request too large');
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new LatchkeyError('BAD_REQUEST', 'bad request');
-  }
-  return new LatchkeyError('INTERNAL', 'internal error', {
-    cause: err,
-    detail: err instanceof Error ? err.message : String(err),
-  });
-}
-
-function sendError(reply: FastifyReply, err: LatchkeyError): FastifyReply {
-  const status = ERROR_CODES[err.code].http;
-  if (status === 401) {
-    reply.header(
-      'www-authenticate',
-      err.code === 'AUTH_REQUIRED'
-        ? 'Bearer realm="latchkey"'
-        : 'Bearer realm="latchkey", error="invalid_token"',
-    );
-  }
-  const body: ErrorResponse = {
-    error: { code: err.code, message: err.message.slice(0, MESSAGE_MAX) },
-  };
-  return reply.code(status).type('application/json; charset=utf-8').send(body);
-}
-
-/** The bearer token of a request. @throws LatchkeyError AUTH_REQUIRED when there is none. */
-function bearer(req: FastifyRequest): string {
-  const header = req.headers.authorization;
-  const m = header === undefined ? null : /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header);
-  if (m === null || m[1] === undefined) {
-    throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
-  }
-  return m[1];
-}
-
-/** Logger options with our redaction and serializers forced on top of the caller's. */
-function loggerOptions(logger: KeyServiceOptions['logger']): false | Record<string, unknown> {
-  if (logger === undefined || logger === false) return false;
-  const base = logger === true ? {} : logger;
-  return {
-    ...base,
-    redact: {
-      paths: [
-        'req.headers.authorization',
-        'req.headers.cookie',
-        'req.body',
-        'res.body',
-        'body',
-        'token',
-        'key',
-      ],
-      censor: '[redacted]',
-    },
-    serializers: {
-      // Path only: no headers (the token), no query string, no body.
-      req: (req: { method?: string; url?: string }) => ({
-        method: req.method,
-        path: (req.url ?? '').split('?')[0],
-      }),
-      res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
-    },
-  };
 }
 
 /**
@@ -324,108 +234,14 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     return body;
   });
 
-  // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
-  // Only a current member gets keys or statements: kicked, departed, over the limit or expired
-  // are refused.
-  const admitMember = async (req: FastifyRequest): Promise<void> => {
-    const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
-    try {
-      access.admit(principal, Date.now());
-    } catch (err) {
-      if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
-      throw err;
-    }
-    principals.set(req, principal);
-  };
-  const plainAllowed = opts.allowPlainKeyDelivery ?? opts.tls !== undefined;
-
-  /** The signed epoch statement of a contact at its current `epoch`. */
-  const statementOf = (contactId: string, epoch: number): EpochStatement => {
-    const now = Date.now();
-    return issueStatement({
-      serviceSecretKey: signingKey,
-      contactId,
-      epoch,
-      contact: access.contact(contactId, now),
-      epochs: policy.epochTimes(contactId),
-      now,
-    });
-  };
-
-  app.post(KEYS_PATHS.epochStatement, { onRequest: admitMember }, async (req) => {
-    const principal = principals.get(req);
-    if (principal === undefined)
-      throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
-    const { epoch } = await policy.epochFacts(principal.contactId);
-    const body: EpochStatementResponse = { statement: statementOf(principal.contactId, epoch) };
-    return body;
-  });
-
-  app.post(KEYS_PATHS.contactKey, { onRequest: admitMember }, async (req) => {
-    const principal = principals.get(req);
-    if (principal === undefined)
-      throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
-    const parsed = ContactKeyRequest.safeParse(req.body === undefined ? {} : req.body);
-    if (!parsed.success) {
-      const where = parsed.error.issues[0]?.path.join('.') ?? '';
-      throw new LatchkeyError(
-        'BAD_REQUEST',
-        where === '' ? 'invalid request body' : `invalid request body at ${where}`,
-      );
-    }
-    if (parsed.data.delivery === undefined && !plainAllowed) {
-      throw new LatchkeyError('BAD_REQUEST', 'sealed key delivery required: send a delivery key');
-    }
-    let sessionKey: Uint8Array | undefined;
-    if (parsed.data.signingKey !== undefined) {
-      try {
-        sessionKey = fromBase64Url(parsed.data.signingKey);
-      } catch {
-        throw new LatchkeyError('BAD_REQUEST', 'invalid request body at signingKey');
-      }
-      // A small-order or non-canonical key would make a signature valid for any message.
-      if (!isValidSigningPublicKey(sessionKey)) {
-        throw new LatchkeyError('BAD_REQUEST', 'signingKey is not a valid Ed25519 public key');
-      }
-    }
-    // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.
-    const { key: ck, rotated } = await policy.handOut(principal, parsed.data);
-    try {
-      const body: ContactKeyResponse = {
-        contactId: ck.contactId,
-        epoch: ck.epoch,
-        currentEpoch: ck.currentEpoch,
-        ...(rotated ? { rotated } : {}),
-        statement: statementOf(ck.contactId, ck.currentEpoch),
-        ...(policy.rotateAfterMessages === undefined
-          ? {}
-          : { rotateAfterMessages: policy.rotateAfterMessages }),
-        ...(parsed.data.delivery === undefined
-          ? { key: toBase64Url(ck.key) }
-          : {
-              sealedKey: sealKey(
-                parsed.data.delivery,
-                ck.key,
-                ck.contactId,
-                ck.epoch,
-                principal.participantId,
-              ),
-            }),
-      };
-      if (sessionKey !== undefined) {
-        body.certificate = issueCertificate({
-          serviceSecretKey: signingKey,
-          principal,
-          publicKey: sessionKey,
-          epoch: ck.currentEpoch,
-          now: Date.now(),
-          ttlMs: certTtlSeconds * 1000,
-        });
-      }
-      return body;
-    } finally {
-      ck.key.fill(0);
-    }
+  registerMemberRoutes(app, {
+    verifier,
+    access,
+    policy,
+    principals,
+    signingKey,
+    certTtlSeconds,
+    plainAllowed: opts.allowPlainKeyDelivery ?? opts.tls !== undefined,
   });
 
   if (adminKeys.length > 0)

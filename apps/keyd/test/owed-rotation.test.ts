@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
 import { LatchkeyError } from '@latchkey/protocol';
-import { KeyPolicy, settleOwed, startKeySweep } from '../src/key-policy.ts';
+import { KeyPolicy, settleOwed } from '../src/key-policy.ts';
+import { startKeySweep } from '../src/key-sweep.ts';
 
 let dir: string;
 let access: SqliteAccessStore;
