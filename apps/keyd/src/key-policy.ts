@@ -12,8 +12,8 @@
  *
  * The rotation a kick or transfer owes is recorded in the access table with the membership change
  * (`SqliteAccessStore.owedRotation`); `settle` performs it and marks it done, and the sweep
- * (`startKeySweep` in key-sweep.ts, at start-up and every few seconds) retries it until the key manager answers,
- * so an admin action is never left half-applied (docs/admin-api.md "Flow").
+ * (`startKeySweep` in key-sweep.ts, at start-up and every few seconds) retries it until the key
+ * manager answers, so an admin action is never left half-applied (docs/admin-api.md "Flow").
  *
  * Every rotation emits the webhook `key.rotated`, and the first shred of a contact (admin or
  * retention sweep) `contact.shredded` (docs/webhooks.md), when a webhook service is given. That
