@@ -19,7 +19,6 @@
  * its plaintext checkpointed out of the WAL and overwritten in the file.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync } from 'node:fs';
 import {
   LatchkeyError,
   type DeadLetter,
@@ -28,38 +27,39 @@ import {
   type WebhookEventType,
 } from '@latchkey/protocol';
 import { SchemaTooNewError } from '@latchkey/storage';
-import {
-  migrateSqlite,
-  openSqlite,
-  type SqliteDatabase,
-  type SqliteStep,
-} from '@latchkey/storage/sqlite';
-import {
-  checkOutboxKey,
-  isSealed,
-  loadOrCreateOutboxKey,
-  openSecret,
-  sealSecret,
-} from './_secret-box.ts';
+import { migrateSqlite, openSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
+import { checkOutboxKey, loadOrCreateOutboxKey, openSecret, sealSecret } from './_secret-box.ts';
 import { EVENT_DATA, type EventData } from './events.ts';
 import { generateSecret } from './signing.ts';
 
-/** 1: plaintext secrets; 2: sealed secrets; 3: per-endpoint sequence numbers. */
-export const OUTBOX_SCHEMA_VERSION = 3;
+import {
+  OUTBOX_STEPS,
+  VERSION,
+  sealLegacySecrets,
+  signing,
+  tighten,
+  type EndpointRow,
+  type SecretRow,
+} from './outbox-schema.ts';
+import {
+  deadLetters,
+  endpointInfo,
+  endpointRow,
+  prune,
+  replayDead,
+  retryNow,
+} from './outbox-admin.ts';
+import {
+  DEFAULT_RETRY,
+  markDelivered,
+  markFailed,
+  recordTest,
+  type RetryPolicy,
+} from './outbox-attempts.ts';
 
-export interface RetryPolicy {
-  /** First retry delay in ms (default 5 s); doubles per attempt. */
-  baseMs: number;
-  /** Longest delay between attempts (default 1 h). */
-  maxDelayMs: number;
-  /** Retries stop this long after the event was queued (default 24 h). */
-  maxAgeMs: number;
-}
-export const DEFAULT_RETRY: RetryPolicy = {
-  baseMs: 5_000,
-  maxDelayMs: 3_600_000,
-  maxAgeMs: 86_400_000,
-};
+export { DEFAULT_RETRY, type RetryPolicy } from './outbox-attempts.ts';
+
+export { OUTBOX_SCHEMA_VERSION } from './outbox-schema.ts';
 
 export interface OutboxOptions {
   /** SQLite file (created if missing); may be shared with other tables. */
@@ -89,110 +89,6 @@ export interface DueDelivery {
   payload: string;
   attempts: number;
 }
-
-interface SecretRow {
-  /** The secret sealed under the outbox key (`_secret-box.ts`). */
-  sealed: string;
-  /** Stops signing after this time (ms); null = current. */
-  expiresAt: number | null;
-}
-
-/** A secret as schema 1 stored it, in plaintext. */
-interface LegacySecretRow {
-  secret: string;
-  expiresAt: number | null;
-}
-
-function signing(rows: SecretRow[], now: number): SecretRow[] {
-  return rows.filter((s) => s.expiresAt === null || s.expiresAt > now);
-}
-
-/** The database and its WAL and shared-memory files. */
-function dbFiles(path: string): string[] {
-  return [path, `${path}-wal`, `${path}-shm`];
-}
-
-/** Owner-only modes on whichever of the files exist (SQLite gives -wal/-shm the main file's mode). */
-function tighten(path: string): void {
-  if (process.platform === 'win32') return;
-  for (const f of dbFiles(path)) if (existsSync(f)) chmodSync(f, 0o600);
-}
-
-interface EndpointRow {
-  id: string;
-  url: string;
-  events: string | null;
-  description: string | null;
-  created_at: number;
-  secrets: string;
-  last_attempt_at: number | null;
-  last_success_at: number | null;
-  last_error: string | null;
-}
-
-/** Where the outbox keeps its schema version: a row of its own, the file may be shared. */
-const VERSION = { table: 'webhook_schema', name: 'outbox' };
-
-/**
- * Schema 1 or 2 -> 3: adds the endpoints' counters and numbers the deliveries already queued in
- * event order (1, 2, ... per endpoint); the columns are checked first, so a file left between
- * steps is finished on the next open.
- */
-function addSequences(db: SqliteDatabase): void {
-  const has = (table: string, col: string): boolean =>
-    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some(
-      (c) => c.name === col,
-    );
-  if (!has('webhook_endpoints', 'next_seq'))
-    db.exec('ALTER TABLE webhook_endpoints ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1');
-  if (!has('webhook_deliveries', 'endpoint_seq')) {
-    db.exec('ALTER TABLE webhook_deliveries ADD COLUMN endpoint_seq INTEGER');
-    db.exec(`UPDATE webhook_deliveries SET endpoint_seq = (
-               SELECT COUNT(*) FROM webhook_deliveries d
-                WHERE d.endpoint_id = webhook_deliveries.endpoint_id
-                  AND d.event_seq <= webhook_deliveries.event_seq)`);
-    db.exec(`UPDATE webhook_endpoints SET next_seq = 1 + COALESCE(
-               (SELECT MAX(endpoint_seq) FROM webhook_deliveries d WHERE d.endpoint_id = webhook_endpoints.id), 0)`);
-  }
-}
-
-/** Step `i` migrates schema `i` (@latchkey/storage `migrateSqlite`). */
-const OUTBOX_STEPS: readonly SqliteStep[] = [
-  // 0 -> 3: a new outbox gets the latest tables at once.
-  (db) => {
-    db.exec(`
-        CREATE TABLE webhook_endpoints (
-          id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT, description TEXT,
-          created_at INTEGER NOT NULL, secrets TEXT NOT NULL,
-          last_attempt_at INTEGER, last_success_at INTEGER, last_error TEXT,
-          next_seq INTEGER NOT NULL DEFAULT 1
-        );
-        CREATE TABLE webhook_events (
-          seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
-          payload TEXT NOT NULL, created_at INTEGER NOT NULL
-        );
-        CREATE TABLE webhook_deliveries (
-          endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
-          event_seq INTEGER NOT NULL REFERENCES webhook_events(seq),
-          state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
-          attempts INTEGER NOT NULL DEFAULT 0, first_at INTEGER NOT NULL, next_at INTEGER NOT NULL,
-          updated_at INTEGER NOT NULL, last_error TEXT, endpoint_seq INTEGER,
-          PRIMARY KEY (endpoint_id, event_seq)
-        ) WITHOUT ROWID;
-        CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, endpoint_id, event_seq);
-`);
-    return OUTBOX_SCHEMA_VERSION;
-  },
-  // 1 -> 2 changes no table, only how secrets are stored, and needs the outbox key
-  // (asynchronous): #sealLegacy seals them and then writes version 3. Meanwhile the tables are
-  // brought up to date, and the file stays at 1 until its secrets are sealed.
-  (db) => {
-    addSequences(db);
-    return 1;
-  },
-  // 2 -> 3
-  (db) => void addSequences(db),
-];
 
 /** The body of one call: the stored event with the endpoint's sequence number in it. */
 function bodyWithSequence(payload: string, sequence: number): string {
@@ -237,51 +133,9 @@ export class WebhookOutbox {
         detail: err instanceof Error ? err.message : String(err),
       });
     }
-    this.#ready = this.#sealLegacy();
+    this.#ready = sealLegacySecrets(this.#db, this.#key, () => this.#closed);
     // Reported by the first secret read or write; not an unhandled rejection meanwhile.
     this.#ready.catch(() => undefined);
-  }
-
-  /**
-   * Schema 1 -> 2: seals every plaintext secret, bumps the version (an older build then refuses
-   * the file instead of signing with garbage), and checkpoints the WAL so that the old pages,
-   * overwritten in place thanks to secure_delete, leave no plaintext in either file.
-   */
-  async #sealLegacy(): Promise<void> {
-    const db = this.#db;
-    const row = db.prepare("SELECT version FROM webhook_schema WHERE name = 'outbox'").get() as {
-      version: number;
-    };
-    if (row.version >= 2) return;
-    const rows = db.prepare('SELECT id, secrets FROM webhook_endpoints').all() as {
-      id: string;
-      secrets: string;
-    }[];
-    const updates: { id: string; before: string; after: string }[] = [];
-    for (const r of rows) {
-      const list = JSON.parse(r.secrets) as (LegacySecretRow | SecretRow)[];
-      const sealed: SecretRow[] = [];
-      for (const s of list) {
-        if ('sealed' in s && isSealed(s.sealed)) sealed.push(s);
-        else
-          sealed.push({
-            sealed: await sealSecret(this.#key, r.id, (s as LegacySecretRow).secret),
-            expiresAt: s.expiresAt,
-          });
-      }
-      updates.push({ id: r.id, before: r.secrets, after: JSON.stringify(sealed) });
-    }
-    if (this.#closed) return;
-    db.transaction(() => {
-      const upd = db.prepare(
-        'UPDATE webhook_endpoints SET secrets = ? WHERE id = ? AND secrets = ?',
-      );
-      for (const u of updates) upd.run(u.after, u.id, u.before);
-      db.prepare("INSERT OR REPLACE INTO webhook_schema (name, version) VALUES ('outbox', ?)").run(
-        OUTBOX_SCHEMA_VERSION,
-      );
-    })();
-    db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
   async #seal(endpointId: string, secret: string): Promise<string> {
@@ -378,42 +232,12 @@ export class WebhookOutbox {
     return this.#open(id, signing(JSON.parse(this.#row(id).secrets) as SecretRow[], now));
   }
 
-  #signingCount(row: EndpointRow, now: number): number {
-    return (JSON.parse(row.secrets) as { expiresAt: number | null }[]).filter(
-      (s) => s.expiresAt === null || s.expiresAt > now,
-    ).length;
-  }
-
   #row(id: string): EndpointRow {
-    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as
-      EndpointRow | undefined;
-    if (!row) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
-    return row;
+    return endpointRow(this.#db, id);
   }
 
   #info(r: EndpointRow, now: number): WebhookEndpointInfo {
-    const counts = this.#db
-      .prepare(
-        'SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? GROUP BY state',
-      )
-      .all(r.id) as { state: string; n: number }[];
-    const n = (s: string): number => counts.find((c) => c.state === s)?.n ?? 0;
-    return {
-      id: r.id,
-      url: r.url,
-      events: r.events === null ? null : (JSON.parse(r.events) as WebhookEventType[]),
-      description: r.description,
-      createdAt: r.created_at,
-      secrets: Math.max(1, this.#signingCount(r, now)),
-      status: {
-        pending: n('pending'),
-        dead: n('dead'),
-        delivered: n('delivered'),
-        lastAttemptAt: r.last_attempt_at,
-        lastSuccessAt: r.last_success_at,
-        lastError: r.last_error === null ? null : (JSON.parse(r.last_error) as WebhookError),
-      },
-    };
+    return endpointInfo(this.#db, r, now);
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -513,18 +337,7 @@ export class WebhookOutbox {
 
   /** Records a successful delivery. */
   delivered(endpointId: string, eventSeq: number, now: number): void {
-    this.#db.transaction(() => {
-      this.#db
-        .prepare(
-          "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?, last_error = NULL WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
-        )
-        .run(now, endpointId, eventSeq);
-      this.#db
-        .prepare(
-          'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
-        )
-        .run(now, now, endpointId);
-    })();
+    markDelivered(this.#db, endpointId, eventSeq, now);
   }
 
   /**
@@ -533,82 +346,18 @@ export class WebhookOutbox {
    * Returns whether it was dead-lettered.
    */
   failed(endpointId: string, eventSeq: number, error: WebhookError, now: number): boolean {
-    return this.#db.transaction(() => {
-      const d = this.#db
-        .prepare(
-          "SELECT attempts, first_at FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
-        )
-        .get(endpointId, eventSeq) as { attempts: number; first_at: number } | undefined;
-      const err = JSON.stringify(error);
-      this.#db
-        .prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?')
-        .run(now, err, endpointId);
-      if (!d) return false;
-      const attempts = d.attempts + 1;
-      const { baseMs, maxDelayMs, maxAgeMs } = this.#retry;
-      const backoff = Math.min(maxDelayMs, baseMs * 2 ** Math.min(attempts - 1, 40));
-      // "Equal jitter": half fixed, half random, so retries of many endpoints spread out.
-      const delay = Math.round(backoff / 2 + (backoff / 2) * this.#random());
-      const next = now + delay;
-      const dead = next > d.first_at + maxAgeMs;
-      this.#db
-        .prepare(
-          'UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_error = ? WHERE endpoint_id = ? AND event_seq = ?',
-        )
-        .run(
-          dead ? 'dead' : 'pending',
-          attempts,
-          dead ? now : next,
-          now,
-          err,
-          endpointId,
-          eventSeq,
-        );
-      return dead;
-    })();
+    return markFailed(this.#db, { endpointId, eventSeq, error, now }, this.#retry, this.#random);
   }
 
   /** Records the outcome of a test call in the endpoint's status. */
   recordTest(endpointId: string, error: WebhookError | null, now: number): void {
-    if (error)
-      this.#db
-        .prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?')
-        .run(now, JSON.stringify(error), endpointId);
-    else
-      this.#db
-        .prepare(
-          'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
-        )
-        .run(now, now, endpointId);
+    recordTest(this.#db, endpointId, error, now);
   }
 
   /** Dead letters of an endpoint, oldest event first. @throws LatchkeyError NOT_FOUND. */
   deadLetters(endpointId: string, limit = 500): DeadLetter[] {
     this.#row(endpointId);
-    const rows = this.#db
-      .prepare(
-        `SELECT e.id, e.type, e.created_at, d.endpoint_seq, d.attempts, d.updated_at, d.last_error FROM webhook_deliveries d
-           JOIN webhook_events e ON e.seq = d.event_seq
-          WHERE d.endpoint_id = ? AND d.state = 'dead' ORDER BY d.event_seq LIMIT ?`,
-      )
-      .all(endpointId, limit) as {
-      id: string;
-      type: string;
-      created_at: number;
-      endpoint_seq: number;
-      attempts: number;
-      updated_at: number;
-      last_error: string | null;
-    }[];
-    return rows.map((r) => ({
-      eventId: r.id,
-      sequence: r.endpoint_seq,
-      type: r.type,
-      createdAt: r.created_at,
-      attempts: r.attempts,
-      deadAt: r.updated_at,
-      lastError: r.last_error === null ? null : (JSON.parse(r.last_error) as WebhookError),
-    }));
+    return deadLetters(this.#db, endpointId, limit);
   }
 
   /**
@@ -618,18 +367,7 @@ export class WebhookOutbox {
    */
   replay(endpointId: string, now: number, eventIds?: readonly string[]): number {
     this.#row(endpointId);
-    return this.#db.transaction(() => {
-      const sql = `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, first_at = ?, next_at = ?, updated_at = ?
-                    WHERE endpoint_id = ? AND state = 'dead'`;
-      if (eventIds === undefined)
-        return this.#db.prepare(sql).run(now, now, now, endpointId).changes;
-      const stmt = this.#db.prepare(
-        `${sql} AND event_seq = (SELECT seq FROM webhook_events WHERE id = ?)`,
-      );
-      let n = 0;
-      for (const id of eventIds) n += stmt.run(now, now, now, endpointId, id).changes;
-      return n;
-    })();
+    return replayDead(this.#db, endpointId, now, eventIds);
   }
 
   /**
@@ -640,28 +378,12 @@ export class WebhookOutbox {
    */
   retry(endpointId: string, now: number): { pending: number; dead: number } {
     this.#row(endpointId);
-    return this.#db.transaction(() => {
-      const pending = this.#db
-        .prepare(
-          "UPDATE webhook_deliveries SET next_at = ?, updated_at = ? WHERE endpoint_id = ? AND state = 'pending'",
-        )
-        .run(now, now, endpointId).changes;
-      return { pending, dead: this.replay(endpointId, now) };
-    })();
+    return retryNow(this.#db, endpointId, now);
   }
 
   /** Deletes delivered rows and events older than `before` that no endpoint still needs. */
   prune(before: number): number {
-    return this.#db.transaction(() => {
-      this.#db
-        .prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND updated_at < ?")
-        .run(before);
-      return this.#db
-        .prepare(
-          'DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)',
-        )
-        .run(before).changes;
-    })();
+    return prune(this.#db, before);
   }
 
   close(): void {
