@@ -17,7 +17,7 @@ import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { hmacSha256, sha256 } from '@latchkey/crypto/mac';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
-import { preparePrivateFile } from './secret-file.ts';
+import { openSqlite } from '@latchkey/storage/sqlite';
 
 /**
  * `granted`, `denied`, `unavailable` (the key manager failed) for a key request; `destroyed` when
@@ -143,11 +143,7 @@ export class KeyAccessLog {
     this.#key = opts.key === undefined ? undefined : Uint8Array.from(opts.key);
     let db: Database.Database | undefined;
     try {
-      if (opts.path !== ':memory:') preparePrivateFile(opts.path);
-      db = new Database(opts.path);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 5000');
+      db = openSqlite(opts.path, { synchronous: 'FULL', private: true });
       db.exec(SCHEMA);
     } catch (err) {
       db?.close();
