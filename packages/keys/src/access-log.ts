@@ -12,7 +12,7 @@
  * streams that forward it (docs/siem.md) keep their cursors in the same file (table
  * `key_access_log_cursors`), so a restored backup rewinds log and cursors together.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { hmacSha256, sha256 } from '@latchkey/crypto/mac';
