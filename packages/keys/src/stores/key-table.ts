@@ -26,6 +26,30 @@ export interface KeyRow {
   wrapped: Uint8Array;
 }
 
+/** A contact row as both databases store it. */
+export interface ContactSql {
+  current_epoch: number;
+  destroyed_at: number | null;
+}
+
+export const contactOf = (c: ContactSql): ContactRow => ({
+  current: c.current_epoch,
+  destroyed: c.destroyed_at !== null,
+});
+
+/** A key row as both databases store it. */
+export interface KeySql {
+  contact_id: string;
+  epoch: number;
+  wrapped: Uint8Array;
+}
+
+export const keyRowOf = (r: KeySql): KeyRow => ({
+  contactId: r.contact_id,
+  epoch: r.epoch,
+  wrapped: r.wrapped,
+});
+
 export interface GenerationRow {
   generation: number;
   state: 'current' | 'retiring';

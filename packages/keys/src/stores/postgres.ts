@@ -39,6 +39,9 @@ import {
   type WrappedKeyManager,
 } from './wrapped-key-manager.ts';
 import {
+  contactOf,
+  keyRowOf,
+  type ContactSql,
   destroyed,
   rewrapId,
   unknownContact,
@@ -126,24 +129,8 @@ async function migrate(pool: PgPool): Promise<void> {
   });
 }
 
-interface ContactSql {
-  current_epoch: number;
-  destroyed_at: number | null;
-}
-
-const contactOf = (c: ContactSql): ContactRow => ({
-  current: c.current_epoch,
-  destroyed: c.destroyed_at !== null,
-});
-
 const ALL_KEYS =
   'SELECT contact_id, epoch, wrapped FROM keys_content_keys ORDER BY contact_id, epoch';
-
-const keyRowOf = (r: { contact_id: string; epoch: number; wrapped: Buffer }): KeyRow => ({
-  contactId: r.contact_id,
-  epoch: r.epoch,
-  wrapped: r.wrapped,
-});
 
 class PgKeyTable implements KeyTable {
   readonly #pool: PgPool;

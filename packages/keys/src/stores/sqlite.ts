@@ -15,6 +15,10 @@ import {
   type WrappedKeyManager,
 } from './wrapped-key-manager.ts';
 import {
+  contactOf,
+  keyRowOf,
+  type ContactSql,
+  type KeySql,
   rewrapId,
   unavailable,
   unknownContact,
@@ -116,16 +120,6 @@ function guard<T>(fn: () => T): T {
   }
 }
 
-interface ContactSql {
-  current_epoch: number;
-  destroyed_at: number | null;
-}
-
-const contactOf = (c: ContactSql): ContactRow => ({
-  current: c.current_epoch,
-  destroyed: c.destroyed_at !== null,
-});
-
 class SqliteKeyTable implements KeyTable {
   readonly #db: Database.Database;
   readonly #sql;
@@ -139,7 +133,7 @@ class SqliteKeyTable implements KeyTable {
       key: db.prepare<[string, number], { wrapped: Uint8Array }>(
         'SELECT wrapped FROM content_keys WHERE contact_id = ? AND epoch = ?',
       ),
-      allKeys: db.prepare<[], { contact_id: string; epoch: number; wrapped: Uint8Array }>(
+      allKeys: db.prepare<[], KeySql>(
         'SELECT contact_id, epoch, wrapped FROM content_keys ORDER BY contact_id, epoch',
       ),
       insertContact: db.prepare<[string, number]>(
@@ -275,22 +269,14 @@ class SqliteKeyTable implements KeyTable {
   }
 
   async allKeys(): Promise<KeyRow[]> {
-    return guard(() => this.#sql.allKeys.all()).map((r) => ({
-      contactId: r.contact_id,
-      epoch: r.epoch,
-      wrapped: r.wrapped,
-    }));
+    return guard(() => this.#sql.allKeys.all()).map(keyRowOf);
   }
 
   async commitRewrap(c: RewrapCommit): Promise<number> {
     const n = guard(() =>
       this.#db
         .transaction(() => {
-          const rows = this.#sql.allKeys.all().map((r) => ({
-            contactId: r.contact_id,
-            epoch: r.epoch,
-            wrapped: r.wrapped,
-          }));
+          const rows = this.#sql.allKeys.all().map(keyRowOf);
           // Another connection added or changed keys meanwhile: wrap those too, then retry.
           if (rows.some((r) => !c.done.has(rewrapId(r)))) return -1;
           for (const r of rows) {
