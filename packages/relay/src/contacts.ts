@@ -1,7 +1,7 @@
 /**
  * Contact lifecycle and membership on the relay (issue 4; rules in @latchkey/protocol
  * `membership.ts`). `ContactStore`, the contract a backend meets next to `MessageStore`, is
- * written once in @latchkey/storage (`contacts.ts`) with the membership logic that both message
+ * written once in @latchkey/storage (`contact-store.ts`, `membership.ts`) with the membership logic that both message
  * stores and the key service's access table run; every method is atomic and takes the clock from
  * its caller.
  *
