@@ -7,8 +7,8 @@
  * changed, removed, inserted or reordered record breaks the chain at that point; cutting off the
  * tail is caught by comparing with a head noted elsewhere (`head()`, `verify({ head })`).
  *
- * Stored in the key database (table `key_access_log`, created here, outside the key store's
- * schema versions), with triggers that abort UPDATE and DELETE. Holds no key material. The
+ * Stored in the key database (table `key_access_log`, created here and versioned by its own
+ * row of `keys_schema`, apart from the key store's user_version), with triggers that abort UPDATE and DELETE. Holds no key material. The
  * streams that forward it (docs/siem.md) keep their cursors in the same file (table
  * `key_access_log_cursors`), so a restored backup rewinds log and cursors together.
  */
@@ -17,7 +17,7 @@ import { concatBytes, utf8Encode } from '@latchkey/crypto/codec';
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { hmacSha256, sha256 } from '@latchkey/crypto/mac';
 import { Epoch, Id, LatchkeyError } from '@latchkey/protocol';
-import { openSqlite } from '@latchkey/storage/sqlite';
+import { migrateSqlite, openSqlite, type SqliteStep } from '@latchkey/storage/sqlite';
 
 /**
  * `granted`, `denied`, `unavailable` (the key manager failed) for a key request; `destroyed` when
@@ -86,6 +86,13 @@ CREATE TRIGGER IF NOT EXISTS key_access_log_no_update BEFORE UPDATE ON key_acces
 CREATE TRIGGER IF NOT EXISTS key_access_log_no_delete BEFORE DELETE ON key_access_log
   BEGIN SELECT RAISE(ABORT, 'key_access_log is append-only'); END;`;
 
+/**
+ * Step `i` migrates version `i` to `i + 1`, kept in row `access_log` of `keys_schema` (the file's
+ * user_version belongs to the key store). IF NOT EXISTS: files written before the log was
+ * versioned already have its tables.
+ */
+const MIGRATIONS: readonly SqliteStep[] = [SCHEMA];
+
 const GENESIS: Uint8Array = new Uint8Array(32);
 /** Hex of the hash the first record chains from: 32 zero bytes. */
 export const ACCESS_LOG_GENESIS = '0'.repeat(64);
@@ -144,9 +151,13 @@ export class KeyAccessLog {
     let db: Database.Database | undefined;
     try {
       db = openSqlite(opts.path, { synchronous: 'FULL', private: true });
-      db.exec(SCHEMA);
+      migrateSqlite(db, MIGRATIONS, `key access log ${opts.path}`, {
+        code: 'KEY_UNAVAILABLE',
+        versionRow: { table: 'keys_schema', name: 'access_log' },
+      });
     } catch (err) {
       db?.close();
+      if (LatchkeyError.is(err)) throw err;
       throw new LatchkeyError('KEY_UNAVAILABLE', 'key access log unavailable', {
         cause: err,
         detail: err instanceof Error ? err.message : String(err),
