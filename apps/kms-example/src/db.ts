@@ -4,9 +4,7 @@
  * KEK versions, the key-store model's contacts and wrapped keys, revocations, destroy notices,
  * request nonces and the request audit.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { migrateSqlite, openSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS key_versions (
@@ -56,17 +54,16 @@ CREATE TABLE IF NOT EXISTS audit (
 ) STRICT;`;
 
 /** Opens (creating when missing) the key manager's file at `path` with its schema. */
-export function openKmsDb(path: string): Database.Database {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  closeSync(openSync(path, 'a', 0o600));
-  if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('secure_delete = ON');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  db.exec(SCHEMA);
-  return db;
+export function openKmsDb(path: string): SqliteDatabase {
+  const db = openSqlite(path, { private: true, synchronous: 'FULL', secureDelete: true });
+  try {
+    // IF NOT EXISTS: files written before the schema was versioned already have the tables.
+    migrateSqlite(db, [SCHEMA], `key manager store ${path}`, {
+      versionRow: { table: 'kms_schema', name: 'kms' },
+    });
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
 }
