@@ -23,25 +23,37 @@ function loadBinding(): P11 {
   return require('pkcs11js') as P11;
 }
 
+/**
+ * The loaded module of `library`, loading and initialising it on first use; pair with release.
+ * @throws LatchkeyError KEY_UNAVAILABLE when the module cannot be loaded or initialised.
+ */
 export function acquire(library: string): Module {
   let m = modules.get(library);
   if (m === undefined) {
-    const p11 = loadBinding();
-    const mod = new p11.PKCS11();
-    mod.load(library);
     try {
-      mod.C_Initialize();
+      m = load(library);
     } catch (err) {
-      if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-        mod.close();
-        throw err;
-      }
+      throw hsmError('cannot load the PKCS#11 module', err);
     }
-    m = { p11, mod, refs: 0 };
     modules.set(library, m);
   }
   m.refs++;
   return m;
+}
+
+function load(library: string): Module {
+  const p11 = loadBinding();
+  const mod = new p11.PKCS11();
+  mod.load(library);
+  try {
+    mod.C_Initialize();
+  } catch (err) {
+    if (!(err instanceof p11.Pkcs11Error && err.code === p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+      mod.close();
+      throw err;
+    }
+  }
+  return { p11, mod, refs: 0 };
 }
 
 export function release(library: string): void {

@@ -25,7 +25,7 @@ import type { KekGenerations, KeyWrapper, WrapRequest } from '../key-wrapper.ts'
 import { openKeyManager } from '../open-key-manager.ts';
 import type { WrappedKeyManager } from '../stores/key-store.ts';
 import type * as Pkcs11Js from 'pkcs11js';
-import { acquire, hsmError, openUserSession, release, type Module } from './pkcs11-module.ts';
+import { acquire, hsmError, openUserSession, release } from './pkcs11-module.ts';
 
 const FORMAT = 0x01;
 const IV_BYTES = 12;
@@ -81,12 +81,7 @@ function aad(req: WrapRequest): Buffer {
  */
 export function createPkcs11Wrapper(opts: Pkcs11WrapperOptions): Pkcs11KeyWrapper {
   const keyLabel = opts.keyLabel ?? 'latchkey-kek';
-  let m: Module;
-  try {
-    m = acquire(opts.library);
-  } catch (err) {
-    throw hsmError('cannot load the PKCS#11 module', err);
-  }
+  const m = acquire(opts.library);
   const { p11, mod } = m;
   let session: Buffer | undefined;
   let key: Buffer;
@@ -318,12 +313,7 @@ export function createPkcs11Generations(opts: Pkcs11WrapperOptions): KekGenerati
  * @throws LatchkeyError KEY_UNAVAILABLE when the token refuses or cannot be reached.
  */
 export function destroyPkcs11Key(opts: Pkcs11WrapperOptions, label: string): void {
-  let m: Module;
-  try {
-    m = acquire(opts.library);
-  } catch (err) {
-    throw hsmError('cannot load the PKCS#11 module', err);
-  }
+  const m = acquire(opts.library);
   const { p11, mod } = m;
   let session: Buffer | undefined;
   try {
