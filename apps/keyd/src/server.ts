@@ -39,6 +39,9 @@ import { registerLimits, type KeyServiceLimits } from './limits.ts';
 import { loggerOptions } from './logger.ts';
 import { registerMemberRoutes } from './member-routes.ts';
 
+/** Pending connections the kernel queues before the service accepts them. */
+const LISTEN_BACKLOG = 4096;
+
 export interface KeyServiceOptions {
   host: string;
   /** 0 picks a free port. */
@@ -255,7 +258,10 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     });
 
   opts.extraRoutes?.(app);
-  await app.listen({ host: opts.host, port: opts.port });
+  // A join burst (every client of a relay reconnecting after an outage) opens its connections at
+  // once; Node's default listen backlog (511) overflows while the loop is busy, and each dropped
+  // SYN costs its client a 1 s retransmission. The kernel caps it at net.core.somaxconn.
+  await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
