@@ -26,6 +26,7 @@ import {
 import { TokenBucket, type RateLimitOptions } from './limiter.ts';
 import { CLOCK_TOLERANCE_SECONDS, type RelayLogEvent } from './options.ts';
 import type { ByteLease } from './participant-limits.ts';
+import type { Corkable, WriteBatch } from './write-batch.ts';
 
 /** The part of ws's WebSocket a connection uses (a fake one in unit tests). */
 export interface PeerSocket {
@@ -66,6 +67,11 @@ export interface ConnectionOptions {
   onRateAbuse: (principal: Principal, now: number) => void;
   /** The socket closed (after the connection released its timers and byte lease). */
   onClose: (c: Connection) => void;
+  /**
+   * The connection's TCP/TLS socket and the relay's write batch: frames of one loop turn go
+   * out in one write (write-batch.ts). Without them every frame is written on its own.
+   */
+  coalesce?: { socket: Corkable; batch: WriteBatch };
   now?: () => number;
 }
 
@@ -180,6 +186,8 @@ export class Connection {
       this.close(ERROR_CODES.UNAVAILABLE.ws, 'UNAVAILABLE');
       return;
     }
+    const co = this.#opts.coalesce;
+    if (co) co.batch.hold(co.socket);
     this.#ws.send(text);
   }
 

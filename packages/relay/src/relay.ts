@@ -48,6 +48,7 @@ import { ParticipantLimits } from './participant-limits.ts';
 import { createOwnServer, listenOn, upgradeHandler } from './server.ts';
 import type { MessageStore } from './message-store.ts';
 import { timedStore } from './timed-store.ts';
+import { WriteBatch } from './write-batch.ts';
 
 export {
   DEFAULT_RELAY_MAX_CONNECTIONS,
@@ -196,13 +197,14 @@ export function createRelay(opts: RelayOptions): Relay {
       : { metricsIpAllowlist: opts.metricsIpAllowlist }),
   });
 
+  const writes = new WriteBatch();
   const heartbeat = setInterval(() => {
     participants.sweep();
     for (const c of conns) c.heartbeat();
   }, config.heartbeatMs);
   heartbeat.unref();
 
-  function onConnection(ws: WebSocket, ip: string): void {
+  function onConnection(ws: WebSocket, ip: string, socket: Duplex): void {
     const c = new Connection(ws, {
       id: nextConnId++,
       ip,
@@ -218,6 +220,7 @@ export function createRelay(opts: RelayOptions): Relay {
         streams.leave(closed);
         conns.delete(closed);
       },
+      coalesce: { socket, batch: writes },
     });
     conns.add(c);
     if (closing) c.close(WS_CLOSE_GOING_AWAY, 'going away');

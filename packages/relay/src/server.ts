@@ -22,7 +22,7 @@ export interface UpgradeDeps {
   wss: Pick<WebSocketServer, 'handleUpgrade'>;
   log: (event: RelayLogEvent) => void;
   closing: () => boolean;
-  onConnection: (ws: WebSocket, ip: string) => void;
+  onConnection: (ws: WebSocket, ip: string, socket: Duplex) => void;
 }
 
 /** The `upgrade` listener of an HTTP(S) server: admits the handshake, or refuses it. */
@@ -45,7 +45,7 @@ export function upgradeHandler(
     // The TCP socket outlives every path (refused handshake, open, closed), so it releases.
     socket.once('close', () => admission.release(ip));
     try {
-      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip));
+      deps.wss.handleUpgrade(req, socket, head, (ws) => deps.onConnection(ws, ip, socket));
     } catch (err) {
       log({ event: 'upgrade-failed', detail: err instanceof Error ? err.message : 'unknown' });
       socket.destroy();
