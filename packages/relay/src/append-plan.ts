@@ -80,7 +80,13 @@ export function planAppend(
     if (prior) {
       plan.results.push(
         prior.senderId === e.senderId && prior.json === json
-          ? { ok: true, seq: prior.seq, duplicate: true, envelope: toStored(prior.json, prior.seq) }
+          ? {
+              ok: true,
+              seq: prior.seq,
+              duplicate: true,
+              envelope: toStored(prior.json, prior.seq),
+              json: prior.json,
+            }
           : { ok: false, code: 'CONFLICT' },
       );
       continue;
@@ -143,7 +149,7 @@ export function planAppend(
       bytes,
     });
     // The input was validated by the protocol schema (no extra fields): no need to re-parse.
-    plan.results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq } });
+    plan.results.push({ ok: true, seq, duplicate: false, envelope: { ...e, seq }, json });
   }
   return plan;
 }

@@ -181,7 +181,7 @@ export class ContactStreams<P extends StreamPeer = StreamPeer> {
       m.skipOwn();
       if (envelope.seq <= m.lastSeq) continue;
       if (envelope.seq === m.lastSeq + 1) {
-        m.deliverNext(envelope, (text ??= deliverFrame(envelope)));
+        m.deliverNext(envelope, (text ??= e.frame ?? deliverFrame(envelope)));
         m.skipOwn();
       } else {
         m.buffer.push(envelope);

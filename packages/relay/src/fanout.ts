@@ -24,6 +24,8 @@ export interface EnvelopeEvent {
   conn: number;
   /** Publish time (ms, publisher's clock) for the fan-out lag metric. */
   at: number;
+  /** The `deliver` frame's text, when the publisher has it (in process only, never published). */
+  frame?: string;
 }
 
 /** End connections of a contact (participantId null: all of them) with an error code. */

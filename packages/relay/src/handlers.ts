@@ -27,6 +27,7 @@ import {
 import type { WebhookService } from '@latchkey/webhooks';
 import type { Connection } from './connection.ts';
 import type { ContactStreams } from './contact-stream.ts';
+import { deliverText } from './envelope-json.ts';
 import type { Fanout } from './fanout.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { RelayMetrics } from './metrics.ts';
@@ -221,6 +222,7 @@ export function createFrameHandler(deps: FrameHandlerDeps): (c: Connection, text
             origin: relayId,
             conn: c.id,
             at: Date.now(),
+            ...(r.json === undefined ? {} : { frame: deliverText(r.json, r.seq) }),
           })
           .catch(() => {
             // Receivers elsewhere see the gap at the next envelope and read it from the store.

@@ -17,6 +17,8 @@ export type AppendResult =
       duplicate: boolean;
       /** The stored envelope with its seq. */
       envelope: StoredEnvelope;
+      /** The envelope's canonical JSON as stored (without seq): deliver frames reuse it. */
+      json?: string;
     }
   | {
       ok: false;

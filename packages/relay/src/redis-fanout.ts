@@ -83,7 +83,9 @@ export class RedisFanout implements Fanout {
   async publish(event: FanoutEvent): Promise<void> {
     const channel =
       event.type === 'envelope' ? this.#channel(event.envelope.contactId) : this.#control;
-    await this.#pub.publish(channel, JSON.stringify(event));
+    // The prebuilt deliver frame stays local: receivers build their own from the envelope.
+    const wire = event.type === 'envelope' ? { ...event, frame: undefined } : event;
+    await this.#pub.publish(channel, JSON.stringify(wire));
   }
 
   subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {

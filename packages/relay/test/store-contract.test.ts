@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LatchkeyError } from '@latchkey/protocol';
+import { LatchkeyError, PROTOCOL_VERSION, ServerFrame } from '@latchkey/protocol';
+import { deliverText } from '../src/envelope-json.ts';
 import type { ContactStore } from '../src/contacts.ts';
 import { PG_SCHEMA_VERSION, PgMessageStore } from '../src/pg-store.ts';
 import { SqliteMessageStore, type MessageStore } from '../src/store.ts';
@@ -46,6 +47,20 @@ function contract(name: string, open: Factory): void {
       expect(await store.head('nobody')).toBe(0);
       expect(store.stats).toEqual({ transactions: 2, appended: 6 });
       expect(await store.appendBatch([])).toEqual([]);
+      await done();
+    });
+
+    it('returns the stored JSON, from which the relay builds the deliver frame unparsed', async () => {
+      const { store, done } = await open();
+      const e = fakeEnvelope('c1', 'a');
+      await store.appendBatch([fakeEnvelope('c1', 'b')]);
+      const [fresh] = await store.appendBatch([e]);
+      const [dup] = await store.appendBatch([e]);
+      for (const r of [fresh, dup]) {
+        if (!r?.ok || r.json === undefined) throw new Error('no stored JSON in the result');
+        const frame = ServerFrame.parse(JSON.parse(deliverText(r.json, r.seq)));
+        expect(frame).toEqual({ v: PROTOCOL_VERSION, type: 'deliver', envelope: { ...e, seq: 2 } });
+      }
       await done();
     });
 
