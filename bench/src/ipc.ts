@@ -4,6 +4,7 @@
  * goes away, so a crashed benchmark leaves nothing running.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 interface Request {
@@ -149,7 +150,13 @@ export interface ProcStats {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /** Event-loop delay since the previous sample: p99 and maximum (ms). */
+  loopP99Ms: number;
+  loopMaxMs: number;
 }
+
+const loop = monitorEventLoopDelay({ resolution: 1 });
+loop.enable();
 
 /** Samples this process's CPU and memory; runs a full GC first when `gc` is true and exposed. */
 export function procStats(gc = false): ProcStats {
@@ -168,5 +175,15 @@ export function procStats(gc = false): ProcStats {
     heapUsed: mem.heapUsed,
     external: mem.external,
     arrayBuffers: mem.arrayBuffers,
+    ...loopDelay(),
   };
+}
+
+function loopDelay(): { loopP99Ms: number; loopMaxMs: number } {
+  const r = {
+    loopP99Ms: Math.round(loop.percentile(99) / 1e4) / 100,
+    loopMaxMs: Math.round(loop.max / 1e4) / 100,
+  };
+  loop.reset();
+  return r;
 }

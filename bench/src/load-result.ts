@@ -5,13 +5,23 @@ export interface ServerUsage {
   /** Relay CPU during the measurement window, in % of one core. */
   cpuPercent: number;
   rssBytes: number;
+  /** The relay's event-loop delay over the measurement window: p99 and maximum (ms). */
+  loopP99Ms: number;
+  loopMaxMs: number;
 }
 
 export interface LoadResult {
   system: SystemKind;
   size: number;
   repeat: number;
+  /** SQLite durability of the Latchkey relay (the others store nothing). */
+  durability: 'normal' | 'full';
   connections: number;
+  /** Opening the connections (for Latchkey: handshake, auth, ready, join, joined). */
+  connectMs: number;
   throughput: RunResult & ServerUsage;
+  /** At the first offered rate of the plan (5,000 msg/s); absent in a throughput-only run. */
   latency: RunResult & ServerUsage;
+  /** At each offered rate of the plan, highest first (latency is the first). */
+  latencies: (RunResult & ServerUsage & { rate: number })[];
 }

@@ -16,9 +16,16 @@ import { Child, type ProcStats } from './ipc.ts';
 import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
 import type { LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
+import { summarize } from './summary.ts';
 
 const quick = process.argv.includes('--quick');
-const SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
+/** `--load-only`: the load runs alone, no crypto, storage or idle figures (a development aid). */
+const loadOnly = process.argv.includes('--load-only');
+const ALL_SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
+/** BENCH_SYSTEMS=latchkey,ws runs only those (a development aid; ratios need all three). */
+const SYSTEMS = ALL_SYSTEMS.filter(
+  (k) => process.env['BENCH_SYSTEMS']?.split(',').includes(k) ?? true,
+);
 const SERVER_MODULE: Record<SystemKind, string> = {
   latchkey: 'servers/latchkey.ts',
   ws: 'servers/ws-floor.ts',
@@ -35,8 +42,8 @@ const plan = quick
       window: 4,
       warm: 600,
       measure: 2000,
-      rate: 5000,
-      idle: 500,
+      rates: [5000, 2000],
+      idle: 2000,
       crypto: 200,
       store: 1000,
     }
@@ -47,7 +54,7 @@ const plan = quick
       window: 4,
       warm: 2000,
       measure: 6000,
-      rate: 5000,
+      rates: [5000, 2000],
       idle: 10_000,
       crypto: 1000,
       store: 3000,
@@ -64,14 +71,22 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function usage(a: ProcStats, b: ProcStats): ServerUsage {
   const cpu = b.cpuUser + b.cpuSystem - (a.cpuUser + a.cpuSystem);
-  return { cpuPercent: Math.round((cpu / 1000 / (b.at - a.at)) * 1000) / 10, rssBytes: b.rss };
+  return {
+    cpuPercent: Math.round((cpu / 1000 / (b.at - a.at)) * 1000) / 10,
+    rssBytes: b.rss,
+    loopP99Ms: b.loopP99Ms,
+    loopMaxMs: b.loopMaxMs,
+  };
 }
 
-async function startServer(kind: SystemKind): Promise<{ server: Child; url: string }> {
+async function startServer(
+  kind: SystemKind,
+  durability: 'normal' | 'full' = 'normal',
+): Promise<{ server: Child; url: string }> {
   // BENCH_CPU_PROF=DIR profiles the systems under test (node --cpu-prof) into DIR.
   const prof = process.env['BENCH_CPU_PROF'];
   const execArgv = ['--expose-gc', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [])];
-  const server = new Child(kind, src(SERVER_MODULE[kind]), { secretHex }, execArgv);
+  const server = new Child(kind, src(SERVER_MODULE[kind]), { secretHex, durability }, execArgv);
   const { port } = (await server.hello) as { port: number };
   return { server, url: `${kind === 'socketio' ? 'http' : 'ws'}://127.0.0.1:${port}` };
 }
@@ -85,8 +100,14 @@ async function measured(server: Child, gen: Child, p: RunParams): Promise<RunRes
   return { ...(await running), ...usage(a, b) };
 }
 
-async function loadRun(kind: SystemKind, size: number, repeat: number): Promise<LoadResult> {
-  const { server, url } = await startServer(kind);
+async function loadRun(
+  kind: SystemKind,
+  size: number,
+  repeat: number,
+  durability: 'normal' | 'full' = 'normal',
+  withLatency = true,
+): Promise<LoadResult> {
+  const { server, url } = await startServer(kind, durability);
   const gen = new Child(`loadgen(${kind})`, src('load/worker.ts'), { kind, url, secretHex });
   try {
     await gen.hello;
@@ -103,20 +124,42 @@ async function loadRun(kind: SystemKind, size: number, repeat: number): Promise<
       durationMs: plan.measure,
       drainMs: 5000,
     });
-    const latency = await measured(server, gen, {
-      mode: 'rate',
-      rate: plan.rate,
-      warmupMs: Math.round(plan.warm / 2),
-      durationMs: plan.measure,
-      drainMs: 5000,
-      sampleEvery: SAMPLE_EVERY,
-    });
+    const latencies: LoadResult['latencies'] = [];
+    for (const rate of withLatency ? plan.rates : []) {
+      const r = await measured(server, gen, {
+        mode: 'rate',
+        rate,
+        warmupMs: Math.round(plan.warm / 2),
+        durationMs: plan.measure,
+        drainMs: 5000,
+        sampleEvery: SAMPLE_EVERY,
+      });
+      latencies.push({ ...r, rate });
+    }
+    const errors = [throughput, ...latencies].reduce((n, r) => n + r.errors, 0);
     progress(
-      `${kind} ${size} B #${repeat}: ${throughput.deliveredPerSecond} msg/s delivered (relay CPU ${throughput.cpuPercent}%), ` +
-        `at ${plan.rate}/s wire p50 ${latency.wire.p50} p99 ${latency.wire.p99} ms, e2e p50 ${latency.e2e.p50} p99 ${latency.e2e.p99} ms, ` +
-        `errors ${throughput.errors + latency.errors}`,
+      `${kind}${durability === 'full' ? ' (durability full)' : ''} ${size} B #${repeat}: ` +
+        `${conn.connections} connections in ${conn.ms} ms, ` +
+        `${throughput.deliveredPerSecond} msg/s delivered (relay CPU ${throughput.cpuPercent}%)` +
+        latencies
+          .map(
+            (l) =>
+              `, at ${l.rate}/s wire p50 ${l.wire.p50} p99 ${l.wire.p99} ms (e2e p50 ${l.e2e.p50} p99 ${l.e2e.p99} ms, CPU ${l.cpuPercent}%, loop p99 ${l.loopP99Ms} max ${l.loopMaxMs} ms)`,
+          )
+          .join('') +
+        `, errors ${errors}`,
     );
-    return { system: kind, size, repeat, connections: conn.connections, throughput, latency };
+    return {
+      system: kind,
+      size,
+      repeat,
+      durability,
+      connections: conn.connections,
+      connectMs: conn.ms,
+      throughput,
+      latency: latencies[0] ?? { ...throughput, rate: 0 },
+      latencies,
+    };
   } finally {
     await gen.stop();
     await server.stop();
@@ -170,18 +213,12 @@ async function idleRun(kind: SystemKind, connections: number): Promise<IdleResul
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)] ?? 0;
-}
-const round2 = (x: number): number => Math.round(x * 100) / 100;
-
 async function main(): Promise<void> {
   progress(`${quick ? 'quick' : 'full'} run; node ${process.version}, ${cpus().length} cores`);
 
   progress('crypto: envelope seal+open vs node:crypto and WebCrypto AES-256-GCM');
   const crypto: CryptoResult[] = [];
-  for (const size of [200, 4096]) {
+  for (const size of loadOnly ? [] : [200, 4096]) {
     const r = await cryptoBench(size, plan.crypto);
     crypto.push(r);
     progress(
@@ -189,16 +226,20 @@ async function main(): Promise<void> {
         `aead(noble) ${r.aeadNoble}/s, node:crypto ${r.nodeCrypto}/s, WebCrypto ${r.webCrypto}/s`,
     );
   }
-  const sign: SignResult = await signBench(plan.crypto);
-  progress(
-    `ed25519: noble sign ${sign.nobleSign}/s verify ${sign.nobleVerify}/s; node:crypto sign ${sign.nodeSign}/s verify ${sign.nodeVerify}/s`,
-  );
+  const sign: SignResult | undefined = loadOnly ? undefined : await signBench(plan.crypto);
+  if (sign)
+    progress(
+      `ed25519: noble sign ${sign.nobleSign}/s verify ${sign.nobleVerify}/s; node:crypto sign ${sign.nodeSign}/s verify ${sign.nodeVerify}/s`,
+    );
 
   progress('storage: SqliteMessageStore, default durability, single vs GroupCommit');
-  const storage: StorageResult = await storageBench(plan.store, 1000);
-  progress(
-    `storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`,
-  );
+  const storage: StorageResult | undefined = loadOnly
+    ? undefined
+    : await storageBench(plan.store, 1000);
+  if (storage)
+    progress(
+      `storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`,
+    );
 
   const load: LoadResult[] = [];
   for (const size of plan.sizes) {
@@ -212,47 +253,20 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (!quick && SYSTEMS.includes('latchkey')) {
+    for (let rep = 1; rep <= plan.repeats; rep++) {
+      progress(`load: latchkey with --durability full, 200 B, repeat ${rep}/${plan.repeats}`);
+      load.push(await loadRun('latchkey', 200, rep, 'full', false));
+    }
+  }
 
   const idle: IdleResult[] = [];
-  for (const kind of quick ? (['latchkey', 'ws'] as const) : SYSTEMS) {
+  for (const kind of loadOnly ? [] : quick ? SYSTEMS.filter((k) => k !== 'socketio') : SYSTEMS) {
     progress(`idle memory: ${kind}, ${plan.idle} connections`);
     idle.push(await idleRun(kind, plan.idle));
   }
 
-  const at = (kind: SystemKind, size = 200): LoadResult[] =>
-    load.filter((l) => l.system === kind && l.size === size);
-  const tput = (kind: SystemKind): number =>
-    median(at(kind).map((l) => l.throughput.deliveredPerSecond));
-  const lat = (kind: SystemKind, f: (l: LoadResult) => number): number => median(at(kind).map(f));
-  const c4 = crypto.find((c) => c.size === 4096)!;
-  const idleOf = (kind: SystemKind): number =>
-    idle.find((i) => i.system === kind)?.bytesPerConnection ?? 0;
-  const summary = {
-    mode: quick ? 'quick' : 'full',
-    latchkey_msgs_per_s: tput('latchkey'),
-    ws_floor_msgs_per_s: tput('ws'),
-    socketio_msgs_per_s: tput('socketio'),
-    latchkey_vs_floor: round2(tput('latchkey') / tput('ws')),
-    latchkey_vs_socketio: round2(tput('latchkey') / tput('socketio')),
-    p50_ms: lat('latchkey', (l) => l.latency.e2e.p50),
-    p99_ms: lat('latchkey', (l) => l.latency.e2e.p99),
-    wire_p50_ms: lat('latchkey', (l) => l.latency.wire.p50),
-    wire_p99_ms: lat('latchkey', (l) => l.latency.wire.p99),
-    ws_floor_wire_p99_ms: lat('ws', (l) => l.latency.wire.p99),
-    socketio_wire_p99_ms: lat('socketio', (l) => l.latency.wire.p99),
-    offered_rate_for_latency: plan.rate,
-    relay_cpu_percent_at_max: lat('latchkey', (l) => l.throughput.cpuPercent),
-    errors: load.reduce((n, l) => n + l.throughput.errors + l.latency.errors, 0),
-    seal_open_vs_node_crypto: round2(c4.nodeCrypto / c4.envelopeSealOpen),
-    aead_vs_node_crypto: round2(c4.nodeCrypto / c4.aeadWebcrypto),
-    storage_single_per_s: storage.singlePerSecond,
-    storage_batched_per_s: storage.batchedPerSecond,
-    idle_connections: plan.idle,
-    idle_bytes_per_conn: idleOf('latchkey'),
-    ws_floor_idle_bytes_per_conn: idleOf('ws'),
-    idle_vs_floor: round2(idleOf('latchkey') / idleOf('ws')),
-  };
-
+  const summary = summarize({ quick, plan, load, idle, crypto, storage });
   if (!quick) {
     const dir = fileURLToPath(new URL('../results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
