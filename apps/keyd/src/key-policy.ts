@@ -29,6 +29,7 @@ import type {
 } from '@latchkey/keys';
 import { LatchkeyError, type Principal } from '@latchkey/protocol';
 import type { WebhookService } from '@latchkey/webhooks';
+import { AccessBatch } from './access-batch.ts';
 
 export interface KeyPolicyOptions {
   keyManager: KeyManager;
@@ -104,6 +105,8 @@ export class KeyPolicy {
   readonly rotateAfterMessages: number | undefined;
   readonly #km: KeyManager;
   readonly #log: KeyAccessLog | undefined;
+  /** Hand-outs are recorded through a group commit (access-batch.ts). */
+  readonly #granted: AccessBatch | undefined;
   readonly #clock: EpochClock | undefined;
   readonly #access: SqliteAccessStore | undefined;
   readonly #hooks: Pick<WebhookService, 'emit'> | undefined;
@@ -124,6 +127,7 @@ export class KeyPolicy {
     }
     this.#km = opts.keyManager;
     this.#log = opts.accessLog;
+    this.#granted = opts.accessLog && new AccessBatch(opts.accessLog);
     this.#clock = opts.clock;
     this.#access = opts.access;
     this.#hooks = opts.webhooks;
@@ -225,7 +229,14 @@ export class KeyPolicy {
       try {
         // The first hand-out dates an epoch made elsewhere (epoch 0 on creation).
         this.#clock?.since(contactId, key.currentEpoch, this.#now());
-        this.record(p, key.epoch, 'granted');
+        // Committed before the key leaves; grouped with the other hand-outs of this loop turn.
+        await this.#granted?.append({
+          contactId: p.contactId,
+          participantId: p.participantId,
+          epoch: key.epoch,
+          time: this.#now(),
+          outcome: 'granted',
+        });
       } catch (err) {
         key.key.fill(0);
         throw asKeyError(err);

@@ -133,6 +133,30 @@ export function accessRecordHash(
   return key === undefined ? sha256(data) : hmacSha256(key, data);
 }
 
+/**
+ * A copy of `r` with only the record's fields.
+ * @throws LatchkeyError BAD_REQUEST for a malformed record.
+ */
+function checkedRecord(r: AccessRecord): AccessRecord {
+  if (
+    !Id.safeParse(r.contactId).success ||
+    !Id.safeParse(r.participantId).success ||
+    !Epoch.safeParse(r.epoch).success ||
+    !Number.isSafeInteger(r.time) ||
+    r.time < 0 ||
+    !OUTCOMES.has(r.outcome)
+  ) {
+    throw new LatchkeyError('BAD_REQUEST', 'malformed access record');
+  }
+  return {
+    contactId: r.contactId,
+    epoch: r.epoch,
+    participantId: r.participantId,
+    time: r.time,
+    outcome: r.outcome,
+  };
+}
+
 export class KeyAccessLog {
   readonly #db: Database.Database;
   readonly #key: Uint8Array | undefined;
@@ -196,40 +220,52 @@ export class KeyAccessLog {
    *   database fails.
    */
   append(r: AccessRecord): StoredAccessRecord {
+    const [stored] = this.appendMany([r]);
+    return stored!;
+  }
+
+  /**
+   * Appends `records` in order in one transaction: one sync to disk for all of them (the key
+   * service's group commit of a burst of hand-outs, apps/keyd access-batch.ts).
+   * @returns the stored records with their seq and hash.
+   * @throws LatchkeyError BAD_REQUEST when a record is malformed (nothing is appended),
+   *   KEY_UNAVAILABLE when the database fails.
+   */
+  appendMany(records: readonly AccessRecord[]): StoredAccessRecord[] {
     this.#live();
-    if (
-      !Id.safeParse(r.contactId).success ||
-      !Id.safeParse(r.participantId).success ||
-      !Epoch.safeParse(r.epoch).success ||
-      !Number.isSafeInteger(r.time) ||
-      r.time < 0 ||
-      !OUTCOMES.has(r.outcome)
-    ) {
-      throw new LatchkeyError('BAD_REQUEST', 'malformed access record');
+    const stored = this.#commit(records.map(checkedRecord));
+    for (const s of stored) {
+      for (const fn of this.#listeners) {
+        try {
+          fn(s);
+        } catch {
+          // A listener (a stream's wake-up) never fails an append.
+        }
+      }
     }
-    const record: AccessRecord = {
-      contactId: r.contactId,
-      epoch: r.epoch,
-      participantId: r.participantId,
-      time: r.time,
-      outcome: r.outcome,
-    };
-    let stored: StoredAccessRecord;
+    return stored;
+  }
+
+  /** Stores `records` in order in one IMMEDIATE transaction, chained from the newest record. */
+  #commit(records: readonly AccessRecord[]): StoredAccessRecord[] {
     try {
-      stored = this.#db
+      return this.#db
         .transaction(() => {
           const last = this.#db
             .prepare<[], { seq: number; hash: Uint8Array }>(
               'SELECT seq, hash FROM key_access_log ORDER BY seq DESC LIMIT 1',
             )
             .get();
-          const seq = (last?.seq ?? 0) + 1;
-          const hash = this.#hash(last?.hash ?? GENESIS, seq, record);
-          this.#db
-            .prepare(
-              'INSERT INTO key_access_log (seq, contact_id, epoch, participant_id, time, outcome, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
-            )
-            .run(
+          let seq = last?.seq ?? 0;
+          let prev = last?.hash ?? GENESIS;
+          const insert = this.#db.prepare(
+            'INSERT INTO key_access_log (seq, contact_id, epoch, participant_id, time, outcome, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          );
+          return records.map((record) => {
+            seq++;
+            const hash = this.#hash(prev, seq, record);
+            prev = hash;
+            insert.run(
               seq,
               record.contactId,
               record.epoch,
@@ -238,7 +274,8 @@ export class KeyAccessLog {
               record.outcome,
               hash,
             );
-          return { ...record, seq, hash: hex(hash) };
+            return { ...record, seq, hash: hex(hash) };
+          });
         })
         .immediate();
     } catch (err) {
@@ -247,14 +284,6 @@ export class KeyAccessLog {
         detail: err instanceof Error ? err.message : String(err),
       });
     }
-    for (const fn of this.#listeners) {
-      try {
-        fn(stored);
-      } catch {
-        // A listener (a stream's wake-up) never fails an append.
-      }
-    }
-    return stored;
   }
 
   /** Records after `afterSeq` (default 0), oldest first, optionally of one contact. */

@@ -111,6 +111,30 @@ describe('key access log', () => {
     ).toBe('BAD_REQUEST');
   });
 
+  it('appendMany: one chain with the single appends, and nothing of a batch with a bad record', async () => {
+    const log = openLog();
+    log.append({ contactId: 'c0', epoch: 0, participantId: 'p0', time: 1, outcome: 'granted' });
+    const rec = (i: number) => ({
+      contactId: `c${i}`,
+      epoch: 0,
+      participantId: `p${i}`,
+      time: 10 + i,
+      outcome: 'granted' as const,
+    });
+    const many = log.appendMany([rec(1), rec(2), rec(3)]);
+    expect(many.map((r) => r.seq)).toEqual([2, 3, 4]);
+    expect(log.verify()).toMatchObject({
+      ok: true,
+      count: 4,
+      head: { seq: 4, hash: many[2]!.hash },
+    });
+    expect(
+      await codeOf(() => log.appendMany([rec(5), { ...rec(6), participantId: 'bad id' }])),
+    ).toBe('BAD_REQUEST');
+    expect(log.list()).toHaveLength(4);
+    expect(log.appendMany([])).toEqual([]);
+  });
+
   it('detects a changed record', () => {
     const log = openLog();
     fill(log);
