@@ -2,21 +2,24 @@
  * AES-256-GCM authenticated encryption (NIST SP 800-38D) with a 96-bit nonce and a 128-bit tag
  * appended to the ciphertext, as in RFC 5116 §5.2 (AEAD_AES_256_GCM).
  *
- * Two interchangeable backends compute the same function: the platform's WebCrypto
- * (`crypto.subtle`, hardware-accelerated, used whenever it exists) and @noble/ciphers `gcm` (pure
- * JS, for contexts without `crypto.subtle`, e.g. a page served over plain HTTP). Imported
- * WebCrypto keys are cached per key array; a cached entry is reused only while the array still
- * holds the same bytes.
+ * Three interchangeable backends compute the same function: node:crypto (synchronous OpenSSL,
+ * present when the `node` export condition loaded it, see src/node/), the platform's WebCrypto
+ * (`crypto.subtle`, hardware-accelerated; browsers) and @noble/ciphers `gcm` (pure JS, for
+ * contexts without `crypto.subtle`, e.g. a page served over plain HTTP). Imported keys are cached
+ * per key array; a cached entry is reused only while the array still holds the same bytes
+ * (_key-cache.ts).
  */
 import { gcm } from '@noble/ciphers/aes.js';
 import { assertBytes, assertBytesLength } from './_assert.ts';
 import { AuthenticationError } from './_errors.ts';
-import { constantTimeEqual } from './compare.ts';
+import { KeyCache } from './_key-cache.ts';
+import { checkBackend, native } from './_native.ts';
+import type { Backend } from './_native.ts';
 
 export { AuthenticationError } from './_errors.ts';
 
-/** Which AES-GCM implementation runs: the platform's WebCrypto or @noble/ciphers. */
-export type AeadBackend = 'webcrypto' | 'noble';
+/** Which AES-GCM implementation runs: node:crypto, the platform's WebCrypto or @noble/ciphers. */
+export type AeadBackend = Backend;
 
 const KEY_LENGTH = 32;
 const NONCE_LENGTH = 12;
@@ -24,13 +27,7 @@ const TAG_LENGTH = 16;
 
 let selected: AeadBackend | 'auto' = 'auto';
 
-interface CachedKey {
-  /** Copy of the raw key the CryptoKey was imported from, to notice a mutated array. */
-  readonly raw: Uint8Array;
-  readonly key: Promise<CryptoKey>;
-}
-
-const keyCache = new WeakMap<Uint8Array, CachedKey>();
+const keyCache = new KeyCache<Promise<CryptoKey>>();
 
 function subtle(): SubtleCrypto | undefined {
   const crypto = globalThis.crypto as Crypto | undefined;
@@ -39,29 +36,32 @@ function subtle(): SubtleCrypto | undefined {
 
 /**
  * Reports which backend `aesGcmEncrypt`/`aesGcmDecrypt` use now: the one forced by
- * {@link setAeadBackend}, or under `'auto'` WebCrypto when `crypto.subtle` exists, else noble.
+ * {@link setAeadBackend}, or under `'auto'` node:crypto when loaded (a `node` entry), else
+ * WebCrypto when `crypto.subtle` exists, else noble.
  *
- * @returns `'webcrypto'` or `'noble'`.
+ * @returns `'node'`, `'webcrypto'` or `'noble'`.
  */
 export function aeadBackend(): AeadBackend {
   if (selected !== 'auto') {
     return selected;
+  }
+  if (native.aead !== undefined) {
+    return 'node';
   }
   return subtle() === undefined ? 'noble' : 'webcrypto';
 }
 
 /**
  * Forces a backend, or returns to automatic choice with `'auto'`. Meant for tests and benchmarks;
- * both backends compute identical outputs.
+ * all backends compute identical outputs.
  *
- * @param backend - `'webcrypto'`, `'noble'` or `'auto'`.
+ * @param backend - `'node'`, `'webcrypto'`, `'noble'` or `'auto'`.
  * @throws {RangeError} if `backend` is not one of those values.
- * @throws {TypeError} if `'webcrypto'` is asked for but `crypto.subtle` does not exist.
+ * @throws {TypeError} if `'node'` is asked for but node:crypto is not loaded (not a `node` entry),
+ *   or `'webcrypto'` but `crypto.subtle` does not exist.
  */
 export function setAeadBackend(backend: AeadBackend | 'auto'): void {
-  if (backend !== 'auto' && backend !== 'webcrypto' && backend !== 'noble') {
-    throw new RangeError("backend must be 'webcrypto', 'noble' or 'auto'");
-  }
+  checkBackend(backend, native.aead);
   if (backend === 'webcrypto' && subtle() === undefined) {
     throw new TypeError('WebCrypto (crypto.subtle) is not available');
   }
@@ -75,15 +75,9 @@ function copy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 function importKey(api: SubtleCrypto, key: Uint8Array): Promise<CryptoKey> {
-  const cached = keyCache.get(key);
-  if (cached !== undefined && constantTimeEqual(cached.raw, key)) {
-    return cached.key;
-  }
-  const raw = copy(key);
-  const imported = api.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
-  keyCache.set(key, { raw, key: imported });
-  imported.catch(() => keyCache.delete(key));
-  return imported;
+  return keyCache.get(key, (raw) =>
+    api.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']),
+  );
 }
 
 function gcmParams(nonce: Uint8Array, aad: Uint8Array | undefined): AesGcmParams {
@@ -122,8 +116,12 @@ export async function aesGcmEncrypt(
   aad?: Uint8Array,
 ): Promise<Uint8Array> {
   checkArgs(key, nonce, plaintext, aad);
+  const backend = aeadBackend();
+  if (backend === 'node' && native.aead !== undefined) {
+    return native.aead.encrypt(key, nonce, plaintext, aad);
+  }
   const api = subtle();
-  if (aeadBackend() === 'webcrypto' && api !== undefined) {
+  if (backend === 'webcrypto' && api !== undefined) {
     const params = gcmParams(nonce, aad);
     const data = copy(plaintext);
     const cryptoKey = await importKey(api, key);
@@ -154,8 +152,12 @@ export async function aesGcmDecrypt(
   if (ciphertextWithTag.length < TAG_LENGTH) {
     throw new AuthenticationError();
   }
+  const backend = aeadBackend();
+  if (backend === 'node' && native.aead !== undefined) {
+    return native.aead.decrypt(key, nonce, ciphertextWithTag, aad);
+  }
   const api = subtle();
-  if (aeadBackend() === 'webcrypto' && api !== undefined) {
+  if (backend === 'webcrypto' && api !== undefined) {
     const params = gcmParams(nonce, aad);
     const data = copy(ciphertextWithTag);
     const cryptoKey = await importKey(api, key);

@@ -1,22 +1,21 @@
 /**
  * Ed25519 keys and signatures that permissive verifiers accept and strict ones must not, checked
- * on every verifier (sync, with context, async on the WebCrypto and noble backends) and by
- * `isValidSigningPublicKey`.
+ * on every verifier (sync and with context on the node and noble backends, async on the node,
+ * WebCrypto and noble backends) and by `isValidSigningPublicKey`.
  *
  * - Small-order public keys (the 8 points of the 8-torsion subgroup, in every encoding, canonical
  *   or not) with the signature R = identity, S = 0: the cofactored equation
  *   [8][S]B = [8]R + [8][k]A holds for every message, so it is a universal forgery.
  * - Small-order R under an honest key, and a torsion component in A or R: valid under the
  *   cofactored equation (noble) but not, or only sometimes, under the cofactorless one (OpenSSL
- *   behind WebCrypto), so the two backends disagreed.
+ *   behind node:crypto and WebCrypto), so the backends disagreed.
  *
- * The attack signatures are built here with @noble/curves' point and scalar-field API; they are
- * test inputs, not signing code.
+ * The attack signatures are built in _ed25519-forgeries.ts.
  */
 import { ED25519_TORSION_SUBGROUP, ed25519 } from '@noble/curves/ed25519.js';
-import { bytesToNumberLE, concatBytes, numberToBytesLE } from '@noble/curves/utils.js';
-import { sha512 } from '@noble/hashes/sha2.js';
+import { concatBytes, numberToBytesLE } from '@noble/curves/utils.js';
 import { afterEach, describe, expect, it } from 'vitest';
+import '../src/_node.ts';
 import {
   generateSigningKeyPair,
   isValidSigningPublicKey,
@@ -27,80 +26,21 @@ import {
   verifyWithContext,
   verifyWithContextAsync,
 } from '../src/sign.ts';
-import { hex, toHex } from './_hex.ts';
-
-const Point = ed25519.Point;
-const { Fn, Fp } = Point;
-const CONTEXT = 'latchkey.v1.msgsig';
-const MESSAGES = [
-  new Uint8Array(0),
-  new TextEncoder().encode('please refund order 1042'),
-  new TextEncoder().encode('do not refund'),
-  ...Array.from({ length: 13 }, (_, i) => new Uint8Array(i * 7 + 1).fill(i)),
-];
-
-const withSignBit = (bytes: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(bytes);
-  out[31]! |= 0x80;
-  return out;
-};
-
-interface Encoding {
-  readonly bytes: Uint8Array;
-  readonly canonical: boolean;
-}
-
-/**
- * Every 32-byte string that a lenient (ZIP-215) decoder reads as an 8-torsion point: the 8
- * canonical encodings, x = 0 with the sign bit set, and y + p wherever it fits in 255 bits.
- */
-function smallOrderEncodings(): Encoding[] {
-  const found = new Map<string, Encoding>();
-  const add = (bytes: Uint8Array, canonical: boolean): void => {
-    found.set(toHex(bytes), { bytes, canonical });
-  };
-  for (const h of ED25519_TORSION_SUBGROUP) {
-    const bytes = hex(h);
-    add(bytes, true);
-    const { x, y } = Point.fromBytes(bytes).toAffine();
-    if (x === 0n) add(withSignBit(bytes), false);
-    if (y + Fp.ORDER < 2n ** 255n) {
-      const alias = numberToBytesLE(y + Fp.ORDER, 32);
-      add(alias, false);
-      add(withSignBit(alias), false);
-    }
-  }
-  return [...found.values()];
-}
-
-const SMALL_ORDER = smallOrderEncodings();
-const label = (e: Encoding): string => `${toHex(e.bytes)}${e.canonical ? '' : ' (non-canonical)'}`;
-
-/** R = identity, S = 0. */
-const UNIVERSAL = concatBytes(hex(ED25519_TORSION_SUBGROUP[0]!), new Uint8Array(32));
-
-/** The message an Ed25519 signature covers under Latchkey's context framing. */
-const framed = (context: string, message: Uint8Array): Uint8Array => {
-  const ctx = new TextEncoder().encode(context);
-  const len = new Uint8Array(4);
-  new DataView(len.buffer).setUint32(0, ctx.length);
-  return concatBytes(len, ctx, message);
-};
-
-/** S = r + H(R || A || M) * a mod L for a chosen point R and scalars r, a. */
-function forge(
-  a: bigint,
-  publicKey: Uint8Array,
-  R: Uint8Array,
-  r: bigint,
-  message: Uint8Array,
-): Uint8Array {
-  const k = Fn.create(bytesToNumberLE(sha512(concatBytes(R, publicKey, message))));
-  return concatBytes(R, Fn.toBytes(Fn.add(r, Fn.mul(k, a))));
-}
-
-const T8 = Point.fromHex(ED25519_TORSION_SUBGROUP[1]!); // a point of order 8
-const A_SCALAR = Fn.create(bytesToNumberLE(sha512(new TextEncoder().encode('latchkey test key'))));
+import {
+  A_SCALAR,
+  CONTEXT,
+  Fp,
+  MESSAGES,
+  Point,
+  SMALL_ORDER,
+  T8,
+  UNIVERSAL,
+  decodesStrictly,
+  forge,
+  framed,
+  label,
+} from './_ed25519-forgeries.ts';
+import { hex } from './_hex.ts';
 
 type Verifier = (
   publicKey: Uint8Array,
@@ -123,16 +63,6 @@ const ASYNC: Case[] = [
     inContext,
   ],
 ];
-
-/** RFC 8032 §5.1.3 decoding (y < p, on the curve, no x = 0 with the sign bit set). */
-function decodesStrictly(bytes: Uint8Array): boolean {
-  try {
-    Point.fromBytes(bytes, false);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 afterEach(() => setEd25519Backend('auto'));
 
@@ -192,7 +122,9 @@ describe('isValidSigningPublicKey', () => {
 });
 
 describe.each([
-  ['sync (noble)', 'auto', SYNC],
+  ['sync on node', 'node', SYNC],
+  ['sync on noble', 'noble', SYNC],
+  ['async on node', 'node', ASYNC],
   ['async on webcrypto', 'webcrypto', ASYNC],
   ['async on noble', 'noble', ASYNC],
 ] as const)('Ed25519 verifiers, %s', (_, backend, cases) => {

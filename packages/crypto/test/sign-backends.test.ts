@@ -1,10 +1,11 @@
 /**
- * The async Ed25519 functions give the same answers on both backends (WebCrypto, noble): the
- * RFC 8032 §7.1 vectors, random keys and messages, and tampered signatures.
+ * The Ed25519 functions give the same answers on every backend (node:crypto, WebCrypto, noble):
+ * the RFC 8032 §7.1 vectors, random keys and messages, and tampered signatures.
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import '../src/_node.ts';
 import {
   generateSigningKeyPair,
   setEd25519Backend,
@@ -32,7 +33,7 @@ const vectors = JSON.parse(
 
 afterEach(() => setEd25519Backend('auto'));
 
-describe.each(['webcrypto', 'noble'] as const)('async Ed25519 on %s', (backend) => {
+describe.each(['node', 'webcrypto', 'noble'] as const)('Ed25519 on %s', (backend) => {
   it('uses that backend', () => {
     setEd25519Backend(backend);
     expect(ed25519Backend()).toBe(backend);

@@ -3,6 +3,7 @@
  * HMAC-SHA256 and X25519, read at run time from the shared folder.
  */
 import { afterEach, expect, it } from 'vitest';
+import '../src/_node.ts';
 import { AuthenticationError, aesGcmDecrypt, aesGcmEncrypt, setAeadBackend } from '../src/aead.ts';
 import type { AeadBackend } from '../src/aead.ts';
 import { constantTimeEqual } from '../src/compare.ts';
@@ -60,7 +61,7 @@ describeWithSharedVectors('Wycheproof aes_gcm_test.json: AES-256-GCM, 96-bit IV'
     expect(cases.filter((t) => t.result === 'invalid')).toHaveLength(27);
   });
 
-  for (const backend of ['webcrypto', 'noble'] as const satisfies readonly AeadBackend[]) {
+  for (const backend of ['node', 'webcrypto', 'noble'] as const satisfies readonly AeadBackend[]) {
     for (const t of cases) {
       it(`${backend}: ${label(t)}`, async () => {
         setAeadBackend(backend);

@@ -1,0 +1,103 @@
+/**
+ * The strict Ed25519 rules of sign.ts (RFC 8032 §5.1.3, §5.1.7; small order and torsion), checked
+ * by our own code in front of every backend so that node:crypto, WebCrypto and noble give the
+ * same verdict on every input: see sign.ts's header for the rules and why.
+ */
+import { ED25519_TORSION_SUBGROUP, ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToHex, bytesToNumberLE, equalBytes, hexToBytes } from '@noble/curves/utils.js';
+
+const PUBLIC_KEY_LENGTH = 32;
+const SIGNATURE_LENGTH = 64;
+const Point = ed25519.Point;
+
+/** Verdicts of {@link isValidSigningPublicKey} by key: the torsion check costs a scalar multiple. */
+const keyVerdicts = new Map<string, boolean>();
+const KEY_VERDICTS_MAX = 1024;
+
+/** `bytes` with the sign bit of x cleared: the encoding of y alone. */
+function yEncoding(bytes: Uint8Array): Uint8Array {
+  const y = Uint8Array.from(bytes);
+  y[31]! &= 0x7f;
+  return y;
+}
+
+/** y of every small-order point: R (or A) is small order iff its y is one of these. */
+const SMALL_ORDER_Y = new Set(
+  ED25519_TORSION_SUBGROUP.map((h) => bytesToHex(yEncoding(hexToBytes(h)))),
+);
+
+function checkPublicKey(publicKey: Uint8Array): boolean {
+  try {
+    // Strict decoding: y < p, on the curve, no x = 0 with the sign bit set.
+    const point = Point.fromBytes(publicKey, false);
+    return equalBytes(point.toBytes(), publicKey) && !point.isSmallOrder() && point.isTorsionFree();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether `publicKey` is an Ed25519 public key Latchkey accepts: 32 bytes, the canonical encoding
+ * of a point on the curve (RFC 8032 §5.1.3) in the prime-order subgroup, not of small order. Every
+ * key made by {@link generateSigningKeyPair} or {@link signingPublicKey} is. The key service
+ * refuses to certify any other, and every verifier here refuses signatures under it. Never throws.
+ *
+ * @param publicKey - Candidate 32-byte public key.
+ * @returns `true` only for a canonical, on-curve, torsion-free key that is not of small order.
+ */
+export function isValidSigningPublicKey(publicKey: Uint8Array): boolean {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== PUBLIC_KEY_LENGTH) return false;
+  const id = bytesToHex(publicKey);
+  const known = keyVerdicts.get(id);
+  if (known !== undefined) return known;
+  const verdict = checkPublicKey(publicKey);
+  if (keyVerdicts.size >= KEY_VERDICTS_MAX) keyVerdicts.delete(keyVerdicts.keys().next().value!);
+  keyVerdicts.set(id, verdict);
+  return verdict;
+}
+
+/**
+ * Cheap checks of the signature's encoding, without decoding R: S < L, and R the canonical
+ * encoding (y < p) of no small-order point. A small-order R with x = 0 and the sign bit set is
+ * caught by the y test too.
+ */
+function isStrictSignatureEncoding(signature: Uint8Array): boolean {
+  const y = yEncoding(signature.subarray(0, 32));
+  return (
+    Point.Fn.isValid(bytesToNumberLE(signature.subarray(32))) &&
+    Point.Fp.isValid(bytesToNumberLE(y)) &&
+    !SMALL_ORDER_Y.has(bytesToHex(y))
+  );
+}
+
+/** Arguments of the right types and lengths, a valid key and a strictly encoded signature. */
+export function passesPrecheck(publicKey: unknown, message: unknown, signature: unknown): boolean {
+  return (
+    publicKey instanceof Uint8Array &&
+    message instanceof Uint8Array &&
+    signature instanceof Uint8Array &&
+    signature.length === SIGNATURE_LENGTH &&
+    isValidSigningPublicKey(publicKey) &&
+    isStrictSignatureEncoding(signature)
+  );
+}
+
+/**
+ * noble's strict verification (cofactored: [8][S]B = [8]R + [8][k]A) plus R torsion-free, which for
+ * a torsion-free A is exactly the cofactorless equation [S]B = R + [k]A that WebCrypto checks.
+ * Call only after {@link passesPrecheck}.
+ */
+export function nobleVerify(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  try {
+    return (
+      ed25519.verify(signature, message, publicKey, { zip215: false }) &&
+      Point.fromBytes(signature.subarray(0, 32), false).isTorsionFree()
+    );
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * The slot for the platform's own synchronous primitives (node:crypto). Empty in the default
+ * entries, which run everywhere; the `node` entries (src/node/, selected by the `node` export
+ * condition) fill it by importing _node.ts before anything else. aead.ts and sign.ts read it,
+ * so that neither imports node:crypto itself and a browser bundle never sees it.
+ */
+
+/** AES-256-GCM with the contract of aead.ts (arguments already checked). */
+export interface NativeAead {
+  encrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array;
+  /** @throws {AuthenticationError} if the tag does not verify. */
+  decrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array;
+}
+
+/** Ed25519 signing, and the cofactorless check behind sign.ts's strict pre-check. */
+export interface NativeEd25519 {
+  sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+}
+
+/** What the platform provides; both stay undefined outside the `node` entries. */
+export const native: { aead?: NativeAead; ed25519?: NativeEd25519 } = {};
+
+/** The backends aead.ts and sign.ts choose from; `'auto'` lets them choose. */
+export type Backend = 'node' | 'webcrypto' | 'noble';
+
+/**
+ * Checks a backend asked for with `setAeadBackend`/`setEd25519Backend`.
+ * @throws {RangeError} if `backend` is not `'node'`, `'webcrypto'`, `'noble'` or `'auto'`.
+ * @throws {TypeError} if `'node'` is asked for but `loaded` (the native slot's entry) is absent.
+ */
+export function checkBackend(backend: string, loaded: object | undefined): void {
+  if (!['auto', 'node', 'webcrypto', 'noble'].includes(backend)) {
+    throw new RangeError("backend must be 'node', 'webcrypto', 'noble' or 'auto'");
+  }
+  if (backend === 'node' && loaded === undefined) {
+    throw new TypeError('the node:crypto backend is not loaded');
+  }
+}
