@@ -19,7 +19,10 @@ import { storageBench, type StorageResult } from './storage-bench.ts';
 import { summarize } from './summary.ts';
 
 const quick = process.argv.includes('--quick');
-/** `--load-only`: the load runs alone, no crypto, storage or idle figures (a development aid). */
+/**
+ * `--load-only`: the load runs alone, no crypto, storage or idle figures; `--with-full`: the
+ * `--durability full` run in quick mode too (development aids).
+ */
 const loadOnly = process.argv.includes('--load-only');
 const ALL_SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
 /** BENCH_SYSTEMS=latchkey,ws runs only those (a development aid; ratios need all three). */
@@ -253,7 +256,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (!quick && SYSTEMS.includes('latchkey')) {
+  if ((!quick || process.argv.includes('--with-full')) && SYSTEMS.includes('latchkey')) {
     for (let rep = 1; rep <= plan.repeats; rep++) {
       progress(`load: latchkey with --durability full, 200 B, repeat ${rep}/${plan.repeats}`);
       load.push(await loadRun('latchkey', 200, rep, 'full', false));

@@ -8,8 +8,9 @@
  * (the default) a committed transaction is written to the WAL before `appendBatch` returns, so
  * an acknowledged message (the relay acks only after commit) survives a crash of the process;
  * the WAL is fsynced at checkpoints, so a power loss or kernel crash may lose the last commits.
- * `synchronous: 'FULL'` fsyncs every commit, so an ack also survives a power loss, at the cost
- * of one fsync per group commit during which the event loop waits.
+ * `synchronous: 'FULL'` fsyncs the WAL after every commit and before the appends resolve, so an
+ * ack also survives a power loss; the fsync runs on libuv's thread pool, not on the event loop,
+ * and a message is not readable until it is on disk (wal-sync.ts).
  *
  * The store never interprets the ciphertext: it keeps the envelope as JSON text and reads out
  * only the routing metadata (contact, sender, msgId, epoch, sentAt).
@@ -23,6 +24,7 @@ import { toStored } from './envelope-json.ts';
 import type { AppendResult, HistoryPage, MessageStore } from './message-store.ts';
 import type { Quota, Usage } from './quota.ts';
 import { openMessageDb, unavailable } from './sqlite-open.ts';
+import { WalSync, type SyncFile } from './wal-sync.ts';
 
 export type { AppendResult, HistoryPage, MessageStore, StoreStats } from './message-store.ts';
 export { StoreError, SchemaTooNewError, type StoreFailure } from '@latchkey/storage';
@@ -47,6 +49,8 @@ export interface SqliteStoreOptions {
   integrityCheck?: 'quick' | 'off';
   /** Called with the open connection after migrations (operations hooks and tests). */
   onOpen?: (db: SqliteDatabase) => void;
+  /** Flushes the WAL file under `FULL` (tests inject a slow or failing one). */
+  syncFile?: SyncFile;
 }
 
 interface HistoryRow {
@@ -74,6 +78,8 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
   ) => AppendPlan;
   readonly #head: (contactId: string) => number;
   readonly #range: (contactId: string, since: number, limit: number) => HistoryRow[];
+  /** Under FULL: the WAL's fsync after each commit, off the event loop. */
+  readonly #wal: WalSync | undefined;
 
   /**
    * Opens (creating or migrating) the database at `opts.path`.
@@ -82,7 +88,10 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
    */
   constructor(opts: SqliteStoreOptions) {
     super(opts);
-    const db = (this.#db = openMessageDb(opts));
+    // FULL is kept by WalSync: the connection itself commits without waiting for the disk.
+    const db = (this.#db = openMessageDb({ ...opts, synchronous: 'NORMAL' }));
+    this.#wal =
+      opts.synchronous === 'FULL' ? new WalSync(`${opts.path}-wal`, opts.syncFile) : undefined;
     const view = sqliteView(db);
     const write = sqliteWriter(db);
     this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota?: Quota) => {
@@ -94,11 +103,19 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     const head = db.prepare<[string], { head_seq: number }>(
       'SELECT head_seq FROM contacts WHERE contact_id = ?',
     );
-    this.#head = (contactId) => head.get(contactId)?.head_seq ?? 0;
+    this.#head = (contactId) => {
+      const h = head.get(contactId)?.head_seq ?? 0;
+      const cap = this.#wal?.cap(contactId);
+      return cap === undefined ? h : Math.min(h, cap - 1);
+    };
     const range = db.prepare<[string, number, number], HistoryRow>(
       'SELECT seq, envelope FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq LIMIT ?',
     );
-    this.#range = (contactId, since, limit) => range.all(contactId, since, limit);
+    this.#range = (contactId, since, limit) => {
+      const rows = range.all(contactId, since, limit);
+      const cap = this.#wal?.cap(contactId);
+      return cap === undefined ? rows : rows.filter((r) => r.seq < cap);
+    };
   }
 
   /** Durability settings in effect on this connection (for start-up checks and tests). */
@@ -107,7 +124,10 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     const level = this.#db.pragma('synchronous', { simple: true }) as number;
     return {
       journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
-      synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF',
+      // FULL: every commit's WAL frames are fsynced before it is acked or read (wal-sync.ts).
+      synchronous: this.#wal
+        ? 'FULL'
+        : ((['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF'),
     };
   }
 
@@ -118,7 +138,17 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
       if (envelopes.length === 0) return Promise.resolve([]);
       const plan = this.#appendTx(envelopes, quota);
       this.committed(plan.messages.length);
-      return Promise.resolve(plan.results);
+      if (!this.#wal) return Promise.resolve(plan.results);
+      // Even a batch of duplicates waits: the originals it answers with may not be on disk yet.
+      const commit = this.#wal.committed(
+        [...plan.contacts]
+          .filter(([, c]) => c.messages > 0)
+          .map(([id, c]) => [id, c.head - c.messages + 1]),
+      );
+      return this.#wal.durable(commit).then(
+        () => plan.results,
+        (err: unknown) => Promise.reject(unavailable(err, 'fsync')),
+      );
     } catch (err) {
       return Promise.reject(unavailable(err, 'append'));
     }
@@ -166,7 +196,12 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
   ): Promise<T> {
     try {
       this.assertOpen();
-      return Promise.resolve(runSqlite(this.#db, flow, write));
+      const result = runSqlite(this.#db, flow, write);
+      if (!write || !this.#wal) return Promise.resolve(result);
+      return this.#wal.durable(this.#wal.committed([])).then(
+        () => result,
+        (err: unknown) => Promise.reject(unavailable(err, 'fsync')),
+      );
     } catch (err) {
       return Promise.reject(unavailable(err, what));
     }
