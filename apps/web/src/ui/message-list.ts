@@ -51,6 +51,10 @@ export class MessageList {
   #shown = new Map<number, HTMLLIElement>();
   /** The `gap` element shown before a message (MISSING), moved with it. */
   #gaps = new WeakMap<HTMLElement, HTMLElement>();
+  /** A scroll waits for the next frame (forced or not); null: none waits. */
+  #scrollForced: boolean | null = null;
+  /** The list's scrollHeight at the last scroll (null: never scrolled). */
+  #scrolledHeight: number | null = null;
 
   constructor() {
     this.#empty = h('li', { class: 'lk-empty' }, 'No messages yet.');
@@ -202,10 +206,23 @@ export class MessageList {
     }
   }
 
-  /** Scrolls to the newest message when forced or when the reader is already near it. */
+  /**
+   * Scrolls to the newest message when forced or when the reader was near it, once per frame:
+   * reading the layout for every message made drawing a history quadratic (1,000 rows: seconds).
+   * "Near" is measured against the list's height at the last scroll, before what came since.
+   */
   scroll(force: boolean): void {
-    const l = this.root;
-    if (force || l.scrollHeight - l.scrollTop - l.clientHeight < 120) l.scrollTop = l.scrollHeight;
+    const queued = this.#scrollForced !== null;
+    this.#scrollForced = this.#scrollForced === true || force;
+    if (queued) return;
+    requestAnimationFrame(() => {
+      const l = this.root;
+      const before = this.#scrolledHeight ?? 0;
+      if (this.#scrollForced || before - l.scrollTop - l.clientHeight < 120)
+        l.scrollTop = l.scrollHeight;
+      this.#scrolledHeight = l.scrollHeight;
+      this.#scrollForced = null;
+    });
   }
 
   #setTime(el: HTMLElement, sentAt: number): void {
