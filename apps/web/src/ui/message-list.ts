@@ -238,15 +238,20 @@ export class MessageList {
    */
   #place(el: HTMLLIElement, seq: number): void {
     let before: Element | null = null;
-    for (const child of Array.from(this.root.children)) {
-      if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message')
-        continue;
-      const s = child.dataset.seq;
-      if (s === undefined || Number(s) > seq) {
-        before = this.#gaps.get(child) ?? child;
-        break;
+    // The list stays in seq order with unsent items last, so when the last item has a lower seq
+    // `el` goes at the end: in-order arrival (history, live) skips the O(n) scan below.
+    const last = this.root.lastElementChild;
+    const inOrder = last !== el && last instanceof HTMLElement && Number(last.dataset.seq) < seq;
+    if (!inOrder)
+      for (const child of Array.from(this.root.children)) {
+        if (child === el || !(child instanceof HTMLElement) || child.dataset.testid !== 'message')
+          continue;
+        const s = child.dataset.seq;
+        if (s === undefined || Number(s) > seq) {
+          before = this.#gaps.get(child) ?? child;
+          break;
+        }
       }
-    }
     if (before) this.root.insertBefore(el, before);
     else if (el.parentElement !== this.root || el.nextElementSibling !== null) this.root.append(el);
     const gap = this.#gaps.get(el);
