@@ -34,7 +34,12 @@ export function uid(prefix: string): string {
   return `${prefix}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** Hours and minutes of a timestamp in the reader's locale. */
+let clockFormat: Intl.DateTimeFormat | null = null;
+/**
+ * Hours and minutes of a timestamp in the reader's locale. One formatter for all: each
+ * `toLocaleTimeString` call builds its own (~0.7 ms, most of drawing a message).
+ */
 export function clock(ms: number): string {
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  clockFormat ??= new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
+  return clockFormat.format(ms);
 }
