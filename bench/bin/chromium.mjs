@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the Chromium history benchmark alone (issue 16): `node bench/bin/chromium.mjs
-// [--repeats N] [--messages N] [--profile out.cpuprofile]`; prints one JSON line. The tsx loader
+// [--repeats N] [--messages N] [--profile /tmp/prefix]`; prints one JSON line. The tsx loader
 // is registered first: the workspace ships TypeScript source.
 import { register } from 'tsx/esm/api';
 

@@ -40,7 +40,7 @@ export interface ChromiumHistoryOptions {
   /** Message text size in bytes; default 200. */
   size?: number;
   executablePath?: string;
-  /** Writes a CPU profile (.cpuprofile, Chrome DevTools) of the first measured full run here. */
+  /** Path prefix: writes `<profile>-<mode>.cpuprofile` (Chrome DevTools) of each first run. */
   profile?: string;
 }
 
@@ -67,6 +67,11 @@ export interface ChromiumHistoryMeasured {
   renderMs: number;
   /** Median: `client.history()` (readHistory, pages of 500) opening the same history. */
   historyApiMs: number;
+  /**
+   * Median renderer CPU per run (whole run, connect included) of the full, open and render modes:
+   * read these when the machine is busy, the wall times above then grow with the load.
+   */
+  cpu: { full: RunCpu; open: RunCpu; render: RunCpu };
   /** Messages not shown (or opened) as delivered text, over every run: must be 0. */
   errors: number;
   targetMs: number;
@@ -82,6 +87,12 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 const round1 = (x: number): number => Math.round(x * 10) / 10;
+const medianCpu = (runs: Measured[]): RunCpu => {
+  const out = {} as RunCpu;
+  for (const k of Object.keys(METRICS) as (keyof RunCpu)[])
+    out[k] = round1(median(runs.map((r) => r.cpu[k])));
+  return out;
+};
 
 /** Serves the page and its script on 127.0.0.1 (a secure context: WebCrypto is there). */
 async function serve(script: string): Promise<{ server: Server; url: string }> {
@@ -99,6 +110,26 @@ async function serve(script: string): Promise<{ server: Server; url: string }> {
   return { server, url: `http://127.0.0.1:${port}/` };
 }
 
+/** Renderer CPU over one run (CDP `Performance.getMetrics` deltas, ms): robust on a busy machine. */
+export interface RunCpu {
+  /** The page's main thread. */
+  threadMs: number;
+  /** The whole renderer process (WebCrypto works on other threads). */
+  processMs: number;
+  scriptMs: number;
+  layoutMs: number;
+  styleMs: number;
+}
+type Measured = RunTimes & { cpu: RunCpu };
+
+const METRICS = {
+  threadMs: 'ThreadTime',
+  processMs: 'ProcessTime',
+  scriptMs: 'ScriptDuration',
+  layoutMs: 'LayoutDuration',
+  styleMs: 'RecalcStyleDuration',
+} as const;
+
 /** One run of `mode` in a fresh page; with `profile`, a CPU profile of it is written there. */
 async function runOnce(
   browser: Browser,
@@ -106,16 +137,20 @@ async function runOnce(
   mode: Mode,
   payload: HistoryPayload,
   profile?: string,
-): Promise<RunTimes> {
+): Promise<Measured> {
   const page = await browser.newPage();
   try {
     await page.goto(url);
-    const cdp = profile ? await page.context().newCDPSession(page) : null;
-    if (cdp) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Performance.enable');
+    const metrics = async (): Promise<Map<string, number>> =>
+      new Map((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
+    if (profile) {
       await cdp.send('Profiler.enable');
       await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
       await cdp.send('Profiler.start');
     }
+    const m0 = await metrics();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${mode} run timed out`)), RUN_TIMEOUT_MS);
@@ -133,11 +168,16 @@ async function runOnce(
       ),
       timeout,
     ]).finally(() => clearTimeout(timer));
-    if (cdp && profile) {
+    const m1 = await metrics();
+    if (profile) {
       const { profile: cpu } = await cdp.send('Profiler.stop');
       await writeFile(profile, JSON.stringify(cpu));
     }
-    return r;
+    const delta = (name: string): number => ((m1.get(name) ?? 0) - (m0.get(name) ?? 0)) * 1000;
+    const cpu = Object.fromEntries(
+      Object.entries(METRICS).map(([k, name]) => [k, round1(delta(name))]),
+    ) as unknown as RunCpu;
+    return { ...r, cpu };
   } finally {
     await page.close();
   }
@@ -176,10 +216,11 @@ export async function chromiumHistoryBench(
   const { server, url } = await serve(script);
   try {
     await runOnce(browser, url, 'full', payload); // warm-up: browser caches, first page
-    const times: Record<Mode, RunTimes[]> = { full: [], open: [], render: [], history: [] };
+    const times: Record<Mode, Measured[]> = { full: [], open: [], render: [], history: [] };
     for (let i = 0; i < repeats; i++) {
       for (const mode of ['full', 'open', 'render', 'history'] as const) {
-        const profile = i === 0 && mode === 'full' ? opts.profile : undefined;
+        const profile =
+          i === 0 && opts.profile !== undefined ? `${opts.profile}-${mode}.cpuprofile` : undefined;
         times[mode].push(await runOnce(browser, url, mode, payload, profile));
       }
     }
@@ -197,6 +238,11 @@ export async function chromiumHistoryBench(
       openMs: round1(median(times.open.map((r) => r.ms))),
       renderMs: round1(median(times.render.map((r) => r.ms))),
       historyApiMs: round1(median(times.history.map((r) => r.ms))),
+      cpu: {
+        full: medianCpu(times.full),
+        open: medianCpu(times.open),
+        render: medianCpu(times.render),
+      },
       errors,
       targetMs: TARGET_MS,
       met: ms <= TARGET_MS,
