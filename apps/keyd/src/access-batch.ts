@@ -1,35 +1,45 @@
 /**
- * Group commit of the key access log (docs/key-management.md "Key access log"): the `granted`
- * records of the key requests handled in one turn of the event loop are appended in one
- * transaction (`KeyAccessLog.appendMany`), so a burst of joins costs one sync to disk per batch
- * instead of one per request (the log is `synchronous=FULL`). Each hand-out still waits for its
- * own record's commit before the key leaves: no record, no key.
+ * Group commits of the key service's two `synchronous=FULL` writes per request (docs/key-management.md
+ * "Key access log"): the admissions to the access table (a participant's first request writes
+ * its membership) and the `granted` records of the key access log. What the requests handled in
+ * one turn of the event loop ask for is written in one transaction, so a burst of joins costs one
+ * sync to disk per batch instead of one per request. Each request still waits for its own
+ * commit: no membership, no key; no record, no key.
  */
-import type { AccessRecord, KeyAccessLog, StoredAccessRecord } from '@latchkey/keys';
+import type {
+  AccessRecord,
+  KeyAccessLog,
+  SqliteAccessStore,
+  StoredAccessRecord,
+} from '@latchkey/keys';
+import { LatchkeyError, type ContactInfo, type Role } from '@latchkey/protocol';
 
-interface Waiting {
-  record: AccessRecord;
-  resolve: (stored: StoredAccessRecord) => void;
+interface Waiting<I, O> {
+  item: I;
+  resolve: (out: O) => void;
   reject: (err: unknown) => void;
 }
 
-export class AccessBatch {
-  readonly #log: KeyAccessLog;
-  #queue: Waiting[] = [];
-
-  constructor(log: KeyAccessLog) {
-    this.#log = log;
-  }
+/** Items submitted in one loop turn, committed together by `many`, each resolved alone. */
+export class GroupCommit<I, O> {
+  readonly #many: (items: I[]) => (O | LatchkeyError)[];
+  readonly #one: (item: I) => O;
+  #queue: Waiting<I, O>[] = [];
 
   /**
-   * Appends `record` with the others asked for in this turn of the event loop; resolves once
-   * their transaction has committed.
-   * @throws LatchkeyError BAD_REQUEST for a malformed record, KEY_UNAVAILABLE when the log
-   *   cannot be written (as `KeyAccessLog.append`).
+   * @param many - commits all items in one transaction; per item its result or the error that
+   *   refused it alone.
+   * @param one - commits one item on its own (after `many` failed as a whole).
    */
-  append(record: AccessRecord): Promise<StoredAccessRecord> {
+  constructor(many: (items: I[]) => (O | LatchkeyError)[], one: (item: I) => O) {
+    this.#many = many;
+    this.#one = one;
+  }
+
+  /** Resolves once the transaction holding `item` has committed. */
+  submit(item: I): Promise<O> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ record, resolve, reject });
+      this.#queue.push({ item, resolve, reject });
       if (this.#queue.length === 1) setImmediate(() => this.#flush());
     });
   }
@@ -37,20 +47,49 @@ export class AccessBatch {
   #flush(): void {
     const batch = this.#queue;
     this.#queue = [];
-    let stored: StoredAccessRecord[];
+    let results: (O | LatchkeyError)[];
     try {
-      stored = this.#log.appendMany(batch.map((w) => w.record));
+      results = this.#many(batch.map((w) => w.item));
     } catch {
-      // One bad record must not fail the others: each on its own, with its own outcome.
+      // One bad item must not fail the others: each on its own, with its own outcome.
       for (const w of batch) {
         try {
-          w.resolve(this.#log.append(w.record));
+          w.resolve(this.#one(w.item));
         } catch (err) {
           w.reject(err);
         }
       }
       return;
     }
-    batch.forEach((w, i) => w.resolve(stored[i]!));
+    batch.forEach((w, i) => {
+      const r = results[i]!;
+      if (r instanceof LatchkeyError) w.reject(r);
+      else w.resolve(r);
+    });
   }
+}
+
+/**
+ * Access-log records, appended in batches (`KeyAccessLog.appendMany`).
+ * @throws (rejects) LatchkeyError BAD_REQUEST for a malformed record, KEY_UNAVAILABLE when the
+ *   log cannot be written, as `KeyAccessLog.append`.
+ */
+export function accessLogBatch(log: KeyAccessLog): GroupCommit<AccessRecord, StoredAccessRecord> {
+  return new GroupCommit(
+    (records) => log.appendMany(records),
+    (record) => log.append(record),
+  );
+}
+
+/**
+ * Admissions of token holders, in batches (`SqliteAccessStore.admitMany`), dated when committed.
+ * @throws (rejects) as `SqliteAccessStore.admit`.
+ */
+export function admissionBatch(
+  access: SqliteAccessStore,
+): GroupCommit<{ contactId: string; participantId: string; role: Role }, ContactInfo> {
+  return new GroupCommit(
+    (ps) => access.admitMany(ps, Date.now()),
+    (p) => access.admit(p, Date.now()),
+  );
 }

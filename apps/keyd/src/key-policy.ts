@@ -21,15 +21,17 @@
  * `retention`, the newest epoch known), which the access streams forward (docs/siem.md).
  */
 import type {
+  AccessRecord,
   ContentKey,
   EpochClock,
   KeyAccessLog,
   KeyManager,
   SqliteAccessStore,
+  StoredAccessRecord,
 } from '@latchkey/keys';
 import { LatchkeyError, type Principal } from '@latchkey/protocol';
 import type { WebhookService } from '@latchkey/webhooks';
-import { AccessBatch } from './access-batch.ts';
+import { accessLogBatch, type GroupCommit } from './access-batch.ts';
 
 export interface KeyPolicyOptions {
   keyManager: KeyManager;
@@ -106,7 +108,7 @@ export class KeyPolicy {
   readonly #km: KeyManager;
   readonly #log: KeyAccessLog | undefined;
   /** Hand-outs are recorded through a group commit (access-batch.ts). */
-  readonly #granted: AccessBatch | undefined;
+  readonly #granted: GroupCommit<AccessRecord, StoredAccessRecord> | undefined;
   readonly #clock: EpochClock | undefined;
   readonly #access: SqliteAccessStore | undefined;
   readonly #hooks: Pick<WebhookService, 'emit'> | undefined;
@@ -127,7 +129,7 @@ export class KeyPolicy {
     }
     this.#km = opts.keyManager;
     this.#log = opts.accessLog;
-    this.#granted = opts.accessLog && new AccessBatch(opts.accessLog);
+    this.#granted = opts.accessLog && accessLogBatch(opts.accessLog);
     this.#clock = opts.clock;
     this.#access = opts.access;
     this.#hooks = opts.webhooks;
@@ -230,7 +232,7 @@ export class KeyPolicy {
         // The first hand-out dates an epoch made elsewhere (epoch 0 on creation).
         this.#clock?.since(contactId, key.currentEpoch, this.#now());
         // Committed before the key leaves; grouped with the other hand-outs of this loop turn.
-        await this.#granted?.append({
+        await this.#granted?.submit({
           contactId: p.contactId,
           participantId: p.participantId,
           epoch: key.epoch,

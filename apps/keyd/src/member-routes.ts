@@ -19,6 +19,7 @@ import {
   type Principal,
 } from '@latchkey/protocol';
 import type { TokenVerifier } from '@latchkey/tokens';
+import { admissionBatch } from './access-batch.ts';
 import { issueCertificate } from './certificate.ts';
 import { issueStatement } from './epoch-statement.ts';
 import { sealKey } from './key-delivery.ts';
@@ -64,10 +65,12 @@ export function registerMemberRoutes(
   // Authenticate before the body is read: an anonymous caller cannot make us parse anything.
   // Only a current member gets keys or statements: kicked, departed, over the limit or expired
   // are refused.
+  // A first request writes the membership: the admissions of one loop turn commit together.
+  const admissions = admissionBatch(access);
   const admitMember = async (req: FastifyRequest): Promise<void> => {
     const principal = await verifier.verify(bearer(req), { audience: AUDIENCE_KEYS });
     try {
-      access.admit(principal, Date.now());
+      await admissions.submit(principal);
     } catch (err) {
       if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
       throw err;

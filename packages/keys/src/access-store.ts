@@ -183,6 +183,43 @@ export class SqliteAccessStore {
     );
   }
 
+  /**
+   * Admits several token holders in one transaction (one sync to disk: the key service's group
+   * commit of a join burst), each as `admit` would, in this order, each in a savepoint of its own
+   * so that one refused leaves the others admitted.
+   * @returns per holder its contact, or the LatchkeyError that refused it.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the table cannot be written (nothing is admitted).
+   */
+  admitMany(
+    ps: readonly { contactId: string; participantId: string; role: Role }[],
+    now: number,
+  ): (ContactInfo | LatchkeyError)[] {
+    if (this.#closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'access table closed');
+    const tables = { contactTtlMs: this.contactTtlMs };
+    const one = (p: (typeof ps)[number]): ContactInfo | LatchkeyError => {
+      try {
+        // Nested in the transaction below: a savepoint, rolled back alone when refused.
+        return runSqlite(this.#db, (sql) =>
+          new Membership(sql, tables).admit(
+            p.contactId,
+            p.participantId,
+            p.role,
+            now,
+            this.#policy,
+          ),
+        );
+      } catch (err) {
+        if (LatchkeyError.is(err)) return err;
+        throw err;
+      }
+    };
+    try {
+      return this.#db.transaction(() => ps.map(one)).immediate();
+    } catch (err) {
+      throw unavailable(err, 'admit');
+    }
+  }
+
   contact(contactId: string, now: number): ContactInfo | null {
     return this.#members('contact', (m) => m.contact(contactId, now));
   }
