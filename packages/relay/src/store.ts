@@ -24,6 +24,7 @@ import { toStored } from './envelope-json.ts';
 import type { AppendResult, HistoryPage, MessageStore } from './message-store.ts';
 import type { Quota, Usage } from './quota.ts';
 import { openMessageDb, unavailable } from './sqlite-open.ts';
+import { CHECKPOINT_PAGES, Checkpointer } from './checkpointer.ts';
 import { WalSync, type SyncFile } from './wal-sync.ts';
 
 export type { AppendResult, HistoryPage, MessageStore, StoreStats } from './message-store.ts';
@@ -51,6 +52,11 @@ export interface SqliteStoreOptions {
   onOpen?: (db: SqliteDatabase) => void;
   /** Flushes the WAL file under `FULL` (tests inject a slow or failing one). */
   syncFile?: SyncFile;
+  /**
+   * `worker` (default): WAL checkpoints run in a worker thread, off the event loop
+   * (checkpointer.ts); `auto`: SQLite's automatic checkpoint inside the commits.
+   */
+  checkpoints?: 'worker' | 'auto';
 }
 
 interface HistoryRow {
@@ -80,6 +86,10 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
   readonly #range: (contactId: string, since: number, limit: number) => HistoryRow[];
   /** Under FULL: the WAL's fsync after each commit, off the event loop. */
   readonly #wal: WalSync | undefined;
+  readonly #path: string;
+  /** Bytes appended until the checkpoint worker starts (undefined: started, or not wanted). */
+  #untilCheckpointer: number | undefined;
+  #checkpointer: Checkpointer | undefined;
 
   /**
    * Opens (creating or migrating) the database at `opts.path`.
@@ -92,6 +102,12 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     const db = (this.#db = openMessageDb({ ...opts, synchronous: 'NORMAL' }));
     this.#wal =
       opts.synchronous === 'FULL' ? new WalSync(`${opts.path}-wal`, opts.syncFile) : undefined;
+    this.#path = opts.path;
+    if ((opts.checkpoints ?? 'worker') === 'worker') {
+      // Until the worker runs, the WAL may grow to half a checkpoint's worth.
+      db.pragma('wal_autocheckpoint = 0');
+      this.#untilCheckpointer = (CHECKPOINT_PAGES * 4096) / 2;
+    }
     const view = sqliteView(db);
     const write = sqliteWriter(db);
     this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota?: Quota) => {
@@ -138,6 +154,7 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
       if (envelopes.length === 0) return Promise.resolve([]);
       const plan = this.#appendTx(envelopes, quota);
       this.committed(plan.messages.length);
+      if (this.#untilCheckpointer !== undefined) this.#countTowardsCheckpointer(plan);
       if (!this.#wal) return Promise.resolve(plan.results);
       // Even a batch of duplicates waits: the originals it answers with may not be on disk yet.
       const commit = this.#wal.committed(
@@ -207,9 +224,35 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     }
   }
 
-  close(): Promise<void> {
-    if (this.markClosed()) this.#db.close();
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (!this.markClosed()) return;
+    await this.#checkpointer?.stop();
+    this.#db.close();
+  }
+
+  /** Starts the checkpoint worker once enough was written for a checkpoint to matter. */
+  #countTowardsCheckpointer(plan: AppendPlan): void {
+    let left = this.#untilCheckpointer as number;
+    for (const m of plan.messages) left -= m.bytes;
+    if (left > 0) {
+      this.#untilCheckpointer = left;
+      return;
+    }
+    this.#untilCheckpointer = undefined;
+    try {
+      this.#checkpointer = new Checkpointer({
+        path: this.#path,
+        onFailure: () => this.#automaticCheckpoints(),
+      });
+    } catch {
+      this.#automaticCheckpoints();
+    }
+  }
+
+  /** Back to SQLite's automatic checkpoints (the worker could not run). */
+  #automaticCheckpoints(): void {
+    this.#checkpointer = undefined;
+    if (!this.closed) this.#db.pragma(`wal_autocheckpoint = ${CHECKPOINT_PAGES}`);
   }
 }
 

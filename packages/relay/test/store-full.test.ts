@@ -135,11 +135,10 @@ describe('SqliteMessageStore, synchronous FULL', () => {
     const sync = manualSync();
     const store = new SqliteMessageStore({ path, synchronous: 'FULL', syncFile: sync.syncFile });
     const t = Date.now();
-    const admitted = store.admit(
-      { contactId: 'c1', participantId: 'p1', role: 'visitor', expiresAt: t + 60_000 },
-      t,
-      { maxParticipants: 2, contactTtlMs: 60_000 },
-    );
+    const admitted = store.admit({ contactId: 'c1', participantId: 'p1', role: 'visitor' }, t, {
+      maxParticipants: 2,
+      contactTtlMs: 60_000,
+    });
     expect(await settled(admitted)).toBe(false);
     sync.finish();
     await admitted;
