@@ -41,6 +41,8 @@ export interface KeysBenchOptions {
   participants: number;
   /** Warm bursts after the cold one (default 2). */
   warmRepeats?: number;
+  /** Open the sealed keys of every n-th contact (default 10; 1: all). */
+  openEvery?: number;
   /** `node --cpu-prof` the key service into this directory (default: BENCH_CPU_PROF). */
   cpuProfDir?: string;
 }
@@ -75,7 +77,10 @@ export async function keysBench(opts: KeysBenchOptions): Promise<KeysResult> {
     });
     await gen.hello;
     const load = gen;
-    await load.call('setup', { contacts } satisfies KeysSetupParams);
+    await load.call('setup', {
+      contacts,
+      ...(opts.openEvery === undefined ? {} : { openEvery: opts.openEvery }),
+    } satisfies KeysSetupParams);
     const once = async (): Promise<KeysBurst> => {
       const a = await server.call<ProcStats>('stats');
       const r = await load.call<BurstResult>('burst');
