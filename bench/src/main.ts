@@ -225,7 +225,7 @@ async function main(): Promise<void> {
     const r = await cryptoBench(size, plan.crypto);
     crypto.push(r);
     progress(
-      `crypto ${size} B: envelope seal+open ${r.envelopeSealOpen}/s, aead(webcrypto) ${r.aeadWebcrypto}/s, ` +
+      `crypto ${size} B: envelope seal+open ${r.envelopeSealOpen}/s (floor ${r.sealOpenFloor}/s), aead(node) ${r.aeadNode}/s, aead(webcrypto) ${r.aeadWebcrypto}/s, ` +
         `aead(noble) ${r.aeadNoble}/s, node:crypto ${r.nodeCrypto}/s, WebCrypto ${r.webCrypto}/s`,
     );
   }

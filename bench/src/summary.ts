@@ -79,6 +79,9 @@ export function summarize(i: SummaryInput) {
     ...(full > 0
       ? { full_durability_msgs_per_s: full, full_durability_vs_default: ratio(full, lk) }
       : {}),
+    seal_open_vs_floor: c4 ? ratio(c4.sealOpenFloor, c4.envelopeSealOpen) : null,
+    seal_open_per_s: c4?.envelopeSealOpen ?? null,
+    seal_open_floor_per_s: c4?.sealOpenFloor ?? null,
     seal_open_vs_node_crypto: c4 ? ratio(c4.nodeCrypto, c4.envelopeSealOpen) : null,
     aead_vs_node_crypto: c4 ? ratio(c4.nodeCrypto, c4.aeadWebcrypto) : null,
     storage_single_per_s: i.storage?.singlePerSecond ?? null,
