@@ -119,6 +119,9 @@ export interface RunCpu {
   scriptMs: number;
   layoutMs: number;
   styleMs: number;
+  /** Layouts and style recalculations (a forced one each time script reads a stale layout). */
+  layouts: number;
+  styles: number;
 }
 type Measured = RunTimes & { cpu: RunCpu };
 
@@ -128,7 +131,10 @@ const METRICS = {
   scriptMs: 'ScriptDuration',
   layoutMs: 'LayoutDuration',
   styleMs: 'RecalcStyleDuration',
+  layouts: 'LayoutCount',
+  styles: 'RecalcStyleCount',
 } as const;
+const COUNTS: ReadonlySet<string> = new Set(['LayoutCount', 'RecalcStyleCount']);
 
 /** One run of `mode` in a fresh page; with `profile`, a CPU profile of it is written there. */
 async function runOnce(
@@ -173,7 +179,8 @@ async function runOnce(
       const { profile: cpu } = await cdp.send('Profiler.stop');
       await writeFile(profile, JSON.stringify(cpu));
     }
-    const delta = (name: string): number => ((m1.get(name) ?? 0) - (m0.get(name) ?? 0)) * 1000;
+    const delta = (name: string): number =>
+      ((m1.get(name) ?? 0) - (m0.get(name) ?? 0)) * (COUNTS.has(name) ? 1 : 1000);
     const cpu = Object.fromEntries(
       Object.entries(METRICS).map(([k, name]) => [k, round1(delta(name))]),
     ) as unknown as RunCpu;
