@@ -17,7 +17,7 @@
  */
 import type { ContactState, ParticipantState, SealedEnvelope } from '@latchkey/protocol';
 import type { Flow, Sql } from '@latchkey/storage';
-import { runSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
+import { isSqliteError, runSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
 import { StoreBase } from './_store-base.ts';
 import { planAppend, type AppendPlan, type AppendView } from './append-plan.ts';
 import { toStored } from './envelope-json.ts';
@@ -58,6 +58,9 @@ export interface SqliteStoreOptions {
    */
   checkpoints?: 'worker' | 'auto';
 }
+
+/** Rolls back the fast attempt of an append (see the constructor). */
+const NOT_ALL_FRESH = new Error('batch needs the checked plan');
 
 interface HistoryRow {
   seq: number;
@@ -110,12 +113,30 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     }
     const view = sqliteView(db);
     const write = sqliteWriter(db);
-    this.#appendTx = db.transaction((envelopes: readonly SealedEnvelope[], quota?: Quota) => {
-      const now = this.now();
-      const plan = planAppend(envelopes, view, now, quota);
-      write(plan, now, this.contactTtlMs);
-      return plan;
-    });
+    const append = (v: AppendView, allOk: boolean) =>
+      db.transaction((envelopes: readonly SealedEnvelope[], quota?: Quota) => {
+        const now = this.now();
+        const plan = planAppend(envelopes, v, now, quota);
+        if (allOk && plan.results.some((r) => !r.ok)) throw NOT_ALL_FRESH;
+        write(plan, now, this.contactTtlMs);
+        return plan;
+      });
+    // Fresh msgIds are the rule: the first attempt skips the per-message lookup of an earlier
+    // envelope with the same msgId and lets UNIQUE (contact_id, msg_id) catch one. A batch
+    // with such a msgId, or with any refusal (a refusal of a duplicate would have to be its
+    // duplicate answer), is rolled back whole and planned again with the lookups.
+    const fresh = append({ ...view, prior: () => undefined }, true);
+    const checked = append(view, false);
+    this.#appendTx = (envelopes, quota) => {
+      try {
+        return fresh(envelopes, quota);
+      } catch (err) {
+        const retry =
+          err === NOT_ALL_FRESH || (isSqliteError(err) && err.code === 'SQLITE_CONSTRAINT_UNIQUE');
+        if (!retry) throw err;
+        return checked(envelopes, quota);
+      }
+    };
     const head = db.prepare<[string], { head_seq: number }>(
       'SELECT head_seq FROM contacts WHERE contact_id = ?',
     );
