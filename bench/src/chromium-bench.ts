@@ -209,10 +209,6 @@ export async function chromiumHistoryBench(
   } catch (err) {
     return { skipped: true, reason: `playwright-core not available: ${String(err)}`, messages };
   }
-  const [script, payload] = await Promise.all([
-    bundlePage({ minify: opts.profile === undefined }),
-    makeHistory(messages, size),
-  ]);
   let browser: Browser;
   try {
     browser = await chromium.launch({ executablePath, args: ARGS });
@@ -220,8 +216,15 @@ export async function chromiumHistoryBench(
     const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
     return { skipped: true, reason: `Chromium did not start: ${reason}`, messages };
   }
-  const { server, url } = await serve(script);
+  let server: Server | null = null;
   try {
+    const [script, payload] = await Promise.all([
+      bundlePage({ minify: opts.profile === undefined }),
+      makeHistory(messages, size),
+    ]);
+    const served = await serve(script);
+    server = served.server;
+    const url = served.url;
     await runOnce(browser, url, 'full', payload); // warm-up: browser caches, first page
     const times: Record<Mode, Measured[]> = { full: [], open: [], render: [], history: [] };
     for (let i = 0; i < repeats; i++) {
@@ -232,7 +235,7 @@ export async function chromiumHistoryBench(
       }
     }
     const all = Object.values(times).flat();
-    const errors = all.reduce((n, r) => n + r.failed + (messages - r.shown - r.failed), 0);
+    const errors = all.reduce((n, r) => n + (messages - r.shown), 0);
     const ms = round1(median(times.full.map((r) => r.ms)));
     return {
       skipped: false,
@@ -256,7 +259,7 @@ export async function chromiumHistoryBench(
       chromium: browser.version(),
     };
   } finally {
-    server.close();
+    server?.close();
     await browser.close();
   }
 }
