@@ -2,7 +2,9 @@
  * Group commit for `send` frames: every envelope submitted during one event-loop turn is
  * written in ONE store transaction (flushed on setImmediate), and each submitter's promise
  * settles only after that transaction committed — the relay's `ack` means "durable".
- * Batches run one after another, so seqs follow submission order across batches too.
+ * Batches run one after another, so seqs follow submission order across batches too. Between
+ * two batches of a backlog the event loop gets a turn (setImmediate), so that a saturated relay
+ * keeps reading and writing sockets instead of committing its whole queue in one stall.
  */
 import { LatchkeyError, type SealedEnvelope } from '@latchkey/protocol';
 import type { AppendResult, MessageStore } from './store.ts';
@@ -14,7 +16,7 @@ interface Pending {
 }
 
 export interface GroupCommitOptions {
-  /** Most envelopes in one transaction; the rest waits for the next batch. Default 1000. */
+  /** Most envelopes in one transaction; the rest waits for the next batch. Default 500. */
   maxBatch?: number;
   /** Called when a batch fails (for logs; never sees envelope content). */
   onError?: (err: LatchkeyError, batchSize: number) => void;
@@ -31,7 +33,7 @@ export class GroupCommit {
 
   constructor(store: MessageStore, opts: GroupCommitOptions = {}) {
     this.#store = store;
-    this.#maxBatch = opts.maxBatch ?? 1000;
+    this.#maxBatch = opts.maxBatch ?? 500;
     this.#onError = opts.onError;
   }
 
@@ -75,7 +77,8 @@ export class GroupCommit {
 
   /** Commits queued envelopes, batch by batch, until the queue is empty. */
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
+    for (let first = true; this.#queue.length > 0; first = false) {
+      if (!first) await new Promise((resolve) => setImmediate(resolve));
       const batch = this.#queue.splice(0, this.#maxBatch);
       let results: AppendResult[];
       try {

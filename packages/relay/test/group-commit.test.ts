@@ -74,6 +74,29 @@ describe('GroupCommit', () => {
     expect(await late).toMatchObject({ ok: true, seq: 3 });
   });
 
+  it('gives the event loop a turn between the batches of a backlog', async () => {
+    const events: string[] = [];
+    const watched: MessageStore = {
+      get stats() {
+        return store.stats;
+      },
+      appendBatch: (envs) => {
+        events.push(`commit ${envs.length}`);
+        if (events.length === 1) setImmediate(() => events.push('io'));
+        return store.appendBatch(envs);
+      },
+      head: (c) => store.head(c),
+      history: (c, s, l) => store.history(c, s, l),
+      close: () => store.close(),
+    };
+    const gc = new GroupCommit(watched, { maxBatch: 100 });
+    const results = await Promise.all(
+      Array.from({ length: 250 }, () => gc.submit(fakeEnvelope('c1', 'a'))),
+    );
+    expect(results.map((r) => (r.ok ? r.seq : 0))).toEqual(results.map((_, i) => i + 1));
+    expect(events).toEqual(['commit 100', 'io', 'commit 100', 'commit 50']);
+  });
+
   it('rejects every submit of a failed batch with UNAVAILABLE and goes on with the next', async () => {
     let fail = true;
     const flaky: MessageStore = {
