@@ -53,6 +53,9 @@ export function upgradeHandler(
   };
 }
 
+/** Pending connections the kernel queues for accept (capped by net.core.somaxconn). */
+export const LISTEN_BACKLOG = 4096;
+
 /** Creates (does not start) the server; `handleHttp` answers what it can. */
 export function createOwnServer(
   tls: TlsOptions | undefined,
@@ -86,7 +89,9 @@ export async function listenOn(
 ): Promise<{ url: string; port: number }> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port, o.host, () => {
+    // A backlog of 4,096 (Node's default is 511): a burst of reconnects after an outage must
+    // not overflow it, since each dropped SYN costs its client a one-second retransmit.
+    server.listen({ port: o.port, host: o.host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
