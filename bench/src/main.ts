@@ -16,6 +16,7 @@ import { Child, type ProcStats } from './ipc.ts';
 import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
 import type { LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
+import { keysBench, type KeysResult } from './keys-bench.ts';
 import { summarize } from './summary.ts';
 
 const quick = process.argv.includes('--quick');
@@ -263,13 +264,23 @@ async function main(): Promise<void> {
     }
   }
 
+  progress(`keys: ${plan.contacts * 2} participants fetch their contact key at once (key service)`);
+  const keys: KeysResult | undefined = loadOnly
+    ? undefined
+    : await keysBench({ participants: plan.contacts * 2, warmRepeats: quick ? 1 : 2 });
+  if (keys)
+    progress(
+      `keys: cold ${keys.cold.fetchesPerSecond} fetches/s p99 ${keys.cold.latency.p99} ms; ` +
+        `warm ${keys.warmFetchesPerSecond} fetches/s p50 ${keys.warmP50Ms} p99 ${keys.warmP99Ms} ms, errors ${keys.errors}`,
+    );
+
   const idle: IdleResult[] = [];
   for (const kind of loadOnly ? [] : quick ? SYSTEMS.filter((k) => k !== 'socketio') : SYSTEMS) {
     progress(`idle memory: ${kind}, ${plan.idle} connections`);
     idle.push(await idleRun(kind, plan.idle));
   }
 
-  const summary = summarize({ quick, plan, load, idle, crypto, storage });
+  const summary = summarize({ quick, plan, load, idle, crypto, storage, keys });
   if (!quick) {
     const dir = fileURLToPath(new URL('../results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
@@ -280,7 +291,7 @@ async function main(): Promise<void> {
       memoryBytes: totalmem(),
       node: process.version,
     };
-    const plain = { machine, plan, summary, crypto, sign, storage, load, idle };
+    const plain = { machine, plan, summary, crypto, sign, storage, load, idle, keys };
     writeFileSync(`${dir}${stamp}.json`, `${JSON.stringify(plain, null, 2)}\n`);
     writeFileSync(`${dir}${stamp}.svg`, renderChart(load, summary));
     progress(`wrote bench/results/${stamp}.json and .svg`);

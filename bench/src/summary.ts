@@ -4,6 +4,7 @@
  * ratios taken within the same run.
  */
 import type { CryptoResult } from './crypto-bench.ts';
+import type { KeysResult } from './keys-bench.ts';
 import type { IdleResult } from './main.ts';
 import type { LoadResult } from './load-result.ts';
 import type { SystemKind } from './load/worker.ts';
@@ -16,6 +17,7 @@ export interface SummaryInput {
   idle: IdleResult[];
   crypto: CryptoResult[];
   storage: StorageResult | undefined;
+  keys: KeysResult | undefined;
 }
 
 function median(xs: number[]): number {
@@ -72,10 +74,21 @@ export function summarize(i: SummaryInput) {
     latchkey_connects_per_s: lat('latchkey', (l) =>
       Math.round((l.connections * 1000) / l.connectMs),
     ),
-    errors: i.load.reduce(
-      (n, l) => n + [l.throughput, ...l.latencies].reduce((m, r) => m + r.errors, 0),
-      0,
+    keys_fetch_per_s: i.keys?.warmFetchesPerSecond ?? null,
+    keys_p50_ms: i.keys?.warmP50Ms ?? null,
+    keys_p99_ms: i.keys?.warmP99Ms ?? null,
+    keys_cold_fetch_per_s: i.keys?.cold.fetchesPerSecond ?? null,
+    keys_cold_p99_ms: i.keys?.cold.latency.p99 ?? null,
+    keys_vs_relay_connects: ratio(
+      i.keys?.warmFetchesPerSecond ?? 0,
+      lat('latchkey', (l) => Math.round((l.connections * 1000) / l.connectMs)),
     ),
+    errors:
+      (i.keys?.errors ?? 0) +
+      i.load.reduce(
+        (n, l) => n + [l.throughput, ...l.latencies].reduce((m, r) => m + r.errors, 0),
+        0,
+      ),
     ...(full > 0
       ? { full_durability_msgs_per_s: full, full_durability_vs_default: ratio(full, lk) }
       : {}),
