@@ -6,6 +6,7 @@
  */
 import { createCipheriv, createDecipheriv, createSecretKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { ownBytes } from './_buffer-node.ts';
 import { AuthenticationError } from './_errors.ts';
 import { KeyCache } from './_key-cache.ts';
 
@@ -46,13 +47,12 @@ export function nodeAesGcmDecrypt(
   });
   if (aad !== undefined) decipher.setAAD(aad);
   decipher.setAuthTag(sealed.subarray(length));
-  const out = new Uint8Array(length);
-  out.set(decipher.update(sealed.subarray(0, length)));
+  const plaintext = decipher.update(sealed.subarray(0, length));
   try {
     decipher.final();
   } catch {
-    out.fill(0);
+    plaintext.fill(0); // released before the tag was checked: never let it out
     throw new AuthenticationError();
   }
-  return out;
+  return ownBytes(plaintext);
 }

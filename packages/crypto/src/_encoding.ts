@@ -11,11 +11,22 @@ import { concatBytes, utf8Encode } from './codec.ts';
 
 const U32_MAX = 0xffff_ffff;
 
+// Bytes written by hand: a DataView (and a BigInt for u64) per integer cost more than the rest of
+// an envelope's additional data together.
+
+/** Writes `value` (in [0, 2^32 - 1]) big-endian at `out[at..at+4]`. */
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
+}
+
 /** u32 big-endian. @throws {RangeError} if `value` is not an integer in [0, 2^32 - 1]. */
 export function u32(value: number, name = 'value'): Uint8Array {
   assertInteger(value, 0, U32_MAX, name);
   const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, value, false);
+  writeU32(out, 0, value);
   return out;
 }
 
@@ -23,7 +34,8 @@ export function u32(value: number, name = 'value'): Uint8Array {
 export function u64(value: number, name = 'value'): Uint8Array {
   assertInteger(value, 0, Number.MAX_SAFE_INTEGER, name);
   const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(value), false);
+  writeU32(out, 0, Math.floor(value / 2 ** 32));
+  writeU32(out, 4, value >>> 0);
   return out;
 }
 

@@ -1,8 +1,9 @@
 /**
- * The slot for the platform's own synchronous primitives (node:crypto). Empty in the default
+ * The slot for the platform's own synchronous primitives (node:crypto, Buffer). Empty in the default
  * entries, which run everywhere; the `node` entries (src/node/, selected by the `node` export
  * condition) fill it by importing _node.ts before anything else. aead.ts and sign.ts read it,
- * so that neither imports node:crypto itself and a browser bundle never sees it.
+ * (and codec.ts, mac.ts) read it, so that none imports node:crypto itself and a browser bundle
+ * never sees it.
  */
 
 /** AES-256-GCM with the contract of aead.ts (arguments already checked). */
@@ -18,8 +19,19 @@ export interface NativeEd25519 {
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
 }
 
-/** What the platform provides; both stay undefined outside the `node` entries. */
-export const native: { aead?: NativeAead; ed25519?: NativeEd25519 } = {};
+/** Unpadded base64url; `decode` gives `undefined` for any text that is not canonical. */
+export interface NativeBase64 {
+  encode(bytes: Uint8Array): string;
+  decode(text: string): Uint8Array | undefined;
+}
+
+/** What the platform provides; all stay undefined outside the `node` entries. */
+export const native: {
+  aead?: NativeAead;
+  ed25519?: NativeEd25519;
+  base64?: NativeBase64;
+  sha256?: (data: Uint8Array) => Uint8Array;
+} = {};
 
 /** The backends aead.ts and sign.ts choose from; `'auto'` lets them choose. */
 export type Backend = 'node' | 'webcrypto' | 'noble';

@@ -1,11 +1,16 @@
 /**
- * Installs the node:crypto backends (AES-256-GCM, Ed25519) into the native slot (_native.ts).
+ * Installs the node backends (AES-256-GCM, Ed25519, SHA-256, base64url) into the native slot
+ * (_native.ts).
  * Imported for its effect, first, by every `node` entry in src/node/; listed in package.json's
  * `sideEffects` so that no bundler drops it.
  */
 import { nodeAesGcmDecrypt, nodeAesGcmEncrypt } from './_aead-node.ts';
+import { nodeFromBase64Url, nodeToBase64Url } from './_base64-node.ts';
 import { native } from './_native.ts';
+import { nodeSha256 } from './_sha256-node.ts';
 import { nodeEd25519Sign, nodeEd25519Verify } from './_sign-node.ts';
 
 native.aead = { encrypt: nodeAesGcmEncrypt, decrypt: nodeAesGcmDecrypt };
 native.ed25519 = { sign: nodeEd25519Sign, verify: nodeEd25519Verify };
+native.base64 = { encode: nodeToBase64Url, decode: nodeFromBase64Url };
+native.sha256 = nodeSha256;

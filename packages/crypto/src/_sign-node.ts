@@ -11,6 +11,7 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { ownBytes } from './_buffer-node.ts';
 import { KeyCache, PublicKeyCache } from './_key-cache.ts';
 
 const secretKeys = new KeyCache<KeyObject>();
@@ -41,7 +42,7 @@ function publicKey(bytes: Uint8Array): KeyObject {
 
 /** The 64-byte signature of `message` under the 32-byte seed `secretKey`. */
 export function nodeEd25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
-  return new Uint8Array(sign(null, message, privateKey(secretKey)));
+  return ownBytes(sign(null, message, privateKey(secretKey)));
 }
 
 /** OpenSSL's verdict; only for keys and signatures that passed sign.ts's pre-check. */

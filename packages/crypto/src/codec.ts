@@ -5,8 +5,12 @@
  * Decoding is strict so that each byte string has exactly one accepted text form: padding,
  * characters outside the URL-safe alphabet, impossible lengths and non-zero trailing bits are all
  * rejected (RFC 4648 §3.5 "canonical encoding").
+ *
+ * Under the `node` export condition base64url runs on node's Buffer codec (_base64-node.ts), which
+ * accepts exactly the same texts; the loops here are the portable code and give the errors.
  */
 import { assertBytes, assertString } from './_assert.ts';
+import { native } from './_native.ts';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
@@ -22,6 +26,12 @@ const DECODE_TABLE: Int8Array = (() => {
 /** Matches a lone (unpaired) UTF-16 surrogate, which has no UTF-8 encoding. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/** Whether `text` has no lone surrogate: ES2024 `isWellFormed` where present (native), else the regex. */
+function isWellFormed(text: string): boolean {
+  const check = (text as { isWellFormed?: () => boolean }).isWellFormed;
+  return typeof check === 'function' ? check.call(text) : !LONE_SURROGATE.test(text);
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -34,6 +44,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function toBase64Url(bytes: Uint8Array): string {
   assertBytes(bytes, 'bytes');
+  if (native.base64 !== undefined) return native.base64.encode(bytes);
   let out = '';
   let i = 0;
   for (; i + 3 <= bytes.length; i += 3) {
@@ -66,6 +77,8 @@ export function toBase64Url(bytes: Uint8Array): string {
  */
 export function fromBase64Url(text: string): Uint8Array {
   assertString(text, 'text');
+  const decoded = native.base64?.decode(text);
+  if (decoded !== undefined) return decoded;
   const tail = text.length % 4;
   if (tail === 1) {
     throw new TypeError('invalid base64url: impossible length');
@@ -115,7 +128,7 @@ export function fromBase64Url(text: string): Uint8Array {
  */
 export function utf8Encode(text: string): Uint8Array {
   assertString(text, 'text');
-  if (LONE_SURROGATE.test(text)) {
+  if (!isWellFormed(text)) {
     throw new TypeError('text contains a lone surrogate');
   }
   return encoder.encode(text);
@@ -146,8 +159,9 @@ export function utf8Decode(bytes: Uint8Array): string {
  */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   let length = 0;
-  for (const [i, part] of parts.entries()) {
-    assertBytes(part, `parts[${i}]`);
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    if (!(part instanceof Uint8Array)) assertBytes(part, `parts[${i}]`); // named only on failure
     length += part.length;
   }
   const out = new Uint8Array(length);

@@ -22,7 +22,7 @@ import { aesGcmDecrypt, aesGcmEncrypt } from './aead.ts';
 import { concatBytes, utf8Encode } from './codec.ts';
 import { sha256 } from './mac.ts';
 import { randomBytes } from './random.ts';
-import { signWithContextAsync, verifyWithContextAsync } from './sign.ts';
+import { signAsync, verifyAsync } from './sign.ts';
 
 const ENVELOPE_VERSION = 2;
 const ENVELOPE_ALG = 'latchkey.v1.aes256gcm';
@@ -33,6 +33,14 @@ const FINGERPRINT_DOMAIN = 'latchkey.v1.fingerprint';
 const KEY_LENGTH = 32;
 const NONCE_LENGTH = 12;
 const ED25519_KEY_LENGTH = 32;
+/** `u32(len) || 'latchkey.v1.msgsig'`: signWithContext's framing of the envelope signature. */
+const SIG_PREFIX = lengthPrefixedString(SIG_CONTEXT);
+/** The fields every v2 envelope's additional data starts with: domain, `v`, `alg`. */
+const AAD_PREFIX = concatBytes(
+  utf8Encode(AAD_DOMAIN),
+  u32(ENVELOPE_VERSION),
+  lengthPrefixedString(ENVELOPE_ALG),
+);
 
 /** The authenticated header of an envelope: everything the relay stores except `seq`. */
 export interface EnvelopeHeader {
@@ -91,9 +99,7 @@ export function envelopeAad(h: EnvelopeHeader): Uint8Array {
   assertBytesLength(h.seenHash, HASH_LENGTH, 'header.seenHash');
   if (h.ctr === 0) throw new RangeError('header.ctr must be at least 1');
   return concatBytes(
-    utf8Encode(AAD_DOMAIN),
-    u32(h.v, 'header.v'),
-    lengthPrefixedString(h.alg),
+    AAD_PREFIX,
     lengthPrefixedString(h.contactId),
     u32(h.epoch, 'header.epoch'),
     lengthPrefixedString(h.senderId),
@@ -104,6 +110,14 @@ export function envelopeAad(h: EnvelopeHeader): Uint8Array {
     u64(h.seenSeq, 'header.seenSeq'),
     h.seenHash,
   );
+}
+
+/**
+ * What the sender signs: exactly what `signWithContext(key, 'latchkey.v1.msgsig',
+ * aad || nonce || ciphertext)` signs, framed in one copy instead of two.
+ */
+function signedBytes(aad: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+  return concatBytes(SIG_PREFIX, aad, nonce, ciphertext);
 }
 
 /**
@@ -140,11 +154,7 @@ export async function sealEnvelope(args: {
     nonce = new Uint8Array(args.nonce);
   }
   const ciphertext = await aesGcmEncrypt(key, nonce, plaintext, aad);
-  const sig = await signWithContextAsync(
-    signingKey,
-    SIG_CONTEXT,
-    concatBytes(aad, nonce, ciphertext),
-  );
+  const sig = await signAsync(signingKey, signedBytes(aad, nonce, ciphertext));
   return { nonce, ciphertext, sig };
 }
 
@@ -188,14 +198,7 @@ export async function openEnvelope(args: {
     throw new AuthenticationError();
   }
   const aad = envelopeAad(header);
-  if (
-    !(await verifyWithContextAsync(
-      verifyKey,
-      SIG_CONTEXT,
-      concatBytes(aad, nonce, ciphertext),
-      sig,
-    ))
-  ) {
+  if (!(await verifyAsync(verifyKey, signedBytes(aad, nonce, ciphertext), sig))) {
     throw new AuthenticationError();
   }
   return aesGcmDecrypt(key, nonce, ciphertext, aad);

@@ -1,10 +1,12 @@
 /**
- * SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104, FIPS 198-1), via @noble/hashes. Compare MACs
- * with `constantTimeEqual`, never with `===` or a loop that exits early.
+ * SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104, FIPS 198-1), via @noble/hashes; SHA-256 on
+ * node:crypto under the `node` export condition (_sha256-node.ts). Compare MACs with
+ * `constantTimeEqual`, never with `===` or a loop that exits early.
  */
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { assertBytes } from './_assert.ts';
+import { native } from './_native.ts';
 
 /**
  * Computes HMAC-SHA256.
@@ -29,5 +31,5 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
  */
 export function sha256(data: Uint8Array): Uint8Array {
   assertBytes(data, 'data');
-  return nobleSha256(data);
+  return native.sha256 === undefined ? nobleSha256(data) : native.sha256(data);
 }

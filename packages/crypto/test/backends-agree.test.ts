@@ -4,13 +4,17 @@
  * output, and refuse the same tampered input; on the strict-rejection cases (small-order keys and
  * R, torsion components, S >= L, non-canonical encodings) every backend says no, although
  * OpenSSL's own verification, without the pre-check in front of it, says yes to some of them.
+ * SHA-256 and base64url on node agree with the portable code too, refusals included.
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ED25519_TORSION_SUBGROUP } from '@noble/curves/ed25519.js';
 import { concatBytes, numberToBytesLE } from '@noble/curves/utils.js';
 import '../src/_node.ts';
+import { native } from '../src/_native.ts';
 import { nodeEd25519Verify } from '../src/_sign-node.ts';
+import { fromBase64Url, toBase64Url } from '../src/codec.ts';
+import { sha256 } from '../src/mac.ts';
 import { AuthenticationError, aesGcmDecrypt, aesGcmEncrypt, setAeadBackend } from '../src/aead.ts';
 import {
   generateSigningKeyPair,
@@ -53,6 +57,10 @@ async function onEach<T>(
   return out;
 }
 
+/** No caller's `.buffer` reaches other data (node's Buffers come from a shared pool). */
+const ownsItsBuffer = (a: Uint8Array): boolean =>
+  a.byteOffset === 0 && a.buffer.byteLength === a.length;
+
 const flip = (bytes: Uint8Array, bit: number): Uint8Array => {
   const out = new Uint8Array(bytes);
   out[(bit >>> 3) % out.length]! ^= 1 << (bit & 7);
@@ -74,6 +82,7 @@ describe('AES-256-GCM: node:crypto, WebCrypto and noble agree', () => {
           for (const ct of sealed) {
             const opened = await onEach(setAeadBackend, () => aesGcmDecrypt(key, nonce, ct, aad));
             expect(opened.map(toHex)).toEqual(opened.map(() => toHex(pt)));
+            for (const out of [...opened, ...sealed]) expect(ownsItsBuffer(out)).toBe(true);
           }
           const bad = flip(sealed[0]!, bit);
           const verdicts = await onEach(setAeadBackend, () =>
@@ -160,5 +169,68 @@ describe('Ed25519: node:crypto, WebCrypto and noble agree', () => {
         .map(([name]) => name.replace(/ [0-9a-f]{64}$/, '')),
     );
     expect([...acceptedByOpenSsl]).toContain('small-order key');
+  });
+});
+
+/** `f` with the native slot's `key` emptied (the portable code), then restored. */
+function portable<T>(key: 'base64' | 'sha256', f: () => T): T {
+  const saved = native[key];
+  delete native[key];
+  try {
+    return f();
+  } finally {
+    Object.assign(native, { [key]: saved });
+  }
+}
+
+const outcome = (f: () => Uint8Array): string => {
+  try {
+    return toHex(f());
+  } catch (e) {
+    return `${(e as Error).name}: ${(e as Error).message}`;
+  }
+};
+
+describe('SHA-256 and base64url: node and the portable code agree', () => {
+  it('on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 5000 }), (bytes) => {
+        expect(toHex(sha256(bytes))).toBe(toHex(portable('sha256', () => sha256(bytes))));
+        const text = toBase64Url(bytes);
+        expect(text).toBe(portable('base64', () => toBase64Url(bytes)));
+        const decoded = fromBase64Url(text);
+        expect(toHex(decoded)).toBe(toHex(bytes));
+        expect(ownsItsBuffer(decoded)).toBe(true);
+        expect(ownsItsBuffer(sha256(bytes))).toBe(true);
+      }),
+    );
+  });
+
+  it('on altered texts: the same bytes, or the same refusal', () => {
+    const alphabet = 'AZaz09-_=+/ .\u00e9';
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 100 }),
+        fc.nat(),
+        fc.constantFrom(...alphabet),
+        fc.constantFrom('replace', 'insert', 'delete'),
+        (bytes, at, char, how) => {
+          const text = toBase64Url(bytes);
+          const i = text.length === 0 ? 0 : at % text.length;
+          const cut = how === 'insert' ? i : i + 1;
+          const altered = text.slice(0, i) + (how === 'delete' ? '' : char) + text.slice(cut);
+          expect(outcome(() => fromBase64Url(altered))).toBe(
+            portable('base64', () => outcome(() => fromBase64Url(altered))),
+          );
+        },
+      ),
+      { numRuns: 500 },
+    );
+    for (const text of ['Zg==', 'Zh', 'Zm9', 'Z', 'Zg\n', ' Zg', 'Zg=', 'Z-_9', 'A'.repeat(5)]) {
+      expect(
+        outcome(() => fromBase64Url(text)),
+        text,
+      ).toBe(portable('base64', () => outcome(() => fromBase64Url(text))));
+    }
   });
 });

@@ -1,0 +1,12 @@
+/**
+ * SHA-256 (FIPS 180-4) on node:crypto (OpenSSL, SHA extensions where the CPU has them), for mac.ts
+ * under the `node` export condition: the transcript hashes every message body, and the portable
+ * @noble/hashes code is tens of times slower on message-sized input.
+ */
+import { createHash } from 'node:crypto';
+import { ownBytes } from './_buffer-node.ts';
+
+/** The 32-byte digest of `data`, in its own array. */
+export function nodeSha256(data: Uint8Array): Uint8Array {
+  return ownBytes(createHash('sha256').update(data).digest());
+}
