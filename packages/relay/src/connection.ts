@@ -255,6 +255,9 @@ export class Connection {
     this.phase = 'ready';
     this.principal = principal;
     this.#bytes = bytes;
+    // The auth timeout has done its job: an idle connection holds only its expiry timer.
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
     const untilExpiry = principal.expiresAt + CLOCK_TOLERANCE_SECONDS * 1000 - this.#now();
     this.#timers.push(
       setTimeout(
