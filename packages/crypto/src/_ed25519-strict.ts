@@ -4,7 +4,7 @@
  * same verdict on every input: see sign.ts's header for the rules and why.
  */
 import { ED25519_TORSION_SUBGROUP, ed25519 } from '@noble/curves/ed25519.js';
-import { bytesToHex, bytesToNumberLE, equalBytes, hexToBytes } from '@noble/curves/utils.js';
+import { bytesToHex, equalBytes, hexToBytes, numberToBytesLE } from '@noble/curves/utils.js';
 
 const PUBLIC_KEY_LENGTH = 32;
 const SIGNATURE_LENGTH = 64;
@@ -56,6 +56,21 @@ export function isValidSigningPublicKey(publicKey: Uint8Array): boolean {
   return verdict;
 }
 
+/** L (the group order) and p (the field prime), 32 bytes little-endian. */
+const L_BYTES = numberToBytesLE(Point.Fn.ORDER, 32);
+const P_BYTES = numberToBytesLE(Point.Fp.ORDER, 32);
+
+/**
+ * Whether the 32-byte little-endian numbers satisfy `a < b`. Variable time: it compares public
+ * values (a signature), and it spares two BigInt conversions per verification.
+ */
+function lessThanLE(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 31; i >= 0; i--) {
+    if (a[i] !== b[i]) return a[i]! < b[i]!;
+  }
+  return false;
+}
+
 /**
  * Cheap checks of the signature's encoding, without decoding R: S < L, and R the canonical
  * encoding (y < p) of no small-order point. A small-order R with x = 0 and the sign bit set is
@@ -64,8 +79,8 @@ export function isValidSigningPublicKey(publicKey: Uint8Array): boolean {
 function isStrictSignatureEncoding(signature: Uint8Array): boolean {
   const y = yEncoding(signature.subarray(0, 32));
   return (
-    Point.Fn.isValid(bytesToNumberLE(signature.subarray(32))) &&
-    Point.Fp.isValid(bytesToNumberLE(y)) &&
+    lessThanLE(signature.subarray(32), L_BYTES) &&
+    lessThanLE(y, P_BYTES) &&
     !SMALL_ORDER_Y.has(bytesToHex(y))
   );
 }
