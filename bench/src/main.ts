@@ -16,6 +16,7 @@ import { Child, type ProcStats } from './ipc.ts';
 import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
 import type { LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
+import { chromiumHistoryBench, type ChromiumHistoryResult } from './chromium-bench.ts';
 import { keysBench, type KeysResult } from './keys-bench.ts';
 import { summarize } from './summary.ts';
 
@@ -274,13 +275,24 @@ async function main(): Promise<void> {
         `warm ${keys.warmFetchesPerSecond} fetches/s p50 ${keys.warmP50Ms} p99 ${keys.warmP99Ms} ms, errors ${keys.errors}`,
     );
 
+  let chromium: ChromiumHistoryResult | undefined;
+  if (!quick && !loadOnly) {
+    progress('chromium: 1,000 signed history messages opened and rendered (Debian Chromium)');
+    chromium = await chromiumHistoryBench({ repeats: 5 });
+    progress(
+      chromium.skipped
+        ? `chromium: skipped: ${chromium.reason}`
+        : `chromium: ${chromium.ms} ms (open ${chromium.openMs} ms, render ${chromium.renderMs} ms), errors ${chromium.errors}`,
+    );
+  }
+
   const idle: IdleResult[] = [];
   for (const kind of loadOnly ? [] : quick ? SYSTEMS.filter((k) => k !== 'socketio') : SYSTEMS) {
     progress(`idle memory: ${kind}, ${plan.idle} connections`);
     idle.push(await idleRun(kind, plan.idle));
   }
 
-  const summary = summarize({ quick, plan, load, idle, crypto, storage, keys });
+  const summary = summarize({ quick, plan, load, idle, crypto, storage, keys, chromium });
   if (!quick) {
     const dir = fileURLToPath(new URL('../results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
@@ -291,7 +303,7 @@ async function main(): Promise<void> {
       memoryBytes: totalmem(),
       node: process.version,
     };
-    const plain = { machine, plan, summary, crypto, sign, storage, load, idle, keys };
+    const plain = { machine, plan, summary, crypto, sign, storage, load, idle, keys, chromium };
     writeFileSync(`${dir}${stamp}.json`, `${JSON.stringify(plain, null, 2)}\n`);
     writeFileSync(`${dir}${stamp}.svg`, renderChart(load, summary));
     progress(`wrote bench/results/${stamp}.json and .svg`);

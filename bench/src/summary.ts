@@ -4,6 +4,7 @@
  * ratios taken within the same run.
  */
 import type { CryptoResult } from './crypto-bench.ts';
+import type { ChromiumHistoryResult } from './chromium-bench.ts';
 import type { KeysResult } from './keys-bench.ts';
 import type { IdleResult } from './main.ts';
 import type { LoadResult } from './load-result.ts';
@@ -18,6 +19,7 @@ export interface SummaryInput {
   crypto: CryptoResult[];
   storage: StorageResult | undefined;
   keys: KeysResult | undefined;
+  chromium?: ChromiumHistoryResult | undefined;
 }
 
 function median(xs: number[]): number {
@@ -85,6 +87,7 @@ export function summarize(i: SummaryInput) {
     ),
     errors:
       (i.keys?.errors ?? 0) +
+      (i.chromium?.skipped === false ? i.chromium.errors : 0) +
       i.load.reduce(
         (n, l) => n + [l.throughput, ...l.latencies].reduce((m, r) => m + r.errors, 0),
         0,
@@ -99,6 +102,15 @@ export function summarize(i: SummaryInput) {
     aead_vs_node_crypto: c4 ? ratio(c4.nodeCrypto, c4.aeadWebcrypto) : null,
     storage_single_per_s: i.storage?.singlePerSecond ?? null,
     storage_batched_per_s: i.storage?.batchedPerSecond ?? null,
+    ...(i.chromium === undefined
+      ? {}
+      : i.chromium.skipped
+        ? { chromium_history_1000_ms: null, chromium_skipped: i.chromium.reason }
+        : {
+            chromium_history_1000_ms: i.chromium.ms,
+            chromium_history_open_ms: i.chromium.openMs,
+            chromium_history_render_ms: i.chromium.renderMs,
+          }),
     idle_connections: i.plan.idle,
     idle_bytes_per_conn: idleOf('latchkey'),
     ws_floor_idle_bytes_per_conn: idleOf('ws'),
