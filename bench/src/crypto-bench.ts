@@ -15,14 +15,17 @@ import {
   verify as nodeVerify,
 } from 'node:crypto';
 import { aesGcmDecrypt, aesGcmEncrypt, setAeadBackend } from '@latchkey/crypto/aead';
+import { openEnvelope, sealEnvelope, type EnvelopeHeader } from '@latchkey/crypto/envelope';
 import { randomBytes } from '@latchkey/crypto/random';
-import { generateSigningKeyPair, sign, verify } from '@latchkey/crypto/sign';
+import { generateSigningKeyPair, sign, signingPublicKey, verify } from '@latchkey/crypto/sign';
+import { ZERO_HASH } from '@latchkey/crypto/transcript';
 import {
   makeParticipant,
   makeServiceKey,
   messageText,
   openText,
   sealText,
+  type Participant,
 } from './load/fixtures.ts';
 
 export interface CryptoResult {
@@ -35,6 +38,11 @@ export interface CryptoResult {
    * of it is the issue 16 target.
    */
   sealOpenFloor: number;
+  /**
+   * sealEnvelope + openEnvelope alone, bytes in hand (no JSON body, wire base64url or certificate
+   * check), per second: the construction the floor is the floor of.
+   */
+  envelopeOnly: number;
   /** The envelope's AES-GCM step alone (@latchkey/crypto/aead, node:crypto backend), enc+dec/s. */
   aeadNode: number;
   /** Same with the WebCrypto backend (what browsers run). */
@@ -69,37 +77,30 @@ async function rate(ms: number, op: () => unknown): Promise<number> {
 }
 
 /**
- * Operations per second of `a` and of `b`, measured in alternating slices (`ms` in all for each),
- * so that load from elsewhere on the machine weighs on both alike and their ratio holds.
+ * Operations per second of each of `ops`, measured in short slices taken in turn (`ms` in all for
+ * each, the order rotating), each figure the median of its slices: load from elsewhere on the
+ * machine then weighs on all alike, and their ratios hold.
  */
-async function pairedRates(
-  ms: number,
-  a: () => unknown,
-  b: () => unknown,
-): Promise<[number, number]> {
-  const SLICES = 6;
-  const done = [
-    { n: 0, t: 0 },
-    { n: 0, t: 0 },
-  ];
-  for (let i = 0; i < 20; i++) {
-    await a();
-    await b();
-  }
-  for (let s = 0; s < 2 * SLICES; s++) {
-    const which = (s + (s >> 1)) % 2; // a b b a a b ...: neither always goes first
-    const op = which === 0 ? a : b;
-    const t0 = performance.now();
-    let t = t0;
-    while (t - t0 < ms / SLICES) {
-      for (let i = 0; i < 5; i++) await op();
-      done[which]!.n += 5;
-      t = performance.now();
+async function alternatingRates(ms: number, ops: (() => unknown)[]): Promise<number[]> {
+  const SLICES = 8;
+  const rates: number[][] = ops.map(() => []);
+  for (let i = 0; i < 20; i++) for (const op of ops) await op();
+  for (let s = 0; s < SLICES; s++) {
+    for (let k = 0; k < ops.length; k++) {
+      const which = (s + k) % ops.length;
+      const op = ops[which]!;
+      let n = 0;
+      const t0 = performance.now();
+      let t = t0;
+      while (t - t0 < ms / SLICES) {
+        for (let i = 0; i < 5; i++) await op();
+        n += 5;
+        t = performance.now();
+      }
+      rates[which]!.push((n * 1000) / (t - t0));
     }
-    done[which]!.t += t - t0;
   }
-  const [ra, rb] = done.map((d) => Math.round((d.n * 1000) / d.t));
-  return [ra!, rb!];
+  return rates.map((r) => Math.round(r.sort((x, y) => x - y)[r.length >> 1]!));
 }
 
 /**
@@ -127,6 +128,23 @@ function floorSealOpen(
   };
 }
 
+/** A header as `sealText` makes one, for sealing `envelopeOnly` without the fixture around it. */
+function envelopeHeader(p: Participant): EnvelopeHeader {
+  return {
+    v: 2,
+    alg: 'latchkey.v1.aes256gcm',
+    contactId: p.contactId,
+    epoch: 0,
+    senderId: p.participantId,
+    msgId: 'bench-message-id-000001',
+    sentAt: Date.now(),
+    ctr: 1,
+    prev: ZERO_HASH,
+    seenSeq: 0,
+    seenHash: ZERO_HASH,
+  };
+}
+
 export async function cryptoBench(size: number, ms: number): Promise<CryptoResult> {
   const service = makeServiceKey();
   const p = makeParticipant(service, 'bench-contact', 'visitor-1', 'visitor');
@@ -136,11 +154,16 @@ export async function cryptoBench(size: number, ms: number): Promise<CryptoResul
   const aad = randomBytes(96);
   const nonce = randomBytes(12);
 
-  const [envelopeSealOpen, sealOpenFloor] = await pairedRates(
-    ms,
+  const header = envelopeHeader(p);
+  const signer = { secretKey: p.signingKey, publicKey: signingPublicKey(p.signingKey) };
+  const [envelopeSealOpen = 0, sealOpenFloor = 0, envelopeOnly = 0] = await alternatingRates(ms, [
     async () => openText(await sealText(p, key, text), key, service.publicKey),
     floorSealOpen(key, nonce, plaintext, aad),
-  );
+    async () => {
+      const sealed = await sealEnvelope({ key, header, plaintext, signingKey: signer.secretKey });
+      return openEnvelope({ key, header, ...sealed, verifyKey: signer.publicKey });
+    },
+  ]);
 
   setAeadBackend('node');
   const aeadNode = await rate(ms, async () =>
@@ -183,6 +206,7 @@ export async function cryptoBench(size: number, ms: number): Promise<CryptoResul
     size,
     envelopeSealOpen,
     sealOpenFloor,
+    envelopeOnly,
     aeadNode,
     aeadWebcrypto,
     aeadNoble,
