@@ -1,9 +1,8 @@
 /**
- * The slot for the platform's own synchronous primitives (node:crypto, Buffer). Empty in the default
- * entries, which run everywhere; the `node` entries (src/node/, selected by the `node` export
- * condition) fill it by importing _node.ts before anything else. aead.ts and sign.ts read it,
- * (and codec.ts, mac.ts) read it, so that none imports node:crypto itself and a browser bundle
- * never sees it.
+ * The slot for the platform's own synchronous primitives (node:crypto, Buffer). Empty in the
+ * default entries, which run everywhere; the `node` entries (src/node/, selected by the `node`
+ * export condition) fill it by importing _node.ts before anything else. aead.ts, sign.ts, codec.ts
+ * and mac.ts read it, so that none of them imports node:crypto and a browser bundle never sees it.
  */
 
 /** AES-256-GCM with the contract of aead.ts (arguments already checked). */
