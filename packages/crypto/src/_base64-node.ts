@@ -7,9 +7,19 @@
  */
 import { ownBytes } from './_buffer-node.ts';
 
+/**
+ * V8 keeps typed arrays of up to 64 bytes inside its heap; asking one for its `.buffer` moves it
+ * out, which costs more than copying its few bytes. Larger ones are viewed in place.
+ */
+const ON_HEAP_MAX = 64;
+
 /** The unpadded base64url text of `bytes`. */
 export function nodeToBase64Url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64url');
+  const buf =
+    bytes.length <= ON_HEAP_MAX
+      ? Buffer.from(bytes)
+      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  return buf.toString('base64url');
 }
 
 /** The bytes of canonical unpadded base64url `text`, in their own array; else `undefined`. */
