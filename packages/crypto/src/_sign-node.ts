@@ -6,7 +6,7 @@
  *
  * Keys are imported as JWK, which node turns into raw OpenSSL keys directly (importing PKCS#8 DER
  * goes through OpenSSL's decoders and costs ten times more), and cached: secret keys per array,
- * public keys by their bytes (key-cache.ts).
+ * public keys by their bytes (_key-cache.ts).
  */
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';

@@ -2,7 +2,7 @@
  * Ed25519 (RFC 8032 §5.1) through WebCrypto (`crypto.subtle`, Secure Curves), for sign.ts's async
  * functions where the platform has it (current browsers; Node without the `node` condition). Like
  * OpenSSL it checks the cofactorless equation; sign.ts's strict pre-check runs in front of it.
- * Keys are cached as in key-cache.ts: secret keys per array, public keys by their bytes.
+ * Keys are cached as in _key-cache.ts: secret keys per array, public keys by their bytes.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { nobleVerify } from './_ed25519-strict.ts';
