@@ -241,10 +241,14 @@ async function main(): Promise<void> {
   const storage: StorageResult | undefined = loadOnly
     ? undefined
     : await storageBench(plan.store, 1000);
-  if (storage)
-    progress(
-      `storage (synchronous=${storage.synchronous}): single ${storage.singlePerSecond}/s, batched ${storage.batchedPerSecond}/s in ${storage.batchedTransactions} tx/s`,
-    );
+  const storageFull: StorageResult | undefined = loadOnly
+    ? undefined
+    : await storageBench(plan.store, 1000, 'FULL');
+  for (const s of [storage, storageFull])
+    if (s)
+      progress(
+        `storage (synchronous=${s.synchronous}): single ${s.singlePerSecond}/s, batched ${s.batchedPerSecond}/s in ${s.batchedTransactions} tx/s`,
+      );
 
   const load: LoadResult[] = [];
   for (const size of plan.sizes) {
@@ -292,7 +296,17 @@ async function main(): Promise<void> {
     idle.push(await idleRun(kind, plan.idle));
   }
 
-  const summary = summarize({ quick, plan, load, idle, crypto, storage, keys, chromium });
+  const summary = summarize({
+    quick,
+    plan,
+    load,
+    idle,
+    crypto,
+    storage,
+    storageFull,
+    keys,
+    chromium,
+  });
   if (!quick) {
     const dir = fileURLToPath(new URL('../results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
@@ -303,7 +317,19 @@ async function main(): Promise<void> {
       memoryBytes: totalmem(),
       node: process.version,
     };
-    const plain = { machine, plan, summary, crypto, sign, storage, load, idle, keys, chromium };
+    const plain = {
+      machine,
+      plan,
+      summary,
+      crypto,
+      sign,
+      storage,
+      storageFull,
+      load,
+      idle,
+      keys,
+      chromium,
+    };
     writeFileSync(`${dir}${stamp}.json`, `${JSON.stringify(plain, null, 2)}\n`);
     writeFileSync(`${dir}${stamp}.svg`, renderChart(load, summary));
     progress(`wrote bench/results/${stamp}.json and .svg`);

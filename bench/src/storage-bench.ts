@@ -1,7 +1,7 @@
 /**
  * Storage benchmark: durable, acknowledged writes per second with the relay's SqliteMessageStore
- * in its default durability (WAL, synchronous=FULL: every commit is fsynced) on this machine's
- * disk. `single`: one envelope per transaction, each awaited before the next (what a relay without
+ * on this machine's disk, in the default durability (WAL, synchronous=NORMAL: a commit survives a
+ * process crash) or with `synchronous: 'FULL'` (every commit's WAL flushed before it resolves). `single`: one envelope per transaction, each awaited before the next (what a relay without
  * batching does). `batched`: `concurrency` writers submit through GroupCommit, as the relay's
  * send path does, so one transaction (one fsync) carries every envelope of an event-loop turn.
  */
@@ -21,9 +21,13 @@ export interface StorageResult {
   concurrency: number;
 }
 
-export async function storageBench(ms: number, concurrency: number): Promise<StorageResult> {
+export async function storageBench(
+  ms: number,
+  concurrency: number,
+  synchronous: 'NORMAL' | 'FULL' = 'NORMAL',
+): Promise<StorageResult> {
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-bench-store-'));
-  const store = new SqliteMessageStore({ path: join(dir, 'messages.db') });
+  const store = new SqliteMessageStore({ path: join(dir, 'messages.db'), synchronous });
   try {
     const service = makeServiceKey();
     const contacts = 100;

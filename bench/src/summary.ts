@@ -18,6 +18,7 @@ export interface SummaryInput {
   idle: IdleResult[];
   crypto: CryptoResult[];
   storage: StorageResult | undefined;
+  storageFull?: StorageResult | undefined;
   keys: KeysResult | undefined;
   chromium?: ChromiumHistoryResult | undefined;
 }
@@ -102,6 +103,8 @@ export function summarize(i: SummaryInput) {
     aead_vs_node_crypto: c4 ? ratio(c4.nodeCrypto, c4.aeadWebcrypto) : null,
     storage_single_per_s: i.storage?.singlePerSecond ?? null,
     storage_batched_per_s: i.storage?.batchedPerSecond ?? null,
+    storage_full_single_per_s: i.storageFull?.singlePerSecond ?? null,
+    storage_full_batched_per_s: i.storageFull?.batchedPerSecond ?? null,
     ...(i.chromium === undefined
       ? {}
       : i.chromium.skipped
