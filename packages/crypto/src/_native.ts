@@ -1,8 +1,9 @@
 /**
  * The slot for the platform's own synchronous primitives (node:crypto, Buffer). Empty in the
  * default entries, which run everywhere; the `node` entries (src/node/, selected by the `node`
- * export condition) fill it by importing _node.ts before anything else. aead.ts, sign.ts, codec.ts
- * and mac.ts read it, so that none of them imports node:crypto and a browser bundle never sees it.
+ * export condition) fill it by importing _node.ts before anything else. aead.ts, sign.ts, codec.ts,
+ * mac.ts and random.ts read it, so that none of them imports node:crypto and a browser bundle
+ * never sees it.
  */
 
 /** AES-256-GCM with the contract of aead.ts (arguments already checked). */
@@ -30,6 +31,7 @@ export const native: {
   ed25519?: NativeEd25519;
   base64?: NativeBase64;
   sha256?: (data: Uint8Array) => Uint8Array;
+  randomBytes?: (n: number) => Uint8Array;
 } = {};
 
 /** The backends aead.ts and sign.ts choose from; `'auto'` lets them choose. */

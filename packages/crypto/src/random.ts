@@ -1,8 +1,10 @@
 /**
  * Cryptographically secure random bytes from the platform CSPRNG (W3C WebCrypto
- * `crypto.getRandomValues`), available in browsers and in Node 20+ as `globalThis.crypto`.
+ * `crypto.getRandomValues`), available in browsers and in Node 20+ as `globalThis.crypto`; under
+ * the `node` export condition node:crypto's, small requests served from a pool (_random-node.ts).
  */
 import { assertInteger } from './_assert.ts';
+import { native } from './_native.ts';
 
 /** `getRandomValues` fills at most 65 536 bytes per call (WebCrypto §10.1.1). */
 const MAX_CHUNK = 65_536;
@@ -17,6 +19,7 @@ const MAX_CHUNK = 65_536;
  */
 export function randomBytes(n: number): Uint8Array {
   assertInteger(n, 0, 0x7fff_ffff, 'n');
+  if (native.randomBytes !== undefined) return native.randomBytes(n);
   const crypto = globalThis.crypto as Crypto | undefined;
   if (crypto === undefined || typeof crypto.getRandomValues !== 'function') {
     throw new TypeError('crypto.getRandomValues is not available');
