@@ -1,12 +1,13 @@
 /**
  * SHA-256 (FIPS 180-4) on node:crypto (OpenSSL, SHA extensions where the CPU has them), for mac.ts
  * under the `node` export condition: the transcript hashes every message body, and the portable
- * @noble/hashes code is tens of times slower on message-sized input.
+ * @noble/hashes code is tens of times slower on message-sized input. The one-shot `crypto.hash`
+ * (Node 20.12+; the workspace needs 20.19) spares the Hash object `createHash` builds per call.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ownBytes } from './_buffer-node.ts';
 
 /** The 32-byte digest of `data`, in its own array. */
 export function nodeSha256(data: Uint8Array): Uint8Array {
-  return ownBytes(createHash('sha256').update(data).digest());
+  return ownBytes(hash('sha256', data, 'buffer'));
 }
