@@ -5,6 +5,9 @@
  * Batches run one after another, so seqs follow submission order across batches too. Between
  * two batches of a backlog the event loop gets a turn (setImmediate), so that a saturated relay
  * keeps reading and writing sockets instead of committing its whole queue in one stall.
+ * With a store that commits on call (`commitsOnCall`: SQLite, whose `FULL` flushes the WAL after
+ * the commit), the next batch is committed while the previous one is being flushed; each batch's
+ * submitters still settle only once their own batch is durable, and in order.
  */
 import { LatchkeyError, type SealedEnvelope } from '@latchkey/protocol';
 import type { AppendResult, MessageStore } from './store.ts';
@@ -30,6 +33,8 @@ export class GroupCommit {
   #queue: Pending[] = [];
   #scheduled = false;
   #running: Promise<void> = Promise.resolve();
+  /** Batches committed and waiting for durability (stores that commit on call). */
+  readonly #settling = new Set<Promise<void>>();
 
   constructor(store: MessageStore, opts: GroupCommitOptions = {}) {
     this.#store = store;
@@ -63,6 +68,7 @@ export class GroupCommit {
       await this.#running;
     }
     await this.#running;
+    await Promise.all(this.#settling);
   }
 
   #schedule(): void {
@@ -80,26 +86,38 @@ export class GroupCommit {
     for (let first = true; this.#queue.length > 0; first = false) {
       if (!first) await new Promise((resolve) => setImmediate(resolve));
       const batch = this.#queue.splice(0, this.#maxBatch);
-      let results: AppendResult[];
-      try {
-        results = await this.#store.appendBatch(batch.map((p) => p.envelope));
-        if (results.length !== batch.length) throw new Error('store returned a wrong result count');
-      } catch (err) {
-        const e = LatchkeyError.is(err, 'UNAVAILABLE')
-          ? err
-          : new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
-              cause: err,
-              detail: err instanceof Error ? err.name : typeof err,
-            });
-        try {
-          this.#onError?.(e, batch.length);
-        } catch {
-          // a failing logger must not strand the batch
-        }
-        for (const p of batch) p.reject(e);
+      const settled = this.#commit(batch);
+      if (!this.#store.commitsOnCall) {
+        await settled;
         continue;
       }
-      batch.forEach((p, i) => p.resolve(results[i] as AppendResult));
+      // Committed already: the next batch goes ahead while this one becomes durable.
+      this.#settling.add(settled);
+      void settled.then(() => this.#settling.delete(settled));
     }
+  }
+
+  /** Appends one batch and settles its submitters; never rejects. */
+  async #commit(batch: Pending[]): Promise<void> {
+    let results: AppendResult[];
+    try {
+      results = await this.#store.appendBatch(batch.map((p) => p.envelope));
+      if (results.length !== batch.length) throw new Error('store returned a wrong result count');
+    } catch (err) {
+      const e = LatchkeyError.is(err, 'UNAVAILABLE')
+        ? err
+        : new LatchkeyError('UNAVAILABLE', 'message store unavailable', {
+            cause: err,
+            detail: err instanceof Error ? err.name : typeof err,
+          });
+      try {
+        this.#onError?.(e, batch.length);
+      } catch {
+        // a failing logger must not strand the batch
+      }
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i] as AppendResult));
   }
 }

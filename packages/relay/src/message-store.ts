@@ -77,6 +77,12 @@ export interface MessageStore {
   history(contactId: string, since: number, limit: number): Promise<HistoryPage>;
   /** Counters since the store was opened. */
   readonly stats: StoreStats;
+  /**
+   * True when `appendBatch` commits (and assigns its seqs) synchronously, before it returns its
+   * promise, and the promise only waits for durability (SQLite under `FULL`): the group commit
+   * may then commit the next batch while the previous one is being flushed to disk.
+   */
+  readonly commitsOnCall?: boolean;
   /** Closes the store; further calls fail with UNAVAILABLE. */
   close(): Promise<void>;
 }

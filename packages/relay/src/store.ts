@@ -155,6 +155,9 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     };
   }
 
+  /** Better-sqlite3 commits inside `appendBatch`'s call (see MessageStore). */
+  readonly commitsOnCall = true;
+
   /** Durability settings in effect on this connection (for start-up checks and tests). */
   get durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
     this.assertOpen();

@@ -24,6 +24,7 @@ export function timedStore(
     get stats() {
       return store.stats;
     },
+    ...(store.commitsOnCall === true ? { commitsOnCall: true } : {}),
     close: () => store.close(),
   };
 }

@@ -74,6 +74,34 @@ describe('GroupCommit', () => {
     expect(await late).toMatchObject({ ok: true, seq: 3 });
   });
 
+  it('commits the next batch while the previous one is flushed (FULL), settling each in order once durable', async () => {
+    const flushes: (() => void)[] = [];
+    const full = new SqliteMessageStore({
+      path: join(dir, 'full.db'),
+      synchronous: 'FULL',
+      syncFile: () => new Promise<void>((resolve) => flushes.push(resolve)),
+    });
+    const gc = new GroupCommit(full);
+    const settled: number[] = [];
+    const a = gc.submit(fakeEnvelope('c1', 'a')).then((r) => settled.push(r.ok ? r.seq : 0));
+    while (flushes.length === 0) await new Promise((r) => setImmediate(r));
+    const b = gc.submit(fakeEnvelope('c1', 'b')).then((r) => settled.push(r.ok ? r.seq : 0));
+    // b is committed (a second transaction) while a's flush is still running.
+    while (full.stats.transactions < 2) await new Promise((r) => setImmediate(r));
+    expect(settled).toEqual([]);
+    let flushed = false;
+    const drained = gc.flush().then(() => (flushed = true));
+    flushes.shift()?.(); // a's flush; b waits for the next one
+    await a;
+    expect(settled).toEqual([1]);
+    while (flushes.length === 0) await new Promise((r) => setImmediate(r));
+    expect(flushed).toBe(false);
+    flushes.shift()?.();
+    await Promise.all([b, drained]);
+    expect(settled).toEqual([1, 2]);
+    await full.close();
+  });
+
   it('gives the event loop a turn between the batches of a backlog', async () => {
     const events: string[] = [];
     const watched: MessageStore = {
