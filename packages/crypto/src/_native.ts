@@ -25,10 +25,18 @@ export interface NativeBase64 {
   decode(text: string): Uint8Array | undefined;
 }
 
+/** X25519 with the contract of dh.ts (arguments already checked). */
+export interface NativeX25519 {
+  publicKey(secret: Uint8Array): Uint8Array;
+  /** @throws {RangeError} if the shared secret would be all zeros. */
+  sharedSecret(secret: Uint8Array, publicKey: Uint8Array): Uint8Array;
+}
+
 /** What the platform provides; all stay undefined outside the `node` entries. */
 export const native: {
   aead?: NativeAead;
   ed25519?: NativeEd25519;
+  x25519?: NativeX25519;
   base64?: NativeBase64;
   sha256?: (data: Uint8Array) => Uint8Array;
   randomBytes?: (n: number) => Uint8Array;

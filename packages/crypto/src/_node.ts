@@ -1,5 +1,5 @@
 /**
- * Installs the node backends (AES-256-GCM, Ed25519, SHA-256, base64url, random bytes) into the native slot
+ * Installs the node backends (AES-256-GCM, Ed25519, X25519, SHA-256, base64url, random bytes) into the native slot
  * (_native.ts).
  * Imported for its effect, first, by every `node` entry in src/node/; listed in package.json's
  * `sideEffects` so that no bundler drops it.
@@ -10,9 +10,11 @@ import { native } from './_native.ts';
 import { nodeRandomBytes } from './_random-node.ts';
 import { nodeSha256 } from './_sha256-node.ts';
 import { nodeEd25519Sign, nodeEd25519Verify } from './_sign-node.ts';
+import { nodeX25519PublicKey, nodeX25519SharedSecret } from './_x25519-node.ts';
 
 native.aead = { encrypt: nodeAesGcmEncrypt, decrypt: nodeAesGcmDecrypt };
 native.ed25519 = { sign: nodeEd25519Sign, verify: nodeEd25519Verify };
+native.x25519 = { publicKey: nodeX25519PublicKey, sharedSecret: nodeX25519SharedSecret };
 native.base64 = { encode: nodeToBase64Url, decode: nodeFromBase64Url };
 native.sha256 = nodeSha256;
 native.randomBytes = nodeRandomBytes;

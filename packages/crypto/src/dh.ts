@@ -1,5 +1,6 @@
 /**
- * X25519 Diffie-Hellman (RFC 7748 §5 and §6.1), via @noble/curves; the DH function of
+ * X25519 Diffie-Hellman (RFC 7748 §5 and §6.1), via @noble/curves, or node:crypto under the
+ * `node` export condition (_x25519-node.ts, through the native slot); the DH function of
  * DHKEM(X25519, HKDF-SHA256) in RFC 9180 §7.1.
  *
  * Public keys are decoded as RFC 7748 §5 requires (the top bit is masked and non-canonical
@@ -8,6 +9,7 @@
  */
 import { x25519 } from '@noble/curves/ed25519.js';
 import { assertBytesLength } from './_assert.ts';
+import { native } from './_native.ts';
 import { randomBytes } from './random.ts';
 
 const KEY_LENGTH = 32;
@@ -22,7 +24,7 @@ const KEY_LENGTH = 32;
  */
 export function x25519PublicKey(secret: Uint8Array): Uint8Array {
   assertBytesLength(secret, KEY_LENGTH, 'secret');
-  return x25519.getPublicKey(secret);
+  return native.x25519 ? native.x25519.publicKey(secret) : x25519.getPublicKey(secret);
 }
 
 /**
@@ -41,7 +43,9 @@ export function x25519SharedSecret(secret: Uint8Array, publicKey: Uint8Array): U
   assertBytesLength(publicKey, KEY_LENGTH, 'publicKey');
   let shared: Uint8Array;
   try {
-    shared = x25519.getSharedSecret(secret, publicKey);
+    shared = native.x25519
+      ? native.x25519.sharedSecret(secret, publicKey)
+      : x25519.getSharedSecret(secret, publicKey);
   } catch {
     throw new RangeError('publicKey is a low-order point');
   }
@@ -63,5 +67,5 @@ export function x25519SharedSecret(secret: Uint8Array, publicKey: Uint8Array): U
  */
 export function generateX25519KeyPair(): { secretKey: Uint8Array; publicKey: Uint8Array } {
   const secretKey = randomBytes(KEY_LENGTH);
-  return { secretKey, publicKey: x25519.getPublicKey(secretKey) };
+  return { secretKey, publicKey: x25519PublicKey(secretKey) };
 }

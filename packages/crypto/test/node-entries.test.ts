@@ -54,7 +54,9 @@ describe('the node entries', () => {
         '.',
         './aead',
         './codec',
+        './dh',
         './envelope',
+        './hpke',
         './mac',
         './random',
         './sign',
@@ -92,6 +94,34 @@ describe('the node entries', () => {
         './dist/node/*.js',
       ]),
     );
+  });
+
+  it('make @latchkey/crypto/hpke key delivery run its X25519 on node:crypto', async () => {
+    const { generateRecipientKeyPair, openFromSender, sealToRecipient } =
+      await import('@latchkey/crypto/hpke');
+    const calls = {
+      publicKey: vi.spyOn(native.x25519!, 'publicKey'),
+      sharedSecret: vi.spyOn(native.x25519!, 'sharedSecret'),
+    };
+    const recipient = generateRecipientKeyPair('x25519');
+    const info = new TextEncoder().encode('contact c1, epoch 0');
+    const plaintext = new Uint8Array(32).fill(7);
+    const sealed = sealToRecipient({
+      suite: 'x25519',
+      recipientPublicKey: recipient.publicKey,
+      info,
+      plaintext,
+    });
+    const opened = openFromSender({
+      suite: 'x25519',
+      recipientSecretKey: recipient.secretKey,
+      info,
+      ...sealed,
+    });
+    expect(opened).toEqual(plaintext);
+    // Sealing: the ephemeral key pair and one DH; opening: one DH and the recipient's public key.
+    expect(calls.sharedSecret).toHaveBeenCalledTimes(2);
+    expect(calls.publicKey.mock.calls.length).toBeGreaterThanOrEqual(2);
   });
 
   it('make @latchkey/crypto/envelope seal and open through node:crypto', async () => {

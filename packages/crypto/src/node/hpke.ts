@@ -1,0 +1,6 @@
+/**
+ * `@latchkey/crypto/hpke` under the `node` export condition: the same module, with the node:crypto
+ * backends loaded first (_node.ts).
+ */
+import '../_node.ts';
+export * from '../hpke.ts';
