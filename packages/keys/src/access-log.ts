@@ -29,18 +29,6 @@ import {
   type StoredAccessRecord,
 } from './access-record.ts';
 
-export {
-  ACCESS_LOG_GENESIS,
-  ACCESS_OUTCOMES,
-  accessRecordHash,
-  encodeAccessRecord,
-  type AccessChainAlgorithm,
-  type AccessOutcome,
-  type AccessRecord,
-  type ChainedAccessRecord,
-  type StoredAccessRecord,
-} from './access-record.ts';
-
 export interface AccessLogHead {
   seq: number;
   hash: string;

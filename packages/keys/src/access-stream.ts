@@ -10,15 +10,15 @@
  */
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { Epoch, Id } from '@latchkey/protocol';
+import type { AccessLogHead } from './access-log.ts';
 import {
   ACCESS_LOG_GENESIS,
   ACCESS_OUTCOMES,
   accessRecordHash,
   type AccessChainAlgorithm,
-  type AccessLogHead,
   type AccessOutcome,
   type ChainedAccessRecord,
-} from './access-log.ts';
+} from './access-record.ts';
 
 /** The SD-ID of the structured data element (RFC 5424 §6.3.2; 32473 is RFC 5612's example PEN). */
 export const ACCESS_SD_ID = 'latchkey@32473';

@@ -74,6 +74,11 @@ export {
 } from './kmip/ttlv.ts';
 export {
   KeyAccessLog,
+  type AccessLogHead,
+  type AccessLogVerdict,
+  type KeyAccessLogOptions,
+} from './access-log.ts';
+export {
   ACCESS_LOG_GENESIS,
   ACCESS_OUTCOMES,
   accessRecordHash,
@@ -83,10 +88,7 @@ export {
   type StoredAccessRecord,
   type ChainedAccessRecord,
   type AccessChainAlgorithm,
-  type AccessLogHead,
-  type AccessLogVerdict,
-  type KeyAccessLogOptions,
-} from './access-log.ts';
+} from './access-record.ts';
 export {
   ACCESS_SD_ID,
   ACCESS_APP_NAME,

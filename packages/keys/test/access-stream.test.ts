@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from './_helpers.ts';
-import { ACCESS_LOG_GENESIS, KeyAccessLog, type ChainedAccessRecord } from '../src/access-log.ts';
+import { KeyAccessLog } from '../src/access-log.ts';
+import { ACCESS_LOG_GENESIS, type ChainedAccessRecord } from '../src/access-record.ts';
 import {
   accessEventData,
   accessRecordFromWebhook,
