@@ -25,3 +25,14 @@ export interface LoadResult {
   /** At each offered rate of the plan, highest first (latency is the first). */
   latencies: (RunResult & ServerUsage & { rate: number })[];
 }
+
+/** Memory per idle connection of one system (main.ts measures it). */
+export interface IdleResult {
+  system: SystemKind;
+  connections: number;
+  connectMs: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  bytesPerConnection: number;
+  heapBytesPerConnection: number;
+}

@@ -14,7 +14,7 @@ import { renderChart } from './chart.ts';
 import { cryptoBench, signBench, type CryptoResult, type SignResult } from './crypto-bench.ts';
 import { Child, type ProcStats } from './ipc.ts';
 import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/worker.ts';
-import type { LoadResult, ServerUsage } from './load-result.ts';
+import type { IdleResult, LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
 import { chromiumHistoryBench, type ChromiumHistoryResult } from './chromium-bench.ts';
 import { keysBench, type KeysResult } from './keys-bench.ts';
@@ -169,16 +169,6 @@ async function loadRun(
     await gen.stop();
     await server.stop();
   }
-}
-
-export interface IdleResult {
-  system: SystemKind;
-  connections: number;
-  connectMs: number;
-  rssBeforeBytes: number;
-  rssAfterBytes: number;
-  bytesPerConnection: number;
-  heapBytesPerConnection: number;
 }
 
 async function idleRun(kind: SystemKind, connections: number): Promise<IdleResult> {

@@ -6,8 +6,7 @@
 import type { CryptoResult } from './crypto-bench.ts';
 import type { ChromiumHistoryResult } from './chromium-bench.ts';
 import type { KeysResult } from './keys-bench.ts';
-import type { IdleResult } from './main.ts';
-import type { LoadResult } from './load-result.ts';
+import type { IdleResult, LoadResult } from './load-result.ts';
 import type { SystemKind } from './load/worker.ts';
 import type { StorageResult } from './storage-bench.ts';
 
