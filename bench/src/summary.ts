@@ -43,6 +43,8 @@ export function summarize(i: SummaryInput) {
   const c4 = i.crypto.find((c) => c.size === 4096);
   const idleOf = (kind: SystemKind): number =>
     i.idle.find((r) => r.system === kind)?.bytesPerConnection ?? 0;
+  const heapOf = (kind: SystemKind): number =>
+    i.idle.find((r) => r.system === kind)?.heapBytesPerConnection ?? 0;
   const low = i.plan.rates[1] ?? 0;
   const lk = tput('latchkey');
   const full = tput('latchkey', 'full');
@@ -117,5 +119,7 @@ export function summarize(i: SummaryInput) {
     idle_bytes_per_conn: idleOf('latchkey'),
     ws_floor_idle_bytes_per_conn: idleOf('ws'),
     idle_vs_floor: ratio(idleOf('latchkey'), idleOf('ws')),
+    idle_heap_bytes_per_conn: heapOf('latchkey'),
+    ws_floor_idle_heap_bytes_per_conn: heapOf('ws'),
   };
 }
