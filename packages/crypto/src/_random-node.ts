@@ -10,7 +10,8 @@ import { randomFillSync } from 'node:crypto';
 import { startupSnapshot } from 'node:v8';
 
 const POOL_SIZE = 4096;
-/** Larger requests (keys are 32 bytes, nonces 12) go straight to the CSPRNG. */
+/** Requests up to this size (keys are 32 bytes, nonces 12) come from the pool; larger ones go
+ * straight to the CSPRNG. */
 const POOLED_MAX = 64;
 const pool = new Uint8Array(POOL_SIZE);
 let next = POOL_SIZE;
