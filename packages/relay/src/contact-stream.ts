@@ -17,6 +17,7 @@ import {
   type ServerFrame,
   type StoredEnvelope,
 } from '@latchkey/protocol';
+import { deliverText } from './envelope-json.ts';
 import type { EnvelopeEvent, Fanout, FanoutSubscription } from './fanout.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { MessageStore } from './message-store.ts';
@@ -181,7 +182,8 @@ export class ContactStreams<P extends StreamPeer = StreamPeer> {
       m.skipOwn();
       if (envelope.seq <= m.lastSeq) continue;
       if (envelope.seq === m.lastSeq + 1) {
-        m.deliverNext(envelope, (text ??= e.frame ?? deliverFrame(envelope)));
+        text ??= e.json === undefined ? deliverFrame(envelope) : deliverText(e.json, envelope.seq);
+        m.deliverNext(envelope, text);
         m.skipOwn();
       } else {
         m.buffer.push(envelope);

@@ -24,8 +24,11 @@ export interface EnvelopeEvent {
   conn: number;
   /** Publish time (ms, publisher's clock) for the fan-out lag metric. */
   at: number;
-  /** The `deliver` frame's text, when the publisher has it (in process only, never published). */
-  frame?: string;
+  /**
+   * The envelope's canonical JSON as stored (without seq), when the publisher has it: local
+   * deliver frames are built around it (in process only, never published).
+   */
+  json?: string;
 }
 
 /** End connections of a contact (participantId null: all of them) with an error code. */

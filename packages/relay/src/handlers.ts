@@ -27,7 +27,6 @@ import {
 import type { WebhookService } from '@latchkey/webhooks';
 import type { Connection } from './connection.ts';
 import type { ContactStreams } from './contact-stream.ts';
-import { deliverText } from './envelope-json.ts';
 import type { Fanout } from './fanout.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { RelayMetrics } from './metrics.ts';
@@ -222,7 +221,7 @@ export function createFrameHandler(deps: FrameHandlerDeps): (c: Connection, text
             origin: relayId,
             conn: c.id,
             at: Date.now(),
-            ...(r.json === undefined ? {} : { frame: deliverText(r.json, r.seq) }),
+            ...(r.json === undefined ? {} : { json: r.json }),
           })
           .catch(() => {
             // Receivers elsewhere see the gap at the next envelope and read it from the store.

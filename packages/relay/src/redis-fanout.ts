@@ -83,8 +83,8 @@ export class RedisFanout implements Fanout {
   async publish(event: FanoutEvent): Promise<void> {
     const channel =
       event.type === 'envelope' ? this.#channel(event.envelope.contactId) : this.#control;
-    // The prebuilt deliver frame stays local: receivers build their own from the envelope.
-    const wire = event.type === 'envelope' ? { ...event, frame: undefined } : event;
+    // The stored JSON stays local: receivers build their deliver frames from the envelope.
+    const wire = event.type === 'envelope' ? { ...event, json: undefined } : event;
     await this.#pub.publish(channel, JSON.stringify(wire));
   }
 

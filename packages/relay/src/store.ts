@@ -179,16 +179,12 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
       const plan = this.#appendTx(envelopes, quota);
       this.committed(plan.messages.length);
       if (this.#untilCheckpointer !== undefined) this.#countTowardsCheckpointer(plan);
-      if (!this.#wal) return Promise.resolve(plan.results);
       // Even a batch of duplicates waits: the originals it answers with may not be on disk yet.
-      const commit = this.#wal.committed(
+      return this.#onDisk(
+        plan.results,
         [...plan.contacts]
           .filter(([, c]) => c.messages > 0)
           .map(([id, c]) => [id, c.head - c.messages + 1]),
-      );
-      return this.#wal.durable(commit).then(
-        () => plan.results,
-        (err: unknown) => Promise.reject(unavailable(err, 'fsync')),
       );
     } catch (err) {
       return Promise.reject(unavailable(err, 'append'));
@@ -238,11 +234,7 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     try {
       this.assertOpen();
       const result = runSqlite(this.#db, flow, write);
-      if (!write || !this.#wal) return Promise.resolve(result);
-      return this.#wal.durable(this.#wal.committed([])).then(
-        () => result,
-        (err: unknown) => Promise.reject(unavailable(err, 'fsync')),
-      );
+      return write ? this.#onDisk(result, []) : Promise.resolve(result);
     } catch (err) {
       return Promise.reject(unavailable(err, what));
     }
@@ -252,6 +244,20 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     if (!this.markClosed()) return;
     await this.#checkpointer?.stop();
     this.#db.close();
+  }
+
+  /**
+   * `value` once the commit just made is on disk: at once by default, after the WAL flush under
+   * FULL (its messages, from each contact's first new seq, stay unreadable until then).
+   * @throws LatchkeyError UNAVAILABLE (rejection) when the flush failed.
+   */
+  #onDisk<T>(value: T, firstSeqs: [contactId: string, firstSeq: number][]): Promise<T> {
+    const wal = this.#wal;
+    if (!wal) return Promise.resolve(value);
+    return wal.durable(wal.committed(firstSeqs)).then(
+      () => value,
+      (err: unknown) => Promise.reject(unavailable(err, 'fsync')),
+    );
   }
 
   /** Starts the checkpoint worker once enough was written for a checkpoint to matter. */
