@@ -11,14 +11,12 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { nodeToBase64Url } from './_base64-node.ts';
 import { ownBytes } from './_buffer-node.ts';
 import { KeyCache, PublicKeyCache } from './_key-cache.ts';
 
 const secretKeys = new KeyCache<KeyObject>();
 const publicKeys = new PublicKeyCache<KeyObject>(1024);
-
-const base64Url = (bytes: Uint8Array): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64url');
 
 function privateKey(secretKey: Uint8Array): KeyObject {
   return secretKeys.get(secretKey, (raw) =>
@@ -26,8 +24,8 @@ function privateKey(secretKey: Uint8Array): KeyObject {
       key: {
         kty: 'OKP',
         crv: 'Ed25519',
-        d: base64Url(raw),
-        x: base64Url(ed25519.getPublicKey(raw)),
+        d: nodeToBase64Url(raw),
+        x: nodeToBase64Url(ed25519.getPublicKey(raw)),
       },
       format: 'jwk',
     }),
@@ -36,7 +34,10 @@ function privateKey(secretKey: Uint8Array): KeyObject {
 
 function publicKey(bytes: Uint8Array): KeyObject {
   return publicKeys.get(bytes, (raw) =>
-    createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: base64Url(raw) }, format: 'jwk' }),
+    createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: nodeToBase64Url(raw) },
+      format: 'jwk',
+    }),
   );
 }
 

@@ -13,6 +13,7 @@
  * derivation fail: that is the RangeError dh.ts promises.
  */
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
+import { nodeToBase64Url } from './_base64-node.ts';
 import { ownBytes } from './_buffer-node.ts';
 import { KeyCache, PublicKeyCache } from './_key-cache.ts';
 
@@ -21,13 +22,10 @@ const publicKeys = new PublicKeyCache<KeyObject>(1024);
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const ZERO_X = Buffer.alloc(32).toString('base64url');
 
-const base64Url = (bytes: Uint8Array): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64url');
-
 function importSecret(raw: Uint8Array): KeyObject {
   try {
     return createPrivateKey({
-      key: { kty: 'OKP', crv: 'X25519', d: base64Url(raw), x: ZERO_X },
+      key: { kty: 'OKP', crv: 'X25519', d: nodeToBase64Url(raw), x: ZERO_X },
       format: 'jwk',
     });
   } catch {
@@ -45,7 +43,7 @@ function privateKey(secret: Uint8Array): KeyObject {
 
 function publicKey(bytes: Uint8Array): KeyObject {
   return publicKeys.get(bytes, (raw) =>
-    createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: base64Url(raw) }, format: 'jwk' }),
+    createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: nodeToBase64Url(raw) }, format: 'jwk' }),
   );
 }
 
