@@ -48,6 +48,7 @@ export function summarize(i: SummaryInput) {
   const low = i.plan.rates[1] ?? 0;
   const lk = tput('latchkey');
   const full = tput('latchkey', 'full');
+  const connects = lat('latchkey', (l) => Math.round((l.connections * 1000) / l.connectMs));
   return {
     mode: i.quick ? 'quick' : 'full',
     latchkey_msgs_per_s: lk,
@@ -75,18 +76,13 @@ export function summarize(i: SummaryInput) {
     ws_floor_cpu_us_per_msg: round2(
       lat('ws', (l) => (l.throughput.cpuPercent * 1e4) / l.throughput.deliveredPerSecond),
     ),
-    latchkey_connects_per_s: lat('latchkey', (l) =>
-      Math.round((l.connections * 1000) / l.connectMs),
-    ),
+    latchkey_connects_per_s: connects,
     keys_fetch_per_s: i.keys?.warmFetchesPerSecond ?? null,
     keys_p50_ms: i.keys?.warmP50Ms ?? null,
     keys_p99_ms: i.keys?.warmP99Ms ?? null,
     keys_cold_fetch_per_s: i.keys?.cold.fetchesPerSecond ?? null,
     keys_cold_p99_ms: i.keys?.cold.latency.p99 ?? null,
-    keys_vs_relay_connects: ratio(
-      i.keys?.warmFetchesPerSecond ?? 0,
-      lat('latchkey', (l) => Math.round((l.connections * 1000) / l.connectMs)),
-    ),
+    keys_vs_relay_connects: ratio(i.keys?.warmFetchesPerSecond ?? 0, connects),
     errors:
       (i.keys?.errors ?? 0) +
       (i.chromium?.skipped === false ? i.chromium.errors : 0) +
