@@ -76,6 +76,12 @@ export interface OpenKeyServiceOptions {
    * pointed at it. Any wrap-model key manager; absent: the SQLite file.
    */
   keyStoreUrl?: string;
+  /**
+   * Degraded mode (docs/key-management.md "Degraded mode"): while the key manager is unreachable,
+   * serve content keys this process already unwrapped for at most this long after it fetched
+   * them (ms; default 0: off, every hand-out needs the key manager).
+   */
+  keyCacheTtlMs?: number;
   /** Rotate an epoch older than this at the next fetch of the current key (ms; default never). */
   rotateAfterMs?: number;
   /** Clients ask for a rotation after this many messages of one epoch (default never). */
