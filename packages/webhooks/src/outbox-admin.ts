@@ -1,7 +1,9 @@
 /**
- * The webhook outbox's administration (outbox.ts; docs/webhooks.md "Admin API and command line"):
- * reading an endpoint with its counts, listing dead letters, replaying them, retrying an endpoint now, pruning what no endpoint needs. Each
- * is one transaction on the outbox's database; the outbox checks the endpoint first.
+ * The webhook outbox's administration (docs/webhooks.md "Admin API and command line"): reading
+ * an endpoint with its counts, listing dead letters, replaying them, retrying an endpoint now,
+ * pruning what no endpoint needs. Each is a flow (@latchkey/storage `Flow`) that the SQLite
+ * outbox (outbox.ts) and the PostgreSQL one (outbox-pg.ts) run in one transaction; the outbox
+ * checks the endpoint first.
  */
 import {
   LatchkeyError,
@@ -10,17 +12,11 @@ import {
   type WebhookError,
   type WebhookEventType,
 } from '@latchkey/protocol';
-import type { SqliteDatabase } from '@latchkey/storage/sqlite';
+import { exec, row, rows, type Flow, type Sql } from '@latchkey/storage';
 import type { EndpointRow } from './outbox-schema.ts';
 
-export function deadLetters(db: SqliteDatabase, endpointId: string, limit: number): DeadLetter[] {
-  const rows = db
-    .prepare(
-      `SELECT e.id, e.type, e.created_at, d.endpoint_seq, d.attempts, d.updated_at, d.last_error FROM webhook_deliveries d
-         JOIN webhook_events e ON e.seq = d.event_seq
-        WHERE d.endpoint_id = ? AND d.state = 'dead' ORDER BY d.event_seq LIMIT ?`,
-    )
-    .all(endpointId, limit) as {
+export function* deadLetters(sql: Sql, endpointId: string, limit: number): Flow<DeadLetter[]> {
+  const found = yield* rows<{
     id: string;
     type: string;
     created_at: number;
@@ -28,8 +24,14 @@ export function deadLetters(db: SqliteDatabase, endpointId: string, limit: numbe
     attempts: number;
     updated_at: number;
     last_error: string | null;
-  }[];
-  return rows.map((r) => ({
+  }>(
+    sql,
+    `SELECT e.id, e.type, e.created_at, d.endpoint_seq, d.attempts, d.updated_at, d.last_error FROM webhook_deliveries d
+       JOIN webhook_events e ON e.seq = d.event_seq
+      WHERE d.endpoint_id = ? AND d.state = 'dead' ORDER BY d.event_seq LIMIT ?`,
+    [endpointId, limit],
+  );
+  return found.map((r) => ({
     eventId: r.id,
     sequence: r.endpoint_seq,
     type: r.type,
@@ -40,77 +42,84 @@ export function deadLetters(db: SqliteDatabase, endpointId: string, limit: numbe
   }));
 }
 
-export function replayDead(
-  db: SqliteDatabase,
+export function* replayDead(
+  sql: Sql,
   endpointId: string,
   now: number,
   eventIds?: readonly string[],
-): number {
-  return db.transaction(() => {
-    const sql = `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, first_at = ?, next_at = ?, updated_at = ?
-                  WHERE endpoint_id = ? AND state = 'dead'`;
-    if (eventIds === undefined) return db.prepare(sql).run(now, now, now, endpointId).changes;
-    const stmt = db.prepare(`${sql} AND event_seq = (SELECT seq FROM webhook_events WHERE id = ?)`);
-    let n = 0;
-    for (const id of eventIds) n += stmt.run(now, now, now, endpointId, id).changes;
-    return n;
-  })();
+): Flow<number> {
+  const text = `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, first_at = ?, next_at = ?, updated_at = ?
+                 WHERE endpoint_id = ? AND state = 'dead'`;
+  if (eventIds === undefined) return yield* exec(sql, text, [now, now, now, endpointId]);
+  let n = 0;
+  for (const id of eventIds)
+    n += yield* exec(sql, `${text} AND event_seq = (SELECT seq FROM webhook_events WHERE id = ?)`, [
+      now,
+      now,
+      now,
+      endpointId,
+      id,
+    ]);
+  return n;
 }
 
-export function retryNow(
-  db: SqliteDatabase,
+export function* retryNow(
+  sql: Sql,
   endpointId: string,
   now: number,
-): { pending: number; dead: number } {
-  return db.transaction(() => {
-    const pending = db
-      .prepare(
-        "UPDATE webhook_deliveries SET next_at = ?, updated_at = ? WHERE endpoint_id = ? AND state = 'pending'",
-      )
-      .run(now, now, endpointId).changes;
-    return { pending, dead: replayDead(db, endpointId, now) };
-  })();
+): Flow<{ pending: number; dead: number }> {
+  const pending = yield* exec(
+    sql,
+    "UPDATE webhook_deliveries SET next_at = ?, updated_at = ? WHERE endpoint_id = ? AND state = 'pending'",
+    [now, now, endpointId],
+  );
+  return { pending, dead: yield* replayDead(sql, endpointId, now) };
 }
 
-export function prune(db: SqliteDatabase, before: number): number {
-  return db.transaction(() => {
-    db.prepare("DELETE FROM webhook_deliveries WHERE state = 'delivered' AND updated_at < ?").run(
-      before,
-    );
-    return db
-      .prepare(
-        'DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)',
-      )
-      .run(before).changes;
-  })();
+export function* prune(sql: Sql, before: number): Flow<number> {
+  yield* exec(sql, "DELETE FROM webhook_deliveries WHERE state = 'delivered' AND updated_at < ?", [
+    before,
+  ]);
+  return yield* exec(
+    sql,
+    'DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)',
+    [before],
+  );
 }
 
 /** How many of the endpoint's secrets still sign. */
-export function signingCount(row: EndpointRow, now: number): number {
-  return (JSON.parse(row.secrets) as { expiresAt: number | null }[]).filter(
+export function signingCount(r: EndpointRow, now: number): number {
+  return (JSON.parse(r.secrets) as { expiresAt: number | null }[]).filter(
     (s) => s.expiresAt === null || s.expiresAt > now,
   ).length;
+}
+
+const ENDPOINT =
+  'SELECT id, url, events, description, created_at, secrets, last_attempt_at, last_success_at, last_error FROM webhook_endpoints';
+
+/** The endpoint's row, if any. */
+export function* findEndpoint(sql: Sql, id: string): Flow<EndpointRow | undefined> {
+  return yield* row<EndpointRow>(sql, `${ENDPOINT} WHERE id = ?`, [id]);
 }
 
 /**
  * The endpoint's row.
  * @throws LatchkeyError NOT_FOUND for an unknown endpoint.
  */
-export function endpointRow(db: SqliteDatabase, id: string): EndpointRow {
-  const row = db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as
-    EndpointRow | undefined;
-  if (!row) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
-  return row;
+export function* endpointRow(sql: Sql, id: string): Flow<EndpointRow> {
+  const r = yield* findEndpoint(sql, id);
+  if (!r) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
+  return r;
 }
 
 /** The endpoint as the admin API shows it, with its delivery counts. */
-export function endpointInfo(db: SqliteDatabase, r: EndpointRow, now: number): WebhookEndpointInfo {
-  const counts = db
-    .prepare(
-      'SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? GROUP BY state',
-    )
-    .all(r.id) as { state: string; n: number }[];
-  const n = (s: string): number => counts.find((c) => c.state === s)?.n ?? 0;
+export function* endpointInfo(sql: Sql, r: EndpointRow, now: number): Flow<WebhookEndpointInfo> {
+  const counts = yield* rows<{ state: string; n: number }>(
+    sql,
+    'SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? GROUP BY state',
+    [r.id],
+  );
+  const n = (s: string): number => Number(counts.find((c) => c.state === s)?.n ?? 0);
   return {
     id: r.id,
     url: r.url,
@@ -127,4 +136,18 @@ export function endpointInfo(db: SqliteDatabase, r: EndpointRow, now: number): W
       lastError: r.last_error === null ? null : (JSON.parse(r.last_error) as WebhookError),
     },
   };
+}
+
+/** One endpoint's info, or null when unknown. */
+export function* endpoint(sql: Sql, id: string, now: number): Flow<WebhookEndpointInfo | null> {
+  const r = yield* findEndpoint(sql, id);
+  return r ? yield* endpointInfo(sql, r, now) : null;
+}
+
+/** Every endpoint's info, oldest first. */
+export function* listEndpoints(sql: Sql, now: number): Flow<WebhookEndpointInfo[]> {
+  const all = yield* rows<EndpointRow>(sql, `${ENDPOINT} ORDER BY created_at, id`, []);
+  const out: WebhookEndpointInfo[] = [];
+  for (const r of all) out.push(yield* endpointInfo(sql, r, now));
+  return out;
 }

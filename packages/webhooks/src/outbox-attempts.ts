@@ -1,10 +1,15 @@
 /**
- * The outcome of each delivery attempt in the webhook outbox (outbox.ts): delivered, or failed
- * and retried after an exponential backoff with equal jitter until `maxAgeMs` after the event
- * was queued, then dead-lettered; and the outcome of a test call. One transaction each.
+ * The outcome of each delivery attempt in the webhook outbox (outbox.ts on SQLite, outbox-pg.ts
+ * on PostgreSQL): delivered, or failed and retried after an exponential backoff with equal
+ * jitter until `maxAgeMs` after the event was queued, then dead-lettered; and the outcome of a
+ * test call. Each is a flow (@latchkey/storage `Flow`), run in one transaction by either driver.
+ *
+ * `claim`: on PostgreSQL a delivery is claimed by one process (outbox-pg-claim.ts) and only that
+ * claim's outcome counts: a process whose lease was taken over finds no row to update, so the
+ * row keeps the outcome of the process that took it over. SQLite has no claims (null).
  */
 import { backoffDelay, type WebhookError } from '@latchkey/protocol';
-import type { SqliteDatabase } from '@latchkey/storage/sqlite';
+import { exec, row, type Flow, type Sql, type SqlValue } from '@latchkey/storage';
 
 export interface RetryPolicy {
   /** First retry delay in ms (default 5 s); doubles per attempt. */
@@ -20,21 +25,44 @@ export const DEFAULT_RETRY: RetryPolicy = {
   maxAgeMs: 86_400_000,
 };
 
-/** A delivery went through: delivered, and the endpoint's status says so. */
-export function markDelivered(
-  db: SqliteDatabase,
-  endpointId: string,
-  eventSeq: number,
-  now: number,
-): void {
-  db.transaction(() => {
-    db.prepare(
-      "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?, last_error = NULL WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
-    ).run(now, endpointId, eventSeq);
-    db.prepare(
-      'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
-    ).run(now, now, endpointId);
-  })();
+/** Which delivery, and (PostgreSQL) whose claim on it. */
+export interface AttemptRef {
+  endpointId: string;
+  eventSeq: number;
+  /** The claiming process's id; null on SQLite. */
+  claim: string | null;
+}
+
+/** The WHERE clause of the claimed pending delivery, and its arguments. */
+function pendingRow(ref: AttemptRef): { where: string; args: SqlValue[] } {
+  const where = "endpoint_id = ? AND event_seq = ? AND state = 'pending'";
+  return ref.claim === null
+    ? { where, args: [ref.endpointId, ref.eventSeq] }
+    : { where: `${where} AND claimed_by = ?`, args: [ref.endpointId, ref.eventSeq, ref.claim] };
+}
+
+/** On PostgreSQL an outcome also ends the claim. */
+function unclaim(ref: AttemptRef): string {
+  return ref.claim === null ? '' : ', claimed_by = NULL, lease_until = NULL';
+}
+
+/**
+ * A delivery went through: delivered, and the endpoint's status says so. Returns false when the
+ * delivery was no longer this claim's (taken over after its lease, or already recorded).
+ */
+export function* markDelivered(sql: Sql, ref: AttemptRef, now: number): Flow<boolean> {
+  const { where, args } = pendingRow(ref);
+  const n = yield* exec(
+    sql,
+    `UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?, last_error = NULL${unclaim(ref)} WHERE ${where}`,
+    [now, ...args],
+  );
+  yield* exec(
+    sql,
+    'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
+    [now, now, ref.endpointId],
+  );
+  return n > 0;
 }
 
 /**
@@ -42,61 +70,64 @@ export function markDelivered(
  * dead-letters the delivery when that would be later than maxAgeMs after it was queued.
  * Returns whether it was dead-lettered.
  */
-export function markFailed(
-  db: SqliteDatabase,
-  a: { endpointId: string; eventSeq: number; error: WebhookError; now: number },
+export function* markFailed(
+  sql: Sql,
+  a: AttemptRef & { error: WebhookError; now: number },
   retry: RetryPolicy,
   random: () => number,
-): boolean {
-  const { endpointId, eventSeq, error, now } = a;
-  return db.transaction(() => {
-    const d = db
-      .prepare(
-        "SELECT attempts, first_at FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq = ? AND state = 'pending'",
-      )
-      .get(endpointId, eventSeq) as { attempts: number; first_at: number } | undefined;
-    const err = JSON.stringify(error);
-    db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?').run(
-      now,
-      err,
-      endpointId,
-    );
-    if (!d) return false;
-    const attempts = d.attempts + 1;
-    const { baseMs, maxDelayMs, maxAgeMs } = retry;
-    // "Equal jitter": half fixed, half random, so retries of many endpoints spread out.
-    const delay = Math.round(
-      backoffDelay(attempts - 1, {
-        baseMs,
-        maxMs: maxDelayMs,
-        jitter: 'equal',
-        random,
-      }),
-    );
-    const next = now + delay;
-    const dead = next > d.first_at + maxAgeMs;
-    db.prepare(
-      'UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_error = ? WHERE endpoint_id = ? AND event_seq = ?',
-    ).run(dead ? 'dead' : 'pending', attempts, dead ? now : next, now, err, endpointId, eventSeq);
-    return dead;
-  })();
+): Flow<boolean> {
+  const { endpointId, error, now } = a;
+  const { where, args } = pendingRow(a);
+  const d = yield* row<{ attempts: number; first_at: number }>(
+    sql,
+    `SELECT attempts, first_at FROM webhook_deliveries WHERE ${where}`,
+    args,
+  );
+  const err = JSON.stringify(error);
+  yield* exec(
+    sql,
+    'UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?',
+    [now, err, endpointId],
+  );
+  if (!d) return false;
+  const attempts = d.attempts + 1;
+  const { baseMs, maxDelayMs, maxAgeMs } = retry;
+  // "Equal jitter": half fixed, half random, so retries of many endpoints spread out.
+  const delay = Math.round(
+    backoffDelay(attempts - 1, {
+      baseMs,
+      maxMs: maxDelayMs,
+      jitter: 'equal',
+      random,
+    }),
+  );
+  const next = now + delay;
+  const dead = next > d.first_at + maxAgeMs;
+  yield* exec(
+    sql,
+    `UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_error = ?${unclaim(a)} WHERE ${where}`,
+    [dead ? 'dead' : 'pending', attempts, dead ? now : next, now, err, ...args],
+  );
+  return dead;
 }
 
 /** Records the outcome of a test call in the endpoint's status. */
-export function recordTest(
-  db: SqliteDatabase,
+export function* recordTest(
+  sql: Sql,
   endpointId: string,
   error: WebhookError | null,
   now: number,
-): void {
+): Flow<void> {
   if (error)
-    db.prepare('UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?').run(
-      now,
-      JSON.stringify(error),
-      endpointId,
+    yield* exec(
+      sql,
+      'UPDATE webhook_endpoints SET last_attempt_at = ?, last_error = ? WHERE id = ?',
+      [now, JSON.stringify(error), endpointId],
     );
   else
-    db.prepare(
+    yield* exec(
+      sql,
       'UPDATE webhook_endpoints SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = ?',
-    ).run(now, now, endpointId);
+      [now, now, endpointId],
+    );
 }

@@ -18,7 +18,6 @@
  * rows are overwritten (`secure_delete`). A schema 1 file (plaintext secrets) is sealed on open,
  * its plaintext checkpointed out of the WAL and overwritten in the file.
  */
-import { randomBytes } from 'node:crypto';
 import {
   LatchkeyError,
   type DeadLetter,
@@ -26,8 +25,13 @@ import {
   type WebhookError,
   type WebhookEventType,
 } from '@latchkey/protocol';
-import { SchemaTooNewError } from '@latchkey/storage';
-import { migrateSqlite, openSqlite, type SqliteDatabase } from '@latchkey/storage/sqlite';
+import { SchemaTooNewError, type Flow, type Sql } from '@latchkey/storage';
+import {
+  migrateSqlite,
+  openSqlite,
+  runSqlite,
+  type SqliteDatabase,
+} from '@latchkey/storage/sqlite';
 import { checkOutboxKey, loadOrCreateOutboxKey, openSecret, sealSecret } from './_secret-box.ts';
 import { EVENT_DATA, type EventData } from './events.ts';
 import { generateSecret } from './signing.ts';
@@ -43,12 +47,20 @@ import {
 } from './outbox-schema.ts';
 import {
   deadLetters,
-  endpointInfo,
+  endpoint,
   endpointRow,
+  listEndpoints,
   prune,
   replayDead,
   retryNow,
 } from './outbox-admin.ts';
+import {
+  bodyWithSequence,
+  randomId,
+  type DueDelivery,
+  type WebhookOutboxStore,
+} from './outbox-api.ts';
+import { deleteEndpoint, insertEndpoint, queueEvent, setSecrets } from './outbox-queue.ts';
 import {
   DEFAULT_RETRY,
   markDelivered,
@@ -58,6 +70,7 @@ import {
 } from './outbox-attempts.ts';
 
 export { DEFAULT_RETRY, type RetryPolicy } from './outbox-attempts.ts';
+export type { DueDelivery, WebhookOutboxStore } from './outbox-api.ts';
 
 export { OUTBOX_SCHEMA_VERSION } from './outbox-schema.ts';
 
@@ -76,31 +89,7 @@ export interface OutboxOptions {
   keyFile?: string;
 }
 
-/** A delivery that is due: what to send where. */
-export interface DueDelivery {
-  endpointId: string;
-  url: string;
-  secrets: string[];
-  eventSeq: number;
-  eventId: string;
-  /** The event's number for this endpoint (`sequence` in the body). */
-  sequence: number;
-  /** The body to sign and send, `sequence` included. */
-  payload: string;
-  attempts: number;
-}
-
-/** The body of one call: the stored event with the endpoint's sequence number in it. */
-function bodyWithSequence(payload: string, sequence: number): string {
-  const p = JSON.parse(payload) as { type: string; timestamp: string; data: unknown };
-  return JSON.stringify({ type: p.type, timestamp: p.timestamp, sequence, data: p.data });
-}
-
-function randomId(prefix: string): string {
-  return prefix + randomBytes(16).toString('base64url');
-}
-
-export class WebhookOutbox {
+export class WebhookOutbox implements WebhookOutboxStore {
   readonly #db: SqliteDatabase;
   readonly #retry: RetryPolicy;
   readonly #random: () => number;
@@ -138,6 +127,11 @@ export class WebhookOutbox {
     this.#ready.catch(() => undefined);
   }
 
+  /** Runs a flow in one transaction (IMMEDIATE when it writes). */
+  #run<T>(flow: (sql: Sql) => Flow<T>, write = true): T {
+    return runSqlite(this.#db, flow, write);
+  }
+
   async #seal(endpointId: string, secret: string): Promise<string> {
     return sealSecret(this.#key, endpointId, secret);
   }
@@ -161,18 +155,7 @@ export class WebhookOutbox {
     const id = randomId('ep_');
     const secret = generateSecret();
     const secrets: SecretRow[] = [{ sealed: await this.#seal(id, secret), expiresAt: null }];
-    this.#db
-      .prepare(
-        'INSERT INTO webhook_endpoints (id, url, events, description, created_at, secrets) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        id,
-        e.url,
-        e.events ? JSON.stringify([...new Set(e.events)]) : null,
-        e.description ?? null,
-        now,
-        JSON.stringify(secrets),
-      );
+    this.#run((sql) => insertEndpoint(sql, { ...e, id, secrets }, now));
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
@@ -199,28 +182,21 @@ export class WebhookOutbox {
       }))
       .filter((s) => s.expiresAt > now);
     const next: SecretRow[] = [...old, { sealed, expiresAt: null }];
-    this.#db
-      .prepare('UPDATE webhook_endpoints SET secrets = ? WHERE id = ?')
-      .run(JSON.stringify(next), id);
+    this.#run((sql) => setSecrets(sql, id, next));
     return { endpoint: this.endpoint(id, now) as WebhookEndpointInfo, secret };
   }
 
   /** Removes an endpoint and its queue. Returns false when unknown. */
   removeEndpoint(id: string): boolean {
-    return this.#db.prepare('DELETE FROM webhook_endpoints WHERE id = ?').run(id).changes > 0;
+    return this.#run((sql) => deleteEndpoint(sql, id));
   }
 
   endpoint(id: string, now: number): WebhookEndpointInfo | null {
-    const row = this.#db.prepare('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as
-      EndpointRow | undefined;
-    return row ? this.#info(row, now) : null;
+    return this.#run((sql) => endpoint(sql, id, now), false);
   }
 
   listEndpoints(now: number): WebhookEndpointInfo[] {
-    const rows = this.#db
-      .prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id')
-      .all() as EndpointRow[];
-    return rows.map((r) => this.#info(r, now));
+    return this.#run((sql) => listEndpoints(sql, now), false);
   }
 
   /**
@@ -233,11 +209,7 @@ export class WebhookOutbox {
   }
 
   #row(id: string): EndpointRow {
-    return endpointRow(this.#db, id);
-  }
-
-  #info(r: EndpointRow, now: number): WebhookEndpointInfo {
-    return endpointInfo(this.#db, r, now);
+    return this.#run((sql) => endpointRow(sql, id), false);
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -247,35 +219,15 @@ export class WebhookOutbox {
    * Returns the event id, or null when no endpoint wants it (nothing is stored then).
    * @throws ZodError when `data` does not match the event's schema (a bug of the caller).
    */
-  emit<T extends WebhookEventType>(type: T, data: EventData<T>, now: number): string | null {
+  emit<T extends WebhookEventType>(
+    type: T,
+    data: EventData<T>,
+    now: number,
+    id: string = randomId('evt_'),
+  ): string | null {
     const parsed = EVENT_DATA[type].parse(data) as EventData<T>;
-    const id = randomId('evt_');
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: parsed });
-    return this.#db.transaction(() => {
-      const endpoints = (
-        this.#db.prepare('SELECT id, events FROM webhook_endpoints').all() as {
-          id: string;
-          events: string | null;
-        }[]
-      ).filter((e) => e.events === null || (JSON.parse(e.events) as string[]).includes(type));
-      if (endpoints.length === 0) return null;
-      const seq = this.#db
-        .prepare('INSERT INTO webhook_events (id, type, payload, created_at) VALUES (?, ?, ?, ?)')
-        .run(id, type, payload, now).lastInsertRowid;
-      // The endpoint's next number, taken in the same transaction as the delivery row: a crash
-      // loses both or neither, so numbers have no hole.
-      const take = this.#db.prepare(
-        'UPDATE webhook_endpoints SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS n',
-      );
-      const ins = this.#db.prepare(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at, endpoint_seq) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)",
-      );
-      for (const e of endpoints) {
-        const { n } = take.get(e.id) as { n: number };
-        ins.run(e.id, seq, now, now, now, n);
-      }
-      return id;
-    })();
+    return this.#run((sql) => queueEvent(sql, { id, type, payload, now }));
   }
 
   // ---- deliveries --------------------------------------------------------------------------
@@ -337,7 +289,7 @@ export class WebhookOutbox {
 
   /** Records a successful delivery. */
   delivered(endpointId: string, eventSeq: number, now: number): void {
-    markDelivered(this.#db, endpointId, eventSeq, now);
+    this.#run((sql) => markDelivered(sql, { endpointId, eventSeq, claim: null }, now));
   }
 
   /**
@@ -346,18 +298,19 @@ export class WebhookOutbox {
    * Returns whether it was dead-lettered.
    */
   failed(endpointId: string, eventSeq: number, error: WebhookError, now: number): boolean {
-    return markFailed(this.#db, { endpointId, eventSeq, error, now }, this.#retry, this.#random);
+    const a = { endpointId, eventSeq, claim: null, error, now };
+    return this.#run((sql) => markFailed(sql, a, this.#retry, this.#random));
   }
 
   /** Records the outcome of a test call in the endpoint's status. */
   recordTest(endpointId: string, error: WebhookError | null, now: number): void {
-    recordTest(this.#db, endpointId, error, now);
+    this.#run((sql) => recordTest(sql, endpointId, error, now));
   }
 
   /** Dead letters of an endpoint, oldest event first. @throws LatchkeyError NOT_FOUND. */
   deadLetters(endpointId: string, limit = 500): DeadLetter[] {
     this.#row(endpointId);
-    return deadLetters(this.#db, endpointId, limit);
+    return this.#run((sql) => deadLetters(sql, endpointId, limit), false);
   }
 
   /**
@@ -367,7 +320,7 @@ export class WebhookOutbox {
    */
   replay(endpointId: string, now: number, eventIds?: readonly string[]): number {
     this.#row(endpointId);
-    return replayDead(this.#db, endpointId, now, eventIds);
+    return this.#run((sql) => replayDead(sql, endpointId, now, eventIds));
   }
 
   /**
@@ -378,12 +331,12 @@ export class WebhookOutbox {
    */
   retry(endpointId: string, now: number): { pending: number; dead: number } {
     this.#row(endpointId);
-    return retryNow(this.#db, endpointId, now);
+    return this.#run((sql) => retryNow(sql, endpointId, now));
   }
 
   /** Deletes delivered rows and events older than `before` that no endpoint still needs. */
   prune(before: number): number {
-    return prune(this.#db, before);
+    return this.#run((sql) => prune(sql, before));
   }
 
   close(): void {
