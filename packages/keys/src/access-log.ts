@@ -13,9 +13,10 @@
  * `key_access_log_cursors`), so a restored backup rewinds log and cursors together.
  */
 import type Database from 'better-sqlite3';
-import { constantTimeEqual } from '@latchkey/crypto/compare';
 import { LatchkeyError } from '@latchkey/protocol';
 import { migrateSqlite, openSqlite, type SqliteStep } from '@latchkey/storage/sqlite';
+import type { AccessLogHead, AccessLogStore, AccessLogVerdict } from './service-state.ts';
+import { verifyChain, type ChainRow } from './access-chain.ts';
 import {
   ACCESS_LOG_GENESIS,
   GENESIS,
@@ -29,13 +30,7 @@ import {
   type StoredAccessRecord,
 } from './access-record.ts';
 
-export interface AccessLogHead {
-  seq: number;
-  hash: string;
-}
-
-export type AccessLogVerdict =
-  { ok: true; count: number; head: AccessLogHead } | { ok: false; seq: number; reason: string };
+export type { AccessLogHead, AccessLogVerdict } from './service-state.ts';
 
 export interface KeyAccessLogOptions {
   /** The key database file (or any SQLite file). */
@@ -70,6 +65,29 @@ CREATE TRIGGER IF NOT EXISTS key_access_log_no_delete BEFORE DELETE ON key_acces
  */
 const MIGRATIONS: readonly SqliteStep[] = [SCHEMA];
 
+/** A stored row as the chain walk reads it. */
+export function chainRow(row: {
+  seq: number;
+  contact_id: string;
+  epoch: number;
+  participant_id: string;
+  time: number;
+  outcome: string;
+  hash: Uint8Array;
+}): ChainRow {
+  return {
+    seq: row.seq,
+    record: {
+      contactId: row.contact_id,
+      epoch: row.epoch,
+      participantId: row.participant_id,
+      time: row.time,
+      outcome: row.outcome as AccessOutcome,
+    },
+    hash: row.hash,
+  };
+}
+
 interface Row {
   seq: number;
   contact_id: string;
@@ -80,7 +98,7 @@ interface Row {
   hash: Uint8Array;
 }
 
-export class KeyAccessLog {
+export class KeyAccessLog implements AccessLogStore {
   readonly #db: Database.Database;
   readonly #key: Uint8Array | undefined;
   readonly #listeners = new Set<(r: StoredAccessRecord) => void>();
@@ -305,40 +323,14 @@ export class KeyAccessLog {
    */
   verify(opts: { head?: AccessLogHead } = {}): AccessLogVerdict {
     this.#live();
-    let prev: Uint8Array = GENESIS;
-    let expectSeq = 1;
-    let sawHead = opts.head === undefined || opts.head.seq === 0;
-    for (const row of this.#db
-      .prepare<[], Row>('SELECT * FROM key_access_log ORDER BY seq')
-      .iterate()) {
-      if (row.seq !== expectSeq)
-        return { ok: false, seq: expectSeq, reason: 'record missing or out of order' };
-      const r: AccessRecord = {
-        contactId: row.contact_id,
-        epoch: row.epoch,
-        participantId: row.participant_id,
-        time: row.time,
-        outcome: row.outcome as AccessOutcome,
-      };
-      const want = this.#hash(prev, row.seq, r);
-      if (!(row.hash instanceof Uint8Array) || !constantTimeEqual(want, row.hash)) {
-        return { ok: false, seq: row.seq, reason: 'record altered or chain broken' };
-      }
-      if (opts.head !== undefined && opts.head.seq === row.seq) {
-        if (opts.head.hash !== hex(row.hash))
-          return { ok: false, seq: row.seq, reason: 'head does not match' };
-        sawHead = true;
-      }
-      prev = row.hash;
-      expectSeq++;
-    }
-    if (!sawHead)
-      return {
-        ok: false,
-        seq: opts.head?.seq ?? 0,
-        reason: 'records after the last one were removed',
-      };
-    return { ok: true, count: expectSeq - 1, head: { seq: expectSeq - 1, hash: hex(prev) } };
+    const rows = this.#db.prepare<[], Row>('SELECT * FROM key_access_log ORDER BY seq').iterate();
+    return verifyChain(
+      (function* (): Generator<ChainRow> {
+        for (const row of rows) yield chainRow(row);
+      })(),
+      (prev, seq, r) => this.#hash(prev, seq, r),
+      opts.head,
+    );
   }
 
   close(): void {

@@ -20,12 +20,7 @@ import {
   type Role,
 } from '@latchkey/protocol';
 import {
-  Membership,
-  exec,
   participantsTable,
-  row,
-  rows,
-  type ContactPolicy,
   type Flow,
   type ListContactsOptions,
   type Sql,
@@ -37,6 +32,10 @@ import {
   runSqlite,
   type SqliteDatabase,
 } from '@latchkey/storage/sqlite';
+import { AccessFlows, type OwedRotation } from './access-flows.ts';
+import type { AccessTable } from './service-state.ts';
+
+export type { OwedRotation } from './access-flows.ts';
 
 export interface AccessStoreOptions {
   /** Database file (created 0600), or ':memory:' for tests. */
@@ -77,47 +76,6 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX owed_rotations_state ON owed_rotations (state);`,
 ];
 
-/** The key rotation an admin action owes a contact (access table `owed_rotations`). */
-export interface OwedRotation {
-  contactId: string;
-  action: 'kick' | 'transfer';
-  /** The participant removed (the leaver of a transfer). */
-  participantId: string;
-  /** Grows with each removal; settle with the value read before rotating. */
-  seq: number;
-  /** When the removal was recorded (ms). */
-  since: number;
-  /** `owed`: not rotated yet; `done`: rotated to `epoch` (null: the contact had no key yet). */
-  state: 'owed' | 'done';
-  epoch: number | null;
-  attempts: number;
-  lastError: string | null;
-}
-
-interface OwedRow {
-  contact_id: string;
-  action: 'kick' | 'transfer';
-  participant_id: string;
-  seq: number;
-  since: number;
-  state: 'owed' | 'done';
-  epoch: number | null;
-  attempts: number;
-  last_error: string | null;
-}
-
-const owedOf = (r: OwedRow): OwedRotation => ({
-  contactId: r.contact_id,
-  action: r.action,
-  participantId: r.participant_id,
-  seq: r.seq,
-  since: r.since,
-  state: r.state,
-  epoch: r.epoch,
-  attempts: r.attempts,
-  lastError: r.last_error,
-});
-
 function unavailable(err: unknown, what: string): LatchkeyError {
   if (LatchkeyError.is(err)) return err;
   const detail = isSqliteError(err)
@@ -131,15 +89,10 @@ function unavailable(err: unknown, what: string): LatchkeyError {
   });
 }
 
-const OWE = `INSERT INTO owed_rotations (contact_id, action, participant_id, seq, since, state, epoch, attempts, last_error)
-  VALUES (?, ?, ?, 1, ?, 'owed', NULL, 0, NULL)
-  ON CONFLICT (contact_id) DO UPDATE SET action = excluded.action,
-    participant_id = excluded.participant_id, seq = seq + 1, since = excluded.since,
-    state = 'owed', epoch = NULL, attempts = 0, last_error = NULL`;
-
-/** The key service's membership and deny table. Every method is one transaction. */
-export class SqliteAccessStore {
+/** The key service's membership and deny table in a SQLite file. Every method is one transaction. */
+export class SqliteAccessStore implements AccessTable {
   readonly #db: SqliteDatabase;
+  readonly #flows: AccessFlows;
   readonly maxParticipants: number;
   readonly contactTtlMs: number;
   #closed = false;
@@ -158,6 +111,10 @@ export class SqliteAccessStore {
       if (!Number.isSafeInteger(n) || n <= 0)
         throw new RangeError(`${name} must be a positive integer`);
     }
+    this.#flows = new AccessFlows({
+      maxParticipants: this.maxParticipants,
+      contactTtlMs: this.contactTtlMs,
+    });
     let db: SqliteDatabase | undefined;
     try {
       db = openSqlite(opts.path, { private: true, synchronous: 'FULL' });
@@ -169,18 +126,12 @@ export class SqliteAccessStore {
     this.#db = db;
   }
 
-  get #policy(): ContactPolicy {
-    return { maxParticipants: this.maxParticipants, contactTtlMs: this.contactTtlMs };
-  }
-
   /**
    * Admits a token holder (creating contact and participant on first use).
    * @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN (kicked, left, other role), CONTACT_FULL.
    */
   admit(p: { contactId: string; participantId: string; role: Role }, now: number): ContactInfo {
-    return this.#members('admit', (m) =>
-      m.admit(p.contactId, p.participantId, p.role, now, this.#policy),
-    );
+    return this.#tx('admit', this.#flows.admit(p, now));
   }
 
   /**
@@ -195,19 +146,10 @@ export class SqliteAccessStore {
     now: number,
   ): (ContactInfo | LatchkeyError)[] {
     if (this.#closed) throw new LatchkeyError('KEY_UNAVAILABLE', 'access table closed');
-    const tables = { contactTtlMs: this.contactTtlMs };
     const one = (p: (typeof ps)[number]): ContactInfo | LatchkeyError => {
       try {
         // Nested in the transaction below: a savepoint, rolled back alone when refused.
-        return runSqlite(this.#db, (sql) =>
-          new Membership(sql, tables).admit(
-            p.contactId,
-            p.participantId,
-            p.role,
-            now,
-            this.#policy,
-          ),
-        );
+        return runSqlite(this.#db, this.#flows.admit(p, now));
       } catch (err) {
         if (LatchkeyError.is(err)) return err;
         throw err;
@@ -221,27 +163,21 @@ export class SqliteAccessStore {
   }
 
   contact(contactId: string, now: number): ContactInfo | null {
-    return this.#members('contact', (m) => m.contact(contactId, now));
+    return this.#tx('contact', this.#flows.contact(contactId, now));
   }
 
   listContacts(opts: ListContactsOptions, now: number): ContactInfo[] {
-    return this.#members('list', (m) => m.list(opts, now));
+    return this.#tx('list', this.#flows.list(opts, now));
   }
 
   /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
   closeContact(contactId: string, now: number): ContactInfo {
-    return this.#members('close', function* (m) {
-      yield* m.close(contactId, now);
-      return yield* m.info(contactId, now);
-    });
+    return this.#tx('close', this.#flows.close(contactId, now));
   }
 
   /** @throws LatchkeyError NOT_FOUND, CONTACT_EXPIRED. */
   setExpiry(contactId: string, expiresAt: number, now: number): ContactInfo {
-    return this.#members('expiry', function* (m) {
-      yield* m.setExpiry(contactId, expiresAt, now);
-      return yield* m.info(contactId, now);
-    });
+    return this.#tx('expiry', this.#flows.setExpiry(contactId, expiresAt, now));
   }
 
   /**
@@ -256,19 +192,15 @@ export class SqliteAccessStore {
     now: number,
     opts: { oweRotation?: boolean } = {},
   ): ContactInfo {
-    return this.#members('kick', function* (m, sql) {
-      const removed = yield* m.kick(contactId, participantId, now);
-      if (removed && opts.oweRotation === true)
-        yield* exec(sql, OWE, [contactId, 'kick', participantId, now]);
-      return yield* m.info(contactId, now);
-    });
+    return this.#tx(
+      'kick',
+      this.#flows.kick(contactId, participantId, now, opts.oweRotation === true),
+    );
   }
 
   /** @throws LatchkeyError CONTACT_EXPIRED, FORBIDDEN, CONTACT_FULL. */
   invite(contactId: string, participantId: string, role: Role, now: number): ContactInfo {
-    return this.#members('invite', (m) =>
-      m.admit(contactId, participantId, role, now, this.#policy),
-    );
+    return this.#tx('invite', this.#flows.admit({ contactId, participantId, role }, now));
   }
 
   /**
@@ -283,34 +215,20 @@ export class SqliteAccessStore {
     now: number,
     opts: { oweRotation?: boolean } = {},
   ): ContactInfo {
-    return this.#members('transfer', function* (m, sql) {
-      const removed = yield* m.transfer(contactId, from, to, now);
-      if (removed && opts.oweRotation === true)
-        yield* exec(sql, OWE, [contactId, 'transfer', from, now]);
-      return yield* m.info(contactId, now);
-    });
+    return this.#tx(
+      'transfer',
+      this.#flows.transfer(contactId, from, to, now, opts.oweRotation === true),
+    );
   }
 
   /** The rotation last owed by a kick or transfer of the contact (owed or done), if any. */
   owedRotation(contactId: string): OwedRotation | undefined {
-    return this.#tx('owed', function* (sql) {
-      const r = yield* row<OwedRow>(sql, 'SELECT * FROM owed_rotations WHERE contact_id = ?', [
-        contactId,
-      ]);
-      return r && owedOf(r);
-    });
+    return this.#tx('owed', this.#flows.owed(contactId));
   }
 
   /** Every rotation still owed, oldest first (for the retry sweep). */
   owedRotations(): OwedRotation[] {
-    return this.#tx('owed', function* (sql) {
-      const rs = yield* rows<OwedRow>(
-        sql,
-        "SELECT * FROM owed_rotations WHERE state = 'owed' ORDER BY since, contact_id",
-        [],
-      );
-      return rs.map(owedOf);
-    });
+    return this.#tx('owed', this.#flows.allOwed());
   }
 
   /**
@@ -318,30 +236,17 @@ export class SqliteAccessStore {
    * later removal (another `seq`) owes a new one. Returns whether it settled the row.
    */
   rotationDone(contactId: string, seq: number, epoch: number | null): boolean {
-    return this.#tx('owed', function* (sql) {
-      const n = yield* exec(
-        sql,
-        "UPDATE owed_rotations SET state = 'done', epoch = ?, last_error = NULL WHERE contact_id = ? AND seq = ? AND state = 'owed'",
-        [epoch, contactId, seq],
-      );
-      return n === 1;
-    });
+    return this.#tx('owed', this.#flows.rotationDone(contactId, seq, epoch));
   }
 
   /** Counts a failed attempt at an owed rotation (the error's code and message, no secrets). */
   rotationFailed(contactId: string, seq: number, error: string): void {
-    this.#tx('owed', function* (sql) {
-      yield* exec(
-        sql,
-        "UPDATE owed_rotations SET attempts = attempts + 1, last_error = ? WHERE contact_id = ? AND seq = ? AND state = 'owed'",
-        [error.slice(0, 200), contactId, seq],
-      );
-    });
+    this.#tx('owed', this.#flows.rotationFailed(contactId, seq, error));
   }
 
   /** Marks contacts past their expiry as expired and returns their ids (for key retention). */
   expireDue(now: number): string[] {
-    return this.#members('expire', (m) => m.expireDue(now));
+    return this.#tx('expire', this.#flows.expireDue(now));
   }
 
   close(): void {
@@ -358,10 +263,5 @@ export class SqliteAccessStore {
     } catch (err) {
       throw unavailable(err, what);
     }
-  }
-
-  #members<T>(what: string, flow: (m: Membership, sql: Sql) => Flow<T>): T {
-    const tables = { contactTtlMs: this.contactTtlMs };
-    return this.#tx(what, (sql) => flow(new Membership(sql, tables), sql));
   }
 }

@@ -10,6 +10,7 @@
  * ids, epochs and times only, never key material. `forget` drops a shredded contact's rows.
  */
 import { LatchkeyError } from '@latchkey/protocol';
+import type { EpochTimes } from './service-state.ts';
 import {
   migrateSqlite,
   openSqlite,
@@ -36,7 +37,7 @@ function unavailable(err: unknown): LatchkeyError {
   });
 }
 
-export class EpochClock {
+export class EpochClock implements EpochTimes {
   readonly #db: SqliteDatabase;
   #closed = false;
 

@@ -146,6 +146,16 @@ export {
   type AccessStoreOptions,
 } from './access-store.ts';
 export { EpochClock } from './epoch-clock.ts';
+export { AccessFlows, type OwedRotation } from './access-flows.ts';
+export {
+  LocalContactLocks,
+  type AccessLogStore,
+  type AccessTable,
+  type Admission,
+  type ContactLocks,
+  type EpochTimes,
+  type Leadership,
+} from './service-state.ts';
 export {
   resolveMasterKey,
   MASTER_KEY_ENV,

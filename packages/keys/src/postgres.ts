@@ -8,3 +8,9 @@ export {
   PG_KEYS_SCHEMA_VERSION,
   type PgWrappedKeyManagerOptions,
 } from './stores/postgres.ts';
+export {
+  openPgServiceState,
+  PG_SERVICE_SCHEMA_VERSION,
+  type PgServiceState,
+  type PgServiceStateOptions,
+} from './stores/pg-service-state.ts';
