@@ -506,6 +506,41 @@ export function formatDegradedState(change: DegradedStateChange): string {
     : `key manager: recovered (degraded for ${Math.max(0, Math.round((change.at - change.since) / 1000))} s, ${change.servedFromCache} answers served from the cache)`;
 }
 
+/** The `keyCache` object of `/healthz` (absent while the cache is off: today's answer). */
+export interface KeyCacheHealth {
+  ttlSeconds: number;
+  degraded: boolean;
+  /** ISO 8601, while degraded. */
+  since?: string;
+  entries: number;
+  servedFromCache: number;
+  missedWhileDegraded: number;
+  /** The failure that made it degraded: `at` ISO 8601, code and short message. */
+  lastError?: { at: string; code: string; reason: string };
+}
+
+/** `/healthz`'s `keyCache`, or undefined when the cache is off. */
+export function keyCacheHealth(s: DegradedCacheStatus): KeyCacheHealth | undefined {
+  if (!s.enabled) return undefined;
+  return {
+    ttlSeconds: s.cacheTtlMs / 1000,
+    degraded: s.degraded,
+    ...(s.since === undefined ? {} : { since: new Date(s.since).toISOString() }),
+    entries: s.cached,
+    servedFromCache: s.servedFromCache,
+    missedWhileDegraded: s.missedWhileDegraded,
+    ...(s.lastError === undefined
+      ? {}
+      : {
+          lastError: {
+            at: new Date(s.lastError.at).toISOString(),
+            code: s.lastError.code,
+            reason: s.lastError.reason,
+          },
+        }),
+  };
+}
+
 /**
  * The degraded-mode metrics in the Prometheus text format (0.0.4), for the key service's
  * `/metrics`. Counts only, no contact id.

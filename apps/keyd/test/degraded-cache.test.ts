@@ -25,6 +25,7 @@ import {
   DegradedKeyCache,
   formatDegradedState,
   isKeyManagerUnreachable,
+  keyCacheHealth,
   renderDegradedCacheMetrics,
   withDegradedCache,
   type DegradedStateChange,
@@ -471,6 +472,30 @@ describe('DegradedKeyCache over a fake key manager', () => {
     expect(() => new DegradedKeyCache(km, { ttlMs: -1 })).toThrow(RangeError);
     expect(() => new DegradedKeyCache(km, { ttlMs: Number.NaN })).toThrow(RangeError);
     expect(() => new DegradedKeyCache(km, { ttlMs: 1, maxEntries: 0 })).toThrow(RangeError);
+  });
+
+  it('describes itself for /healthz, and not at all while off', async () => {
+    expect(keyCacheHealth(new DegradedKeyCache(km).status())).toBeUndefined();
+    expect(keyCacheHealth(cache.status())).toEqual({
+      ttlSeconds: 60,
+      degraded: false,
+      entries: 0,
+      servedFromCache: 0,
+      missedWhileDegraded: 0,
+    });
+    await cache.getContentKey('c1');
+    km.mode = 'down';
+    await cache.getContentKey('c1');
+    const iso = new Date(t).toISOString();
+    expect(keyCacheHealth(cache.status())).toEqual({
+      ttlSeconds: 60,
+      degraded: true,
+      since: iso,
+      entries: 1,
+      servedFromCache: 1,
+      missedWhileDegraded: 0,
+      lastError: { at: iso, code: 'KEY_UNAVAILABLE', reason: 'external key manager unavailable' },
+    });
   });
 
   it('renders metrics with counts only', async () => {
