@@ -90,7 +90,7 @@ export async function handleWebhookAdmin(
     if (method === 'GET')
       return {
         status: 200,
-        body: { endpoints: outbox.listEndpoints(now) } satisfies ListWebhooksResponse,
+        body: { endpoints: await outbox.listEndpoints(now) } satisfies ListWebhooksResponse,
       };
     if (method !== 'POST') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
     const body = parse(AddWebhookRequest, await req.body());
@@ -116,21 +116,21 @@ export async function handleWebhookAdmin(
     };
   }
   const id = parse(WebhookEndpointId, rawId);
-  const existing = outbox.endpoint(id, now);
+  const existing = await outbox.endpoint(id, now);
   if (!existing) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
   switch (action) {
     case undefined:
       if (method === 'GET')
         return { status: 200, body: { endpoint: existing } satisfies WebhookEndpointResponse };
       if (method !== 'DELETE') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
-      outbox.removeEndpoint(id);
+      await outbox.removeEndpoint(id);
       log({ event: 'webhook-removed', endpoint: id });
       return { status: 200, body: { endpoint: existing } satisfies WebhookEndpointResponse };
     case 'dead-letters':
       if (method !== 'GET') throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
       return {
         status: 200,
-        body: { deadLetters: outbox.deadLetters(id) } satisfies DeadLettersResponse,
+        body: { deadLetters: await outbox.deadLetters(id) } satisfies DeadLettersResponse,
       };
     case 'test':
     case 'replay':
@@ -145,13 +145,13 @@ export async function handleWebhookAdmin(
       return { status: 200, body: await hooks.test(id) };
     case 'replay': {
       const { eventIds } = parse(ReplayWebhookRequest, body);
-      const replayed = outbox.replay(id, now, eventIds);
+      const replayed = await outbox.replay(id, now, eventIds);
       log({ event: 'webhook-replay', endpoint: id, replayed });
       hooks.wake();
       return { status: 200, body: { replayed } satisfies ReplayWebhookResponse };
     }
     case 'retry': {
-      const r = hooks.retry(id);
+      const r = await hooks.retry(id);
       log({ event: 'webhook-retry-now', endpoint: id, pending: r.pending, dead: r.dead });
       return { status: 200, body: r satisfies RetryWebhookResponse };
     }

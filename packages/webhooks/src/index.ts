@@ -1,5 +1,6 @@
 /**
- * @latchkey/webhooks: signed webhooks (Standard Webhooks) with a durable SQLite outbox, a
+ * @latchkey/webhooks: signed webhooks (Standard Webhooks) with a durable outbox (SQLite for one
+ * process, PostgreSQL shared by several: each event delivered once by whichever is alive), a
  * delivery worker that refuses unsafe targets, and a verification helper for Node receivers.
  * See docs/webhooks.md.
  */
@@ -20,7 +21,11 @@ export {
   type OutboxOptions,
   type RetryPolicy,
   type DueDelivery,
+  type WebhookOutboxStore,
 } from './outbox.ts';
+export { PgWebhookOutbox, type PgOutboxOptions } from './outbox-pg.ts';
+export { PG_OUTBOX_SCHEMA_VERSION } from './outbox-pg-schema.ts';
+export { WebhookOutboxKeyError, type OutboxKeyProblem } from './outbox-key-error.ts';
 export {
   deliver,
   resolveTarget,

@@ -40,6 +40,8 @@ export interface WebhookOutboxStore {
   readonly pollMs?: number;
   /** Resolves once the outbox is open (schema migrated, key checked); rejects with why not. */
   ready?(): Promise<void>;
+  /** Resolves once every event queued so far is written (an outbox that writes later). */
+  flush?(): Promise<void>;
   addEndpoint(
     e: {
       url: string;

@@ -4,9 +4,9 @@
  * their sealed secrets, and events queued with one delivery per subscribed endpoint, each
  * numbered from the endpoint's counter in the same transaction (numbers never reused, no hole).
  */
-import type { WebhookEventType } from '@latchkey/protocol';
-import { exec, row, rows, type Flow, type Sql } from '@latchkey/storage';
-import type { SecretRow } from './outbox-schema.ts';
+import { LatchkeyError, type WebhookEventType } from '@latchkey/protocol';
+import { exec, forUpdate, row, rows, type Flow, type Sql } from '@latchkey/storage';
+import { signing, type SecretRow } from './outbox-schema.ts';
 
 export function* insertEndpoint(
   sql: Sql,
@@ -96,4 +96,32 @@ export function* queueEvent(sql: Sql, ev: QueuedEvent): Flow<string | null> {
     );
   }
   return ev.id;
+}
+
+/**
+ * Adds a sealed secret to an endpoint: the current ones keep signing until `now + overlapMs`
+ * (or their own earlier end). The row is read under its lock on PostgreSQL (SQLite holds the
+ * file's write lock), so two rotations at once both count.
+ * @throws LatchkeyError NOT_FOUND.
+ */
+export function* rotateSecrets(
+  sql: Sql,
+  id: string,
+  sealed: string,
+  now: number,
+  overlapMs: number,
+): Flow<void> {
+  const r = yield* row<{ secrets: string }>(
+    sql,
+    `SELECT secrets FROM webhook_endpoints WHERE id = ?${forUpdate(sql, true)}`,
+    [id],
+  );
+  if (!r) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
+  const old = signing(JSON.parse(r.secrets) as SecretRow[], now)
+    .map((s) => ({
+      sealed: s.sealed,
+      expiresAt: Math.min(s.expiresAt ?? Infinity, now + overlapMs),
+    }))
+    .filter((s) => s.expiresAt > now);
+  yield* setSecrets(sql, id, [...old, { sealed, expiresAt: null }]);
 }

@@ -4,6 +4,10 @@
  * endpoint's head delivery, signed with the endpoint's current secret(s), records the outcome and
  * sleeps until the next delivery is due. At most one call per endpoint is in flight, which keeps
  * per-endpoint order. Clock and timers are injectable, so tests can drive retries.
+ *
+ * The outbox is the SQLite one of this process (outbox.ts) or the PostgreSQL one shared by
+ * several processes (outbox-pg.ts): there every delivery is claimed under a lease before the
+ * call, and the worker also wakes every `pollMs` for events other processes queued.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -16,7 +20,9 @@ import {
 } from '@latchkey/protocol';
 import { deliver, resolveTarget, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
 import { TEST_EVENT_TYPE, type EventData } from './events.ts';
-import { WebhookOutbox, type DueDelivery, type OutboxOptions } from './outbox.ts';
+import { WebhookOutbox, type OutboxOptions } from './outbox.ts';
+import type { DueDelivery, WebhookOutboxStore } from './outbox-api.ts';
+import { PgWebhookOutbox, type PgOutboxOptions } from './outbox-pg.ts';
 import { signWebhook } from './signing.ts';
 
 export interface Timers {
@@ -30,8 +36,14 @@ export interface WebhookLogEvent {
 }
 
 export interface WebhookServiceOptions {
-  /** An outbox (the caller keeps ownership) or where to open one (the service owns it). */
-  outbox: WebhookOutbox | OutboxOptions;
+  /**
+   * An outbox (the caller keeps ownership unless `ownsOutbox`), or where to open one (the
+   * service owns it): `{ path }` a SQLite file of this process, `{ url, keyFile | secretKey }`
+   * a PostgreSQL database shared by several processes (docs/webhooks.md "Several processes").
+   */
+  outbox: WebhookOutboxStore | OutboxOptions | PgOutboxOptions;
+  /** Close a given outbox instance with the service (default false). */
+  ownsOutbox?: boolean;
   delivery?: DeliveryOptions;
   /** Clock in ms (default Date.now). */
   now?: () => number;
@@ -49,6 +61,7 @@ export interface WebhookServiceOptions {
 }
 
 const MAX_SLEEP_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 10_000;
 /** How long `checkUrl` waits for DNS. */
 const CHECK_URL_TIMEOUT_MS = 5_000;
 
@@ -61,8 +74,18 @@ const defaultTimers: Timers = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+function isOutbox(
+  o: WebhookOutboxStore | OutboxOptions | PgOutboxOptions,
+): o is WebhookOutboxStore {
+  return typeof (o as Partial<WebhookOutboxStore>).due === 'function';
+}
+
+function openOutbox(o: OutboxOptions | PgOutboxOptions): WebhookOutboxStore {
+  return 'url' in o ? new PgWebhookOutbox(o) : new WebhookOutbox(o);
+}
+
 export class WebhookService {
-  readonly outbox: WebhookOutbox;
+  readonly outbox: WebhookOutboxStore;
   readonly #ownsOutbox: boolean;
   readonly #now: () => number;
   readonly #timers: Timers;
@@ -76,6 +99,8 @@ export class WebhookService {
   ) => Promise<DeliveryResult>;
   readonly #delivery: DeliveryOptions;
   readonly #busy = new Map<string, Promise<void>>();
+  readonly #maxSleepMs: number;
+  readonly #timeoutMs: number;
   #timer: unknown;
   #wakeQueued = false;
   /** A pump is looking for due deliveries (it awaits their secrets); another waits for it. */
@@ -85,11 +110,25 @@ export class WebhookService {
   #closed = false;
   #lastPrune = 0;
 
-  /** @throws LatchkeyError UNAVAILABLE when the outbox cannot be opened. */
+  /**
+   * With PostgreSQL options the outbox opens in the background: await `ready()` to know it did.
+   * @throws LatchkeyError UNAVAILABLE when the outbox cannot be opened (SQLite).
+   * @throws WebhookOutboxKeyError MISSING for PostgreSQL options without a key.
+   * @throws RangeError when the outbox's lease is under twice the delivery timeout.
+   */
   constructor(opts: WebhookServiceOptions) {
-    this.#ownsOutbox = !(opts.outbox instanceof WebhookOutbox);
-    this.outbox =
-      opts.outbox instanceof WebhookOutbox ? opts.outbox : new WebhookOutbox(opts.outbox);
+    const given = isOutbox(opts.outbox);
+    this.#ownsOutbox = !given || opts.ownsOutbox === true;
+    this.outbox = isOutbox(opts.outbox) ? opts.outbox : openOutbox(opts.outbox);
+    this.#timeoutMs = opts.delivery?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#maxSleepMs = Math.min(MAX_SLEEP_MS, this.outbox.pollMs ?? MAX_SLEEP_MS);
+    const lease = this.outbox.leaseMs;
+    if (lease !== undefined && lease < 2 * this.#timeoutMs) {
+      if (!given) void this.outbox.close();
+      throw new RangeError(
+        `the outbox lease (${lease} ms) must be at least twice the delivery timeout (${this.#timeoutMs} ms)`,
+      );
+    }
     this.#now = opts.now ?? Date.now;
     this.#timers = opts.timers ?? defaultTimers;
     this.#concurrency = opts.concurrency ?? 8;
@@ -109,23 +148,62 @@ export class WebhookService {
   }
 
   /**
+   * Resolves once the outbox is open (PostgreSQL: migrated, key checked).
+   * @throws WebhookOutboxKeyError MISMATCH, SchemaTooNewError, LatchkeyError UNAVAILABLE.
+   */
+  async ready(): Promise<void> {
+    await this.outbox.ready?.();
+  }
+
+  /**
    * Queues an event for every subscribed endpoint and wakes the worker. Never throws: a failure
-   * is logged (`webhook-emit-failed`) and null returned.
+   * is logged (`webhook-emit-failed`) and null returned. SQLite: queued when this returns; null
+   * when no endpoint wants it. PostgreSQL: written in the background in call order; the id the
+   * event gets is returned at once (`emitAsync` or `flush` wait for the write).
    */
   emit<T extends WebhookEventType>(type: T, data: EventData<T>): string | null {
     if (this.#closed) return null;
+    const id = `evt_${randomBytes(16).toString('base64url')}`;
     try {
-      const id = this.outbox.emit(type, data, this.#now());
-      if (id !== null) this.wake();
+      const r = this.outbox.emit(type, data, this.#now(), id);
+      if (!isPromise(r)) {
+        if (r !== null) this.wake();
+        return r;
+      }
+      void r.then(
+        (queued) => {
+          if (queued !== null) this.wake();
+        },
+        (err: unknown) => this.#emitFailed(type, err),
+      );
       return id;
     } catch (err) {
-      this.#log({
-        event: 'webhook-emit-failed',
-        type,
-        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
-      });
+      this.#emitFailed(type, err);
       return null;
     }
+  }
+
+  /**
+   * Queues an event and resolves once it is written: its id, or null when no endpoint wants it.
+   * @throws whatever the outbox throws (a ZodError for bad data, LatchkeyError UNAVAILABLE).
+   */
+  async emitAsync<T extends WebhookEventType>(type: T, data: EventData<T>): Promise<string | null> {
+    const id = await this.outbox.emit(type, data, this.#now());
+    if (id !== null) this.wake();
+    return id;
+  }
+
+  /** Resolves once every event emitted so far is written (PostgreSQL; at once on SQLite). */
+  async flush(): Promise<void> {
+    await this.outbox.flush?.();
+  }
+
+  #emitFailed(type: string, err: unknown): void {
+    this.#log({
+      event: 'webhook-emit-failed',
+      type,
+      detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+    });
   }
 
   /** Starts the worker (idempotent). */
@@ -170,8 +248,8 @@ export class WebhookService {
     const now = this.#now();
     let nextAt: number | null;
     try {
-      this.#maybePrune(now);
-      const r = await this.outbox.due(now, new Set(this.#busy.keys()));
+      await this.#maybePrune(now);
+      const r = await this.outbox.due(now, new Set(this.#busy.keys()), this.#free());
       if (this.#closed || !this.#running) return;
       nextAt = r.nextAt;
       for (const d of r.due) {
@@ -188,23 +266,32 @@ export class WebhookService {
     if (!this.#running || this.#timer !== undefined) return;
     // Sleep until the next due delivery (bounded, so a changed clock is noticed); in-flight
     // calls wake the worker when they finish.
-    const sleep =
-      nextAt === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, nextAt - now));
+    const max = this.#maxSleepMs;
+    const sleep = nextAt === null ? max : Math.min(max, Math.max(0, nextAt - now));
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = undefined;
       this.#pump();
     }, sleep);
   }
 
-  #maybePrune(now: number): void {
+  async #maybePrune(now: number): Promise<void> {
     if (now - this.#lastPrune < 3_600_000) return;
     this.#lastPrune = now;
-    this.outbox.prune(now - this.#keepDeliveredMs);
+    await this.outbox.prune(now - this.#keepDeliveredMs);
+  }
+
+  /** Calls that may start now. */
+  #free(): number {
+    return Math.max(0, this.#concurrency - this.#busy.size);
   }
 
   #start(d: DueDelivery): void {
-    // A pump and runDue may both have found it due while they awaited its secrets.
-    if (this.#busy.has(d.endpointId)) return;
+    // A pump and runDue may both have found it due while they awaited its secrets (SQLite; a
+    // PostgreSQL claim is given up so that it is due again at once).
+    if (this.#busy.has(d.endpointId) || this.#closed) {
+      this.#release(d);
+      return;
+    }
     const p = this.#attempt(d).finally(() => {
       this.#busy.delete(d.endpointId);
       this.wake();
@@ -212,8 +299,24 @@ export class WebhookService {
     this.#busy.set(d.endpointId, p);
   }
 
+  #release(d: DueDelivery): void {
+    if (d.leaseUntil === undefined || !this.outbox.release) return;
+    this.outbox.release(d.endpointId, d.eventSeq).catch((err: unknown) =>
+      this.#log({
+        event: 'webhook-release-failed',
+        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+      }),
+    );
+  }
+
   async #attempt(d: DueDelivery): Promise<void> {
     const sentAt = this.#now();
+    // A claim that would run out before the call's deadline is given up, not used: another
+    // process could take it over while this call is still in flight.
+    if (d.leaseUntil !== undefined && sentAt + this.#timeoutMs >= d.leaseUntil) {
+      this.#release(d);
+      return;
+    }
     const headers = signWebhook(d.secrets, d.eventId, Math.floor(sentAt / 1000), d.payload);
     let r: DeliveryResult;
     try {
@@ -229,7 +332,7 @@ export class WebhookService {
     const now = this.#now();
     try {
       if (r.ok) {
-        this.outbox.delivered(d.endpointId, d.eventSeq, now);
+        await this.outbox.delivered(d.endpointId, d.eventSeq, now);
         this.#log({
           event: 'webhook-delivered',
           endpoint: d.endpointId,
@@ -237,7 +340,7 @@ export class WebhookService {
           status: r.status,
         });
       } else {
-        const dead = this.outbox.failed(
+        const dead = await this.outbox.failed(
           d.endpointId,
           d.eventSeq,
           { code: r.code, message: r.message, at: now },
@@ -266,7 +369,8 @@ export class WebhookService {
   async runDue(): Promise<void> {
     if (this.#closed) return;
     const now = this.#now();
-    for (const d of (await this.outbox.due(now, new Set(this.#busy.keys()))).due) this.#start(d);
+    const r = await this.outbox.due(now, new Set(this.#busy.keys()), this.#free());
+    for (const d of r.due) this.#start(d);
     await this.idle();
   }
 
@@ -282,7 +386,7 @@ export class WebhookService {
    */
   async test(endpointId: string): Promise<WebhookTestResponse> {
     const now = this.#now();
-    const info = this.outbox.endpoint(endpointId, now);
+    const info = await this.outbox.endpoint(endpointId, now);
     if (!info) throw new LatchkeyError('NOT_FOUND', 'no such webhook endpoint');
     const id = `evt_test_${randomBytes(12).toString('base64url')}`;
     const body = JSON.stringify({
@@ -304,7 +408,7 @@ export class WebhookService {
     }));
     const at = this.#now();
     const error: WebhookError | null = r.ok ? null : { code: r.code, message: r.message, at };
-    this.outbox.recordTest(endpointId, error, at);
+    await this.outbox.recordTest(endpointId, error, at);
     return { ok: r.ok, status: r.status, error };
   }
 
@@ -344,25 +448,33 @@ export class WebhookService {
    * Sends the endpoint's pending deliveries now and its dead letters again (outbox `retry`).
    * @throws LatchkeyError NOT_FOUND.
    */
-  retry(endpointId: string): { pending: number; dead: number } {
-    const r = this.outbox.retry(endpointId, this.#now());
+  async retry(endpointId: string): Promise<{ pending: number; dead: number }> {
+    const r = await this.outbox.retry(endpointId, this.#now());
     this.wake();
     return r;
   }
 
   /** The endpoint's info, for answers after a change. */
-  endpoint(id: string): WebhookEndpointInfo | null {
+  async endpoint(id: string): Promise<WebhookEndpointInfo | null> {
     return this.outbox.endpoint(id, this.#now());
   }
 
-  /** Stops the worker, waits for calls in flight, closes an outbox it opened. Idempotent. */
+  /**
+   * Stops the worker, writes the events emitted so far, waits for calls in flight, closes an
+   * outbox it owns. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#running = false;
     if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.flush().catch(() => undefined);
     await this.idle();
     this.#closed = true;
-    if (this.#ownsOutbox) this.outbox.close();
+    if (this.#ownsOutbox) await this.outbox.close();
   }
+}
+
+function isPromise<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as PromiseLike<T> | null)?.then === 'function';
 }

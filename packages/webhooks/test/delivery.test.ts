@@ -124,7 +124,7 @@ describe('delivery to a real receiver', () => {
 
       const test = await svc.test(endpoint.id);
       expect(test).toEqual({ ok: true, status: 204, error: null });
-      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({
+      expect((await svc.endpoint(endpoint.id))?.status).toMatchObject({
         pending: 0,
         dead: 0,
         lastError: null,
@@ -153,10 +153,10 @@ describe('delivery to a real receiver', () => {
           '',
       );
     await until(
-      async () => svc.endpoint(endpoint.id)?.status,
+      async () => (await svc.endpoint(endpoint.id))?.status,
       (s) => (s?.lastError?.code ?? '') === 'CONNECT_FAILED',
     );
-    expect(svc.endpoint(endpoint.id)?.status.pending).toBe(6);
+    expect((await svc.endpoint(endpoint.id))?.status.pending).toBe(6);
     // The relay restarts while the receiver is down.
     await svc.close();
     svc = new WebhookService({ outbox: { path, retry }, delivery: LOOPBACK });
@@ -178,7 +178,7 @@ describe('delivery to a real receiver', () => {
         1, 2, 3, 4, 5, 6, 7, 8,
       ]);
       expect(got.length).toBe(8);
-      expect(svc.endpoint(endpoint.id)?.status).toMatchObject({
+      expect((await svc.endpoint(endpoint.id))?.status).toMatchObject({
         pending: 0,
         delivered: 8,
         dead: 0,
@@ -220,7 +220,7 @@ describe('safe delivery', () => {
       });
       const { endpoint } = await svc.outbox.addEndpoint({ url: rx.url }, Date.now());
       const r = await svc.test(endpoint.id);
-      const status = svc.endpoint(endpoint.id)?.status;
+      const status = (await svc.endpoint(endpoint.id))?.status;
       svc.outbox.close();
       await svc.close();
       return { r, status };
@@ -284,7 +284,9 @@ describe('safe delivery', () => {
     );
     const r = await svc.test(endpoint.id);
     expect(r.error).toMatchObject({ code: 'ADDRESS_REFUSED' });
-    expect(svc.endpoint(endpoint.id)?.status.lastError?.message).toMatch(/localhost resolves to/);
+    expect((await svc.endpoint(endpoint.id))?.status.lastError?.message).toMatch(
+      /localhost resolves to/,
+    );
     await svc.close();
     const mixed = await deliver('https://hooks.example/x', {}, '{}', {
       resolve: async () => [

@@ -90,7 +90,7 @@ describe('outbox', () => {
     expect(calls.filter((c) => c.url.startsWith('https://b.')).map((c) => c.seq)).toEqual([
       1, 2, 3,
     ]);
-    expect(svc.outbox.endpoint(a, clock)?.status).toMatchObject({
+    expect((await svc.outbox.endpoint(a, clock))?.status).toMatchObject({
       pending: 3,
       dead: 0,
       lastError: { code: 'HTTP_STATUS' },
@@ -105,10 +105,10 @@ describe('outbox', () => {
     const aSeqs = calls.filter((c) => c.url.startsWith('https://a.')).map((c) => c.seq);
     expect(aSeqs).toEqual([...aSeqs].sort((x, y) => x - y));
     expect(aSeqs.filter((s) => s === 1).length).toBeGreaterThan(4);
-    const dead = svc.outbox.deadLetters(a);
+    const dead = await svc.outbox.deadLetters(a);
     expect(dead.map((d) => d.eventId)).toEqual(ids);
     expect(dead[0]).toMatchObject({ type: 'message.stored', lastError: { code: 'HTTP_STATUS' } });
-    expect(svc.outbox.endpoint(b, clock)?.status).toMatchObject({
+    expect((await svc.outbox.endpoint(b, clock))?.status).toMatchObject({
       pending: 0,
       delivered: 3,
       lastError: null,
@@ -117,11 +117,11 @@ describe('outbox', () => {
     // Replay after the receiver recovers: all three arrive, in order, with their original ids.
     failing = false;
     calls.length = 0;
-    expect(svc.outbox.replay(a, clock, [ids[1] as string])).toBe(1);
-    expect(svc.outbox.replay(a, clock)).toBe(2);
+    expect(await svc.outbox.replay(a, clock, [ids[1] as string])).toBe(1);
+    expect(await svc.outbox.replay(a, clock)).toBe(2);
     for (let i = 0; i < 3; i++) await svc.runDue();
     expect(calls.map((c) => [c.seq, c.id])).toEqual(ids.map((id, i) => [i + 1, id]));
-    expect(svc.outbox.endpoint(a, clock)?.status).toMatchObject({
+    expect((await svc.outbox.endpoint(a, clock))?.status).toMatchObject({
       pending: 0,
       dead: 0,
       delivered: 3,

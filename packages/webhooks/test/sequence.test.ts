@@ -75,9 +75,13 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const LOOPBACK = { allowlist: ['127.0.0.1'] };
 
-async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
+async function until(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  ms = 15_000,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!ok()) {
+  while (!(await ok())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -164,9 +168,9 @@ describe('sequence numbers', () => {
     // The receiver's check of docs/webhooks.md: a number more than last + 1 means a gap.
     const gaps = seen.flatMap((n, i) => (i > 0 && n > (seen[i - 1] as number) + 1 ? [n - 1] : []));
     expect(gaps).toEqual([2]);
-    const dead = svc.outbox.deadLetters(ep.endpoint.id);
+    const dead = await svc.outbox.deadLetters(ep.endpoint.id);
     expect(dead.map((d) => d.sequence)).toEqual([2]);
-    expect(svc.outbox.replay(ep.endpoint.id, clock)).toBe(1);
+    expect(await svc.outbox.replay(ep.endpoint.id, clock)).toBe(1);
     await svc.runDue();
     const after = received('/gap', ep.secret);
     expect(after.map((e) => [e.data.contactId, e.sequence])).toEqual([
@@ -223,16 +227,19 @@ describe('retry', () => {
     failing.add('/retry');
     svc.emit('contact.opened', opened(1));
     svc.emit('contact.opened', opened(2));
-    await until('a failed attempt', () => svc.endpoint(ep.endpoint.id)?.status.lastError !== null);
+    await until(
+      'a failed attempt',
+      async () => (await svc.endpoint(ep.endpoint.id))?.status.lastError !== null,
+    );
     await svc.idle();
     failing.delete('/retry');
     // The next attempt is half an hour away or more: nothing arrives on its own.
     await new Promise((r) => setTimeout(r, 300));
     expect(received('/retry', ep.secret)).toEqual([]);
-    expect(svc.retry(ep.endpoint.id)).toEqual({ pending: 2, dead: 0 });
+    expect(await svc.retry(ep.endpoint.id)).toEqual({ pending: 2, dead: 0 });
     await until('both delivered', () => received('/retry', ep.secret).length === 2, 5_000);
     expect(received('/retry', ep.secret).map((e) => e.sequence)).toEqual([1, 2]);
-    expect(() => svc.retry('ep_nosuchendpoint0000')).toThrow(LatchkeyError);
+    await expect(svc.retry('ep_nosuchendpoint0000')).rejects.toThrow(LatchkeyError);
     await svc.close();
   });
 });
@@ -262,7 +269,7 @@ describe('admin routes', () => {
       expect(a?.status).toBe(201);
       const body = WebhookSecretResponse.parse(a?.body);
       expect(body.warning?.code, url).toBe(code);
-      expect(svc.endpoint(body.endpoint.id)?.url).toBe(url);
+      expect((await svc.endpoint(body.endpoint.id))?.url).toBe(url);
     }
     const ok = await handleWebhookAdmin(
       svc,
