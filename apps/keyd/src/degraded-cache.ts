@@ -228,7 +228,8 @@ export class DegradedKeyCache implements KeyManager {
 
   /**
    * The current epoch, from the key manager; while it is unreachable, from the cache. A
-   * success does not end degraded mode: the wrap model answers it from its own database.
+   * success neither ends degraded mode nor is cached while degraded: the wrap model answers it
+   * from its own database, without the key manager.
    * @throws as KeyManager.currentEpoch; KEY_UNAVAILABLE as getContentKey.
    */
   async currentEpoch(contactId: string): Promise<number> {
@@ -252,7 +253,9 @@ export class DegradedKeyCache implements KeyManager {
       this.#hit();
       return cur.epoch;
     }
-    if (drops === this.#drops) this.#putCurrent(contactId, epoch);
+    // While degraded the answer may come from the wrap model's own database, not the key
+    // manager: it must not renew what the cache vouches for (nor undo a failed rotation's drop).
+    if (drops === this.#drops && this.#since === undefined) this.#putCurrent(contactId, epoch);
     return epoch;
   }
 

@@ -42,11 +42,13 @@ async function failure(p: Promise<unknown>): Promise<LatchkeyError> {
   throw new Error('expected a rejection');
 }
 
-type Mode = 'up' | 'down' | 'econnrefused' | 'unavailable' | 'sig-refused' | 'access-refused';
+type Mode =
+  'up' | 'unwrap-down' | 'down' | 'econnrefused' | 'unavailable' | 'sig-refused' | 'access-refused';
 
 /** The messages the External Key Manager client gives (packages/keys/src/wrappers/km-failures.ts). */
 function failureOf(mode: Exclude<Mode, 'up'>): Error {
   switch (mode) {
+    case 'unwrap-down':
     case 'down':
       return new LatchkeyError('KEY_UNAVAILABLE', 'external key manager unavailable', {
         detail: 'POST /v1/keys/{keyId}/unwrap: ECONNREFUSED',
@@ -105,7 +107,9 @@ class FakeKeyManager implements KeyManager {
   }
 
   async currentEpoch(contactId: string): Promise<number> {
-    this.#check();
+    // The wrap model reads the epoch from its own database, without the key manager.
+    if (this.mode === 'unwrap-down') this.calls++;
+    else this.#check();
     const c = this.contacts.get(contactId);
     if (c === undefined) throw new LatchkeyError('NOT_FOUND', 'unknown contact');
     if (c.destroyed) throw new LatchkeyError('NOT_FOUND', 'contact keys were destroyed');
@@ -274,6 +278,15 @@ describe('DegradedKeyCache over a fake key manager', () => {
     km.mode = 'up';
     expect(await cache.rotate('c1')).toBe(1);
     expect(changes.map((c) => c.state)).toEqual(['degraded', 'recovered']);
+  });
+
+  it('lets no current epoch read locally while degraded (wrap model) undo a failed rotation', async () => {
+    await cache.getContentKey('c1');
+    km.mode = 'unwrap-down';
+    expect((await failure(cache.rotate('c1'))).code).toBe('KEY_UNAVAILABLE');
+    expect(await cache.currentEpoch('c1')).toBe(0);
+    expect((await failure(cache.getContentKey('c1'))).code).toBe('KEY_UNAVAILABLE');
+    expect((await cache.getContentKey('c1', 0)).epoch).toBe(0);
   });
 
   it('turns any unreachable failure into KEY_UNAVAILABLE (raw network errors, UNAVAILABLE)', async () => {
@@ -654,6 +667,10 @@ describe('DegradedKeyCache over the reference external key manager', () => {
       // What the key manager must decide is refused, and nothing is half-applied.
       const rot = await failure(c.rotate('alpha'));
       expect(rot.code).toBe('KEY_UNAVAILABLE');
+      // After a failed rotation the cache no longer says which epoch is current; epochs by number
+      // are still served.
+      expect((await failure(c.getContentKey('alpha'))).code).toBe('KEY_UNAVAILABLE');
+      expect((await c.getContentKey('alpha', 1)).key).toEqual(k1.key);
       const fresh = await failure(c.getContentKey('gamma'));
       expect(fresh.code).toBe('KEY_UNAVAILABLE');
       // A shred asked while it is away: refused, and this node stops serving the contact.
