@@ -144,8 +144,9 @@ const keyId = (contactId: string, epoch: number): string => `${contactId}/${epoc
 
 /**
  * The KeyManager with degraded mode (see the module comment). Owns `inner`: close() closes it.
- * Other methods of the inner manager (rewrap, key generations) are not forwarded: call them on
- * the inner manager, which they do not affect the cache of (a rewrap keeps content keys).
+ * Only the KeyManager methods are wrapped: use the inner manager itself for the rest (rewrap,
+ * key generations, destroy notices, `currentWrapper`), which leave content keys as they are.
+ * Every rotate and destroy must come through the wrapper, so that the cache hears of them.
  */
 export class DegradedKeyCache implements KeyManager {
   readonly #km: KeyManager;
