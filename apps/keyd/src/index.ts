@@ -23,3 +23,16 @@ export {
   type KeyManagerChoice,
 } from './key-manager-choice.ts';
 export { rewrapServiceSigningKey } from './signing-key.ts';
+export {
+  ConfigError,
+  KEY_SERVICE_OPTIONS,
+  decodeApiSecret,
+  keyManagerSettings,
+  keyServiceSecrets,
+  keyServiceSettings,
+  parseDurationMs,
+  syslogSettings,
+  type KeyServiceFlags,
+  type KeyServiceSecrets,
+  type KeyServiceSettings,
+} from './settings.ts';

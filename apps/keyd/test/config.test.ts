@@ -1,6 +1,13 @@
-import { resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_KEYS_PORT, parseConfig } from '../src/config.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_KEYS_PORT, USAGE, parseConfig } from '../src/config.ts';
+import { KEY_SERVICE_OPTIONS } from '../src/settings.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'latchkey-keyd-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const DEFAULT_SETTINGS = { keyManager: { kind: 'internal' }, webhooks: {}, insecure: false };
 
 describe('parseConfig', () => {
   it('uses defaults, then environment, then flags', () => {
@@ -9,6 +16,7 @@ describe('parseConfig', () => {
       host: '127.0.0.1',
       port: DEFAULT_KEYS_PORT,
       logLevel: 'warn',
+      settings: DEFAULT_SETTINGS,
     });
     const env = {
       LATCHKEY_DATA_DIR: '/tmp/d',
@@ -23,6 +31,7 @@ describe('parseConfig', () => {
       port: 9000,
       logLevel: 'info',
       allowedOrigins: ['https://a.example', 'http://localhost:5173'],
+      settings: DEFAULT_SETTINGS,
     });
     expect(
       parseConfig(
@@ -59,16 +68,17 @@ describe('parseConfig', () => {
   });
 
   it('takes a syslog collector over TLS only, with its CA', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const caFile = join(dir, 'siem-ca.pem');
+    writeFileSync(caFile, pem);
     expect(
       parseConfig(['--syslog-url', 'tls://siem.example:6514'], {
-        LATCHKEY_SYSLOG_CA: '/etc/siem-ca.pem',
+        LATCHKEY_SYSLOG_CA: caFile,
         LATCHKEY_SYSLOG_SERVERNAME: 'siem.example',
       }),
     ).toMatchObject({
-      syslog: {
-        url: 'tls://siem.example:6514',
-        caFile: '/etc/siem-ca.pem',
-        servername: 'siem.example',
+      settings: {
+        syslog: { url: 'tls://siem.example:6514', ca: pem, servername: 'siem.example' },
       },
     });
     expect(() =>
@@ -77,5 +87,66 @@ describe('parseConfig', () => {
     expect(() => parseConfig([], { LATCHKEY_SYSLOG_URL: 'tls://siem.example:6514' })).toThrow(
       /needs --syslog-ca/,
     );
+  });
+});
+
+describe('the settings keyd shares with latchkey start', () => {
+  it('takes every key-service flag of latchkey start, and lists each in its usage', () => {
+    const cfg = parseConfig(
+      [
+        '--keys-store',
+        'postgres://keys@127.0.0.1:5432/latchkey_keys',
+        '--key-manager',
+        'http',
+        '--kms-url',
+        'https://kms.example',
+        '--webhook-allowlist',
+        '10.0.0.0/8',
+        '--admin-allowlist',
+        '127.0.0.1,10.0.0.1',
+        '--key-cache-ttl',
+        '60',
+        '--rotate-after',
+        '1h',
+        '--allowed-origins',
+        'https://a.example,https://b.example',
+      ],
+      { LATCHKEY_KMS_SECRET: 'ab'.repeat(32) },
+    );
+    expect(cfg).toMatchObject({
+      allowedOrigins: ['https://a.example', 'https://b.example'],
+      settings: {
+        keyStoreUrl: 'postgres://keys@127.0.0.1:5432/latchkey_keys',
+        keyManager: { kind: 'http', url: 'https://kms.example' },
+        webhooks: { allowlist: ['10.0.0.0/8'] },
+        adminIpAllowlist: ['127.0.0.1', '10.0.0.1'],
+        keyCacheTtlMs: 60_000,
+        rotateAfterMs: 3_600_000,
+      },
+    });
+    for (const flag of Object.keys(KEY_SERVICE_OPTIONS)) expect(USAGE).toContain(`--${flag}`);
+    for (const name of ['LATCHKEY_KEYS_STORE', 'LATCHKEY_KEY_CACHE_TTL', 'LATCHKEY_KMS_SECRET'])
+      expect(USAGE).toContain(name);
+  });
+
+  it('takes a token public key from a file or the environment', () => {
+    expect(parseConfig(['--token-public-key', 'tok.pub'], {})).toMatchObject({
+      tokenPublicKey: { file: resolve('tok.pub') },
+    });
+    expect(parseConfig([], { LATCHKEY_TOKEN_PUBLIC_KEY: '{"kty":"OKP"}' })).toMatchObject({
+      tokenPublicKey: { text: '{"kty":"OKP"}' },
+    });
+  });
+
+  it('reports a bad shared setting with its own problems', () => {
+    let message = '';
+    try {
+      parseConfig(['--port', 'x', '--key-cache-ttl', '1.5'], {});
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('port (--port / LATCHKEY_KEYS_PORT) must be an integer');
+    expect(message).toContain('--key-cache-ttl must be a whole number of seconds');
   });
 });
