@@ -60,6 +60,13 @@ export interface StartRelayOptions {
   durability?: 'normal' | 'full';
   /** IPs/CIDR ranges that webhook endpoints may reach although private or loopback (docs/webhooks.md). */
   webhookAllowlist?: readonly string[];
+  /**
+   * The webhook outbox key file (32 bytes, 0600; created when missing), default
+   * `<dataDir>/relay/webhooks.db.key`. With `storeUrl` the outbox is shared by every relay on
+   * that database, and every one of them needs this same file (docs/webhooks.md "Several
+   * processes").
+   */
+  webhookKeyFile?: string;
   /** Stored messages and bytes per contact and participant (default DEFAULT_QUOTA, docs/operations.md). */
   quota?: Partial<Quota>;
 }
@@ -76,7 +83,9 @@ export interface RunningRelay {
  * Starts a relay over `<dataDir>/relay/messages.db` (directory created with mode 0700).
  * @throws InsecureListenerError for a non-loopback host without TLS or `insecure`.
  * @throws RangeError when apiSecret is shorter than 32 bytes or an allowlist entry is bad.
- * @throws LatchkeyError UNAVAILABLE when the store cannot be opened.
+ * @throws LatchkeyError UNAVAILABLE when the store or the webhook outbox cannot be opened.
+ * @throws WebhookOutboxKeyError (code UNAVAILABLE) when the outbox on PostgreSQL was set up
+ *   with another key file than `webhookKeyFile`.
  * @throws Error when the address cannot be bound (e.g. EADDRINUSE).
  */
 export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay> {
@@ -120,15 +129,34 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
       ...(log === undefined ? {} : { log: (e: object) => log(e) }),
     });
   }
-  // Signed webhooks: a durable outbox of this relay in `<dataDir>/relay/webhooks.db` (docs/webhooks.md).
-  const webhooks = new WebhookService({
-    outbox: { path: join(dir, 'webhooks.db') },
-    delivery: { allowlist: opts.webhookAllowlist ?? [] },
-    ...(log === undefined ? {} : { log: (e: object) => log(e) }),
-  });
+  // Signed webhooks (docs/webhooks.md): with a PostgreSQL store, one outbox in that database
+  // shared by every relay on it (each event delivered once, by whichever relay is alive), sealed
+  // under the key file every relay shares; else this relay's own `<dataDir>/relay/webhooks.db`.
+  const keyFile = opts.webhookKeyFile ?? join(dir, 'webhooks.db.key');
+  let webhooks: WebhookService;
+  try {
+    webhooks = new WebhookService({
+      outbox:
+        opts.storeUrl !== undefined
+          ? { url: opts.storeUrl, keyFile }
+          : { path: join(dir, 'webhooks.db'), keyFile },
+      delivery: { allowlist: opts.webhookAllowlist ?? [] },
+      ...(log === undefined ? {} : { log: (e: object) => log(e) }),
+    });
+  } catch (err) {
+    await Promise.allSettled([store?.close(), fanout?.close()]);
+    throw err;
+  }
   const closeBackends = async (): Promise<void> => {
     await Promise.allSettled([store?.close(), fanout?.close(), webhooks.close()]);
   };
+  try {
+    // A shared outbox checks its key here: a relay with another key file does not start.
+    await webhooks.ready();
+  } catch (err) {
+    await closeBackends();
+    throw err;
+  }
   let relay: ReturnType<typeof createRelay>;
   try {
     relay = createRelay({
