@@ -7,12 +7,14 @@
  * commit: no membership, no key; no record, no key.
  */
 import type {
+  AccessLogStore,
   AccessRecord,
-  KeyAccessLog,
-  SqliteAccessStore,
+  AccessTable,
+  Admission,
   StoredAccessRecord,
 } from '@latchkey/keys';
-import { LatchkeyError, type ContactInfo, type Role } from '@latchkey/protocol';
+import type { Awaitable } from '@latchkey/keys';
+import { LatchkeyError, type ContactInfo } from '@latchkey/protocol';
 
 interface Waiting<I, O> {
   item: I;
@@ -22,8 +24,8 @@ interface Waiting<I, O> {
 
 /** Items submitted in one loop turn, committed together by `many`, each resolved alone. */
 export class GroupCommit<I, O> {
-  readonly #many: (items: I[]) => (O | LatchkeyError)[];
-  readonly #one: (item: I) => O;
+  readonly #many: (items: I[]) => Awaitable<(O | LatchkeyError)[]>;
+  readonly #one: (item: I) => Awaitable<O>;
   #queue: Waiting<I, O>[] = [];
 
   /**
@@ -31,7 +33,10 @@ export class GroupCommit<I, O> {
    *   refused it alone.
    * @param one - commits one item on its own (after `many` failed as a whole).
    */
-  constructor(many: (items: I[]) => (O | LatchkeyError)[], one: (item: I) => O) {
+  constructor(
+    many: (items: I[]) => Awaitable<(O | LatchkeyError)[]>,
+    one: (item: I) => Awaitable<O>,
+  ) {
     this.#many = many;
     this.#one = one;
   }
@@ -40,21 +45,21 @@ export class GroupCommit<I, O> {
   submit(item: I): Promise<O> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (this.#queue.length === 1) setImmediate(() => this.#flush());
+      if (this.#queue.length === 1) setImmediate(() => void this.#flush());
     });
   }
 
-  #flush(): void {
+  async #flush(): Promise<void> {
     const batch = this.#queue;
     this.#queue = [];
     let results: (O | LatchkeyError)[];
     try {
-      results = this.#many(batch.map((w) => w.item));
+      results = await this.#many(batch.map((w) => w.item));
     } catch {
       // One bad item must not fail the others: each on its own, with its own outcome.
       for (const w of batch) {
         try {
-          w.resolve(this.#one(w.item));
+          w.resolve(await this.#one(w.item));
         } catch (err) {
           w.reject(err);
         }
@@ -70,11 +75,11 @@ export class GroupCommit<I, O> {
 }
 
 /**
- * Access-log records, appended in batches (`KeyAccessLog.appendMany`).
+ * Access-log records, appended in batches (`AccessLogStore.appendMany`).
  * @throws (rejects) LatchkeyError BAD_REQUEST for a malformed record, KEY_UNAVAILABLE when the
- *   log cannot be written, as `KeyAccessLog.append`.
+ *   log cannot be written, as `AccessLogStore.append`.
  */
-export function accessLogBatch(log: KeyAccessLog): GroupCommit<AccessRecord, StoredAccessRecord> {
+export function accessLogBatch(log: AccessLogStore): GroupCommit<AccessRecord, StoredAccessRecord> {
   return new GroupCommit(
     (records) => log.appendMany(records),
     (record) => log.append(record),
@@ -82,12 +87,10 @@ export function accessLogBatch(log: KeyAccessLog): GroupCommit<AccessRecord, Sto
 }
 
 /**
- * Admissions of token holders, in batches (`SqliteAccessStore.admitMany`), dated when committed.
- * @throws (rejects) as `SqliteAccessStore.admit`.
+ * Admissions of token holders, in batches (`AccessTable.admitMany`), dated when committed.
+ * @throws (rejects) as `AccessTable.admit`.
  */
-export function admissionBatch(
-  access: SqliteAccessStore,
-): GroupCommit<{ contactId: string; participantId: string; role: Role }, ContactInfo> {
+export function admissionBatch(access: AccessTable): GroupCommit<Admission, ContactInfo> {
   return new GroupCommit(
     (ps) => access.admitMany(ps, Date.now()),
     (p) => access.admit(p, Date.now()),

@@ -10,6 +10,10 @@
  * after a failure). It runs beside the key hand-outs and never blocks one: an append only queues
  * a wake-up.
  *
+ * Several key services sharing the PostgreSQL state (issue 17) share one log and one cursor per
+ * destination: `leadership` gives each destination to one of them at a time (the others stand
+ * by and take over when it dies), so a record is not forwarded once per key service.
+ *
  * Sinks: the webhook outbox (`key.accessed`, `key.denied`, `key.destroyed`, durable once queued)
  * here, and RFC 5424 syslog over TLS in access-syslog.ts.
  */
@@ -17,8 +21,9 @@ import {
   accessEventData,
   accessEventType,
   type AccessChainAlgorithm,
+  type AccessLogStore,
   type ChainedAccessRecord,
-  type KeyAccessLog,
+  type Leadership,
 } from '@latchkey/keys';
 import type { WebhookService } from '@latchkey/webhooks';
 
@@ -49,8 +54,10 @@ export interface AccessSink {
 }
 
 export interface AccessTailerOptions {
-  log: KeyAccessLog;
+  log: AccessLogStore;
   sink: AccessSink;
+  /** Forward only while this process holds the sink's name (default: always; one process). */
+  leadership?: Leadership;
   /** Slow poll (ms, default 5 s): appends by another process, retries after a failure. */
   pollMs?: number;
   /**
@@ -65,7 +72,8 @@ export interface AccessTailerOptions {
 
 /** The durable tailer of one sink. */
 export class AccessLogTailer {
-  readonly #log: KeyAccessLog;
+  readonly #log: AccessLogStore;
+  readonly #leadership: Leadership | undefined;
   readonly #sink: AccessSink;
   readonly #batch: number;
   readonly #report: (line: string) => void;
@@ -83,6 +91,7 @@ export class AccessLogTailer {
   /** Starts at once from the stored cursor. */
   constructor(opts: AccessTailerOptions) {
     this.#log = opts.log;
+    this.#leadership = opts.leadership;
     this.#sink = opts.sink;
     this.#batch = opts.batch ?? 500;
     this.#report = opts.report ?? (() => undefined);
@@ -125,17 +134,17 @@ export class AccessLogTailer {
   }
 
   /** Loads the stored cursor (first round only). */
-  #load(): void {
+  async #load(): Promise<void> {
     if (this.#loaded) return;
-    const stored = this.#log.cursor(this.#sink.name);
-    const head = this.#log.head().seq;
+    const stored = await this.#log.cursor(this.#sink.name);
+    const head = (await this.#log.head()).seq;
     if (stored > head) {
       // The log is behind what was sent (a restored or replaced key database): go on from its
       // head, so new records are not skipped; the receiver's verifier reports the fork.
       this.#report(
         `access stream ${this.#sink.name}: cursor ${stored} is past the log's head ${head}; continuing after ${head}`,
       );
-      this.#log.setCursor(this.#sink.name, head);
+      await this.#log.setCursor(this.#sink.name, head);
     }
     this.#cursor = Math.min(stored, head);
     this.#taken = this.#cursor;
@@ -143,14 +152,21 @@ export class AccessLogTailer {
   }
 
   async #round(): Promise<void> {
-    this.#load();
+    if (this.#leadership !== undefined) {
+      if (!(await this.#leadership.held(this.#sink.name))) {
+        // Another process forwards; when this one takes over, it starts from the stored cursor.
+        this.#loaded = false;
+        return;
+      }
+    }
+    await this.#load();
     for (;;) {
       if (this.#closed) return;
       const before = this.#taken;
-      const records = this.#log.listChained(before, this.#batch);
+      const records = await this.#log.listChained(before, this.#batch);
       const p = await this.#sink.deliver(records, before);
       if (p.assured > this.#cursor) {
-        this.#log.setCursor(this.#sink.name, p.assured);
+        await this.#log.setCursor(this.#sink.name, p.assured);
         this.#cursor = p.assured;
         for (const fn of this.#progress) fn();
       }

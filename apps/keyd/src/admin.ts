@@ -1,6 +1,6 @@
 /**
  * The key service's admin API (docs/admin-api.md): the same routes and bodies as the relay's,
- * over the key service's own membership table (`SqliteAccessStore`). Moderation reaches this
+ * over the key service's own membership table (`AccessTable`: SQLite or PostgreSQL). Moderation reaches this
  * service first, so a kicked or departed participant is refused keys (FORBIDDEN) before the
  * relay even hears of it; kick and transfer also rotate the contact's content key, so whatever
  * is sent afterwards is sealed under an epoch the departed never received.
@@ -15,7 +15,7 @@
  * comparison in @latchkey/tokens) before any body is read.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { KeyManager, SqliteAccessStore } from '@latchkey/keys';
+import type { AccessTable, KeyManager } from '@latchkey/keys';
 import {
   ADMIN_PATHS,
   CloseContactRequest,
@@ -36,7 +36,7 @@ import { createAdminAuthenticator, type AdminKey } from '@latchkey/tokens';
 import { settleOwed, type KeyPolicy, type Settled } from './key-policy.ts';
 
 export interface AdminRoutesOptions {
-  access: SqliteAccessStore;
+  access: AccessTable;
   keyManager: KeyManager;
   /** Rotations (dated, one at a time per contact) and shredding go through it when given. */
   policy?: KeyPolicy;
@@ -84,7 +84,7 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       admin.get('/contacts', async (req) => {
         const q = parseRequest(ListContactsQuery, req.query ?? {});
         const limit = q.limit ?? 100;
-        const list = access.listContacts(
+        const list = await access.listContacts(
           {
             limit: limit + 1,
             ...(q.state === undefined ? {} : { state: q.state }),
@@ -102,7 +102,7 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
       });
 
       admin.get(`/contacts/${ID}`, async (req) => {
-        const info = access.contact(contactId(req), Date.now());
+        const info = await access.contact(contactId(req), Date.now());
         if (!info) throw new LatchkeyError('NOT_FOUND', 'no such contact');
         return { contact: info } satisfies ContactResponse;
       });
@@ -126,26 +126,26 @@ export function registerAdminRoutes(app: FastifyInstance, opts: AdminRoutesOptio
         return { contact, rotationPending: true };
       };
 
-      post('close', (id, body) => {
+      post('close', async (id, body) => {
         parseRequest(CloseContactRequest, body);
-        return reply(access.closeContact(id, Date.now()));
+        return reply(await access.closeContact(id, Date.now()));
       });
-      post('expiry', (id, body) => {
+      post('expiry', async (id, body) => {
         const { expiresAt } = parseRequest(SetExpiryRequest, body);
-        return reply(access.setExpiry(id, expiresAt, Date.now()));
+        return reply(await access.setExpiry(id, expiresAt, Date.now()));
       });
       post('kick', async (id, body) => {
         const { participantId } = parseRequest(KickRequest, body);
-        const info = access.kick(id, participantId, Date.now(), { oweRotation: true });
+        const info = await access.kick(id, participantId, Date.now(), { oweRotation: true });
         return removed(id, info);
       });
-      post('invite', (id, body) => {
+      post('invite', async (id, body) => {
         const { participantId, role } = parseRequest(InviteRequest, body);
-        return reply(access.invite(id, participantId, role, Date.now()));
+        return reply(await access.invite(id, participantId, role, Date.now()));
       });
       post('transfer', async (id, body) => {
         const { from, to } = parseRequest(TransferRequest, body);
-        const info = access.transfer(id, from, to, Date.now(), { oweRotation: true });
+        const info = await access.transfer(id, from, to, Date.now(), { oweRotation: true });
         return removed(id, info);
       });
       registerShred(admin, opts);

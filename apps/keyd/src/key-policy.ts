@@ -7,11 +7,12 @@
  * log (every key handed out or refused), and shredding (every epoch destroyed in the key manager,
  * the contact refused from then on).
  *
- * Rotations of one contact are serialised in this process, so two members asking at once
- * rotate once. Run one key service per key database (as the internal adapter requires anyway).
+ * Rotations of one contact are serialised (`ContactLocks`: in this process on SQLite, across
+ * every key service sharing the PostgreSQL state), so two members asking at once, or two key
+ * services receiving the same kick, rotate once.
  *
  * The rotation a kick or transfer owes is recorded in the access table with the membership change
- * (`SqliteAccessStore.owedRotation`); `settle` performs it and marks it done, and the sweep
+ * (`AccessTable.owedRotation`); `settle` performs it and marks it done, and the sweep
  * (`startKeySweep` in key-sweep.ts, at start-up and every few seconds) retries it until the key
  * manager answers, so an admin action is never left half-applied (docs/admin-api.md "Flow").
  *
@@ -20,14 +21,16 @@
  * first shred is also a `destroyed` record in the access log (participant `admin` or
  * `retention`, the newest epoch known), which the access streams forward (docs/siem.md).
  */
-import type {
-  AccessRecord,
-  ContentKey,
-  EpochClock,
-  KeyAccessLog,
-  KeyManager,
-  SqliteAccessStore,
-  StoredAccessRecord,
+import {
+  LocalContactLocks,
+  type AccessLogStore,
+  type AccessRecord,
+  type AccessTable,
+  type ContactLocks,
+  type ContentKey,
+  type EpochTimes,
+  type KeyManager,
+  type StoredAccessRecord,
 } from '@latchkey/keys';
 import { LatchkeyError, type Principal } from '@latchkey/protocol';
 import type { WebhookService } from '@latchkey/webhooks';
@@ -36,11 +39,13 @@ import { accessLogBatch, type GroupCommit } from './access-batch.ts';
 export interface KeyPolicyOptions {
   keyManager: KeyManager;
   /** Every hand-out and refusal is appended here (fail closed: no record, no key). */
-  accessLog?: KeyAccessLog;
+  accessLog?: AccessLogStore;
   /** When each epoch began (needed for `rotateAfterMs` and `minRotateAgeMs`). */
-  clock?: EpochClock;
+  clock?: EpochTimes;
   /** Membership table: a shredded contact is marked expired there. */
-  access?: SqliteAccessStore;
+  access?: AccessTable;
+  /** One contact's rotations and shreds at a time (default: in this process only). */
+  locks?: ContactLocks;
   /** Rotate an epoch older than this at the next fetch of the current key (ms; 0/absent: never). */
   rotateAfterMs?: number;
   /** Tell clients to ask for a rotation after this many messages of one epoch (absent: never). */
@@ -61,11 +66,11 @@ export type Settled =
  * answers the new epoch, or undefined when the contact has no key yet.
  */
 export async function settleOwed(
-  access: SqliteAccessStore,
+  access: AccessTable,
   contactId: string,
   rotate: (contactId: string) => Promise<number | undefined>,
 ): Promise<Settled> {
-  const owed = access.owedRotation(contactId);
+  const owed = await access.owedRotation(contactId);
   if (owed === undefined) return { pending: false, epoch: undefined };
   if (owed.state === 'done') return { pending: false, epoch: owed.epoch ?? undefined };
   let epoch: number | undefined;
@@ -74,7 +79,7 @@ export async function settleOwed(
   } catch (err) {
     const e = asKeyError(err);
     try {
-      access.rotationFailed(contactId, owed.seq, `${e.code}: ${e.message}`);
+      await access.rotationFailed(contactId, owed.seq, `${e.code}: ${e.message}`);
     } catch {
       // Still owed either way.
     }
@@ -82,7 +87,7 @@ export async function settleOwed(
   }
   try {
     // A removal recorded meanwhile owes a rotation of its own (another seq): it stays owed.
-    access.rotationDone(contactId, owed.seq, epoch ?? null);
+    await access.rotationDone(contactId, owed.seq, epoch ?? null);
   } catch {
     // Rotated; the record says owed still, so the sweep rotates once more (harmless).
   }
@@ -106,16 +111,16 @@ export function asKeyError(err: unknown): LatchkeyError {
 export class KeyPolicy {
   readonly rotateAfterMessages: number | undefined;
   readonly #km: KeyManager;
-  readonly #log: KeyAccessLog | undefined;
+  readonly #log: AccessLogStore | undefined;
   /** Hand-outs are recorded through a group commit (access-batch.ts). */
   readonly #granted: GroupCommit<AccessRecord, StoredAccessRecord> | undefined;
-  readonly #clock: EpochClock | undefined;
-  readonly #access: SqliteAccessStore | undefined;
+  readonly #clock: EpochTimes | undefined;
+  readonly #access: AccessTable | undefined;
   readonly #hooks: Pick<WebhookService, 'emit'> | undefined;
   readonly #rotateAfterMs: number;
   readonly #minAge: number;
   readonly #now: () => number;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #locks: ContactLocks;
 
   /** @throws RangeError for a negative or non-integer setting. */
   constructor(opts: KeyPolicyOptions) {
@@ -132,6 +137,7 @@ export class KeyPolicy {
     this.#granted = opts.accessLog && accessLogBatch(opts.accessLog);
     this.#clock = opts.clock;
     this.#access = opts.access;
+    this.#locks = opts.locks ?? new LocalContactLocks();
     this.#hooks = opts.webhooks;
     this.#rotateAfterMs = opts.rotateAfterMs ?? 0;
     this.rotateAfterMessages =
@@ -140,16 +146,9 @@ export class KeyPolicy {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Runs `fn` after every earlier call for the same contact has finished. */
+  /** Runs `fn` after every earlier call for the same contact has finished (in any key service sharing the locks). */
   #serial<T>(contactId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(contactId) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(contactId, tail);
-    void tail.then(() => {
-      if (this.#locks.get(contactId) === tail) this.#locks.delete(contactId);
-    });
-    return run;
+    return this.#locks.run(contactId, fn);
   }
 
   /** Age in ms of the contact's current epoch, or undefined when the contact has no key yet. */
@@ -162,7 +161,12 @@ export class KeyPolicy {
       throw asKeyError(err);
     }
     const now = this.#now();
-    const since = this.#clock?.since(contactId, epoch, now) ?? now;
+    let since: number;
+    try {
+      since = (await this.#clock?.since(contactId, epoch, now)) ?? now;
+    } catch (err) {
+      throw asKeyError(err);
+    }
     return { epoch, age: now - since };
   }
 
@@ -198,7 +202,11 @@ export class KeyPolicy {
       throw asKeyError(err);
     }
     const now = this.#now();
-    this.#clock?.began(contactId, epoch, now);
+    try {
+      await this.#clock?.began(contactId, epoch, now);
+    } catch {
+      // Rotated either way; the epoch is dated at its first hand-out instead.
+    }
     this.#hooks?.emit('key.rotated', { contactId, epoch, time: now });
     return epoch;
   }
@@ -230,7 +238,7 @@ export class KeyPolicy {
       });
       try {
         // The first hand-out dates an epoch made elsewhere (epoch 0 on creation).
-        this.#clock?.since(contactId, key.currentEpoch, this.#now());
+        await this.#clock?.since(contactId, key.currentEpoch, this.#now());
         // Committed before the key leaves; grouped with the other hand-outs of this loop turn.
         await this.#granted?.submit({
           contactId: p.contactId,
@@ -247,7 +255,7 @@ export class KeyPolicy {
     } catch (err) {
       const e = asKeyError(err);
       if (!(e.code === 'KEY_UNAVAILABLE' && e.message.startsWith('key access log'))) {
-        this.#tryRecord(
+        await this.#tryRecord(
           p,
           req.epoch ?? 0,
           e.code === 'KEY_UNAVAILABLE' || e.code === 'UNAVAILABLE' ? 'unavailable' : 'denied',
@@ -267,13 +275,13 @@ export class KeyPolicy {
     const epoch = await this.#km.currentEpoch(contactId).catch((err: unknown) => {
       throw asKeyError(err);
     });
-    return { epoch, epochs: this.epochTimes(contactId) };
+    return { epoch, epochs: await this.epochTimes(contactId) };
   }
 
   /** Known start times of a contact's epochs (empty without an epoch clock). */
-  epochTimes(contactId: string): { epoch: number; since: number }[] {
+  async epochTimes(contactId: string): Promise<{ epoch: number; since: number }[]> {
     try {
-      return this.#clock?.epochs(contactId) ?? [];
+      return (await this.#clock?.epochs(contactId)) ?? [];
     } catch (err) {
       throw asKeyError(err);
     }
@@ -283,12 +291,12 @@ export class KeyPolicy {
    * Appends one record to the access log (no-op without one).
    * @throws LatchkeyError KEY_UNAVAILABLE when the log cannot be written.
    */
-  record(
+  async record(
     p: { contactId: string; participantId: string },
     epoch: number,
     outcome: 'granted' | 'denied' | 'unavailable' | 'destroyed',
-  ): void {
-    this.#log?.append({
+  ): Promise<void> {
+    await this.#log?.append({
       contactId: p.contactId,
       participantId: p.participantId,
       epoch,
@@ -298,21 +306,21 @@ export class KeyPolicy {
   }
 
   /** Records a refusal; a log failure must not hide the refusal's own error. */
-  #tryRecord(
+  async #tryRecord(
     p: { contactId: string; participantId: string },
     epoch: number,
     outcome: 'denied' | 'unavailable' | 'destroyed',
-  ): void {
+  ): Promise<void> {
     try {
-      this.record(p, epoch, outcome);
+      await this.record(p, epoch, outcome);
     } catch {
       // The refusal stands either way.
     }
   }
 
   /** A refusal before the request body was read (membership): logged with epoch 0. */
-  refused(p: { contactId: string; participantId: string }): void {
-    this.#tryRecord(p, 0, 'denied');
+  refused(p: { contactId: string; participantId: string }): Promise<void> {
+    return this.#tryRecord(p, 0, 'denied');
   }
 
   /**
@@ -330,20 +338,21 @@ export class KeyPolicy {
       // The newest epoch known (dated by the epoch clock), before the shred forgets them.
       let epoch = 0;
       try {
-        for (const e of this.#clock?.epochs(contactId) ?? []) epoch = Math.max(epoch, e.epoch);
+        for (const e of (await this.#clock?.epochs(contactId)) ?? [])
+          epoch = Math.max(epoch, e.epoch);
       } catch {
         // Unknown: 0.
       }
       await this.#km.destroy(contactId).catch((err: unknown) => {
         throw asKeyError(err);
       });
-      this.#clock?.forget(contactId);
+      await this.#clock?.forget(contactId);
       const now = this.#now();
       // Destroyed either way; a log that cannot be written does not undo it.
-      if (first) this.#tryRecord({ contactId, participantId: by }, epoch, 'destroyed');
+      if (first) await this.#tryRecord({ contactId, participantId: by }, epoch, 'destroyed');
       if (first) this.#hooks?.emit('contact.shredded', { contactId, time: now });
       try {
-        this.#access?.setExpiry(contactId, now, now);
+        await this.#access?.setExpiry(contactId, now, now);
       } catch (err) {
         // Already expired, or never seen: refused either way.
         if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND'))
@@ -356,7 +365,7 @@ export class KeyPolicy {
   async #wasLive(contactId: string): Promise<boolean> {
     const now = this.#now();
     try {
-      const info = this.#access?.contact(contactId, now);
+      const info = await this.#access?.contact(contactId, now);
       if (info && info.state !== 'expired' && info.expiresAt > now) return true;
     } catch {
       // Membership table unavailable: the key manager decides.

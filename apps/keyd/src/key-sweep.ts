@@ -4,7 +4,7 @@
  * kicks and transfers are completed at start-up and retried every few seconds while the key
  * manager is down, so an admin action is never left half-applied.
  */
-import type { SqliteAccessStore } from '@latchkey/keys';
+import type { AccessTable } from '@latchkey/keys';
 import type { LatchkeyError } from '@latchkey/protocol';
 import { asKeyError, type KeyPolicy } from './key-policy.ts';
 
@@ -20,7 +20,7 @@ export const OWED_ROTATION_RETRY_MS = 5_000;
  * (the contacts whose rotation it completed).
  */
 export function startKeySweep(opts: {
-  access: SqliteAccessStore;
+  access: AccessTable;
   policy: KeyPolicy;
   everyMs: number;
   retryEveryMs?: number;
@@ -32,7 +32,7 @@ export function startKeySweep(opts: {
       const done: string[] = [];
       let owed;
       try {
-        owed = opts.access.owedRotations();
+        owed = await opts.access.owedRotations();
       } catch {
         return done; // Access table unavailable: next round.
       }
@@ -60,7 +60,7 @@ export function startKeySweep(opts: {
 }
 
 function startExpirySweep(opts: {
-  access: SqliteAccessStore;
+  access: AccessTable;
   policy: KeyPolicy;
   everyMs: number;
   onError?: (contactId: string, err: LatchkeyError) => void;
@@ -71,7 +71,7 @@ function startExpirySweep(opts: {
     (running ??= (async () => {
       const done: string[] = [];
       try {
-        for (const id of opts.access.expireDue(Date.now())) retry.add(id);
+        for (const id of await opts.access.expireDue(Date.now())) retry.add(id);
       } catch {
         // Membership table unavailable: try again next round.
       }

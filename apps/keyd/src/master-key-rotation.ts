@@ -88,6 +88,8 @@ export function registerRewrapRoute(
     internal: boolean;
     master: { key: Uint8Array };
     signingKeyPath: string;
+    /** Re-wraps the secrets kept elsewhere (the PostgreSQL state's) under the new master key. */
+    rewrapShared?: (old: Uint8Array, next: Uint8Array) => Promise<void>;
     keys: readonly AdminKey[];
     ipAllowlist?: readonly string[];
   },
@@ -130,6 +132,7 @@ export function registerRewrapRoute(
       try {
         const result = await km.rewrap(createInternalWrapper(next));
         await rewrapServiceSigningKey(opts.signingKeyPath, opts.master.key, next);
+        await opts.rewrapShared?.(opts.master.key, next);
         opts.master.key.fill(0);
         opts.master.key = next;
         return result;
@@ -204,6 +207,8 @@ export function internalGenerations(opts: {
   /** The master key's file, when it comes from one. */
   masterFile: string | undefined;
   signingKeyPath: string;
+  /** Re-wraps the secrets kept elsewhere (the PostgreSQL state's) under the new master key. */
+  rewrapShared?: (old: Uint8Array, next: Uint8Array) => Promise<void>;
   supplied?: Uint8Array;
 }): KekGenerations {
   let pending: Uint8Array | undefined;
@@ -231,6 +236,7 @@ export function internalGenerations(opts: {
       if (pending !== undefined) {
         // The store is under `pending` now (a retiring generation exists only after the rewrap).
         await rewrapServiceSigningKey(opts.signingKeyPath, opts.master.key, pending);
+        await opts.rewrapShared?.(opts.master.key, pending);
         opts.master.key.fill(0);
         opts.master.key = pending;
         pending = undefined;

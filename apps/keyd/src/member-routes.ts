@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { fromBase64Url, toBase64Url } from '@latchkey/crypto/codec';
 import { isValidSigningPublicKey } from '@latchkey/crypto/sign';
-import type { SqliteAccessStore } from '@latchkey/keys';
+import type { AccessTable } from '@latchkey/keys';
 import {
   AUDIENCE_KEYS,
   ContactKeyRequest,
@@ -28,7 +28,7 @@ import type { KeyPolicy } from './key-policy.ts';
 /** What the member routes need from the server. */
 export interface MemberRoutesContext {
   verifier: TokenVerifier;
-  access: SqliteAccessStore;
+  access: AccessTable;
   policy: KeyPolicy;
   /** The member admitted for each request (also read by the rate limits). */
   principals: WeakMap<FastifyRequest, Principal>;
@@ -72,21 +72,25 @@ export function registerMemberRoutes(
     try {
       await admissions.submit(principal);
     } catch (err) {
-      if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') policy.refused(principal);
+      if (LatchkeyError.is(err) && err.code !== 'KEY_UNAVAILABLE') await policy.refused(principal);
       throw err;
     }
     principals.set(req, principal);
   };
 
   /** The signed epoch statement of a contact at its current `epoch`. */
-  const statementOf = (contactId: string, epoch: number): EpochStatement => {
+  const statementOf = async (contactId: string, epoch: number): Promise<EpochStatement> => {
     const now = Date.now();
+    const [contact, epochs] = await Promise.all([
+      access.contact(contactId, now),
+      policy.epochTimes(contactId),
+    ]);
     return issueStatement({
       serviceSecretKey: signingKey,
       contactId,
       epoch,
-      contact: access.contact(contactId, now),
-      epochs: policy.epochTimes(contactId),
+      contact,
+      epochs,
       now,
     });
   };
@@ -96,7 +100,9 @@ export function registerMemberRoutes(
     if (principal === undefined)
       throw new LatchkeyError('AUTH_REQUIRED', 'a bearer token is required');
     const { epoch } = await policy.epochFacts(principal.contactId);
-    const body: EpochStatementResponse = { statement: statementOf(principal.contactId, epoch) };
+    const body: EpochStatementResponse = {
+      statement: await statementOf(principal.contactId, epoch),
+    };
     return body;
   });
 
@@ -130,12 +136,13 @@ export function registerMemberRoutes(
     // The contact is the token's, never the body's. Rotation due, access log: key-policy.ts.
     const { key: ck, rotated } = await policy.handOut(principal, parsed.data);
     try {
+      const statement = await statementOf(ck.contactId, ck.currentEpoch);
       const body: ContactKeyResponse = {
         contactId: ck.contactId,
         epoch: ck.epoch,
         currentEpoch: ck.currentEpoch,
         ...(rotated ? { rotated } : {}),
-        statement: statementOf(ck.contactId, ck.currentEpoch),
+        statement,
         ...(policy.rotateAfterMessages === undefined
           ? {}
           : { rotateAfterMessages: policy.rotateAfterMessages }),

@@ -9,11 +9,22 @@
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`). When the master key
  * is the one in `<dataDir>/master.key`, completing a shred replaces that file (shred-completion.ts).
  */
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
-import { EpochClock, KeyAccessLog, SqliteAccessStore, loadOrCreateSecret } from '@latchkey/keys';
+import {
+  EpochClock,
+  KeyAccessLog,
+  SqliteAccessStore,
+  loadOrCreateSecret,
+  type AccessLogStore,
+  type AccessTable,
+  type ContactLocks,
+  type EpochTimes,
+  type Leadership,
+} from '@latchkey/keys';
 import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
 import {
   checkKeyManagerAtStart,
@@ -73,7 +84,10 @@ export interface OpenKeyServiceOptions {
   /**
    * `postgres://...`: keep the wrapped content keys in this PostgreSQL database (of its own,
    * never the relay's messages database) instead of `keys/keys.db`, shared by every key service
-   * pointed at it. Any wrap-model key manager; absent: the SQLite file.
+   * pointed at it, and with them the service's own state (membership, owed rotations, the key
+   * access log and its stream cursors, epoch dates, the signing key and the log key; issue 17),
+   * so that any number of key services run active-active behind a balancer. Any wrap-model key
+   * manager; absent: the SQLite files.
    */
   keyStoreUrl?: string;
   /**
@@ -194,27 +208,18 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     master.key.fill(0);
     throw err;
   }
-  let signingKey: Uint8Array | undefined;
-  let access: SqliteAccessStore | undefined;
-  let accessLog: KeyAccessLog | undefined;
-  let clock: EpochClock | undefined;
+  let state: ServiceState | undefined;
   let webhooks: WebhookService | undefined;
   let stopCompleter: (() => void) | undefined;
   const streams = new Map<string, AccessLogTailer>();
   try {
     // Refused signature or client: stop here, naming the cause; down: a warning only.
     await checkKeyManagerAtStart(keyManager, choice, kmLog);
-    // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
-    access = new SqliteAccessStore({
-      path: paths.access,
-      ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
-      ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
-    });
-    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, master.key)).secretKey;
-    const logKey = loadOrCreateSecret(paths.accessLogKey, 32).secret;
-    accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
-    logKey.fill(0);
-    clock = new EpochClock({ path: paths.access });
+    state =
+      opts.keyStoreUrl === undefined
+        ? await openSqliteState(paths, master.key, opts)
+        : await openSharedState(opts.keyStoreUrl, paths, master.key, opts);
+    const { access, accessLog, clock, signingKey } = state;
     // The outbox sits next to the key files (created above, 0700).
     const hookLog = opts.webhooks?.log;
     webhooks =
@@ -229,6 +234,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
       accessLog,
       clock,
       access,
+      ...(state.locks === undefined ? {} : { locks: state.locks }),
       ...(webhooks === undefined ? {} : { webhooks }),
       ...(opts.rotateAfterMs === undefined ? {} : { rotateAfterMs: opts.rotateAfterMs }),
       ...(opts.rotateAfterMessages === undefined
@@ -251,6 +257,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
           sink,
           batch,
           report: streamLog,
+          ...(state?.leadership === undefined ? {} : { leadership: state.leadership }),
           ...(opts.accessStreams?.pollMs === undefined
             ? {}
             : { pollMs: opts.accessStreams.pollMs }),
@@ -283,6 +290,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
               master,
               masterFile,
               signingKeyPath: paths.signingKey,
+              ...(state?.rewrap === undefined ? {} : { rewrapShared: state.rewrap }),
               ...(supplied === undefined ? {} : { supplied }),
             })
           : kekGenerationsOf(choice),
@@ -317,6 +325,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
           internal: choice.kind === 'internal',
           master,
           signingKeyPath: paths.signingKey,
+          ...(state?.rewrap === undefined ? {} : { rewrapShared: state.rewrap }),
           keys: adminKeys,
           ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
         });
@@ -335,14 +344,11 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
         }
       },
     });
-    const key = signingKey;
-    const accessStore = access;
-    const log = accessLog;
-    const epochs = clock;
+    const opened = state;
     const hooks = webhooks;
     // Key retention: contacts past expiry have their keys destroyed (crypto-shredding).
     const sweeper = startKeySweep({
-      access: accessStore,
+      access,
       policy,
       everyMs: opts.keySweepMs ?? 60_000,
     });
@@ -361,10 +367,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
             for (const t of streams.values()) await t.close();
             await hooks?.close();
             await keyManager.close();
-            accessStore.close();
-            log.close();
-            epochs.close();
-            key.fill(0);
+            await opened.close();
             master.key.fill(0);
           }
         })()),
@@ -372,13 +375,110 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
   } catch (err) {
     stopCompleter?.();
     for (const t of streams.values()) await t.close();
-    signingKey?.fill(0);
     master.key.fill(0);
-    access?.close();
-    accessLog?.close();
-    clock?.close();
+    await state?.close();
     await webhooks?.close();
     await keyManager.close();
     throw err;
   }
+}
+
+/** The key service's own state, on either backend (@latchkey/keys service-state.ts). */
+interface ServiceState {
+  access: AccessTable;
+  accessLog: AccessLogStore;
+  clock: EpochTimes;
+  signingKey: Uint8Array;
+  /** Across key services (PostgreSQL); absent: in this process. */
+  locks?: ContactLocks;
+  leadership?: Leadership;
+  /** Master-key rotation of secrets kept outside the data directory. */
+  rewrap?: (old: Uint8Array, next: Uint8Array) => Promise<void>;
+  /** Closes every part and zeroes the signing key. */
+  close(): Promise<void>;
+}
+
+type StateOptions = Pick<OpenKeyServiceOptions, 'maxParticipants' | 'contactTtlMs'>;
+
+/** One machine: SQLite files under `<dataDir>/keys` (paths.ts). */
+async function openSqliteState(
+  paths: ReturnType<typeof keyServicePaths>,
+  masterKey: Uint8Array,
+  opts: StateOptions,
+): Promise<ServiceState> {
+  let access: SqliteAccessStore | undefined;
+  let accessLog: KeyAccessLog | undefined;
+  let signingKey: Uint8Array | undefined;
+  try {
+    // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
+    access = new SqliteAccessStore({
+      path: paths.access,
+      ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
+      ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
+    });
+    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, masterKey)).secretKey;
+    const logKey = loadOrCreateSecret(paths.accessLogKey, 32).secret;
+    accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
+    logKey.fill(0);
+    const clock = new EpochClock({ path: paths.access });
+    const [a, l, k] = [access, accessLog, signingKey];
+    return {
+      access: a,
+      accessLog: l,
+      clock,
+      signingKey: k,
+      close: async () => {
+        a.close();
+        l.close();
+        clock.close();
+        k.fill(0);
+      },
+    };
+  } catch (err) {
+    access?.close();
+    accessLog?.close();
+    signingKey?.fill(0);
+    throw err;
+  }
+}
+
+/**
+ * A cluster: the state in the key database on PostgreSQL, shared by every key service given the
+ * same `--keys-store` and master key. A data directory that holds an earlier single-service
+ * membership table is imported once, into an empty shared table, so that nobody kicked there is
+ * admitted again.
+ */
+async function openSharedState(
+  url: string,
+  paths: ReturnType<typeof keyServicePaths>,
+  masterKey: Uint8Array,
+  opts: StateOptions,
+): Promise<ServiceState> {
+  const { openPgServiceState, importSqliteMembership } = await import('@latchkey/keys/postgres');
+  const s = await openPgServiceState({
+    url,
+    masterKey,
+    ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
+    ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
+  });
+  try {
+    if (existsSync(paths.access)) await importSqliteMembership(s, paths.access);
+  } catch (err) {
+    s.signingKey.secretKey.fill(0);
+    await s.close();
+    throw err;
+  }
+  return {
+    access: s.access,
+    accessLog: s.accessLog,
+    clock: s.clock,
+    signingKey: s.signingKey.secretKey,
+    locks: s.locks,
+    leadership: s.leadership,
+    rewrap: s.rewrap,
+    close: async () => {
+      s.signingKey.secretKey.fill(0);
+      await s.close();
+    },
+  };
 }

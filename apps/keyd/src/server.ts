@@ -16,7 +16,7 @@ import Fastify, {
 } from 'fastify';
 import { toBase64Url } from '@latchkey/crypto/codec';
 import { signingPublicKey } from '@latchkey/crypto/sign';
-import { SqliteAccessStore, type KeyManager } from '@latchkey/keys';
+import { SqliteAccessStore, type AccessTable, type KeyManager } from '@latchkey/keys';
 import {
   ERROR_CODES,
   KEYS_PATHS,
@@ -55,9 +55,10 @@ export interface KeyServiceOptions {
   tokenPublicKey?: TokenVerifierOptions['ed25519PublicKey'];
   /**
    * Membership and deny table: who may receive a contact's keys. Default: an in-memory table
-   * (openKeyService passes `keys/access.db`); the caller keeps ownership of one it passes.
+   * (openKeyService passes `keys/access.db` or the PostgreSQL table); the caller keeps ownership
+   * of one it passes.
    */
-  access?: SqliteAccessStore;
+  access?: AccessTable;
   /**
    * API keys of the admin API (`/admin/v1`). Default: the key derived from `apiSecret`; with
    * neither, there is no admin API.
@@ -271,7 +272,7 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
     servicePublicKey,
     close: async () => {
       await app.close();
-      if (opts.access === undefined) access.close();
+      if (opts.access === undefined) await access.close();
     },
   };
 }

@@ -1,23 +1,30 @@
 /**
  * The key service with its wrapped keys on PostgreSQL (`keyStoreUrl`): two key services over
  * one key database hand out one key per contact, however the requests are spread; malformed
- * key store settings are refused before anything is opened.
+ * key store settings are refused before anything is opened. With the key database on
+ * PostgreSQL the service's own state is shared too (issue 17): one service key, one access-log
+ * chain, membership decided once, and one rotation when two key services get the same kick.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { mintToken } from '@latchkey/tokens';
+import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
+import { openPgServiceState } from '@latchkey/keys/postgres';
 import { testPostgres } from '../../../packages/keys/test/_postgres.ts';
 import { openChosenKeyManager, openKeyService } from '../src/index.ts';
 
 const secret = new Uint8Array(32).fill(3);
 const masterKey = new Uint8Array(32).fill(4);
 
-async function fetchKey(url: string, contactId: string): Promise<string> {
+async function askKey(
+  url: string,
+  contactId: string,
+  participantId = 'p1',
+): Promise<{ status: number; body: { key?: string; epoch?: number; error?: { code: string } } }> {
   const token = await mintToken(secret, {
     contactId,
-    participantId: 'p1',
+    participantId,
     role: 'visitor',
     ttlSeconds: 60,
   });
@@ -25,8 +32,26 @@ async function fetchKey(url: string, contactId: string): Promise<string> {
     method: 'POST',
     headers: { authorization: `Bearer ${token}` },
   });
+  return { status: res.status, body: (await res.json()) as never };
+}
+
+async function fetchKey(url: string, contactId: string): Promise<string> {
+  const r = await askKey(url, contactId);
+  expect(r.status).toBe(200);
+  return r.body.key!;
+}
+
+async function admin(url: string, path: string, body: object): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/admin/v1${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: adminAuthorization(deriveAdminKey(secret)),
+      'content-type': 'application/json',
+    },
+    body: JSON.stringify(body),
+  });
   expect(res.status).toBe(200);
-  return ((await res.json()) as { key: string }).key;
+  return (await res.json()) as Record<string, unknown>;
 }
 
 describe('key store URL settings', () => {
@@ -76,6 +101,59 @@ if (server) {
         expect(new Set(got.map((g) => g.key)).size).toBe(ids.length);
       } finally {
         for (const s of services) await s.close();
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      }
+    });
+
+    it('two key services share the service key, the membership, the access log and one rotation per kick', async () => {
+      const keyStoreUrl = await server.newDatabase();
+      const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'latchkey-keyd-pg-')));
+      const [a, b] = await Promise.all(
+        dirs.map((dataDir) =>
+          openKeyService({
+            dataDir,
+            host: '127.0.0.1',
+            port: 0,
+            apiSecret: secret,
+            masterKey,
+            keyStoreUrl,
+            allowPlainKeyDelivery: true,
+          }),
+        ),
+      );
+      try {
+        // One certificate authority: clients pin one key whichever service answers.
+        expect(a!.servicePublicKey).toBe(b!.servicePublicKey);
+        for (let round = 0; round < 5; round++) {
+          const id = `kick${round}`;
+          expect((await askKey(a!.url, id, 'v1')).status).toBe(200);
+          expect((await askKey(b!.url, id, 'v2')).status).toBe(200);
+          // The same kick reaches both key services at the same moment (a retrying admin tool
+          // behind a balancer): the key is rotated once.
+          const answers = await Promise.all(
+            [a!, b!].map((s) => admin(s.url, `/contacts/${id}/kick`, { participantId: 'v1' })),
+          );
+          expect(answers.map((x) => x.rotatedEpoch)).toEqual([1, 1]);
+          // Removed at one, refused at the other.
+          const refused = await askKey(b!.url, id, 'v1');
+          expect(refused.status).toBe(403);
+          const after = await askKey(a!.url, id, 'v2');
+          expect(after.body.epoch).toBe(1);
+        }
+        // Both wrote one chain: it verifies with no gap, and holds both services' records.
+        const state = await openPgServiceState({ url: keyStoreUrl, masterKey });
+        try {
+          const verdict = await state.accessLog.verify();
+          expect(verdict.ok).toBe(true);
+          const records = await state.accessLog.list({ limit: 1000 });
+          expect(records.filter((r) => r.outcome === 'granted')).toHaveLength(15);
+          expect(records.filter((r) => r.outcome === 'denied')).toHaveLength(5);
+        } finally {
+          await state.close();
+        }
+      } finally {
+        await a!.close();
+        await b!.close();
         for (const d of dirs) rmSync(d, { recursive: true, force: true });
       }
     });

@@ -147,6 +147,7 @@ export {
 } from './access-store.ts';
 export { EpochClock } from './epoch-clock.ts';
 export { AccessFlows, type OwedRotation } from './access-flows.ts';
+export type { Awaitable } from '@latchkey/storage';
 export {
   LocalContactLocks,
   type AccessLogStore,

@@ -14,3 +14,4 @@ export {
   type PgServiceState,
   type PgServiceStateOptions,
 } from './stores/pg-service-state.ts';
+export { importSqliteMembership } from './stores/pg-service-import.ts';

@@ -37,6 +37,8 @@ export interface PgServiceStateOptions {
 }
 
 export interface PgServiceState {
+  /** The query pool (the import of an earlier SQLite membership uses it). */
+  pool: PgPool;
   access: PgAccessStore;
   accessLog: PgKeyAccessLog;
   clock: PgEpochClock;
@@ -44,6 +46,12 @@ export interface PgServiceState {
   leadership: Leadership;
   /** The cluster's service signing key (Ed25519 seed) and its public key. */
   signingKey: { secretKey: Uint8Array; publicKey: Uint8Array; created: boolean };
+  /**
+   * Master-key rotation of the shared secrets: each is re-wrapped under `next` (one already
+   * under `next` is left alone, so a rotation that stopped half-way finishes).
+   * @throws LatchkeyError KEY_UNAVAILABLE when a secret unwraps under neither key.
+   */
+  rewrap(old: Uint8Array, next: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -92,6 +100,46 @@ async function sharedSecret(
     }
   } finally {
     kek.fill(0);
+  }
+}
+
+async function rewrapSecrets(pool: PgPool, old: Uint8Array, next: Uint8Array): Promise<void> {
+  for (const { purpose, ctx } of Object.values(SECRETS)) {
+    const r = await pool.query<{ value: Uint8Array }>(
+      'SELECT value FROM keyd_secrets WHERE name = $1',
+      [purpose],
+    );
+    const stored = r.rows[0]?.value;
+    if (stored === undefined) continue;
+    const oldKek = deriveKek(old, purpose);
+    const newKek = deriveKek(next, purpose);
+    try {
+      try {
+        (await unwrapContentKey(newKek, new Uint8Array(stored), ctx)).fill(0);
+        continue;
+      } catch {
+        // Not re-wrapped yet.
+      }
+      let secret: Uint8Array;
+      try {
+        secret = await unwrapContentKey(oldKek, new Uint8Array(stored), ctx);
+      } catch (err) {
+        throw new LatchkeyError(
+          'KEY_UNAVAILABLE',
+          `the key database's ${purpose} key does not match the master key`,
+          { cause: err },
+        );
+      }
+      const wrapped = await wrapContentKey(newKek, secret, ctx);
+      secret.fill(0);
+      await pool.query('UPDATE keyd_secrets SET value = $2 WHERE name = $1', [
+        purpose,
+        Buffer.from(wrapped),
+      ]);
+    } finally {
+      oldKek.fill(0);
+      newKek.fill(0);
+    }
   }
 }
 
@@ -253,12 +301,14 @@ export async function openPgServiceState(opts: PgServiceStateOptions): Promise<P
     const leadership = new PgLeadership(lockPool);
     const secretKey = signing.secret;
     return {
+      pool,
       access,
       accessLog,
       clock: new PgEpochClock(pool),
       locks: new PgContactLocks(lockPool),
       leadership,
       signingKey: { secretKey, publicKey: signingPublicKey(secretKey), created: signing.created },
+      rewrap: (old, next) => rewrapSecrets(pool, old, next),
       close: async () => {
         accessLog.close();
         await leadership.close();
