@@ -40,18 +40,14 @@ async function run(argv: string[]): Promise<number> {
           data: str,
           port: str,
           host: str,
-          'tls-cert': str,
-          'tls-key': str,
-          insecure: { type: 'boolean' },
           'allowed-origins': str,
-          'admin-allowlist': str,
           durability: str,
           'relay-allowlist': str,
-          'webhook-allowlist': str,
+          // --tls-*, --insecure, --admin-allowlist, --webhook-allowlist, --keys-store and the
+          // key manager's: the key service's settings, which keyd takes too.
           ...KEY_START_OPTIONS,
           store: str,
           fanout: str,
-          'keys-store': str,
         }).values,
         out,
       );
@@ -162,7 +158,13 @@ async function run(argv: string[]): Promise<number> {
         );
       if (sub === 'rewrap')
         return keysRewrap(
-          parseSub({ data: str, keys: str, relay: str, offline: { type: 'boolean' } }).values,
+          parseSub({
+            data: str,
+            keys: str,
+            relay: str,
+            offline: { type: 'boolean' },
+            'keys-store': str,
+          }).values,
           out,
         );
       throw new UsageError('keys takes audit or rewrap');

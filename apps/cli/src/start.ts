@@ -1,13 +1,13 @@
 /**
  * `latchkey start`: relay, key service and web app in this process until SIGTERM/SIGINT. Reads
- * the transport, origin, allowlist and backend flags here and the key-service flags through
- * key-settings.ts; output lines are part of the contract documented in README.
+ * the relay's flags (port, origins, relay allowlist, backends) here and the key service's through
+ * key-settings.ts, the settings of @latchkey/keyd that the stand-alone `keyd` reads too (key
+ * manager, key store, TLS, admin and webhook allowlists, ...; TLS and the two allowlists apply to
+ * all three servers). Output lines are part of the contract documented in README.
  */
 import { mkdir } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { openKeyService } from '@latchkey/keyd';
-import { resolveMasterKey } from '@latchkey/keys';
+import { ConfigError, keyServiceSecrets, openKeyService } from '@latchkey/keyd';
 import { assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
 import {
   checkOpenFiles,
@@ -16,7 +16,7 @@ import {
   startRelay,
 } from '@latchkey/relay-app';
 import { parseIpAllowlist } from '@latchkey/tokens';
-import { DEFAULT_PORT, apiSecret, dataDir, writeEndpoints } from './config.ts';
+import { DEFAULT_PORT, dataDir, writeEndpoints } from './config.ts';
 import { keyServiceSettings, type KeyStartFlags } from './key-settings.ts';
 import { EXIT, UsageError } from './usage.ts';
 
@@ -26,21 +26,13 @@ export interface StartFlags extends KeyStartFlags {
   data?: string | undefined;
   port?: string | undefined;
   host?: string | undefined;
-  'tls-cert'?: string | undefined;
-  'tls-key'?: string | undefined;
-  insecure?: boolean | undefined;
   'allowed-origins'?: string | undefined;
-  'admin-allowlist'?: string | undefined;
   durability?: string | undefined;
   'relay-allowlist'?: string | undefined;
-  /** IPs/CIDR ranges webhook endpoints may reach although private or loopback (docs/webhooks.md). */
-  'webhook-allowlist'?: string | undefined;
   /** postgres://... message store for the relay (default SQLite under --data). */
   store?: string | undefined;
   /** redis://... fan-out between relays (default in-process). */
   fanout?: string | undefined;
-  /** postgres://... wrapped content keys, in a database of their own (default keys/keys.db). */
-  'keys-store'?: string | undefined;
 }
 
 /** A comma-separated flag as a list; undefined when absent. */
@@ -114,14 +106,10 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   const dir = dataDir(flags.data);
   const port = parsePort(flags.port);
   const host = flags.host ?? '127.0.0.1';
-  if ((flags['tls-cert'] === undefined) !== (flags['tls-key'] === undefined)) {
-    throw new UsageError('--tls-cert and --tls-key go together');
-  }
-  const tls =
-    flags['tls-cert'] && flags['tls-key']
-      ? { certFile: flags['tls-cert'], keyFile: flags['tls-key'] }
-      : undefined;
-  const transport = { ...(tls ? { tls } : {}), insecure: flags.insecure === true };
+  // TLS, admin and webhook allowlists, key store, key manager...: the key service's settings.
+  const settings = keyServiceSettings(flags);
+  const { tls } = settings;
+  const transport = { ...(tls ? { tls } : {}), insecure: settings.insecure };
   // Fail before touching anything when a plain listener would face the network.
   try {
     assertSecureListener('latchkey', host, {
@@ -134,11 +122,11 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   const webPort = port === 0 ? await freePort(host) : port + 2;
   const allowedOrigins =
     list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
-  const adminAllowlist = list(flags['admin-allowlist']);
+  const adminAllowlist = settings.adminIpAllowlist;
   const relayAllowlist = list(flags['relay-allowlist']);
-  const webhookAllowlist = list(flags['webhook-allowlist']);
+  const webhookAllowlist = settings.webhooks.allowlist;
   try {
-    for (const l of [adminAllowlist, relayAllowlist, webhookAllowlist]) if (l) parseIpAllowlist(l);
+    if (relayAllowlist) parseIpAllowlist(relayAllowlist);
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
@@ -152,10 +140,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
       : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
     durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
   };
-  const keyStoreUrl =
-    flags['keys-store'] === undefined
-      ? undefined
-      : backendFlag(flags['keys-store'], '--keys-store', ['postgres:', 'postgresql:']);
+  const { keyStoreUrl } = settings;
   if (
     keyStoreUrl !== undefined &&
     backends.storeUrl !== undefined &&
@@ -170,27 +155,34 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     'latchkey',
   );
   if (nofile !== null) process.stderr.write(`${nofile}\n`);
-  const secret = await apiSecret(dir);
-  const master = await resolveMasterKey({ env: process.env, file: join(dir, 'master.key') });
+  let secrets;
+  try {
+    secrets = keyServiceSecrets({ dataDir: dir, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  const { apiSecret: secret, master } = secrets;
   out(
     master.source === 'env'
       ? 'master-key: from LATCHKEY_MASTER_KEY'
       : `master-key: ${master.path ?? ''}${master.created ? ' (generated, mode 0600)' : ''}`,
   );
-  const keys = await openKeyService({
-    dataDir: dir,
-    host,
-    port: port === 0 ? 0 : port + 1,
-    apiSecret: secret,
-    masterKey: master.key,
-    ...keyServiceSettings(flags),
-    ...(keyStoreUrl === undefined ? {} : { keyStoreUrl }),
-    allowedOrigins,
-    ...admin,
-    ...transport,
-    // Its own webhook outbox (keys/webhooks.db): key.rotated, contact.shredded.
-    webhooks: webhookAllowlist ? { allowlist: webhookAllowlist } : {},
-  });
+  let keys;
+  try {
+    keys = await openKeyService({
+      ...settings,
+      dataDir: dir,
+      host,
+      port: port === 0 ? 0 : port + 1,
+      apiSecret: secret,
+      masterKey: master.key,
+      // Its own webhook outbox (keys/webhooks.db, settings.webhooks): key.rotated, ...
+      allowedOrigins,
+    });
+  } finally {
+    master.key.fill(0);
+  }
   let relay: Awaited<ReturnType<typeof startRelay>>;
   try {
     relay = await startRelay({

@@ -11,7 +11,7 @@ commands:
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
          [--webhook-allowlist CIDR,...]
          [--store postgres://...] [--fanout redis://...] [--durability normal|full]
-         [--keys-store postgres://...]
+         [--keys-store postgres://...] [--key-cache-ttl SECONDS]
          [--key-manager internal|http|pkcs11|kmip] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
          --pkcs11-key-label L --pkcs11-pin-file FILE] [--kmip-host H --kmip-port N --kmip-ca FILE
@@ -20,6 +20,15 @@ commands:
          [--syslog-url tls://HOST:PORT --syslog-ca FILE [--syslog-servername NAME]]
          run relay and key service on the embedded SQLite default; prints
          "relay: ws://...", "keys: http://..." then "ready"; SIGTERM stops it
+         the stand-alone key service (apps/keyd, keyd --help) takes the same key-service flags
+         and variables; for a cluster of relays and key services see docs/operations.md
+           --keys-store URL        LATCHKEY_KEYS_STORE       default <data>/keys/keys.db
+           --key-cache-ttl 0       LATCHKEY_KEY_CACHE_TTL    default 0 (off): seconds a key already
+                                   unwrapped is still served while the key manager is unreachable
+           --admin-allowlist L     LATCHKEY_ADMIN_ALLOWLIST  default loopback only
+           --webhook-allowlist L   LATCHKEY_WEBHOOK_ALLOWLIST  default none
+           --tls-cert/--tls-key F  LATCHKEY_TLS_CERT/_KEY    default plain (loopback only);
+           --insecure              LATCHKEY_INSECURE=1       plain off loopback (TLS in front)
          --key-manager http (flag, environment, default):
            --kms-url URL           LATCHKEY_KMS_URL          required, http(s)://...
            --kms-model wrap|store  LATCHKEY_KMS_MODEL        default wrap
@@ -68,8 +77,9 @@ commands:
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys audit  --verify-stream FILE [--log-key FILE] [--after SEQ:HASH|first] [--head SEQ:HASH]
          verify the access records a SIEM received (syslog lines, webhook bodies; docs/siem.md)
-  keys rewrap [--data DIR] [--keys URL] [--offline]
+  keys rewrap [--data DIR] [--keys URL] [--offline] [--keys-store postgres://...]
          re-wrap every content key under a new master key (LATCHKEY_NEW_MASTER_KEY or generated);
+         offline with the keys on PostgreSQL: --keys-store (or LATCHKEY_KEYS_STORE) names them;
          with --key-manager http: in place at the key manager under its KEK's newest version
   kms check [--kms-url URL] [--kms-model wrap|store] [--kms-key-id ID] [--kms-client-id ID]
          [--kms-secret-file FILE]

@@ -1,6 +1,7 @@
 /** `latchkey start`'s key manager settings from flags and environment (src/key-settings.ts). */
 import { describe, expect, it } from 'vitest';
-import { keyServiceSettings } from '../src/key-settings.ts';
+import { KEY_SERVICE_OPTIONS } from '@latchkey/keyd';
+import { KEY_START_OPTIONS, keyServiceSettings } from '../src/key-settings.ts';
 import { UsageError } from '../src/usage.ts';
 
 const SECRET = { LATCHKEY_KMS_SECRET: 'ab'.repeat(32) };
@@ -30,5 +31,19 @@ describe('the shared secret', () => {
     const hex = keyServiceSettings(http, { LATCHKEY_KMS_SECRET: `hex:${'ab'.repeat(32)}` });
     const plain = keyServiceSettings(http, SECRET);
     expect(hex.keyManager).toEqual(plain.keyManager);
+  });
+});
+
+describe('the settings keyd reads too', () => {
+  it('are read by @latchkey/keyd, with its errors as usage errors (exit 2)', () => {
+    expect(keyServiceSettings({ 'key-cache-ttl': '15' }, {}).keyCacheTtlMs).toBe(15_000);
+    expect(() => keyServiceSettings({ 'key-cache-ttl': 'x' }, {})).toThrow(UsageError);
+    expect(() => keyServiceSettings({ 'keys-store': 'redis://x' }, {})).toThrow(
+      '--keys-store must be a postgres://... URL',
+    );
+    expect(() => keyServiceSettings({ 'tls-cert': 'c.pem' }, {})).toThrow(
+      '--tls-cert and --tls-key go together',
+    );
+    expect(Object.keys(KEY_START_OPTIONS)).toEqual(Object.keys(KEY_SERVICE_OPTIONS));
   });
 });
