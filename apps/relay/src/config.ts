@@ -6,6 +6,9 @@
  *   --store URL  | LATCHKEY_RELAY_STORE  (postgres://...; default the SQLite file under --data)
  *   --fanout URL | LATCHKEY_RELAY_FANOUT (redis://...; default in-process, one relay only)
  *   --durability normal|full | LATCHKEY_DURABILITY (SQLite; default normal, docs/guarantees.md)
+ *   --webhook-key-file PATH  | LATCHKEY_WEBHOOK_KEY_FILE (the webhook outbox key, default
+ *                              <data>/relay/webhooks.db.key; one file shared by every relay on a
+ *                              PostgreSQL store, docs/webhooks.md "Several processes")
  *   --quota-contact-messages N     | LATCHKEY_RELAY_QUOTA_CONTACT_MESSAGES     (default 10000)
  *   --quota-contact-bytes N        | LATCHKEY_RELAY_QUOTA_CONTACT_BYTES        (default 64 MiB)
  *   --quota-participant-messages N | LATCHKEY_RELAY_QUOTA_PARTICIPANT_MESSAGES (default 2500)
@@ -38,6 +41,8 @@ export interface RelayConfig {
   durability: 'normal' | 'full';
   /** Redis URL of the fan-out (undefined: in-process). Never logged. */
   fanout: string | undefined;
+  /** The webhook outbox key file (undefined: `<dataDir>/relay/webhooks.db.key`). */
+  webhookKeyFile: string | undefined;
   /** Storage quotas set by flag or environment (the rest: the relay's defaults). */
   quota: Partial<Record<QuotaName, number>>;
   apiSecret: Uint8Array;
@@ -158,6 +163,7 @@ export function parseConfig(
     store?: string | undefined;
     fanout?: string | undefined;
     durability?: string | undefined;
+    'webhook-key-file'?: string | undefined;
   } & Partial<Record<(typeof QUOTAS)[QuotaName][0], string>>;
   try {
     ({ values } = parseArgs({
@@ -169,6 +175,7 @@ export function parseConfig(
         store: { type: 'string' },
         fanout: { type: 'string' },
         durability: { type: 'string' },
+        'webhook-key-file': { type: 'string' },
         'quota-contact-messages': { type: 'string' },
         'quota-contact-bytes': { type: 'string' },
         'quota-participant-messages': { type: 'string' },
@@ -208,9 +215,19 @@ export function parseConfig(
         ? backendUrl(values.fanout, '--fanout', ['redis:', 'rediss:'])
         : backendUrl(env.LATCHKEY_RELAY_FANOUT, 'LATCHKEY_RELAY_FANOUT', ['redis:', 'rediss:']),
     durability: durability(values.durability ?? env.LATCHKEY_DURABILITY ?? 'normal'),
+    webhookKeyFile: keyFilePath(
+      values['webhook-key-file'] ?? env.LATCHKEY_WEBHOOK_KEY_FILE,
+      values['webhook-key-file'] !== undefined ? '--webhook-key-file' : 'LATCHKEY_WEBHOOK_KEY_FILE',
+    ),
     quota,
     secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
   };
+}
+
+function keyFilePath(text: string | undefined, name: string): string | undefined {
+  if (text === undefined || text === '') return undefined;
+  if (text.includes('\0')) throw new ConfigError(`${name} must be a path`);
+  return resolve(text);
 }
 
 function durability(text: string): 'normal' | 'full' {

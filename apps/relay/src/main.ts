@@ -32,6 +32,7 @@ async function main(): Promise<number> {
     apiSecret: config.apiSecret,
     ...(config.store === undefined ? {} : { storeUrl: config.store }),
     ...(config.fanout === undefined ? {} : { fanoutUrl: config.fanout }),
+    ...(config.webhookKeyFile === undefined ? {} : { webhookKeyFile: config.webhookKeyFile }),
     durability: config.durability,
     quota: config.quota,
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
