@@ -35,6 +35,7 @@ import {
 } from './key-manager-choice.ts';
 import { AccessLogTailer, webhookAccessSink } from './access-stream.ts';
 import { SyslogAccessSink } from './access-syslog.ts';
+import { DegradedKeyCache, formatDegradedState } from './degraded-cache.ts';
 import { KeyPolicy } from './key-policy.ts';
 import { startKeySweep } from './key-sweep.ts';
 import {
@@ -209,12 +210,20 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     throw err;
   }
   let state: ServiceState | undefined;
+  let served: DegradedKeyCache | undefined;
   let webhooks: WebhookService | undefined;
   let stopCompleter: (() => void) | undefined;
   const streams = new Map<string, AccessLogTailer>();
   try {
     // Refused signature or client: stop here, naming the cause; down: a warning only.
     await checkKeyManagerAtStart(keyManager, choice, kmLog);
+    // Degraded mode: keys already unwrapped serve on while the key manager is unreachable, for
+    // at most keyCacheTtlMs (default off). Every rotation and shred goes through it, so it drops
+    // what they replace; the shred completer and rewrap need the key manager itself.
+    served = new DegradedKeyCache(keyManager, {
+      ...(opts.keyCacheTtlMs === undefined ? {} : { ttlMs: opts.keyCacheTtlMs }),
+      onState: (c) => kmLog(formatDegradedState(c)),
+    });
     state =
       opts.keyStoreUrl === undefined
         ? await openSqliteState(paths, master.key, opts)
@@ -230,7 +239,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
         ...(hookLog === undefined ? {} : { log: hookLog }),
       });
     const policy = new KeyPolicy({
-      keyManager,
+      keyManager: served,
       accessLog,
       clock,
       access,
@@ -302,7 +311,8 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
       host: opts.host,
       port: opts.port,
       ...(opts.apiSecret === undefined ? {} : { apiSecret: opts.apiSecret }),
-      keyManager,
+      keyManager: served,
+      keyCache: served,
       signingKey,
       access,
       policy,
@@ -346,6 +356,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     });
     const opened = state;
     const hooks = webhooks;
+    const manager = served;
     // Key retention: contacts past expiry have their keys destroyed (crypto-shredding).
     const sweeper = startKeySweep({
       access,
@@ -366,7 +377,7 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
           } finally {
             for (const t of streams.values()) await t.close();
             await hooks?.close();
-            await keyManager.close();
+            await manager.close();
             await opened.close();
             master.key.fill(0);
           }
@@ -378,7 +389,8 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     master.key.fill(0);
     await state?.close();
     await webhooks?.close();
-    await keyManager.close();
+    if (served) await served.close();
+    else await keyManager.close();
     throw err;
   }
 }

@@ -29,6 +29,9 @@ import {
 import {
   createTokenVerifier,
   deriveAdminKey,
+  ipAllowed,
+  normaliseIp,
+  parseIpAllowlist,
   type AdminKey,
   type TokenVerifierOptions,
 } from '@latchkey/tokens';
@@ -38,6 +41,11 @@ import { KeyPolicy } from './key-policy.ts';
 import { registerLimits, type KeyServiceLimits } from './limits.ts';
 import { loggerOptions } from './logger.ts';
 import { registerMemberRoutes } from './member-routes.ts';
+import {
+  keyCacheHealth,
+  renderDegradedCacheMetrics,
+  type DegradedCacheStatus,
+} from './degraded-cache.ts';
 
 /** Pending connections the kernel queues before the service accepts them. */
 const LISTEN_BACKLOG = 4096;
@@ -97,6 +105,13 @@ export interface KeyServiceOptions {
   allowPlainKeyDelivery?: boolean;
   /** Registers more routes before the server listens (openKeyService: master-key rotation). */
   extraRoutes?: (app: FastifyInstance) => void;
+  /**
+   * Degraded mode (degraded-cache.ts): its state in `/healthz` (`keyCache`) and `/metrics`.
+   * Absent: no `keyCache` field and no key-cache metrics.
+   */
+  keyCache?: { status(): DegradedCacheStatus };
+  /** Who may read `/metrics` (default loopback only). */
+  metricsIpAllowlist?: readonly string[];
   /** Connection caps, timeouts and rate limits (limits.ts); unset ones from LATCHKEY_KEYS_* or defaults. */
   limits?: Partial<KeyServiceLimits>;
 }
@@ -217,9 +232,12 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
       .health()
       .catch(() => ({ status: 'degraded' as const, backend: 'unknown', lastError: undefined }));
     const last = h.lastError;
+    // After health(): a key manager that answers again ends degraded mode first.
+    const kc = opts.keyCache && keyCacheHealth(opts.keyCache.status());
     return reply.code(h.status === 'ok' ? 200 : 503).send({
       status: h.status,
       backend: h.backend,
+      ...(kc === undefined ? {} : { keyCache: kc }),
       ...(last === undefined
         ? {}
         : {
@@ -231,6 +249,15 @@ export async function startKeyService(opts: KeyServiceOptions): Promise<KeyServi
             },
           }),
     });
+  });
+
+  // Prometheus text (docs/key-management.md "Degraded mode"), loopback only by default.
+  const metricsAllow = parseIpAllowlist(opts.metricsIpAllowlist ?? ['127.0.0.0/8', '::1']);
+  app.get('/metrics', async (req, reply) => {
+    if (!ipAllowed(metricsAllow, normaliseIp(req.socket.remoteAddress)))
+      throw new LatchkeyError('FORBIDDEN', 'metrics are not served to this address');
+    const body = opts.keyCache ? renderDegradedCacheMetrics(opts.keyCache.status()) : '';
+    return reply.type('text/plain; version=0.0.4').send(body);
   });
 
   app.get(KEYS_PATHS.serviceKey, async () => {
