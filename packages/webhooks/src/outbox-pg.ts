@@ -63,7 +63,7 @@ import {
 import {
   deleteEndpoint,
   insertEndpoint,
-  queueEvent,
+  queueEvents,
   rotateSecrets,
   type QueuedEvent,
 } from './outbox-queue.ts';
@@ -310,11 +310,8 @@ export class PgWebhookOutbox implements WebhookOutboxStore {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, EMIT_BATCH);
         try {
-          const ids = await this.#run(function* (sql) {
-            const out: (string | null)[] = [];
-            for (const w of batch) out.push(yield* queueEvent(sql, w.ev));
-            return out;
-          });
+          const evs = batch.map((w) => w.ev);
+          const ids = await this.#run((sql) => queueEvents(sql, evs));
           batch.forEach((w, i) => w.resolve(ids[i] ?? null));
         } catch (err) {
           for (const w of batch) w.reject(err);

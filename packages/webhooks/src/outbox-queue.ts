@@ -54,48 +54,59 @@ export interface QueuedEvent {
 }
 
 /**
- * Queues an event for every endpoint that subscribes to its type. Returns its id, or null when
- * no endpoint wants it (nothing is stored then).
+ * Queues events, in order, for every endpoint that subscribes to each one's type. Returns each
+ * event's id, or null when no endpoint wants it (nothing is stored for it then).
  */
-export function* queueEvent(sql: Sql, ev: QueuedEvent): Flow<string | null> {
-  const endpoints = (yield* rows<{ id: string; events: string | null }>(
+export function* queueEvents(sql: Sql, evs: readonly QueuedEvent[]): Flow<(string | null)[]> {
+  const all = yield* rows<{ id: string; events: string | null }>(
     sql,
     'SELECT id, events FROM webhook_endpoints ORDER BY id',
     [],
-  )).filter((e) => e.events === null || (JSON.parse(e.events) as string[]).includes(ev.type));
-  if (endpoints.length === 0) return null;
-  if (sql.dialect === 'postgres') {
-    // Lock the endpoints (in id order: no deadlock between processes) before the event takes its
-    // number, so that for each endpoint, event order, endpoint_seq order and commit order agree
-    // across every process queueing at once.
+  );
+  const wants = (e: { events: string | null }, type: string): boolean =>
+    e.events === null || (JSON.parse(e.events) as string[]).includes(type);
+  const involved = all.filter((e) => evs.some((ev) => wants(e, ev.type)));
+  if (involved.length > 0 && sql.dialect === 'postgres') {
+    // Lock the endpoints (in id order: no deadlock between processes) before any event takes
+    // its number, so that for each endpoint, event order, endpoint_seq order and commit order
+    // agree across every process queueing at once. Held until commit.
     yield* rows(
       sql,
-      `SELECT id FROM webhook_endpoints WHERE id IN (${endpoints.map(() => '?').join(', ')}) ORDER BY id FOR NO KEY UPDATE`,
-      endpoints.map((e) => e.id),
+      `SELECT id FROM webhook_endpoints WHERE id IN (${involved.map(() => '?').join(', ')}) ORDER BY id FOR NO KEY UPDATE`,
+      involved.map((e) => e.id),
     );
   }
-  const inserted = yield* row<{ seq: number }>(
-    sql,
-    'INSERT INTO webhook_events (id, type, payload, created_at) VALUES (?, ?, ?, ?) RETURNING seq',
-    [ev.id, ev.type, ev.payload, ev.now],
-  );
-  const seq = Number(inserted?.seq);
-  for (const e of endpoints) {
-    // The endpoint's next number, taken in the same transaction as the delivery row: a crash
-    // loses both or neither, so numbers have no hole.
-    const taken = yield* row<{ n: number }>(
+  const out: (string | null)[] = [];
+  for (const ev of evs) {
+    const endpoints = involved.filter((e) => wants(e, ev.type));
+    if (endpoints.length === 0) {
+      out.push(null);
+      continue;
+    }
+    const inserted = yield* row<{ seq: number }>(
       sql,
-      'UPDATE webhook_endpoints SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS n',
-      [e.id],
+      'INSERT INTO webhook_events (id, type, payload, created_at) VALUES (?, ?, ?, ?) RETURNING seq',
+      [ev.id, ev.type, ev.payload, ev.now],
     );
-    if (taken === undefined) continue; // removed meanwhile (PostgreSQL)
-    yield* exec(
-      sql,
-      "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at, endpoint_seq) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)",
-      [e.id, seq, ev.now, ev.now, ev.now, Number(taken.n)],
-    );
+    const seq = Number(inserted?.seq);
+    for (const e of endpoints) {
+      // The endpoint's next number, taken in the same transaction as the delivery row: a crash
+      // loses both or neither, so numbers have no hole.
+      const taken = yield* row<{ n: number }>(
+        sql,
+        'UPDATE webhook_endpoints SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS n',
+        [e.id],
+      );
+      if (taken === undefined) continue; // removed meanwhile (PostgreSQL)
+      yield* exec(
+        sql,
+        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, state, attempts, first_at, next_at, updated_at, endpoint_seq) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)",
+        [e.id, seq, ev.now, ev.now, ev.now, Number(taken.n)],
+      );
+    }
+    out.push(ev.id);
   }
-  return ev.id;
+  return out;
 }
 
 /**

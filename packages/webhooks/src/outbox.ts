@@ -60,7 +60,7 @@ import {
   type DueDelivery,
   type WebhookOutboxStore,
 } from './outbox-api.ts';
-import { deleteEndpoint, insertEndpoint, queueEvent, setSecrets } from './outbox-queue.ts';
+import { deleteEndpoint, insertEndpoint, queueEvents, setSecrets } from './outbox-queue.ts';
 import {
   DEFAULT_RETRY,
   markDelivered,
@@ -227,7 +227,7 @@ export class WebhookOutbox implements WebhookOutboxStore {
   ): string | null {
     const parsed = EVENT_DATA[type].parse(data) as EventData<T>;
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: parsed });
-    return this.#run((sql) => queueEvent(sql, { id, type, payload, now }));
+    return this.#run((sql) => queueEvents(sql, [{ id, type, payload, now }]))[0] ?? null;
   }
 
   // ---- deliveries --------------------------------------------------------------------------

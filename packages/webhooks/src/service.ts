@@ -106,6 +106,9 @@ export class WebhookService {
   /** A pump is looking for due deliveries (it awaits their secrets); another waits for it. */
   #pumping = false;
   #pumpAgain = false;
+  /** The pump running now (close waits for it), and claims being given back. */
+  #pumpDone: Promise<void> = Promise.resolve();
+  readonly #releases = new Set<Promise<void>>();
   #running = false;
   #closed = false;
   #lastPrune = 0;
@@ -231,7 +234,7 @@ export class WebhookService {
       return;
     }
     this.#pumping = true;
-    void this.#pumpOnce().finally(() => {
+    this.#pumpDone = this.#pumpOnce().finally(() => {
       this.#pumping = false;
       if (this.#pumpAgain) {
         this.#pumpAgain = false;
@@ -250,11 +253,15 @@ export class WebhookService {
     try {
       await this.#maybePrune(now);
       const r = await this.outbox.due(now, new Set(this.#busy.keys()), this.#free());
-      if (this.#closed || !this.#running) return;
+      if (this.#closed || !this.#running) {
+        // Stopping: claims (PostgreSQL) go back at once rather than after their lease.
+        for (const d of r.due) this.#release(d);
+        return;
+      }
       nextAt = r.nextAt;
       for (const d of r.due) {
-        if (this.#busy.size >= this.#concurrency) break;
-        this.#start(d);
+        if (this.#busy.size >= this.#concurrency) this.#release(d);
+        else this.#start(d);
       }
     } catch (err) {
       this.#log({
@@ -301,12 +308,16 @@ export class WebhookService {
 
   #release(d: DueDelivery): void {
     if (d.leaseUntil === undefined || !this.outbox.release) return;
-    this.outbox.release(d.endpointId, d.eventSeq).catch((err: unknown) =>
-      this.#log({
-        event: 'webhook-release-failed',
-        detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
-      }),
-    );
+    const p = this.outbox
+      .release(d.endpointId, d.eventSeq)
+      .catch((err: unknown) =>
+        this.#log({
+          event: 'webhook-release-failed',
+          detail: err instanceof Error ? err.message.slice(0, 200) : 'unknown',
+        }),
+      )
+      .finally(() => this.#releases.delete(p));
+    this.#releases.add(p);
   }
 
   async #attempt(d: DueDelivery): Promise<void> {
@@ -469,7 +480,9 @@ export class WebhookService {
     if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.flush().catch(() => undefined);
+    await this.#pumpDone;
     await this.idle();
+    await Promise.all([...this.#releases]);
     this.#closed = true;
     if (this.#ownsOutbox) await this.outbox.close();
   }

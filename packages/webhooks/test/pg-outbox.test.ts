@@ -139,6 +139,33 @@ describe.runIf(server !== null)('PostgreSQL outbox shared by two processes', () 
     }
   });
 
+  it('a process that stops cleanly leaves no claim behind: the other goes on at once', async () => {
+    const url = await (server as TestPostgres).newDatabase();
+    const key = randomBytes(32);
+    const opts = { url, secretKey: key, leaseMs: 120_000, pollMs: 20 };
+    const a = new WebhookService({ outbox: opts, delivery: LOOPBACK });
+    await a.ready();
+    const { endpoint } = await a.outbox.addEndpoint({ url: `${rx.base}/stop` }, Date.now());
+    const before = rx.calls.length;
+    const N = 30;
+    for (let i = 1; i <= N; i++) a.emit('message.stored', stored(i));
+    await a.close();
+    const b = new WebhookService({ outbox: opts, delivery: LOOPBACK });
+    try {
+      // Far sooner than the 120 s lease: nothing was left claimed.
+      await until(
+        'the rest delivered by the other process',
+        async () => (await b.outbox.endpoint(endpoint.id, Date.now()))?.status.delivered === N,
+        15_000,
+      );
+      await b.idle();
+      const got = rx.calls.slice(before).filter((c) => c.path === '/stop');
+      expect(got.map((c) => c.sequence)).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    } finally {
+      await b.close();
+    }
+  });
+
   it('a late outcome of a claim that was taken over is not recorded over the new one', async () => {
     const url = await (server as TestPostgres).newDatabase();
     const key = randomBytes(32);
