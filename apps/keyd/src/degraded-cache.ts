@@ -3,31 +3,27 @@
  * KeyManager in front of the real one that remembers, in memory only, the content keys and
  * current epochs the key manager handed out, each for `ttlMs` from when it was fetched. Every
  * call still goes to the key manager first; only when it cannot be reached (down, timing out,
- * circuit open, answering garbage) are `getContentKey` and `currentEpoch` answered from unexpired
- * entries, and the service is "degraded" until a call succeeds again. Anything the key manager
- * refused (401, 403, a revoked or shredded contact, NOT_FOUND) is passed on and never masked.
+ * circuit open, answering garbage: degraded-unreachable.ts) are `getContentKey` and
+ * `currentEpoch` answered from unexpired entries, and the service is "degraded" until a call
+ * succeeds again (declared in the log, `/healthz` and `/metrics`: degraded-status.ts). Anything
+ * the key manager refused (401, 403, a revoked or shredded contact, NOT_FOUND) is passed on.
  *
  * Nothing the key manager must decide is answered here: rotation and a new contact's first key
- * fail with KEY_UNAVAILABLE as they do without the cache (the key manager's failure, nothing
- * half-applied), and a destroy (crypto-shredding) always goes to the key manager and drops the
- * contact's cached keys first, whether it succeeds or not, so a shred asked of this node stops
- * it serving the contact at once. A failed rotation drops the contact's cached current epoch
- * (the keys of older epochs stay), so the cache never vouches for an epoch a rotation (a kick)
- * was meant to replace.
+ * fail with KEY_UNAVAILABLE as they do without the cache (nothing half-applied), and a destroy
+ * (crypto-shredding) always goes to the key manager and drops the contact's cached keys first,
+ * whether it succeeds or not, so a shred asked of this node stops it serving the contact at
+ * once. A failed rotation drops the contact's cached current epoch (older epochs stay), so the
+ * cache never vouches for an epoch a rotation (a kick) was meant to replace.
  *
- * Memory is bounded (`maxEntries`, oldest fetch evicted first, which while the key manager is up
- * is least recently used, since every use re-fetches) and key bytes are zeroed when they expire,
- * are evicted or dropped, and on close(). Callers get copies they may zero. With `ttlMs` 0 or
- * unset the wrapper is a pure pass-through: today's behaviour, errors unchanged.
+ * Memory is bounded (`maxEntries`, oldest fetch evicted first: the least recently used while the
+ * key manager is up, as every use re-fetches); key bytes are zeroed when they expire, are evicted
+ * or dropped, and on close(). Callers get copies they may zero. `ttlMs` 0 or unset: a pure
+ * pass-through, today's behaviour and errors.
  */
-import { AuthenticationError } from '@latchkey/crypto/aead';
-import {
-  KmipResultError,
-  type ContentKey,
-  type KeyManager,
-  type KeyManagerHealth,
-} from '@latchkey/keys';
+import type { ContentKey, KeyManager, KeyManagerHealth } from '@latchkey/keys';
 import { LatchkeyError } from '@latchkey/protocol';
+import type { DegradedCacheStatus, DegradedStateChange } from './degraded-status.ts';
+import { asUnavailable, errorCode, isKeyManagerUnreachable } from './degraded-unreachable.ts';
 
 /** Default most content keys (and, separately, current epochs) held at once. */
 export const DEGRADED_CACHE_MAX_ENTRIES = 10_000;
@@ -53,81 +49,6 @@ export interface DegradedCacheOptions {
   sweepEveryMs?: number;
 }
 
-/** A change of state; `reason` is the failure's short message, never a secret or contact id. */
-export type DegradedStateChange =
-  | { state: 'degraded'; since: number; code: string; reason: string }
-  | { state: 'recovered'; since: number; at: number; servedFromCache: number };
-
-/** What `/healthz` and the metrics show. */
-export interface DegradedCacheStatus {
-  /** Whether the cache is on (ttlMs > 0). */
-  enabled: boolean;
-  /** The key manager is unreachable and keys are being served from the cache. */
-  degraded: boolean;
-  /** Since when (Unix ms), while degraded. */
-  since?: number;
-  /** The failure that made (or keeps) it degraded: error code and short message. */
-  lastError?: { at: number; code: string; reason: string };
-  cacheTtlMs: number;
-  /** Content keys held now. */
-  cached: number;
-  /** Answers given from the cache since start (keys and current epochs). */
-  servedFromCache: number;
-  /** Answers given from the cache in the current degraded period (0 when not degraded). */
-  servedWhileDegraded: number;
-  /** Calls that found the key manager unreachable and nothing usable cached, since start. */
-  missedWhileDegraded: number;
-  /** Times the service entered degraded mode since start. */
-  degradedPeriods: number;
-}
-
-/** Error codes of sockets and connections that never reached an answer. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-]);
-
-function causes(err: unknown): unknown[] {
-  const out: unknown[] = [];
-  let e: unknown = err;
-  while (e instanceof Error && out.length < 8) {
-    out.push(e);
-    e = e.cause;
-  }
-  return out;
-}
-
-/**
- * Whether a key-manager failure means it could not be reached (so cached keys may be served):
- * KEY_UNAVAILABLE or UNAVAILABLE, and network errors that never got an answer. Not: anything the
- * key manager answered (NOT_FOUND, CONFLICT, a refusal, whose messages all say "refused":
- * signature or timestamp (401), access or policy (403, a revoked or shredded contact), other 4xx
- * (packages/keys/src/wrappers/km-failures.ts); a KMIP server's failed result), a key that does
- * not authenticate (wrong key, tampering), or a closed key manager.
- */
-export function isKeyManagerUnreachable(err: unknown): boolean {
-  if (LatchkeyError.is(err)) {
-    if (err.code !== 'KEY_UNAVAILABLE' && err.code !== 'UNAVAILABLE') return false;
-    if (err instanceof KmipResultError) return false;
-    if (/\brefused\b/i.test(err.message) || /\bclosed\b/i.test(err.message)) return false;
-    return !causes(err).some((c) => c instanceof AuthenticationError);
-  }
-  if (err instanceof AuthenticationError) return false;
-  return causes(err).some((c) => {
-    const code = (c as { code?: unknown }).code;
-    return typeof code === 'string' && NETWORK_CODES.has(code);
-  });
-}
-
 interface KeyEntry {
   contactId: string;
   epoch: number;
@@ -135,10 +56,8 @@ interface KeyEntry {
   until: number;
 }
 
-interface EpochEntry {
-  epoch: number;
-  until: number;
-}
+/** A contact's current epoch, until when it may be served. */
+type EpochEntry = Pick<KeyEntry, 'epoch' | 'until'>;
 
 const keyId = (contactId: string, epoch: number): string => `${contactId}/${epoch}`;
 
@@ -474,122 +393,7 @@ export class DegradedKeyCache implements KeyManager {
   }
 }
 
-/** The key manager's own KEY_UNAVAILABLE, or anything else unreachable as KEY_UNAVAILABLE. */
-function asUnavailable(err: unknown): LatchkeyError {
-  if (LatchkeyError.is(err, 'KEY_UNAVAILABLE')) return err;
-  if (LatchkeyError.is(err))
-    return new LatchkeyError('KEY_UNAVAILABLE', err.message, {
-      cause: err,
-      ...(err.detail === undefined ? {} : { detail: err.detail }),
-    });
-  return new LatchkeyError('KEY_UNAVAILABLE', 'key manager unavailable', {
-    cause: err,
-    detail: err instanceof Error ? err.message : String(err),
-  });
-}
-
-/** The error code of a failure: the LatchkeyError code, else the first errno-style code. */
-function errorCode(err: unknown): string {
-  if (LatchkeyError.is(err)) return err.code;
-  for (const c of causes(err)) {
-    const code = (c as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return 'UNAVAILABLE';
-}
-
 /** `keyCacheTtlMs` in front of `km`: the wrapper, also when off (then a pass-through). */
 export function withDegradedCache(km: KeyManager, opts: DegradedCacheOptions): DegradedKeyCache {
   return new DegradedKeyCache(km, opts);
-}
-
-/** The log line of a state change: no key, no contact id. */
-export function formatDegradedState(change: DegradedStateChange): string {
-  return change.state === 'degraded'
-    ? `key manager: degraded (serving cached keys): ${change.code}: ${change.reason}`
-    : `key manager: recovered (degraded for ${Math.max(0, Math.round((change.at - change.since) / 1000))} s, ${change.servedFromCache} answers served from the cache)`;
-}
-
-/** The `keyCache` object of `/healthz` (absent while the cache is off: today's answer). */
-export interface KeyCacheHealth {
-  ttlSeconds: number;
-  degraded: boolean;
-  /** ISO 8601, while degraded. */
-  since?: string;
-  entries: number;
-  servedFromCache: number;
-  missedWhileDegraded: number;
-  /** The failure that made it degraded: `at` ISO 8601, code and short message. */
-  lastError?: { at: string; code: string; reason: string };
-}
-
-/** `/healthz`'s `keyCache`, or undefined when the cache is off. */
-export function keyCacheHealth(s: DegradedCacheStatus): KeyCacheHealth | undefined {
-  if (!s.enabled) return undefined;
-  return {
-    ttlSeconds: s.cacheTtlMs / 1000,
-    degraded: s.degraded,
-    ...(s.since === undefined ? {} : { since: new Date(s.since).toISOString() }),
-    entries: s.cached,
-    servedFromCache: s.servedFromCache,
-    missedWhileDegraded: s.missedWhileDegraded,
-    ...(s.lastError === undefined
-      ? {}
-      : {
-          lastError: {
-            at: new Date(s.lastError.at).toISOString(),
-            code: s.lastError.code,
-            reason: s.lastError.reason,
-          },
-        }),
-  };
-}
-
-/**
- * The degraded-mode metrics in the Prometheus text format (0.0.4), for the key service's
- * `/metrics`. Counts only, no contact id.
- */
-export function renderDegradedCacheMetrics(s: DegradedCacheStatus): string {
-  const m = (name: string, type: 'gauge' | 'counter', help: string, value: number): string =>
-    `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}`;
-  return [
-    m(
-      'latchkey_keyd_key_manager_degraded',
-      'gauge',
-      '1 while the key manager is unreachable and cached keys are served, else 0.',
-      s.degraded ? 1 : 0,
-    ),
-    m(
-      'latchkey_keyd_key_manager_degraded_since_seconds',
-      'gauge',
-      'Unix time the current degraded period began (0 when not degraded).',
-      s.since === undefined ? 0 : s.since / 1000,
-    ),
-    m(
-      'latchkey_keyd_key_cache_ttl_seconds',
-      'gauge',
-      'How long a fetched key may be served while the key manager is unreachable (0: off).',
-      s.cacheTtlMs / 1000,
-    ),
-    m('latchkey_keyd_key_cache_entries', 'gauge', 'Content keys held in memory.', s.cached),
-    m(
-      'latchkey_keyd_key_cache_served_total',
-      'counter',
-      'Answers given from the cache while the key manager was unreachable.',
-      s.servedFromCache,
-    ),
-    m(
-      'latchkey_keyd_key_cache_misses_total',
-      'counter',
-      'Calls refused with KEY_UNAVAILABLE while the key manager was unreachable (nothing cached).',
-      s.missedWhileDegraded,
-    ),
-    m(
-      'latchkey_keyd_key_manager_degraded_periods_total',
-      'counter',
-      'Times the key service entered degraded mode.',
-      s.degradedPeriods,
-    ),
-    '',
-  ].join('\n');
 }

@@ -35,7 +35,8 @@ import {
 } from './key-manager-choice.ts';
 import { AccessLogTailer, webhookAccessSink } from './access-stream.ts';
 import { SyslogAccessSink } from './access-syslog.ts';
-import { DegradedKeyCache, formatDegradedState } from './degraded-cache.ts';
+import { DegradedKeyCache } from './degraded-cache.ts';
+import { formatDegradedState } from './degraded-status.ts';
 import { KeyPolicy } from './key-policy.ts';
 import { startKeySweep } from './key-sweep.ts';
 import {

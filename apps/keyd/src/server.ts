@@ -45,7 +45,7 @@ import {
   keyCacheHealth,
   renderDegradedCacheMetrics,
   type DegradedCacheStatus,
-} from './degraded-cache.ts';
+} from './degraded-status.ts';
 
 /** Pending connections the kernel queues before the service accepts them. */
 const LISTEN_BACKLOG = 4096;

@@ -1,9 +1,10 @@
 /**
- * Degraded mode (src/degraded-cache.ts; docs/key-management.md "Degraded mode"): first over a
- * fake key manager switched between up, down and refusing, with a fake clock (the wrapper's
- * rules one by one); then over the reference external key manager (apps/kms-example) in both
- * models, stopped and started again on the same port and data: cached keys served while it is
- * away, rotation and new contacts refused with KEY_UNAVAILABLE, recovery when it is back.
+ * Degraded mode (src/degraded-cache.ts, with degraded-unreachable.ts and degraded-status.ts;
+ * docs/key-management.md "Degraded mode"): first over a fake key manager switched between up,
+ * down and refusing, with a fake clock (the wrapper's rules one by one); then over the reference
+ * external key manager (apps/kms-example) in both models, stopped and started again on the same
+ * port and data: cached keys served while it is away, rotation and new contacts refused with
+ * KEY_UNAVAILABLE, recovery when it is back.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,15 +22,14 @@ import {
 import { AuthenticationError } from '@latchkey/crypto/aead';
 import { LatchkeyError } from '@latchkey/protocol';
 import { startKms, type Kms } from '../../kms-example/src/kms.ts';
+import { DegradedKeyCache, withDegradedCache } from '../src/degraded-cache.ts';
 import {
-  DegradedKeyCache,
   formatDegradedState,
-  isKeyManagerUnreachable,
   keyCacheHealth,
   renderDegradedCacheMetrics,
-  withDegradedCache,
   type DegradedStateChange,
-} from '../src/degraded-cache.ts';
+} from '../src/degraded-status.ts';
+import { isKeyManagerUnreachable } from '../src/degraded-unreachable.ts';
 
 /** The error a promise rejects with (fails the test when it resolves). */
 async function failure(p: Promise<unknown>): Promise<LatchkeyError> {
