@@ -48,6 +48,7 @@ async function run(argv: string[]): Promise<number> {
           ...KEY_START_OPTIONS,
           store: str,
           fanout: str,
+          'webhook-key-file': str,
         }).values,
         out,
       );

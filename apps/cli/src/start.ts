@@ -7,6 +7,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { ConfigError, keyServiceSecrets, openKeyService } from '@latchkey/keyd';
 import { assertSecureListener, isLoopbackHost } from '@latchkey/protocol';
 import {
@@ -33,6 +34,11 @@ export interface StartFlags extends KeyStartFlags {
   store?: string | undefined;
   /** redis://... fan-out between relays (default in-process). */
   fanout?: string | undefined;
+  /**
+   * The relay's webhook outbox key file (default `<data>/relay/webhooks.db.key`): with `--store`,
+   * every relay on that database shares one outbox and needs this same file (docs/webhooks.md).
+   */
+  'webhook-key-file'?: string | undefined;
 }
 
 /** A comma-separated flag as a list; undefined when absent. */
@@ -91,6 +97,13 @@ function backendFlag(text: string, name: string, schemes: readonly string[]): st
   return text;
 }
 
+/** `--webhook-key-file` (or LATCHKEY_WEBHOOK_KEY_FILE) as the relay's option; none when unset. */
+function webhookKeyFile(text: string | undefined): { webhookKeyFile?: string } {
+  if (text === undefined || text === '') return {};
+  if (text.includes('\0')) throw new UsageError('--webhook-key-file must be a path');
+  return { webhookKeyFile: resolvePath(text) };
+}
+
 /** Whether two postgres:// URLs name the same database on the same server. */
 function sameDatabase(a: string, b: string): boolean {
   const [x, y] = [new URL(a), new URL(b)];
@@ -139,6 +152,7 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
       ? {}
       : { fanoutUrl: backendFlag(flags.fanout, '--fanout', ['redis:', 'rediss:']) }),
     durability: durabilityFlag(flags.durability ?? process.env.LATCHKEY_DURABILITY),
+    ...webhookKeyFile(flags['webhook-key-file'] ?? process.env.LATCHKEY_WEBHOOK_KEY_FILE),
   };
   const { keyStoreUrl } = settings;
   if (
