@@ -27,6 +27,7 @@ import {
 import { SchemaTooNewError, type Flow, type Sql } from '@latchkey/storage';
 import type * as StoragePg from '@latchkey/storage/postgres';
 import type { PgPool } from '@latchkey/storage/postgres';
+import { BatchWriter } from './_batch-writer.ts';
 import { checkOutboxKey, loadOrCreateOutboxKey, openSecret, sealSecret } from './_secret-box.ts';
 import { EVENT_DATA, type EventData } from './events.ts';
 import {
@@ -97,12 +98,6 @@ export interface PgOutboxOptions {
 
 type PgModule = typeof StoragePg;
 
-interface Waiting {
-  ev: QueuedEvent;
-  resolve: (id: string | null) => void;
-  reject: (err: unknown) => void;
-}
-
 /** Events queued in one transaction at most. */
 const EMIT_BATCH = 200;
 
@@ -116,8 +111,10 @@ export class PgWebhookOutbox implements WebhookOutboxStore {
   readonly #key: Uint8Array;
   readonly #ready: Promise<{ pg: PgModule; pool: PgPool }>;
   #pool: PgPool | undefined;
-  #queue: Waiting[] = [];
-  #writing: Promise<void> | undefined;
+  readonly #events = new BatchWriter<QueuedEvent, string | null>(
+    (evs) => this.#run((sql) => queueEvents(sql, evs)),
+    EMIT_BATCH,
+  );
   #closed = false;
 
   /**
@@ -294,32 +291,12 @@ export class PgWebhookOutbox implements WebhookOutboxStore {
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: parsed });
     if (this.#closed)
       return Promise.reject(new LatchkeyError('UNAVAILABLE', 'webhook outbox is closed'));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ ev: { id, type, payload, now }, resolve, reject });
-      this.#writing ??= this.#write();
-    });
+    return this.#events.push({ id, type, payload, now });
   }
 
   /** Resolves once every event queued so far is written (or failed). */
-  async flush(): Promise<void> {
-    while (this.#writing) await this.#writing;
-  }
-
-  async #write(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, EMIT_BATCH);
-        try {
-          const evs = batch.map((w) => w.ev);
-          const ids = await this.#run((sql) => queueEvents(sql, evs));
-          batch.forEach((w, i) => w.resolve(ids[i] ?? null));
-        } catch (err) {
-          for (const w of batch) w.reject(err);
-        }
-      }
-    } finally {
-      this.#writing = undefined;
-    }
+  flush(): Promise<void> {
+    return this.#events.flush();
   }
 
   // ---- deliveries --------------------------------------------------------------------------

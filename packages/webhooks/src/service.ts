@@ -18,7 +18,8 @@ import {
   type WebhookTestResponse,
   type WebhookUrlWarning,
 } from '@latchkey/protocol';
-import { deliver, resolveTarget, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
+import { checkTarget } from './_check-url.ts';
+import { deliver, type DeliveryOptions, type DeliveryResult } from './deliver.ts';
 import { TEST_EVENT_TYPE, type EventData } from './events.ts';
 import { WebhookOutbox, type OutboxOptions } from './outbox.ts';
 import type { DueDelivery, WebhookOutboxStore } from './outbox-api.ts';
@@ -62,8 +63,6 @@ export interface WebhookServiceOptions {
 
 const MAX_SLEEP_MS = 60_000;
 const DEFAULT_TIMEOUT_MS = 10_000;
-/** How long `checkUrl` waits for DNS. */
-const CHECK_URL_TIMEOUT_MS = 5_000;
 
 const defaultTimers: Timers = {
   setTimeout: (fn, ms) => {
@@ -429,30 +428,7 @@ export class WebhookService {
    * would go out; never throws. `add` answers with it so a refused URL is seen at once.
    */
   async checkUrl(url: string): Promise<WebhookUrlWarning | null> {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      return { code: 'BAD_URL', message: 'not a valid URL' };
-    }
-    let timer: NodeJS.Timeout | undefined;
-    // A resolver that hangs must not hold the admin call: the answer then is "did not resolve".
-    const timeout = new Promise<WebhookUrlWarning>((resolve) => {
-      timer = setTimeout(
-        () => resolve({ code: 'DNS_FAILED', message: `${u.hostname} did not resolve in time` }),
-        CHECK_URL_TIMEOUT_MS,
-      );
-      timer.unref();
-    });
-    const r = await Promise.race([
-      resolveTarget(u, this.#delivery).catch((err: unknown): WebhookUrlWarning => ({
-        code: 'DNS_FAILED',
-        message: (err instanceof Error ? err.message : 'lookup failed').slice(0, 300),
-      })),
-      timeout,
-    ]).finally(() => clearTimeout(timer));
-    if ('ok' in r && r.ok) return null;
-    return { code: r.code, message: r.message };
+    return checkTarget(url, this.#delivery);
   }
 
   /**
