@@ -228,13 +228,13 @@ export function webhookAccessSink(
 ): AccessSink {
   return {
     name: 'webhooks',
-    deliver(records, taken) {
+    async deliver(records, taken) {
       let last = taken;
       let error: string | undefined;
       for (const r of records) {
         try {
           // null: no endpoint subscribes to it; nothing to keep.
-          webhooks.outbox.emit(accessEventType(r.outcome), accessEventData(r, alg), now());
+          await webhooks.outbox.emit(accessEventType(r.outcome), accessEventData(r, alg), now());
         } catch (err) {
           error = `webhook outbox: ${err instanceof Error ? err.message : String(err)}`;
           break;
@@ -242,11 +242,7 @@ export function webhookAccessSink(
         last = r.seq;
       }
       if (last > taken) webhooks.wake();
-      return Promise.resolve({
-        assured: last,
-        taken: last,
-        ...(error === undefined ? {} : { error }),
-      });
+      return { assured: last, taken: last, ...(error === undefined ? {} : { error }) };
     },
     close: () => Promise.resolve(),
   };

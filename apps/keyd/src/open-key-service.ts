@@ -235,7 +235,12 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     webhooks =
       opts.webhooks &&
       new WebhookService({
-        outbox: { path: paths.webhooks },
+        // A cluster: one outbox in the key database, each event delivered once by whichever key
+        // service is alive, its secrets sealed under the key the key services share.
+        outbox:
+          state.outboxKey === undefined || opts.keyStoreUrl === undefined
+            ? { path: paths.webhooks }
+            : { url: opts.keyStoreUrl, secretKey: state.outboxKey },
         delivery: { allowlist: opts.webhooks.allowlist ?? [] },
         ...(hookLog === undefined ? {} : { log: hookLog }),
       });
@@ -405,6 +410,8 @@ interface ServiceState {
   /** Across key services (PostgreSQL); absent: in this process. */
   locks?: ContactLocks;
   leadership?: Leadership;
+  /** The shared webhook outbox's sealing key (PostgreSQL). */
+  outboxKey?: Uint8Array;
   /** Master-key rotation of secrets kept outside the data directory. */
   rewrap?: (old: Uint8Array, next: Uint8Array) => Promise<void>;
   /** Closes every part and zeroes the signing key. */
@@ -488,9 +495,11 @@ async function openSharedState(
     signingKey: s.signingKey.secretKey,
     locks: s.locks,
     leadership: s.leadership,
+    outboxKey: s.outboxKey,
     rewrap: s.rewrap,
     close: async () => {
       s.signingKey.secretKey.fill(0);
+      s.outboxKey.fill(0);
       await s.close();
     },
   };

@@ -46,6 +46,8 @@ export interface PgServiceState {
   leadership: Leadership;
   /** The cluster's service signing key (Ed25519 seed) and its public key. */
   signingKey: { secretKey: Uint8Array; publicKey: Uint8Array; created: boolean };
+  /** The key that seals the webhook outbox's endpoint secrets, the same in every key service. */
+  outboxKey: Uint8Array;
   /**
    * Master-key rotation of the shared secrets: each is re-wrapped under `next` (one already
    * under `next` is left alone, so a rotation that stopped half-way finishes).
@@ -59,6 +61,7 @@ export interface PgServiceState {
 const SECRETS = {
   signing: { purpose: 'service-signing', ctx: { contactId: 'latchkey.service-signing', epoch: 0 } },
   accessLog: { purpose: 'access-log', ctx: { contactId: 'latchkey.access-log', epoch: 0 } },
+  outbox: { purpose: 'webhook-outbox', ctx: { contactId: 'latchkey.webhook-outbox', epoch: 0 } },
 } as const;
 
 /**
@@ -241,9 +244,19 @@ class PgLeadership implements Leadership {
 
   async close(): Promise<void> {
     this.#closed = true;
-    // Ending the connections releases the roles at once for another process.
-    for (const c of this.#held.values()) c.release(true);
+    // Released at once for another process; a connection that cannot is ended (which releases).
+    const held = [...this.#held.values()];
     this.#held.clear();
+    await Promise.all(
+      held.map(async (c) => {
+        try {
+          await c.query('SELECT pg_advisory_unlock_all()');
+          c.release();
+        } catch {
+          c.release(true);
+        }
+      }),
+    );
   }
 }
 
@@ -261,6 +274,7 @@ export async function openPgServiceState(opts: PgServiceStateOptions): Promise<P
   };
   let signing: { secret: Uint8Array; created: boolean } | undefined;
   let logKey: { secret: Uint8Array } | undefined;
+  let outboxKey: { secret: Uint8Array } | undefined;
   try {
     await migratePostgres(pool, {
       lock: MIGRATION_LOCK,
@@ -292,6 +306,9 @@ export async function openPgServiceState(opts: PgServiceStateOptions): Promise<P
       opts.masterKey,
       () => new Uint8Array(randomBytes(32)),
     );
+    outboxKey = await sharedSecret(pool, 'outbox', opts.masterKey, () =>
+      Uint8Array.from(randomBytes(32)),
+    );
     const access = new PgAccessStore(pool, {
       ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
       ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
@@ -308,6 +325,7 @@ export async function openPgServiceState(opts: PgServiceStateOptions): Promise<P
       locks: new PgContactLocks(lockPool),
       leadership,
       signingKey: { secretKey, publicKey: signingPublicKey(secretKey), created: signing.created },
+      outboxKey: outboxKey.secret,
       rewrap: (old, next) => rewrapSecrets(pool, old, next),
       close: async () => {
         accessLog.close();
@@ -318,6 +336,7 @@ export async function openPgServiceState(opts: PgServiceStateOptions): Promise<P
   } catch (err) {
     signing?.secret.fill(0);
     logKey?.secret.fill(0);
+    outboxKey?.secret.fill(0);
     await end();
     throw pgUnavailable(err, 'key service database');
   }
