@@ -6,6 +6,10 @@
  *   with `FOR UPDATE OF d SKIP LOCKED`: a head another process is claiming right now is skipped,
  *   not waited for, and a row updated since this statement's snapshot is re-checked (a head
  *   delivered or claimed meanwhile no longer qualifies);
+ * - an endpoint with a live claim on any of its deliveries is passed over (a dead letter replayed
+ *   while a later delivery is in flight waits for that call), so one call per endpoint at a time
+ *   holds across processes (but for a replay committed while another process's claim of the
+ *   endpoint is itself still uncommitted, which can start both calls at once);
  * - the locked heads get this process's claim (`claimed_by`) and a lease (`lease_until`);
  * - the answer says when to look again: the earliest retry time or lease end still ahead.
  * The outcome (outbox-attempts.ts) counts only under the same claim and clears it; a process
@@ -56,9 +60,12 @@ export function* claimDue(
             WHERE d.state = 'pending' AND d.next_at <= ?
               AND (d.lease_until IS NULL OR d.lease_until <= ?)
               AND NOT (p.id = ANY (SELECT jsonb_array_elements_text(?::jsonb)))
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries y
+                               WHERE y.endpoint_id = p.id AND y.state = 'pending'
+                                 AND y.lease_until > ?)
             ORDER BY d.next_at, d.endpoint_id LIMIT ?
             FOR UPDATE OF d SKIP LOCKED`,
-          [r.now, r.now, JSON.stringify(r.busy), r.limit],
+          [r.now, r.now, JSON.stringify(r.busy), r.now, r.limit],
         );
   const claimed: ClaimedRow[] = [];
   for (const p of picked) {

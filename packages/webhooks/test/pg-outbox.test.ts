@@ -250,8 +250,11 @@ describe.runIf(server !== null)('PostgreSQL outbox shared by two processes', () 
       // The queue moved on to event 2; replay puts 1 back ahead of anything later.
       d = await o.due(300);
       expect(d.due.map((x) => x.eventId)).toEqual([e2]);
-      await o.delivered(endpoint.id, d.due[0]?.eventSeq as number, 310);
-      expect(await o.replay(endpoint.id, 320)).toBe(1);
+      const e2Seq = d.due[0]?.eventSeq as number;
+      expect(await o.replay(endpoint.id, 305)).toBe(1);
+      // Event 2's call is in flight (claimed): the replayed head waits for it, one call at a time.
+      expect((await o.due(306)).due).toEqual([]);
+      await o.delivered(endpoint.id, e2Seq, 310);
       d = await o.due(320);
       expect(d.due.map((x) => [x.eventId, x.sequence])).toEqual([[e1, 1]]);
       await o.release(endpoint.id, d.due[0]?.eventSeq as number);
