@@ -105,6 +105,45 @@ if (server) {
       }
     });
 
+    it('a key service moving to the shared state keeps its kicks: the kicked stay out', async () => {
+      const keyStoreUrl = await server.newDatabase();
+      const dataDir = mkdtempSync(join(tmpdir(), 'latchkey-keyd-pg-'));
+      try {
+        const alone = await openKeyService({
+          dataDir,
+          host: '127.0.0.1',
+          port: 0,
+          apiSecret: secret,
+          masterKey,
+          allowPlainKeyDelivery: true,
+        });
+        try {
+          expect((await askKey(alone.url, 'moved', 'v1')).status).toBe(200);
+          expect((await askKey(alone.url, 'moved', 'v2')).status).toBe(200);
+          await admin(alone.url, '/contacts/moved/kick', { participantId: 'v1' });
+        } finally {
+          await alone.close();
+        }
+        const shared = await openKeyService({
+          dataDir,
+          host: '127.0.0.1',
+          port: 0,
+          apiSecret: secret,
+          masterKey,
+          keyStoreUrl,
+          allowPlainKeyDelivery: true,
+        });
+        try {
+          expect((await askKey(shared.url, 'moved', 'v1')).status).toBe(403);
+          expect((await askKey(shared.url, 'moved', 'v2')).status).toBe(200);
+        } finally {
+          await shared.close();
+        }
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+
     it('two key services share the service key, the membership, the access log and one rotation per kick', async () => {
       const keyStoreUrl = await server.newDatabase();
       const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'latchkey-keyd-pg-')));
