@@ -44,7 +44,10 @@ export interface RewrapFlags {
 }
 
 /** The key store URL of `--keys-store` or LATCHKEY_KEYS_STORE; never echoed (it may hold a password). */
-function keyStoreUrl(flags: RewrapFlags, env: Env): string | undefined {
+export function keyStoreUrl(
+  flags: { 'keys-store'?: string | undefined },
+  env: Env,
+): string | undefined {
   const [text, from] =
     flags['keys-store'] !== undefined
       ? [flags['keys-store'], '--keys-store']

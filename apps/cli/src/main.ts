@@ -153,6 +153,7 @@ async function run(argv: string[]): Promise<number> {
             'verify-stream': str,
             'log-key': str,
             after: str,
+            'keys-store': str,
           }).values,
           out,
           (l) => process.stderr.write(`${l}\n`),

@@ -76,7 +76,7 @@ commands:
          (docs/webhooks.md); add and rotate-secret print the secret once; add warns on
          stderr when the URL is a private or loopback address off --webhook-allowlist;
          retry sends pending deliveries now and dead letters again
-  keys audit  [--data DIR] [--json] [--head SEQ:HASH]
+  keys audit  [--data DIR] [--json] [--head SEQ:HASH] [--keys-store postgres://...]
          print the key access log and verify its hash chain (exit 1: TAMPERED)
   keys audit  --verify-stream FILE [--log-key FILE] [--after SEQ:HASH|first] [--head SEQ:HASH]
          verify the access records a SIEM received (syslog lines, webhook bodies; docs/siem.md)
