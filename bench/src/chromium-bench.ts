@@ -30,6 +30,7 @@ const ARGS = [
   '--disable-sync',
 ];
 const TARGET_MS = 250;
+export const MODES: readonly Mode[] = ['full', 'open', 'render', 'history'];
 const RUN_TIMEOUT_MS = 60_000;
 
 export interface ChromiumHistoryOptions {
@@ -42,6 +43,11 @@ export interface ChromiumHistoryOptions {
   executablePath?: string;
   /** Path prefix: writes `<profile>-<mode>.cpuprofile` (Chrome DevTools) of each first run. */
   profile?: string;
+  /**
+   * The modes to run (default all four); a development aid: the figures of modes left out are
+   * NaN (null in JSON), and without `full` the warm-up run is the first mode given.
+   */
+  modes?: readonly Mode[];
 }
 
 export interface ChromiumHistorySkipped {
@@ -59,6 +65,8 @@ export interface ChromiumHistoryMeasured {
   ms: number;
   /** Each full run, in order. */
   runsMs: number[];
+  /** Each run of every mode, in order (the fastest shows the cost best on a busy machine). */
+  modeRunsMs: Record<Mode, number[]>;
   /** Median full run to the next animation frame. */
   frameMs: number;
   /** Median: the client alone, replay asked for → every message opened, checked and emitted. */
@@ -82,6 +90,7 @@ export interface ChromiumHistoryMeasured {
 export type ChromiumHistoryResult = ChromiumHistorySkipped | ChromiumHistoryMeasured;
 
 const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
@@ -225,10 +234,12 @@ export async function chromiumHistoryBench(
     const served = await serve(script);
     server = served.server;
     const url = served.url;
-    await runOnce(browser, url, 'full', payload); // warm-up: browser caches, first page
+    const modes = opts.modes ?? MODES;
+    // Warm-up: browser caches, first page.
+    await runOnce(browser, url, modes.includes('full') ? 'full' : modes[0]!, payload);
     const times: Record<Mode, Measured[]> = { full: [], open: [], render: [], history: [] };
     for (let i = 0; i < repeats; i++) {
-      for (const mode of ['full', 'open', 'render', 'history'] as const) {
+      for (const mode of modes) {
         const profile =
           i === 0 && opts.profile !== undefined ? `${opts.profile}-${mode}.cpuprofile` : undefined;
         times[mode].push(await runOnce(browser, url, mode, payload, profile));
@@ -244,6 +255,12 @@ export async function chromiumHistoryBench(
       repeats,
       ms,
       runsMs: times.full.map((r) => round1(r.ms)),
+      modeRunsMs: {
+        full: times.full.map((r) => round1(r.ms)),
+        open: times.open.map((r) => round1(r.ms)),
+        render: times.render.map((r) => round1(r.ms)),
+        history: times.history.map((r) => round1(r.ms)),
+      },
       frameMs: round1(median(times.full.map((r) => r.frameMs))),
       openMs: round1(median(times.open.map((r) => r.ms))),
       renderMs: round1(median(times.render.map((r) => r.ms))),
