@@ -65,7 +65,12 @@ async function startRelayProcess(r: RelayProc, i: number): Promise<void> {
     ],
     {
       cwd: ROOT,
-      env: { ...process.env, LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url') },
+      env: {
+        ...process.env,
+        LATCHKEY_API_SECRET: Buffer.from(secret).toString('base64url'),
+        // Relays on one --store share one webhook outbox and so its key (the first creates it).
+        LATCHKEY_WEBHOOK_KEY_FILE: join(dir, 'webhooks.key'),
+      },
       stdio: ['ignore', 'pipe', 'ignore'],
     },
   );
