@@ -329,7 +329,9 @@ export class KeyPolicy {
    * Idempotent: `contact.shredded` is emitted, and a `destroyed` record appended to the access
    * log (participant `by`), when the contact still had keys or was live in the membership
    * table, so a repeated shred (or the sweep after an admin shred) emits and records nothing.
-   * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails (nothing is marked then).
+   * The contact is marked expired first, so it is refused at once even when the key manager then
+   * fails (a retry destroys the keys).
+   * @throws LatchkeyError KEY_UNAVAILABLE when the key manager fails (the keys stay until a retry).
    */
   shred(contactId: string, by: 'admin' | 'retention' = 'admin'): Promise<void> {
     return this.#serial(contactId, async () => {
@@ -343,6 +345,18 @@ export class KeyPolicy {
       } catch {
         // Unknown: 0.
       }
+      // Refused from now on, in every key service sharing the membership table, before the key
+      // manager is asked: a shred while it is down (or answering from the degraded-mode cache
+      // elsewhere) still ends every hand-out at once; a retry destroys the keys.
+      let marking: unknown;
+      try {
+        const at = this.#now();
+        await this.#access?.setExpiry(contactId, at, at);
+      } catch (err) {
+        // Already expired, or never seen: refused either way.
+        if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND'))
+          marking = err;
+      }
       await this.#km.destroy(contactId).catch((err: unknown) => {
         throw asKeyError(err);
       });
@@ -351,13 +365,8 @@ export class KeyPolicy {
       // Destroyed either way; a log that cannot be written does not undo it.
       if (first) await this.#tryRecord({ contactId, participantId: by }, epoch, 'destroyed');
       if (first) this.#hooks?.emit('contact.shredded', { contactId, time: now });
-      try {
-        await this.#access?.setExpiry(contactId, now, now);
-      } catch (err) {
-        // Already expired, or never seen: refused either way.
-        if (!LatchkeyError.is(err, 'CONTACT_EXPIRED') && !LatchkeyError.is(err, 'NOT_FOUND'))
-          throw err;
-      }
+      // The keys are gone; the membership table could not be marked: report it.
+      if (marking !== undefined) throw marking;
     });
   }
 

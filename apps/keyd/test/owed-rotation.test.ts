@@ -30,6 +30,10 @@ function flakyKeyManager(): KeyManager & { down: boolean; rotations: number } {
       epochs.set(id, e + 1);
       return e + 1;
     },
+    async destroy(id: string): Promise<void> {
+      if (km.down) throw new Error('connect ECONNREFUSED');
+      epochs.delete(id);
+    },
     async currentEpoch(id: string): Promise<number> {
       const e = epochs.get(id);
       if (e === undefined) throw new LatchkeyError('NOT_FOUND', 'no such contact');
@@ -127,5 +131,22 @@ describe('owed rotations', () => {
     expect(access.owedRotation('c2')).toMatchObject({ state: 'done', epoch: null });
     access.kick('c2', 'a', 2, { oweRotation: true });
     expect(access.owedRotations()).toEqual([]);
+  });
+
+  it('a shred with the key manager down refuses the contact at once; a retry destroys the keys', async () => {
+    const km = flakyKeyManager();
+    const now = Date.now();
+    access.invite('c1', 'a', 'agent', now);
+    const policy = new KeyPolicy({ keyManager: km, access });
+    km.down = true;
+    await expect(policy.shred('c1')).rejects.toMatchObject({ code: 'KEY_UNAVAILABLE' });
+    // Refused already, although its keys are still in the key manager.
+    expect(() =>
+      access.admit({ contactId: 'c1', participantId: 'a', role: 'agent' }, Date.now()),
+    ).toThrow(expect.objectContaining({ code: 'CONTACT_EXPIRED' }));
+    expect(await km.currentEpoch('c1')).toBe(0);
+    km.down = false;
+    await policy.shred('c1');
+    await expect(km.currentEpoch('c1')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });
