@@ -9,22 +9,10 @@
  * the CLI keeps them in `<dataDir>/master.key` and `<dataDir>/api-secret`). When the master key
  * is the one in `<dataDir>/master.key`, completing a shred replaces that file (shred-completion.ts).
  */
-import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
 import { deriveAdminKey } from '@latchkey/tokens';
-import {
-  EpochClock,
-  KeyAccessLog,
-  SqliteAccessStore,
-  loadOrCreateSecret,
-  type AccessLogStore,
-  type AccessTable,
-  type ContactLocks,
-  type EpochTimes,
-  type Leadership,
-} from '@latchkey/keys';
 import { WebhookService, type WebhookLogEvent } from '@latchkey/webhooks';
 import {
   checkKeyManagerAtStart,
@@ -51,7 +39,7 @@ import {
   startShredCompleter,
 } from './shred-completion.ts';
 import { startKeyService, type KeyService, type KeyServiceOptions } from './server.ts';
-import { loadOrCreateServiceSigningKey } from './signing-key.ts';
+import { openSharedState, openSqliteState, type ServiceState } from './service-state.ts';
 import { keyServicePaths } from './paths.ts';
 import { registerWebhookRoutes } from './webhooks-routes.ts';
 
@@ -399,108 +387,4 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
     else await keyManager.close();
     throw err;
   }
-}
-
-/** The key service's own state, on either backend (@latchkey/keys service-state.ts). */
-interface ServiceState {
-  access: AccessTable;
-  accessLog: AccessLogStore;
-  clock: EpochTimes;
-  signingKey: Uint8Array;
-  /** Across key services (PostgreSQL); absent: in this process. */
-  locks?: ContactLocks;
-  leadership?: Leadership;
-  /** The shared webhook outbox's sealing key (PostgreSQL). */
-  outboxKey?: Uint8Array;
-  /** Master-key rotation of secrets kept outside the data directory. */
-  rewrap?: (old: Uint8Array, next: Uint8Array) => Promise<void>;
-  /** Closes every part and zeroes the signing key. */
-  close(): Promise<void>;
-}
-
-type StateOptions = Pick<OpenKeyServiceOptions, 'maxParticipants' | 'contactTtlMs'>;
-
-/** One machine: SQLite files under `<dataDir>/keys` (paths.ts). */
-async function openSqliteState(
-  paths: ReturnType<typeof keyServicePaths>,
-  masterKey: Uint8Array,
-  opts: StateOptions,
-): Promise<ServiceState> {
-  let access: SqliteAccessStore | undefined;
-  let accessLog: KeyAccessLog | undefined;
-  let signingKey: Uint8Array | undefined;
-  try {
-    // Who may receive keys: membership and deny table, in a file of its own (keys/access.db).
-    access = new SqliteAccessStore({
-      path: paths.access,
-      ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
-      ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
-    });
-    signingKey = (await loadOrCreateServiceSigningKey(paths.signingKey, masterKey)).secretKey;
-    const logKey = loadOrCreateSecret(paths.accessLogKey, 32).secret;
-    accessLog = new KeyAccessLog({ path: paths.db, key: logKey });
-    logKey.fill(0);
-    const clock = new EpochClock({ path: paths.access });
-    const [a, l, k] = [access, accessLog, signingKey];
-    return {
-      access: a,
-      accessLog: l,
-      clock,
-      signingKey: k,
-      close: async () => {
-        a.close();
-        l.close();
-        clock.close();
-        k.fill(0);
-      },
-    };
-  } catch (err) {
-    access?.close();
-    accessLog?.close();
-    signingKey?.fill(0);
-    throw err;
-  }
-}
-
-/**
- * A cluster: the state in the key database on PostgreSQL, shared by every key service given the
- * same `--keys-store` and master key. A data directory that holds an earlier single-service
- * membership table is imported once, into an empty shared table, so that nobody kicked there is
- * admitted again.
- */
-async function openSharedState(
-  url: string,
-  paths: ReturnType<typeof keyServicePaths>,
-  masterKey: Uint8Array,
-  opts: StateOptions,
-): Promise<ServiceState> {
-  const { openPgServiceState, importSqliteMembership } = await import('@latchkey/keys/postgres');
-  const s = await openPgServiceState({
-    url,
-    masterKey,
-    ...(opts.maxParticipants === undefined ? {} : { maxParticipants: opts.maxParticipants }),
-    ...(opts.contactTtlMs === undefined ? {} : { contactTtlMs: opts.contactTtlMs }),
-  });
-  try {
-    if (existsSync(paths.access)) await importSqliteMembership(s, paths.access);
-  } catch (err) {
-    s.signingKey.secretKey.fill(0);
-    await s.close();
-    throw err;
-  }
-  return {
-    access: s.access,
-    accessLog: s.accessLog,
-    clock: s.clock,
-    signingKey: s.signingKey.secretKey,
-    locks: s.locks,
-    leadership: s.leadership,
-    outboxKey: s.outboxKey,
-    rewrap: s.rewrap,
-    close: async () => {
-      s.signingKey.secretKey.fill(0);
-      s.outboxKey.fill(0);
-      await s.close();
-    },
-  };
 }
