@@ -7,16 +7,24 @@
 export class BatchWriter<I, O> {
   readonly #write: (items: I[]) => Promise<O[]>;
   readonly #max: number;
+  readonly #maxQueued: number;
   #queue: { item: I; resolve: (o: O) => void; reject: (err: unknown) => void }[] = [];
   #writing: Promise<void> | undefined;
 
-  /** `write` gets up to `max` items and answers one result per item, in order. */
-  constructor(write: (items: I[]) => Promise<O[]>, max: number) {
+  /**
+   * `write` gets up to `max` items and answers one result per item, in order; at most
+   * `maxQueued` items wait (a database that hangs must not grow memory without bound).
+   */
+  constructor(write: (items: I[]) => Promise<O[]>, max: number, maxQueued: number) {
     this.#write = write;
     this.#max = max;
+    this.#maxQueued = maxQueued;
   }
 
+  /** @throws (rejects) RangeError when `maxQueued` items are already waiting. */
   push(item: I): Promise<O> {
+    if (this.#queue.length >= this.#maxQueued)
+      return Promise.reject(new RangeError('too many events waiting to be written'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
       this.#writing ??= this.#drain();

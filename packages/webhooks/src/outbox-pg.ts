@@ -100,6 +100,8 @@ type PgModule = typeof StoragePg;
 
 /** Events queued in one transaction at most. */
 const EMIT_BATCH = 200;
+/** Events waiting to be written at most (then emit fails: logged, as any failed write). */
+const EMIT_QUEUE = 50_000;
 
 export class PgWebhookOutbox implements WebhookOutboxStore {
   readonly leaseMs: number;
@@ -114,6 +116,7 @@ export class PgWebhookOutbox implements WebhookOutboxStore {
   readonly #events = new BatchWriter<QueuedEvent, string | null>(
     (evs) => this.#run((sql) => queueEvents(sql, evs)),
     EMIT_BATCH,
+    EMIT_QUEUE,
   );
   #closed = false;
 
