@@ -24,12 +24,14 @@ const NAMES: Record<string, string> = {
 };
 
 const EXPLICIT = /[\u202A-\u202E\u2066-\u2069]/g;
+const HAS_EXPLICIT = /[\u202A-\u202E\u2066-\u2069]/;
 
 /**
  * The text as nodes for an element: plain strings, with every explicit directional formatting
  * character replaced by a visible, labelled, isolated mark (`.lk-bidi-mark`).
  */
 export function bidiSafeText(text: string): (string | HTMLElement)[] {
+  if (!HAS_EXPLICIT.test(text)) return text.length > 0 ? [text] : [];
   const out: (string | HTMLElement)[] = [];
   let last = 0;
   for (const m of text.matchAll(EXPLICIT)) {

@@ -35,11 +35,25 @@ export function uid(prefix: string): string {
 }
 
 let clockFormat: Intl.DateTimeFormat | null = null;
+/** Formatted minutes (ms since the epoch / 60,000), the latest few. */
+const clockCache = new Map<number, string>();
+const CLOCK_CACHE_MAX = 64;
+/** 1980-01-01: since 1972 every zone's UTC offset is a whole number of minutes. */
+const WHOLE_MINUTE_OFFSETS_SINCE = 315_532_800_000;
 /**
  * Hours and minutes of a timestamp in the reader's locale. One formatter for all: each
- * `toLocaleTimeString` call builds its own (~0.7 ms, most of drawing a message).
+ * `toLocaleTimeString` call builds its own (~0.7 ms, most of drawing a message); and one
+ * `format` call per minute shown: a history's messages share a few minutes.
  */
 export function clock(ms: number): string {
   clockFormat ??= new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
-  return clockFormat.format(ms);
+  if (!(ms >= WHOLE_MINUTE_OFFSETS_SINCE)) return clockFormat.format(ms);
+  const minute = Math.floor(ms / 60_000);
+  let text = clockCache.get(minute);
+  if (text === undefined) {
+    text = clockFormat.format(ms);
+    if (clockCache.size >= CLOCK_CACHE_MAX) clockCache.delete(clockCache.keys().next().value!);
+    clockCache.set(minute, text);
+  }
+  return text;
 }

@@ -44,6 +44,29 @@ export interface ItemInput {
   body?: HTMLElement[];
 }
 
+/** What of a drawn message changes later: its time, its send state (own messages only). */
+interface RowParts {
+  time: HTMLTimeElement;
+  state: HTMLElement | null;
+  sentAt?: number;
+}
+
+/**
+ * The skeleton every message is cloned from: meta line (sender, time, state), no body yet. The
+ * sender is isolated like the text: whatever it holds stays inside its own box.
+ */
+function row(own: boolean): HTMLLIElement {
+  const meta = h(
+    'div',
+    { class: 'lk-meta' },
+    h('bdi', { class: 'lk-sender' }),
+    h('time', { class: 'lk-time' }),
+  );
+  if (own) meta.append(h('span', { class: 'lk-state' }));
+  return h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(own) }, meta);
+}
+const skeletons = new Map<boolean, HTMLLIElement>();
+
 export class MessageList {
   readonly root: HTMLOListElement;
   #empty: HTMLElement;
@@ -51,6 +74,8 @@ export class MessageList {
   #shown = new Map<number, HTMLLIElement>();
   /** The `gap` element shown before a message (MISSING), moved with it. */
   #gaps = new WeakMap<HTMLElement, HTMLElement>();
+  /** The parts of each drawn message that change after it is drawn. */
+  #parts = new WeakMap<Element, RowParts>();
   /** A scroll waits for the next frame (forced or not); null: none waits. */
   #scrollForced: boolean | null = null;
   /** The list's scrollHeight at the last scroll (null: never scrolled). */
@@ -170,28 +195,21 @@ export class MessageList {
   /** Draws one message (not yet placed); the list is no longer empty. */
   item(m: ItemInput): HTMLLIElement {
     const who = m.own ? 'You' : m.role ? `${m.sender} (${m.role})` : m.sender;
-    const time = h('time', { class: 'lk-time' });
-    // The sender is isolated like the text: whatever it holds stays inside its own box.
-    const meta = h('div', { class: 'lk-meta' }, h('bdi', { class: 'lk-sender' }, who), time);
-    if (m.own) meta.append(h('span', { class: 'lk-state' }));
-    const body = m.body ?? [
-      m.text === null
-        ? h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.')
-        : h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)),
-    ];
-    const el = h(
-      'li',
-      {
-        class: 'lk-msg',
-        'data-testid': 'message',
-        'data-own': String(m.own),
-        'data-sender': m.sender,
-      },
-      meta,
-      ...body,
-    );
-    if (m.text === null && m.body === undefined)
+    // A clone of one drawn skeleton: a history of 1,000 rows made ~10 elements and attributes
+    // one by one per row. Text still goes in through textContent only.
+    let skeleton = skeletons.get(m.own);
+    if (!skeleton) skeletons.set(m.own, (skeleton = row(m.own)));
+    const el = skeleton.cloneNode(true) as HTMLLIElement;
+    const meta = el.firstElementChild!;
+    const time = meta.children[1] as HTMLTimeElement;
+    setText(meta.firstElementChild!, who);
+    el.dataset.sender = m.sender;
+    this.#parts.set(el, { time, state: m.own ? (meta.lastElementChild as HTMLElement) : null });
+    if (m.body) el.append(...m.body);
+    else if (m.text === null) {
+      el.append(h('p', { class: 'lk-text' }, '⚠ Could not decrypt this message.'));
       el.setAttribute('aria-label', `Message from ${m.sender} could not decrypt`);
+    } else el.append(h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)));
     if (m.sentAt !== null) this.#setTime(el, m.sentAt);
     this.#empty.remove();
     return el;
@@ -199,7 +217,7 @@ export class MessageList {
 
   setState(el: HTMLElement, state: SendState): void {
     el.dataset.state = state;
-    const label = el.querySelector<HTMLElement>('.lk-state');
+    const label = this.#parts.get(el)?.state;
     if (label) {
       label.dataset.state = state;
       setText(label, STATE_TEXT[state]);
@@ -226,10 +244,11 @@ export class MessageList {
   }
 
   #setTime(el: HTMLElement, sentAt: number): void {
-    const t = el.querySelector('time');
-    if (!t) return;
-    t.dateTime = new Date(sentAt).toISOString();
-    setText(t, clock(sentAt));
+    const parts = this.#parts.get(el);
+    if (!parts || parts.sentAt === sentAt) return;
+    parts.sentAt = sentAt;
+    parts.time.dateTime = new Date(sentAt).toISOString();
+    setText(parts.time, clock(sentAt));
   }
 
   /**
