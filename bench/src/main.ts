@@ -18,6 +18,7 @@ import type { IdleResult, LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
 import { chromiumHistoryBench, type ChromiumHistoryResult } from './chromium-bench.ts';
 import { keysBench, type KeysResult } from './keys-bench.ts';
+import type { ClusterResult } from './cluster-bench.ts';
 import { summarize } from './summary.ts';
 
 const quick = process.argv.includes('--quick');
@@ -26,6 +27,11 @@ const quick = process.argv.includes('--quick');
  * `--durability full` run in quick mode too (development aids).
  */
 const loadOnly = process.argv.includes('--load-only');
+/**
+ * `--with-cluster`: also the cluster figures (cluster-bench.ts, issue 17), which need PostgreSQL
+ * and Redis (BENCH_PG_URL / BENCH_REDIS_URL or local binaries); never part of the default run.
+ */
+const withCluster = process.argv.includes('--with-cluster');
 const ALL_SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
 /** BENCH_SYSTEMS=latchkey,ws runs only those (a development aid; ratios need all three). */
 const SYSTEMS = ALL_SYSTEMS.filter(
@@ -299,6 +305,13 @@ async function main(): Promise<void> {
     idle.push(await idleRun(kind, plan.idle));
   }
 
+  let cluster: ClusterResult | undefined;
+  if (withCluster) {
+    progress('cluster: key services and relays on PostgreSQL and Redis (issue 17)');
+    const { runClusterBench } = await import('./cluster-main.ts');
+    cluster = await runClusterBench(quick ? ['--quick'] : []);
+  }
+
   const summary = summarize({
     quick,
     plan,
@@ -338,7 +351,7 @@ async function main(): Promise<void> {
     progress(`wrote bench/results/${stamp}.json and .svg`);
   }
   progress('done');
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
+  process.stdout.write(`${JSON.stringify({ ...summary, ...cluster?.summary })}\n`);
 }
 
 await main();

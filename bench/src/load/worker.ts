@@ -31,6 +31,11 @@ export type SystemKind = 'latchkey' | 'ws' | 'socketio';
 interface Config {
   kind: SystemKind;
   url: string;
+  /**
+   * Several servers of one cluster (cluster-bench.ts): connection i goes to `urls[i % n]`, so the
+   * two members of a contact (consecutive indexes) sit on different relays. Default `[url]`.
+   */
+  urls?: string[];
   secretHex: string;
 }
 
@@ -99,6 +104,7 @@ interface Flight {
 }
 
 const config = childConfig<Config>();
+const urls = config.urls ?? [config.url];
 const secret = new Uint8Array(Buffer.from(config.secretHex, 'hex'));
 const service = makeServiceKey();
 let conns: Conn[] = [];
@@ -212,7 +218,8 @@ function openLink(
       s.on('disconnect', onClose);
       return;
     }
-    const url = config.kind === 'ws' ? `${config.url}/?room=${contactId}` : config.url;
+    const base = urls[c.index % urls.length] ?? config.url;
+    const url = config.kind === 'ws' ? `${base}/?room=${contactId}` : base;
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const link: Link = { send: (t) => ws.send(t), close: () => ws.close() };
     ws.on('error', (e) => fail(e.message));
