@@ -3,7 +3,7 @@
  * `latchkey start` and `keyd`: every flag and its variable, the defaults, and each malformed
  * value refused with a ConfigError that names the setting (never a URL or secret).
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -472,7 +472,7 @@ describe('keyServiceSecrets', () => {
     const jwk = JSON.stringify(publicKey.export({ format: 'jwk' }));
     for (const tokenPublicKey of [{ file: pem }, { text: jwk }]) {
       const s = keyServiceSecrets({ dataDir: data, env: {}, tokenPublicKey });
-      expect(s.tokenPublicKey?.asymmetricKeyType).toBe('ed25519');
+      expect((s.tokenPublicKey as KeyObject | undefined)?.asymmetricKeyType).toBe('ed25519');
     }
     expect(
       refusal(() => keyServiceSecrets({ dataDir: data, env: {}, tokenPublicKey: { text: 'x' } })),
