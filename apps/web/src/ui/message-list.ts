@@ -66,6 +66,8 @@ function row(own: boolean): HTMLLIElement {
   return h('li', { class: 'lk-msg', 'data-testid': 'message', 'data-own': String(own) }, meta);
 }
 const skeletons = new Map<boolean, HTMLLIElement>();
+/** Frames for which a list scrolled to its bottom follows rows drawn there for the first time. */
+const FOLLOW_FRAMES = 4;
 
 export class MessageList {
   readonly root: HTMLOListElement;
@@ -228,6 +230,9 @@ export class MessageList {
    * Scrolls to the newest message when forced or when the reader was near it, once per frame:
    * reading the layout for every message made drawing a history quadratic (1,000 rows: seconds).
    * "Near" is measured against the list's height at the last scroll, before what came since.
+   * Rows off screen are not laid out (`content-visibility: auto`, styles.ts) and count with an
+   * estimated height until first drawn, so the bottom can move once the rows scrolled to are
+   * drawn: for a few frames after, a list still where it was put follows it.
    */
   scroll(force: boolean): void {
     const queued = this.#scrollForced !== null;
@@ -236,10 +241,24 @@ export class MessageList {
     requestAnimationFrame(() => {
       const l = this.root;
       const before = this.#scrolledHeight ?? 0;
-      if (this.#scrollForced || before - l.scrollTop - l.clientHeight < 120)
-        l.scrollTop = l.scrollHeight;
+      const bottom = this.#scrollForced || before - l.scrollTop - l.clientHeight < 120;
+      if (bottom) l.scrollTop = l.scrollHeight;
       this.#scrolledHeight = l.scrollHeight;
       this.#scrollForced = null;
+      if (bottom) this.#follow(l.scrollTop, FOLLOW_FRAMES);
+    });
+  }
+
+  /** Keeps the list at its bottom while rows drawn for the first time change its height. */
+  #follow(top: number, frames: number): void {
+    requestAnimationFrame(() => {
+      const l = this.root;
+      // A newer scroll is queued (it decides), or the reader has scrolled away: leave it.
+      if (this.#scrollForced !== null || l.scrollTop < top - 1) return;
+      if (l.scrollHeight === this.#scrolledHeight) return;
+      l.scrollTop = l.scrollHeight;
+      this.#scrolledHeight = l.scrollHeight;
+      if (frames > 1) this.#follow(l.scrollTop, frames - 1);
     });
   }
 

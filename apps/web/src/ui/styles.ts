@@ -20,10 +20,10 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-e2e strong{font-size:13px}
 .lk-lock{align-self:center}
 .lk-fp{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:var(--lk-fg);word-break:break-all}
-.lk-messages{list-style:none;margin:0;padding:12px;flex:1 1 auto;min-height:160px;overflow-y:auto;display:flex;flex-direction:column;gap:8px}
-.lk-empty{color:var(--lk-muted);font-size:14px;text-align:center;margin:auto 0}
-.lk-msg{max-width:85%;padding:6px 10px;border-radius:10px;background:var(--lk-soft);border:1px solid var(--lk-line);align-self:flex-start}
-.lk-msg[data-own=true]{align-self:flex-end;background:#e3ecfd;border-color:#a9c1ee}
+.lk-messages{list-style:none;margin:0;padding:12px 12px 4px;flex:1 1 auto;min-height:160px;overflow-y:auto;display:block}
+.lk-empty{color:var(--lk-muted);font-size:14px;text-align:center;margin:0;padding:64px 0}
+.lk-msg{width:fit-content;max-width:85%;margin:0 auto 8px 0;padding:6px 10px;border-radius:10px;background:var(--lk-soft);border:1px solid var(--lk-line);content-visibility:auto;contain-intrinsic-size:auto 240px auto 96px}
+.lk-msg[data-own=true]{margin:0 0 8px auto;background:#e3ecfd;border-color:#a9c1ee}
 .lk-msg[data-state=undecryptable]{background:#fdecea;border-color:var(--lk-bad)}
 .lk-meta{display:flex;flex-wrap:wrap;gap:6px;font-size:12px;color:var(--lk-muted)}
 .lk-text{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere;unicode-bidi:isolate}
@@ -34,7 +34,7 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-suspect-text{margin:4px 0 0;padding:2px 8px;border-left:3px solid var(--lk-warn);color:var(--lk-muted);font-style:italic;white-space:pre-wrap;overflow-wrap:anywhere}
 .lk-suspect-label{font-style:normal;font-weight:600}
 .lk-suspect-body{unicode-bidi:isolate}
-.lk-gap{align-self:center;font-size:12px;color:var(--lk-warn);background:var(--lk-bg);border:1px dashed var(--lk-warn);border-radius:999px;padding:2px 10px}
+.lk-gap{width:fit-content;margin:0 auto 8px;font-size:12px;color:var(--lk-warn);background:var(--lk-bg);border:1px dashed var(--lk-warn);border-radius:999px;padding:2px 10px}
 .lk-msg[data-state=undecryptable] .lk-text{color:var(--lk-bad);font-style:italic}
 .lk-state[data-state=failed]{color:var(--lk-bad);font-weight:600}
 .lk-retry{margin-left:4px;font:inherit;font-size:12px;padding:1px 8px;border-radius:6px;border:1px solid var(--lk-bad);color:var(--lk-bad);background:var(--lk-bg);cursor:pointer}
