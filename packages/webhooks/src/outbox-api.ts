@@ -77,7 +77,8 @@ export interface WebhookOutboxStore {
   ): Promise<{ due: DueDelivery[]; nextAt: number | null }>;
   /** PostgreSQL: gives up a claim that will not be attempted now. */
   release?(endpointId: string, eventSeq: number): Promise<void>;
-  delivered(endpointId: string, eventSeq: number, now: number): Awaitable<void>;
+  /** Records a delivery; false (PostgreSQL) when this process's claim on it was taken over. */
+  delivered(endpointId: string, eventSeq: number, now: number): Awaitable<boolean | void>;
   failed(
     endpointId: string,
     eventSeq: number,

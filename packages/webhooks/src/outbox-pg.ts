@@ -355,8 +355,8 @@ export class PgWebhookOutbox implements WebhookOutboxStore {
   }
 
   /** Records a successful delivery (under this process's claim; a lost claim records nothing). */
-  async delivered(endpointId: string, eventSeq: number, now: number): Promise<void> {
-    await this.#run((sql) =>
+  delivered(endpointId: string, eventSeq: number, now: number): Promise<boolean> {
+    return this.#run((sql) =>
       markDelivered(sql, { endpointId, eventSeq, claim: this.claimId }, now),
     );
   }

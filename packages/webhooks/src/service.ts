@@ -342,9 +342,10 @@ export class WebhookService {
     const now = this.#now();
     try {
       if (r.ok) {
-        await this.outbox.delivered(d.endpointId, d.eventSeq, now);
+        const recorded = await this.outbox.delivered(d.endpointId, d.eventSeq, now);
         this.#log({
-          event: 'webhook-delivered',
+          // claim-lost: another process took the delivery over (PostgreSQL, after the lease).
+          event: recorded === false ? 'webhook-claim-lost' : 'webhook-delivered',
           endpoint: d.endpointId,
           eventId: d.eventId,
           status: r.status,

@@ -189,7 +189,11 @@ describe.runIf(server !== null)('PostgreSQL outbox shared by two processes', () 
         },
         1_100,
       );
-      await fast.delivered(endpoint.id, taken.due[0]?.eventSeq as number, 1_200);
+      expect(await fast.delivered(endpoint.id, taken.due[0]?.eventSeq as number, 1_200)).toBe(true);
+      // The slow process's late success is not recorded either (its service logs claim-lost).
+      expect(await slow.delivered(endpoint.id, taken.due[0]?.eventSeq as number, 1_250)).toBe(
+        false,
+      );
       const info = await fast.endpoint(endpoint.id, 1_300);
       expect(info?.status).toMatchObject({ delivered: 1, pending: 0, dead: 0 });
       expect((await slow.due(10_000)).due).toHaveLength(0);
