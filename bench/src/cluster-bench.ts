@@ -21,8 +21,9 @@
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Child } from './ipc.ts';
+import { Child, type ProcStats } from './ipc.ts';
 import { cpuSnapshot, cpuUsage, type CpuGroup, type CpuUsage } from './cluster-cpu.ts';
+import { sampleWaits, type PgWaits } from './cluster-pg-waits.ts';
 import { clusterServices, type ClusterServices } from './cluster-services.ts';
 import { keysBench } from './keys-bench.ts';
 import type { BurstResult, KeysSetupParams } from './load/keys-worker.ts';
@@ -43,12 +44,15 @@ export interface ClusterBenchOptions {
   progress?: (line: string) => void;
 }
 
+/** One key burst with the CPU of every process and each key service's event-loop delay p99. */
+export type Burst = BurstResult & { cpu: CpuUsage; loopP99Ms: number[]; pgWaits: PgWaits };
+
 export interface KeysScenario {
   name: string;
   keyServices: number;
   repeat: number;
-  cold: BurstResult & { cpu: CpuUsage };
-  warm: (BurstResult & { cpu: CpuUsage })[];
+  cold: Burst;
+  warm: Burst[];
   fetchesPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -63,6 +67,10 @@ export interface ChatScenario {
   connectMs: number;
   run: RunResult;
   cpu: CpuUsage;
+  /** Each relay's event-loop delay p99 over the window (ms). */
+  loopP99Ms: number[];
+  /** PostgreSQL backends over the window (three relays only). */
+  pgWaits: PgWaits | undefined;
   errors: number;
 }
 
@@ -157,14 +165,20 @@ async function keysPg(
       },
       true,
     );
-    const once = async (): Promise<BurstResult & { cpu: CpuUsage }> => {
+    const keyds = procs.slice(0, keyServices);
+    const once = async (): Promise<Burst> => {
+      // The stats calls reset each key service's event-loop histogram.
+      await Promise.all(keyds.map((p) => p.child.call<ProcStats>('stats')));
+      const waits = sampleWaits(db);
       const a = cpuSnapshot(cpuGroups);
       const r = await gen.call<BurstResult>('burst');
       const b = cpuSnapshot(cpuGroups);
-      return { ...r, cpu: cpuUsage(a, b) };
+      const pgWaits = await waits.stop();
+      const loops = await Promise.all(keyds.map((p) => p.child.call<ProcStats>('stats')));
+      return { ...r, cpu: cpuUsage(a, b), loopP99Ms: loops.map((l) => l.loopP99Ms), pgWaits };
     };
     const cold = await once();
-    const warm: (BurstResult & { cpu: CpuUsage })[] = [];
+    const warm: Burst[] = [];
     for (let i = 0; i < (o.quick ? 1 : 2); i++) {
       await sleep(300);
       warm.push(await once());
@@ -184,13 +198,21 @@ async function keysPg(
     o.progress(
       `${name} #${repeat}: cold ${cold.fetchesPerSecond}/s p99 ${cold.latency.p99} ms; warm ${s.fetchesPerSecond}/s ` +
         `p50 ${s.p50Ms} p99 ${s.p99Ms} ms; errors ${s.errors} ${JSON.stringify({ ...cold.errorCodes, ...w.errorCodes })}; ` +
-        `CPU % (last warm burst) ${fmtCpu(w.cpu)}`,
+        `CPU % (last warm burst) ${fmtCpu(w.cpu)}; key service loop p99 ${w.loopP99Ms.join(', ')} ms; PostgreSQL backends ${fmtWaits(w.pgWaits)}`,
     );
     return s;
   } finally {
     for (const p of procs.reverse()) await p.child.stop();
     services.dropDatabase(db);
   }
+}
+
+function fmtWaits(w: PgWaits | undefined): string {
+  if (!w) return '-';
+  return Object.entries(w.share)
+    .slice(0, 5)
+    .map(([k, v]) => `${k} ${Math.round(v * 100)}%`)
+    .join(', ');
 }
 
 function fmtCpu(c: CpuUsage): string {
@@ -249,11 +271,16 @@ async function chat(
       durationMs: o.quick ? 2000 : 6000,
       drainMs: 5000,
     };
+    const relayProcs = procs.slice(0, relays);
     const running = gen.call<RunResult>('run', p);
     await sleep(p.warmupMs);
+    await Promise.all(relayProcs.map((r) => r.child.call<ProcStats>('stats')));
+    const waits = db === undefined ? undefined : sampleWaits(db);
     const a = cpuSnapshot(cpuGroups);
     await sleep(p.durationMs);
     const b = cpuSnapshot(cpuGroups);
+    const pgWaits = await waits?.stop();
+    const loops = await Promise.all(relayProcs.map((r) => r.child.call<ProcStats>('stats')));
     const run = await running;
     const s: ChatScenario = {
       name,
@@ -263,11 +290,13 @@ async function chat(
       connectMs: conn.ms,
       run,
       cpu: cpuUsage(a, b),
+      loopP99Ms: loops.map((l) => l.loopP99Ms),
+      pgWaits,
       errors: run.errors,
     };
     o.progress(
       `${name} #${repeat}: ${conn.connections} connections in ${conn.ms} ms; ${run.deliveredPerSecond} msg/s delivered ` +
-        `(wire p50 ${run.wire.p50} p99 ${run.wire.p99} ms), errors ${run.errors} ${JSON.stringify(run.errorCodes)}; CPU % ${fmtCpu(s.cpu)}`,
+        `(wire p50 ${run.wire.p50} p99 ${run.wire.p99} ms), errors ${run.errors} ${JSON.stringify(run.errorCodes)}; CPU % ${fmtCpu(s.cpu)}; relay loop p99 ${s.loopP99Ms.join(', ')} ms; PostgreSQL backends ${fmtWaits(pgWaits)}`,
     );
     return s;
   } finally {
