@@ -32,6 +32,10 @@ export type Opened =
 
 /** The header the crypto layer binds, from a wire envelope. @throws on malformed base64url. */
 export function cryptoHeader(env: SealedEnvelope): CryptoHeader {
+  return headerWith(env, fromBase64Url(env.prev), fromBase64Url(env.seenHash));
+}
+
+function headerWith(env: SealedEnvelope, prev: Uint8Array, seenHash: Uint8Array): CryptoHeader {
   return {
     v: env.v,
     alg: env.alg,
@@ -41,10 +45,27 @@ export function cryptoHeader(env: SealedEnvelope): CryptoHeader {
     msgId: env.msgId,
     sentAt: env.sentAt,
     ctr: env.ctr,
-    prev: fromBase64Url(env.prev),
+    prev,
     seenSeq: env.seenSeq,
-    seenHash: fromBase64Url(env.seenHash),
+    seenHash,
   };
+}
+
+/** The binary fields the transcript checks read, decoded once while opening (never mutated). */
+interface Decoded {
+  sig: Uint8Array;
+  prev: Uint8Array;
+  seenHash: Uint8Array;
+}
+const decodedOf = new WeakMap<StoredEnvelope, Decoded>();
+
+/** The session key (base64url) of each checked certificate body, encoded once. */
+const sessionKeyOf = new WeakMap<object, string>();
+
+function sessionKey(body: object, publicKey: Uint8Array): string {
+  let key = sessionKeyOf.get(body);
+  if (key === undefined) sessionKeyOf.set(body, (key = toBase64Url(publicKey)));
+  return key;
 }
 
 /** Opens `env`; never throws for bad content. */
@@ -66,12 +87,18 @@ export async function openStored(
   }
   try {
     const sender = await verifyCertificate(env.cert, deps.serviceKey, env);
+    const decoded: Decoded = {
+      sig: fromBase64Url(env.sig),
+      prev: fromBase64Url(env.prev),
+      seenHash: fromBase64Url(env.seenHash),
+    };
+    decodedOf.set(env, decoded);
     const plaintext = await openEnvelope({
       key,
-      header: cryptoHeader(env),
+      header: headerWith(env, decoded.prev, decoded.seenHash),
       nonce: fromBase64Url(env.nonce),
       ciphertext: fromBase64Url(env.ciphertext),
-      sig: fromBase64Url(env.sig),
+      sig: decoded.sig,
       verifyKey: sender.publicKey,
     });
     const body = MessageBody.safeParse(JSON.parse(utf8Decode(plaintext)));
@@ -82,7 +109,8 @@ export async function openStored(
       plaintext,
       text: body.data.text,
       role: sender.body.role,
-      sessionKey: toBase64Url(sender.publicKey),
+      // The certificate cache hands out one body object per certificate: encoded once.
+      sessionKey: sessionKey(sender.body, sender.publicKey),
       certNotAfter: sender.body.notAfter,
     };
   } catch {
@@ -91,33 +119,38 @@ export async function openStored(
   }
 }
 
+/** What the transcript checks see of an opened (or failed) envelope, made once per envelope. */
+const inputOf = new WeakMap<Opened, TranscriptInput>();
+
 /** What the transcript checks see of an opened (or failed) envelope. */
 export function transcriptInput(o: Opened, live: boolean): TranscriptInput {
+  const made = inputOf.get(o);
+  if (made !== undefined && made.live === live) return made;
   const env = o.env;
-  let sig: Uint8Array;
-  let prev: Uint8Array;
-  let seenHash: Uint8Array;
-  try {
-    sig = fromBase64Url(env.sig);
-    prev = fromBase64Url(env.prev);
-    seenHash = fromBase64Url(env.seenHash);
-  } catch {
-    // The schema checked the lengths; a decoding failure cannot happen, but never throws here.
-    sig = new Uint8Array(64);
-    prev = new Uint8Array(32);
-    seenHash = new Uint8Array(32);
+  let decoded = decodedOf.get(env);
+  if (decoded === undefined) {
+    try {
+      decoded = {
+        sig: fromBase64Url(env.sig),
+        prev: fromBase64Url(env.prev),
+        seenHash: fromBase64Url(env.seenHash),
+      };
+    } catch {
+      // The schema checked the lengths; a decoding failure cannot happen, but never throws here.
+      decoded = { sig: new Uint8Array(64), prev: new Uint8Array(32), seenHash: new Uint8Array(32) };
+    }
   }
-  return {
+  const input: TranscriptInput = {
     seq: env.seq,
     senderId: env.senderId,
     msgId: env.msgId,
     epoch: env.epoch,
     sentAt: env.sentAt,
     ctr: env.ctr,
-    prev,
+    prev: decoded.prev,
     seenSeq: env.seenSeq,
-    seenHash,
-    sig,
+    seenHash: decoded.seenHash,
+    sig: decoded.sig,
     live,
     ...(o.ok
       ? {
@@ -129,4 +162,6 @@ export function transcriptInput(o: Opened, live: boolean): TranscriptInput {
         }
       : {}),
   };
+  inputOf.set(o, input);
+  return input;
 }
