@@ -315,7 +315,7 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
   const pg2 = median(keys(2).map((k) => k.fetchesPerSecond));
   const one = median(chatOf(1).map((c) => c.run.deliveredPerSecond));
   const three = median(chatOf(3).map((c) => c.run.deliveredPerSecond));
-  const lastWarm = (k: KeysScenario): CpuUsage => (k.warm[k.warm.length - 1] ?? k.cold).cpu;
+  const lastWarm = (k: KeysScenario): Burst => k.warm[k.warm.length - 1] ?? k.cold;
   /** Per scenario: each component's CPU (% of one core), median over repeats. */
   const cpu: Record<string, Record<string, number>> = {};
   const busiest: Record<string, { process: string; percent: number }> = {};
@@ -333,8 +333,14 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
     }
     busiest[scenario] = top;
   };
-  add('keys_pg1', keys(1).map(lastWarm));
-  add('keys_pg2', keys(2).map(lastWarm));
+  add(
+    'keys_pg1',
+    keys(1).map((k) => lastWarm(k).cpu),
+  );
+  add(
+    'keys_pg2',
+    keys(2).map((k) => lastWarm(k).cpu),
+  );
   add(
     'chat_1relay_sqlite',
     chatOf(1).map((c) => c.cpu),
@@ -343,6 +349,15 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
     'chat_3relays_pg',
     chatOf(3).map((c) => c.cpu),
   );
+  /** What PostgreSQL's backends were doing (first repeat, last warm burst): the top 4 shares. */
+  const top = (w: PgWaits | undefined): Record<string, number> =>
+    Object.fromEntries(Object.entries(w?.share ?? {}).slice(0, 4));
+  const firstKeys = (n: number): KeysScenario | undefined => keys(n)[0];
+  const pgWaits = {
+    keys_pg1: top(firstKeys(1) && lastWarm(firstKeys(1) as KeysScenario).pgWaits),
+    keys_pg2: top(firstKeys(2) && lastWarm(firstKeys(2) as KeysScenario).pgWaits),
+    chat_3relays_pg: top(chatOf(3)[0]?.pgWaits),
+  };
   const keysErrors =
     r.keysSqlite.reduce((n, k) => n + k.errors, 0) + r.keys.reduce((n, k) => n + k.errors, 0);
   const chatErrors = r.chat.reduce((n, c) => n + c.errors, 0);
@@ -365,6 +380,7 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
     chat_1relay_sqlite_wire_p99_ms: median(chatOf(1).map((c) => c.run.wire.p99)),
     cluster_cpu_percent: cpu,
     cluster_busiest: busiest,
+    cluster_pg_waits: pgWaits,
     cluster_keys_errors: keysErrors,
     cluster_chat_errors: chatErrors,
     cluster_errors: keysErrors + chatErrors,
