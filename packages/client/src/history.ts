@@ -22,6 +22,26 @@ export interface HistoryDeps {
 }
 
 /**
+ * Opens every envelope, all at once (their verifications and decryptions overlap), except that
+ * the first envelope of each certificate is opened alone: its certificate is then checked once
+ * and cached before the others of the same sender session need it. The checks run afterwards,
+ * one envelope at a time in seq order, on the results in the same order.
+ */
+async function openAll(d: HistoryDeps, envelopes: readonly StoredEnvelope[]): Promise<Opened[]> {
+  const pending: Promise<Opened>[] = [];
+  const certs = new Set<string>();
+  for (const env of envelopes) {
+    const opening = d.open(env);
+    pending.push(opening);
+    if (!certs.has(env.cert.sig)) {
+      certs.add(env.cert.sig);
+      await opening;
+    }
+  }
+  return Promise.all(pending);
+}
+
+/**
  * Reads, opens and checks the stored history after `since`.
  * @throws LatchkeyError UNAVAILABLE when not connected
  */
@@ -38,8 +58,7 @@ export async function readHistory(d: HistoryDeps, since: number): Promise<Histor
     }
     if (!page.more || page.envelopes.length === 0) break;
   }
-  const opened: Opened[] = [];
-  for (const env of envelopes) opened.push(await d.open(env));
+  const opened = await openAll(d, envelopes);
   // What each envelope shows of itself to the checks, made once (not once per later envelope).
   const later = laterOf(opened);
   const verifier = verifierFrom(since, d.checkpointAt(since));
