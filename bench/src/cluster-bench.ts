@@ -23,6 +23,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Child, type ProcStats } from './ipc.ts';
 import { cpuSnapshot, cpuUsage, type CpuGroup, type CpuUsage } from './cluster-cpu.ts';
+import { relayCounters, relayWindow, type RelayWindow } from './cluster-relay-metrics.ts';
 import { sampleWaits, type PgWaits } from './cluster-pg-waits.ts';
 import { clusterServices, type ClusterServices } from './cluster-services.ts';
 import { keysBench } from './keys-bench.ts';
@@ -69,6 +70,8 @@ export interface ChatScenario {
   cpu: CpuUsage;
   /** Each relay's event-loop delay p99 over the window (ms). */
   loopP99Ms: number[];
+  /** Each relay's stores, commits and fan-out over the window (its /metrics). */
+  relayMetrics: RelayWindow[];
   /** PostgreSQL backends over the window (three relays only). */
   pgWaits: PgWaits | undefined;
   errors: number;
@@ -275,11 +278,13 @@ async function chat(
     const running = gen.call<RunResult>('run', p);
     await sleep(p.warmupMs);
     await Promise.all(relayProcs.map((r) => r.child.call<ProcStats>('stats')));
+    const m0 = await Promise.all(relayProcs.map((r) => relayCounters(r.port)));
     const waits = db === undefined ? undefined : sampleWaits(db);
     const a = cpuSnapshot(cpuGroups);
     await sleep(p.durationMs);
     const b = cpuSnapshot(cpuGroups);
     const pgWaits = await waits?.stop();
+    const m1 = await Promise.all(relayProcs.map((r) => relayCounters(r.port)));
     const loops = await Promise.all(relayProcs.map((r) => r.child.call<ProcStats>('stats')));
     const run = await running;
     const s: ChatScenario = {
@@ -291,12 +296,13 @@ async function chat(
       run,
       cpu: cpuUsage(a, b),
       loopP99Ms: loops.map((l) => l.loopP99Ms),
+      relayMetrics: m1.map((m, i) => relayWindow(m0[i] as typeof m, m, p.durationMs / 1000)),
       pgWaits,
       errors: run.errors,
     };
     o.progress(
       `${name} #${repeat}: ${conn.connections} connections in ${conn.ms} ms; ${run.deliveredPerSecond} msg/s delivered ` +
-        `(wire p50 ${run.wire.p50} p99 ${run.wire.p99} ms), errors ${run.errors} ${JSON.stringify(run.errorCodes)}; CPU % ${fmtCpu(s.cpu)}; relay loop p99 ${s.loopP99Ms.join(', ')} ms; PostgreSQL backends ${fmtWaits(pgWaits)}`,
+        `(wire p50 ${run.wire.p50} p99 ${run.wire.p99} ms), errors ${run.errors} ${JSON.stringify(run.errorCodes)}; CPU % ${fmtCpu(s.cpu)}; relay loop p99 ${s.loopP99Ms.join(', ')} ms; relays ${s.relayMetrics.map((m) => `${m.storedPerSecond} stored/s in ${m.commitsPerSecond} commits/s of ${m.meanBatch} (${m.meanCommitMs} ms), ${m.gapRepairs} gap repairs, fan-out lag ${m.meanFanoutLagMs} ms`).join('; ')}; PostgreSQL backends ${fmtWaits(pgWaits)}`,
     );
     return s;
   } finally {
