@@ -309,7 +309,8 @@ async function main(): Promise<void> {
   if (withCluster) {
     progress('cluster: key services and relays on PostgreSQL and Redis (issue 17)');
     const { runClusterBench } = await import('./cluster-main.ts');
-    cluster = await runClusterBench(quick ? ['--quick'] : []);
+    // Its own options pass through (--repeats, --participants, --contacts, --only).
+    cluster = await runClusterBench(process.argv.slice(2));
   }
 
   const summary = summarize({
