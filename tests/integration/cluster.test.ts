@@ -4,7 +4,8 @@
  * balancer. Clients join, chat, are kicked and transferred while one key service and then one
  * relay are killed with SIGKILL. Afterwards: no acknowledged message lost or duplicated, every
  * remaining client on the same current epoch, the shared access log's chain verifies with no gap,
- * and every webhook event (the relays' and the key services') arrived exactly once.
+ * and every webhook event (the relays' and the key services') arrived once (a call in flight at a
+ * SIGKILL may come once more, with the same webhook-id).
  *
  * Two key services receiving the same kick at the same moment rotate once (also at the key
  * service level in apps/keyd/test/key-store-pg.test.ts).
@@ -317,11 +318,20 @@ describe.skipIf(!services)('three relays and two key services, PostgreSQL and Re
       () =>
         [...received.values()].filter((e) => e.type === 'key.rotated').length >= 4 &&
         [...received.values()].filter((e) => e.type === 'participant.kicked').length >= 3,
-      60_000,
+      // A delivery claimed by a killed process is taken over after its lease (60 s).
+      150_000,
       'the webhook events',
     );
-    for (const [eventId, e] of received) expect(e.count, `${e.type} ${eventId}`).toBe(1);
-  }, 240_000);
+    // Exactly once, except for what cannot be: a process killed after its call reached the
+    // receiver but before it recorded the outcome has that one call sent again by another after
+    // the lease, with the same webhook-id (receivers drop it). Each endpoint has one call in
+    // flight at a time across the cluster and each was served by processes of which one was
+    // killed, so at most one such repeat per endpoint; two live processes racing would repeat
+    // many.
+    const repeated = [...received].filter(([, e]) => e.count > 1);
+    expect(repeated.length, JSON.stringify(repeated)).toBeLessThanOrEqual(2);
+    for (const [eventId, e] of repeated) expect(e.count, `${e.type} ${eventId}`).toBe(2);
+  }, 300_000);
 
   afterAll(() => {
     for (const c of clients) c.close();

@@ -232,6 +232,8 @@ export async function openKeyService(opts: OpenKeyServiceOptions): Promise<
         delivery: { allowlist: opts.webhooks.allowlist ?? [] },
         ...(hookLog === undefined ? {} : { log: hookLog }),
       });
+    // A database, schema or key problem of the outbox stops the start, named, not a log line later.
+    await webhooks?.ready();
     const policy = new KeyPolicy({
       keyManager: served,
       accessLog,
