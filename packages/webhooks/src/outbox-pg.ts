@@ -16,6 +16,9 @@
  * The outbox key must be the same for every process: given as bytes or a key file (read, or
  * created when missing); the database keeps a check value, and a process with another key is
  * refused at open (WebhookOutboxKeyError). `pg` is loaded only when this outbox opens.
+ *
+ * Longer than 400 lines: the PostgreSQL side of every outbox operation (one method each, over the
+ * shared flows); the claim protocol is in outbox-pg-claim.ts.
  */
 import {
   LatchkeyError,

@@ -8,6 +8,9 @@
  * The outbox is the SQLite one of this process (outbox.ts) or the PostgreSQL one shared by
  * several processes (outbox-pg.ts): there every delivery is claimed under a lease before the
  * call, and the worker also wakes every `pollMs` for events other processes queued.
+ *
+ * Longer than 400 lines: the worker's in-flight set, timers, claims and pump share one class's
+ * private state; the outbox logic itself is in the outbox-* files.
  */
 import { randomBytes } from 'node:crypto';
 import {
