@@ -6,12 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { decodeSecretText } from '@latchkey/keys';
 import type { KeyManagerChoice } from './key-manager-choice.ts';
-import {
-  ConfigError,
-  parseDurationMs,
-  type Env,
-  type KeyServiceFlags,
-} from './settings-flags.ts';
+import { ConfigError, parseDurationMs, type Env, type KeyServiceFlags } from './settings-flags.ts';
 
 /**
  * A shared secret from the environment variable `name`, else from `file`.
