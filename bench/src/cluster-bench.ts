@@ -62,6 +62,8 @@ export interface KeysScenario {
 
 export interface ChatScenario {
   name: string;
+  /** Both members of a contact on one relay. */
+  affinity: boolean;
   relays: number;
   repeat: number;
   connections: number;
@@ -95,9 +97,11 @@ function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return 0;
   const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+  const m = s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+  return Math.round(m * 10) / 10;
 }
 const round2 = (x: number): number => Math.round(x * 100) / 100;
+const round1 = (x: number): number => Math.round(x * 10) / 10;
 
 interface Proc {
   child: Child;
@@ -225,15 +229,21 @@ function fmtCpu(c: CpuUsage): string {
   return `${parts.join(', ')}; machine ${c.machinePercent}% of all cores over ${c.seconds} s`;
 }
 
-/** Chat throughput: one relay on SQLite, or `relays` relays on PostgreSQL + Redis. */
+/**
+ * Chat throughput: one relay on SQLite, or `relays` relays on PostgreSQL + Redis with the two
+ * members of each contact on different relays, or (`affinity`) on the same one, as a balancer
+ * routing by contact would place them: no row of a contact is then written by two relays, and
+ * nothing needs the fan-out to reach the peer.
+ */
 async function chat(
   services: ClusterServices,
   relays: number,
   repeat: number,
   o: Required<ClusterBenchOptions>,
+  affinity = false,
 ): Promise<ChatScenario> {
   const pg = relays > 1;
-  const name = pg ? `chat_${relays}relays_pg` : 'chat_1relay_sqlite';
+  const name = pg ? `chat_${relays}relays_pg${affinity ? '_affinity' : ''}` : 'chat_1relay_sqlite';
   const db = pg ? services.newDatabase(`bench_chat`) : undefined;
   const secretHex = randomBytes(32).toString('hex');
   const procs: Proc[] = [];
@@ -255,6 +265,7 @@ async function chat(
       kind: 'latchkey',
       url: urls[0],
       urls,
+      spread: affinity ? 'contacts' : 'members',
       secretHex,
     });
     const genPid = ((await gen.hello) as { pid?: number }).pid ?? gen.pid ?? 0;
@@ -289,6 +300,7 @@ async function chat(
     const run = await running;
     const s: ChatScenario = {
       name,
+      affinity,
       relays,
       repeat,
       connections: conn.connections,
@@ -316,7 +328,8 @@ export type ClusterSummary = ReturnType<typeof summarizeCluster>;
 /** The one-line JSON of the cluster bench (field names documented in docs/benchmarks.md). */
 export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
   const keys = (n: number): KeysScenario[] => r.keys.filter((k) => k.keyServices === n);
-  const chatOf = (n: number): ChatScenario[] => r.chat.filter((c) => c.relays === n);
+  const chatOf = (n: number, affinity = false): ChatScenario[] =>
+    r.chat.filter((c) => c.relays === n && c.affinity === affinity);
   const pg1 = median(keys(1).map((k) => k.fetchesPerSecond));
   const pg2 = median(keys(2).map((k) => k.fetchesPerSecond));
   const one = median(chatOf(1).map((c) => c.run.deliveredPerSecond));
@@ -328,13 +341,13 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
   const add = (scenario: string, usages: CpuUsage[]): void => {
     const names = Object.keys(usages[0]?.percent ?? {});
     const row: Record<string, number> = {};
-    for (const n of names) row[n] = median(usages.map((u) => u.percent[n] ?? 0));
-    row['machine_of_all_cores'] = median(usages.map((u) => u.machinePercent));
+    for (const n of names) row[n] = round1(median(usages.map((u) => u.percent[n] ?? 0)));
+    row['machine_of_all_cores'] = round1(median(usages.map((u) => u.machinePercent)));
     cpu[scenario] = row;
     // The single process nearest to a full core (a group's busiest member).
     let top = { process: '', percent: -1 };
     for (const n of names) {
-      const v = median(usages.map((u) => u.busiestPercent[n] ?? 0));
+      const v = round1(median(usages.map((u) => u.busiestPercent[n] ?? 0)));
       if (v > top.percent) top = { process: n, percent: v };
     }
     busiest[scenario] = top;
@@ -363,6 +376,7 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
     keys_pg1: top(firstKeys(1) && lastWarm(firstKeys(1) as KeysScenario).pgWaits),
     keys_pg2: top(firstKeys(2) && lastWarm(firstKeys(2) as KeysScenario).pgWaits),
     chat_3relays_pg: top(chatOf(3)[0]?.pgWaits),
+    chat_3relays_pg_affinity: top(chatOf(3, true)[0]?.pgWaits),
   };
   const keysErrors =
     r.keysSqlite.reduce((n, k) => n + k.errors, 0) + r.keys.reduce((n, k) => n + k.errors, 0);
@@ -382,6 +396,9 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
     chat_1relay_sqlite_msgs_per_s: one,
     chat_3relays_pg_msgs_per_s: three,
     chat_3relays_vs_1relay: one > 0 ? round2(three / one) : null,
+    chat_3relays_pg_affinity_msgs_per_s: median(
+      chatOf(3, true).map((c) => c.run.deliveredPerSecond),
+    ),
     chat_3relays_pg_wire_p99_ms: median(chatOf(3).map((c) => c.run.wire.p99)),
     chat_1relay_sqlite_wire_p99_ms: median(chatOf(1).map((c) => c.run.wire.p99)),
     cluster_cpu_percent: cpu,
@@ -437,6 +454,7 @@ export async function clusterBench(opts: ClusterBenchOptions = {}): Promise<Clus
       if (!o.only.includes('chat')) continue;
       chats.push(await chat(services, 1, rep, o));
       chats.push(await chat(services, 3, rep, o));
+      chats.push(await chat(services, 3, rep, o, true));
     }
   } finally {
     await services.stop();

@@ -36,6 +36,8 @@ interface Config {
    * two members of a contact (consecutive indexes) sit on different relays. Default `[url]`.
    */
   urls?: string[];
+  /** With `urls`: `contacts` puts both members of contact k on `urls[k % n]` instead. */
+  spread?: 'members' | 'contacts';
   secretHex: string;
 }
 
@@ -218,7 +220,8 @@ function openLink(
       s.on('disconnect', onClose);
       return;
     }
-    const base = urls[c.index % urls.length] ?? config.url;
+    const slot = config.spread === 'contacts' ? Math.floor(c.index / 2) : c.index;
+    const base = urls[slot % urls.length] ?? config.url;
     const url = config.kind === 'ws' ? `${base}/?room=${contactId}` : base;
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const link: Link = { send: (t) => ws.send(t), close: () => ws.close() };
