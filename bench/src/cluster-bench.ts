@@ -329,7 +329,7 @@ export type ClusterSummary = ReturnType<typeof summarizeCluster>;
 export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
   const keys = (n: number): KeysScenario[] => r.keys.filter((k) => k.keyServices === n);
   const chatOf = (n: number, affinity = false): ChatScenario[] =>
-    r.chat.filter((c) => c.relays === n && c.affinity === affinity);
+    r.chat.filter((c) => c.relays === n && Boolean(c.affinity) === affinity);
   const pg1 = median(keys(1).map((k) => k.fetchesPerSecond));
   const pg2 = median(keys(2).map((k) => k.fetchesPerSecond));
   const one = median(chatOf(1).map((c) => c.run.deliveredPerSecond));
@@ -367,6 +367,10 @@ export function summarizeCluster(r: Omit<ClusterResult, 'summary'>) {
   add(
     'chat_3relays_pg',
     chatOf(3).map((c) => c.cpu),
+  );
+  add(
+    'chat_3relays_pg_affinity',
+    chatOf(3, true).map((c) => c.cpu),
   );
   /** What PostgreSQL's backends were doing (first repeat, last warm burst): the top 4 shares. */
   const top = (w: PgWaits | undefined): Record<string, number> =>
