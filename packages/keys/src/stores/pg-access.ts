@@ -12,8 +12,8 @@ import {
   type ContactInfo,
   type Role,
 } from '@latchkey/protocol';
-import type { ListContactsOptions } from '@latchkey/storage';
-import { runPostgres, type PgPool } from '@latchkey/storage/postgres';
+import { runAsync, type ListContactsOptions } from '@latchkey/storage';
+import { pgSql, runPostgres, transaction, type PgPool } from '@latchkey/storage/postgres';
 import { AccessFlows, type AccessFlow, type OwedRotation } from '../access-flows.ts';
 import type { Admission, AccessTable, EpochTimes } from '../service-state.ts';
 
@@ -64,16 +64,39 @@ export class PgAccessStore implements AccessTable {
   }
 
   /**
-   * Each holder in a transaction of its own, all at once: PostgreSQL commits them together
-   * (its own group commit), and one refused never holds up the others.
+   * The admissions of a join burst in one transaction (one commit, one connection), each in a
+   * savepoint of its own so that one refused leaves the others admitted, taken in contact order
+   * so that two key services admitting overlapping bursts lock contacts in the same order.
+   * @throws LatchkeyError KEY_UNAVAILABLE when the transaction fails (nothing is admitted).
    */
   async admitMany(ps: readonly Admission[], now: number): Promise<(ContactInfo | LatchkeyError)[]> {
-    const settled = await Promise.allSettled(ps.map((p) => this.admit(p, now)));
-    return settled.map((s) => {
-      if (s.status === 'fulfilled') return s.value;
-      if (LatchkeyError.is(s.reason)) return s.reason;
-      return pgUnavailable(s.reason, 'access table');
-    });
+    const order = ps
+      .map((_, i) => i)
+      .sort((a, b) =>
+        ps[a]!.contactId < ps[b]!.contactId ? -1 : ps[a]!.contactId > ps[b]!.contactId ? 1 : a - b,
+      );
+    try {
+      return await transaction(this.#pool, async (q) => {
+        const out: (ContactInfo | LatchkeyError)[] = new Array<ContactInfo | LatchkeyError>(
+          ps.length,
+        );
+        const sql = pgSql(q);
+        for (const i of order) {
+          await q.query('SAVEPOINT admission');
+          try {
+            out[i] = await runAsync(this.#flows.admit(ps[i]!, now)(sql));
+            await q.query('RELEASE SAVEPOINT admission');
+          } catch (err) {
+            if (!LatchkeyError.is(err)) throw err;
+            await q.query('ROLLBACK TO SAVEPOINT admission');
+            out[i] = err;
+          }
+        }
+        return out;
+      });
+    } catch (err) {
+      throw pgUnavailable(err, 'access table');
+    }
   }
 
   contact(contactId: string, now: number): Promise<ContactInfo | null> {

@@ -123,6 +123,40 @@ describe.skipIf(!server)('key service state on PostgreSQL', () => {
     }
   });
 
+  it('admits a burst in one transaction: a refused holder fails alone, two services racing both finish', async () => {
+    const url = await server!.newDatabase();
+    const [a, b] = await two(url);
+    try {
+      const now = Date.now();
+      await a.access.kick('full', 'gone', now);
+      const burst = (by: string) =>
+        Array.from({ length: 30 }, (_, i) => ({
+          contactId: `burst${(i * 7) % 11}`,
+          participantId: `${by}${i}`,
+          role: 'visitor' as const,
+        }));
+      const [ra, rb] = await Promise.all([
+        a.access.admitMany(
+          [...burst('a'), { contactId: 'full', participantId: 'gone', role: 'visitor' }],
+          now,
+        ),
+        b.access.admitMany(burst('b').reverse(), now),
+      ]);
+      expect(ra.at(-1)).toMatchObject({ code: 'FORBIDDEN' });
+      expect(ra.slice(0, -1).every((r) => !(r instanceof LatchkeyError))).toBe(true);
+      expect(rb.every((r) => !(r instanceof LatchkeyError))).toBe(true);
+      // Each answer is its own holder's contact, in the order asked.
+      expect(ra.slice(0, -1).map((r) => (r as { contactId: string }).contactId)).toEqual(
+        burst('a').map((p) => p.contactId),
+      );
+      const all = await a.access.listContacts({ limit: 100 }, now);
+      expect(all.filter((c) => c.contactId.startsWith('burst'))).toHaveLength(11);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("runs a contact's work in one key service at a time", async () => {
     const url = await server!.newDatabase();
     const [a, b] = await two(url);
