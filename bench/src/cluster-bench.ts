@@ -17,6 +17,9 @@
  * and the machine as a whole, to say which one saturates first. Every process shares the same
  * cores: on a small machine this measures what coordination through PostgreSQL and Redis costs,
  * not scale-out. PostgreSQL and Redis: cluster-services.ts. See docs/benchmarks.md "Cluster".
+ *
+ * Longer than 400 lines: one scenario runner per figure (keys on SQLite, on one and two
+ * PostgreSQL key services, chat on one and three relays), sharing the sampling around each window.
  */
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';

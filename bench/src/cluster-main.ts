@@ -1,5 +1,5 @@
 /**
- * Command line of the cluster benchmark (bin/cluster.mjs, and `pnpm bench --with-cluster`
+ * Command line of the cluster benchmark (bench/bin/cluster.mjs, and `pnpm bench --with-cluster`
  * through main.ts): options, the results file, the one-line JSON summary on stdout.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
