@@ -436,7 +436,7 @@ describe('flags are documented', () => {
       c.once('exit', () => resolve(out));
     });
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const source = readFileSync(join(ROOT, 'apps', 'keyd', 'src', 'settings.ts'), 'utf8');
+    const source = readFileSync(join(ROOT, 'apps', 'keyd', 'src', 'settings-flags.ts'), 'utf8');
     expect(optionsIn(source)).toEqual(FLAGS.map(([f]) => f).sort());
     for (const text of [help, readme]) {
       for (const [flag, env] of FLAGS) {
