@@ -13,7 +13,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -25,6 +24,7 @@ import { openPgServiceState } from '@latchkey/keys/postgres';
 import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
 import { freePort, testServices } from '../../packages/relay/test/_services.ts';
 import { until } from './harness.ts';
+import { startTcpBalancer, type TcpBalancer } from './tcp-balancer.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MAIN = join(ROOT, 'tests', 'integration', '_cluster-main.ts');
@@ -45,8 +45,7 @@ let dir: string;
 let keysStore: string;
 const relays: Proc[] = [];
 const keyServices: Proc[] = [];
-const balancers: Server[] = [];
-const lbSockets = new Set<Socket>();
+const balancers: TcpBalancer[] = [];
 let relayLb: number;
 let keysLb: number;
 
@@ -86,42 +85,6 @@ async function kill(p: Proc): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGKILL');
   await exited;
-}
-
-/** Round-robin TCP balancer over the processes that accept a connection (a dead one is skipped). */
-function balancer(backends: Proc[]): Promise<number> {
-  let next = 0;
-  const lb = createServer((client) => {
-    lbSockets.add(client);
-    client.on('close', () => lbSockets.delete(client));
-    client.pause();
-    const tryNext = (left: number): void => {
-      if (left === 0) {
-        client.destroy();
-        return;
-      }
-      const b = backends[next++ % backends.length] as Proc;
-      const upstream = connect(b.port, '127.0.0.1');
-      upstream.once('error', () => tryNext(left - 1));
-      upstream.once('connect', () => {
-        upstream.removeAllListeners('error');
-        lbSockets.add(upstream);
-        upstream.on('close', () => lbSockets.delete(upstream));
-        upstream.on('error', () => client.destroy());
-        client.on('error', () => upstream.destroy());
-        upstream.on('close', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.resume();
-      });
-    };
-    tryNext(backends.length);
-  });
-  balancers.push(lb);
-  return new Promise((resolve) =>
-    lb.listen(0, '127.0.0.1', () => resolve((lb.address() as { port: number }).port)),
-  );
 }
 
 /** Webhook calls received, by event id, with the event type. */
@@ -180,15 +143,15 @@ beforeAll(async () => {
   // All at once: migrations run once under their advisory locks, the shared secrets are created
   // once (the first insert wins, the others read it).
   await Promise.all([...relays, ...keyServices].map((p) => start(p)));
-  relayLb = await balancer(relays);
-  keysLb = await balancer(keyServices);
+  for (const set of [relays, keyServices])
+    balancers.push(await startTcpBalancer(() => set.map((p) => p.port)));
+  [relayLb, keysLb] = balancers.map((b) => b.port) as [number, number];
   await startReceiver();
 }, 120_000);
 
 afterAll(async () => {
   if (!services) return;
-  for (const s of lbSockets) s.destroy();
-  for (const lb of balancers) await new Promise((r) => lb.close(r));
+  for (const b of balancers) await b.close();
   await Promise.all([...relays, ...keyServices].map((p) => kill(p)));
   await new Promise((r) => receiver.close(r));
   await services.stop();

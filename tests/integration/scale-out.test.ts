@@ -12,7 +12,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,6 +23,7 @@ import { openKeyService } from '@latchkey/keyd';
 import { deriveAdminKey, mintToken } from '@latchkey/tokens';
 import { freePort, testServices } from '../../packages/relay/test/_services.ts';
 import { until } from './harness.ts';
+import { startTcpBalancer, type TcpBalancer } from './tcp-balancer.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RELAY_MAIN = join(ROOT, 'apps', 'relay', 'src', 'main.ts');
@@ -39,10 +39,8 @@ interface RelayProc {
 let dir: string;
 let keys: Awaited<ReturnType<typeof openKeyService>>;
 const relays: RelayProc[] = [];
-let lb: Server;
+let lb: TcpBalancer;
 let lbPort: number;
-let next = 0;
-const lbSockets = new Set<Socket>();
 
 async function startRelayProcess(r: RelayProc, i: number): Promise<void> {
   if (!services) return;
@@ -95,40 +93,6 @@ async function kill(r: RelayProc): Promise<void> {
   await exited;
 }
 
-/** Round-robin TCP balancer over the relays that accept a connection (a dead one is skipped). */
-function startBalancer(): Promise<number> {
-  lb = createServer((client) => {
-    lbSockets.add(client);
-    client.on('close', () => lbSockets.delete(client));
-    client.pause();
-    const tryNext = (left: number): void => {
-      if (left === 0) {
-        client.destroy();
-        return;
-      }
-      const r = relays[next++ % relays.length] as RelayProc;
-      const upstream = connect(r.port, '127.0.0.1');
-      upstream.once('error', () => tryNext(left - 1));
-      upstream.once('connect', () => {
-        upstream.removeAllListeners('error');
-        lbSockets.add(upstream);
-        upstream.on('close', () => lbSockets.delete(upstream));
-        upstream.on('error', () => client.destroy());
-        client.on('error', () => upstream.destroy());
-        upstream.on('close', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.resume();
-      });
-    };
-    tryNext(relays.length);
-  });
-  return new Promise((resolve) =>
-    lb.listen(0, '127.0.0.1', () => resolve((lb.address() as { port: number }).port)),
-  );
-}
-
 beforeAll(async () => {
   if (!services) return;
   dir = await mkdtemp(join(tmpdir(), 'latchkey-scale-'));
@@ -142,13 +106,13 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) relays.push({ port: await freePort(), child: undefined });
   // one by one: the first migrates the schema (the others would wait on its advisory lock)
   for (const [i, r] of relays.entries()) await startRelayProcess(r, i);
-  lbPort = await startBalancer();
+  lb = await startTcpBalancer(() => relays.map((r) => r.port));
+  lbPort = lb.port;
 }, 90_000);
 
 afterAll(async () => {
   if (!services) return;
-  for (const s of lbSockets) s.destroy();
-  await new Promise((r) => lb.close(r));
+  await lb.close();
   for (const r of relays) await kill(r);
   await keys.close();
   await services.stop();
