@@ -4,8 +4,58 @@
  * seq order from 1 with no gap, and an earlier noted head must still be there unchanged.
  */
 import { constantTimeEqual } from '@latchkey/crypto/compare';
-import { GENESIS, hex, type AccessRecord } from './access-record.ts';
+import {
+  GENESIS,
+  hex,
+  type AccessOutcome,
+  type AccessRecord,
+  type ChainedAccessRecord,
+  type StoredAccessRecord,
+} from './access-record.ts';
 import type { AccessLogHead, AccessLogVerdict } from './service-state.ts';
+
+/** A row of `key_access_log`, as either backend returns it. */
+export interface AccessLogRow {
+  seq: number;
+  contact_id: string;
+  epoch: number;
+  participant_id: string;
+  time: number;
+  outcome: string;
+  hash: Uint8Array;
+}
+
+/** A row as the log's readers see it. */
+export function storedRecord(row: AccessLogRow): StoredAccessRecord {
+  return {
+    seq: row.seq,
+    contactId: row.contact_id,
+    epoch: row.epoch,
+    participantId: row.participant_id,
+    time: row.time,
+    outcome: row.outcome as AccessOutcome,
+    hash: hex(row.hash),
+  };
+}
+
+/** A row as the chain walk reads it. */
+export function chainRow(row: AccessLogRow): ChainRow {
+  const { seq, hash: _hex, ...record } = storedRecord(row);
+  return { seq, record, hash: row.hash };
+}
+
+/** `records` (consecutive, oldest first) each with the hash it chains from, the first from `prevHash`. */
+export function chainedFrom(
+  prevHash: string,
+  records: readonly StoredAccessRecord[],
+): ChainedAccessRecord[] {
+  let prev = prevHash;
+  return records.map((r) => {
+    const out = { ...r, prevHash: prev };
+    prev = r.hash;
+    return out;
+  });
+}
 
 /** One stored record as the walk reads it. */
 export interface ChainRow {

@@ -16,7 +16,14 @@ import type Database from 'better-sqlite3';
 import { LatchkeyError } from '@latchkey/protocol';
 import { migrateSqlite, openSqlite, type SqliteStep } from '@latchkey/storage/sqlite';
 import type { AccessLogHead, AccessLogStore, AccessLogVerdict } from './service-state.ts';
-import { verifyChain, type ChainRow } from './access-chain.ts';
+import {
+  chainRow,
+  chainedFrom,
+  storedRecord,
+  verifyChain,
+  type AccessLogRow,
+  type ChainRow,
+} from './access-chain.ts';
 import {
   ACCESS_LOG_GENESIS,
   GENESIS,
@@ -24,7 +31,6 @@ import {
   checkedRecord,
   hex,
   type AccessChainAlgorithm,
-  type AccessOutcome,
   type AccessRecord,
   type ChainedAccessRecord,
   type StoredAccessRecord,
@@ -65,38 +71,7 @@ CREATE TRIGGER IF NOT EXISTS key_access_log_no_delete BEFORE DELETE ON key_acces
  */
 const MIGRATIONS: readonly SqliteStep[] = [SCHEMA];
 
-/** A stored row as the chain walk reads it. */
-export function chainRow(row: {
-  seq: number;
-  contact_id: string;
-  epoch: number;
-  participant_id: string;
-  time: number;
-  outcome: string;
-  hash: Uint8Array;
-}): ChainRow {
-  return {
-    seq: row.seq,
-    record: {
-      contactId: row.contact_id,
-      epoch: row.epoch,
-      participantId: row.participant_id,
-      time: row.time,
-      outcome: row.outcome as AccessOutcome,
-    },
-    hash: row.hash,
-  };
-}
-
-interface Row {
-  seq: number;
-  contact_id: string;
-  epoch: number;
-  participant_id: string;
-  time: number;
-  outcome: string;
-  hash: Uint8Array;
-}
+type Row = AccessLogRow;
 
 export class KeyAccessLog implements AccessLogStore {
   readonly #db: Database.Database;
@@ -243,15 +218,7 @@ export class KeyAccessLog implements AccessLogStore {
               'SELECT * FROM key_access_log WHERE seq > ? AND contact_id = ? ORDER BY seq LIMIT ?',
             )
             .all(opts.afterSeq ?? 0, opts.contactId, limit);
-    return rows.map((row) => ({
-      seq: row.seq,
-      contactId: row.contact_id,
-      epoch: row.epoch,
-      participantId: row.participant_id,
-      time: row.time,
-      outcome: row.outcome as AccessOutcome,
-      hash: hex(row.hash),
-    }));
+    return rows.map(storedRecord);
   }
 
   /**
@@ -267,13 +234,10 @@ export class KeyAccessLog implements AccessLogStore {
         'SELECT hash FROM key_access_log WHERE seq <= ? ORDER BY seq DESC LIMIT 1',
       )
       .get(afterSeq);
-    let prev = prevRow === undefined ? ACCESS_LOG_GENESIS : hex(prevRow.hash);
-    const out: ChainedAccessRecord[] = [];
-    for (const r of this.list({ afterSeq: Math.max(afterSeq, 0), limit: n })) {
-      out.push({ ...r, prevHash: prev });
-      prev = r.hash;
-    }
-    return out;
+    return chainedFrom(
+      prevRow === undefined ? ACCESS_LOG_GENESIS : hex(prevRow.hash),
+      this.list({ afterSeq: Math.max(afterSeq, 0), limit: n }),
+    );
   }
 
   /** The position a named stream has forwarded up to (0 when it never ran). */

@@ -7,8 +7,14 @@
  */
 import { LatchkeyError } from '@latchkey/protocol';
 import { transaction, type PgPool } from '@latchkey/storage/postgres';
-import { chainRow } from '../access-log.ts';
-import { verifyChain, type ChainRow } from '../access-chain.ts';
+import {
+  chainRow,
+  chainedFrom,
+  storedRecord,
+  verifyChain,
+  type AccessLogRow as Row,
+  type ChainRow,
+} from '../access-chain.ts';
 import {
   ACCESS_LOG_GENESIS,
   GENESIS,
@@ -16,7 +22,6 @@ import {
   checkedRecord,
   hex,
   type AccessChainAlgorithm,
-  type AccessOutcome,
   type AccessRecord,
   type ChainedAccessRecord,
   type StoredAccessRecord,
@@ -26,26 +31,6 @@ import { pgUnavailable } from './pg-access.ts';
 
 /** Advisory lock key of the chain's head ("lkalog"). */
 const CHAIN_LOCK = 0x6c6b616c6f67;
-
-interface Row {
-  seq: number;
-  contact_id: string;
-  epoch: number;
-  participant_id: string;
-  time: number;
-  outcome: string;
-  hash: Uint8Array;
-}
-
-const stored = (row: Row): StoredAccessRecord => ({
-  seq: row.seq,
-  contactId: row.contact_id,
-  epoch: row.epoch,
-  participantId: row.participant_id,
-  time: row.time,
-  outcome: row.outcome as AccessOutcome,
-  hash: hex(row.hash),
-});
 
 export class PgKeyAccessLog implements AccessLogStore {
   readonly #pool: PgPool;
@@ -163,7 +148,7 @@ export class PgKeyAccessLog implements AccessLogStore {
             'SELECT * FROM key_access_log WHERE seq > $1 AND contact_id = $2 ORDER BY seq LIMIT $3',
             [opts.afterSeq ?? 0, opts.contactId, limit],
           );
-    return rows.map(stored);
+    return rows.map(storedRecord);
   }
 
   async listChained(afterSeq: number, limit = 500): Promise<ChainedAccessRecord[]> {
@@ -172,13 +157,10 @@ export class PgKeyAccessLog implements AccessLogStore {
       'SELECT hash FROM key_access_log WHERE seq <= $1 ORDER BY seq DESC LIMIT 1',
       [afterSeq],
     );
-    let prev = prevRow[0] === undefined ? ACCESS_LOG_GENESIS : hex(prevRow[0].hash);
-    const out: ChainedAccessRecord[] = [];
-    for (const r of await this.list({ afterSeq: Math.max(afterSeq, 0), limit: n })) {
-      out.push({ ...r, prevHash: prev });
-      prev = r.hash;
-    }
-    return out;
+    return chainedFrom(
+      prevRow[0] === undefined ? ACCESS_LOG_GENESIS : hex(prevRow[0].hash),
+      await this.list({ afterSeq: Math.max(afterSeq, 0), limit: n }),
+    );
   }
 
   async cursor(name: string): Promise<number> {
