@@ -4,7 +4,12 @@
  * database a cluster shares (stores/pg-service-state.ts). Membership rules are @latchkey/storage
  * `Membership`; this adds the key rotations that removals owe (`owed_rotations`).
  */
-import type { ContactInfo, Role } from '@latchkey/protocol';
+import {
+  DEFAULT_CONTACT_TTL_MS,
+  DEFAULT_MAX_PARTICIPANTS,
+  type ContactInfo,
+  type Role,
+} from '@latchkey/protocol';
 import {
   Membership,
   exec,
@@ -70,8 +75,25 @@ export type AccessFlow<T> = (sql: Sql) => Flow<T>;
 export class AccessFlows {
   readonly #policy: ContactPolicy;
 
-  constructor(policy: ContactPolicy) {
+  /**
+   * Limits default to DEFAULT_MAX_PARTICIPANTS and DEFAULT_CONTACT_TTL_MS.
+   * @throws RangeError on a non-positive limit.
+   */
+  constructor(opts: { maxParticipants?: number | undefined; contactTtlMs?: number | undefined }) {
+    const policy: ContactPolicy = {
+      maxParticipants: opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS,
+      contactTtlMs: opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS,
+    };
+    for (const [name, n] of Object.entries(policy)) {
+      if (!Number.isSafeInteger(n) || n <= 0)
+        throw new RangeError(`${name} must be a positive integer`);
+    }
     this.#policy = policy;
+  }
+
+  /** The limits in force. */
+  get policy(): Readonly<ContactPolicy> {
+    return this.#policy;
   }
 
   #members<T>(flow: (m: Membership, sql: Sql) => Flow<T>): AccessFlow<T> {

@@ -12,13 +12,7 @@
  * stores run; this table adds the key rotations that removals owe. Its methods are synchronous
  * (better-sqlite3) for the key service's callers.
  */
-import {
-  DEFAULT_CONTACT_TTL_MS,
-  DEFAULT_MAX_PARTICIPANTS,
-  LatchkeyError,
-  type ContactInfo,
-  type Role,
-} from '@latchkey/protocol';
+import { LatchkeyError, type ContactInfo, type Role } from '@latchkey/protocol';
 import {
   participantsTable,
   type Flow,
@@ -102,19 +96,9 @@ export class SqliteAccessStore implements AccessTable {
    *   cannot be opened or has a newer schema (SchemaTooNewError).
    */
   constructor(opts: AccessStoreOptions) {
-    this.maxParticipants = opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS;
-    this.contactTtlMs = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    for (const [name, n] of Object.entries({
-      maxParticipants: this.maxParticipants,
-      contactTtlMs: this.contactTtlMs,
-    })) {
-      if (!Number.isSafeInteger(n) || n <= 0)
-        throw new RangeError(`${name} must be a positive integer`);
-    }
-    this.#flows = new AccessFlows({
-      maxParticipants: this.maxParticipants,
-      contactTtlMs: this.contactTtlMs,
-    });
+    this.#flows = new AccessFlows(opts);
+    ({ maxParticipants: this.maxParticipants, contactTtlMs: this.contactTtlMs } =
+      this.#flows.policy);
     let db: SqliteDatabase | undefined;
     try {
       db = openSqlite(opts.path, { private: true, synchronous: 'FULL' });

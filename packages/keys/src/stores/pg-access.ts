@@ -5,13 +5,7 @@
  * contact's row is locked (`FOR UPDATE`) before anything of it is decided, so key services
  * deciding at once decide one at a time. Failures are KEY_UNAVAILABLE, as on SQLite.
  */
-import {
-  DEFAULT_CONTACT_TTL_MS,
-  DEFAULT_MAX_PARTICIPANTS,
-  LatchkeyError,
-  type ContactInfo,
-  type Role,
-} from '@latchkey/protocol';
+import { LatchkeyError, type ContactInfo, type Role } from '@latchkey/protocol';
 import { runAsync, type ListContactsOptions } from '@latchkey/storage';
 import { pgSql, runPostgres, transaction, type PgPool } from '@latchkey/storage/postgres';
 import { AccessFlows, type AccessFlow, type OwedRotation } from '../access-flows.ts';
@@ -35,20 +29,10 @@ export class PgAccessStore implements AccessTable {
 
   /** @throws RangeError on a non-positive limit. */
   constructor(pool: PgPool, opts: { maxParticipants?: number; contactTtlMs?: number } = {}) {
-    this.maxParticipants = opts.maxParticipants ?? DEFAULT_MAX_PARTICIPANTS;
-    this.contactTtlMs = opts.contactTtlMs ?? DEFAULT_CONTACT_TTL_MS;
-    for (const [name, n] of Object.entries({
-      maxParticipants: this.maxParticipants,
-      contactTtlMs: this.contactTtlMs,
-    })) {
-      if (!Number.isSafeInteger(n) || n <= 0)
-        throw new RangeError(`${name} must be a positive integer`);
-    }
     this.#pool = pool;
-    this.#flows = new AccessFlows({
-      maxParticipants: this.maxParticipants,
-      contactTtlMs: this.contactTtlMs,
-    });
+    this.#flows = new AccessFlows(opts);
+    ({ maxParticipants: this.maxParticipants, contactTtlMs: this.contactTtlMs } =
+      this.#flows.policy);
   }
 
   async #tx<T>(flow: AccessFlow<T>): Promise<T> {
