@@ -146,5 +146,6 @@ export async function openText(
     verifyKey: sender.publicKey,
   });
   const body = MessageBody.parse(JSON.parse(utf8Decode(plaintext)));
+  if (body.type !== 'text') throw new Error('not a text message');
   return body.text;
 }

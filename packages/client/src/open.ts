@@ -107,7 +107,7 @@ export async function openStored(
       ok: true,
       env,
       plaintext,
-      text: body.data.text,
+      text: body.data.type === 'verdict' ? '' : (body.data.text ?? ''),
       role: sender.body.role,
       // The certificate cache hands out one body object per certificate: encoded once.
       sessionKey: sessionKey(sender.body, sender.publicKey),

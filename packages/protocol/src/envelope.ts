@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { ENVELOPE_ALG, ENVELOPE_VERSION, LIMITS } from './version.ts';
 import { SenderCertificate } from './certificate.ts';
+import { FileBody, TextBody, VerdictBody } from './files.ts';
 import { Epoch, Id, MsgId, Seq, SeqCursor, TimeMs, b64url, b64urlBytes } from './primitives.ts';
 
 export const EnvelopeHeader = z.strictObject({
@@ -46,12 +47,9 @@ export type SealedEnvelope = z.infer<typeof SealedEnvelope>;
 export const StoredEnvelope = SealedEnvelope.extend({ seq: Seq });
 export type StoredEnvelope = z.infer<typeof StoredEnvelope>;
 
-/** What the plaintext of an envelope holds once opened (UTF-8 JSON). */
-export const MessageBody = z.strictObject({
-  type: z.literal('text'),
-  text: z
-    .string()
-    .min(1)
-    .max(16 * 1024),
-});
+/**
+ * What the plaintext of an envelope holds once opened (UTF-8 JSON): a text, a file (files.ts) or
+ * a scanner's verdict on a file.
+ */
+export const MessageBody = z.discriminatedUnion('type', [TextBody, FileBody, VerdictBody]);
 export type MessageBody = z.infer<typeof MessageBody>;

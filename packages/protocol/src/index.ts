@@ -35,6 +35,7 @@ export {
   EpochStatement,
 } from './epoch-statement.ts';
 export { EnvelopeHeader, SealedEnvelope, StoredEnvelope, MessageBody } from './envelope.ts';
+export * from './files.ts';
 export * from './frames.ts';
 export {
   TOKEN_ISSUER,
