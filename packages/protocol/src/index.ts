@@ -21,6 +21,7 @@ export {
   TimeMs,
   Role,
   SENDING_ROLES,
+  ENVELOPE_ROLES,
   b64url,
   b64urlBytes,
 } from './primitives.ts';

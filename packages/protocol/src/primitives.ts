@@ -39,8 +39,19 @@ export const SeqCursor = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** Unix time in milliseconds. */
 export const TimeMs = z.number().int().min(0).max(8.64e15);
 
-export const Role = z.enum(['visitor', 'agent', 'supervisor']);
+/**
+ * A participant's role. `supervisor` reads only; `scanner` is an enterprise-run service that reads
+ * files to scan them and posts signed verdicts, never text (docs/threat-model.md "The scanner").
+ */
+export const Role = z.enum(['visitor', 'agent', 'supervisor', 'scanner']);
 export type Role = z.infer<typeof Role>;
 
-/** Roles allowed to send messages. Supervisors read (and later moderate) only. */
+/** Roles allowed to send messages (text and files). Supervisors read (and later moderate) only. */
 export const SENDING_ROLES: ReadonlySet<Role> = new Set(['visitor', 'agent']);
+
+/**
+ * Roles the relay accepts envelopes from: the sending roles, and the scanner, whose verdicts are
+ * envelopes too. What a scanner's envelope may hold (a verdict, never text) is the readers' check,
+ * since the relay cannot see inside.
+ */
+export const ENVELOPE_ROLES: ReadonlySet<Role> = new Set([...SENDING_ROLES, 'scanner']);
