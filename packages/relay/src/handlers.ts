@@ -16,7 +16,7 @@ import {
   LIMITS,
   LatchkeyError,
   PROTOCOL_VERSION,
-  SENDING_ROLES,
+  ENVELOPE_ROLES,
   WS_CLOSE_POLICY,
   parseJson,
   toLatchkeyError,
@@ -186,7 +186,7 @@ export function createFrameHandler(deps: FrameHandlerDeps): (c: Connection, text
     if (!p) return;
     const env = frame.envelope;
     const ref = { msgId: env.msgId };
-    if (!SENDING_ROLES.has(p.role)) {
+    if (!ENVELOPE_ROLES.has(p.role)) {
       c.protocolError('FORBIDDEN', 'this role may not send', ref);
       return;
     }
