@@ -39,6 +39,8 @@ export const native: {
   x25519?: NativeX25519;
   base64?: NativeBase64;
   sha256?: (data: Uint8Array) => Uint8Array;
+  /** An incremental SHA-256 (hash.ts). */
+  sha256Stream?: () => { update(data: Uint8Array): void; digest(): Uint8Array };
   randomBytes?: (n: number) => Uint8Array;
 } = {};
 
