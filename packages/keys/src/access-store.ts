@@ -15,6 +15,7 @@
 import { LatchkeyError, type ContactInfo, type Role } from '@latchkey/protocol';
 import {
   participantsTable,
+  roleScannerStep,
   type Flow,
   type ListContactsOptions,
   type Sql,
@@ -40,7 +41,7 @@ export interface AccessStoreOptions {
   contactTtlMs?: number;
 }
 
-export const ACCESS_SCHEMA_VERSION = 2;
+export const ACCESS_SCHEMA_VERSION = 3;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE contacts (
@@ -68,6 +69,8 @@ const MIGRATIONS: readonly string[] = [
      last_error     TEXT
    ) STRICT, WITHOUT ROWID;
    CREATE INDEX owed_rotations_state ON owed_rotations (state);`,
+  // v3: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
+  roleScannerStep('sqlite'),
 ];
 
 function unavailable(err: unknown, what: string): LatchkeyError {

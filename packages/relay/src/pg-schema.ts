@@ -2,10 +2,10 @@
  * The PostgreSQL message store's schema (pg-store.ts), versioned in table `schema_version`. A
  * step is never edited once released: a change is a new step.
  */
-import { participantsTable } from '@latchkey/storage';
+import { participantsTable, roleScannerStep } from '@latchkey/storage';
 
 /** Schema version this code writes. */
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 
 /** Step `i` migrates version `i` to `i + 1` (@latchkey/storage `migratePostgres`). */
 export const MIGRATIONS: readonly string[] = [
@@ -47,6 +47,8 @@ export const MIGRATIONS: readonly string[] = [
      WHERE c.contact_id = s.contact_id;
    INSERT INTO sender_usage (contact_id, sender_id, messages, bytes)
      SELECT contact_id, sender_id, count(*), sum(octet_length(envelope)) FROM messages GROUP BY contact_id, sender_id;`,
+  // v3: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
+  roleScannerStep('postgres'),
 ];
 
 /** Advisory lock of these migrations ("latchkey" in ASCII, truncated). */

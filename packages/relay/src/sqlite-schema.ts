@@ -3,10 +3,10 @@
  * edited once released: a change is a new step.
  */
 import { DEFAULT_CONTACT_TTL_MS } from '@latchkey/protocol';
-import { participantsTable } from '@latchkey/storage';
+import { participantsTable, roleScannerStep } from '@latchkey/storage';
 
 /** Schema version this code writes; migrations below bring older files up to it. */
-export const STORE_SCHEMA_VERSION = 4;
+export const STORE_SCHEMA_VERSION = 5;
 
 /** Step `i` migrates user_version `i` to `i + 1` (@latchkey/storage `migrateSqlite`). */
 export const MIGRATIONS: readonly string[] = [
@@ -69,4 +69,6 @@ export const MIGRATIONS: readonly string[] = [
      stored_bytes = (SELECT coalesce(sum(length(CAST(m.envelope AS BLOB))), 0) FROM messages m WHERE m.contact_id = contacts.contact_id);
    INSERT INTO sender_usage (contact_id, sender_id, messages, bytes)
      SELECT contact_id, sender_id, count(*), sum(length(CAST(envelope AS BLOB))) FROM messages GROUP BY contact_id, sender_id;`,
+  // v5: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
+  roleScannerStep('sqlite'),
 ];

@@ -22,3 +22,4 @@ export {
   type ListContactsOptions,
 } from './contact-store.ts';
 export { Membership, participantsTable, type ContactTables } from './membership.ts';
+export { roleScannerStep } from './role-scanner-migration.ts';

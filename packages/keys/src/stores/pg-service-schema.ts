@@ -5,9 +5,9 @@
  * `i` to `i + 1` (`keyd_schema_version`). Membership columns are @latchkey/storage's
  * (`participantsTable`); the access log is append-only (a trigger refuses UPDATE and DELETE).
  */
-import { participantsTable } from '@latchkey/storage';
+import { participantsTable, roleScannerStep } from '@latchkey/storage';
 
-export const PG_SERVICE_SCHEMA_VERSION = 1;
+export const PG_SERVICE_SCHEMA_VERSION = 2;
 
 export const SERVICE_MIGRATIONS: readonly string[] = [
   // 0 -> 1
@@ -59,4 +59,6 @@ export const SERVICE_MIGRATIONS: readonly string[] = [
      name  TEXT PRIMARY KEY,
      value BYTEA NOT NULL
    );`,
+  // 1 -> 2: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
+  roleScannerStep('postgres'),
 ];
