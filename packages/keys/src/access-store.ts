@@ -43,7 +43,8 @@ export interface AccessStoreOptions {
 
 export const ACCESS_SCHEMA_VERSION = 3;
 
-const MIGRATIONS: readonly string[] = [
+/** Step `i` migrates user_version `i` to `i + 1` (exported for the migration tests). */
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE contacts (
      contact_id TEXT PRIMARY KEY,
      state      TEXT NOT NULL CHECK (state IN ('open', 'closed', 'expired')),
