@@ -26,7 +26,7 @@ export async function token(flags: TokenFlags, out: Out): Promise<number> {
     throw new UsageError('token needs --contact, --participant and --role');
   }
   const role = Role.safeParse(flags.role);
-  if (!role.success) throw new UsageError('--role must be visitor, agent or supervisor');
+  if (!role.success) throw new UsageError('--role must be visitor, agent, supervisor or scanner');
   const ttlSeconds = parseTtl(flags.ttl ?? '1h');
   const secret = await apiSecret(dataDir(flags.data));
   try {

@@ -48,7 +48,7 @@ commands:
            --syslog-url tls://H:P  LATCHKEY_SYSLOG_URL       RFC 5424 over TLS (RFC 5425); tcp:// refused
            --syslog-ca FILE        LATCHKEY_SYSLOG_CA        required with a URL: the collector's CA (PEM)
            --syslog-servername N   LATCHKEY_SYSLOG_SERVERNAME  default the URL's host
-  token  --contact ID --participant ID --role visitor|agent|supervisor [--ttl 1h] [--data DIR]
+  token  --contact ID --participant ID --role visitor|agent|supervisor|scanner [--ttl 1h] [--data DIR]
          print a participant token signed with the dev API secret
   send   --token T [--relay URL --keys URL] [--data DIR] TEXT
          send one message; prints the assigned seq after the relay's ack
