@@ -19,6 +19,10 @@ import {
 } from '@latchkey/protocol';
 import { Connection, type ConnectionState } from './connection.ts';
 import { Emitter } from './events.ts';
+import { relayHttpBase } from './file-http.ts';
+import type { ReadOptions } from './file-download.ts';
+import type { FileSource } from './file-upload.ts';
+import { ClientFiles, type SendFileOptions } from './files.ts';
 import { readHistory } from './history.ts';
 import { Inbox } from './inbox.ts';
 import { fetchServiceKey } from './key-service.ts';
@@ -41,7 +45,7 @@ export class LatchkeyClient {
   #o: ResolvedOptions;
 
   #conn: Connection;
-  #events = new Emitter<ClientEvents>(['message', 'failed', 'error', 'pending', 'epoch']);
+  #events = new Emitter<ClientEvents>(['message', 'failed', 'error', 'pending', 'epoch', 'scan']);
 
   /** Who this client is: from its token, confirmed by its certificate; never from the relay. */
   #identity: Identity | null;
@@ -52,6 +56,7 @@ export class LatchkeyClient {
   #inbox: Inbox;
   #sender: Sender;
   #queue: SendQueue;
+  #files: ClientFiles;
 
   constructor(opts: ClientOptions) {
     this.relayUrl = opts.relayUrl;
@@ -104,7 +109,7 @@ export class LatchkeyClient {
         page: async (since) =>
           (await this.#conn.request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
         onOpened: (o) => this.#keys?.opened(o.env.epoch, o.env.seq),
-        message: (m) => this.#events.emit('message', m),
+        message: (m) => this.#events.emit('message', this.#files.present(m)),
         failed: (m) => this.#events.emit('failed', m),
         connected: () => this.#conn.state === 'connected',
       },
@@ -117,6 +122,20 @@ export class LatchkeyClient {
       seen: () => this.#inbox.seen(),
       now: () => this.#o.now(),
     });
+    this.#files = new ClientFiles(
+      {
+        http: () => ({
+          fetch: this.#o.fetch,
+          base: opts.filesUrl ?? relayHttpBase(opts.relayUrl),
+          token: opts.token,
+        }),
+        identity: () => this.#need(),
+        seal: (id, msgId, plaintext) => this.#sender.seal(id, msgId, plaintext),
+        enqueue: (envelope, text, plaintext) => this.#queue.enqueue(envelope, text, plaintext),
+        scan: (u) => this.#events.emit('scan', u),
+      },
+      opts.scanning === true,
+    );
   }
 
   /** Creates a client and connects it. */
@@ -236,7 +255,41 @@ export class LatchkeyClient {
     const id = this.#need();
     const { msgId, plaintext } = checkSend(id.role, text, opts.msgId, (m) => this.#queue.has(m));
     const envelope = await this.#sender.seal(id, msgId, plaintext);
-    return this.#queue.enqueue(envelope, text);
+    return this.#queue.enqueue(envelope, text, plaintext);
+  }
+
+  /**
+   * Encrypts `file` in this client (c2sp.org/chunked-encryption under a key of its own), uploads
+   * the ciphertext to the relay (resuming after a dropped request) and sends the message that
+   * carries its key, name, type, size and SHA-256, sealed like any message. Resolves on the ack.
+   * @throws LatchkeyError FORBIDDEN (role), BAD_REQUEST, TOO_LARGE, QUOTA_EXCEEDED, TIMEOUT
+   *   (cancelled through `signal`), UNAVAILABLE, or the relay's code
+   */
+  sendFile(file: FileSource, opts: SendFileOptions = {}): Promise<SendResult> {
+    return this.#files.send(file, opts);
+  }
+
+  /**
+   * The plaintext of the file of message `seq` (a message this client emitted or read), checked
+   * chunk by chunk and, at the end, against its size and SHA-256: the stream errors with
+   * DECRYPT_FAILED on any mismatch, and what was read before must then be discarded.
+   * @throws LatchkeyError NOT_FOUND, FORBIDDEN (blocked by its scan state)
+   */
+  openFile(seq: number, opts: ReadOptions = {}): ReadableStream<Uint8Array> {
+    return this.#files.open(seq, opts);
+  }
+
+  /** The decrypted thumbnail of message `seq`, or null. @throws as `openFile` */
+  thumbnail(seq: number): Promise<Uint8Array | null> {
+    return this.#files.thumbnail(seq);
+  }
+
+  /**
+   * Posts a signed verdict on the file message `ref` (a scanner only).
+   * @throws LatchkeyError FORBIDDEN, BAD_REQUEST
+   */
+  sendVerdict(v: Parameters<ClientFiles['sendVerdict']>[0]): Promise<SendResult> {
+    return this.#files.sendVerdict(v);
   }
 
   /**
@@ -246,8 +299,8 @@ export class LatchkeyClient {
    * `{ ok: false, code: 'INTEGRITY', integrity }`.
    * @throws LatchkeyError UNAVAILABLE when not connected
    */
-  history(since = 0): Promise<HistoryEntry[]> {
-    return readHistory(
+  async history(since = 0): Promise<HistoryEntry[]> {
+    const entries = await readHistory(
       {
         request: (args) => this.#conn.request(args),
         open: (env) => this.#open(env),
@@ -258,6 +311,7 @@ export class LatchkeyClient {
       },
       since,
     );
+    return this.#files.presentAll(entries);
   }
 
   /** Closes the connection for good. Unacknowledged sends are rejected. */

@@ -4,7 +4,8 @@
  * gap from history, and runs the transcript checks (transcript.ts) on each in order before the
  * application sees it, so every seq is emitted once, in order, as a message or as suspect.
  */
-import type { StoredEnvelope } from '@latchkey/protocol';
+import type { MessageBody, StoredEnvelope } from '@latchkey/protocol';
+import { roleMaySend } from './file-body.ts';
 import type { StatementView } from './key-ring.ts';
 import { transcriptInput, type Opened } from './open.ts';
 import { TranscriptVerifier, type LaterEnvelope, type TranscriptCheckpoint } from './transcript.ts';
@@ -23,6 +24,9 @@ export interface JudgeContext {
   selfId: string;
   later?: readonly LaterEnvelope[];
 }
+
+/** The opened body behind each checked message (the client reads files and verdicts from it). */
+export const bodyOf = new WeakMap<ChatMessage, MessageBody>();
 
 /** Runs the next envelope through the checks and says how it is to be shown. */
 export function judge(
@@ -49,7 +53,20 @@ export function judge(
       epoch: env.epoch,
     };
   }
-  return {
+  // A body its sender's certified role may not send (text from a scanner, a verdict from a
+  // visitor) is refused, never shown as its content.
+  if (!roleMaySend(o.role, o.body)) {
+    return {
+      ok: false,
+      seq: env.seq,
+      msgId: env.msgId,
+      senderId: env.senderId,
+      code: 'FORBIDDEN',
+      sentAt: env.sentAt,
+      epoch: env.epoch,
+    };
+  }
+  const message: { ok: true } & ChatMessage = {
     ok: true,
     seq: env.seq,
     msgId: env.msgId,
@@ -60,6 +77,8 @@ export function judge(
     text: o.text,
     own: env.senderId === ctx.selfId,
   };
+  bodyOf.set(message, o.body);
+  return message;
 }
 
 /** What later envelopes show of themselves to the checks (lookahead). */

@@ -4,7 +4,18 @@
  */
 export { LatchkeyClient } from './client.ts';
 export type { ClientOptions, SendOptions, PendingMessage } from './options.ts';
-export type { ChatMessage, FailedMessage, HistoryEntry } from './types.ts';
+export type {
+  ChatMessage,
+  FailedMessage,
+  FileInfo,
+  HistoryEntry,
+  ScanUpdate,
+  VerdictInfo,
+} from './types.ts';
+export type { FileSource, FileSourceLike } from './file-upload.ts';
+export type { SendFileOptions } from './files.ts';
+export type { ReadOptions as OpenFileOptions } from './file-download.ts';
+export { relayHttpBase } from './file-http.ts';
 export type { SendResult } from './send-queue.ts';
 export type { ConnectionState, WebSocketLike, WebSocketConstructor } from './connection.ts';
 export { MemoryOutbox, type OutboxStore } from './outbox.ts';

@@ -22,6 +22,9 @@ export type Opened =
       ok: true;
       env: StoredEnvelope;
       plaintext: Uint8Array;
+      /** The opened body (text, file or verdict). */
+      body: MessageBody;
+      /** The text, or a file's caption ('' for none and for verdicts). */
       text: string;
       role: Role;
       /** The certified session key (base64url): one sender session's chain. */
@@ -107,7 +110,8 @@ export async function openStored(
       ok: true,
       env,
       plaintext,
-      text: body.data.type === 'verdict' ? '' : (body.data.text ?? ''),
+      body: body.data,
+      text: bodyText(body.data),
       role: sender.body.role,
       // The certificate cache hands out one body object per certificate: encoded once.
       sessionKey: sessionKey(sender.body, sender.publicKey),
@@ -164,4 +168,9 @@ export function transcriptInput(o: Opened, live: boolean): TranscriptInput {
   };
   inputOf.set(o, input);
   return input;
+}
+
+/** The text of a body: a text, a file's caption, '' for a file without one and for a verdict. */
+export function bodyText(body: MessageBody): string {
+  return body.type === 'verdict' ? '' : (body.text ?? '');
 }

@@ -10,7 +10,7 @@ import type { KeyDeliveryMode } from './key-delivery.ts';
 import type { FetchLike } from './key-service.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
-import type { ChatMessage, FailedMessage } from './types.ts';
+import type { ChatMessage, FailedMessage, ScanUpdate } from './types.ts';
 
 export interface ClientOptions {
   relayUrl: string;
@@ -57,6 +57,14 @@ export interface ClientOptions {
    * under; an older one is fetched again first. Default FRESHNESS.maxAgeMs (10 s); at most that.
    */
   statementMaxAgeMs?: number;
+  /**
+   * The deployment runs a scanner (docs/operations.md "Scanning attachments"): files are
+   * `pending`, and refused by `openFile`, until a scanner's verdict says `clean`. Default false:
+   * files show as `unscanned`.
+   */
+  scanning?: boolean;
+  /** The relay's HTTP origin for files; default: the relay URL's, ws→http and wss→https. */
+  filesUrl?: string;
 }
 
 /** An own message restored from the outbox store: sealed earlier, not yet acknowledged. */
@@ -118,4 +126,6 @@ export interface ClientEvents extends Record<string, unknown> {
   pending: PendingMessage;
   /** The client adopted a new current epoch (from a signed statement): the badge follows it. */
   epoch: { epoch: number; fingerprint: string };
+  /** A scanner's verdict changed a file's scan state. */
+  scan: ScanUpdate;
 }

@@ -27,24 +27,28 @@ export async function restoreOutbox(d: RestoreDeps, id: Identity): Promise<void>
     return; // storage refused: nothing to restore
   }
   const known = d.queue.msgIds();
-  const restored: { envelope: SealedEnvelope; text: string }[] = [];
+  const restored: { envelope: SealedEnvelope; text: string; plaintext: Uint8Array }[] = [];
   for (const envelope of stored) {
     if (known.has(envelope.msgId)) continue;
-    const text = await openOwn(d, envelope, id);
-    if (text === null) {
+    const own = await openOwn(d, envelope, id);
+    if (own === null) {
       await d.store.delete(envelope.contactId, envelope.msgId).catch(() => undefined);
       continue;
     }
     known.add(envelope.msgId);
-    restored.push({ envelope, text });
-    d.pending({ msgId: envelope.msgId, sentAt: envelope.sentAt, text });
+    restored.push({ envelope, ...own });
+    d.pending({ msgId: envelope.msgId, sentAt: envelope.sentAt, text: own.text });
   }
   d.queue.prepend(restored);
 }
 
 /** Opens an own envelope from the outbox store; null when it is not ours or does not open. */
-async function openOwn(d: RestoreDeps, env: SealedEnvelope, id: Identity): Promise<string | null> {
+async function openOwn(
+  d: RestoreDeps,
+  env: SealedEnvelope,
+  id: Identity,
+): Promise<{ text: string; plaintext: Uint8Array } | null> {
   if (env.contactId !== id.contactId || env.senderId !== id.participantId) return null;
   const opened = await d.open({ ...env, seq: 1 });
-  return opened.ok ? opened.text : null;
+  return opened.ok ? { text: opened.text, plaintext: opened.plaintext } : null;
 }

@@ -25,7 +25,10 @@ export interface SendResult {
 
 export interface QueuedSend {
   envelope: SealedEnvelope;
+  /** The text or caption, for the own message once stored. */
   text: string;
+  /** The plaintext exactly as sealed (the transcript chains over it). */
+  plaintext: Uint8Array;
   /** Transmitted on the current connection and not yet answered. */
   sent: boolean;
   /** Recorded in the outbox store (only then may it leave: a reload cannot lose it). */
@@ -81,9 +84,17 @@ export class SendQueue {
   }
 
   /** Queues a sealed envelope; resolves on its ack. Recorded in the store before it leaves. */
-  enqueue(envelope: SealedEnvelope, text: string): Promise<SendResult> {
+  enqueue(envelope: SealedEnvelope, text: string, plaintext: Uint8Array): Promise<SendResult> {
     return new Promise<SendResult>((resolve, reject) => {
-      const entry: QueuedSend = { envelope, text, sent: false, recorded: false, resolve, reject };
+      const entry: QueuedSend = {
+        envelope,
+        text,
+        plaintext,
+        sent: false,
+        recorded: false,
+        resolve,
+        reject,
+      };
       this.#entries.push(entry);
       // A failing store only costs the reload guarantee, never the send.
       void this.#deps.store
@@ -97,7 +108,7 @@ export class SendQueue {
   }
 
   /** Puts envelopes an earlier session left (already recorded) ahead of everything new. */
-  prepend(restored: { envelope: SealedEnvelope; text: string }[]): void {
+  prepend(restored: { envelope: SealedEnvelope; text: string; plaintext: Uint8Array }[]): void {
     const entries = restored.map((r) => ({
       ...r,
       sent: false,

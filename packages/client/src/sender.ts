@@ -156,7 +156,9 @@ export class Sender {
  */
 export function ownOpened(entry: QueuedSend, seq: number, role: Role): Opened | null {
   let cert: { publicKey: string; notAfter: number };
+  let body: MessageBody;
   try {
+    body = MessageBody.parse(JSON.parse(utf8Decode(entry.plaintext)));
     cert = JSON.parse(utf8Decode(fromBase64Url(entry.envelope.cert.body))) as {
       publicKey: string;
       notAfter: number;
@@ -167,7 +169,8 @@ export function ownOpened(entry: QueuedSend, seq: number, role: Role): Opened | 
   return {
     ok: true,
     env: { ...entry.envelope, seq },
-    plaintext: textPlaintext(entry.text),
+    plaintext: entry.plaintext,
+    body,
     text: entry.text,
     role,
     sessionKey: cert.publicKey,
