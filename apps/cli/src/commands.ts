@@ -1,5 +1,6 @@
 /**
- * The participant subcommands of `latchkey`: token, send, read (`start` is in start.ts). Each
+ * The participant subcommands of `latchkey`: token, send, read, download (`start` is in
+ * start.ts; the file parts in files.ts). Each
  * returns its exit code; output lines are part of the contract documented in README.
  */
 import { readFile } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { LatchkeyClient, type HistoryEntry, type WebSocketConstructor } from '@l
 import { LatchkeyError, Role } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
 import { apiSecret, dataDir, endpoints, parseTtl } from './config.ts';
+import { downloadTo, fileJson, fileLabel, localFile } from './files.ts';
 import { EXIT, UsageError } from './usage.ts';
 
 type Out = (line: string) => void;
@@ -99,26 +101,68 @@ async function connect(flags: ClientFlags, live = false): Promise<LatchkeyClient
 
 const SEND_TIMEOUT_MS = 15_000;
 
-/** `latchkey send`: one message, printed seq after the ack. */
-export async function send(
-  flags: ClientFlags,
-  text: string | undefined,
-  out: Out,
-): Promise<number> {
-  if (text === undefined || text.length === 0) throw new UsageError('send needs the message TEXT');
-  const client = await connect(flags, true);
+/** Longest a file send may take per MiB, on top of SEND_TIMEOUT_MS. */
+const SEND_MS_PER_MIB = 2_000;
+
+export interface SendFlags extends ClientFlags {
+  /** A file to encrypt, upload and send (TEXT is then an optional caption). */
+  file?: string | undefined;
+}
+
+/** `latchkey send`: one message (or `--file` with an optional caption), printed seq after the ack. */
+export async function send(flags: SendFlags, text: string | undefined, out: Out): Promise<number> {
+  if (flags.file === undefined && (text === undefined || text.length === 0))
+    throw new UsageError('send needs the message TEXT (or --file PATH)');
+  const file = flags.file === undefined ? null : await localFile(flags.file);
+  const client = await connect(flags, true).catch(async (err: unknown) => {
+    await file?.close();
+    throw err;
+  });
   try {
+    const budget =
+      SEND_TIMEOUT_MS + (file ? Math.ceil(file.source.size / 2 ** 20) * SEND_MS_PER_MIB : 0);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () => reject(new LatchkeyError('TIMEOUT', 'no ack from the relay')),
-        SEND_TIMEOUT_MS,
+        budget,
       );
     });
-    const result = await Promise.race([client.send(text), timeout]).finally(() =>
-      clearTimeout(timer),
-    );
+    const sending = file
+      ? client.sendFile(file.source, text === undefined ? {} : { text })
+      : client.send(text ?? '');
+    const result = await Promise.race([sending, timeout]).finally(() => clearTimeout(timer));
     out(String(result.seq));
+    return EXIT.ok;
+  } finally {
+    client.close();
+    await file?.close();
+  }
+}
+
+export interface DownloadFlags extends ClientFlags {
+  seq?: string | undefined;
+  out?: string | undefined;
+}
+
+/**
+ * `latchkey download`: the verified plaintext of the file of message `--seq` to `--out`; prints
+ * `PATH BYTES sha256=HEX`. A file that fails to decrypt leaves nothing at PATH.
+ */
+export async function download(flags: DownloadFlags, out: Out): Promise<number> {
+  if (flags.seq === undefined || !/^[1-9]\d{0,14}$/.test(flags.seq))
+    throw new UsageError('download needs --seq N (a positive integer)');
+  if (!flags.out) throw new UsageError('download needs --out PATH');
+  const seq = Number(flags.seq);
+  const client = await connect(flags);
+  try {
+    // Reading the history checks every message up to the file's, and finds the file's key.
+    const entry = (await client.history(0)).find((e) => e.seq === seq);
+    if (!entry) throw new LatchkeyError('NOT_FOUND', `no message ${seq}`);
+    if (!entry.ok) throw new LatchkeyError(entry.code, `message ${seq} failed its checks`);
+    if (!entry.file) throw new LatchkeyError('NOT_FOUND', `message ${seq} carries no file`);
+    const done = await downloadTo(client, seq, flags.out, entry.file);
+    out(`${flags.out} ${done.bytes} sha256=${done.sha256}`);
     return EXIT.ok;
   } finally {
     client.close();
@@ -142,7 +186,9 @@ export interface ReadFlags extends ClientFlags {
 function formatEntry(e: HistoryEntry, json: boolean): string {
   if (json) {
     if (e.ok)
-      return JSON.stringify({ seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text });
+      return JSON.stringify(
+        fileJson(e) ?? { seq: e.seq, sender: e.senderId, sentAt: e.sentAt, text: e.text },
+      );
     if (e.code === 'INTEGRITY') {
       return JSON.stringify({
         seq: e.seq,
@@ -159,7 +205,8 @@ function formatEntry(e: HistoryEntry, json: boolean): string {
     return `${e.seq} INTEGRITY ${what} from ${e.senderId || '?'}`;
   }
   if (!e.ok) return `${e.seq} ${e.code} from ${e.senderId}`;
-  return `${e.seq} ${new Date(e.sentAt).toISOString()} ${e.senderId}: ${printable(e.text)}`;
+  const shown = fileLabel(e, printable) ?? printable(e.text);
+  return `${e.seq} ${new Date(e.sentAt).toISOString()} ${e.senderId}: ${shown}`;
 }
 
 /**

@@ -11,7 +11,7 @@ import { keysRewrap } from './keys-rewrap.ts';
 import { shred } from './shred.ts';
 import { kms } from './kms-check.ts';
 import { backup, restore } from './backup.ts';
-import { read, send, token } from './commands.ts';
+import { download, read, send, token } from './commands.ts';
 import { start } from './start.ts';
 import { EXIT, USAGE, UsageError } from './usage.ts';
 import { webhooks } from './webhooks.ts';
@@ -59,12 +59,25 @@ async function run(argv: string[]): Promise<number> {
       );
     case 'send': {
       const { values, positionals } = parse(
-        { token: str, 'token-file': str, relay: str, keys: str, data: str },
+        { token: str, 'token-file': str, relay: str, keys: str, data: str, file: str },
         true,
       );
       if (positionals.length > 1) throw new UsageError('send takes one TEXT argument (quote it)');
       return send(values, positionals[0], out);
     }
+    case 'download':
+      return download(
+        parse({
+          token: str,
+          'token-file': str,
+          relay: str,
+          keys: str,
+          data: str,
+          seq: str,
+          out: str,
+        }).values,
+        out,
+      );
     case 'read':
       return read(
         parse({

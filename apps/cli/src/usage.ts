@@ -51,9 +51,15 @@ commands:
   token  --contact ID --participant ID --role visitor|agent|supervisor|scanner [--ttl 1h] [--data DIR]
          print a participant token signed with the dev API secret
   send   --token T [--relay URL --keys URL] [--data DIR] TEXT
-         send one message; prints the assigned seq after the relay's ack
+  send   --token T --file PATH [TEXT]
+         send one message, or a file (encrypted here, uploaded, with TEXT as its caption);
+         prints the assigned seq after the relay's ack
   read   --token T [--relay URL --keys URL] [--data DIR] [--since N] [--json]
-         print the contact's decrypted history, one message per line
+         print the contact's decrypted history, one message per line; a file message as
+         "SEQ TIME SENDER: [file NAME SIZE bytes sha256=HEX] TEXT"
+  download --token T --seq N --out PATH [--relay URL --keys URL] [--data DIR]
+         write the decrypted file of message N to PATH; prints "PATH BYTES sha256=HEX";
+         exit 1 with "error: DECRYPT_FAILED ..." and nothing at PATH when any chunk fails
   contacts [--relay URL --keys URL] [--data DIR] [--state open|closed|expired] [--json]
          list contacts with state and participants (admin API key)
   close    --contact ID [--relay URL --keys URL] [--data DIR]
