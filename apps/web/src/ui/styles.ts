@@ -45,6 +45,30 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-btn[disabled]{opacity:.6;cursor:not-allowed}
 .lk-btn-quiet{background:var(--lk-bg);color:var(--lk-accent)}
 .lk-note{font-size:12px;color:var(--lk-muted);margin:0;padding:0 12px 8px}
+.lk-attach{padding:8px 10px;display:inline-flex;align-items:center}
+.lk-conv[data-drop=active]{outline:3px dashed var(--lk-accent);outline-offset:-3px}
+.lk-uploads{display:flex;flex-direction:column;gap:4px;padding:0 10px}
+.lk-uploads:empty{display:none}
+.lk-progress{display:flex;flex-wrap:wrap;align-items:center;gap:4px 8px;font-size:12px;color:var(--lk-muted);padding:4px 0}
+.lk-progress-label{flex:1 1 100%;min-width:0;overflow-wrap:anywhere;unicode-bidi:isolate}
+.lk-progress-bar{flex:1 1 120px;height:8px;border-radius:4px;background:var(--lk-soft);border:1px solid var(--lk-line);overflow:hidden}
+.lk-progress-fill{display:block;height:100%;width:0;background:var(--lk-accent)}
+.lk-upload-error{margin:4px 0;font-size:13px;color:var(--lk-bad);overflow-wrap:anywhere}
+.lk-file{display:flex;flex-direction:column;gap:4px;margin-top:4px;padding:8px;border:1px solid var(--lk-line);border-radius:8px;background:var(--lk-bg);max-width:340px}
+.lk-file-row{display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px}
+.lk-file-icon{flex:none;font:700 11px/1 ui-monospace,monospace;padding:6px 4px;min-width:38px;text-align:center;border-radius:4px;background:var(--lk-soft);border:1px solid var(--lk-line);color:var(--lk-fg)}
+.lk-file-meta{display:flex;flex-direction:column;flex:1 1 120px;min-width:0}
+.lk-file-name{font-weight:600;overflow-wrap:anywhere;unicode-bidi:isolate}
+.lk-file-size{font-size:12px;color:var(--lk-muted)}
+.lk-scan{font-size:12px;font-weight:600;padding:1px 8px;border-radius:999px;border:1px solid currentColor;color:var(--lk-muted);overflow-wrap:anywhere}
+.lk-scan[data-scan=clean]{color:var(--lk-ok)}
+.lk-scan[data-scan=pending]{color:var(--lk-warn)}
+.lk-scan[data-scan=infected],.lk-scan[data-scan=error]{color:var(--lk-bad)}
+.lk-file-dl{padding:4px 10px;font-size:13px}
+.lk-file-why,.lk-file-notice{margin:0;font-size:12px;color:var(--lk-muted)}
+.lk-file[data-scan=infected] .lk-file-why,.lk-file[data-scan=error] .lk-file-why,.lk-file-notice[data-kind=error]{color:var(--lk-bad)}
+.lk-file-preview:empty{display:none}
+.lk-thumb{display:block;max-width:100%;height:auto;border-radius:6px;border:1px solid var(--lk-line);background:var(--lk-soft)}
 .lk-widget{height:520px;max-height:100vh;width:100%;max-width:420px}
 .lk-console{display:grid;grid-template-columns:minmax(200px,280px) 1fr;gap:12px;height:100vh;padding:12px;margin:0}
 .lk-sidebar{display:flex;flex-direction:column;gap:8px;min-height:0}
