@@ -50,6 +50,12 @@ export class RelayMetrics {
   /** Envelopes read back from the store to fill a gap the fan-out left. */
   gapRepairs = 0;
   fanoutPublishFailures = 0;
+  /** File ciphertext bytes written to the blob store (recorded offsets). */
+  fileBytesUploaded = 0;
+  /** File ciphertext bytes sent to link holders. */
+  fileBytesDownloaded = 0;
+  /** Uploads completed. */
+  filesStored = 0;
 
   render(connections: number): string {
     return [
@@ -73,6 +79,15 @@ export class RelayMetrics {
       '# HELP latchkey_relay_fanout_publish_failures_total Publishes the fan-out refused.',
       '# TYPE latchkey_relay_fanout_publish_failures_total counter',
       `latchkey_relay_fanout_publish_failures_total ${this.fanoutPublishFailures}`,
+      '# HELP latchkey_relay_file_bytes_uploaded_total File ciphertext bytes stored through this relay.',
+      '# TYPE latchkey_relay_file_bytes_uploaded_total counter',
+      `latchkey_relay_file_bytes_uploaded_total ${this.fileBytesUploaded}`,
+      '# HELP latchkey_relay_file_bytes_downloaded_total File ciphertext bytes served to link holders.',
+      '# TYPE latchkey_relay_file_bytes_downloaded_total counter',
+      `latchkey_relay_file_bytes_downloaded_total ${this.fileBytesDownloaded}`,
+      '# HELP latchkey_relay_files_stored_total Uploads completed through this relay.',
+      '# TYPE latchkey_relay_files_stored_total counter',
+      `latchkey_relay_files_stored_total ${this.filesStored}`,
       '',
     ].join('\n');
   }

@@ -18,6 +18,7 @@ import type { ContactStore, RetentionHook } from './contacts.ts';
 import type { ControlEvent, Fanout, FanoutSubscription } from './fanout.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { RelayLogEvent } from './options.ts';
+import type { FileService } from './files/service.ts';
 import type { CiphertextShredder } from './shred.ts';
 
 export interface ModerationOptions {
@@ -34,6 +35,10 @@ export interface ModerationOptions {
   /** How often expired contacts are swept (ms). */
   expirySweepMs: number;
   log: (event: RelayLogEvent) => void;
+  /** The file store: a shredded contact's blobs go with its ciphertext; the sweep ends stale uploads. */
+  files?: Pick<FileService, 'deleteContact' | 'sweep'>;
+  /** Whether an expired contact's blobs are deleted (retention does not keep ciphertext). */
+  deleteFilesOnExpiry?: boolean;
 }
 
 export class Moderation {
@@ -127,7 +132,8 @@ export class Moderation {
     const closed = this.disconnect(contactId, null, 'CONTACT_EXPIRED');
     if (!this.#o.shredder) throw new LatchkeyError('NOT_FOUND', 'no shredder configured');
     const deleted = await this.#o.shredder.deleteContact(contactId);
-    this.#o.log({ event: 'contact-shredded', contactId, closed, deleted });
+    const files = (await this.#o.files?.deleteContact(contactId)) ?? 0;
+    this.#o.log({ event: 'contact-shredded', contactId, closed, deleted, files });
     return deleted;
   }
 
@@ -148,7 +154,14 @@ export class Moderation {
               detail: err instanceof Error ? err.name : typeof err,
             }),
           );
+          if (o.files && o.deleteFilesOnExpiry)
+            await o.files
+              .deleteContact(contactId)
+              .catch((err: unknown) =>
+                o.log({ event: 'retention-failed', contactId, code: toLatchkeyError(err).code }),
+              );
         }
+        await o.files?.sweep(now);
       } catch (err) {
         o.log({ event: 'sweep-failed', code: toLatchkeyError(err).code });
       } finally {

@@ -28,6 +28,10 @@ import { resolveQuota, type Quota } from './quota.ts';
 import { deleteCiphertext, sqliteShredder, type CiphertextShredder } from './shred.ts';
 import type { MessageStore } from './message-store.ts';
 import { SqliteMessageStore } from './store.ts';
+import type { BlobStore } from './files/blob-store.ts';
+import { resolveFileLimits, type FileLimits, type FileOptions } from './files/config.ts';
+import { DirBlobStore } from './files/dir-blob-store.ts';
+import { isFileMetaRunner, type FileMetaRunner } from './files/meta.ts';
 
 /** A structured log event. Carries codes, counts and opaque ids only. */
 export interface RelayLogEvent {
@@ -114,6 +118,13 @@ export interface RelayOptions {
    * hold file descriptors.
    */
   maxConnections?: number;
+  /**
+   * Encrypted file uploads (`/v1/files`, docs/protocol.md "Files (HTTP)"): limits and where the
+   * blobs live (files/config.ts). Default: on, with a directory next to the SQLite file, or the
+   * PostgreSQL store's own table; off (404) for a store that keeps no file metadata. `false`
+   * turns it off.
+   */
+  files?: FileOptions | false;
 }
 
 /** Default of RelayOptions.maxConnections. */
@@ -159,6 +170,52 @@ export interface RelayConfig {
   maxHistoryBytes: number;
   /** The caller's logger made safe: a throwing logger never takes the relay down. */
   log: (event: RelayLogEvent) => void;
+  /** The file API, when on. */
+  files: ResolvedFiles | undefined;
+  /** True unless retention keeps ciphertext: an expired contact's blobs are deleted too. */
+  deleteFilesOnExpiry: boolean;
+}
+
+/** The file API's resolved settings. */
+export interface ResolvedFiles {
+  meta: FileMetaRunner;
+  blobs: BlobStore;
+  /** True when the relay made `blobs`. */
+  ownsBlobs: boolean;
+  limits: FileLimits;
+  rates: Pick<FileOptions, 'participantRate' | 'ipRate'>;
+}
+
+/** Where the blobs go: the options' store, `dir`, the PostgreSQL store's table, or next to the SQLite file. */
+function resolveFiles(
+  opts: FileOptions | false | undefined,
+  store: MessageStore,
+): ResolvedFiles | undefined {
+  if (opts === false || !isFileMetaRunner(store)) return undefined;
+  const o = opts ?? {};
+  const limits = resolveFileLimits(o);
+  const rates = {
+    ...(o.participantRate ? { participantRate: o.participantRate } : {}),
+    ...(o.ipRate ? { ipRate: o.ipRate } : {}),
+  };
+  new TokenBucket(o.participantRate ?? { perSecond: 1, burst: 1 });
+  new TokenBucket(o.ipRate ?? { perSecond: 1, burst: 1 });
+  if (o.blobs) return { meta: store, blobs: o.blobs, ownsBlobs: false, limits, rates };
+  if (o.dir !== undefined)
+    return { meta: store, blobs: new DirBlobStore(o.dir), ownsBlobs: true, limits, rates };
+  const pg = store as Partial<{ blobStore(): BlobStore }>;
+  if (typeof pg.blobStore === 'function')
+    return { meta: store, blobs: pg.blobStore(), ownsBlobs: true, limits, rates };
+  const path = (store as Partial<{ path: string }>).path;
+  if (typeof path === 'string' && path !== '' && path !== ':memory:' && !path.startsWith('file:'))
+    return {
+      meta: store,
+      blobs: new DirBlobStore(`${path}.files`),
+      ownsBlobs: true,
+      limits,
+      rates,
+    };
+  return undefined;
 }
 
 function isStore(s: RelayOptions['store']): s is MessageStore {
@@ -234,6 +291,13 @@ export function resolveOptions(opts: RelayOptions): RelayConfig {
             'a ContactStore is required: pass `contacts`, or a store that implements it',
           );
         })());
+  let files: ResolvedFiles | undefined;
+  try {
+    files = resolveFiles(opts.files, store);
+  } catch (err) {
+    if (ownsStore) void store.close();
+    throw err;
+  }
   const adminKeys =
     opts.adminKeys ?? (opts.apiSecret === undefined ? [] : [deriveAdminKey(opts.apiSecret)]);
   const log = (event: RelayLogEvent): void => {
@@ -263,5 +327,7 @@ export function resolveOptions(opts: RelayOptions): RelayConfig {
     adminKeys,
     maxHistoryBytes: maxFrameBytes * 16,
     log,
+    files,
+    deleteFilesOnExpiry: retention !== KEEP_CIPHERTEXT,
   };
 }

@@ -49,6 +49,26 @@ export const MIGRATIONS: readonly string[] = [
      SELECT contact_id, sender_id, count(*), sum(octet_length(envelope)) FROM messages GROUP BY contact_id, sender_id;`,
   // v3: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
   roleScannerStep('postgres'),
+  // v3: encrypted file uploads (files/meta.ts) and their bytes (files/pg-blob-store.ts), in
+  // parts of at most 1 MiB keyed by their offset, so that a read streams part by part.
+  `CREATE TABLE blobs (
+     blob_id      TEXT PRIMARY KEY,
+     contact_id   TEXT NOT NULL REFERENCES contacts (contact_id),
+     uploader_id  TEXT NOT NULL,
+     size         BIGINT NOT NULL CHECK (size >= 0),
+     received     BIGINT NOT NULL DEFAULT 0 CHECK (received >= 0 AND received <= size),
+     complete     INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
+     created_at   BIGINT NOT NULL,
+     completed_at BIGINT
+   );
+   CREATE INDEX blobs_contact ON blobs (contact_id, uploader_id, complete);
+   CREATE INDEX blobs_incomplete ON blobs (complete, created_at);
+   CREATE TABLE blob_parts (
+     blob_id TEXT NOT NULL,
+     off     BIGINT NOT NULL CHECK (off >= 0),
+     data    BYTEA NOT NULL,
+     PRIMARY KEY (blob_id, off)
+   );`,
 ];
 
 /** Advisory lock of these migrations ("latchkey" in ASCII, truncated). */

@@ -38,6 +38,8 @@ import { StoreBase, contactTtl } from './_store-base.ts';
 import { planAppend, type AppendPlan, type AppendView } from './append-plan.ts';
 import { toStored } from './envelope-json.ts';
 import type { AppendResult, HistoryPage, MessageStore } from './message-store.ts';
+import type { BlobStore } from './files/blob-store.ts';
+import { PgBlobStore } from './files/pg-blob-store.ts';
 import { MIGRATION_LOCK, MIGRATIONS } from './pg-schema.ts';
 import type { Quota, Usage } from './quota.ts';
 
@@ -110,6 +112,16 @@ export class PgMessageStore extends StoreBase implements MessageStore {
       throw unavailable(err, 'open');
     }
     return new PgMessageStore(pool, opts);
+  }
+
+  /** Blob metadata flows (files/meta.ts) in one transaction of this database. */
+  runFileFlow<T>(what: string, flow: (sql: Sql) => Flow<T>): Promise<T> {
+    return this.runFlow(`file ${what}`, flow);
+  }
+
+  /** A blob store whose parts live in this database (table `blob_parts`), on this pool. */
+  blobStore(): BlobStore {
+    return new PgBlobStore(this.#pool);
   }
 
   /** True when the database answers a trivial query (readiness). */

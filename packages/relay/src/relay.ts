@@ -11,6 +11,7 @@
  * - moderation.ts: kick, rekey, shred, the expiry sweep, and the same from other relays;
  * - server.ts: the upgrade handler (admission) and the HTTP(S) server `listen` starts;
  * - admin-api.ts, metrics.ts: the admin API and the ops endpoints on HTTP;
+ * - files/: the encrypted file store and its public HTTP API (`/v1/files`, files/service.ts);
  * - group-commit.ts over timed-store.ts: sends acked once durable, commits metered.
  *
  * Origin/IP allowlists and per-IP limits (admission.ts) are checked before the handshake;
@@ -29,6 +30,7 @@ import {
   type ErrorCode,
 } from '@latchkey/protocol';
 import { createAdminApi } from './admin-api.ts';
+import { createFileService, type FileService } from './files/service.ts';
 import { Admission } from './admission.ts';
 import { Connection } from './connection.ts';
 import { ContactStreams } from './contact-stream.ts';
@@ -80,8 +82,9 @@ export interface Relay {
   /** The contact lifecycle and membership store in use. */
   readonly contacts: ContactStore;
   /**
-   * Serves the admin API (`/admin/v1/...`) on a request of an HTTP server the caller owns
-   * (`listen` does this on its own server). Returns false when the path is not the admin API's.
+   * Serves the admin API (`/admin/v1/...`), the file API (`/v1/files...`) and the ops endpoints
+   * on a request of an HTTP server the caller owns (`listen` does this on its own server).
+   * Returns false when the path is none of theirs.
    */
   handleHttp(req: IncomingMessage, res: ServerResponse): boolean;
   /**
@@ -91,6 +94,8 @@ export interface Relay {
   disconnect(contactId: string, participantId: string | null, code: ErrorCode): number;
   /** Open WebSocket connections. */
   readonly connections: number;
+  /** The file service (undefined when the file API is off). */
+  readonly files: FileService | undefined;
 }
 
 /** Close clients that have not finished the closing handshake by then. */
@@ -140,6 +145,7 @@ export function createRelay(opts: RelayOptions): Relay {
       c.close(ERROR_CODES.UNAVAILABLE.ws, 'UNAVAILABLE');
     },
   });
+  const files = createFileService(config, opts, metrics);
   const moderation = new Moderation({
     connections: conns,
     streams,
@@ -152,6 +158,7 @@ export function createRelay(opts: RelayOptions): Relay {
     webhooks: opts.webhooks,
     expirySweepMs: config.expirySweepMs,
     log,
+    ...(files ? { files, deleteFilesOnExpiry: config.deleteFilesOnExpiry } : {}),
   });
   const onText = createFrameHandler({
     config,
@@ -236,6 +243,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
   function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
     if (ops(req, res)) return true;
+    if (files?.handle(req, res)) return true;
     if (!admin || closing) return false;
     return admin.handle(req, res);
   }
@@ -268,6 +276,8 @@ export function createRelay(opts: RelayOptions): Relay {
         server.closeAllConnections();
       });
     }
+    // Uploads cut off by the close record their offsets before the store goes.
+    await files?.close();
     if (config.ownsStore) await store.close();
     log({ event: 'closed' });
   }
@@ -284,5 +294,6 @@ export function createRelay(opts: RelayOptions): Relay {
     get connections() {
       return conns.size;
     },
+    files,
   };
 }

@@ -71,4 +71,18 @@ export const MIGRATIONS: readonly string[] = [
      SELECT contact_id, sender_id, count(*), sum(length(CAST(envelope AS BLOB))) FROM messages GROUP BY contact_id, sender_id;`,
   // v5: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
   roleScannerStep('sqlite'),
+  // v5: encrypted file uploads (files/meta.ts): one row per blob, its bytes in the blob store.
+  // `size` is declared at creation and counts towards the contact's file quota from then on.
+  `CREATE TABLE blobs (
+     blob_id     TEXT PRIMARY KEY,
+     contact_id  TEXT NOT NULL REFERENCES contacts (contact_id),
+     uploader_id TEXT NOT NULL,
+     size        INTEGER NOT NULL CHECK (size >= 0),
+     received    INTEGER NOT NULL DEFAULT 0 CHECK (received >= 0 AND received <= size),
+     complete    INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
+     created_at  INTEGER NOT NULL,
+     completed_at INTEGER
+   ) STRICT, WITHOUT ROWID;
+   CREATE INDEX blobs_contact ON blobs (contact_id, uploader_id, complete);
+   CREATE INDEX blobs_incomplete ON blobs (complete, created_at);`,
 ];

@@ -155,6 +155,16 @@ export class SqliteMessageStore extends StoreBase implements MessageStore {
     };
   }
 
+  /** The database file's path (the file store's directory defaults to it + `.files`). */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** Blob metadata flows (files/meta.ts) in one transaction of this database. */
+  runFileFlow<T>(what: string, flow: (sql: Sql) => Flow<T>, write: boolean): Promise<T> {
+    return this.runFlow(`file ${what}`, flow, write);
+  }
+
   /** Better-sqlite3 commits inside `appendBatch`'s call (see MessageStore). */
   readonly commitsOnCall = true;
 
