@@ -5,7 +5,7 @@
 import { participantsTable, roleScannerStep } from '@latchkey/storage';
 
 /** Schema version this code writes. */
-export const PG_SCHEMA_VERSION = 3;
+export const PG_SCHEMA_VERSION = 4;
 
 /** Step `i` migrates version `i` to `i + 1` (@latchkey/storage `migratePostgres`). */
 export const MIGRATIONS: readonly string[] = [
@@ -49,7 +49,7 @@ export const MIGRATIONS: readonly string[] = [
      SELECT contact_id, sender_id, count(*), sum(octet_length(envelope)) FROM messages GROUP BY contact_id, sender_id;`,
   // v3: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
   roleScannerStep('postgres'),
-  // v3: encrypted file uploads (files/meta.ts) and their bytes (files/pg-blob-store.ts), in
+  // v4: encrypted file uploads (files/meta.ts) and their bytes (files/pg-blob-store.ts), in
   // parts of at most 1 MiB keyed by their offset, so that a read streams part by part.
   `CREATE TABLE blobs (
      blob_id      TEXT PRIMARY KEY,

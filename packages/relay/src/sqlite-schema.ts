@@ -6,7 +6,7 @@ import { DEFAULT_CONTACT_TTL_MS } from '@latchkey/protocol';
 import { participantsTable, roleScannerStep } from '@latchkey/storage';
 
 /** Schema version this code writes; migrations below bring older files up to it. */
-export const STORE_SCHEMA_VERSION = 5;
+export const STORE_SCHEMA_VERSION = 6;
 
 /** Step `i` migrates user_version `i` to `i + 1` (@latchkey/storage `migrateSqlite`). */
 export const MIGRATIONS: readonly string[] = [
@@ -71,7 +71,7 @@ export const MIGRATIONS: readonly string[] = [
      SELECT contact_id, sender_id, count(*), sum(length(CAST(envelope AS BLOB))) FROM messages GROUP BY contact_id, sender_id;`,
   // v5: participants may have the role scanner (@latchkey/storage role-scanner-migration.ts).
   roleScannerStep('sqlite'),
-  // v5: encrypted file uploads (files/meta.ts): one row per blob, its bytes in the blob store.
+  // v6: encrypted file uploads (files/meta.ts): one row per blob, its bytes in the blob store.
   // `size` is declared at creation and counts towards the contact's file quota from then on.
   `CREATE TABLE blobs (
      blob_id     TEXT PRIMARY KEY,

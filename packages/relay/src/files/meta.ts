@@ -1,6 +1,6 @@
 /**
- * Blob metadata in the message store's database (table `blobs`, sqlite-schema.ts v5 and
- * pg-schema.ts v3): who uploaded what into which contact, its declared size, the offset stored
+ * Blob metadata in the message store's database (table `blobs`, sqlite-schema.ts v6 and
+ * pg-schema.ts v4): who uploaded what into which contact, its declared size, the offset stored
  * so far and whether it is complete. Written once as flows (@latchkey/storage flow.ts) that run
  * in one transaction of either store (`runFileFlow`); on PostgreSQL the contact's row is locked
  * first, as every other write to a contact does, so relays sharing the database count one quota.

@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL blob store: a blob's ciphertext in rows of table `blob_parts` (pg-schema.ts
- * v3), parts of at most PART_BYTES keyed by their offset, in the message database that every
+ * v4), parts of at most PART_BYTES keyed by their offset, in the message database that every
  * relay of a cluster shares. Each part is its own committed INSERT, so a written part is on
  * PostgreSQL's WAL before the request's offset is recorded; a read streams part by part, never
  * holding more than one part. Loaded only through pg-store.ts (the `@latchkey/relay/postgres`
