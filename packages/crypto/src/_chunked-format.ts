@@ -4,7 +4,7 @@
  * notes, the key/nonce/commitment derivation of "Key derivation", the per-chunk nonce of "AEAD
  * usage", and the one error decryption raises.
  */
-import { expand } from '@noble/hashes/hkdf.js';
+import { hmac } from '@noble/hashes/hmac.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { assertBytes, assertBytesLength, assertInteger } from './_assert.ts';
 
@@ -77,6 +77,31 @@ export function checkBoolean(value: unknown, name: string): asserts value is boo
 }
 
 /**
+ * HKDF-Expand (RFC 5869 §2.3) with SHA-512: `T(n) = HMAC(prk, T(n-1) || info || n)`, the first
+ * `length` bytes of `T(1) || T(2) || ...` (at most 255 blocks). Composed here from @noble/hashes'
+ * HMAC because its `expand` refuses a PRK shorter than the hash (RFC 5869 asks "at least HashLen"
+ * of an extract output), while this scheme expands straight from a 32-byte uniformly random key,
+ * as NIST SP 800-108's feedback mode allows. Tests check it equals noble's `expand` wherever that
+ * accepts the key.
+ */
+export function hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  const hashLength = sha512.outputLen;
+  assertInteger(length, 0, 255 * hashLength, 'length');
+  const okm = new Uint8Array(Math.ceil(length / hashLength) * hashLength);
+  let previous = new Uint8Array(0);
+  for (let n = 1; (n - 1) * hashLength < length; n++) {
+    const next = hmac.create(sha512, prk).update(previous).update(info).update(Uint8Array.of(n));
+    previous.fill(0);
+    previous = next.digest();
+    okm.set(previous, (n - 1) * hashLength);
+  }
+  previous.fill(0);
+  const out = okm.slice(0, length);
+  okm.fill(0);
+  return out;
+}
+
+/**
  * `key || base nonce || commitment = HKDF-Expand(prk = input key, info = "c2sp.org/chunked-
  * encryption@v1+" || aead || 0x00 || salt || context)` with SHA-512 ("Key derivation"). The
  * caller has checked the key (32 bytes), salt (24) and context.
@@ -90,7 +115,7 @@ export function deriveChunkedKeys(
   info.set(INFO_PREFIX);
   info.set(salt, INFO_PREFIX.length);
   info.set(context, INFO_PREFIX.length + SALT_SIZE);
-  const okm = expand(sha512, inputKey, info, KEY_SIZE + NONCE_SIZE + COMMITMENT_SIZE);
+  const okm = hkdfExpandSha512(inputKey, info, KEY_SIZE + NONCE_SIZE + COMMITMENT_SIZE);
   return {
     key: okm.slice(0, KEY_SIZE),
     baseNonce: okm.slice(KEY_SIZE, KEY_SIZE + NONCE_SIZE),

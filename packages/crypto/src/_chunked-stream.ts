@@ -122,8 +122,9 @@ export function decryptStream(
     return opener!.open(index++, sealed);
   };
   return new TransformStream<Uint8Array, Uint8Array>({
-    start() {
-      if (key.length !== KEY_SIZE) throw new ChunkedDecryptError('key-size');
+    start(controller) {
+      // Errors the stream rather than its constructor: decryption failures arrive one way.
+      if (key.length !== KEY_SIZE) controller.error(new ChunkedDecryptError('key-size'));
     },
     async transform(piece, controller) {
       assertBytes(piece, 'chunk');
