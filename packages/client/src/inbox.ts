@@ -218,6 +218,8 @@ export class Inbox {
       if (next.opened.ok) this.#deps.onOpened?.(next.opened);
       if (entry.ok) {
         const { ok: _ok, ...msg } = entry;
+        const body = bodyOf.get(entry);
+        if (body) bodyOf.set(msg, body);
         this.#deps.message(msg);
       } else {
         const { ok: _ok, ...failed } = entry;
