@@ -52,7 +52,7 @@ export function parseRange(
   size: number,
 ): { start: number; end: number } | null {
   if (typeof header !== 'string') return null;
-  const m = /^bytes=(\d{0,16})-(\d{0,16})$/.exec(header.trim());
+  const m = /^bytes=(\d{0,20})-(\d{0,20})$/.exec(header.trim());
   if (!m) return null;
   const [, a = '', b = ''] = m;
   if (a === '' && b === '') return null;
