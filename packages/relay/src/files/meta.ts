@@ -179,10 +179,9 @@ export function* advance(
 ): Flow<boolean> {
   const n = yield* exec(
     sql,
-    `UPDATE blobs SET received = ?, complete = CASE WHEN ? = 1 AND ? = size THEN 1 ELSE 0 END,
-       completed_at = CASE WHEN ? = 1 AND ? = size THEN ? ELSE NULL END
-     WHERE blob_id = ? AND received = ? AND complete = 0 AND ? <= size`,
-    [to, complete ? 1 : 0, to, complete ? 1 : 0, to, now, blob, from, to],
+    `UPDATE blobs SET received = ?, complete = ?, completed_at = CAST(? AS BIGINT)
+     WHERE blob_id = ? AND received = ? AND complete = 0 AND ? <= size AND (? = 0 OR ? = size)`,
+    [to, complete ? 1 : 0, complete ? now : null, blob, from, to, complete ? 1 : 0, to],
   );
   return n === 1;
 }
