@@ -270,8 +270,15 @@ export class ClamdClient {
    * @throws whatever the source throws (e.g. LatchkeyError DECRYPT_FAILED): nothing is judged.
    */
   async scan(source: ByteSource): Promise<ClamdResult> {
-    const c = await Conversation.open(this.address, this.#timeoutMs);
     const it = iterate(source);
+    let c: Conversation;
+    try {
+      c = await Conversation.open(this.address, this.#timeoutMs);
+    } catch (err) {
+      // Nothing was read: let the source release what it holds (a download, a decryptor).
+      await it.return?.().catch(() => undefined);
+      throw err;
+    }
     let finished = false;
     try {
       await c.write(Buffer.from('zINSTREAM\0', 'latin1'));
