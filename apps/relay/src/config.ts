@@ -13,6 +13,10 @@
  *   --quota-contact-bytes N        | LATCHKEY_RELAY_QUOTA_CONTACT_BYTES        (default 64 MiB)
  *   --quota-participant-messages N | LATCHKEY_RELAY_QUOTA_PARTICIPANT_MESSAGES (default 2500)
  *   --quota-participant-bytes N    | LATCHKEY_RELAY_QUOTA_PARTICIPANT_BYTES    (default 16 MiB)
+ *   --files-dir PATH         | LATCHKEY_RELAY_FILES_DIR (encrypted file uploads; default the SQLite
+ *                              file's path + `.files`, or the PostgreSQL store's own table)
+ *   --max-file-bytes N       | LATCHKEY_RELAY_MAX_FILE_BYTES (largest file ciphertext, default 101 MiB)
+ *   --contact-file-quota N   | LATCHKEY_RELAY_CONTACT_FILE_QUOTA (file bytes per contact, default 1 GiB)
  *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
  *   `<data>/api-secret` (raw bytes, as the `latchkey` CLI writes it).
  * Every value is validated before anything starts; errors name the setting, never its value.
@@ -45,6 +49,8 @@ export interface RelayConfig {
   webhookKeyFile: string | undefined;
   /** Storage quotas set by flag or environment (the rest: the relay's defaults). */
   quota: Partial<Record<QuotaName, number>>;
+  /** File store settings set by flag or environment (the rest: the relay's defaults). */
+  files: FileSettings;
   apiSecret: Uint8Array;
   /** Where the API secret came from (for the startup line; never the secret itself). */
   secretSource: 'env' | 'file';
@@ -57,6 +63,54 @@ const QUOTAS = {
   participantBytes: ['quota-participant-bytes', 'LATCHKEY_RELAY_QUOTA_PARTICIPANT_BYTES'],
 } as const;
 type QuotaName = keyof typeof QUOTAS;
+
+/** The file store's settings (RelayOptions `files`): those set, the rest left to the relay. */
+export interface FileSettings {
+  dir?: string;
+  maxFileBytes?: number;
+  contactQuotaBytes?: number;
+}
+
+const FILE_LIMIT_SETTINGS = {
+  maxFileBytes: ['max-file-bytes', 'LATCHKEY_RELAY_MAX_FILE_BYTES'],
+  contactQuotaBytes: ['contact-file-quota', 'LATCHKEY_RELAY_CONTACT_FILE_QUOTA'],
+} as const;
+
+/**
+ * File store settings from `--files-dir`, `--max-file-bytes`, `--contact-file-quota`, else
+ * LATCHKEY_RELAY_FILES_DIR, LATCHKEY_RELAY_MAX_FILE_BYTES, LATCHKEY_RELAY_CONTACT_FILE_QUOTA
+ * (unset ones left out).
+ * @throws ConfigError naming the setting when a size is not a positive integer or the
+ *   directory not a path.
+ */
+export function fileSettings(
+  flags: Partial<Record<string, string | undefined>>,
+  env: Readonly<Record<string, string | undefined>>,
+): FileSettings {
+  const files: FileSettings = {};
+  for (const [name, [flag, envName]] of Object.entries(FILE_LIMIT_SETTINGS) as [
+    'maxFileBytes' | 'contactQuotaBytes',
+    readonly [string, string],
+  ][]) {
+    const text = flags[flag] ?? env[envName];
+    if (text === undefined || text === '') continue;
+    if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
+      throw new ConfigError(
+        `${flags[flag] !== undefined ? `--${flag}` : envName} must be a positive integer`,
+      );
+    }
+    files[name] = Number(text);
+  }
+  const dir = flags['files-dir'] ?? env.LATCHKEY_RELAY_FILES_DIR;
+  if (dir !== undefined && dir !== '') {
+    if (dir.includes('\0'))
+      throw new ConfigError(
+        `${flags['files-dir'] !== undefined ? '--files-dir' : 'LATCHKEY_RELAY_FILES_DIR'} must be a path`,
+      );
+    files.dir = resolve(dir);
+  }
+  return files;
+}
 
 type Settings = Omit<RelayConfig, 'apiSecret' | 'secretSource'> & {
   secretText: string | undefined;
@@ -164,6 +218,9 @@ export function parseConfig(
     fanout?: string | undefined;
     durability?: string | undefined;
     'webhook-key-file'?: string | undefined;
+    'files-dir'?: string | undefined;
+    'max-file-bytes'?: string | undefined;
+    'contact-file-quota'?: string | undefined;
   } & Partial<Record<(typeof QUOTAS)[QuotaName][0], string>>;
   try {
     ({ values } = parseArgs({
@@ -180,6 +237,9 @@ export function parseConfig(
         'quota-contact-bytes': { type: 'string' },
         'quota-participant-messages': { type: 'string' },
         'quota-participant-bytes': { type: 'string' },
+        'files-dir': { type: 'string' },
+        'max-file-bytes': { type: 'string' },
+        'contact-file-quota': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -188,6 +248,7 @@ export function parseConfig(
     throw new ConfigError(err instanceof Error ? err.message : 'invalid arguments');
   }
   const quota = quotaSettings(values, env);
+  const files = fileSettings(values, env);
   const dataText = values.data ?? env.LATCHKEY_DATA_DIR ?? './.latchkey';
   if (dataText.length === 0 || dataText.includes('\0'))
     throw new ConfigError('data directory must be a path');
@@ -220,6 +281,7 @@ export function parseConfig(
       values['webhook-key-file'] !== undefined ? '--webhook-key-file' : 'LATCHKEY_WEBHOOK_KEY_FILE',
     ),
     quota,
+    files,
     secretText: env.LATCHKEY_API_SECRET === '' ? undefined : env.LATCHKEY_API_SECRET,
   };
 }
