@@ -1,7 +1,7 @@
 /**
  * @latchkey/crypto/chunked against every Wycheproof c2sp_chunked_encryption_aes_256_gcm_test.json
- * vector (read at run time from the shared folder), applied as doc/c2sp_chunked_encryption.md of
- * C2SP/wycheproof says, on each AES-GCM backend: one-shot and streaming decryption (input fed in
+ * vector (read at run time from the shared folder), applied as Wycheproof's guide to them says
+ * (c2sp_chunked_encryption.md in the doc folder of C2SP/wycheproof), on each AES-GCM backend: one-shot and streaming decryption (input fed in
  * odd-sized pieces), the derivation (aeadKey, baseNonce, commitment), re-encryption with the
  * vector's salt, length authentication through the final chunk, and random access.
  */
