@@ -24,6 +24,8 @@ export interface DemoBackendOptions {
   relayUrl: string;
   keysUrl: string;
   serviceKey: string;
+  /** The deployment scans attachments (sessions say `scanning: true`); default false. */
+  scanning?: boolean;
   /** Token lifetime in seconds (default 1 h). */
   tokenTtlSeconds?: number;
   /** Clock in ms (tests). */
@@ -129,6 +131,7 @@ export class DemoBackend {
       relayUrl: this.#opts.relayUrl,
       keysUrl: this.#opts.keysUrl,
       serviceKey: this.#opts.serviceKey,
+      scanning: this.#opts.scanning === true,
       participants: this.participants(c),
     };
   }

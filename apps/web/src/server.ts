@@ -24,6 +24,11 @@ export interface WebOptions {
   keysUrl: string;
   /** The key service's Ed25519 public key (base64url), pinned by every browser client. */
   serviceKey: string;
+  /**
+   * The deployment runs a virus scanner on attachments (default false): browsers are told so in
+   * their session (`scanning`), and a file stays blocked ("Scanning…") until its verdict is clean.
+   */
+  scanning?: boolean;
   /** Serve the demo backend (default true). It answers loopback clients only. */
   demoBackend?: boolean;
   /** Where the build lives (default `apps/web/dist`); rebuilt when stale. */
@@ -62,6 +67,13 @@ function origin(url: string): string {
   return `${u.protocol}//${u.host}`;
 }
 
+/** The relay's HTTP origin (its file API) for its WebSocket URL: ws→http, wss→https. */
+function httpOrigin(url: string): string {
+  const u = new URL(url);
+  const scheme = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
+  return `${scheme}//${u.host}`;
+}
+
 /**
  * Builds the bundles if needed and starts the server.
  * @throws the listen error when the port is taken; the Vite error when the build fails.
@@ -89,13 +101,14 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
     : Fastify(common)) as unknown as FastifyInstance;
   registerWebLimits(app, opts.limits);
 
-  // Pages may talk to their own origin, the relay and the key service, and run only our scripts.
+  // Pages may talk to their own origin, the relay (socket and file API) and the key service, and
+  // run only our scripts. Attachment previews are object URLs of decrypted thumbnails (`blob:`).
   const csp = [
     "default-src 'self'",
-    `connect-src 'self' ${origin(opts.relayUrl)} ${origin(opts.keysUrl)}`,
+    `connect-src 'self' ${origin(opts.relayUrl)} ${httpOrigin(opts.relayUrl)} ${origin(opts.keysUrl)}`,
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",
     "base-uri 'none'",
     "form-action 'self'",
     "object-src 'none'",
@@ -134,6 +147,7 @@ export async function startWeb(opts: WebOptions): Promise<RunningWeb> {
       relayUrl: opts.relayUrl,
       keysUrl: opts.keysUrl,
       serviceKey: opts.serviceKey,
+      scanning: opts.scanning === true,
       ...(opts.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: opts.tokenTtlSeconds }),
     });
     demo.register(app);

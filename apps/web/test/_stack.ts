@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openKeyService } from '@latchkey/keyd';
 import { startRelay } from '@latchkey/relay-app';
-import { startWeb, type RunningWeb } from '../src/index.ts';
+import { startWeb, type RunningWeb, type WebOptions } from '../src/index.ts';
 
 export interface WebStack {
   dir: string;
@@ -19,7 +19,10 @@ export interface WebStack {
   close(): Promise<void>;
 }
 
-export async function startWebStack(): Promise<WebStack> {
+/** `web`: extra options of the web server (e.g. `scanning`). */
+export async function startWebStack(
+  opts: { web?: Partial<Pick<WebOptions, 'scanning'>> } = {},
+): Promise<WebStack> {
   const dir = await mkdtemp(join(tmpdir(), 'latchkey-web-'));
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const masterKey = crypto.getRandomValues(new Uint8Array(32));
@@ -38,6 +41,7 @@ export async function startWebStack(): Promise<WebStack> {
     relayUrl: relay.url,
     keysUrl: keys.url,
     serviceKey: keys.servicePublicKey,
+    ...opts.web,
   });
   return {
     dir,

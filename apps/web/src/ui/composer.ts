@@ -46,6 +46,11 @@ export class Composer {
     });
   }
 
+  /** Puts a tool (the Attach button) before the text box. */
+  addTool(el: HTMLElement): void {
+    this.#input.before(el);
+  }
+
   /** The typed text without surrounding white space. */
   text(): string {
     return this.#input.value.replace(/^\s+|\s+$/g, '');

@@ -38,6 +38,7 @@ import {
 } from '@latchkey/client';
 import { LatchkeyError, SENDING_ROLES, backoffDelay, type Role } from '@latchkey/protocol';
 import { Composer } from './composer.ts';
+import { ConversationFiles } from './conversation-files.ts';
 import { ConversationHeader, type StatusName } from './conversation-header.ts';
 import { h } from './dom.ts';
 import { MessageList, integrityName, type IntegrityName } from './message-list.ts';
@@ -59,6 +60,9 @@ export type ConversationClient = Pick<
   | 'participantId'
   | 'role'
   | 'contactId'
+  | 'sendFile'
+  | 'openFile'
+  | 'thumbnail'
 >;
 
 export interface ConversationOptions {
@@ -87,6 +91,7 @@ export class Conversation {
   #list = new MessageList();
   #composer: Composer;
   #outgoing: Outgoing;
+  #files: ConversationFiles;
 
   #client: ConversationClient | null = null;
   #clientState: ConnectionState = 'idle';
@@ -110,13 +115,18 @@ export class Conversation {
       closed: () => this.#closed,
       outbox: opts.outbox,
     });
+    this.#files = new ConversationFiles(() => this.#client);
+    this.#composer.addTool(this.#files.attachments.button);
+    this.#composer.addTool(this.#files.attachments.input);
     this.root = h(
       'section',
       { class: 'lk-conv', 'aria-label': opts.title },
       this.#header.root,
       this.#list.root,
+      this.#files.uploads.root,
       this.#composer.root,
     );
+    this.#files.bind(this.root);
   }
 
   /** The content key's fingerprint once connected, else null. */
@@ -150,6 +160,8 @@ export class Conversation {
     this.#client = null;
     this.#wake?.();
     this.#composer.disable();
+    this.#files.disable();
+    this.#files.dispose();
   }
 
   focus(): void {
@@ -168,6 +180,7 @@ export class Conversation {
         renew = false;
         if (this.#closed) return;
         for (const p of session.participants ?? []) this.#addParticipant(p.id, p.role);
+        this.#files.scanning = session.scanning === true;
         const clientOptions: ClientOptions = {
           relayUrl: session.relayUrl,
           keysUrl: session.keysUrl,
@@ -176,6 +189,10 @@ export class Conversation {
           since: this.#lastSeq,
           ...(this.#checkpoint?.seq === this.#lastSeq ? { checkpoint: this.#checkpoint } : {}),
           backoff: { minMs: 250, maxMs: 3000 },
+          scanning: session.scanning === true,
+          // Called bound: the file API's requests call `fetch` as a method of another object,
+          // which a browser's window.fetch refuses ("Illegal invocation").
+          fetch: (input, init) => fetch(input, init),
           ...(this.#opts.outbox ? { outbox: this.#opts.outbox } : {}),
         };
         const client = this.#opts.createClient
@@ -197,6 +214,7 @@ export class Conversation {
         client.on('pending', (p) => this.#outgoing.restored(p));
         client.on('message', (m) => this.#onMessage(m));
         client.on('failed', (f) => this.#onFailed(f));
+        client.on('scan', (u) => this.#files.onScan(u));
         client.on('epoch', (e) => {
           if (this.#client === client) this.#header.showFingerprint(e.fingerprint, e.epoch);
         });
@@ -216,6 +234,7 @@ export class Conversation {
         if (!SENDING_ROLES.has(client.role)) {
           // A supervisor reads only; the relay would refuse its sends anyway.
           this.#composer.disable(`A ${client.role} can read but not send`);
+          this.#files.disable();
         }
         this.#outgoing.flush();
         await closed;
@@ -295,8 +314,11 @@ export class Conversation {
     this.#addParticipant(m.senderId, m.senderRole);
     if (typeof m.epoch === 'number' && m.epoch > this.#header.epoch && this.#client)
       this.#refreshFingerprint(this.#client);
-    if (this.#list.has(m.seq)) return;
-    if (m.own) {
+    if (this.#list.has(m.seq) || this.#files.consumeVerdict(m)) return;
+    const fileBody = this.#files.body(m);
+    // An own file restored from the outbox after a reload was shown as sending without its card.
+    if (fileBody && m.own) this.#outgoing.take(m.msgId)?.el.remove();
+    if (m.own && !fileBody) {
       // The item this message was sent (or restored) as, if it is on screen.
       const entry = this.#outgoing.take(m.msgId);
       if (entry) {
@@ -311,6 +333,7 @@ export class Conversation {
       sender: m.senderId,
       role: m.senderRole,
       sentAt: m.sentAt,
+      ...(fileBody ? { body: fileBody } : {}),
     });
     this.#list.settle(el, m.seq, m.sentAt);
     this.#list.scroll(m.own);

@@ -172,7 +172,8 @@ export class Outgoing {
       failed?.el ??
       this.#d.list.item({
         own: true,
-        text: p.text,
+        // A file message without caption carries no text: it gets its card once stored.
+        text: p.text === '' ? 'Sending a file…' : p.text,
         sender: this.#d.self()?.id ?? 'you',
         role: this.#d.self()?.role ?? null,
         sentAt: p.sentAt,

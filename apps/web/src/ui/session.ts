@@ -16,6 +16,11 @@ export interface SessionInfo {
   keysUrl: string;
   /** The key service's Ed25519 public key (base64url), pinned by the client. */
   serviceKey: string;
+  /**
+   * The deployment runs a virus scanner on attachments: files stay blocked until a clean
+   * verdict (`ClientOptions.scanning`). Absent: false.
+   */
+  scanning?: boolean;
   /** Other participants the backend knows of, with their roles. */
   participants?: { id: string; role: Role }[];
 }
@@ -56,6 +61,7 @@ export function demoHeaders(): Record<string, string> {
   }
   return key === null ? {} : { 'x-latchkey-demo-key': key };
 }
+/** The roles that use these pages; a `scanner` session (a service, never a person) is refused. */
 const ROLES: readonly string[] = ['visitor', 'agent', 'supervisor'];
 
 /** Checks the shape of a session answer; anything else is refused rather than half-used. */
@@ -76,7 +82,8 @@ export function parseSession(value: unknown): SessionInfo {
     /^wss?:\/\//.test(v.relayUrl) &&
     typeof v.keysUrl === 'string' &&
     /^https?:\/\//.test(v.keysUrl) &&
-    typeof v.serviceKey === 'string';
+    typeof v.serviceKey === 'string' &&
+    (v.scanning === undefined || typeof v.scanning === 'boolean');
   if (!ok) throw new TypeError('malformed session');
   return v as SessionInfo;
 }

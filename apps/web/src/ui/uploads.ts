@@ -6,22 +6,14 @@
  * no message. Files go out one after another, in the order taken. A failure stays visible as a
  * plain sentence (`data-testid="upload-error"`, role alert) until dismissed.
  */
+import type { LatchkeyClient } from '@latchkey/client';
 import { bidiSafeText } from './bidi.ts';
 import { h } from './dom.ts';
 import { TransferProgress, isCancel, transferErrorText } from './progress.ts';
-import { makeThumbnail, type Thumbnail } from './thumbnail.ts';
+import { makeThumbnail } from './thumbnail.ts';
 
-/** What uploading uses of a client (@latchkey/client `sendFile`). */
-export interface UploadClient {
-  sendFile(
-    file: Blob,
-    opts: {
-      thumbnail?: Thumbnail;
-      onProgress: (done: number, total: number) => void;
-      signal: AbortSignal;
-    },
-  ): Promise<{ seq: number; msgId: string }>;
-}
+/** What uploading uses of a client. */
+export type UploadClient = Pick<LatchkeyClient, 'sendFile'>;
 
 /** Most error rows kept; older ones go. */
 const MAX_ERRORS = 3;
