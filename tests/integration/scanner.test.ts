@@ -43,20 +43,24 @@ import { until } from './harness.ts';
 
 type TokenClaimsModule = typeof TokenClaims;
 
-/** Mallory's modified client: while `forged.on`, it believes its visitor token names a scanner. */
+/**
+ * Modified clients: while `forged.on`, Mallory's believes its visitor token names a scanner, and
+ * Rogue's believes its scanner token names a visitor (so each skips the SDK's own refusal).
+ */
 const forged = vi.hoisted(() => ({ on: false }));
 vi.mock('../../packages/client/src/token-claims.ts', async (importOriginal) => {
   const real = await importOriginal<TokenClaimsModule>();
   return {
     tokenClaims: (token: string) => {
       const id = real.tokenClaims(token);
-      if (!id || id.participantId !== 'mallory') return id;
+      if (!id || (id.participantId !== 'mallory' && id.participantId !== 'rogue')) return id;
       const role: Role = id.role;
+      const pretend: Role = id.participantId === 'mallory' ? 'scanner' : 'visitor';
       return {
         contactId: id.contactId,
         participantId: id.participantId,
         get role(): Role {
-          return forged.on ? 'scanner' : role;
+          return forged.on ? pretend : role;
         },
       };
     },
@@ -276,6 +280,21 @@ describe.skipIf(!clamd)('the scanner service with clamd', () => {
       { seq: bad.seq, msgId: bad.msgId, scan: 'infected', signature: REPORTED_SIGNATURE },
     ]);
     expect(() => agent.openFile(bad.seq)).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
+  });
+
+  it('refuses text sent under a scanner certificate (the relay stores it, readers do not show it)', async () => {
+    const s = await setup();
+    const contact = 'c-scan-text';
+    const agent = await s.client(contact, 'a1', 'agent', { scanning: true });
+    const view = watch(agent);
+    const rogue = await s.client(contact, 'rogue', 'scanner');
+    forged.on = true;
+    const sent = await rogue.send('Your file is safe, click here').finally(() => {
+      forged.on = false;
+    });
+    await until(() => view.refused.some((m) => m.seq === sent.seq), 10_000, 'the text');
+    expect(view.refused.find((m) => m.seq === sent.seq)?.code).toBe('FORBIDDEN');
+    expect(view.got.some((m) => m.text.includes('click here'))).toBe(false);
   });
 
   it('says error when clamd stays unreachable (after retries), and for a file over the limit', async () => {
