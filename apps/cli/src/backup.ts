@@ -15,7 +15,8 @@
  * snapshot of its database. The databases are snapshotted one after another (messages first,
  * then keys): a key created after the messages snapshot is harmless, and every message in the
  * snapshot has its key in the later keys snapshot. A `manifest.json` in each artefact lists its
- * files with size and SHA-256; restore verifies it before writing anything.
+ * files with size and SHA-256; restore verifies it before writing anything. The message backup
+ * also carries the relay's encrypted file blobs, listed under `blobs` (backup-blobs.ts).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -33,6 +34,13 @@ import {
 import { dirname, join, resolve, sep } from 'node:path';
 import { LatchkeyError } from '@latchkey/protocol';
 import { openSqlite } from '@latchkey/storage/sqlite';
+import {
+  BLOBS_DIR,
+  backupBlobs,
+  restoreBlobs,
+  verifyBlobs,
+  type ManifestBlob,
+} from './backup-blobs.ts';
 import { dataDir } from './config.ts';
 import { EXIT, UsageError } from './usage.ts';
 
@@ -73,6 +81,8 @@ export interface Manifest {
   createdAt: string;
   includesSecrets: boolean;
   files: ManifestFile[];
+  /** A message backup's file blobs (absent in backups made before files). */
+  blobs?: ManifestBlob[];
 }
 
 async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
@@ -148,6 +158,7 @@ async function writeManifest(
   contents: BackupContents,
   includesSecrets: boolean,
   files: ManifestFile[],
+  blobs?: ManifestBlob[],
 ): Promise<void> {
   const manifest: Manifest = {
     format: FORMAT,
@@ -155,6 +166,7 @@ async function writeManifest(
     createdAt: new Date().toISOString(),
     includesSecrets,
     files,
+    ...(blobs === undefined ? {} : { blobs }),
   };
   await writeFile(join(to, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
 }
@@ -189,10 +201,14 @@ export async function backup(flags: BackupFlags, out: Out): Promise<number> {
   }
   const files: ManifestFile[] = [];
   const keyFiles: ManifestFile[] = [];
+  let blobs: ManifestBlob[];
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
-    files.push(await snapshot(from, to, MESSAGES_DB));
-    await writeManifest(to, 'messages', false, files);
+    const db = await snapshot(from, to, MESSAGES_DB);
+    // The blobs the snapshot lists; rows of those not carried leave the snapshot, so hash after.
+    blobs = await backupBlobs(join(to, MESSAGES_DB), from, to);
+    files.push({ ...db, ...(await sha256(join(to, MESSAGES_DB))) });
+    await writeManifest(to, 'messages', false, files, blobs);
   } catch (err) {
     throw storageError(err, `backup to ${to} failed`);
   }
@@ -214,6 +230,7 @@ export async function backup(flags: BackupFlags, out: Out): Promise<number> {
     }
   }
   for (const f of [...files, ...keyFiles]) out(`${f.path} ${f.bytes} sha256=${f.sha256}`);
+  for (const b of blobs) out(`${BLOBS_DIR}/${b.blob} ${b.size} sha256=${b.sha256}`);
   if (keysTo !== undefined) out(`keys-backup: ${keysTo}`);
   out(`backup: ${to}`);
   return EXIT.ok;
@@ -263,6 +280,9 @@ async function verifiedManifest(from: string): Promise<Manifest> {
       );
     }
   }
+  if (contents !== 'keys') manifest.blobs = await verifyBlobs(from, manifest.blobs);
+  else if (manifest.blobs !== undefined)
+    throw new LatchkeyError('BAD_REQUEST', 'a key backup lists no blobs');
   return manifest;
 }
 
@@ -291,6 +311,13 @@ export async function restore(flags: RestoreFlags, out: Out): Promise<number> {
   }
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
+    // Blobs before the database that lists them.
+    if (manifest.files.some((f) => f.path === MESSAGES_DB)) {
+      await mkdir(join(to, 'relay'), { recursive: true, mode: 0o700 });
+      await restoreBlobs(from, to, manifest.blobs ?? []);
+      for (const b of manifest.blobs ?? [])
+        out(`${BLOBS_DIR}/${b.blob} ${b.size} sha256=${b.sha256}`);
+    }
     for (const f of manifest.files) {
       const dest = join(to, f.path);
       await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
