@@ -56,6 +56,7 @@ describe('the node entries', () => {
         './codec',
         './dh',
         './envelope',
+        './chunked',
         './hash',
         './hpke',
         './mac',

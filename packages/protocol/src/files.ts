@@ -127,9 +127,12 @@ export type ScanState = 'unscanned' | 'pending' | ScanVerdict;
 
 // ---- The relay's file HTTP API (docs/protocol.md "Files"). Bearer = the participant token. ----
 
-/** `POST /v1/files` body: the ciphertext length the upload will have. */
+/**
+ * `POST /v1/files` body: the ciphertext length the upload will have (at least 72 bytes: the
+ * 56-byte header and the tag of an empty final chunk).
+ */
 export const CreateUploadRequest = z.strictObject({
-  size: z.number().int().min(56).max(Number.MAX_SAFE_INTEGER),
+  size: z.number().int().min(72).max(Number.MAX_SAFE_INTEGER),
 });
 export type CreateUploadRequest = z.infer<typeof CreateUploadRequest>;
 
