@@ -85,6 +85,8 @@ export interface FilesContext {
   /** Bytes counters (metrics.ts). */
   metrics: { fileBytesUploaded: number; fileBytesDownloaded: number; filesStored: number };
   log: (e: { event: string; [field: string]: string | number | boolean | undefined }) => void;
+  /** Blobs with a PATCH in progress on this relay: another one meanwhile is a 409. */
+  writing: Set<string>;
   /** A completed upload (webhook, metrics). */
   onStored: (p: Principal, blob: string, size: number, at: number) => void;
   now: () => number;

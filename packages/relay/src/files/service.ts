@@ -72,17 +72,17 @@ export class FileService {
       ips: new Buckets(o.rates.ipRate ?? DEFAULT_FILE_IP_RATE),
       metrics: o.metrics,
       log: o.log,
-      onStored: (p: Principal, blob: string, size: number, at: number) => {
+      writing: new Set(),
+      onStored: (p: Principal, blob: string, size: number) => {
         o.metrics.filesStored++;
+        // The webhook event `file.stored` waits for its payload schema in @latchkey/webhooks.
         o.log({
           event: 'file-stored',
           contactId: p.contactId,
           participantId: p.participantId,
+          blob,
           size,
         });
-        // `file.stored` needs its payload in @latchkey/webhooks events.ts first (report).
-        void blob;
-        void at;
       },
       now,
     };

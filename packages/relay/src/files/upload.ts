@@ -24,9 +24,6 @@ import { randomBytes } from 'node:crypto';
 /** Roles that may upload (the roles that send messages). */
 const UPLOAD_ROLES = new Set(['visitor', 'agent']);
 
-/** Blobs with a PATCH in progress on this relay: a second one waits its turn as a 409. */
-const writing = new Set<string>();
-
 /** `POST /v1/files` */
 export async function createUpload(
   ctx: FilesContext,
@@ -100,18 +97,18 @@ export async function patchUpload(
   if (row.uploaderId !== p.participantId)
     throw new LatchkeyError('FORBIDDEN', 'only the uploader may upload');
   if (state !== 'open') throw new LatchkeyError('CONTACT_CLOSED');
-  if (writing.has(blob) || row.complete || row.received !== offset) {
+  if (ctx.writing.has(blob) || row.complete || row.received !== offset) {
     sendState(res, 409, row);
     req.resume();
     return;
   }
   if (length !== undefined && offset + length > row.size)
     throw new LatchkeyError('TOO_LARGE', 'body goes past the declared size');
-  writing.add(blob);
+  ctx.writing.add(blob);
   try {
     await write(ctx, p, row, req, res);
   } finally {
-    writing.delete(blob);
+    ctx.writing.delete(blob);
   }
 }
 
