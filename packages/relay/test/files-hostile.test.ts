@@ -135,6 +135,32 @@ describe('hostile input', () => {
       expect(res.status).toBe(401);
       expect(JSON.parse(res.body).error.code).toBe(code);
     }
+    // A huge announced body is refused at once, without reading (or draining) it.
+    const hugeBody = await new Promise<number>((resolve, reject) => {
+      const u = new URL(r.http);
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: `/v1/files/${blob}`,
+          method: 'PATCH',
+          headers: {
+            ...auth,
+            'content-type': 'application/offset+octet-stream',
+            'upload-offset': '0',
+            'content-length': String(2 ** 40),
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        },
+      );
+      req.on('error', reject);
+      req.write(randomData(1000));
+    });
+    expect(hugeBody).toBe(413);
     const full = await fetch(`${r.http}/healthz`);
     expect(full.status).toBe(200);
     expect((await v.state(blob)).status).toBe(200);

@@ -105,7 +105,9 @@ export class FileService {
       const e = toLatchkeyError(err);
       if (ERROR_CODES[e.code].http >= 500)
         this.#o.log({ event: 'file-request-failed', code: e.code, detail: e.detail });
-      if (!res.headersSent && !res.destroyed) sendError(res, e);
+      // A body left unread (refused before reading it) is not drained: the connection closes.
+      if (!res.headersSent && !res.destroyed)
+        sendError(res, e, req.complete ? {} : { connection: 'close' });
       else res.destroy();
       req.resume();
     });
