@@ -93,7 +93,7 @@ describe('hostile input', () => {
       '{"size":"1000"}',
       '{"size":-1}',
       '{"size":1.5}',
-      '{"size":55}',
+      '{"size":71}',
       '{"size":100,"x":1}',
       '[]',
       'not json',
