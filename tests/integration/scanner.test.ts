@@ -7,38 +7,22 @@
  * verdicts; the agent's client (scanning on) sees `infected` with the signature's name and
  * `clean`, opens only the clean one, and nothing of the files reaches the scanner's logs. A
  * verdict sealed by a participant who is not a scanner is refused by readers and does not stop
- * the scanner from judging the file. clamd down: the scanner tries again, then says `error`. A
- * file over the size limit is `error` unread. A webhook that is not the relay's is refused.
+ * the scanner from judging the file; text sealed under a scanner certificate is refused too.
+ * Operations (clamd down, size limit, webhooks, idle, self-registration): scanner-operations.test.ts.
  */
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  LatchkeyClient,
-  type ChatMessage,
-  type ClientOptions,
-  type FailedMessage,
-  type ScanUpdate,
-  type WebSocketConstructor,
-} from '@latchkey/client';
-import { openKeyService } from '@latchkey/keyd';
-import { WEBHOOK_PATHS, WebhookSecretResponse, type Role } from '@latchkey/protocol';
-import { startRelay } from '@latchkey/relay-app';
-import { adminAuthorization, deriveAdminKey, mintToken } from '@latchkey/tokens';
-import { signWebhook } from '@latchkey/webhooks';
-import {
-  SCANNER_EVENTS,
-  startScanner,
-  type Scanner,
-  type ScannerLogEvent,
-  type ScannerOptions,
-} from '../../apps/scanner/src/index.ts';
+import type { Role } from '@latchkey/protocol';
 import type * as TokenClaims from '../../packages/client/src/token-claims.ts';
-import { freePort } from '../../packages/relay/test/_services.ts';
 import { INFECTED_FILE, REPORTED_SIGNATURE, startClamd } from './_clamd.ts';
+import {
+  CLEAN_FILE,
+  SECRET_NAME,
+  readAll,
+  setup,
+  sha256,
+  watch,
+  type Cleanup,
+} from './_scanner-stack.ts';
 import { until } from './harness.ts';
 
 type TokenClaimsModule = typeof TokenClaims;
@@ -70,128 +54,14 @@ vi.mock('../../packages/client/src/token-claims.ts', async (importOriginal) => {
 const clamd = await startClamd('scanner end to end', { streamMaxLength: 2 * 1024 * 1024 });
 afterAll(() => clamd?.close());
 
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const CLEAN_FILE = new TextEncoder().encode('Order 1234: two blue mugs, shipped on Monday.\n');
-/** A file name that must never reach the scanner's logs. */
-const SECRET_NAME = 'payroll-of-alice-confidential.pdf';
-
-async function readAll(s: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(s).arrayBuffer());
-}
-
-interface Setup {
-  client(
-    contact: string,
-    participant: string,
-    role: Role,
-    opts?: Partial<ClientOptions>,
-  ): Promise<LatchkeyClient>;
-  /** Registers the relay's webhook endpoint and starts the scanner behind it. */
-  startScanner(over?: Partial<ScannerOptions>): Promise<Scanner>;
-  logs: ScannerLogEvent[];
-  scannerUrl(): string;
-}
-
-const cleanup: (() => Promise<void> | void)[] = [];
+const cleanup: Cleanup = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function setup(): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), 'latchkey-scanner-'));
-  cleanup.push(() => rm(dir, { recursive: true, force: true }));
-  const secret = crypto.getRandomValues(new Uint8Array(32));
-  const keys = await openKeyService({
-    dataDir: dir,
-    host: '127.0.0.1',
-    port: 0,
-    apiSecret: secret,
-    masterKey: crypto.getRandomValues(new Uint8Array(32)),
-  });
-  cleanup.push(() => keys.close());
-  const relay = await startRelay({
-    dataDir: dir,
-    host: '127.0.0.1',
-    port: 0,
-    apiSecret: secret,
-    // The scanner listens on loopback, which webhook delivery refuses unless allowed.
-    webhookAllowlist: ['127.0.0.1'],
-  });
-  cleanup.push(() => relay.close());
-  const logs: ScannerLogEvent[] = [];
-  let url = '';
-  return {
-    logs,
-    scannerUrl: () => url,
-    async client(contact, participant, role, opts = {}) {
-      const c = await LatchkeyClient.connect({
-        relayUrl: relay.url,
-        keysUrl: keys.url,
-        token: await mintToken(secret, {
-          contactId: contact,
-          participantId: participant,
-          role,
-          ttlSeconds: 600,
-        }),
-        WebSocket: WebSocket as unknown as WebSocketConstructor,
-        backoff: { minMs: 50, maxMs: 400 },
-        ...opts,
-      });
-      cleanup.push(() => c.close());
-      return c;
-    },
-    async startScanner(over = {}) {
-      // The endpoint is added first (its secret is shown once), on the port the scanner takes.
-      const port = await freePort();
-      const res = await fetch(`${relay.url.replace(/^ws/, 'http')}${WEBHOOK_PATHS.endpoints}`, {
-        method: 'POST',
-        headers: {
-          authorization: adminAuthorization(deriveAdminKey(secret)),
-          'content-type': 'application/json',
-        },
-        body: JSON.stringify({
-          url: `http://127.0.0.1:${port}/webhooks`,
-          events: [...SCANNER_EVENTS],
-        }),
-      });
-      expect(res.status).toBe(201);
-      const added = WebhookSecretResponse.parse(await res.json());
-      const scanner = await startScanner({
-        relayUrl: relay.url,
-        keysUrl: keys.url,
-        tokenKey: secret,
-        webhookSecrets: [added.secret],
-        clamd: { path: clamd!.socket },
-        streamMaxLength: clamd!.streamMaxLength,
-        port,
-        retryBaseMs: 50,
-        log: (e) => logs.push(e),
-        client: { backoff: { minMs: 50, maxMs: 400 } },
-        ...over,
-      });
-      url = scanner.url;
-      cleanup.push(() => scanner.close());
-      return scanner;
-    },
-  };
-}
-
-/** The agent's view: its messages, refused messages and scan updates. */
-function watch(c: LatchkeyClient): {
-  got: ChatMessage[];
-  refused: FailedMessage[];
-  scans: ScanUpdate[];
-} {
-  const v = { got: [] as ChatMessage[], refused: [] as FailedMessage[], scans: [] as ScanUpdate[] };
-  c.on('message', (m) => v.got.push(m));
-  c.on('failed', (m) => v.refused.push(m));
-  c.on('scan', (u) => v.scans.push(u));
-  return v;
-}
-
 describe.skipIf(!clamd)('the scanner service with clamd', () => {
   it('judges an infected and a clean file; the agent sees infected (with the signature) and clean', async () => {
-    const s = await setup();
+    const s = await setup(clamd!, cleanup);
     const scanner = await s.startScanner();
     const contact = 'c-scan-1';
     const visitor = await s.client(contact, 'v1', 'visitor');
@@ -249,7 +119,7 @@ describe.skipIf(!clamd)('the scanner service with clamd', () => {
   });
 
   it('refuses a verdict sealed by a non-scanner, and judges the file anyway', async () => {
-    const s = await setup();
+    const s = await setup(clamd!, cleanup);
     const contact = 'c-scan-forged';
     const mallory = await s.client(contact, 'mallory', 'visitor');
     const agent = await s.client(contact, 'a1', 'agent', { scanning: true });
@@ -283,7 +153,7 @@ describe.skipIf(!clamd)('the scanner service with clamd', () => {
   });
 
   it('refuses text sent under a scanner certificate (the relay stores it, readers do not show it)', async () => {
-    const s = await setup();
+    const s = await setup(clamd!, cleanup);
     const contact = 'c-scan-text';
     const agent = await s.client(contact, 'a1', 'agent', { scanning: true });
     const view = watch(agent);
@@ -295,79 +165,5 @@ describe.skipIf(!clamd)('the scanner service with clamd', () => {
     await until(() => view.refused.some((m) => m.seq === sent.seq), 10_000, 'the text');
     expect(view.refused.find((m) => m.seq === sent.seq)?.code).toBe('FORBIDDEN');
     expect(view.got.some((m) => m.text.includes('click here'))).toBe(false);
-  });
-
-  it('says error when clamd stays unreachable (after retries), and for a file over the limit', async () => {
-    const s = await setup();
-    await s.startScanner({ retries: 2, retryBaseMs: 20, maxFileBytes: 1024 });
-    const contact = 'c-scan-down';
-    const visitor = await s.client(contact, 'v1', 'visitor');
-    const agent = await s.client(contact, 'a1', 'agent', { scanning: true });
-    const view = watch(agent);
-
-    const big = await visitor.sendFile(new File([new Uint8Array(4096).fill(7)], 'big.bin'));
-    await until(() => view.scans.length >= 1, 20_000, 'the size verdict');
-    expect(view.scans[0]).toEqual({ seq: big.seq, msgId: big.msgId, scan: 'error' });
-    expect(s.logs).toEqual(
-      expect.arrayContaining([
-        expect.objectContaining({ event: 'scan.verdict', code: 'TOO_LARGE' }),
-      ]),
-    );
-
-    await clamd!.stop();
-    try {
-      const f = await visitor.sendFile(new File([CLEAN_FILE], 'order.txt'));
-      await until(() => view.scans.length >= 2, 20_000, 'the error verdict');
-      expect(view.scans[1]).toEqual({ seq: f.seq, msgId: f.msgId, scan: 'error' });
-      expect(s.logs.filter((e) => e.event === 'scan.retry' && e.msgId === f.msgId)).toHaveLength(2);
-      expect(s.logs).toEqual(
-        expect.arrayContaining([
-          expect.objectContaining({
-            event: 'scan.verdict',
-            msgId: f.msgId,
-            code: 'CLAMD_UNREACHABLE',
-          }),
-        ]),
-      );
-      expect(() => agent.openFile(f.seq)).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }));
-    } finally {
-      await clamd!.start();
-    }
-  });
-
-  it('refuses webhooks not signed with its secret, and lets an idle contact go', async () => {
-    const s = await setup();
-    const scanner = await s.startScanner({ idleTimeoutMs: 300 });
-    const body = JSON.stringify({
-      type: 'message.stored',
-      timestamp: new Date().toISOString(),
-      sequence: 1,
-      data: { contactId: 'c-x', seq: 1, senderId: 'v1', size: 100, time: Date.now() },
-    });
-    const headers = signWebhook(
-      [`whsec_${Buffer.alloc(32, 1).toString('base64')}`],
-      'evt_x',
-      Math.floor(Date.now() / 1000),
-      body,
-    );
-    const res = await fetch(s.scannerUrl(), { method: 'POST', headers, body });
-    expect(res.status).toBe(401);
-    expect(scanner.contacts()).toEqual([]);
-    expect(s.logs).toEqual(
-      expect.arrayContaining([
-        expect.objectContaining({ event: 'webhook.refused', code: 'BAD_SIGNATURE' }),
-      ]),
-    );
-
-    const contact = 'c-scan-idle';
-    const visitor = await s.client(contact, 'v1', 'visitor');
-    await visitor.send('hi');
-    await until(() => scanner.contacts().includes(contact), 10_000, 'the scanner joins');
-    await until(() => scanner.contacts().length === 0, 10_000, 'the idle contact closed');
-    expect(s.logs).toEqual(
-      expect.arrayContaining([
-        expect.objectContaining({ event: 'contact.closed', contactId: contact, code: 'idle' }),
-      ]),
-    );
   });
 });

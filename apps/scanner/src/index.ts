@@ -15,6 +15,12 @@ export {
   type ClamdOptions,
   type ClamdResult,
 } from './clamd.ts';
+export {
+  startAttachedScanner,
+  registerWithRelay,
+  ATTACHED_DESCRIPTION,
+  type RelayAdmin,
+} from './attach.ts';
 export { judgeFile, type Judgement, type JudgementCode } from './judge.ts';
 export {
   loadConfig,

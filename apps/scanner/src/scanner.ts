@@ -22,7 +22,10 @@ export interface ScannerOptions {
   keysUrl: string;
   /** The API secret (HS256) or the backend's Ed25519 private key: mints the scanner's tokens. */
   tokenKey: TokenSigningKey;
-  /** The relay webhook endpoint's secret(s) (`whsec_...`; two while rotating). */
+  /**
+   * The relay webhook endpoint's secret(s) (`whsec_...`; two while rotating). Empty: calls are
+   * answered 503 (delivered again later) until `setWebhookSecrets` (attach.ts registers first).
+   */
   webhookSecrets: readonly string[];
   clamd: ClamdAddress;
   /** The scanner's participant id in every contact (default `scanner`). */
@@ -59,6 +62,8 @@ export interface Scanner {
   url: string;
   /** Contacts with an open connection now. */
   contacts(): string[];
+  /** Replaces the webhook secrets (after the endpoint was added, or its secret rotated). */
+  setWebhookSecrets(secrets: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -71,10 +76,9 @@ export const SCANNER_EVENTS = [
 
 /**
  * Starts the scanner: its webhook receiver listens when this resolves.
- * @throws RangeError on a bad limit; TypeError when there is no webhook secret.
+ * @throws RangeError on a bad limit.
  */
 export async function startScanner(opts: ScannerOptions): Promise<Scanner> {
-  if (opts.webhookSecrets.length === 0) throw new TypeError('a webhook secret is needed');
   const participantId = opts.participantId ?? 'scanner';
   const log = opts.log ?? jsonLog();
   const ttl = opts.tokenTtlSeconds ?? 3600;
@@ -203,6 +207,7 @@ export async function startScanner(opts: ScannerOptions): Promise<Scanner> {
   return {
     url: receiver.url,
     contacts: () => [...sessions.keys()],
+    setWebhookSecrets: (secrets) => receiver.setSecrets(secrets),
     async close() {
       await receiver.close();
       const all = await Promise.allSettled([...sessions.values()]);

@@ -7,11 +7,13 @@
  *
  * Answers: 204 handled (or an event the scanner does not need), 401 a signature that does not
  * verify, 400 a payload that does not parse, 413 too large, 503 when the handler failed in a
- * way worth a retry: the relay's outbox then delivers the event again later.
+ * way worth a retry, or while no secret is set yet: the relay's outbox then delivers the event
+ * again later.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  createReplayGuard,
   createWebhookVerifier,
   WebhookPayload,
   WebhookVerificationError,
@@ -29,7 +31,7 @@ export interface ReceiverOptions {
   port: number;
   /** The path the relay's endpoint URL names (default `/webhooks`). */
   path?: string;
-  /** The endpoint's secret(s), `whsec_...` (two while rotating). */
+  /** The endpoint's secret(s), `whsec_...` (two while rotating); none yet: `setSecrets` later. */
   secrets: readonly string[];
   onEvent: EventHandler;
   health(): Promise<boolean>;
@@ -39,6 +41,8 @@ export interface ReceiverOptions {
 export interface Receiver {
   /** `http://host:port/path`: the URL to register as the relay's webhook endpoint. */
   url: string;
+  /** Replaces the secrets calls are verified with (after a rotation, or once registered). */
+  setSecrets(secrets: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -67,7 +71,12 @@ function answer(res: ServerResponse, status: number): void {
 /** Starts the receiver on `host:port` (0 picks a free port). */
 export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const path = opts.path ?? '/webhooks';
-  const verifier = createWebhookVerifier([...opts.secrets]);
+  // One replay guard for every verifier: an id seen under the old secrets stays refused.
+  const guard = createReplayGuard();
+  let verifier =
+    opts.secrets.length === 0
+      ? null
+      : createWebhookVerifier([...opts.secrets], { replayGuard: guard });
   const log = opts.log;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -82,6 +91,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
     if (req.method !== 'POST') return answer(res, 405);
     const body = await readBody(req);
     if (body === null) return answer(res, 413);
+    if (!verifier) return answer(res, 503);
     let raw: unknown;
     try {
       raw = verifier.verify(body, req.headers);
@@ -120,6 +130,10 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
     url: `http://${host}:${port}${path}`,
+    setSecrets(secrets) {
+      if (secrets.length === 0) throw new RangeError('at least one secret is needed');
+      verifier = createWebhookVerifier([...secrets], { replayGuard: guard });
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
