@@ -1,8 +1,8 @@
 /**
  * Uploading one part of a file message (docs/protocol.md "Files"): the plaintext is read, hashed
  * and encrypted chunk by chunk (@latchkey/crypto/chunked) and sent to the relay in requests of at
- * most REQUEST_BYTES, so a file never sits whole in memory. A dropped request resumes: the relay
- * says how far it got, and the chunk under that offset is sealed again (the same key and salt
+ * most 7.5 MiB (requestChunks), the next one sealed while one is in flight, so a file never
+ * sits whole in memory. A dropped request resumes: the relay says how far it got, and the chunk under that offset is sealed again (the same key and salt
  * give the same bytes), without reading the file from the start.
  */
 import {
@@ -13,7 +13,7 @@ import {
   chunkedCiphertextLength,
 } from '@latchkey/crypto/chunked';
 import { createSha256 } from '@latchkey/crypto/hash';
-import { LatchkeyError, backoffDelay } from '@latchkey/protocol';
+import { FILE_LIMITS, LatchkeyError, backoffDelay } from '@latchkey/protocol';
 import { appendUpload, createUpload, uploadState, type FileHttp } from './file-http.ts';
 
 /** Something readable at any offset: a browser Blob/File, or a Node file handle's wrapper. */
@@ -42,8 +42,17 @@ export function sourceOf(file: FileSource): FileSourceLike {
   return file as FileSourceLike;
 }
 
-/** Ciphertext bytes per upload request: 128 chunks, about 2 MiB. */
-const REQUEST_CHUNKS = 128;
+/**
+ * Chunks per upload request: an eighth of the file (so progress moves in steps of at most 12.5%),
+ * at least 64 (1 MiB) and at most 480 (7.5 MiB, under the relay's largest request): each request
+ * costs the relay an fsync, so fewer and larger requests go faster.
+ */
+function requestChunks(chunks: number): number {
+  const most = Math.floor(
+    (FILE_LIMITS.maxUploadRequestBytes - 1024 * 1024) / (CHUNK_SIZE + TAG_SIZE),
+  );
+  return Math.max(64, Math.min(most, Math.ceil(chunks / 8)));
+}
 const CHUNK_CT = CHUNK_SIZE + TAG_SIZE;
 /** Failed requests in a row before the upload gives up. */
 const MAX_RETRIES = 6;
@@ -84,6 +93,7 @@ export async function uploadPart(
   const size = src.size;
   const total = chunkedCiphertextLength(size);
   const lastChunk = Math.floor(size / CHUNK_SIZE);
+  const perRequest = requestChunks(lastChunk + 1);
   const enc = await ChunkedEncryptor.create(key, context);
   const hash = createSha256();
   /** Chunks hashed so far, in order: a chunk sealed again after a resume is not hashed twice. */
@@ -111,7 +121,7 @@ export async function uploadPart(
     }
     let k = offset < HEADER_SIZE ? 0 : Math.floor((offset - HEADER_SIZE) / CHUNK_CT);
     let skip = offset < HEADER_SIZE ? 0 : offset - HEADER_SIZE - k * CHUNK_CT;
-    for (let n = 0; n < REQUEST_CHUNKS && k <= lastChunk; n++, k++) {
+    for (let n = 0; n < perRequest && k <= lastChunk; n++, k++) {
       const ct = await sealChunk(k);
       pieces.push(skip > 0 ? ct.subarray(skip) : ct);
       length += ct.length - skip;
@@ -130,14 +140,22 @@ export async function uploadPart(
   let state = await createUpload(h, total, signal);
   let failures = 0;
   opts.onProgress?.(0, size);
+  // The next request's bytes are read and sealed while the current one is in flight.
+  let ahead: { offset: number; bytes: Promise<Uint8Array> } | null = null;
   while (!state.complete) {
     cancelled(signal);
     try {
-      const bytes = await bytesFrom(state.offset);
+      const bytes: Uint8Array =
+        ahead?.offset === state.offset ? await ahead.bytes : await bytesFrom(state.offset);
+      const end: number = state.offset + bytes.length;
+      ahead = end < total ? { offset: end, bytes: bytesFrom(end) } : null;
+      ahead?.bytes.catch(() => undefined);
       state = await appendUpload(h, state.blob, state.offset, bytes, signal);
       failures = 0;
       opts.onProgress?.(Math.floor((state.offset / total) * size), size);
     } catch (err) {
+      await ahead?.bytes.catch(() => undefined);
+      ahead = null;
       cancelled(signal);
       if (!(err instanceof LatchkeyError) || !RETRYABLE.has(err.code) || ++failures > MAX_RETRIES)
         throw err;
