@@ -58,6 +58,8 @@ export interface Setup {
   /** Options a scanner needs besides the webhook secret. */
   base: Omit<ScannerOptions, 'webhookSecrets'>;
   relayAdmin: RelayAdmin;
+  /** The data directory of relay and key service (the relay's stored blobs are under it). */
+  dir: string;
 }
 
 /** What a test undoes when it ends, last first. */
@@ -101,6 +103,7 @@ export async function setup(clamd: TestClamd, cleanup: Cleanup): Promise<Setup> 
     client: { backoff: { minMs: 50, maxMs: 400 } },
   };
   return {
+    dir,
     logs,
     base,
     relayAdmin: { url: relay.url, authorization: adminAuthorization(deriveAdminKey(secret)) },

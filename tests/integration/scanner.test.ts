@@ -7,10 +7,14 @@
  * verdicts; the agent's client (scanning on) sees `infected` with the signature's name and
  * `clean`, opens only the clean one, and nothing of the files reaches the scanner's logs. A
  * verdict sealed by a participant who is not a scanner is refused by readers and does not stop
- * the scanner from judging the file; text sealed under a scanner certificate is refused too.
+ * the scanner from judging the file; text sealed under a scanner certificate is refused too; a
+ * file whose ciphertext the relay altered is judged `error`, never `clean`.
  * Operations (clamd down, size limit, webhooks, idle, self-registration): scanner-operations.test.ts.
  */
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { chunkedCiphertextLength } from '@latchkey/crypto/chunked';
 import type { Role } from '@latchkey/protocol';
 import type * as TokenClaims from '../../packages/client/src/token-claims.ts';
 import { INFECTED_FILE, REPORTED_SIGNATURE, startClamd } from './_clamd.ts';
@@ -165,5 +169,43 @@ describe.skipIf(!clamd)('the scanner service with clamd', () => {
     await until(() => view.refused.some((m) => m.seq === sent.seq), 10_000, 'the text');
     expect(view.refused.find((m) => m.seq === sent.seq)?.code).toBe('FORBIDDEN');
     expect(view.got.some((m) => m.text.includes('click here'))).toBe(false);
+  });
+
+  it('says error, never clean, for a file whose stored ciphertext a relay altered', async () => {
+    const s = await setup(clamd!, cleanup);
+    const contact = 'c-scan-altered';
+    const visitor = await s.client(contact, 'v1', 'visitor');
+    const agent = await s.client(contact, 'a1', 'agent', { scanning: true });
+    const view = watch(agent);
+    const data = new Uint8Array(50_000).fill(0x61);
+    const sent = await visitor.sendFile(new File([data], 'notes.txt'));
+
+    // The relay's operator flips a bit inside the second chunk of the stored ciphertext: the
+    // first chunk still opens and reaches clamd before the damage is found.
+    const size = chunkedCiphertextLength(data.length);
+    const stored: string[] = [];
+    for (const e of await readdir(s.dir, { withFileTypes: true, recursive: true })) {
+      const path = join(e.parentPath, e.name);
+      if (e.isFile() && path.includes('.files') && (await stat(path)).size === size)
+        stored.push(path);
+    }
+    expect(stored).toHaveLength(1);
+    const ct = await readFile(stored[0]!);
+    ct.writeUInt8(ct.readUInt8(30_000) ^ 1, 30_000);
+    await writeFile(stored[0]!, ct);
+
+    await s.startScanner();
+    await visitor.send('did you get it?');
+    await until(() => view.scans.length >= 1, 20_000, "the scanner's verdict");
+    expect(view.scans).toEqual([{ seq: sent.seq, msgId: sent.msgId, scan: 'error' }]);
+    expect(s.logs).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          event: 'scan.verdict',
+          msgId: sent.msgId,
+          code: 'DECRYPT_FAILED',
+        }),
+      ]),
+    );
   });
 });
