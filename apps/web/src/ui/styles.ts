@@ -40,12 +40,12 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-retry{margin-left:4px;font:inherit;font-size:12px;padding:1px 8px;border-radius:6px;border:1px solid var(--lk-bad);color:var(--lk-bad);background:var(--lk-bg);cursor:pointer}
 .lk-composer{display:flex;gap:8px;padding:10px;border-top:1px solid var(--lk-line);background:var(--lk-bg)}
 .lk-sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
-.lk-input{flex:1 1 auto;min-width:0;resize:none;font:inherit;padding:8px 10px;border:1px solid #6b7785;border-radius:8px;color:var(--lk-fg);background:var(--lk-bg)}
+.lk-input{flex:1 1 auto;min-width:0;width:0;resize:none;font:inherit;padding:8px 10px;border:1px solid #6b7785;border-radius:8px;color:var(--lk-fg);background:var(--lk-bg)}
 .lk-btn{font:inherit;font-weight:600;padding:8px 14px;border-radius:8px;border:1px solid var(--lk-accent);background:var(--lk-accent);color:var(--lk-accent-fg);cursor:pointer}
 .lk-btn[disabled]{opacity:.6;cursor:not-allowed}
 .lk-btn-quiet{background:var(--lk-bg);color:var(--lk-accent)}
 .lk-note{font-size:12px;color:var(--lk-muted);margin:0;padding:0 12px 8px}
-.lk-attach{padding:8px 10px;display:inline-flex;align-items:center}
+.lk-attach{padding:8px;display:inline-flex;align-items:center;justify-content:center}
 .lk-conv[data-drop=active]{outline:3px dashed var(--lk-accent);outline-offset:-3px}
 .lk-uploads{display:flex;flex-direction:column;gap:4px;padding:0 10px}
 .lk-uploads:empty{display:none}
