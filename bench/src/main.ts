@@ -17,6 +17,7 @@ import type { ConnectParams, RunParams, RunResult, SystemKind } from './load/wor
 import type { IdleResult, LoadResult, ServerUsage } from './load-result.ts';
 import { storageBench, type StorageResult } from './storage-bench.ts';
 import { chromiumHistoryBench, type ChromiumHistoryResult } from './chromium-bench.ts';
+import { filesBench, type FilesResult } from './files-bench.ts';
 import { keysBench, type KeysResult } from './keys-bench.ts';
 import type { ClusterResult } from './cluster-bench.ts';
 import { summarize } from './summary.ts';
@@ -32,6 +33,8 @@ const loadOnly = process.argv.includes('--load-only');
  * and Redis (BENCH_PG_URL / BENCH_REDIS_URL or local binaries); never part of the default run.
  */
 const withCluster = process.argv.includes('--with-cluster');
+/** `--with-files`: the attachments figures in a quick run too (a full run always has them). */
+const withFiles = process.argv.includes('--with-files');
 const ALL_SYSTEMS: SystemKind[] = ['latchkey', 'ws', 'socketio'];
 /** BENCH_SYSTEMS=latchkey,ws runs only those (a development aid; ratios need all three). */
 const SYSTEMS = ALL_SYSTEMS.filter(
@@ -299,6 +302,17 @@ async function main(): Promise<void> {
     );
   }
 
+  let files: FilesResult | undefined;
+  if ((!quick && !loadOnly) || withFiles) {
+    progress('files: a 50 MB file up and down through the relay, against curl to a static server');
+    files = await filesBench({ mb: 50, repeats: quick ? 1 : 3 });
+    progress(
+      `files: up ${files.files_upload_mb_per_s} MB/s (curl ${files.curl_upload_mb_per_s}), ` +
+        `down ${files.files_download_mb_per_s} MB/s (curl ${files.curl_download_mb_per_s}), ` +
+        `client peak RSS ${Math.round(files.files_client_peak_rss_bytes / 2 ** 20)} MiB`,
+    );
+  }
+
   const idle: IdleResult[] = [];
   for (const kind of loadOnly ? [] : quick ? SYSTEMS.filter((k) => k !== 'socketio') : SYSTEMS) {
     progress(`idle memory: ${kind}, ${plan.idle} connections`);
@@ -346,13 +360,14 @@ async function main(): Promise<void> {
       idle,
       keys,
       chromium,
+      files,
     };
     writeFileSync(`${dir}${stamp}.json`, `${JSON.stringify(plain, null, 2)}\n`);
     writeFileSync(`${dir}${stamp}.svg`, renderChart(load, summary));
     progress(`wrote bench/results/${stamp}.json and .svg`);
   }
   progress('done');
-  process.stdout.write(`${JSON.stringify({ ...summary, ...cluster?.summary })}\n`);
+  process.stdout.write(`${JSON.stringify({ ...summary, ...files, ...cluster?.summary })}\n`);
 }
 
 await main();
