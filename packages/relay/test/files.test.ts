@@ -90,6 +90,10 @@ describe('uploads', () => {
     const tail = await fetch(url, { headers: { range: 'bytes=-10' } });
     expect(tail.status).toBe(206);
     expect(Buffer.from(await tail.arrayBuffer())).toEqual(Buffer.from(data.subarray(-10)));
+    const metrics = await (await fetch(`${r.http}/metrics`)).text();
+    expect(metrics).toContain(`latchkey_relay_file_bytes_uploaded_total ${data.length}`);
+    expect(metrics).toContain(`latchkey_relay_file_bytes_downloaded_total ${data.length + 1010}`);
+    expect(metrics).toContain('latchkey_relay_files_stored_total 1');
     const past = await fetch(url, { headers: { range: `bytes=${data.length}-` } });
     expect(past.status).toBe(416);
     expect(past.headers.get('content-range')).toBe(`bytes */${data.length}`);
