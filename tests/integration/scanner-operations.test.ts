@@ -112,11 +112,22 @@ describe.skipIf(!clamd)('the scanner service in operation', () => {
 
     // A restart at the same URL rotates the endpoint's secret instead of adding another.
     await first.close();
-    const second = await startAttachedScanner({ ...s.base, port, relayAdmin: s.relayAdmin });
+    const second = await startAttachedScanner({
+      ...s.base,
+      port,
+      relayAdmin: s.relayAdmin,
+      idleTimeoutMs: 500,
+    });
     cleanup.push(() => second.close());
     const good = await visitor.sendFile(new File([CLEAN_FILE], 'b.txt'));
     await until(() => view.scans.length >= 2, 20_000, 'the second verdict');
     expect(view.scans[1]).toMatchObject({ msgId: good.msgId, scan: 'clean' });
+    // The restarted scanner read the first verdict in the history and did not judge that file
+    // again: once its contact went idle (nothing left to judge), one verdict per file.
+    await until(() => second.contacts().length === 0, 10_000, 'the contact idle');
+    const verdicts = s.logs.filter((e) => e.event === 'scan.verdict').map((e) => e.msgId);
+    expect(verdicts.sort()).toEqual([bad.msgId, good.msgId].sort());
+    expect(view.scans).toHaveLength(2);
     const res = await fetch(
       `${s.relayAdmin.url.replace(/^ws/, 'http')}${WEBHOOK_PATHS.endpoints}`,
       {
