@@ -54,8 +54,10 @@ export interface ClamdOptions {
   streamMaxLength?: number;
   /** Largest chunk written at once (bytes, default 64 KiB). */
   chunkBytes?: number;
-  /** Longest wait for the connection, and for each write and the answer (ms, default 30 s). */
+  /** Longest wait for the connection, each write and a command's answer (ms, default 30 s). */
   timeoutMs?: number;
+  /** Longest wait for clamd's judgement once the stream is sent (ms, default 120 s). */
+  scanTimeoutMs?: number;
 }
 
 /** clamd's own default StreamMaxLength. */
@@ -186,7 +188,7 @@ class Conversation {
   }
 
   /** Resolves when `ready()` holds or clamd answered (or failed); rejects when the time is up. */
-  #wait(ready: (() => boolean) | null, what: string): Promise<void> {
+  #wait(ready: (() => boolean) | null, what: string, timeoutMs = this.#timeoutMs): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.#settled || ready?.()) {
         resolve();
@@ -200,7 +202,7 @@ class Conversation {
       const timer = setTimeout(() => {
         this.#waiters.delete(done);
         reject(new ClamdUnreachableError('TIMEOUT', `clamd did not ${what} in time`));
-      }, this.#timeoutMs);
+      }, timeoutMs);
       this.#waiters.add(done);
     });
   }
@@ -227,8 +229,8 @@ class Conversation {
    * fails with EPIPE or ECONNRESET, which can come before its answer is read).
    * @throws ClamdUnreachableError when there is neither.
    */
-  async answer(): Promise<{ line: string } | { cut: string }> {
-    await this.#wait(null, 'answer');
+  async answer(timeoutMs?: number): Promise<{ line: string } | { cut: string }> {
+    await this.#wait(null, 'answer', timeoutMs);
     const s = this.#settled;
     if (!s) throw new ClamdUnreachableError('TIMEOUT', 'clamd did not answer in time');
     if ('error' in s) throw s.error;
@@ -246,6 +248,7 @@ export class ClamdClient {
   readonly streamMaxLength: number;
   readonly #chunk: number;
   readonly #timeoutMs: number;
+  readonly #scanTimeoutMs: number;
 
   /** @throws RangeError on a non-positive limit. */
   constructor(opts: ClamdOptions) {
@@ -253,10 +256,12 @@ export class ClamdClient {
     this.streamMaxLength = opts.streamMaxLength ?? CLAMD_DEFAULT_STREAM_MAX;
     this.#chunk = opts.chunkBytes ?? 64 * 1024;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#scanTimeoutMs = opts.scanTimeoutMs ?? 120_000;
     for (const [name, v] of [
       ['streamMaxLength', this.streamMaxLength],
       ['chunkBytes', this.#chunk],
       ['timeoutMs', this.#timeoutMs],
+      ['scanTimeoutMs', this.#scanTimeoutMs],
     ] as const) {
       if (!Number.isSafeInteger(v) || v < 1)
         throw new RangeError(`${name} must be a positive integer`);
@@ -310,7 +315,7 @@ export class ClamdClient {
       }
       if (finished) await c.write(Buffer.alloc(4));
       c.streaming = false;
-      const a = await c.answer();
+      const a = await c.answer(this.#scanTimeoutMs);
       if ('line' in a) return parseInstreamReply(a.line);
       return {
         status: 'error',
