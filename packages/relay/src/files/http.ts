@@ -45,8 +45,13 @@ export function uploadState(b: BlobRow): UploadState {
 }
 
 /** Answers an upload's state (200, or 409 for an offset conflict) with its offset header. */
-export function sendState(res: ServerResponse, status: 200 | 201 | 409, b: BlobRow): void {
-  send(res, status, uploadState(b), { [UPLOAD_OFFSET_HEADER]: String(b.received) });
+export function sendState(
+  res: ServerResponse,
+  status: 200 | 201 | 409,
+  b: BlobRow,
+  headers: Record<string, string> = {},
+): void {
+  send(res, status, uploadState(b), { [UPLOAD_OFFSET_HEADER]: String(b.received), ...headers });
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]{1,8192})$/;

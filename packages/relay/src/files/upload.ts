@@ -98,7 +98,8 @@ export async function patchUpload(
     throw new LatchkeyError('FORBIDDEN', 'only the uploader may upload');
   if (state !== 'open') throw new LatchkeyError('CONTACT_CLOSED');
   if (ctx.writing.has(blob) || row.complete || row.received !== offset) {
-    sendState(res, 409, row);
+    // The body is not read: the connection closes after the answer rather than draining it.
+    sendState(res, 409, row, req.complete ? {} : { connection: 'close' });
     req.resume();
     return;
   }
