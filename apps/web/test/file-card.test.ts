@@ -374,4 +374,47 @@ describe.runIf(haveChromium)('attachment components in Chromium', () => {
       [{ name: 'image.png', type: 'image/png', size: 3 }],
     ]);
   });
+
+  it('a client that did not read the file message reads the history from it, then downloads', async () => {
+    const p = await fresh();
+    await p.evaluate(() => window.LkFiles.conversationFiles());
+    expect(await p.locator('#root .lk-text').textContent()).toBe('the caption');
+    const [download] = await Promise.all([
+      p.waitForEvent('download'),
+      p.getByTestId('download').click(),
+    ]);
+    expect([...(await readFile((await download.path())!))]).toEqual([9, 8, 7]);
+    expect(await p.evaluate(() => window.LkFiles.calls)).toEqual([
+      'openFile 7',
+      'history 6',
+      'openFile 7',
+    ]);
+  });
+
+  for (const [code, words] of [
+    ['TOO_LARGE', 'the file is larger than this chat allows'],
+    ['QUOTA_EXCEEDED', 'this conversation has no room left for files'],
+    ['UNAVAILABLE', 'the service is unreachable'],
+  ] as const) {
+    it(`an upload refused with ${code} says so plainly`, async () => {
+      const p = await fresh();
+      await p.evaluate((c) => window.LkFiles.conversationFiles(c), code);
+      const [chooser] = await Promise.all([
+        p.waitForEvent('filechooser'),
+        p.getByTestId('attach').click(),
+      ]);
+      await chooser.setFiles({
+        name: 'x.bin',
+        mimeType: 'application/octet-stream',
+        buffer: Buffer.from('x'),
+      });
+      const error = p.getByTestId('upload-error');
+      await error.waitFor();
+      expect(await error.getAttribute('role')).toBe('alert');
+      expect(await error.textContent()).toContain(`x.bin: Upload failed: ${words}`);
+      expect(await p.getByTestId('upload-progress').count()).toBe(0);
+      await error.getByRole('button', { name: 'Dismiss this error' }).click();
+      expect(await error.count()).toBe(0);
+    });
+  }
 });

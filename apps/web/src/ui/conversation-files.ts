@@ -9,7 +9,7 @@
  * when it reaches a client that did not see the file message itself).
  */
 import type { ChatMessage, LatchkeyClient, ScanUpdate } from '@latchkey/client';
-import type { ScanState } from '@latchkey/protocol';
+import { LatchkeyError, type ScanState } from '@latchkey/protocol';
 import { Attachments } from './attachments.ts';
 import { bidiSafeText } from './bidi.ts';
 import { h } from './dom.ts';
@@ -18,7 +18,7 @@ import { FileCard } from './file-card.ts';
 import { Uploads } from './uploads.ts';
 
 /** What attachments use of a client. */
-export type FilesClient = Pick<LatchkeyClient, 'sendFile' | 'openFile' | 'thumbnail'>;
+export type FilesClient = Pick<LatchkeyClient, 'sendFile' | 'openFile' | 'thumbnail' | 'history'>;
 
 interface Shown {
   card: FileCard;
@@ -78,12 +78,7 @@ export class ConversationFiles {
     const card = new FileCard(f, {
       scanning: this.#scanning,
       loadThumbnail: async () => (await this.#client()?.thumbnail(seq)) ?? null,
-      onDownload: (c) =>
-        void downloadFile(c, (opts) => {
-          const client = this.#client();
-          if (!client) throw new Error('not connected');
-          return client.openFile(seq, opts);
-        }),
+      onDownload: (c) => void downloadFile(c, (opts) => this.#open(seq, opts)),
     });
     const shown: Shown = { card, seq, sha256: f.sha256 };
     this.#byMsgId.set(m.msgId, shown);
@@ -91,6 +86,26 @@ export class ConversationFiles {
     const out: HTMLElement[] = [card.root];
     if (m.text !== '') out.push(h('p', { class: 'lk-text', dir: 'auto' }, ...bidiSafeText(m.text)));
     return out;
+  }
+
+  /**
+   * The file's plaintext stream from the current client. A client started without a reload (a
+   * renewed token) knows only the messages after its start: it reads the history from the
+   * file's message on, which teaches it the file (checked like any read), then opens it.
+   */
+  async #open(
+    seq: number,
+    opts: Parameters<FilesClient['openFile']>[1],
+  ): Promise<ReadableStream<Uint8Array>> {
+    const client = this.#client();
+    if (!client) throw new LatchkeyError('UNAVAILABLE', 'not connected');
+    try {
+      return client.openFile(seq, opts);
+    } catch (err) {
+      if (!LatchkeyError.is(err, 'NOT_FOUND')) throw err;
+      await client.history(seq - 1);
+      return client.openFile(seq, opts);
+    }
   }
 
   /** The client's `scan` event: the card of that message follows the verdict. */

@@ -63,6 +63,7 @@ export type ConversationClient = Pick<
   | 'sendFile'
   | 'openFile'
   | 'thumbnail'
+  | 'history'
 >;
 
 export interface ConversationOptions {

@@ -15,7 +15,7 @@ import { TransferProgress, isCancel, transferErrorText } from './progress.ts';
 export type OpenFile = (opts: {
   onProgress: (done: number, total: number) => void;
   signal: AbortSignal;
-}) => ReadableStream<Uint8Array>;
+}) => ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>>;
 
 /** How long an object URL handed to a download stays valid: the browser reads it meanwhile. */
 const REVOKE_AFTER_MS = 60_000;
@@ -49,10 +49,12 @@ export async function downloadFile(card: FileCard, open: OpenFile): Promise<void
   const onAbort = (): void => void reader?.cancel().catch(() => undefined);
   progress.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    reader = open({
+    const stream = await open({
       onProgress: (done, total) => progress.update(done, total),
       signal: progress.signal,
-    }).getReader();
+    });
+    reader = stream.getReader();
+    if (progress.signal.aborted) onAbort();
     const chunks: Uint8Array<ArrayBuffer>[] = [];
     let got = 0;
     for (;;) {
