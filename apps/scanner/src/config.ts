@@ -21,14 +21,17 @@
  *   --webhook-secret-file FILE | LATCHKEY_SCANNER_WEBHOOK_SECRET (whsec_..., one per line or
  *                                comma-separated, two while rotating)
  *   --data DIR            | LATCHKEY_DATA_DIR              (default ./.latchkey)
- *   LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the file
- *   `<data>/api-secret` (raw bytes, as `latchkey start` writes it).
+ *   --token-signing-key FILE | LATCHKEY_TOKEN_SIGNING_KEY_FILE (EdDSA deployments: the backend's
+ *                              Ed25519 private key, PKCS#8 PEM or JWK, mints the scanner's tokens)
+ *   else LATCHKEY_API_SECRET (base64url of at least 32 bytes, or 64 hex characters), else the
+ *   file `<data>/api-secret` (raw bytes, as `latchkey start` writes it).
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { Id } from '@latchkey/protocol';
+import { importTokenSigningKey, type TokenSigningKey } from '@latchkey/tokens';
 import { parseClamdAddress, CLAMD_DEFAULT_STREAM_MAX, type ClamdAddress } from './clamd.ts';
 
 export const DEFAULT_SCANNER_PORT = 8473;
@@ -56,7 +59,8 @@ export interface ScannerConfig {
   participantId: string;
   serviceKey: string | undefined;
   webhookSecrets: string[];
-  apiSecret: Uint8Array;
+  /** What mints the scanner's tokens: the API secret (HS256) or an Ed25519 private key. */
+  tokenKey: TokenSigningKey;
 }
 
 const FLAGS = {
@@ -167,7 +171,10 @@ export async function loadConfig(
   let values: Record<string, string | undefined>;
   try {
     const options = Object.fromEntries(
-      [...Object.keys(FLAGS), 'webhook-secret-file'].map((f) => [f, { type: 'string' as const }]),
+      [...Object.keys(FLAGS), 'webhook-secret-file', 'token-signing-key'].map((f) => [
+        f,
+        { type: 'string' as const },
+      ]),
     );
     values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false })
       .values as Record<string, string | undefined>;
@@ -217,15 +224,32 @@ export async function loadConfig(
       throw new ConfigError(`${secretName} must hold whsec_... secrets`);
   }
 
-  let apiSecret: Uint8Array;
-  if (env.LATCHKEY_API_SECRET) apiSecret = decodeApiSecret(env.LATCHKEY_API_SECRET);
+  let tokenKey: TokenSigningKey;
+  const keyFile = values['token-signing-key'] ?? (env.LATCHKEY_TOKEN_SIGNING_KEY_FILE || undefined);
+  if (keyFile !== undefined) {
+    const name =
+      values['token-signing-key'] !== undefined
+        ? '--token-signing-key'
+        : 'LATCHKEY_TOKEN_SIGNING_KEY_FILE';
+    const text = await readFile(keyFile, 'utf8').catch(() => {
+      throw new ConfigError(`${name} cannot be read`);
+    });
+    try {
+      const t = text.trim();
+      tokenKey = importTokenSigningKey(
+        t.startsWith('{') ? (JSON.parse(t) as Record<string, unknown>) : t,
+      );
+    } catch {
+      throw new ConfigError(`${name} must hold an Ed25519 private key (PKCS#8 PEM or JWK)`);
+    }
+  } else if (env.LATCHKEY_API_SECRET) tokenKey = decodeApiSecret(env.LATCHKEY_API_SECRET);
   else {
     const dir = resolve(pick('data') ?? '.latchkey');
     const bytes = await readFile(join(dir, 'api-secret')).catch(() => {
       throw new ConfigError('LATCHKEY_API_SECRET is not set and <data>/api-secret cannot be read');
     });
     if (bytes.length < 32) throw new ConfigError('<data>/api-secret must hold at least 32 bytes');
-    apiSecret = Uint8Array.from(bytes);
+    tokenKey = Uint8Array.from(bytes);
   }
 
   const maxFileBytes = Math.min(
@@ -248,6 +272,6 @@ export async function loadConfig(
     participantId: s.participant,
     serviceKey: s['service-key'],
     webhookSecrets: secrets,
-    apiSecret,
+    tokenKey,
   };
 }

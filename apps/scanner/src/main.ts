@@ -24,7 +24,7 @@ async function main(): Promise<number> {
   const scanner = await startScanner({
     relayUrl: config.relayUrl,
     keysUrl: config.keysUrl,
-    tokenKey: config.apiSecret,
+    tokenKey: config.tokenKey,
     webhookSecrets: config.webhookSecrets,
     clamd: config.clamd,
     participantId: config.participantId,

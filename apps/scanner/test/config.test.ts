@@ -2,6 +2,7 @@
  * The scanner's configuration (config.ts): defaults, flags over environment, and refusals that
  * name the setting without echoing its value (a secret or URL may hold a password).
  */
+import { generateKeyPairSync, KeyObject } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +48,7 @@ describe('scanner configuration', () => {
       participantId: 'scanner',
       webhookSecrets: [WHSEC],
     });
-    expect(Buffer.from(c.apiSecret).equals(Buffer.alloc(32, 9))).toBe(true);
+    expect(Buffer.from(c.tokenKey as Uint8Array).equals(Buffer.alloc(32, 9))).toBe(true);
   });
 
   it('takes flags over the environment, and caps the file size at the stream limit', async () => {
@@ -78,7 +79,25 @@ describe('scanner configuration', () => {
     await writeFile(join(dir, 'api-secret'), Buffer.alloc(32, 3));
     const c = await loadConfig(['--webhook-secret-file', join(dir, 'whsec'), '--data', dir], {});
     expect(c.webhookSecrets).toEqual([WHSEC, WHSEC2]);
-    expect(Buffer.from(c.apiSecret).equals(Buffer.alloc(32, 3))).toBe(true);
+    expect(Buffer.from(c.tokenKey as Uint8Array).equals(Buffer.alloc(32, 3))).toBe(true);
+  });
+
+  it('mints with an Ed25519 private key from a file (EdDSA deployments) instead of the API secret', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'latchkey-scanner-config-'));
+    dirs.push(dir);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    await writeFile(join(dir, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    await writeFile(join(dir, 'key.jwk'), JSON.stringify(privateKey.export({ format: 'jwk' })));
+    await writeFile(join(dir, 'pub.pem'), publicKey.export({ format: 'pem', type: 'spki' }));
+    const noApi = { LATCHKEY_SCANNER_WEBHOOK_SECRET: WHSEC };
+    for (const f of ['key.pem', 'key.jwk']) {
+      const c = await loadConfig(['--token-signing-key', join(dir, f)], noApi);
+      expect(c.tokenKey).toBeInstanceOf(KeyObject);
+      expect((c.tokenKey as KeyObject).asymmetricKeyType).toBe('ed25519');
+    }
+    expect(
+      await refusal([], { ...noApi, LATCHKEY_TOKEN_SIGNING_KEY_FILE: join(dir, 'pub.pem') }),
+    ).toBe('LATCHKEY_TOKEN_SIGNING_KEY_FILE must hold an Ed25519 private key (PKCS#8 PEM or JWK)');
   });
 
   it('refuses bad settings by name, never echoing the value', async () => {
