@@ -66,21 +66,26 @@ function listedBlobs(dbPath: string): BlobRow[] {
 /**
  * Copies the complete blobs the snapshot `snapshotDb` lists from `<fromData>/BLOBS_DIR` into
  * `<toRoot>/BLOBS_DIR` (0600 files, 0700 directory), then drops from the snapshot the rows of
- * every blob not copied. Returns the manifest entries.
+ * every blob not copied. Returns the manifest entries, and how many complete blobs had no file
+ * (shredded meanwhile, or kept elsewhere by a relay started with `--files-dir`).
  */
 export async function backupBlobs(
   snapshotDb: string,
   fromData: string,
   toRoot: string,
-): Promise<ManifestBlob[]> {
+): Promise<{ blobs: ManifestBlob[]; missing: number }> {
   const rows = listedBlobs(snapshotDb);
   const out: ManifestBlob[] = [];
+  let missing = 0;
   const dest = join(toRoot, BLOBS_DIR);
   for (const r of rows) {
     if (!BLOB_ID.test(r.blob_id)) continue;
     const src = join(fromData, BLOBS_DIR, r.blob_id);
     // Shredded since the snapshot, or damaged: left out (its row is dropped below).
-    if (!existsSync(src) || (await stat(src)).size !== Number(r.size)) continue;
+    if (!existsSync(src) || (await stat(src)).size !== Number(r.size)) {
+      missing++;
+      continue;
+    }
     await mkdir(dest, { recursive: true, mode: 0o700 });
     const to = join(dest, r.blob_id);
     await copyFile(src, to);
@@ -111,7 +116,7 @@ export async function backupBlobs(
   }
   await rm(`${snapshotDb}-wal`, { force: true });
   await rm(`${snapshotDb}-shm`, { force: true });
-  return out;
+  return { blobs: out, missing };
 }
 
 /**

@@ -202,11 +202,14 @@ export async function backup(flags: BackupFlags, out: Out): Promise<number> {
   const files: ManifestFile[] = [];
   const keyFiles: ManifestFile[] = [];
   let blobs: ManifestBlob[];
+  let missing: number;
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
     const db = await snapshot(from, to, MESSAGES_DB);
     // The blobs the snapshot lists; rows of those not carried leave the snapshot, so hash after.
-    blobs = await backupBlobs(join(to, MESSAGES_DB), from, to);
+    const carried = await backupBlobs(join(to, MESSAGES_DB), from, to);
+    blobs = carried.blobs;
+    missing = carried.missing;
     files.push({ ...db, ...(await sha256(join(to, MESSAGES_DB))) });
     await writeManifest(to, 'messages', false, files, blobs);
   } catch (err) {
@@ -231,6 +234,10 @@ export async function backup(flags: BackupFlags, out: Out): Promise<number> {
   }
   for (const f of [...files, ...keyFiles]) out(`${f.path} ${f.bytes} sha256=${f.sha256}`);
   for (const b of blobs) out(`${BLOBS_DIR}/${b.blob} ${b.size} sha256=${b.sha256}`);
+  if (missing > 0)
+    out(
+      `warning: ${missing} file blob(s) the database lists are not in ${join(from, BLOBS_DIR)} (shredded meanwhile, or the relay keeps them elsewhere with --files-dir): left out`,
+    );
   if (keysTo !== undefined) out(`keys-backup: ${keysTo}`);
   out(`backup: ${to}`);
   return EXIT.ok;

@@ -84,6 +84,9 @@ describe('backup and restore of file blobs', () => {
     const blobA = await upload(base, 'c1', a);
     const blobB = await upload(base, 'c2', b);
     const unfinished = await upload(base, 'c1', new Uint8Array(randomBytes(500)), false);
+    // A complete blob whose file is gone (as if shredded between the snapshot and the copy).
+    const lost = await upload(base, 'c1', new Uint8Array(randomBytes(300)));
+    await rm(join(data, BLOBS_DIR, lost));
 
     const out = join(root, 'backup');
     const lines: string[] = [];
@@ -102,6 +105,8 @@ describe('backup and restore of file blobs', () => {
       [{ blob_id: blobA }, { blob_id: blobB }].sort((x, y) => (x.blob_id < y.blob_id ? -1 : 1)),
     );
     expect(rows).not.toContainEqual({ blob_id: unfinished });
+    expect(rows).not.toContainEqual({ blob_id: lost });
+    expect(lines.filter((l) => l.startsWith('warning: 1 file blob(s)'))).toHaveLength(1);
     // The manifest's own entry still matches the pruned snapshot.
     const db = manifest.files.find((f) => f.path === 'relay/messages.db');
     expect(db?.sha256).toBe(hex(readFileSync(join(out, 'relay/messages.db'))));
