@@ -1,8 +1,9 @@
 /**
  * Edits a relay's `messages.db` as a hostile relay operator would (issue 13): delete a message
  * and renumber the rest, swap two seqs, replay a row under a new seq, cut the tail, rewrite a
- * stored envelope. Targets the SQLite store schema of packages/relay/src/store.ts, version 4
- * (`messages` rowid table with unique (contact_id, seq) and (contact_id, msg_id) indexes;
+ * stored envelope. Targets the SQLite store schema of packages/relay/src/store.ts, version 6
+ * (v5 let participants have the role scanner and v6 added the file blobs, neither read here;
+ * `messages` rowid table with unique (contact_id, seq) and (contact_id, msg_id) indexes;
  * `contacts.head_seq`; the quota counters `contacts.stored_messages`/`stored_bytes` and the
  * `sender_usage` table); any other version is refused, so that a schema change is noticed here.
  *
@@ -31,7 +32,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 
 /** The store schema version (`PRAGMA user_version`) this tool understands. */
-export const MESSAGES_DB_SCHEMA_VERSION = 4;
+export const MESSAGES_DB_SCHEMA_VERSION = 6;
 
 /** Columns this tool reads or writes, per table (checked at open). */
 const COLUMNS: Readonly<Record<string, readonly string[]>> = {

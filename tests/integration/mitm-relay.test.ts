@@ -501,7 +501,7 @@ describe('messages.db editor', () => {
     };
     const older = make('v2.db', 2, 'CREATE TABLE messages (x INTEGER)');
     expect(() => MessagesDb.open(older)).toThrow(
-      /schema version 2, this tool edits version 4 only; update tests\/integration\/messages-db.ts/,
+      /schema version 2, this tool edits version 6 only; update tests\/integration\/messages-db.ts/,
     );
     // The last schema the tool knew, as store.ts v3 left it: no quota counters.
     const v3 = make(
@@ -511,15 +511,15 @@ describe('messages.db editor', () => {
        CREATE TABLE messages (contact_id TEXT, seq INTEGER, msg_id TEXT, sender_id TEXT, epoch INTEGER, sent_at INTEGER, stored_at INTEGER, envelope TEXT);`,
     );
     expect(() => MessagesDb.open(v3)).toThrow(/schema version 3/);
-    const newer = make('v5.db', 5, 'CREATE TABLE messages (x INTEGER)');
-    expect(() => MessagesDb.open(newer)).toThrow(/schema version 5/);
+    const newer = make('v7.db', 7, 'CREATE TABLE messages (x INTEGER)');
+    expect(() => MessagesDb.open(newer)).toThrow(/schema version 7/);
     const db = new Database(v3, { readonly: true });
     expect(db.pragma('user_version', { simple: true })).toBe(3);
     db.close();
-    // A v4 file without what v4 has is refused too.
+    // A v6 file without what v4 brought is refused too.
     const hollow = make(
       'hollow.db',
-      4,
+      6,
       `CREATE TABLE contacts (contact_id TEXT PRIMARY KEY, head_seq INTEGER NOT NULL, stored_messages INTEGER, stored_bytes INTEGER);
        CREATE TABLE messages (contact_id TEXT, seq INTEGER, msg_id TEXT, sender_id TEXT, epoch INTEGER, sent_at INTEGER, stored_at INTEGER, envelope TEXT);`,
     );
