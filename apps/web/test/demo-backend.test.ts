@@ -103,6 +103,9 @@ describe('startWeb', () => {
     const csp = page.headers.get('content-security-policy') ?? '';
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain('ws://127.0.0.1:1');
+    // The relay's file API (its HTTP origin) and attachment previews (object URLs), nothing more.
+    expect(csp).toMatch(/connect-src [^;]*http:\/\/127\.0\.0\.1:1[ ;]/);
+    expect(csp).toMatch(/img-src 'self' data: blob:(;|$)/);
     const demo = await (await fetch(web.visitorUrl)).text();
     const contact = new URL(web.visitorUrl).searchParams.get('contact');
     expect(demo).toContain(`data-contact="${contact}"`);
@@ -128,6 +131,8 @@ describe('demo backend', () => {
       relayUrl: 'ws://127.0.0.1:1',
       keysUrl: 'http://127.0.0.1:2',
       serviceKey,
+      // No scanner unless the web server is told so (attachments-scanning.test.ts: true).
+      scanning: false,
     });
     const c = claims(a.token!);
     expect(c).toMatchObject({

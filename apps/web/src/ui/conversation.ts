@@ -23,9 +23,12 @@
  * its `message` event and a copy restored from a persistent outbox after a reload (`pending`
  * event) all meet on one list item: none is shown twice (docs/web.md "Offline and reload").
  *
+ * A file message is drawn as a file card and a scanner's verdict updates one instead of being
+ * drawn (conversation-files.ts, docs/web.md "Attachments").
+ *
  * Its parts: conversation-header.ts (title, status, badge), message-list.ts (drawing messages in
- * seq order), composer.ts (the text box), outgoing.ts (own messages on their way); here the
- * connection loop and what arrives.
+ * seq order), composer.ts (the text box), outgoing.ts (own messages on their way),
+ * conversation-files.ts (attachments); here the connection loop and what arrives.
  */
 import {
   LatchkeyClient,
