@@ -17,7 +17,7 @@ import {
 } from '@latchkey/relay';
 
 export { checkOpenFiles, DEFAULT_RELAY_MAX_CONNECTIONS, OPEN_FILES_RESERVE } from '@latchkey/relay';
-import { quotaSettings } from './config.ts';
+import { fileSettings, quotaSettings, type FileSettings } from './config.ts';
 
 export { quotaSettings } from './config.ts';
 export {
@@ -69,6 +69,11 @@ export interface StartRelayOptions {
   webhookKeyFile?: string;
   /** Stored messages and bytes per contact and participant (default DEFAULT_QUOTA, docs/operations.md). */
   quota?: Partial<Quota>;
+  /**
+   * The file store and its limits (docs/operations.md "Files"). Unset: LATCHKEY_RELAY_FILES_DIR,
+   * LATCHKEY_RELAY_MAX_FILE_BYTES, LATCHKEY_RELAY_CONTACT_FILE_QUOTA, else the defaults.
+   */
+  files?: FileSettings;
 }
 
 export interface RunningRelay {
@@ -171,6 +176,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
       ...(opts.admission === undefined ? {} : { admission: opts.admission }),
       // Unset: LATCHKEY_RELAY_QUOTA_* (as `latchkey start` runs it), else the defaults.
       quota: opts.quota ?? quotaSettings({}, process.env),
+      files: opts.files ?? fileSettings({}, process.env),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
     });
   } catch (err) {

@@ -35,6 +35,7 @@ async function main(): Promise<number> {
     ...(config.webhookKeyFile === undefined ? {} : { webhookKeyFile: config.webhookKeyFile }),
     durability: config.durability,
     quota: config.quota,
+    files: config.files,
     log: (e) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...e })}\n`),
   });
   process.stdout.write(`relay: ${relay.url}\n`);
