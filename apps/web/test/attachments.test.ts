@@ -212,6 +212,13 @@ describe.runIf(haveChromium)('attachments in Chromium', () => {
     await pasted.getByTestId('file-preview').waitFor({ timeout: 15_000 });
     const got = await agentDownload(2);
     expect(sha256(got.bytes)).toBe(sha256(small));
+    // The visitor's cards fit the 360 px widget: no horizontal scrolling.
+    await expect.poll(() => visitorFiles().count()).toBe(3);
+    const overflow = await visitor.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+    await visitor.locator('.lk-widget').screenshot({ path: join(OUT, 'attachments-visitor.png') });
   });
 
   it('an upload cancelled midway sends no message', async () => {

@@ -213,26 +213,37 @@ export class FileCard {
     const thumb = this.info.thumbnail;
     const load = this.#opts.loadThumbnail;
     if (!thumb || !load || !PREVIEW_TYPES.has(thumb.type) || this.#noPreview()) return;
+    if (this.#previewSlot.childElementCount > 0) return; // shown, or on its way
+    const scale = Math.min(1, PREVIEW_MAX / Math.max(thumb.width, thumb.height, 1));
+    const width = Math.max(1, Math.round(thumb.width * scale));
+    const height = Math.max(1, Math.round(thumb.height * scale));
+    // Its room is kept while the thumbnail is fetched and decrypted, so nothing jumps after.
+    const box = h('span', { class: 'lk-thumb lk-thumb-wait', 'aria-hidden': 'true' });
+    box.style.width = `${width}px`;
+    box.style.aspectRatio = `${width} / ${height}`;
+    this.#previewSlot.append(box);
     let bytes: Uint8Array | null;
     try {
       bytes = await load();
     } catch {
       bytes = null;
     }
-    if (!bytes || bytes.length === 0 || bytes.length > FILE_LIMITS.maxThumbnailBytes) return;
-    // A verdict may have come in meanwhile, or another load finished first.
-    if (this.#noPreview() || this.#previewSlot.childElementCount > 0) return;
+    // A verdict may have come in meanwhile (and dropped the box).
+    if (!box.isConnected || this.#noPreview()) return;
+    if (!bytes || bytes.length === 0 || bytes.length > FILE_LIMITS.maxThumbnailBytes) {
+      box.remove();
+      return;
+    }
     const url = URL.createObjectURL(
       new Blob([bytes as Uint8Array<ArrayBuffer>], { type: thumb.type }),
     );
     this.#previewUrl = url;
-    const scale = Math.min(1, PREVIEW_MAX / Math.max(thumb.width, thumb.height, 1));
     const img = h('img', {
       class: 'lk-thumb',
       'data-testid': 'file-preview',
       alt: `Preview of ${this.info.name}`,
-      width: Math.max(1, Math.round(thumb.width * scale)),
-      height: Math.max(1, Math.round(thumb.height * scale)),
+      width,
+      height,
       decoding: 'async',
     });
     const done = (): void => this.#revoke();
@@ -246,7 +257,7 @@ export class FileCard {
       { once: true },
     );
     img.src = url;
-    this.#previewSlot.append(img);
+    box.replaceWith(img);
   }
 
   /** A file the scanner flagged (or failed on) shows no preview either. */

@@ -69,6 +69,7 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-file[data-scan=infected] .lk-file-why,.lk-file[data-scan=error] .lk-file-why,.lk-file-notice[data-kind=error]{color:var(--lk-bad)}
 .lk-file-preview:empty{display:none}
 .lk-thumb{display:block;max-width:100%;height:auto;border-radius:6px;border:1px solid var(--lk-line);background:var(--lk-soft)}
+.lk-thumb-wait{height:auto}
 .lk-widget{height:520px;max-height:100vh;width:100%;max-width:420px}
 .lk-console{display:grid;grid-template-columns:minmax(200px,280px) 1fr;gap:12px;height:100vh;padding:12px;margin:0}
 .lk-sidebar{display:flex;flex-direction:column;gap:8px;min-height:0}
