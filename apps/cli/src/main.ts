@@ -49,6 +49,8 @@ async function run(argv: string[]): Promise<number> {
           store: str,
           fanout: str,
           'webhook-key-file': str,
+          scanner: { type: 'boolean' },
+          clamd: str,
         }).values,
         out,
       );

@@ -19,6 +19,7 @@ import {
 import { parseIpAllowlist } from '@latchkey/tokens';
 import { DEFAULT_PORT, dataDir, writeEndpoints } from './config.ts';
 import { keyServiceSettings, type KeyStartFlags } from './key-settings.ts';
+import { startLocalScanner, type StartedScanner } from './start-scanner.ts';
 import { EXIT, UsageError } from './usage.ts';
 
 type Out = (line: string) => void;
@@ -39,6 +40,10 @@ export interface StartFlags extends KeyStartFlags {
    * every relay on that database shares one outbox and needs this same file (docs/webhooks.md).
    */
   'webhook-key-file'?: string | undefined;
+  /** Run the attachment scanner too (needs clamd; start-scanner.ts). */
+  scanner?: boolean | undefined;
+  /** clamd's socket for `--scanner` (`unix:/path` or `tcp://host:port`). */
+  clamd?: string | undefined;
 }
 
 /** A comma-separated flag as a list; undefined when absent. */
@@ -137,7 +142,12 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     list(flags['allowed-origins']) ?? defaultOrigins(tls ? 'https' : 'http', host, webPort);
   const adminAllowlist = settings.adminIpAllowlist;
   const relayAllowlist = list(flags['relay-allowlist']);
-  const webhookAllowlist = settings.webhooks.allowlist;
+  if (flags.clamd !== undefined && flags.scanner !== true)
+    throw new UsageError('--clamd goes with --scanner');
+  // The scanner's webhook receiver listens on loopback: the relay must be allowed to call it.
+  const webhookAllowlist = flags.scanner
+    ? [...(settings.webhooks.allowlist ?? []), '127.0.0.1']
+    : settings.webhooks.allowlist;
   try {
     if (relayAllowlist) parseIpAllowlist(relayAllowlist);
   } catch (err) {
@@ -214,6 +224,22 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
     await keys.close();
     throw err;
   }
+  let scanner: StartedScanner | undefined;
+  if (flags.scanner) {
+    try {
+      scanner = await startLocalScanner({
+        relayUrl: relay.url,
+        keysUrl: keys.url,
+        serviceKey: keys.servicePublicKey,
+        apiSecret: secret,
+        port: port === 0 ? 0 : port + 3,
+        clamd: flags.clamd,
+      });
+    } catch (err) {
+      await Promise.allSettled([relay.close(), keys.close()]);
+      throw err;
+    }
+  }
   let web;
   try {
     // The web server (widget, console, demo backend) builds its bundles first when stale.
@@ -227,9 +253,10 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
       relayUrl: relay.url,
       keysUrl: keys.url,
       serviceKey: keys.servicePublicKey,
+      scanning: scanner !== undefined,
     });
   } catch (err) {
-    await Promise.allSettled([relay.close(), keys.close()]);
+    await Promise.allSettled([relay.close(), keys.close(), scanner?.close()]);
     throw err;
   }
   await writeEndpoints(dir, { relay: relay.url, keys: keys.url, web: web.url });
@@ -239,13 +266,16 @@ export async function start(flags: StartFlags, out: Out): Promise<number> {
   out(`web: ${web.url}`);
   out(`visitor: ${web.visitorUrl}`);
   out(`agent: ${web.agentUrl}`);
+  if (scanner) out(`scanner: ${scanner.url}`);
   out('ready');
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
-      void Promise.allSettled([web.close(), relay.close(), keys.close()]).then(() => resolve());
+      void Promise.allSettled([web.close(), scanner?.close(), relay.close(), keys.close()]).then(
+        () => resolve(),
+      );
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -11,7 +11,7 @@ commands:
          [--allowed-origins ORIGIN,...] [--admin-allowlist CIDR,...] [--relay-allowlist CIDR,...]
          [--webhook-allowlist CIDR,...]
          [--store postgres://...] [--fanout redis://...] [--durability normal|full]
-         [--webhook-key-file FILE]
+         [--webhook-key-file FILE] [--scanner [--clamd unix:/PATH|tcp://HOST:PORT]]
          [--keys-store postgres://...] [--key-cache-ttl SECONDS]
          [--key-manager internal|http|pkcs11|kmip] [--kms-url URL --kms-key-id ID --kms-client-id ID
          --kms-secret-file FILE --kms-model wrap|store] [--pkcs11-module SO --pkcs11-token LABEL
@@ -25,6 +25,10 @@ commands:
          and variables; for a cluster of relays and key services see docs/operations.md
            --webhook-key-file F    LATCHKEY_WEBHOOK_KEY_FILE  default <data>/relay/webhooks.db.key;
                                    the same file for every relay on one --store
+           --scanner               also run the attachment scanner (needs clamd; prints
+                                   "scanner: URL" after "agent:"; docs/operations.md)
+           --clamd ADDR            with --scanner: unix:/PATH or tcp://HOST:PORT,
+                                   default unix:/run/clamav/clamd.ctl
            --keys-store URL        LATCHKEY_KEYS_STORE       default <data>/keys/keys.db
            --key-cache-ttl 0       LATCHKEY_KEY_CACHE_TTL    default 0 (off): seconds a key already
                                    unwrapped is still served while the key manager is unreachable
