@@ -7,28 +7,22 @@
  * fetch) and in Node (pass `ws` as `WebSocket`).
  *
  * This file wires the parts (each says what it does in its header): connection.ts, key-session.ts,
- * sender.ts, send-queue.ts, outbox-restore.ts, inbox.ts, history.ts, open.ts, events.ts.
+ * sender.ts, send-queue.ts, outbox-restore.ts, inbox.ts, history.ts, open.ts, events.ts, and the
+ * file API (client-files.ts over files.ts).
  */
 import { fromBase64Url } from '@latchkey/crypto/codec';
-import {
-  FRESHNESS,
-  LIMITS,
-  LatchkeyError,
-  type Role,
-  type StoredEnvelope,
-} from '@latchkey/protocol';
+import { LIMITS, LatchkeyError, type Role, type StoredEnvelope } from '@latchkey/protocol';
 import { Connection, type ConnectionState } from './connection.ts';
 import { Emitter } from './events.ts';
 import { relayHttpBase } from './file-http.ts';
-import type { ReadOptions } from './file-download.ts';
-import type { FileSource } from './file-upload.ts';
-import { ClientFiles, type SendFileOptions } from './files.ts';
+import { ClientFileMethods } from './client-files.ts';
+import { ClientFiles } from './files.ts';
 import { readHistory } from './history.ts';
 import { Inbox } from './inbox.ts';
 import { fetchServiceKey } from './key-service.ts';
 import { KeySession, type Identity } from './key-session.ts';
 import { openStored, type Opened } from './open.ts';
-import { withDefaults, type ResolvedOptions } from './options.ts';
+import { keySessionOptions, withDefaults, type ResolvedOptions } from './options.ts';
 import type { ClientEvents, ClientOptions, SendOptions } from './options.ts';
 import { restoreOutbox } from './outbox-restore.ts';
 import { SendQueue, type SendResult } from './send-queue.ts';
@@ -37,7 +31,7 @@ import { tokenClaims } from './token-claims.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
 import type { HistoryEntry } from './types.ts';
 
-export class LatchkeyClient {
+export class LatchkeyClient extends ClientFileMethods {
   readonly relayUrl: string;
   readonly keysUrl: string;
   #opts: ClientOptions;
@@ -56,9 +50,10 @@ export class LatchkeyClient {
   #inbox: Inbox;
   #sender: Sender;
   #queue: SendQueue;
-  #files: ClientFiles;
+  protected readonly files: ClientFiles;
 
   constructor(opts: ClientOptions) {
+    super();
     this.relayUrl = opts.relayUrl;
     this.keysUrl = opts.keysUrl;
     this.#opts = opts;
@@ -109,7 +104,7 @@ export class LatchkeyClient {
         page: async (since) =>
           (await this.#conn.request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
         onOpened: (o) => this.#keys?.opened(o.env.epoch, o.env.seq),
-        message: (m) => this.#events.emit('message', this.#files.present(m)),
+        message: (m) => this.#events.emit('message', this.files.present(m)),
         failed: (m) => this.#events.emit('failed', m),
         connected: () => this.#conn.state === 'connected',
       },
@@ -122,16 +117,13 @@ export class LatchkeyClient {
       seen: () => this.#inbox.seen(),
       now: () => this.#o.now(),
     });
-    this.#files = new ClientFiles(
+    const http = { fetch: this.#o.fetch, base: opts.filesUrl ?? relayHttpBase(opts.relayUrl) };
+    this.files = new ClientFiles(
       {
-        http: () => ({
-          fetch: this.#o.fetch,
-          base: opts.filesUrl ?? relayHttpBase(opts.relayUrl),
-          token: opts.token,
-        }),
+        http: { ...http, token: opts.token },
         identity: () => this.#need(),
-        seal: (id, msgId, plaintext) => this.#sender.seal(id, msgId, plaintext),
-        enqueue: (envelope, text, plaintext) => this.#queue.enqueue(envelope, text, plaintext),
+        sender: this.#sender,
+        queue: this.#queue,
         scan: (u) => this.#events.emit('scan', u),
       },
       opts.scanning === true,
@@ -208,19 +200,12 @@ export class LatchkeyClient {
           (await fetchServiceKey(this.#o.fetch, this.keysUrl)).publicKey,
         );
       }
-      this.#keys ??= new KeySession({
-        fetch: this.#o.fetch,
-        keysUrl: this.keysUrl,
-        token: this.#opts.token,
-        identity: id,
-        serviceKey: this.#serviceKey,
-        keyDelivery: this.#opts.keyDelivery ?? 'x25519',
-        now: () => this.#o.now(),
-        maxAgeMs: Math.min(this.#opts.statementMaxAgeMs ?? FRESHNESS.maxAgeMs, FRESHNESS.maxAgeMs),
-        rotateAfterMessages: this.#opts.rotateAfterMessages,
-        onEpoch: (e) => this.#events.emit('epoch', e),
-        onError: (e) => this.#events.emit('error', e),
-      });
+      this.#keys ??= new KeySession(
+        keySessionOptions(this.#opts, this.#o, id, this.#serviceKey, {
+          onEpoch: (e) => this.#events.emit('epoch', e),
+          onError: (e) => this.#events.emit('error', e),
+        }),
+      );
       await this.#keys.fetchCurrent();
       await restoreOutbox(
         {
@@ -259,40 +244,6 @@ export class LatchkeyClient {
   }
 
   /**
-   * Encrypts `file` in this client (c2sp.org/chunked-encryption under a key of its own), uploads
-   * the ciphertext to the relay (resuming after a dropped request) and sends the message that
-   * carries its key, name, type, size and SHA-256, sealed like any message. Resolves on the ack.
-   * @throws LatchkeyError FORBIDDEN (role), BAD_REQUEST, TOO_LARGE, QUOTA_EXCEEDED, TIMEOUT
-   *   (cancelled through `signal`), UNAVAILABLE, or the relay's code
-   */
-  sendFile(file: FileSource, opts: SendFileOptions = {}): Promise<SendResult> {
-    return this.#files.send(file, opts);
-  }
-
-  /**
-   * The plaintext of the file of message `seq` (a message this client emitted or read), checked
-   * chunk by chunk and, at the end, against its size and SHA-256: the stream errors with
-   * DECRYPT_FAILED on any mismatch, and what was read before must then be discarded.
-   * @throws LatchkeyError NOT_FOUND, FORBIDDEN (blocked by its scan state)
-   */
-  openFile(seq: number, opts: ReadOptions = {}): ReadableStream<Uint8Array> {
-    return this.#files.open(seq, opts);
-  }
-
-  /** The decrypted thumbnail of message `seq`, or null. @throws as `openFile` */
-  thumbnail(seq: number): Promise<Uint8Array | null> {
-    return this.#files.thumbnail(seq);
-  }
-
-  /**
-   * Posts a signed verdict on the file message `ref` (a scanner only).
-   * @throws LatchkeyError FORBIDDEN, BAD_REQUEST
-   */
-  sendVerdict(v: Parameters<ClientFiles['sendVerdict']>[0]): Promise<SendResult> {
-    return this.#files.sendVerdict(v);
-  }
-
-  /**
    * Reads the stored history after `since` (all pages), opening and checking each message
    * (transcript checks run over this read alone: complete from seq 0). Messages that fail to
    * open are `{ ok: false, code: 'DECRYPT_FAILED' }`, those that fail a check
@@ -311,7 +262,7 @@ export class LatchkeyClient {
       },
       since,
     );
-    return this.#files.presentAll(entries);
+    return this.files.presentAll(entries);
   }
 
   /** Closes the connection for good. Unacknowledged sends are rejected. */

@@ -37,10 +37,13 @@ export interface SendFileOptions {
 }
 
 export interface FilesDeps {
-  http(): FileHttp;
+  /** The relay's file API: fetch, origin and this client's token. */
+  http: FileHttp;
   identity(): Identity;
-  seal(id: Identity, msgId: string, plaintext: Uint8Array): Promise<SealedEnvelope>;
-  enqueue(envelope: SealedEnvelope, text: string, plaintext: Uint8Array): Promise<SendResult>;
+  sender: { seal(id: Identity, msgId: string, plaintext: Uint8Array): Promise<SealedEnvelope> };
+  queue: {
+    enqueue(envelope: SealedEnvelope, text: string, plaintext: Uint8Array): Promise<SendResult>;
+  };
   scan(update: ScanUpdate): void;
 }
 
@@ -78,7 +81,7 @@ export class ClientFiles {
     };
     if (!MessageBody.safeParse(probe).success) throw new LatchkeyError('BAD_REQUEST', 'caption');
 
-    const h = this.#d.http();
+    const h = this.#d.http;
     const key = randomBytes(32);
     const upOpts = opts.signal ? { signal: opts.signal } : {};
     const up = await uploadPart(h, src, key, fileContext(id.contactId, msgId, 'file'), {
@@ -137,7 +140,7 @@ export class ClientFiles {
     const { known, id } = this.#readable(seq);
     const f = known.body.file;
     return readPart(
-      this.#d.http(),
+      this.#d.http,
       {
         blob: f.blob,
         key: fromBase64Url(f.key),
@@ -154,7 +157,7 @@ export class ClientFiles {
     const { known, id } = this.#readable(seq);
     const t = known.body.thumb;
     if (!t) return null;
-    return readWhole(this.#d.http(), {
+    return readWhole(this.#d.http, {
       blob: t.blob,
       key: fromBase64Url(t.key),
       context: fileContext(id.contactId, known.msgId, 'thumb'),
@@ -203,8 +206,8 @@ export class ClientFiles {
     const plaintext = utf8Encode(JSON.stringify(body));
     if (plaintext.length > LIMITS.maxPlaintextBytes)
       throw new LatchkeyError('TOO_LARGE', 'message too large');
-    const envelope = await this.#d.seal(id, msgId, plaintext);
-    return this.#d.enqueue(envelope, text, plaintext);
+    const envelope = await this.#d.sender.seal(id, msgId, plaintext);
+    return this.#d.queue.enqueue(envelope, text, plaintext);
   }
 }
 

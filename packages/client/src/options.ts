@@ -4,9 +4,10 @@
  * payloads.
  */
 import { fromBase64Url } from '@latchkey/crypto/codec';
-import type { LatchkeyError } from '@latchkey/protocol';
+import { FRESHNESS, type LatchkeyError } from '@latchkey/protocol';
 import type { ConnectionState, WebSocketConstructor } from './connection.ts';
 import type { KeyDeliveryMode } from './key-delivery.ts';
+import type { Identity, KeySessionOptions } from './key-session.ts';
 import type { FetchLike } from './key-service.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
@@ -128,4 +129,26 @@ export interface ClientEvents extends Record<string, unknown> {
   epoch: { epoch: number; fingerprint: string };
   /** A scanner's verdict changed a file's scan state. */
   scan: ScanUpdate;
+}
+
+/** What the key session of a client with `opts` is given. */
+export function keySessionOptions(
+  opts: ClientOptions,
+  o: ResolvedOptions,
+  identity: Identity,
+  serviceKey: Uint8Array,
+  on: Pick<KeySessionOptions, 'onEpoch' | 'onError'>,
+): KeySessionOptions {
+  return {
+    fetch: o.fetch,
+    keysUrl: opts.keysUrl,
+    token: opts.token,
+    identity,
+    serviceKey,
+    keyDelivery: opts.keyDelivery ?? 'x25519',
+    now: () => o.now(),
+    maxAgeMs: Math.min(opts.statementMaxAgeMs ?? FRESHNESS.maxAgeMs, FRESHNESS.maxAgeMs),
+    rotateAfterMessages: opts.rotateAfterMessages,
+    ...on,
+  };
 }
