@@ -10,13 +10,14 @@
  *   before a MISSING message; a REPLAYED duplicate never shows as a second normal message.
  * The real adversarial end-to-end tests (hostile relay) live in tests/integration.
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEB_ROOT } from '../src/build.ts';
 import { ARGS, CHROMIUM, haveChromium, mustRun } from './_browser.ts';
+import { buildFixture } from './_harness.ts';
 
 if (!haveChromium && !mustRun)
   console.log(`skipping conversation state tests: ${CHROMIUM} is missing`);
@@ -41,32 +42,6 @@ declare global {
 const FP0 = '0000 0000 0000 0000 0000 0000 0000 0000';
 const FP1 = '1111 1111 1111 1111 1111 1111 1111 1111';
 const FP2 = '2222 2222 2222 2222 2222 2222 2222 2222';
-
-async function buildHarness(outDir: string): Promise<string> {
-  const { build, defaultClientConditions } = await import('vite');
-  await build({
-    configFile: false,
-    root: WEB_ROOT,
-    logLevel: 'warn',
-    publicDir: false,
-    resolve: { conditions: ['@latchkey/source', ...defaultClientConditions] },
-    define: { 'process.env.NODE_ENV': JSON.stringify('production') },
-    build: {
-      outDir,
-      emptyOutDir: true,
-      target: 'es2022',
-      minify: false,
-      reportCompressedSize: false,
-      lib: {
-        entry: join(WEB_ROOT, 'test', 'fixtures', 'fake-conversation.ts'),
-        formats: ['iife'],
-        name: 'LkHarness',
-        fileName: () => 'harness.js',
-      },
-    },
-  });
-  return readFile(join(outDir, 'harness.js'), 'utf8');
-}
 
 function message(
   seq: number,
@@ -103,7 +78,7 @@ describe.runIf(haveChromium)('conversation states in Chromium', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'latchkey-harness-'));
-    harness = await buildHarness(dir);
+    harness = await buildFixture('fake-conversation', 'LkHarness', dir);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   }, 120_000);
 
