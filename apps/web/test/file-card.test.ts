@@ -36,6 +36,19 @@ function info(extra: Partial<Info> = {}): Info {
   };
 }
 
+/** A 1 x 1 GIF. */
+const GIF_1x1 = [
+  ...new TextEncoder().encode('GIF89a'),
+  ...[1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0, 0x21, 0xf9, 4, 1, 0, 0, 0, 0],
+  ...[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, 0x3b],
+];
+/** The start of a PNG that declares 30,000 x 30,000 pixels (3.6 GB decoded) in 33 bytes. */
+const hugePng = [
+  ...[0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13],
+  ...new TextEncoder().encode('IHDR'),
+  ...[0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30, 8, 2, 0, 0, 0, 0, 0, 0, 0],
+];
+
 describe.runIf(haveChromium)('attachment components in Chromium', () => {
   const { fresh } = fileHarnessPages();
 
@@ -126,11 +139,15 @@ describe.runIf(haveChromium)('attachment components in Chromium', () => {
     await expect
       .poll(async () => (await urls()).map((o) => [o.type, o.revoked]))
       .toEqual([['image/png', true]]);
-    // Declared SVG or HTML thumbnails (or none) make no image and no object URL.
-    for (const type of ['image/svg+xml', 'text/html', 'image/gif']) {
+    // Declared SVG or HTML thumbnails (or none) make no image and no object URL; nor do bytes
+    // of another type than declared, or a small PNG that declares a huge picture (a bomb).
+    for (const type of ['image/svg+xml', 'text/html', 'image/gif', 'image/jpeg']) {
       await mount(p, info({ thumbnail: { type, width: 10, height: 10 } }), { thumb: bytes });
     }
-    await p.waitForTimeout(200);
+    await mount(p, info({ thumbnail: { type: 'image/png', width: 10, height: 10 } }), {
+      thumb: hugePng,
+    });
+    await expect.poll(() => p.locator('#root .lk-thumb-wait').count()).toBe(0);
     expect(await p.locator('#root img').count()).toBe(1);
     expect((await urls()).length).toBe(1);
     // A file the scanner flags shows no preview, also one already shown.
@@ -142,7 +159,32 @@ describe.runIf(haveChromium)('attachment components in Chromium', () => {
     await p.evaluate((i) => window.LkFiles.setScan(i, 'infected'), 0);
     await p.waitForTimeout(200);
     expect(await p.locator('#root img').count()).toBe(0);
-    expect(flagged).toBe(4);
+    expect(flagged).toBe(6);
+  });
+
+  it('reads the size of PNG, JPEG, WebP and GIF pictures from their headers', async () => {
+    const p = await fresh();
+    for (const type of ['image/png', 'image/jpeg', 'image/webp']) {
+      const bytes = await p.evaluate((t) => window.LkFiles.picture(37, 23, t), type);
+      expect(await p.evaluate((b) => window.LkFiles.header(b), bytes), type).toEqual({
+        type,
+        width: 37,
+        height: 23,
+      });
+    }
+    expect(await p.evaluate((b) => window.LkFiles.header(b), GIF_1x1)).toEqual({
+      type: 'image/gif',
+      width: 1,
+      height: 1,
+    });
+    expect(await p.evaluate((b) => window.LkFiles.header(b), hugePng)).toEqual({
+      type: 'image/png',
+      width: 30000,
+      height: 30000,
+    });
+    const svg = [...new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg"/>')];
+    for (const b of [svg, [0xff, 0xd8, 0xff], [0x89, 0x50], []])
+      expect(await p.evaluate((x) => window.LkFiles.header(x), b)).toBeNull();
   });
 
   it('makes JPEG thumbnails of at most 320 px within the byte limit, never of SVG', async () => {
@@ -157,51 +199,14 @@ describe.runIf(haveChromium)('attachment components in Chromium', () => {
         await p.evaluate((ty) => window.LkFiles.thumbnailOf(40, 30, ty, false), type),
       ).toMatchObject({ type: 'image/jpeg', width: 40, height: 30 });
     }
-    const gif = [
-      ...new TextEncoder().encode('GIF89a'),
-      1,
-      0,
-      1,
-      0,
-      0x80,
-      0,
-      0,
-      0xff,
-      0xff,
-      0xff,
-      0,
-      0,
-      0,
-      0x21,
-      0xf9,
-      4,
-      1,
-      0,
-      0,
-      0,
-      0,
-      0x2c,
-      0,
-      0,
-      0,
-      0,
-      1,
-      0,
-      1,
-      0,
-      0,
-      2,
-      2,
-      0x44,
-      1,
-      0,
-      0x3b,
-    ];
+    const gif = GIF_1x1;
     expect(await p.evaluate((b) => window.LkFiles.thumbnail(b, 'image/gif'), gif)).toMatchObject({
       type: 'image/jpeg',
       width: 1,
       height: 1,
     });
+    // A small file that declares a huge picture is not decoded.
+    expect(await p.evaluate((b) => window.LkFiles.thumbnail(b, 'image/png'), hugePng)).toBeNull();
     // SVG: never, whether declared as such or dressed up as PNG.
     const svg = Array.from(
       new TextEncoder().encode(

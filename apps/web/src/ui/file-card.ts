@@ -6,13 +6,14 @@
  * (pending while the deployment scans, infected, scan error).
  *
  * The preview is an `<img>` of an object URL of a Blob whose type is the thumbnail's declared
- * type, and only when that is image/jpeg, image/png or image/webp: never the file's own declared
- * type, never HTML or SVG; the URL is revoked once the image has loaded (or failed). What the
+ * type, and only when that is image/jpeg, image/png or image/webp and the bytes' own header
+ * agrees (at most 4096 px a side): never the file's own declared type, never HTML or SVG; the URL is revoked once the image has loaded (or failed). What the
  * sender declares (`type`) only picks the icon.
  */
 import { FILE_LIMITS, type ScanState } from '@latchkey/protocol';
 import { bidiSafeText } from './bidi.ts';
 import { h, setText, uid } from './dom.ts';
+import { readImageHeader } from './image-header.ts';
 import { formatBytes } from './progress.ts';
 
 /** What a card shows of a file: the client's FileInfo. */
@@ -43,6 +44,8 @@ export const PREVIEW_TYPES: ReadonlySet<string> = new Set([
 ]);
 const SCANS: readonly ScanState[] = ['unscanned', 'pending', 'clean', 'infected', 'error'];
 const SIGNATURE_MAX = 200;
+/** Largest side of a thumbnail's picture (ThumbnailRef's width and height). */
+const THUMB_MAX_SIDE = 4096;
 /** Largest preview box in CSS pixels (the thumbnail's declared size is scaled into it). */
 const PREVIEW_MAX = 320;
 
@@ -230,7 +233,17 @@ export class FileCard {
     }
     // A verdict may have come in meanwhile (and dropped the box).
     if (!box.isConnected || this.#noPreview()) return;
-    if (!bytes || bytes.length === 0 || bytes.length > FILE_LIMITS.maxThumbnailBytes) {
+    // The bytes must be a picture of the declared type, and no bigger than a thumbnail may be
+    // (a small file can declare a huge picture): else no preview.
+    const header =
+      bytes && bytes.length <= FILE_LIMITS.maxThumbnailBytes ? readImageHeader(bytes) : null;
+    if (
+      !bytes ||
+      !header ||
+      header.type !== thumb.type ||
+      header.width > THUMB_MAX_SIDE ||
+      header.height > THUMB_MAX_SIDE
+    ) {
       box.remove();
       return;
     }

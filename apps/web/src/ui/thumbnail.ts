@@ -1,12 +1,14 @@
 /**
  * Image thumbnails made in the sender's browser before a file is sent (docs/web.md
  * "Attachments"): the picked file is decoded with `createImageBitmap` (no `<img>` of untrusted
- * bytes, no SVG: only PNG, JPEG, WebP and GIF, by declared type and by their magic bytes), drawn
+ * bytes, no SVG: only PNG, JPEG, WebP and GIF, by declared type and by their header, which must
+ * also give a sane size: image-header.ts), drawn
  * scaled to at most 320 px on an OffscreenCanvas (or a detached canvas) and encoded as JPEG,
  * lowering the quality until it fits in FILE_LIMITS.maxThumbnailBytes; otherwise no thumbnail.
  * The thumbnail is encrypted and sent as a blob of its own by the client.
  */
 import { FILE_LIMITS } from '@latchkey/protocol';
+import { readImageHeader } from './image-header.ts';
 
 /** The image types a thumbnail is made of; never SVG (script, external references). */
 export const THUMBNAIL_INPUT_TYPES: ReadonlySet<string> = new Set([
@@ -19,8 +21,10 @@ export const THUMBNAIL_INPUT_TYPES: ReadonlySet<string> = new Set([
 export const THUMBNAIL_MAX_SIDE = 320;
 /** Bigger pictures are not decoded for a thumbnail (memory), they are sent without one. */
 export const THUMBNAIL_MAX_INPUT_BYTES = 40 * 1024 * 1024;
-/** Decoded pictures with more pixels than this are not scaled (a decompression bomb). */
+/** Pictures with more pixels than this are not decoded (a decompression bomb). */
 const MAX_INPUT_PIXELS = 64 * 1024 * 1024;
+/** How much of the file is read for its header (a JPEG's EXIF can come first). */
+const HEADER_BYTES = 256 * 1024;
 /** JPEG qualities tried in turn until the thumbnail fits. */
 const QUALITIES = [0.85, 0.7, 0.55, 0.4, 0.25] as const;
 
@@ -34,17 +38,6 @@ export interface Thumbnail {
 export interface ThumbnailOptions {
   maxSide?: number;
   maxBytes?: number;
-}
-
-/** Whether the first bytes are those of a PNG, JPEG, GIF or WebP file. */
-export function hasImageMagic(head: Uint8Array): boolean {
-  const at = (i: number, ...bytes: number[]) => bytes.every((b, k) => head[i + k] === b);
-  return (
-    at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a) || // PNG
-    at(0, 0xff, 0xd8, 0xff) || // JPEG
-    at(0, 0x47, 0x49, 0x46, 0x38) || // GIF8
-    (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) // RIFF....WEBP
-  );
 }
 
 /** The size of a `width` x `height` picture scaled to fit `maxSide`, never enlarged. */
@@ -101,9 +94,10 @@ export async function makeThumbnail(
   if (typeof createImageBitmap !== 'function') return null;
   let bitmap: ImageBitmap | null = null;
   try {
-    // The declared type is the picker's guess from the name: the bytes must agree.
-    const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
-    if (!hasImageMagic(head)) return null;
+    // The declared type is the picker's guess from the name: the bytes must be a picture too,
+    // and one small enough to decode, before anything decodes them.
+    const header = readImageHeader(new Uint8Array(await file.slice(0, HEADER_BYTES).arrayBuffer()));
+    if (!header || header.width * header.height > MAX_INPUT_PIXELS) return null;
     bitmap = await createImageBitmap(file);
     if (bitmap.width < 1 || bitmap.height < 1) return null;
     if (bitmap.width * bitmap.height > MAX_INPUT_PIXELS) return null;
