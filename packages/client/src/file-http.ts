@@ -34,8 +34,10 @@ export interface FileHttp {
 }
 
 async function request(h: FileHttp, path: string, init: RequestInit): Promise<Response> {
+  // Called unbound: a browser's fetch refuses to run as a method of another object.
+  const f = h.fetch;
   try {
-    return await h.fetch(`${h.base}${path}`, {
+    return await f(`${h.base}${path}`, {
       ...init,
       cache: 'no-store',
       headers: { authorization: `Bearer ${h.token}`, ...(init.headers ?? {}) },
