@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ERROR_CODE_LIST } from './codes.ts';
 import { SealedEnvelope, StoredEnvelope } from './envelope.ts';
 import { Id, MsgId, Role, SeqCursor } from './primitives.ts';
+import { SealedSignal } from './signals.ts';
 import { LIMITS, PROTOCOL_VERSION } from './version.ts';
 
 const V = z.literal(PROTOCOL_VERSION);
@@ -38,12 +39,20 @@ export const PingFrame = z.strictObject({
   id: RequestId.optional(),
 });
 
+/** An ephemeral sealed signal (typing, seen) for the other connected members; never stored. */
+export const SignalFrame = z.strictObject({
+  v: V,
+  type: z.literal('signal'),
+  signal: SealedSignal,
+});
+
 export const ClientFrame = z.discriminatedUnion('type', [
   AuthFrame,
   JoinFrame,
   SendFrame,
   HistoryRequestFrame,
   PingFrame,
+  SignalFrame,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -99,6 +108,14 @@ export const PongFrame = z.strictObject({
  */
 export const RekeyFrame = z.strictObject({ v: V, type: z.literal('rekey') });
 
+/** A signal forwarded by the relay; `from` is the sender's participant id as authenticated. */
+export const SignalDeliverFrame = z.strictObject({
+  v: V,
+  type: z.literal('signal'),
+  from: Id,
+  signal: SealedSignal,
+});
+
 export const ServerFrame = z.discriminatedUnion('type', [
   ReadyFrame,
   JoinedFrame,
@@ -108,6 +125,7 @@ export const ServerFrame = z.discriminatedUnion('type', [
   ErrorFrame,
   PongFrame,
   RekeyFrame,
+  SignalDeliverFrame,
 ]);
 export type ServerFrame = z.infer<typeof ServerFrame>;
 
@@ -121,3 +139,5 @@ export type DeliverFrame = z.infer<typeof DeliverFrame>;
 export type HistoryFrame = z.infer<typeof HistoryFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 export type RekeyFrame = z.infer<typeof RekeyFrame>;
+export type SignalFrame = z.infer<typeof SignalFrame>;
+export type SignalDeliverFrame = z.infer<typeof SignalDeliverFrame>;

@@ -38,6 +38,7 @@ export {
 export { EnvelopeHeader, SealedEnvelope, StoredEnvelope, MessageBody } from './envelope.ts';
 export * from './files.ts';
 export * from './frames.ts';
+export * from './signals.ts';
 export {
   TOKEN_ISSUER,
   AUDIENCE_RELAY,
@@ -78,6 +79,7 @@ export {
   ShredCompleteRequest,
   ShredCompleteResponse,
 } from './admin.ts';
+export * from './queue.ts';
 export {
   KEYS_PATHS,
   ContactKeyRequest,
