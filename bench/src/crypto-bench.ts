@@ -145,7 +145,15 @@ function envelopeHeader(p: Participant): EnvelopeHeader {
   };
 }
 
-export async function cryptoBench(size: number, ms: number): Promise<CryptoResult> {
+/**
+ * @param opts.sealOpenOnly - Only the alternating slices (`envelopeSealOpen`, `sealOpenFloor`,
+ *   `envelopeOnly`); the other figures are then 0 (bench/bin/crypto.mjs --seal-open-only).
+ */
+export async function cryptoBench(
+  size: number,
+  ms: number,
+  opts: { sealOpenOnly?: boolean } = {},
+): Promise<CryptoResult> {
   const service = makeServiceKey();
   const p = makeParticipant(service, 'bench-contact', 'visitor-1', 'visitor');
   const key = randomBytes(32);
@@ -164,6 +172,19 @@ export async function cryptoBench(size: number, ms: number): Promise<CryptoResul
       return openEnvelope({ key, header, ...sealed, verifyKey: signer.publicKey });
     },
   ]);
+  if (opts.sealOpenOnly === true) {
+    return {
+      size,
+      envelopeSealOpen,
+      sealOpenFloor,
+      envelopeOnly,
+      aeadNode: 0,
+      aeadWebcrypto: 0,
+      aeadNoble: 0,
+      nodeCrypto: 0,
+      webCrypto: 0,
+    };
+  }
 
   setAeadBackend('node');
   const aeadNode = await rate(ms, async () =>
