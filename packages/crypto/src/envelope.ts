@@ -15,8 +15,8 @@
  * the nonce is fixed-size, so this too is unambiguous. `openEnvelope` checks the signature
  * before it decrypts, and reports every failure as the same `AuthenticationError`.
  */
-import { assertBytes, assertBytesLength, assertString } from './_assert.ts';
-import { lengthPrefixedString, u32, u64 } from './_encoding.ts';
+import { assertBytes, assertBytesLength, assertInteger, assertString } from './_assert.ts';
+import { lengthPrefixedString, u32 } from './_encoding.ts';
 import { AuthenticationError } from './_errors.ts';
 import { aesGcmDecrypt, aesGcmEncrypt } from './aead.ts';
 import { concatBytes, utf8Encode } from './codec.ts';
@@ -33,6 +33,8 @@ const FINGERPRINT_DOMAIN = 'latchkey.v1.fingerprint';
 const KEY_LENGTH = 32;
 const NONCE_LENGTH = 12;
 const ED25519_KEY_LENGTH = 32;
+const TAG_LENGTH = 16;
+const U32_MAX = 0xffff_ffff;
 /** `u32(len) || 'latchkey.v1.msgsig'`: signWithContext's framing of the envelope signature. */
 const SIG_PREFIX = lengthPrefixedString(SIG_CONTEXT);
 /** The fields every v2 envelope's additional data starts with: domain, `v`, `alg`. */
@@ -41,6 +43,14 @@ const AAD_PREFIX = concatBytes(
   u32(ENVELOPE_VERSION),
   lengthPrefixedString(ENVELOPE_ALG),
 );
+/** The additional data's fixed-size part: prefix, three string lengths, integers, two hashes. */
+const AAD_FIXED = AAD_PREFIX.length + 3 * 4 + 4 + 8 + 4 + HASH_LENGTH + 8 + HASH_LENGTH;
+/**
+ * Where the additional data is built before it is copied out (synchronously: never shared between
+ * messages): one array written in place instead of a small array per field and their
+ * concatenation, for the two times per message it is built (seal, open).
+ */
+const scratch = new Uint8Array(1024);
 
 /** The authenticated header of an envelope: everything the relay stores except `seq`. */
 export interface EnvelopeHeader {
@@ -83,6 +93,51 @@ export interface EnvelopeHeader {
  *   `seenSeq` not a non-negative safe integer, or a hash is not 32 bytes.
  */
 export function envelopeAad(h: EnvelopeHeader): Uint8Array {
+  const { bytes, length } = writeAad(h);
+  return bytes.slice(0, length);
+}
+
+/** Writes `value` (a u32) big-endian at `out[at..at+4]`. */
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
+}
+
+/** Writes `value` (a non-negative safe integer) as a u64 big-endian at `out[at..at+8]`. */
+function writeU64(out: Uint8Array, at: number, value: number): void {
+  writeU32(out, at, Math.floor(value / 2 ** 32));
+  writeU32(out, at + 4, value >>> 0);
+}
+
+/**
+ * Writes `u32(len) || UTF-8(text)` at `out[at..]` (which has room for 3 bytes per UTF-16 unit) and
+ * returns the offset after it. ASCII, which ids are, is copied as it is; other text goes through
+ * `utf8Encode`, which refuses a lone surrogate.
+ */
+function writeString(out: Uint8Array, at: number, text: string): number {
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) {
+      const bytes = utf8Encode(text);
+      writeU32(out, at, bytes.length);
+      out.set(bytes, at + 4);
+      return at + 4 + bytes.length;
+    }
+    out[at + 4 + i] = c;
+  }
+  writeU32(out, at, n);
+  return at + 4 + n;
+}
+
+/**
+ * Checks `h` and writes its additional data (the encoding {@link envelopeAad} describes, with the
+ * same checks and errors in the same order) at the start of `bytes`: `scratch`, or a new array
+ * for a header too long for it.
+ */
+function writeAad(h: EnvelopeHeader): { bytes: Uint8Array; length: number } {
   if (typeof h !== 'object' || h === null) {
     throw new TypeError('header must be an object');
   }
@@ -98,26 +153,43 @@ export function envelopeAad(h: EnvelopeHeader): Uint8Array {
   assertBytesLength(h.prev, HASH_LENGTH, 'header.prev');
   assertBytesLength(h.seenHash, HASH_LENGTH, 'header.seenHash');
   if (h.ctr === 0) throw new RangeError('header.ctr must be at least 1');
-  return concatBytes(
-    AAD_PREFIX,
-    lengthPrefixedString(h.contactId),
-    u32(h.epoch, 'header.epoch'),
-    lengthPrefixedString(h.senderId),
-    lengthPrefixedString(h.msgId),
-    u64(h.sentAt, 'header.sentAt'),
-    u32(h.ctr, 'header.ctr'),
-    h.prev,
-    u64(h.seenSeq, 'header.seenSeq'),
-    h.seenHash,
-  );
+  // At most 3 UTF-8 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
+  const room = AAD_FIXED + 3 * (h.contactId.length + h.senderId.length + h.msgId.length);
+  const out = room <= scratch.length ? scratch : new Uint8Array(room);
+  out.set(AAD_PREFIX);
+  let at = writeString(out, AAD_PREFIX.length, h.contactId);
+  assertInteger(h.epoch, 0, U32_MAX, 'header.epoch');
+  writeU32(out, at, h.epoch);
+  at = writeString(out, at + 4, h.senderId);
+  at = writeString(out, at, h.msgId);
+  assertInteger(h.sentAt, 0, Number.MAX_SAFE_INTEGER, 'header.sentAt');
+  writeU64(out, at, h.sentAt);
+  assertInteger(h.ctr, 0, U32_MAX, 'header.ctr');
+  writeU32(out, at + 8, h.ctr);
+  out.set(h.prev, at + 12);
+  at += 12 + HASH_LENGTH;
+  assertInteger(h.seenSeq, 0, Number.MAX_SAFE_INTEGER, 'header.seenSeq');
+  writeU64(out, at, h.seenSeq);
+  out.set(h.seenHash, at + 8);
+  return { bytes: out, length: at + 8 + HASH_LENGTH };
 }
 
 /**
- * What the sender signs: exactly what `signWithContext(key, 'latchkey.v1.msgsig',
- * aad || nonce || ciphertext)` signs, framed in one copy instead of two.
+ * The bytes the sender signs, exactly what `signWithContext(key, 'latchkey.v1.msgsig', aad ||
+ * nonce || ciphertext)` signs (`SIG_PREFIX || aad || nonce || ciphertext`), in one array with
+ * room for `rest` bytes (nonce and ciphertext, for the caller to fill in at `nonceAt`). The header
+ * is checked and written into it; `aad` is a view of it there, for AES-GCM.
  */
-function signedBytes(aad: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array): Uint8Array {
-  return concatBytes(SIG_PREFIX, aad, nonce, ciphertext);
+function signedFrame(
+  header: EnvelopeHeader,
+  rest: number,
+): { signed: Uint8Array; aad: Uint8Array; nonceAt: number } {
+  const { bytes, length } = writeAad(header);
+  const nonceAt = SIG_PREFIX.length + length;
+  const signed = new Uint8Array(nonceAt + rest);
+  signed.set(SIG_PREFIX);
+  signed.set(bytes.subarray(0, length), SIG_PREFIX.length);
+  return { signed, aad: signed.subarray(SIG_PREFIX.length, nonceAt), nonceAt };
 }
 
 /**
@@ -145,7 +217,10 @@ export async function sealEnvelope(args: {
   assertBytesLength(key, KEY_LENGTH, 'key');
   assertBytes(plaintext, 'plaintext');
   assertBytesLength(signingKey, ED25519_KEY_LENGTH, 'signingKey');
-  const aad = envelopeAad(header);
+  const { signed, aad, nonceAt } = signedFrame(
+    header,
+    NONCE_LENGTH + plaintext.length + TAG_LENGTH,
+  );
   let nonce: Uint8Array;
   if (args.nonce === undefined) {
     nonce = randomBytes(NONCE_LENGTH);
@@ -153,8 +228,12 @@ export async function sealEnvelope(args: {
     assertBytesLength(args.nonce, NONCE_LENGTH, 'nonce');
     nonce = new Uint8Array(args.nonce);
   }
+  signed.set(nonce, nonceAt);
   const ciphertext = await aesGcmEncrypt(key, nonce, plaintext, aad);
-  const sig = await signAsync(signingKey, signedBytes(aad, nonce, ciphertext));
+  // Every backend returns ciphertext || tag; anything else must not be signed.
+  if (ciphertext.length !== plaintext.length + TAG_LENGTH) throw new TypeError('AES-GCM output');
+  signed.set(ciphertext, nonceAt + NONCE_LENGTH);
+  const sig = await signAsync(signingKey, signed);
   return { nonce, ciphertext, sig };
 }
 
@@ -197,8 +276,10 @@ export async function openEnvelope(args: {
   if (header.v !== ENVELOPE_VERSION || header.alg !== ENVELOPE_ALG) {
     throw new AuthenticationError();
   }
-  const aad = envelopeAad(header);
-  if (!(await verifyAsync(verifyKey, signedBytes(aad, nonce, ciphertext), sig))) {
+  const { signed, aad, nonceAt } = signedFrame(header, NONCE_LENGTH + ciphertext.length);
+  signed.set(nonce, nonceAt);
+  signed.set(ciphertext, nonceAt + NONCE_LENGTH);
+  if (!(await verifyAsync(verifyKey, signed, sig))) {
     throw new AuthenticationError();
   }
   return aesGcmDecrypt(key, nonce, ciphertext, aad);
