@@ -5,6 +5,7 @@
  */
 import { ED25519_TORSION_SUBGROUP, ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, equalBytes, hexToBytes, numberToBytesLE } from '@noble/curves/utils.js';
+import { publicBytesId } from './_key-cache.ts';
 
 const PUBLIC_KEY_LENGTH = 32;
 const SIGNATURE_LENGTH = 64;
@@ -21,10 +22,10 @@ function yEncoding(bytes: Uint8Array): Uint8Array {
   return y;
 }
 
-/** y of every small-order point: R (or A) is small order iff its y is one of these. */
-const SMALL_ORDER_Y = new Set(
-  ED25519_TORSION_SUBGROUP.map((h) => bytesToHex(yEncoding(hexToBytes(h)))),
-);
+/** y of every small-order point (each once): R (or A) is small order iff its y is one of these. */
+const SMALL_ORDER_Y: readonly Uint8Array[] = [
+  ...new Set(ED25519_TORSION_SUBGROUP.map((h) => bytesToHex(yEncoding(hexToBytes(h))))),
+].map(hexToBytes);
 
 function checkPublicKey(publicKey: Uint8Array): boolean {
   try {
@@ -47,7 +48,7 @@ function checkPublicKey(publicKey: Uint8Array): boolean {
  */
 export function isValidSigningPublicKey(publicKey: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== PUBLIC_KEY_LENGTH) return false;
-  const id = bytesToHex(publicKey);
+  const id = publicBytesId(publicKey);
   const known = keyVerdicts.get(id);
   if (known !== undefined) return known;
   const verdict = checkPublicKey(publicKey);
@@ -61,12 +62,25 @@ const L_BYTES = numberToBytesLE(Point.Fn.ORDER, 32);
 const P_BYTES = numberToBytesLE(Point.Fp.ORDER, 32);
 
 /**
- * Whether the 32-byte little-endian numbers satisfy `a < b`. Variable time: it compares public
- * values (a signature), and it spares two BigInt conversions per verification.
+ * Whether the 32-byte little-endian number at `a[at..at+32]`, its top bit cleared when `top` is
+ * 0x7f, is below `b`. Variable time: it compares public values (a signature), and it spares two
+ * BigInt conversions and any copy per verification.
  */
-function lessThanLE(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 31; i >= 0; i--) {
-    if (a[i] !== b[i]) return a[i]! < b[i]!;
+function lessThanLE(a: Uint8Array, at: number, b: Uint8Array, top: 0x7f | 0xff): boolean {
+  const high = a[at + 31]! & top;
+  if (high !== b[31]) return high < b[31]!;
+  for (let i = 30; i >= 0; i--) {
+    if (a[at + i] !== b[i]) return a[at + i]! < b[i]!;
+  }
+  return false;
+}
+
+/** Whether R's y (the signature's first 32 bytes, sign bit cleared) is a small-order point's. */
+function isSmallOrderR(signature: Uint8Array): boolean {
+  next: for (const y of SMALL_ORDER_Y) {
+    if ((signature[31]! & 0x7f) !== y[31]) continue;
+    for (let i = 0; i < 31; i++) if (signature[i] !== y[i]) continue next;
+    return true;
   }
   return false;
 }
@@ -77,11 +91,10 @@ function lessThanLE(a: Uint8Array, b: Uint8Array): boolean {
  * caught by the y test too.
  */
 function isStrictSignatureEncoding(signature: Uint8Array): boolean {
-  const y = yEncoding(signature.subarray(0, 32));
   return (
-    lessThanLE(signature.subarray(32), L_BYTES) &&
-    lessThanLE(y, P_BYTES) &&
-    !SMALL_ORDER_Y.has(bytesToHex(y))
+    lessThanLE(signature, 32, L_BYTES, 0xff) &&
+    lessThanLE(signature, 0, P_BYTES, 0x7f) &&
+    !isSmallOrderR(signature)
   );
 }
 
