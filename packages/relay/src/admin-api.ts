@@ -36,6 +36,8 @@ import type { WebhookService } from '@latchkey/webhooks';
 import { emitAdmission } from './webhook-events.ts';
 import { readJson, send } from './http-json.ts';
 import { webhookRoute } from './webhooks-api.ts';
+import { queueRoute } from './queue-api.ts';
+import { SqliteQueueStore, type QueueStore } from './queue-store.ts';
 
 export interface AdminApiOptions {
   contacts: ContactStore;
@@ -53,6 +55,8 @@ export interface AdminApiOptions {
   /** Signed webhooks: lifecycle events, and the /admin/v1/webhooks routes (webhooks-api.ts). */
   webhooks?: WebhookService;
   now?: () => number;
+  /** The agent queue (queue-api.ts); default: one in memory, lost on restart. */
+  queue?: QueueStore;
 }
 
 export interface AdminApi {
@@ -87,10 +91,12 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
   );
   const now = opts.now ?? Date.now;
   const { contacts, policy } = opts;
+  const queue = { ...opts, queue: opts.queue ?? new SqliteQueueStore({ path: ':memory:' }), now };
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const keyId = auth.check(req.headers.authorization, req.socket.remoteAddress);
     if (await shredRoute(req, res, url, keyId)) return;
+    if (await queueRoute(queue, req, res, url, keyId)) return;
     if (opts.webhooks && (await webhookRoute(opts.webhooks, req, res, url, opts.log))) return;
     const m = ROUTE.exec(url.pathname);
     if (!m) throw new LatchkeyError('NOT_FOUND', 'no such endpoint');
