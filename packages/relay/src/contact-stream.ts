@@ -9,6 +9,10 @@
  * every seq exactly once, in seq order: an envelope already delivered is dropped, the next one
  * is delivered, one beyond a gap (the fan-out reordered or lost something) starts a repair from
  * the store. A connection's own sends are acked to it, never delivered back.
+ *
+ * Signals (typing, seen: docs/protocol.md "Signals: typing and seen") come through the same
+ * subscription and go straight to every other member here, joined or joining, never stored,
+ * never replayed, and never back to the connection that sent them.
  */
 import {
   LIMITS,
@@ -18,7 +22,13 @@ import {
   type StoredEnvelope,
 } from '@latchkey/protocol';
 import { deliverText } from './envelope-json.ts';
-import type { EnvelopeEvent, Fanout, FanoutSubscription } from './fanout.ts';
+import type {
+  ContactEvent,
+  EnvelopeEvent,
+  Fanout,
+  FanoutSubscription,
+  SignalEvent,
+} from './fanout.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { MessageStore } from './message-store.ts';
 
@@ -109,7 +119,7 @@ export class ContactStreams<P extends StreamPeer = StreamPeer> {
     set.add(m);
     let sub = this.#subs.get(contactId);
     if (!sub) {
-      sub = this.#opts.fanout.subscribe(contactId, (e) => this.#onEnvelope(e));
+      sub = this.#opts.fanout.subscribe(contactId, (e) => this.#onEvent(e));
       this.#subs.set(contactId, sub);
     }
     try {
@@ -159,6 +169,27 @@ export class ContactStreams<P extends StreamPeer = StreamPeer> {
       this.#byContact.delete(m.contactId);
       this.#subs.get(m.contactId)?.unsubscribe();
       this.#subs.delete(m.contactId);
+    }
+  }
+
+  #onEvent(e: ContactEvent): void {
+    if (e.type === 'signal') this.#onSignal(e);
+    else this.#onEnvelope(e);
+  }
+
+  /** A signal for every member of its contact here but the sending connection. */
+  #onSignal(e: SignalEvent): void {
+    const set = this.#byContact.get(e.contactId);
+    if (!set) return;
+    const text = JSON.stringify({
+      v: PROTOCOL_VERSION,
+      type: 'signal',
+      from: e.from,
+      signal: e.signal,
+    } satisfies ServerFrame);
+    for (const m of set) {
+      if ((e.origin === this.#opts.relayId && e.conn === m.peer.id) || !m.peer.ready) continue;
+      m.peer.sendText(text);
     }
   }
 

@@ -13,7 +13,7 @@
  * publishers or drop during a Redis outage, which the relay repairs.
  */
 import { randomBytes } from 'node:crypto';
-import type { ErrorCode, StoredEnvelope } from '@latchkey/protocol';
+import type { ErrorCode, SealedSignal, StoredEnvelope } from '@latchkey/protocol';
 
 /** A committed envelope, published by the relay that stored it. */
 export interface EnvelopeEvent {
@@ -30,6 +30,25 @@ export interface EnvelopeEvent {
    */
   json?: string;
 }
+
+/**
+ * An ephemeral signal (typing, seen; sealed, never stored) for the members of its contact joined
+ * to any relay, published on the contact's channel like envelopes; lost ones are not repaired.
+ */
+export interface SignalEvent {
+  type: 'signal';
+  contactId: string;
+  /** The sender's participant id, as its token authenticated it. */
+  from: string;
+  signal: SealedSignal;
+  /** Relay id of the publisher and its sending connection (not delivered back to it). */
+  origin: string;
+  conn: number;
+  at: number;
+}
+
+/** What a contact's channel carries. */
+export type ContactEvent = EnvelopeEvent | SignalEvent;
 
 /** End connections of a contact (participantId null: all of them) with an error code. */
 export interface DisconnectEvent {
@@ -57,7 +76,7 @@ export interface ResyncEvent {
   type: 'resync';
 }
 
-export type FanoutEvent = EnvelopeEvent | DisconnectEvent | RekeyEvent;
+export type FanoutEvent = EnvelopeEvent | SignalEvent | DisconnectEvent | RekeyEvent;
 
 /** What control subscribers receive. */
 export type ControlEvent = DisconnectEvent | RekeyEvent | ResyncEvent;
@@ -71,8 +90,8 @@ export interface FanoutSubscription {
 export interface Fanout {
   /** Publishes to every relay (this one included). @throws when the fan-out is unreachable. */
   publish(event: FanoutEvent): Promise<void>;
-  /** Envelopes of one contact. */
-  subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription;
+  /** Envelopes and signals of one contact. */
+  subscribe(contactId: string, handler: (e: ContactEvent) => void): FanoutSubscription;
   /** Control events of every contact, and local resync notices. */
   subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription;
   /** True when the fan-out is reachable (readiness). */
@@ -120,24 +139,31 @@ export class Registry<E> {
 
 const CONTROL = '\0control';
 
+/** The contact whose channel carries `event`, or undefined for a control event. */
+export function contactChannelOf(event: FanoutEvent): string | undefined {
+  if (event.type === 'envelope') return event.envelope.contactId;
+  if (event.type === 'signal') return event.contactId;
+  return undefined;
+}
+
 /** One relay, no network: delivers synchronously within the process (the default). */
 export class InProcessFanout implements Fanout {
-  readonly #reg = new Registry<EnvelopeEvent | ControlEvent>();
+  readonly #reg = new Registry<ContactEvent | ControlEvent>();
 
   publish(event: FanoutEvent): Promise<void> {
-    this.#reg.emit(event.type === 'envelope' ? event.envelope.contactId : CONTROL, event);
+    this.#reg.emit(contactChannelOf(event) ?? CONTROL, event);
     return Promise.resolve();
   }
 
-  subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {
-    return this.#sub(contactId, handler as (e: EnvelopeEvent | ControlEvent) => void);
+  subscribe(contactId: string, handler: (e: ContactEvent) => void): FanoutSubscription {
+    return this.#sub(contactId, handler as (e: ContactEvent | ControlEvent) => void);
   }
 
   subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription {
-    return this.#sub(CONTROL, handler as (e: EnvelopeEvent | ControlEvent) => void);
+    return this.#sub(CONTROL, handler as (e: ContactEvent | ControlEvent) => void);
   }
 
-  #sub(channel: string, h: (e: EnvelopeEvent | ControlEvent) => void): FanoutSubscription {
+  #sub(channel: string, h: (e: ContactEvent | ControlEvent) => void): FanoutSubscription {
     this.#reg.add(channel, h);
     return { ready: Promise.resolve(), unsubscribe: () => void this.#reg.remove(channel, h) };
   }

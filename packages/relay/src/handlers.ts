@@ -3,7 +3,8 @@
  * be `auth`: a valid token of an admitted member gets `ready`, then the frames pipelined behind
  * it run in order. `join` enters the contact's stream (contact-stream.ts). `send` is acked only
  * once its group commit is durable, then published to the fan-out for the other connections.
- * `history` pages the log within a byte budget; `ping` gets `pong`.
+ * `history` pages the log within a byte budget; `ping` gets `pong`; `signal` (typing, seen) is
+ * forwarded to the other members through the fan-out and never stored (signals.ts).
  *
  * Every text frame is parsed with the protocol's zod schemas: a malformed or unknown one is a
  * protocol error (BAD_FRAME), another `v` is UNSUPPORTED_VERSION. The relay validates schemas
@@ -32,6 +33,7 @@ import type { GroupCommit } from './group-commit.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { RelayConfig } from './options.ts';
 import type { ParticipantLimits } from './participant-limits.ts';
+import { createSignalHandler } from './signals.ts';
 import { emitAdmission, emitMessageStored } from './webhook-events.ts';
 
 export interface FrameHandlerDeps {
@@ -78,6 +80,16 @@ export function parseClientFrame(text: string): ClientFrame {
 export function createFrameHandler(deps: FrameHandlerDeps): (c: Connection, text: string) => void {
   const { config, webhooks, participants, streams, committer, fanout, relayId, metrics } = deps;
   const { verifier, contacts, policy, store, maxFrameBytes, maxHistoryBytes, log } = config;
+  const onSignal = createSignalHandler({
+    fanout,
+    relayId,
+    joined: (c) => streams.has(c),
+    closing: deps.closing,
+    publishFailed: (contactId) => {
+      metrics.fanoutPublishFailures++;
+      log({ event: 'fanout-publish-failed', contactId });
+    },
+  });
 
   function onText(c: Connection, text: string): void {
     let frame: ClientFrame;
@@ -107,6 +119,9 @@ export function createFrameHandler(deps: FrameHandlerDeps): (c: Connection, text
         return;
       case 'history':
         onHistory(c, frame);
+        return;
+      case 'signal':
+        onSignal(c, frame, text.length);
         return;
       case 'ping':
         c.send({

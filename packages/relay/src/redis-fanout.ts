@@ -6,8 +6,9 @@
 import { Redis } from 'ioredis';
 import {
   Registry,
+  contactChannelOf,
+  type ContactEvent,
   type ControlEvent,
-  type EnvelopeEvent,
   type Fanout,
   type FanoutEvent,
   type FanoutSubscription,
@@ -23,7 +24,7 @@ export interface RedisFanoutOptions {
 }
 
 /**
- * Redis pub/sub: channel `<prefix>c:<contactId>` per contact (a relay subscribes while it has a
+ * Redis pub/sub: channel `<prefix>c:<contactId>` per contact for its envelopes and signals (a relay subscribes while it has a
  * joined connection of the contact) and `<prefix>control` for disconnects and rekeys. One connection
  * publishes, one subscribes (a subscribed Redis connection can do nothing else).
  */
@@ -31,7 +32,7 @@ export class RedisFanout implements Fanout {
   readonly #pub: Redis;
   readonly #sub: Redis;
   readonly #prefix: string;
-  readonly #reg = new Registry<EnvelopeEvent | ControlEvent>();
+  readonly #reg = new Registry<ContactEvent | ControlEvent>();
   readonly #log: NonNullable<RedisFanoutOptions['log']>;
   #connectedOnce = false;
   #closed = false;
@@ -81,25 +82,26 @@ export class RedisFanout implements Fanout {
   }
 
   async publish(event: FanoutEvent): Promise<void> {
-    const channel =
-      event.type === 'envelope' ? this.#channel(event.envelope.contactId) : this.#control;
+    const contactId = contactChannelOf(event);
+    // Signals go on the contact's channel too: members joined to other relays get them.
+    const channel = contactId === undefined ? this.#control : this.#channel(contactId);
     // The stored JSON stays local: receivers build their deliver frames from the envelope.
     const wire = event.type === 'envelope' ? { ...event, json: undefined } : event;
     await this.#pub.publish(channel, JSON.stringify(wire));
   }
 
-  subscribe(contactId: string, handler: (e: EnvelopeEvent) => void): FanoutSubscription {
+  subscribe(contactId: string, handler: (e: ContactEvent) => void): FanoutSubscription {
     return this.#subscribe(
       this.#channel(contactId),
-      handler as (e: EnvelopeEvent | ControlEvent) => void,
+      handler as (e: ContactEvent | ControlEvent) => void,
     );
   }
 
   subscribeControl(handler: (e: ControlEvent) => void): FanoutSubscription {
-    return this.#subscribe(this.#control, handler as (e: EnvelopeEvent | ControlEvent) => void);
+    return this.#subscribe(this.#control, handler as (e: ContactEvent | ControlEvent) => void);
   }
 
-  #subscribe(channel: string, h: (e: EnvelopeEvent | ControlEvent) => void): FanoutSubscription {
+  #subscribe(channel: string, h: (e: ContactEvent | ControlEvent) => void): FanoutSubscription {
     const first = this.#reg.add(channel, h);
     // Commands on one connection run in order, so a quick unsubscribe/subscribe pair is safe.
     const ready = first ? this.#sub.subscribe(channel).then(() => undefined) : Promise.resolve();
