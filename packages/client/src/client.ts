@@ -7,15 +7,14 @@
  * fetch) and in Node (pass `ws` as `WebSocket`).
  *
  * This file wires the parts (each says what it does in its header): connection.ts, key-session.ts,
- * sender.ts, send-queue.ts, outbox-restore.ts, inbox.ts, history.ts, open.ts, events.ts, and the
- * file API (client-files.ts over files.ts).
+ * sender.ts, send-queue.ts, outbox-restore.ts, inbox.ts, history.ts, open.ts, events.ts, the
+ * file API (client-files.ts over files.ts) and signals (client-signals.ts over signals.ts).
  */
 import { fromBase64Url } from '@latchkey/crypto/codec';
 import { LIMITS, LatchkeyError, type Role, type StoredEnvelope } from '@latchkey/protocol';
 import { Connection, type ConnectionState } from './connection.ts';
-import { Emitter } from './events.ts';
 import { relayHttpBase } from './file-http.ts';
-import { ClientFileMethods } from './client-files.ts';
+import { ClientSignalMethods } from './client-signals.ts';
 import { ClientFiles } from './files.ts';
 import { readHistory } from './history.ts';
 import { Inbox } from './inbox.ts';
@@ -23,15 +22,16 @@ import { fetchServiceKey } from './key-service.ts';
 import { KeySession, type Identity } from './key-session.ts';
 import { openStored, type Opened } from './open.ts';
 import { keySessionOptions, withDefaults, type ResolvedOptions } from './options.ts';
-import type { ClientEvents, ClientOptions, SendOptions } from './options.ts';
+import type { ClientOptions, SendOptions } from './options.ts';
 import { restoreOutbox } from './outbox-restore.ts';
 import { SendQueue, type SendResult } from './send-queue.ts';
 import { Sender, checkSend, ownOpened } from './sender.ts';
+import { Signals } from './signals.ts';
 import { tokenClaims } from './token-claims.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
 import type { HistoryEntry } from './types.ts';
 
-export class LatchkeyClient extends ClientFileMethods {
+export class LatchkeyClient extends ClientSignalMethods {
   readonly relayUrl: string;
   readonly keysUrl: string;
   #opts: ClientOptions;
@@ -39,8 +39,6 @@ export class LatchkeyClient extends ClientFileMethods {
   #o: ResolvedOptions;
 
   #conn: Connection;
-  #events = new Emitter<ClientEvents>(['message', 'failed', 'error', 'pending', 'epoch', 'scan']);
-
   /** Who this client is: from its token, confirmed by its certificate; never from the relay. */
   #identity: Identity | null;
   #serviceKey: Uint8Array | null;
@@ -51,6 +49,7 @@ export class LatchkeyClient extends ClientFileMethods {
   #sender: Sender;
   #queue: SendQueue;
   protected readonly files: ClientFiles;
+  protected readonly signals: Signals;
 
   constructor(opts: ClientOptions) {
     super();
@@ -77,8 +76,9 @@ export class LatchkeyClient extends ClientFileMethods {
         sendError: (msgId, err) => this.#queue.onError(msgId, err),
         rateLimited: () => this.#queue.onRateLimited(),
         rekey: () => void this.#keys?.refresh(),
-        state: (s) => this.#events.emit('state', s),
-        error: (err) => this.#events.emit('error', err),
+        signal: (from, signal) => this.signals.receive(from, signal),
+        state: (s) => this.events.emit('state', s),
+        error: (err) => this.events.emit('error', err),
         ready: () => this.#queue.resend(),
         // Whatever changed while the connection was down (a kick, a rotation) is learnt from the
         // key service before anything is sealed again, whatever the relay says or does not say.
@@ -104,8 +104,8 @@ export class LatchkeyClient extends ClientFileMethods {
         page: async (since) =>
           (await this.#conn.request({ since, limit: LIMITS.maxHistoryPage })).envelopes,
         onOpened: (o) => this.#keys?.opened(o.env.epoch, o.env.seq),
-        message: (m) => this.#events.emit('message', this.files.present(m)),
-        failed: (m) => this.#events.emit('failed', m),
+        message: (m) => this.events.emit('message', this.files.present(m)),
+        failed: (m) => this.events.emit('failed', m),
         connected: () => this.#conn.state === 'connected',
       },
       opts.since ?? 0,
@@ -124,10 +124,16 @@ export class LatchkeyClient extends ClientFileMethods {
         identity: () => this.#need(),
         sender: this.#sender,
         queue: this.#queue,
-        scan: (u) => this.#events.emit('scan', u),
+        scan: (u) => this.events.emit('scan', u),
       },
       opts.scanning === true,
     );
+    this.signals = new Signals({
+      session: () => ({ id: this.#identity, keys: this.#keys, serviceKey: this.#serviceKey }),
+      conn: this.#conn,
+      events: this.events,
+      now: () => this.#o.now(),
+    });
   }
 
   /** Creates a client and connects it. */
@@ -167,17 +173,6 @@ export class LatchkeyClient extends ClientFileMethods {
     return this.#inbox.checkpoint();
   }
 
-  /**
-   * Subscribes to an event. Events fired before the first listener of their kind (for example
-   * while `connect()` is pending) wait for it, in order: none is lost.
-   */
-  on<K extends keyof ClientEvents & string>(
-    event: K,
-    listener: (value: ClientEvents[K]) => void,
-  ): () => void {
-    return this.#events.on(event, listener);
-  }
-
   /** Fingerprint of the current content key, to compare out of band with the other side. */
   fingerprint(): string {
     if (!this.#keys) throw new LatchkeyError('KEY_UNAVAILABLE', 'not connected');
@@ -202,8 +197,8 @@ export class LatchkeyClient extends ClientFileMethods {
       }
       this.#keys ??= new KeySession(
         keySessionOptions(this.#opts, this.#o, id, this.#serviceKey, {
-          onEpoch: (e) => this.#events.emit('epoch', e),
-          onError: (e) => this.#events.emit('error', e),
+          onEpoch: (e) => this.events.emit('epoch', e),
+          onError: (e) => this.events.emit('error', e),
         }),
       );
       await this.#keys.fetchCurrent();
@@ -212,7 +207,7 @@ export class LatchkeyClient extends ClientFileMethods {
           store: this.#o.outbox,
           queue: this.#queue,
           open: (env) => this.#open(env),
-          pending: (m) => this.#events.emit('pending', m),
+          pending: (m) => this.events.emit('pending', m),
         },
         id,
       );
@@ -272,6 +267,7 @@ export class LatchkeyClient extends ClientFileMethods {
     this.#inbox.close();
     this.#keys?.close();
     this.#queue.close();
+    this.signals.close();
     const err = new LatchkeyError('UNAVAILABLE', 'client closed');
     this.#queue.failAll(err);
     this.#conn.failRequests(err);

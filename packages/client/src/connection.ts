@@ -19,6 +19,7 @@ import {
   type ClientFrame,
   type ErrorCode,
   type HistoryFrame,
+  type SealedSignal,
   type ServerFrame as ServerFrameT,
   type StoredEnvelope,
 } from '@latchkey/protocol';
@@ -79,6 +80,8 @@ export interface ConnectionHandlers {
   rateLimited(): void;
   /** The relay hints that the key service has a newer epoch. */
   rekey(): void;
+  /** A signal (typing, seen) the relay forwarded from participant `from`; unchecked. */
+  signal?(from: string, signal: SealedSignal): void;
   state(s: ConnectionState): void;
   error(err: LatchkeyError): void;
   /** Connected (first time or again): what waited may go out. */
@@ -312,6 +315,9 @@ export class Connection {
       case 'rekey':
         // Only a hint: the signed statement from the key service decides.
         this.#h.rekey();
+        return;
+      case 'signal':
+        this.#h.signal?.(frame.from, frame.signal);
         return;
     }
   }

@@ -11,6 +11,7 @@ import type { Identity, KeySessionOptions } from './key-session.ts';
 import type { FetchLike } from './key-service.ts';
 import { MemoryOutbox, type OutboxStore } from './outbox.ts';
 import type { TranscriptCheckpoint } from './transcript.ts';
+import type { SeenEvent, TypingEvent } from './signals.ts';
 import type { ChatMessage, FailedMessage, ScanUpdate } from './types.ts';
 
 export interface ClientOptions {
@@ -129,6 +130,10 @@ export interface ClientEvents extends Record<string, unknown> {
   epoch: { epoch: number; fingerprint: string };
   /** A scanner's verdict changed a file's scan state. */
   scan: ScanUpdate;
+  /** Another member started or stopped typing (a start expires after 6 s without a refresh). */
+  typing: TypingEvent;
+  /** Another member's signed receipt: it has read every message up to `seq`. */
+  seen: SeenEvent;
 }
 
 /** What the key session of a client with `opts` is given. */

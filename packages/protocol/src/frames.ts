@@ -43,6 +43,8 @@ export const PingFrame = z.strictObject({
 export const SignalFrame = z.strictObject({
   v: V,
   type: z.literal('signal'),
+  /** Echoed in the `ref` of an error answering this frame (told apart from a send's). */
+  id: RequestId.optional(),
   signal: SealedSignal,
 });
 

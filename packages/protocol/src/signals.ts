@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import { SenderCertificate } from './certificate.ts';
-import { Epoch, SeqCursor, TimeMs, b64url, b64urlBytes } from './primitives.ts';
+import { Epoch, SeqCursor, TimeMs, b64url, b64urlBytes, type Role } from './primitives.ts';
 
 /** Limits of signals. */
 export const SIGNAL_LIMITS = {
@@ -60,7 +60,7 @@ export type TypingSignal = z.infer<typeof TypingSignal>;
 export type SeenSignal = z.infer<typeof SeenSignal>;
 
 /** Roles that may send each kind: typing only the message senders, seen every reader but a scanner. */
-export const SIGNAL_ROLES = {
-  typing: new Set(['visitor', 'agent'] as const),
-  seen: new Set(['visitor', 'agent', 'supervisor'] as const),
-} as const;
+export const SIGNAL_ROLES: { typing: ReadonlySet<Role>; seen: ReadonlySet<Role> } = {
+  typing: new Set<Role>(['visitor', 'agent']),
+  seen: new Set<Role>(['visitor', 'agent', 'supervisor']),
+};

@@ -35,16 +35,17 @@ export function createSignalHandler(
   return (c, frame, size) => {
     const p = c.principal;
     if (!p) return;
+    const ref = frame.id === undefined ? undefined : { id: frame.id };
     if (!SIGNAL_SENDERS.has(p.role)) {
-      c.protocolError('FORBIDDEN', 'this role may not send signals');
+      c.protocolError('FORBIDDEN', 'this role may not send signals', ref);
       return;
     }
     if (size > SIGNAL_LIMITS.maxFrameBytes) {
-      c.protocolError('BAD_FRAME', 'signal too large');
+      c.protocolError('BAD_FRAME', 'signal too large', ref);
       return;
     }
     if (!deps.joined(c)) {
-      c.protocolError('BAD_REQUEST', 'join before sending signals');
+      c.protocolError('BAD_REQUEST', 'join before sending signals', ref);
       return;
     }
     let bucket = buckets.get(c);
@@ -53,7 +54,7 @@ export function createSignalHandler(
       buckets.set(c, bucket);
     }
     if (!bucket.take()) {
-      c.error('RATE_LIMITED', 'signal rate limit exceeded');
+      c.error('RATE_LIMITED', 'signal rate limit exceeded', ref);
       return;
     }
     if (deps.closing()) return;

@@ -127,8 +127,8 @@ describe('relay: signals', () => {
     const url = await start();
     const a = await member(url, 'a', 'agent');
     const scanner = await member(url, 'scan', 'scanner');
-    scanner.send({ v: 1, type: 'signal', signal: fakeSignal() });
-    expect(await scanner.next('error')).toMatchObject({ code: 'FORBIDDEN' });
+    scanner.send({ v: 1, type: 'signal', id: 's1', signal: fakeSignal() });
+    expect(await scanner.next('error')).toMatchObject({ code: 'FORBIDDEN', ref: { id: 's1' } });
     const early = await member(url, 'v', 'visitor', false);
     early.send({ v: 1, type: 'signal', signal: fakeSignal() });
     expect(await early.next('error')).toMatchObject({ code: 'BAD_REQUEST' });
