@@ -81,6 +81,13 @@ describe('signals between a visitor and an agent', () => {
     agent.markSeen(r3.seq);
     await until(() => atVisitor.seen.length === 2, 5000, 'second seen');
     expect(atVisitor.seen.map((s) => s.seq)).toEqual([seq, r3.seq]);
+    // delivered receipts are their own kind: they never count as seen
+    const delivered: { participantId: string; seq: number }[] = [];
+    visitor.on('delivered', (e) => delivered.push(e));
+    agent.markDelivered(r3.seq);
+    await until(() => delivered.length === 1, 5000, 'delivered');
+    expect(delivered[0]).toMatchObject({ participantId: 'a1', seq: r3.seq });
+    expect(atVisitor.seen).toHaveLength(2);
   });
 
   it('drops a captured signal sent by another member, replayed, or altered', async () => {

@@ -45,7 +45,15 @@ export abstract class ClientSignalMethods extends ClientFileMethods {
    * Monotonic (a lower seq is ignored) and throttled. Best effort: never throws.
    */
   markSeen(seq: number): void {
-    this.signals.markSeen(seq);
+    this.signals.receipt('seen', seq);
+  }
+
+  /**
+   * Tells the other members, in a signed receipt, that this client has received every message up
+   * to `seq` (what a sender shows as delivered). Monotonic and throttled. Never throws.
+   */
+  markDelivered(seq: number): void {
+    this.signals.receipt('delivered', seq);
   }
 
   /** Signals received that failed a check and were dropped. */

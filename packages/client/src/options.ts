@@ -134,6 +134,8 @@ export interface ClientEvents extends Record<string, unknown> {
   typing: TypingEvent;
   /** Another member's signed receipt: it has read every message up to `seq`. */
   seen: SeenEvent;
+  /** Another member's signed receipt: its client has received every message up to `seq`. */
+  delivered: SeenEvent;
 }
 
 /** What the key session of a client with `opts` is given. */

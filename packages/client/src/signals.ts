@@ -5,8 +5,9 @@
  * events. A signal that fails any check (certificate, contact, sender, epoch, signature, tag,
  * schema, role, age, replay, a seen seq not above the last one) is dropped and counted, never
  * shown. Sending: `typing('start')` goes out at most once per SIGNAL_LIMITS.typingThrottleMs and
- * stops by itself after TYPING_IDLE_MS without another start; `markSeen` is monotonic and sends at
- * most one receipt per SEEN_THROTTLE_MS (the highest seq). Receiving: a typing start expires
+ * stops by itself after TYPING_IDLE_MS without another start; receipts (`seen`: read in a focused
+ * view; `delivered`: received by the client) are monotonic, at most one of a kind per
+ * SEEN_THROTTLE_MS (the highest seq). Receiving: a typing start expires
  * after SIGNAL_LIMITS.typingExpiryMs without a refresh (a `stop` event is emitted then).
  */
 import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@latchkey/crypto/codec';
@@ -26,7 +27,7 @@ import type { Identity, KeySession } from './key-session.ts';
 
 /** Our typing stops by itself this long after the last `typing('start')` (ms). */
 export const TYPING_IDLE_MS = 5_000;
-/** At most one seen receipt per this interval (ms); the highest seq wins. */
+/** At most one receipt of a kind per this interval (ms); the highest seq wins. */
 export const SEEN_THROTTLE_MS = 1_000;
 /** Nonces remembered to refuse a replayed signal within its age window. */
 const MAX_NONCES = 4096;
@@ -42,11 +43,28 @@ export interface SeenEvent {
   seq: number;
 }
 
+export type ReceiptKind = 'seen' | 'delivered';
+interface Receipt {
+  sent: number;
+  wanted: number;
+  at: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+const newReceipt = (): Receipt => ({
+  sent: 0,
+  wanted: 0,
+  at: Number.NEGATIVE_INFINITY,
+  timer: undefined,
+});
+
 /** What signals need of the client: who we are and our keys, the connection, events, clock. */
 export interface SignalDeps {
   session(): { id: Identity | null; keys: KeySession | null; serviceKey: Uint8Array | null };
   conn: { readonly state: string; transmit(frame: ClientFrame): void };
-  events: { emit(kind: 'typing', e: TypingEvent): void; emit(kind: 'seen', e: SeenEvent): void };
+  events: {
+    emit(kind: 'typing', e: TypingEvent): void;
+    emit(kind: ReceiptKind, e: SeenEvent): void;
+  };
   now(): number;
 }
 
@@ -58,14 +76,12 @@ export class Signals {
   #typingSentAt = Number.NEGATIVE_INFINITY;
   #typingOn = false;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #seenSent = 0;
-  #seenWanted = 0;
-  #seenAt = Number.NEGATIVE_INFINITY;
-  #seenTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Our receipts of each kind: the highest seq sent, wanted, when, and the pending timer. */
+  #ours: Record<ReceiptKind, Receipt> = { seen: newReceipt(), delivered: newReceipt() };
   /** Who is typing, with the timer that expires it. */
   #typers = new Map<string, { role: Role; timer: ReturnType<typeof setTimeout> }>();
-  /** Highest seen seq per participant. */
-  #seenBy = new Map<string, number>();
+  /** Highest receipt seq of each kind per participant. */
+  #theirs: Record<ReceiptKind, Map<string, number>> = { seen: new Map(), delivered: new Map() };
   #nonces = new Map<string, number>();
 
   constructor(deps: SignalDeps) {
@@ -96,37 +112,42 @@ export class Signals {
     void this.#send({ kind: 'typing', state: 'stop', sentAt: this.#d.now() });
   }
 
-  /** Says we have read every message up to `seq` (monotonic, throttled). Never throws. */
-  markSeen(seq: number): void {
-    if (!Number.isSafeInteger(seq) || seq <= this.#seenWanted) return;
-    this.#seenWanted = seq;
-    if (this.#seenTimer !== undefined) return;
-    const wait = this.#seenAt + SEEN_THROTTLE_MS - this.#d.now();
-    if (wait <= 0) this.#flushSeen();
-    else this.#seenTimer = setTimeout(() => this.#flushSeen(), wait);
+  /**
+   * Says we have read (`seen`) or received (`delivered`) every message up to `seq` (monotonic,
+   * throttled). Never throws.
+   */
+  receipt(kind: ReceiptKind, seq: number): void {
+    const r = this.#ours[kind];
+    if (!Number.isSafeInteger(seq) || seq <= r.wanted) return;
+    r.wanted = seq;
+    if (r.timer !== undefined) return;
+    const wait = r.at + SEEN_THROTTLE_MS - this.#d.now();
+    if (wait <= 0) this.#flush(kind);
+    else r.timer = setTimeout(() => this.#flush(kind), wait);
   }
 
   close(): void {
     clearTimeout(this.#idleTimer);
-    clearTimeout(this.#seenTimer);
+    for (const r of Object.values(this.#ours)) clearTimeout(r.timer);
     for (const t of this.#typers.values()) clearTimeout(t.timer);
     this.#typers.clear();
   }
 
-  #flushSeen(): void {
-    this.#seenTimer = undefined;
-    const seq = this.#seenWanted;
-    if (seq <= this.#seenSent) return;
+  #flush(kind: ReceiptKind): void {
+    const r = this.#ours[kind];
+    r.timer = undefined;
+    const seq = r.wanted;
+    if (seq <= r.sent) return;
     const { id } = this.#d.session();
-    if (!id || !SIGNAL_ROLES.seen.has(id.role)) return;
+    if (!id || !SIGNAL_ROLES[kind].has(id.role)) return;
     if (!this.#connected()) {
       // tried again until the connection is back
-      this.#seenTimer = setTimeout(() => this.#flushSeen(), SEEN_THROTTLE_MS);
+      r.timer = setTimeout(() => this.#flush(kind), SEEN_THROTTLE_MS);
       return;
     }
-    this.#seenSent = seq;
-    this.#seenAt = this.#d.now();
-    void this.#send({ kind: 'seen', seq, sentAt: this.#seenAt });
+    r.sent = seq;
+    r.at = this.#d.now();
+    void this.#send({ kind, seq, sentAt: r.at });
   }
 
   async #send(body: SignalBody): Promise<void> {
@@ -207,10 +228,11 @@ export class Signals {
       this.#typing(from, role, s.state);
       return true;
     }
-    if (!SIGNAL_ROLES.seen.has(role)) return false;
-    if (s.seq <= (this.#seenBy.get(from) ?? 0)) return false;
-    this.#seenBy.set(from, s.seq);
-    this.#d.events.emit('seen', { participantId: from, role, seq: s.seq });
+    if (!SIGNAL_ROLES[s.kind].has(role)) return false;
+    const theirs = this.#theirs[s.kind];
+    if (s.seq <= (theirs.get(from) ?? 0)) return false;
+    theirs.set(from, s.seq);
+    this.#d.events.emit(s.kind, { participantId: from, role, seq: s.seq });
     return true;
   }
 

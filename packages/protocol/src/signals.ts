@@ -1,7 +1,7 @@
 /**
  * Signals (docs/protocol.md "Signals: typing and seen"): ephemeral, end-to-end sealed statements
- * a member sends to the other connected members of its contact through the relay — "I am typing"
- * and "I have read up to seq N". The relay forwards them and never stores them; it sees that a
+ * a member sends to the other connected members of its contact through the relay — "I am typing",
+ * "I have read up to seq N" and "my client has received up to seq N". The relay forwards them and never stores them; it sees that a
  * signal was sent, its size and its time, never its kind or content.
  *
  * On the wire a signal is `{ epoch, nonce, ciphertext, sig, cert }`: AES-256-GCM under the
@@ -54,13 +54,21 @@ export const SeenSignal = z.strictObject({
   seq: SeqCursor,
   sentAt: TimeMs,
 });
-export const SignalBody = z.discriminatedUnion('kind', [TypingSignal, SeenSignal]);
+/** A signed statement: the sender's client has received every message up to `seq`. */
+export const DeliveredSignal = z.strictObject({
+  kind: z.literal('delivered'),
+  seq: SeqCursor,
+  sentAt: TimeMs,
+});
+export const SignalBody = z.discriminatedUnion('kind', [TypingSignal, SeenSignal, DeliveredSignal]);
 export type SignalBody = z.infer<typeof SignalBody>;
 export type TypingSignal = z.infer<typeof TypingSignal>;
 export type SeenSignal = z.infer<typeof SeenSignal>;
+export type DeliveredSignal = z.infer<typeof DeliveredSignal>;
 
-/** Roles that may send each kind: typing only the message senders, seen every reader but a scanner. */
-export const SIGNAL_ROLES: { typing: ReadonlySet<Role>; seen: ReadonlySet<Role> } = {
+/** Roles that may send each kind: typing only the message senders, receipts every reader but a scanner. */
+export const SIGNAL_ROLES: Record<SignalBody['kind'], ReadonlySet<Role>> = {
   typing: new Set<Role>(['visitor', 'agent']),
   seen: new Set<Role>(['visitor', 'agent', 'supervisor']),
+  delivered: new Set<Role>(['visitor', 'agent', 'supervisor']),
 };
