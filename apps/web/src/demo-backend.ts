@@ -11,6 +11,13 @@
  * they are kept only as extra checks: loopback clients only, a loopback Host (DNS rebinding), and
  * a browser's Origin must be this server (no cross-site use). A real deployment replaces it with
  * its own authenticated endpoints (docs/web.md "Replacing the demo backend").
+ *
+ * The agent queue (docs/web.md "Queue"): every new contact is put in the relay's queue; a console
+ * opened with `?agent=<id>` names its agent (header `x-latchkey-demo-agent`, trusted as the
+ * demo trusts everything) and gets the queue routes (demo-queue.ts), which drive the relay's
+ * admin API with the admin key derived from the API secret, so the browser never holds it. Such
+ * an agent sees and gets tokens for its claimed contacts only; the default demo agent
+ * (`agent-demo`, no header) keeps seeing every open contact.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,6 +25,7 @@ import { toBase64Url, utf8Encode } from '@latchkey/crypto/codec';
 import { constantTimeEqual } from '@latchkey/crypto/compare';
 import type { Role } from '@latchkey/protocol';
 import { mintToken } from '@latchkey/tokens';
+import { DemoQueue, agentOf } from './demo-queue.ts';
 
 export interface DemoBackendOptions {
   apiSecret: Uint8Array;
@@ -68,12 +76,19 @@ export class DemoBackend {
   readonly #keyBytes: Uint8Array;
   #opts: DemoBackendOptions;
   #now: () => number;
+  /** The relay's queue, driven with the admin key. */
+  readonly queue: DemoQueue;
 
   constructor(opts: DemoBackendOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.accessKey = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
     this.#keyBytes = utf8Encode(this.accessKey);
+    this.queue = new DemoQueue({
+      apiSecret: opts.apiSecret,
+      relayUrl: opts.relayUrl,
+      keysUrl: opts.keysUrl,
+    });
   }
 
   /** `url` with the demo key in its fragment, as the browser pages read it. */
@@ -101,7 +116,16 @@ export class DemoBackend {
       closed: false,
     };
     this.contacts.set(c.contactId, c);
+    this.#queued.set(c.contactId, this.queue.enqueue(c.contactId));
     return c;
+  }
+
+  /** Enqueueing of each contact (settled once the relay answered; never rejects). */
+  readonly #queued = new Map<string, Promise<boolean>>();
+
+  /** Waits until the contact is in the relay's queue (false: the relay refused or is down). */
+  queued(contactId: string): Promise<boolean> {
+    return this.#queued.get(contactId) ?? Promise.resolve(false);
   }
 
   openContact(id: string | undefined): DemoContact | undefined {
@@ -115,6 +139,7 @@ export class DemoBackend {
     participantId: string,
     role: Role,
   ): Promise<Record<string, unknown>> {
+    const agentId = role === 'visitor' ? DEMO_AGENT_ID : participantId;
     const ttlSeconds = this.#opts.tokenTtlSeconds ?? 3600;
     const token = await mintToken(this.#opts.apiSecret, {
       contactId: c.contactId,
@@ -132,14 +157,14 @@ export class DemoBackend {
       keysUrl: this.#opts.keysUrl,
       serviceKey: this.#opts.serviceKey,
       scanning: this.#opts.scanning === true,
-      participants: this.participants(c),
+      participants: this.participants(c, agentId),
     };
   }
 
-  participants(c: DemoContact): { id: string; role: Role }[] {
+  participants(c: DemoContact, agentId: string = DEMO_AGENT_ID): { id: string; role: Role }[] {
     return [
       { id: c.visitorId, role: 'visitor' },
-      { id: DEMO_AGENT_ID, role: 'agent' },
+      { id: agentId, role: 'agent' },
     ];
   }
 
@@ -175,20 +200,25 @@ export class DemoBackend {
           const wanted =
             typeof body.contactId === 'string' ? this.openContact(body.contactId) : undefined;
           const c = wanted ?? this.createContact();
+          await this.queued(c.contactId);
           return this.session(c, c.visitorId, 'visitor');
         });
 
-        // Open contacts, newest first.
-        api.get('/contacts', async () => ({
-          contacts: [...this.contacts.values()]
-            .filter((c) => !c.closed)
-            .sort((a, b) => b.createdAt - a.createdAt)
-            .map((c) => ({
-              contactId: c.contactId,
-              createdAt: c.createdAt,
-              participants: this.participants(c),
-            })),
-        }));
+        // Open contacts, newest first (a named agent's: the ones it claimed).
+        api.get('/contacts', async (req) => {
+          const agentId = agentOf(req);
+          const mine = agentId === null ? null : await this.queue.claimedBy(agentId);
+          return {
+            contacts: [...this.contacts.values()]
+              .filter((c) => !c.closed && (mine === null || mine.has(c.contactId)))
+              .sort((a, b) => b.createdAt - a.createdAt)
+              .map((c) => ({
+                contactId: c.contactId,
+                createdAt: c.createdAt,
+                participants: this.participants(c, agentId ?? DEMO_AGENT_ID),
+              })),
+          };
+        });
 
         api.post('/agent-session', async (req, reply) => {
           const body = (req.body ?? {}) as { contactId?: unknown };
@@ -198,7 +228,12 @@ export class DemoBackend {
             return reply
               .code(404)
               .send({ error: { code: 'NOT_FOUND', message: 'no such open contact' } });
-          return this.session(c, DEMO_AGENT_ID, 'agent');
+          const agentId = agentOf(req);
+          if (agentId !== null && !(await this.queue.claimedBy(agentId)).has(c.contactId))
+            return reply
+              .code(403)
+              .send({ error: { code: 'FORBIDDEN', message: 'claim the contact first' } });
+          return this.session(c, agentId ?? DEMO_AGENT_ID, 'agent');
         });
 
         // Placeholder for closing a contact: it leaves the demo's list. Revoking access at the
@@ -212,6 +247,7 @@ export class DemoBackend {
           c.closed = true;
           return { contactId: c.contactId, closed: true };
         });
+        this.queue.register(api, (id) => this.openContact(id) !== undefined);
       },
       { prefix: '/api/demo' },
     );

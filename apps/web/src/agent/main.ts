@@ -3,10 +3,15 @@
  * unread counts, one pane per conversation with its participants and roles, send and receive,
  * and a "Close contact" action that later issues extend. Contacts and agent tokens come from
  * the backend (`data-api`, the demo backend in development; docs/web.md).
+ *
+ * With `queue` (the page URL names its agent: `?agent=<id>`), the console shows the queue
+ * (ui/queue.ts): the agent claims waiting contacts, sees only its own, and gives one back to the
+ * queue or transfers it to another agent from its pane.
  */
 import type { Role } from '@latchkey/protocol';
 import { Conversation } from '../ui/conversation.ts';
 import { h, setText } from '../ui/dom.ts';
+import { QueuePanel, queueActions } from '../ui/queue.ts';
 import { demoHeaders, requestSession } from '../ui/session.ts';
 import { adoptStyles } from '../ui/styles.ts';
 
@@ -39,6 +44,7 @@ export function mountConsole(
   container: HTMLElement,
   api: string,
   headers: Record<string, string> = {},
+  opts: { queue?: boolean } = {},
 ): { close(): void } {
   adoptStyles();
   const entries = new Map<string, Entry>();
@@ -55,13 +61,25 @@ export function mountConsole(
   );
   const announcer = h('p', { class: 'lk-sr', role: 'status', 'aria-live': 'polite' });
   const main = h('section', { class: 'lk-main', 'aria-label': 'Conversation' }, emptyNote);
+  const announce = (text: string): void => setText(announcer, text);
+  const queue =
+    opts.queue === true
+      ? new QueuePanel({
+          api,
+          headers,
+          announce,
+          onClaimed: (id) => void load().then(() => open(id)),
+        })
+      : null;
+  if (queue) setText(emptyNote, 'No contacts yet. Claim one from the queue.');
   const root = h(
     'div',
     { class: 'lk-root lk-console' },
     h(
       'nav',
       { class: 'lk-sidebar', 'aria-label': 'Contacts' },
-      h('h1', { class: 'lk-title' }, 'Open contacts'),
+      queue?.root,
+      h('h1', { class: 'lk-title' }, queue ? 'My contacts' : 'Open contacts'),
       list,
     ),
     main,
@@ -112,6 +130,14 @@ export function mountConsole(
     history.replaceState(null, '', url);
   }
 
+  /** Selects a contact's pane and moves focus to its composer. */
+  function open(id: string): void {
+    const e = entries.get(id);
+    if (!e) return;
+    select(id);
+    e.conversation.focus();
+  }
+
   async function closeContact(e: Entry): Promise<void> {
     const res = await fetch(`${api}/contacts/${encodeURIComponent(e.id)}/close`, {
       method: 'POST',
@@ -121,11 +147,16 @@ export function mountConsole(
       setText(announcer, `Could not close ${e.id}.`);
       return;
     }
+    drop(e);
+    setText(announcer, `Contact ${e.id} closed.`);
+  }
+
+  /** Takes a contact out of the console (closed, released or transferred). */
+  function drop(e: Entry): void {
     e.conversation.close();
     e.item.remove();
     e.pane.remove();
     entries.delete(e.id);
-    setText(announcer, `Contact ${e.id} closed.`);
     const next = [...entries.values()].sort((a, b) => b.activity - a.activity)[0];
     if (next) select(next.id);
     else {
@@ -182,7 +213,18 @@ export function mountConsole(
     const pane = h(
       'div',
       { class: 'lk-pane', hidden: true, 'data-contact-id': c.contactId },
-      h('div', { class: 'lk-pane-bar' }, people, closeButton),
+      h(
+        'div',
+        { class: 'lk-pane-bar' },
+        people,
+        queue
+          ? queueActions({ api, headers, announce }, c.contactId, () => {
+              drop(e);
+              void queue.refresh();
+            })
+          : null,
+        closeButton,
+      ),
       conversation.root,
     );
     const e: Entry = {
@@ -227,11 +269,22 @@ export function mountConsole(
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   async function refresh(): Promise<void> {
+    await Promise.all([load(), queue?.refresh()]);
+    if (!stopped) timer = setTimeout(() => void refresh(), POLL_MS);
+  }
+
+  /** Loads the contacts list once. */
+  async function load(): Promise<void> {
     try {
       const res = await fetch(`${api}/contacts`, { headers });
       if (res.ok) {
         const body = (await res.json()) as { contacts: ContactSummary[] };
         for (const c of body.contacts) if (!entries.has(c.contactId)) add(c);
+        if (queue) {
+          // Released or transferred elsewhere: no longer this agent's.
+          const ids = new Set(body.contacts.map((c) => c.contactId));
+          for (const e of [...entries.values()]) if (!ids.has(e.id)) drop(e);
+        }
         sortList();
         const first = [...entries.values()].sort((a, b) => b.activity - a.activity)[0];
         if (selected === null || !entries.has(selected)) {
@@ -242,7 +295,6 @@ export function mountConsole(
     } catch {
       // Backend unreachable: try again on the next tick.
     }
-    if (!stopped) timer = setTimeout(() => void refresh(), POLL_MS);
   }
   void refresh();
   return {
@@ -259,9 +311,13 @@ if (current instanceof HTMLScriptElement) {
   const api = current.dataset.api ?? '/api/demo';
   // `data-demo`: the development demo backend, which wants its key from the URL fragment.
   const headers = current.dataset.demo === undefined ? {} : demoHeaders();
+  // `?agent=<id>`: the console of that agent, with the queue (the demo backend takes the name).
+  const agent = new URLSearchParams(location.search).get('agent');
+  const named = agent !== null && /^[A-Za-z0-9_-]{1,64}$/.test(agent);
+  if (named) headers['x-latchkey-demo-agent'] = agent;
   const run = (): void => {
     const el = document.getElementById(current.dataset.container ?? 'latchkey-console');
-    if (el) mountConsole(el, api, headers);
+    if (el) mountConsole(el, api, headers, { queue: named });
   };
   if (document.readyState === 'loading')
     document.addEventListener('DOMContentLoaded', run, { once: true });
