@@ -8,6 +8,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARGS, CHROMIUM, connected, haveChromium, texts, type } from './_browser.ts';
 import { startWebStack, type WebStack } from './_stack.ts';
+import { adminAuthorization, deriveAdminKey } from '@latchkey/tokens';
 
 describe.runIf(haveChromium)('agent queue in Chromium', () => {
   let stack: WebStack;
@@ -15,7 +16,10 @@ describe.runIf(haveChromium)('agent queue in Chromium', () => {
   let ann: Page;
   let bob: Page;
   const pageErrors: string[] = [];
+  /** The first test's contact and who won it. */
+  let raced = { contact: '', winner: null as Page | null, loser: null as Page | null };
 
+  const admin = (): string => adminAuthorization(deriveAdminKey(stack.secret));
   /** The console of a named agent (queue mode), with the demo key from the printed URL. */
   const consoleUrl = (agent: string): string =>
     `${stack.web.url}/agent?agent=${agent}${new URL(stack.web.agentUrl).hash}`;
@@ -103,7 +107,45 @@ describe.runIf(haveChromium)('agent queue in Chromium', () => {
     });
     expect([refused.status, refused.json.error?.code]).toEqual([403, 'FORBIDDEN']);
     expect(await texts(loser)).toEqual([]);
+    raced = { contact, winner, loser };
     await visitor.context().close();
+  });
+
+  it('the holder transfers to another agent, who reads the history; back to the queue after', async () => {
+    const { contact, winner, loser } = raced;
+    if (!winner || !loser) throw new Error('needs the race test');
+    const loserName = loser === ann ? 'ann' : 'bob';
+    const winnerName = winner === ann ? 'ann' : 'bob';
+    const pane = (p: Page) => p.locator(`.lk-pane[data-contact-id="${contact}"]`);
+    await pane(winner).getByTestId('transfer-to').fill(loserName);
+    await pane(winner).getByTestId('transfer').click();
+    await mine(winner, contact).waitFor({ state: 'detached' });
+    await mine(loser, contact).waitFor();
+    await mine(loser, contact).click();
+    await expect.poll(() => texts(loser)).toEqual(['Is anyone there?']);
+    // The key service saw the transfer: the old holder left there too.
+    const keys = await fetch(`${stack.keysUrl}/admin/v1/contacts/${contact}`, {
+      headers: { authorization: admin() },
+    });
+    const info = (await keys.json()) as {
+      contact: { participants: { participantId: string; state: string }[] };
+    };
+    expect(info.contact.participants).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ participantId: winnerName, state: 'left' }),
+        expect.objectContaining({ participantId: loserName, state: 'active' }),
+      ]),
+    );
+
+    await pane(loser).getByTestId('release').click();
+    await mine(loser, contact).waitFor({ state: 'detached' });
+    // Back in the queue; the agent who transferred it away may not take it again.
+    await item(winner, contact).waitFor();
+    await item(winner, contact).getByTestId('claim').click();
+    await expect
+      .poll(() => winner.getByRole('status').last().textContent())
+      .toContain('not allowed');
+    expect(await mine(winner, contact).count()).toBe(0);
   });
 
   it('an agent who is away sees no queue and cannot claim', async () => {
