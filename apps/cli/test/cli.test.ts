@@ -183,7 +183,9 @@ describe('latchkey start', () => {
 });
 
 describe('latchkey token/send/read', () => {
-  it('chats from two "terminals" and reads the history back', async () => {
+  // Seven `latchkey` processes one after another: each pays Node's start-up, seconds on a busy
+  // 2-core machine, so the budget is the processes', not the default 30 s.
+  it('chats from two "terminals" and reads the history back', { timeout: 120_000 }, async () => {
     const visitor = await token('cli-1', 'visitor-1');
     const agent = await token('cli-1', 'agent-1', 'agent');
     expect(visitor.split('.')).toHaveLength(3);
