@@ -2,13 +2,19 @@
  * The agent queue in Debian's Chromium (playwright-core) against a real relay, key service and
  * web server: two agent consoles race to claim the same waiting contact (exactly one gets it and
  * opens its conversation, the other sees it leave its queue), the winner chats with the visitor,
- * and an agent who is away sees no queue and is refused a claim by the backend.
+ * and an agent who is away sees no queue and is refused a claim by the backend. The screenshot
+ * `test-output/queue.png` (docs/queue.png) is a console with a waiting contact.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEB_ROOT } from '../src/build.ts';
 import { ARGS, CHROMIUM, connected, haveChromium, texts, type } from './_browser.ts';
 import { startWebStack, type WebStack } from './_stack.ts';
 import { adminAuthorization, deriveAdminKey } from '@latchkey/tokens';
+
+const OUT = join(WEB_ROOT, 'test-output');
 
 describe.runIf(haveChromium)('agent queue in Chromium', () => {
   let stack: WebStack;
@@ -154,6 +160,8 @@ describe.runIf(haveChromium)('agent queue in Chromium', () => {
     expect(created.status).toBe(200);
     const contact = created.json.contactId!;
     await item(bob, contact).waitFor();
+    await mkdir(OUT, { recursive: true });
+    await bob.screenshot({ path: join(OUT, 'queue.png') });
 
     await bob.getByTestId('availability').selectOption('away');
     await item(bob, contact).waitFor({ state: 'detached' });

@@ -25,12 +25,13 @@ const QUEUE_CSS = `
 `;
 
 let adopted = false;
+/** A constructed sheet, as styles.ts adopts its own (the pages' CSP allows no inline `<style>`). */
 function adoptQueueStyles(): void {
   if (adopted) return;
   adopted = true;
-  const style = document.createElement('style');
-  style.textContent = QUEUE_CSS;
-  document.head.append(style);
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(QUEUE_CSS);
+  document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
 }
 
 export interface QueueEntryView {
