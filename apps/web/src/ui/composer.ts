@@ -1,7 +1,8 @@
 /**
  * The composer of one conversation (conversation.ts): a labelled textarea
  * (`data-testid="composer"`) and a Send button (`data-testid="send"`). Enter sends, Shift+Enter
- * breaks the line, and nothing is sent while an IME is composing.
+ * breaks the line, and nothing is sent while an IME is composing. Changes of the text are
+ * reported (`onInput`) for the typing indicator.
  */
 import { h, uid } from './dom.ts';
 
@@ -44,6 +45,11 @@ export class Composer {
         submit();
       }
     });
+  }
+
+  /** Calls `listener` with the trimmed text whenever the user changes it (typing indicator). */
+  onInput(listener: (text: string) => void): void {
+    this.#input.addEventListener('input', () => listener(this.text()));
   }
 
   /** Puts a tool (the Attach button) before the text box. */

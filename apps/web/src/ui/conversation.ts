@@ -28,7 +28,8 @@
  *
  * Its parts: conversation-header.ts (title, status, badge), message-list.ts (drawing messages in
  * seq order), composer.ts (the text box), outgoing.ts (own messages on their way),
- * conversation-files.ts (attachments); here the connection loop and what arrives.
+ * conversation-files.ts (attachments), typing.ts and receipts.ts (typing indicator, `data-receipt`
+ * on own messages); here the connection loop and what arrives.
  */
 import {
   LatchkeyClient,
@@ -46,6 +47,7 @@ import { ConversationHeader, type StatusName } from './conversation-header.ts';
 import { h } from './dom.ts';
 import { MessageList, integrityName, type IntegrityName } from './message-list.ts';
 import { Outgoing } from './outgoing.ts';
+import { SignalsView, type SignalClient } from './receipts.ts';
 import type { SessionInfo } from './session.ts';
 
 export type { StatusName } from './conversation-header.ts';
@@ -96,6 +98,7 @@ export class Conversation {
   #composer: Composer;
   #outgoing: Outgoing;
   #files: ConversationFiles;
+  #signals: SignalsView;
 
   #client: ConversationClient | null = null;
   #clientState: ConnectionState = 'idle';
@@ -120,6 +123,10 @@ export class Conversation {
       outbox: opts.outbox,
     });
     this.#files = new ConversationFiles(() => this.#client);
+    const signalClient = (): SignalClient | null => this.#client as SignalClient | null;
+    this.#signals = new SignalsView(this.#list.root, signalClient, () => this.#self?.id ?? null);
+    this.#list.receiptOf = (seq) => this.#signals.receipts.of(seq);
+    this.#composer.onInput((text) => this.#signals.input(text));
     this.#composer.addTool(this.#files.attachments.button);
     this.#composer.addTool(this.#files.attachments.input);
     this.root = h(
@@ -127,6 +134,7 @@ export class Conversation {
       { class: 'lk-conv', 'aria-label': opts.title },
       this.#header.root,
       this.#list.root,
+      this.#signals.typing.root,
       this.#files.uploads.root,
       this.#composer.root,
     );
@@ -153,6 +161,7 @@ export class Conversation {
     window.addEventListener('offline', onOffline);
     this.#unlisten.push(() => window.removeEventListener('online', onOnline));
     this.#unlisten.push(() => window.removeEventListener('offline', onOffline));
+    this.#unlisten.push(this.#signals.listen());
     void this.#run();
   }
 
@@ -219,6 +228,7 @@ export class Conversation {
         client.on('message', (m) => this.#onMessage(m));
         client.on('failed', (f) => this.#onFailed(f));
         client.on('scan', (u) => this.#files.onScan(u));
+        this.#signals.bind(client as SignalClient);
         client.on('epoch', (e) => {
           if (this.#client === client) this.#header.showFingerprint(e.fingerprint, e.epoch);
         });
@@ -308,6 +318,7 @@ export class Conversation {
     const text = this.#composer.text();
     if (text.length === 0 || this.#closed) return;
     this.#composer.clear();
+    this.#signals.sent();
     this.#outgoing.send(text);
   }
 
@@ -341,6 +352,7 @@ export class Conversation {
     });
     this.#list.settle(el, m.seq, m.sentAt);
     this.#list.scroll(m.own);
+    if (!m.own) this.#signals.received(m.seq);
     this.#opts.onActivity?.({ seq: m.seq, sentAt: m.sentAt, own: m.own });
   }
 

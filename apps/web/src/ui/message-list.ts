@@ -98,6 +98,9 @@ export class MessageList {
     );
   }
 
+  /** The receipt (`data-receipt`) of an own message stored at `seq` (receipts.ts). */
+  receiptOf: (seq: number) => string = () => 'sent';
+
   /** Whether something is shown at `seq`. */
   has(seq: number): boolean {
     return this.#shown.has(seq);
@@ -116,6 +119,7 @@ export class MessageList {
       return;
     }
     el.dataset.seq = String(seq);
+    if (el.dataset.own === 'true') el.dataset.receipt = this.receiptOf(seq);
     if (sentAt !== null) this.#setTime(el, sentAt);
     this.setState(el, 'delivered');
     this.#shown.set(seq, el);

@@ -37,6 +37,9 @@ font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--l
 .lk-gap{width:fit-content;margin:0 auto 8px;font-size:12px;color:var(--lk-warn);background:var(--lk-bg);border:1px dashed var(--lk-warn);border-radius:999px;padding:2px 10px}
 .lk-msg[data-state=undecryptable] .lk-text{color:var(--lk-bad);font-style:italic}
 .lk-state[data-state=failed]{color:var(--lk-bad);font-weight:600}
+.lk-msg[data-receipt=delivered] .lk-state::after{content:" · Received"}
+.lk-msg[data-receipt=seen] .lk-state::after{content:" · Seen";color:var(--lk-accent)}
+.lk-typing{margin:0;padding:2px 12px;min-height:1.5em;font-size:12px;font-style:italic;color:var(--lk-muted)}
 .lk-retry{margin-left:4px;font:inherit;font-size:12px;padding:1px 8px;border-radius:6px;border:1px solid var(--lk-bad);color:var(--lk-bad);background:var(--lk-bg);cursor:pointer}
 .lk-composer{display:flex;gap:8px;padding:10px;border-top:1px solid var(--lk-line);background:var(--lk-bg)}
 .lk-sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
