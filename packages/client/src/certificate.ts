@@ -20,7 +20,16 @@ export const CERT_CONTEXT = 'latchkey.v1.cert';
 const SKEW_MS = FRESHNESS.clockSkewMs;
 /** Certificates whose signature checked out, per service key (bounded, oldest dropped first). */
 const MAX_CACHED = 1024;
-const verified = new WeakMap<Uint8Array, Map<string, CertificateBody>>();
+/**
+ * A checked certificate: its body text (the cache is keyed by the signature text alone, so that no
+ * key is built per message; a hit needs the very same body), the parsed body and its session key.
+ */
+interface Checked {
+  text: string;
+  body: CertificateBody;
+  publicKey: Uint8Array;
+}
+const verified = new WeakMap<Uint8Array, Map<string, Checked>>();
 
 export interface VerifiedSender {
   body: CertificateBody;
@@ -38,14 +47,18 @@ export async function signedBody(
   cert: SenderCertificate,
   serviceKey: Uint8Array,
 ): Promise<CertificateBody> {
+  return (await checked(cert, serviceKey)).body;
+}
+
+/** The checked certificate, from the cache or checked now. @throws as {@link signedBody}. */
+async function checked(cert: SenderCertificate, serviceKey: Uint8Array): Promise<Checked> {
   let cache = verified.get(serviceKey);
   if (!cache) {
     cache = new Map();
     verified.set(serviceKey, cache);
   }
-  const id = `${cert.sig}.${cert.body}`;
-  const hit = cache.get(id);
-  if (hit) return hit;
+  const hit = cache.get(cert.sig);
+  if (hit !== undefined && hit.text === cert.body) return hit;
   let bodyBytes: Uint8Array;
   let sig: Uint8Array;
   try {
@@ -64,9 +77,16 @@ export async function signedBody(
   }
   const parsed = CertificateBody.safeParse(json);
   if (!parsed.success) throw fail('certificate body schema');
+  let publicKey: Uint8Array;
+  try {
+    publicKey = fromBase64Url(parsed.data.publicKey);
+  } catch {
+    throw fail('certificate key encoding');
+  }
+  const entry: Checked = { text: cert.body, body: parsed.data, publicKey };
   if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-  cache.set(id, parsed.data);
-  return parsed.data;
+  cache.set(cert.sig, entry);
+  return entry;
 }
 
 /**
@@ -78,7 +98,7 @@ export async function verifyCertificate(
   serviceKey: Uint8Array,
   expected: { contactId: string; senderId: string; sentAt: number; epoch: number },
 ): Promise<VerifiedSender> {
-  const body = await signedBody(cert, serviceKey);
+  const { body, publicKey } = await checked(cert, serviceKey);
   if (body.contactId !== expected.contactId) throw fail('certificate names another contact');
   if (body.participantId !== expected.senderId) throw fail('certificate names another sender');
   if (body.epoch !== expected.epoch) throw fail('certificate issued for another epoch');
@@ -86,5 +106,6 @@ export async function verifyCertificate(
   if (expected.sentAt > body.notAfter || expected.sentAt + SKEW_MS < body.issuedAt) {
     throw fail('message sent outside the certificate validity');
   }
-  return { body, publicKey: fromBase64Url(body.publicKey) };
+  // A copy: the cached key must not change under a caller that writes to what it gets.
+  return { body, publicKey: new Uint8Array(publicKey) };
 }
