@@ -57,7 +57,13 @@ export async function queueRoute(
   const path = url.pathname;
   if (QUEUE.test(path)) {
     if (method === 'GET') {
-      const waiting = await queue.waiting(QUEUE_LIST_LIMIT);
+      const waiting = [];
+      for (const e of await queue.waiting(QUEUE_LIST_LIMIT)) {
+        // A contact closed or expired meanwhile leaves the queue (unknown: nobody joined yet).
+        const info = await contacts.contact(e.contactId, opts.now());
+        if (info && info.state !== 'open') await queue.remove(e.contactId);
+        else waiting.push(e);
+      }
       send(res, 200, { waiting } satisfies QueueResponse);
       return true;
     }

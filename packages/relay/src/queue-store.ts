@@ -29,6 +29,8 @@ export interface QueueStore {
   /** Adds a waiting contact; an existing one (waiting or claimed) is returned unchanged. */
   enqueue(contactId: string, now: number): QueueEntry | Promise<QueueEntry>;
   entry(contactId: string): QueueEntry | null | Promise<QueueEntry | null>;
+  /** Forgets a contact (closed or expired: nobody will claim it). */
+  remove(contactId: string): void | Promise<void>;
   /** Waiting contacts, oldest first. */
   waiting(limit: number): QueueEntry[] | Promise<QueueEntry[]>;
   /** @throws LatchkeyError NOT_FOUND, CONFLICT (claimed), FORBIDDEN (away), QUOTA_EXCEEDED (capacity). */
@@ -184,6 +186,12 @@ export class SqliteQueueStore implements QueueStore {
     return this.#tx(() => {
       const r = this.#row(contactId);
       return r ? toEntry(r) : null;
+    });
+  }
+
+  remove(contactId: string): void {
+    this.#tx(() => {
+      this.#db.prepare('DELETE FROM queue_contacts WHERE contact_id = ?').run(contactId);
     });
   }
 

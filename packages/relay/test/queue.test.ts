@@ -104,6 +104,17 @@ describe('queue: waiting and claiming', () => {
 
     q = QueueResponse.parse((await call('GET', QUEUE_PATHS.queue)).json);
     expect(q.waiting.map((e) => e.contactId)).toEqual(['c-new']);
+    // A closed contact leaves the queue.
+    await enqueue('c-closed');
+    expect(
+      (await post('/admin/v1/contacts/c-closed/invite', { participantId: 's', role: 'supervisor' }))
+        .status,
+    ).toBe(200);
+    expect((await post('/admin/v1/contacts/c-closed/close')).status).toBe(200);
+    q = QueueResponse.parse((await call('GET', QUEUE_PATHS.queue)).json);
+    expect(q.waiting.map((e) => e.contactId)).toEqual(['c-new']);
+    const gone = await post(QUEUE_PATHS.claim('c-closed'), { agentId: 'a0' });
+    expect([gone.status, code(gone)]).toEqual([404, 'NOT_FOUND']);
     // The winner is now an agent of the contact on the relay.
     const info = ContactResponse.parse((await call('GET', `/admin/v1/contacts/c-old`)).json);
     expect(info.contact.participants).toEqual([
