@@ -90,6 +90,21 @@ describe('signals between a visitor and an agent', () => {
     expect(atVisitor.seen).toHaveLength(2);
   });
 
+  it('drops a signal sent longer ago than 30 s (its sender clock behind)', async () => {
+    const agent = await stack.client(await stack.token('c-old', 'a1', 'agent'));
+    const atAgent = events(agent);
+    const late = await stack.client(await stack.token('c-old', 'v1', 'visitor'), {
+      now: () => Date.now() - SIGNAL_LIMITS.maxAgeMs - 5_000,
+    });
+    late.typing('start');
+    await until(() => agent.signalsDropped === 1, 5000, 'old signal dropped');
+    const fresh = await stack.client(await stack.token('c-old', 'v2', 'visitor'));
+    fresh.typing('start');
+    await until(() => atAgent.typing.length === 1, 5000, 'fresh signal');
+    expect(atAgent.typing[0]?.participantId).toBe('v2');
+    expect(agent.signalsDropped).toBe(1);
+  });
+
   it('drops a captured signal sent by another member, replayed, or altered', async () => {
     const visitor = await stack.client(await stack.token('c-evil', 'v1', 'visitor'));
     const agent = await stack.client(await stack.token('c-evil', 'a1', 'agent'));
