@@ -1,10 +1,12 @@
 /**
  * Signals at the relay (signals.ts, docs/protocol.md "Signals: typing and seen"), over real
  * sockets on 127.0.0.1 and a real SQLite file: forwarded to the other joined members only (not
- * back to the sending connection), across relays sharing a fan-out, never stored; refused for a
+ * back to the sending connection), across relays sharing a fan-out (in-process, and Redis when
+ * redis-server is installed), never stored; refused for a
  * scanner, before join, over the size limit, over the rate (RATE_LIMITED, connection open), and
  * from a kicked participant.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +22,36 @@ import {
   type Relay,
   type RelayOptions,
 } from '../src/index.ts';
+import { RedisFanout } from '../src/redis-fanout.ts';
 import { SECRET, TestClient, token } from './_helpers.ts';
+import { freePort } from './_services.ts';
+
+const haveRedis = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+
+/** A throwaway redis-server on 127.0.0.1 (no persistence); resolves once it accepts connections. */
+async function redisServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('Ready to accept connections')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
 
 let dir: string;
 let dbPath: string;
@@ -121,6 +152,28 @@ describe('relay: signals', () => {
     const signal = fakeSignal();
     v.send({ v: 1, type: 'signal', signal });
     expect(await a.next('signal')).toMatchObject({ from: 'v', signal });
+  });
+
+  it.runIf(haveRedis)('reach members connected to another relay through Redis', async () => {
+    const redis = await redisServer();
+    const fanoutOne = new RedisFanout({ url: redis.url });
+    const fanoutTwo = new RedisFanout({ url: redis.url });
+    try {
+      const one = await start({ fanout: fanoutOne });
+      const two = await start({ fanout: fanoutTwo });
+      const v = await member(one, 'v');
+      const a = await member(two, 'a', 'agent');
+      const signal = fakeSignal();
+      v.send({ v: 1, type: 'signal', signal });
+      expect(await a.next('signal', 5000)).toEqual({ v: 1, type: 'signal', from: 'v', signal });
+      await settle(v);
+      expect(v.frames.filter((f) => f.type === 'signal')).toEqual([]);
+    } finally {
+      for (const c of clients.splice(0)) c.ws.terminate();
+      for (const r of relays.splice(0)) await r.close();
+      await Promise.all([fanoutOne.close(), fanoutTwo.close()]);
+      await redis.stop();
+    }
   });
 
   it('are refused from a scanner, before join, and over the size limit', async () => {
