@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { assertSecureListener } from '@latchkey/protocol';
 import {
   createRelay,
+  SqliteQueueStore,
   type Quota,
   WebhookService,
   type Fanout,
@@ -152,8 +153,20 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
     await Promise.allSettled([store?.close(), fanout?.close()]);
     throw err;
   }
-  const closeBackends = async (): Promise<void> => {
+  // The agent queue (docs/admin-api.md "Queue"): in `<dataDir>/relay/queue.db` for a relay on
+  // SQLite; relays sharing PostgreSQL have no shared queue store yet (each keeps one in memory).
+  let queue: SqliteQueueStore | undefined;
+  try {
+    queue =
+      opts.storeUrl === undefined
+        ? new SqliteQueueStore({ path: join(dir, 'queue.db') })
+        : undefined;
+  } catch (err) {
     await Promise.allSettled([store?.close(), fanout?.close(), webhooks.close()]);
+    throw err;
+  }
+  const closeBackends = async (): Promise<void> => {
+    await Promise.allSettled([store?.close(), fanout?.close(), webhooks.close(), queue?.close()]);
   };
   try {
     // A shared outbox checks its key here: a relay with another key file does not start.
@@ -177,6 +190,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RunningRelay>
       // Unset: LATCHKEY_RELAY_QUOTA_* (as `latchkey start` runs it), else the defaults.
       quota: opts.quota ?? quotaSettings({}, process.env),
       files: opts.files ?? fileSettings({}, process.env),
+      ...(queue ? { queue } : {}),
       ...(opts.adminIpAllowlist === undefined ? {} : { adminIpAllowlist: opts.adminIpAllowlist }),
     });
   } catch (err) {

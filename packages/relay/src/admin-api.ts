@@ -38,6 +38,8 @@ import { readJson, send } from './http-json.ts';
 import { webhookRoute } from './webhooks-api.ts';
 import { queueRoute } from './queue-api.ts';
 import { SqliteQueueStore, type QueueStore } from './queue-store.ts';
+import type { Moderation } from './moderation.ts';
+import type { RelayConfig, RelayOptions } from './options.ts';
 
 export interface AdminApiOptions {
   contacts: ContactStore;
@@ -224,4 +226,28 @@ export function createAdminApi(opts: AdminApiOptions): AdminApi {
       return true;
     },
   };
+}
+
+/**
+ * The relay's admin API over its configuration (relay.ts), or none when no admin key is set:
+ * kicks and expiry changes go through moderation, shreds when the store has a shredder.
+ */
+export function relayAdminApi(
+  config: RelayConfig,
+  opts: RelayOptions,
+  moderation: Pick<Moderation, 'kicked' | 'sweepExpired' | 'shred'>,
+): AdminApi | undefined {
+  if (config.adminKeys.length === 0) return undefined;
+  return createAdminApi({
+    contacts: config.contacts,
+    keys: config.adminKeys,
+    ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
+    policy: config.policy,
+    log: config.log,
+    onKick: (contactId, participantId) => moderation.kicked(contactId, participantId),
+    onExpiryChanged: () => moderation.sweepExpired(),
+    ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
+    ...(config.shredder ? { onShred: (id: string) => moderation.shred(id) } : {}),
+    ...(opts.queue ? { queue: opts.queue } : {}),
+  });
 }

@@ -42,6 +42,7 @@ export {
   type RetentionHook,
 } from './contacts.ts';
 export { createAdminApi, type AdminApi, type AdminApiOptions } from './admin-api.ts';
+export { SqliteQueueStore, type QueueStore } from './queue-store.ts';
 export { sqliteShredder, deleteCiphertext, type CiphertextShredder } from './shred.ts';
 export { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
 export {

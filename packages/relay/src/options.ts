@@ -30,6 +30,7 @@ import type { MessageStore } from './message-store.ts';
 import { SqliteMessageStore } from './store.ts';
 import type { BlobStore } from './files/blob-store.ts';
 import { resolveFileLimits, type FileLimits, type FileOptions } from './files/config.ts';
+import type { QueueStore } from './queue-store.ts';
 import { DirBlobStore } from './files/dir-blob-store.ts';
 import { isFileMetaRunner, type FileMetaRunner } from './files/meta.ts';
 
@@ -125,6 +126,11 @@ export interface RelayOptions {
    * turns it off.
    */
   files?: FileOptions | false;
+  /**
+   * The agent queue's store (queue-store.ts; docs/admin-api.md "Queue"). Default: one in memory,
+   * lost on restart; `startRelay` keeps it in `relay/queue.db`.
+   */
+  queue?: QueueStore;
 }
 
 /** Default of RelayOptions.maxConnections. */

@@ -29,7 +29,7 @@ import {
   WS_CLOSE_GOING_AWAY,
   type ErrorCode,
 } from '@latchkey/protocol';
-import { createAdminApi } from './admin-api.ts';
+import { relayAdminApi } from './admin-api.ts';
 import { createFileService, type FileService } from './files/service.ts';
 import { Admission } from './admission.ts';
 import { Connection } from './connection.ts';
@@ -171,20 +171,7 @@ export function createRelay(opts: RelayOptions): Relay {
     metrics,
     closing: () => closing,
   });
-  const admin =
-    config.adminKeys.length === 0
-      ? undefined
-      : createAdminApi({
-          contacts,
-          keys: config.adminKeys,
-          ...(opts.adminIpAllowlist === undefined ? {} : { ipAllowlist: opts.adminIpAllowlist }),
-          policy: config.policy,
-          log,
-          onKick: (contactId, participantId) => moderation.kicked(contactId, participantId),
-          onExpiryChanged: () => moderation.sweepExpired(),
-          ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
-          ...(config.shredder ? { onShred: (id: string) => moderation.shred(id) } : {}),
-        });
+  const admin = relayAdminApi(config, opts, moderation);
   const ops = createOpsEndpoints({
     metrics,
     connections: () => conns.size,
