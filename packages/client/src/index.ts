@@ -38,3 +38,4 @@ export {
 } from './transcript.ts';
 export { cryptoHeader } from './open.ts';
 export { KeyReceiver, type KeyDeliveryMode } from './key-delivery.ts';
+export type { TypingEvent, SeenEvent, ReceiptKind } from './signals.ts';

@@ -62,6 +62,7 @@ describe('the node entries', () => {
         './mac',
         './random',
         './sign',
+        './signal',
         './transcript',
         './wrap',
       ].sort(),
