@@ -123,7 +123,7 @@ async function* plaintext(
   let pending = new Uint8Array(HEADER_SIZE);
   let have = 0;
   let done = 0;
-  const nextOffset = (): number => (dec ? HEADER_SIZE + k * CHUNK_CT : 0) + (dec ? 0 : 0);
+  const nextOffset = (): number => (dec ? HEADER_SIZE + k * CHUNK_CT : 0);
   opts.onProgress?.(0, part.size);
   // A resumed read starts at the chunk being filled: what was half-received is dropped.
   const source = ciphertext(
