@@ -229,6 +229,19 @@ describe.runIf(haveChromium)('attachments in Chromium', () => {
       visitor.waitForEvent('filechooser'),
       visitor.getByTestId('attach').click(),
     ]);
+    // The second upload request is held until Cancel is clicked: on a quiet machine the whole
+    // file would otherwise be stored before the click (a race, not a cancel).
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let patches = 0;
+    await visitor.route('**/v1/files/**', async (route) => {
+      if (route.request().method() === 'PATCH' && ++patches >= 2) {
+        await gate;
+        await route.abort().catch(() => undefined);
+        return;
+      }
+      await route.continue();
+    });
     await chooser.setFiles(big);
     const bar = visitor.getByTestId('upload-progress');
     await expect
@@ -238,7 +251,10 @@ describe.runIf(haveChromium)('attachments in Chromium', () => {
       })
       .toBeGreaterThan(0);
     await bar.getByRole('button', { name: 'Cancel upload of big.bin' }).click();
+    release();
     await expect.poll(() => bar.count(), { timeout: 15_000 }).toBe(0);
+    await visitor.unroute('**/v1/files/**');
+    expect(patches).toBe(2);
     // No error for a cancel, and the next message follows the last file directly.
     expect(await visitor.getByTestId('upload-error').count()).toBe(0);
     await type(visitor, 'after the cancelled upload');
