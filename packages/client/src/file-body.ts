@@ -46,3 +46,10 @@ export function roleMaySend(role: Role, body: MessageBody): boolean {
   if (role === 'supervisor') return false;
   return body.type !== 'verdict';
 }
+
+/** Lower-case hex, as a file message states its SHA-256. */
+export function hexOf(bytes: Uint8Array): string {
+  let out = '';
+  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  return out;
+}

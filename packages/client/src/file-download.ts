@@ -15,6 +15,7 @@ import {
 } from '@latchkey/crypto/chunked';
 import { createSha256 } from '@latchkey/crypto/hash';
 import { LatchkeyError } from '@latchkey/protocol';
+import { hexOf } from './file-body.ts';
 import { fileLink, type FileHttp } from './file-http.ts';
 import type { FetchLike } from './key-service.ts';
 
@@ -38,12 +39,6 @@ const MAX_RESUMES = 4;
 
 function decryptFailed(why: string): LatchkeyError {
   return new LatchkeyError('DECRYPT_FAILED', 'file could not be decrypted', { detail: why });
-}
-
-function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += b.toString(16).padStart(2, '0');
-  return out;
 }
 
 /** Reads the ciphertext from `from` to the end, resuming at most MAX_RESUMES times. */
@@ -174,7 +169,7 @@ async function* plaintext(
     if (k > lastChunk) break;
   }
   if (k <= lastChunk) throw decryptFailed('truncated');
-  if (done !== part.size || toHex(hash.digest()) !== part.sha256) throw decryptFailed('digest');
+  if (done !== part.size || hexOf(hash.digest()) !== part.sha256) throw decryptFailed('digest');
 }
 
 /** A stream of the verified plaintext of `part`; cancelling it stops the download. */

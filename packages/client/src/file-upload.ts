@@ -14,6 +14,7 @@ import {
 } from '@latchkey/crypto/chunked';
 import { createSha256 } from '@latchkey/crypto/hash';
 import { FILE_LIMITS, LatchkeyError, backoffDelay } from '@latchkey/protocol';
+import { hexOf } from './file-body.ts';
 import { appendUpload, createUpload, uploadState, type FileHttp } from './file-http.ts';
 
 /** Something readable at any offset: a browser Blob/File, or a Node file handle's wrapper. */
@@ -169,11 +170,5 @@ export async function uploadPart(
   // Every chunk was read once at least, in order, so the hash covers the whole file.
   while (hashed <= lastChunk) await sealChunk(hashed);
   opts.onProgress?.(size, size);
-  return { blob: state.blob, sha256: toHex(hash.digest()), size };
-}
-
-function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += b.toString(16).padStart(2, '0');
-  return out;
+  return { blob: state.blob, sha256: hexOf(hash.digest()), size };
 }
