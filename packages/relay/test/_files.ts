@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import type { Role } from '@latchkey/protocol';
 import { createRelay, type Relay, type RelayOptions } from '../src/index.ts';
 import { SECRET, token } from './_helpers.ts';
@@ -48,6 +49,28 @@ export async function removeDir(dir: string): Promise<void> {
 }
 
 /** A participant of a contact calling the file API. */
+/**
+ * A `start` for one test file: each relay it starts (in a new directory, or in `dir` again to
+ * restart on the same data) is closed after each test, then its directories removed.
+ */
+export function fileRelays(): (
+  over?: Parameters<typeof startFileRelay>[0],
+  dir?: string,
+) => Promise<FileRelay> {
+  const running: FileRelay[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((r) => r.close()));
+    await Promise.all(dirs.splice(0).map(removeDir));
+  });
+  return async (over = {}, dir) => {
+    const r = await startFileRelay(over, dir);
+    running.push(r);
+    if (!dirs.includes(r.dir)) dirs.push(r.dir);
+    return r;
+  };
+}
+
 export class Caller {
   constructor(
     readonly http: string,

@@ -6,31 +6,11 @@
  * allowlist.
  */
 import { request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  Caller,
-  errorCode,
-  randomData,
-  removeDir,
-  startFileRelay,
-  type FileRelay,
-} from './_files.ts';
+import { describe, expect, it } from 'vitest';
+import { Caller, errorCode, randomData, fileRelays } from './_files.ts';
 import { token } from './_helpers.ts';
 
-const running: FileRelay[] = [];
-
-async function start(over: Parameters<typeof startFileRelay>[0] = {}): Promise<FileRelay> {
-  const r = await startFileRelay(over);
-  running.push(r);
-  return r;
-}
-
-afterEach(async () => {
-  for (const r of running.splice(0)) {
-    await r.close();
-    await removeDir(r.dir);
-  }
-});
+const start = fileRelays();
 
 /** A raw request (no fetch normalisation): status and body. */
 function raw(

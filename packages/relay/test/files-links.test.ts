@@ -10,34 +10,14 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileLink } from '@latchkey/protocol';
 import { adminAuthorization, deriveAdminKey } from '@latchkey/tokens';
 import { capabilityKey, signCapability } from '../src/files/capability.ts';
-import {
-  Caller,
-  errorCode,
-  randomData,
-  removeDir,
-  startFileRelay,
-  type FileRelay,
-} from './_files.ts';
+import { Caller, errorCode, randomData, fileRelays, type startFileRelay } from './_files.ts';
 import { SECRET } from './_helpers.ts';
 
-const running: FileRelay[] = [];
-
-async function start(over: Parameters<typeof startFileRelay>[0] = {}): Promise<FileRelay> {
-  const r = await startFileRelay(over);
-  running.push(r);
-  return r;
-}
-
-afterEach(async () => {
-  for (const r of running.splice(0)) {
-    await r.close();
-    await removeDir(r.dir);
-  }
-});
+const start = fileRelays();
 
 const blobRows = (db: string): number => {
   const d = new Database(db, { readonly: true });

@@ -8,35 +8,12 @@
 import { request } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UploadState } from '@latchkey/protocol';
-import {
-  Caller,
-  errorCode,
-  randomData,
-  removeDir,
-  startFileRelay,
-  type FileRelay,
-} from './_files.ts';
+import { Caller, errorCode, randomData, fileRelays } from './_files.ts';
 import { token } from './_helpers.ts';
 
-const running: FileRelay[] = [];
-const dirs: string[] = [];
-
-async function start(
-  over: Parameters<typeof startFileRelay>[0] = {},
-  dir?: string,
-): Promise<FileRelay> {
-  const r = await startFileRelay(over, dir);
-  running.push(r);
-  if (!dirs.includes(r.dir)) dirs.push(r.dir);
-  return r;
-}
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.close()));
-  await Promise.all(dirs.splice(0).map(removeDir));
-});
+const start = fileRelays();
 
 /** Polls `check` until it returns a value (every 20 ms, 5 s at most). */
 async function until<T>(check: () => Promise<T | undefined>): Promise<T> {
@@ -260,8 +237,7 @@ describe('uploads', () => {
     const v = new Caller(first.http, 'c1', 'v1');
     const data = randomData(50_000);
     const blob = await v.upload(data, 20_000);
-    await first.close();
-    running.splice(running.indexOf(first), 1);
+    await first.close(); // idempotent: closing it again after the test does nothing
     const second = await start({}, first.dir);
     const again = new Caller(second.http, 'c1', 'v1');
     const state = UploadState.parse(await (await again.state(blob)).json());
